@@ -1,0 +1,212 @@
+//! Data set probing: sample counts and feature shapes read from file headers (or by
+//! counting CSV rows), so shapes and batch counts are checked before any compute.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::diag::Diagnostic;
+use crate::parse::{ParsedPipeline, Seg};
+use crate::spec::{DatasetSpec, SourceSpec, SplitName, SplitSpec};
+
+/// What the checks know about a data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInfo {
+    /// Per-sample feature shape as stored.
+    pub shape: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Samples in each split that exists.
+    pub splits: BTreeMap<SplitName, usize>,
+}
+
+struct Probe {
+    samples: usize,
+    shape: Vec<usize>,
+    classes: usize,
+}
+
+/// Probes every data set; unreadable sources become diagnostics.
+pub(super) fn probe_all(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) -> BTreeMap<String, DatasetInfo> {
+    let mut infos = BTreeMap::new();
+    for (name, spec) in &parsed.pipeline.datasets {
+        let base = vec![Seg::Key("datasets".into()), Seg::Key(name.clone())];
+        if let Some(info) = probe_dataset(parsed, spec, &base, diagnostics) {
+            infos.insert(name.clone(), info);
+        }
+    }
+    infos
+}
+
+fn probe_dataset(parsed: &ParsedPipeline, spec: &DatasetSpec, base: &[Seg], diagnostics: &mut Vec<Diagnostic>) -> Option<DatasetInfo> {
+    let mut source_path = base.to_vec();
+    source_path.push(Seg::Key("source".into()));
+    let main = probe_source(parsed, &spec.source, &source_path, diagnostics)?;
+    let mut splits = BTreeMap::new();
+    match &spec.split {
+        SplitSpec::Fraction(f) => {
+            let sizes = split_sizes(main.samples, f.train, f.val, f.test);
+            for (name, n) in [(SplitName::Train, sizes[0]), (SplitName::Val, sizes[1]), (SplitName::Test, sizes[2])] {
+                if n > 0 {
+                    splits.insert(name, n);
+                }
+            }
+        }
+        SplitSpec::Files(files) => {
+            splits.insert(SplitName::Train, main.samples);
+            for (name, source) in [(SplitName::Val, &files.val), (SplitName::Test, &files.test)] {
+                let Some(source) = source else { continue };
+                let mut path = base.to_vec();
+                path.extend([Seg::Key("split".into()), Seg::Key(name.as_str().into())]);
+                let probe = probe_source(parsed, source, &path, diagnostics)?;
+                if probe.shape.iter().product::<usize>() != main.shape.iter().product::<usize>() {
+                    diagnostics.push(
+                        Diagnostic::new("shape-mismatch", format!("the {} split's samples have a different shape than the train split's", name.as_str()))
+                            .at(parsed.span(&path), "this source")
+                            .expected_found(format!("{:?}", main.shape), format!("{:?}", probe.shape))
+                            .hint("all splits of a data set must have the same feature shape"),
+                    );
+                }
+                splits.insert(name, probe.samples);
+            }
+        }
+    }
+    Some(DatasetInfo { shape: main.shape, classes: main.classes, splits })
+}
+
+fn probe_source(parsed: &ParsedPipeline, source: &SourceSpec, at: &[Seg], diagnostics: &mut Vec<Diagnostic>) -> Option<Probe> {
+    let field = |name: &str| {
+        let mut p = at.to_vec();
+        p.push(Seg::Key(name.into()));
+        p
+    };
+    let result = match source {
+        SourceSpec::Csv(csv) => probe_csv(&parsed.base_dir.join(&csv.path), csv.header).map_err(|e| (field("path"), e)).and_then(|(rows, cols)| {
+            let width = csv.features.end.saturating_sub(csv.features.start);
+            if csv.features.end > cols || csv.label >= cols {
+                return Err((field("features"), format!("the file has {cols} columns, but features are columns {}..{} and the label is column {}", csv.features.start, csv.features.end, csv.label)));
+            }
+            let shape = csv.shape.clone().unwrap_or(vec![width]);
+            if shape.iter().product::<usize>() != width {
+                return Err((field("shape"), format!("shape {shape:?} holds {} values but {width} feature columns are selected", shape.iter().product::<usize>())));
+            }
+            Ok(Probe { samples: rows, shape, classes: csv.classes })
+        }),
+        SourceSpec::Idx(idx) => {
+            let images = read_idx_header(&parsed.base_dir.join(&idx.images)).map_err(|e| (field("images"), e));
+            let labels = read_idx_header(&parsed.base_dir.join(&idx.labels)).map_err(|e| (field("labels"), e));
+            match (images, labels) {
+                (Ok(img), Ok(lab)) if img.first() == lab.first() && img.len() >= 2 => {
+                    let mut shape = vec![1];
+                    shape.extend_from_slice(&img[1..]);
+                    Ok(Probe { samples: img[0], shape, classes: idx.classes })
+                }
+                (Ok(img), Ok(lab)) => Err((field("labels"), format!("the images file holds {} samples but the labels file {}", img.first().unwrap_or(&0), lab.first().unwrap_or(&0)))),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        SourceSpec::Npy(npy) => {
+            let features = read_npy_shape(&parsed.base_dir.join(&npy.features)).map_err(|e| (field("features"), e));
+            let labels = read_npy_shape(&parsed.base_dir.join(&npy.labels)).map_err(|e| (field("labels"), e));
+            match (features, labels) {
+                (Ok(f), Ok(l)) if !f.is_empty() && l.first() == f.first() => {
+                    Ok(Probe { samples: f[0], shape: f[1..].to_vec(), classes: npy.classes })
+                }
+                (Ok(f), Ok(l)) => Err((field("labels"), format!("features have shape {f:?} but labels {l:?}; the first dimensions must agree"))),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        SourceSpec::Synthetic(s) => Ok(Probe { samples: s.samples, shape: s.shape.clone(), classes: s.classes }),
+    };
+    match result {
+        Ok(probe) => Some(probe),
+        Err((path, message)) => {
+            diagnostics.push(
+                Diagnostic::new("bad-data-source", message.clone())
+                    .at(parsed.span(&path), "while reading this")
+                    .hint("paths are relative to the pipeline file; check the file exists and is complete"),
+            );
+            None
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Box<dyn Read>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::GzDecoder::new(file)))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+fn probe_csv(path: &Path, header: bool) -> Result<(usize, usize), String> {
+    let reader = BufReader::new(open(path)?);
+    let mut rows = 0;
+    let mut cols = 0;
+    for line in reader.lines() {
+        let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if cols == 0 {
+            cols = line.split(',').count();
+        }
+        rows += 1;
+    }
+    let rows = rows - usize::from(header && rows > 0);
+    if rows == 0 {
+        return Err(format!("`{}` holds no samples", path.display()));
+    }
+    Ok((rows, cols))
+}
+
+fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
+    let mut reader = open(path)?;
+    let mut magic = [0u8; 4];
+    reader.read_exact(&mut magic).map_err(|_| format!("`{}` is too short for an IDX header", path.display()))?;
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != 8 || magic[3] == 0 {
+        return Err(format!("`{}` is not an IDX file of u8 values (magic {magic:02x?})", path.display()));
+    }
+    let mut dims = Vec::new();
+    for _ in 0..magic[3] {
+        let mut d = [0u8; 4];
+        reader.read_exact(&mut d).map_err(|_| format!("`{}` is truncated inside its IDX header", path.display()))?;
+        dims.push(u32::from_be_bytes(d) as usize);
+    }
+    Ok(dims)
+}
+
+fn read_npy_shape(path: &Path) -> Result<Vec<usize>, String> {
+    let mut reader = open(path)?;
+    let mut head = [0u8; 10];
+    reader.read_exact(&mut head).map_err(|_| format!("`{}` is too short for an npy header", path.display()))?;
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(format!("`{}` is not an npy file", path.display()));
+    }
+    let len = u16::from_le_bytes([head[8], head[9]]) as usize;
+    let mut header = vec![0u8; len];
+    reader.read_exact(&mut header).map_err(|_| format!("`{}` is truncated inside its npy header", path.display()))?;
+    let header = String::from_utf8_lossy(&header);
+    let shape = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|rest| rest.split_once('(')?.1.split_once(')').map(|(inner, _)| inner.to_string()))
+        .ok_or_else(|| format!("`{}` has no shape in its npy header", path.display()))?;
+    shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("`{}` has a malformed npy shape", path.display())))
+        .collect()
+}
+
+/// Samples per split for fractions of `n`, as scikit-learn rounds them: held-out splits
+/// round up, train rounds down.
+pub fn split_sizes(n: usize, train: f64, val: f64, test: f64) -> [usize; 3] {
+    let test = ((n as f64 * test).ceil() as usize).min(n);
+    let val = ((n as f64 * val).ceil() as usize).min(n - test);
+    let train = ((n as f64 * train).floor() as usize).min(n - test - val);
+    [train, val, test]
+}

@@ -1,0 +1,49 @@
+//! Check: a parsed pipeline to a checked graph with inferred shapes, or every problem
+//! found, located. Each pass is a small function over the graph.
+
+mod callbacks;
+mod data;
+mod graph;
+mod hyper;
+mod shapes;
+
+pub use data::DatasetInfo;
+pub use graph::{Edge, PortType, StageGraph};
+pub use shapes::ModelShapes;
+
+use std::collections::BTreeMap;
+
+use crate::diag::Diagnostic;
+use crate::parse::ParsedPipeline;
+
+/// A pipeline that passed every check, with what the checks learned.
+#[derive(Debug, Clone)]
+pub struct CheckedPipeline {
+    /// The parsed pipeline.
+    pub parsed: ParsedPipeline,
+    /// The stage graph.
+    pub graph: StageGraph,
+    /// Shapes through each model.
+    pub models: BTreeMap<String, ModelShapes>,
+    /// Sizes and shapes of each data set.
+    pub datasets: BTreeMap<String, DatasetInfo>,
+}
+
+/// Builds the stage graph and runs every check, collecting all problems.
+pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let graph = graph::build(&parsed, &mut diagnostics);
+    hyper::check(&parsed, &mut diagnostics);
+    let datasets = data::probe_all(&parsed, &mut diagnostics);
+    let models = shapes::check(&parsed, &graph, &datasets, &mut diagnostics);
+    graph::check_flow(&parsed, &graph, &mut diagnostics);
+    hyper::check_accumulation(&parsed, &datasets, &mut diagnostics);
+    callbacks::check(&parsed, &graph, &mut diagnostics);
+    diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
+    diagnostics.dedup();
+    if diagnostics.is_empty() {
+        Ok(CheckedPipeline { parsed, graph, models, datasets })
+    } else {
+        Err(diagnostics)
+    }
+}

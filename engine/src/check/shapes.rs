@@ -1,0 +1,239 @@
+//! Shape inference: through every model's layers, and across the edges that connect
+//! data, models and losses.
+
+use std::collections::BTreeMap;
+
+use ops::layer::LayerSpec;
+
+use crate::diag::Diagnostic;
+use crate::parse::{ParsedPipeline, Seg};
+use crate::spec::{LossFn, Stage};
+
+use super::graph::{StageGraph, field_path};
+use super::DatasetInfo;
+
+/// The shapes through one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelShapes {
+    /// Declared per-sample input shape.
+    pub input: Vec<usize>,
+    /// One entry per layer.
+    pub layers: Vec<LayerShape>,
+}
+
+impl ModelShapes {
+    /// Per-sample output shape of the model.
+    pub fn output(&self) -> &[usize] {
+        self.layers.last().map_or(&self.input, |l| &l.output)
+    }
+
+    /// Total learnable parameters.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(|l| l.params.iter().map(|p| p.1.iter().product::<usize>()).sum::<usize>()).sum()
+    }
+}
+
+/// One layer's shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerShape {
+    /// The layer as written, e.g. `linear(out=100)`.
+    pub describe: String,
+    /// Op kind.
+    pub kind: &'static str,
+    /// Per-sample output shape.
+    pub output: Vec<usize>,
+    /// Parameter names and shapes.
+    pub params: Vec<(&'static str, Vec<usize>)>,
+    /// Forward FLOPs per sample.
+    pub flops: u64,
+}
+
+/// `linear(out=100)`: a layer spec in one short line.
+pub fn describe_layer(layer: &LayerSpec) -> String {
+    match serde_json::to_value(layer) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .map(|(name, attrs)| {
+                let args = match attrs {
+                    serde_json::Value::Object(a) => a
+                        .into_iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => other.to_string(),
+                };
+                format!("{name}({args})")
+            })
+            .collect(),
+        _ => "?".into(),
+    }
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+pub(super) fn check(
+    parsed: &ParsedPipeline,
+    graph: &StageGraph,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    out: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, ModelShapes> {
+    let mut models = BTreeMap::new();
+    for (name, model) in &parsed.pipeline.models {
+        let base = vec![Seg::Key("models".into()), Seg::Key(name.clone())];
+        if model.input.is_empty() || model.input.contains(&0) {
+            out.push(
+                Diagnostic::new("invalid-shape", format!("model `{name}` has input shape {:?}", model.input))
+                    .at(parsed.span(&[base.clone(), vec![Seg::Key("input".into())]].concat()), "every dimension must be > 0")
+                    .expected_found("a non-empty shape of positive sizes, e.g. [64] or [1, 28, 28]", format!("{:?}", model.input))
+                    .hint("declare the per-sample shape, without the batch dimension"),
+            );
+            continue;
+        }
+        let mut shape = model.input.clone();
+        let mut layers = Vec::new();
+        let mut ok = true;
+        for (i, layer) in model.layers.iter().enumerate() {
+            let path = [base.clone(), vec![Seg::Key("layers".into()), Seg::Index(i)]].concat();
+            let op = layer.build();
+            if let Err(message) = op.check_attrs() {
+                out.push(
+                    Diagnostic::new("invalid-hyperparameter", format!("layer {i} ({}) of model `{name}`: {message}", op.kind()))
+                        .at(parsed.span(&path), message.clone())
+                        .hint("see docs/pipeline.md for the layer's valid values"),
+                );
+                ok = false;
+            }
+            match op.output_shape(&shape) {
+                Ok(next) => {
+                    layers.push(LayerShape {
+                        describe: describe_layer(layer),
+                        kind: op.kind(),
+                        params: op.params(&shape).into_iter().map(|p| (p.name, p.shape)).collect(),
+                        flops: op.forward_flops(&shape),
+                        output: next.clone(),
+                    });
+                    shape = next;
+                }
+                Err(err) => {
+                    let previous = if i == 0 { "the model input".to_string() } else { format!("layer {} ({})", i - 1, layers.last().map_or("?", |l: &LayerShape| l.kind)) };
+                    out.push(
+                        Diagnostic::new("shape-mismatch", format!("layer {i} of model `{name}`: {err}"))
+                            .at(parsed.span(&path), format!("input here is {:?}", err.found))
+                            .expected_found(err.expected.clone(), format!("{:?} from {previous}", err.found))
+                            .hint(shape_hint(op.kind())),
+                    );
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            models.insert(name.clone(), ModelShapes { input: model.input.clone(), layers });
+        }
+    }
+    check_edges(parsed, graph, datasets, &models, out);
+    models
+}
+
+fn shape_hint(kind: &str) -> &'static str {
+    match kind {
+        "linear" | "layer_norm" => "insert `- flatten` before it, or fix the model's `input` shape",
+        "conv2d" | "max_pool2d" | "avg_pool2d" => "declare the input as [channels, height, width], e.g. [1, 28, 28], and keep the spatial size >= the kernel",
+        _ => "check the shapes the previous layers produce (`engine plan` prints them)",
+    }
+}
+
+/// Per-sample shape of a stage output, when known.
+fn port_shape(
+    parsed: &ParsedPipeline,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    models: &BTreeMap<String, ModelShapes>,
+    stage: usize,
+    port: &str,
+) -> Option<Vec<usize>> {
+    match (&parsed.pipeline.stages[stage], port) {
+        (Stage::Load(l), "features") => datasets.get(&l.dataset).map(|d| d.shape.clone()),
+        (Stage::Load(_), "labels") => Some(vec![]),
+        (Stage::Forward(f), _) => models.get(&f.model).map(|m| m.output().to_vec()),
+        _ => None,
+    }
+}
+
+fn check_edges(
+    parsed: &ParsedPipeline,
+    graph: &StageGraph,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    models: &BTreeMap<String, ModelShapes>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
+        match stage {
+            Stage::Forward(f) => {
+                let Some(model) = models.get(&f.model) else { continue };
+                let Some((src, port)) = graph.source_of(i, "input") else { continue };
+                let Some(found) = port_shape(parsed, datasets, models, src, &port) else { continue };
+                if numel(&found) != numel(&model.input) {
+                    out.push(
+                        Diagnostic::new(
+                            "shape-mismatch",
+                            format!("model `{}` expects input {:?} ({} values) but `{}` is {found:?} ({} values)", f.model, model.input, numel(&model.input), f.input, numel(&found)),
+                        )
+                        .at(parsed.span(&field_path(i, "input")), format!("this is {found:?}"))
+                        .stage(stage.id())
+                        .expected_found(format!("{:?} per sample", model.input), format!("{found:?} per sample"))
+                        .hint(format!("set `models.{}.input` to {found:?} (a first layer then sees that shape)", f.model)),
+                    );
+                }
+            }
+            Stage::Loss(l) => {
+                let Some((src, port)) = graph.source_of(i, "logits") else { continue };
+                let Some(logits) = port_shape(parsed, datasets, models, src, &port) else { continue };
+                let classes = graph
+                    .source_of(i, "target")
+                    .and_then(|(t, _)| match &parsed.pipeline.stages[t] {
+                        Stage::Load(load) => datasets.get(&load.dataset).map(|d| d.classes),
+                        _ => None,
+                    });
+                let Some(classes) = classes else { continue };
+                if logits != [classes] {
+                    let what = match l.function {
+                        LossFn::CrossEntropy => "cross_entropy needs one logit per class",
+                        LossFn::Mse => "mse compares outputs with one-hot targets, one value per class",
+                    };
+                    out.push(
+                        Diagnostic::new("shape-mismatch", format!("{what}: expected [{classes}] but `{}` is {logits:?}", l.logits))
+                            .at(parsed.span(&field_path(i, "logits")), format!("this is {logits:?}"))
+                            .stage(stage.id())
+                            .expected_found(format!("[{classes}] ({classes} classes in the target's data set)"), format!("{logits:?}"))
+                            .hint(format!("end the model with `- linear: {{out: {classes}}}`")),
+                    );
+                }
+            }
+            Stage::Eval(e) => {
+                let (Some(model), Some(ds)) = (models.get(&e.model), datasets.get(&e.dataset)) else { continue };
+                if numel(&ds.shape) != numel(&model.input) {
+                    out.push(
+                        Diagnostic::new("shape-mismatch", format!("model `{}` expects input {:?} but data set `{}` has samples of shape {:?}", e.model, model.input, e.dataset, ds.shape))
+                            .at(parsed.span(&field_path(i, "dataset")), "samples of this data set")
+                            .stage(stage.id())
+                            .expected_found(format!("{:?}", model.input), format!("{:?}", ds.shape))
+                            .hint("evaluate the model on data shaped like its training data"),
+                    );
+                } else if model.output() != [ds.classes] {
+                    out.push(
+                        Diagnostic::new("shape-mismatch", format!("model `{}` outputs {:?} but data set `{}` has {} classes", e.model, model.output(), e.dataset, ds.classes))
+                            .at(parsed.span(&field_path(i, "model")), "this model")
+                            .stage(stage.id())
+                            .expected_found(format!("[{}]", ds.classes), format!("{:?}", model.output()))
+                            .hint(format!("end the model with `- linear: {{out: {}}}`", ds.classes)),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}

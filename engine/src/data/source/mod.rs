@@ -1,0 +1,15 @@
+//! Data sources: one file per format, plus the registry that names them.
+
+mod arrays;
+mod csv;
+mod elements;
+mod idx;
+mod npy;
+mod registry;
+mod synthetic;
+
+pub use csv::{Columns, CsvSource};
+pub use idx::IdxSource;
+pub use npy::NpySource;
+pub use registry::{SOURCE_KINDS, Source, SourceKind};
+pub use synthetic::SyntheticSource;

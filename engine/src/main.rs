@@ -1,0 +1,116 @@
+//! The `engine` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use engine::diag::{Sources, render};
+use engine::{LoadError, load_pipeline};
+
+/// A declarative training engine: YAML pipelines validated as a graph, planned, and run
+/// on WGSL compute shaders.
+#[derive(Parser)]
+#[command(name = "engine", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check pipelines and report every problem. Exit 0 valid, 1 invalid, 2 usage or I/O.
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Override a value by its YAML path, e.g. `stages.step.optimizer.lr=0.01`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the execution plan: order, shapes, parameters, memory, LR and kernels.
+    Plan {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Override a value by its YAML path.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the stage graph as Graphviz DOT.
+    Graph {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Override a value by its YAML path.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the pipeline JSON Schema (for editors).
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { files, set } => {
+            let mut worst = 0;
+            for file in files {
+                let mut sources = Sources::default();
+                match load_pipeline(&file, &set, &mut sources) {
+                    Ok(_) => println!("{}: valid", file.display()),
+                    Err(e) => worst = worst.max(report(e, &sources)),
+                }
+            }
+            ExitCode::from(worst)
+        }
+        Command::Plan { file, set, format } => with_pipeline(&file, &set, |checked| {
+            let plan = engine::plan::plan_pipeline(checked);
+            match format {
+                Format::Text => print!("{plan}"),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+            }
+            0
+        }),
+        Command::Graph { file, set } => with_pipeline(&file, &set, |checked| {
+            print!("{}", engine::dot::to_dot(checked));
+            0
+        }),
+        Command::Schema => {
+            print!("{}", engine::schema::pipeline_schema());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn with_pipeline(file: &std::path::Path, set: &[String], f: impl FnOnce(&engine::check::CheckedPipeline) -> u8) -> ExitCode {
+    let mut sources = Sources::default();
+    match load_pipeline(file, set, &mut sources) {
+        Ok(checked) => ExitCode::from(f(&checked)),
+        Err(e) => ExitCode::from(report(e, &sources)),
+    }
+}
+
+/// Prints a load failure to stderr and returns its exit code.
+fn report(error: LoadError, sources: &Sources) -> u8 {
+    match error {
+        LoadError::Io(message) => {
+            eprintln!("error: {message}");
+            2
+        }
+        LoadError::Invalid(diagnostics) => {
+            let color = std::io::stderr().is_terminal();
+            eprint!("{}", render(&diagnostics, sources, color));
+            let n = diagnostics.len();
+            eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });
+            1
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Typed deserialisation that reports every structural problem, not only the first.
+//!
+//! serde stops at the first error. We locate it (serde_path_to_error), turn it into a
+//! diagnostic, remove the offending part of the tree, and try again, until the document
+//! deserialises or nothing more can be removed.
+
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::spec::Pipeline;
+use crate::spec::tagged::{join_paths, split_marked};
+
+use super::node::{Node, Seg, Value};
+use super::parse_path;
+
+/// Upper bound on reported structural problems in one file.
+const MAX_ERRORS: usize = 64;
+
+/// Deserialises `doc` into a pipeline, or returns every structural problem found.
+pub(super) fn deserialize(doc: &mut Node) -> Result<Pipeline, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut removed_required: Vec<(Vec<Seg>, String)> = Vec::new();
+    if doc.entries().is_none() {
+        return Err(vec![
+            Diagnostic::new("not-a-mapping", "a pipeline file must be a YAML mapping")
+                .at(Some(doc.span), "found this instead")
+                .expected_found("keys such as `version`, `name`, `datasets`, `models`, `stages`", doc.describe())
+                .hint("start from one of the examples in pipelines/"),
+        ]);
+    }
+    while diagnostics.len() < MAX_ERRORS {
+        let err = match serde_path_to_error::deserialize::<_, Pipeline>(doc.to_json()) {
+            Ok(pipeline) if diagnostics.is_empty() => return Ok(pipeline),
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let outer = err.path().to_string();
+        let inner_message = err.inner().to_string();
+        let (inner, message) = split_marked(&inner_message);
+        let path = parse_path(&join_paths(&outer, inner));
+        let problem = Problem::classify(message);
+        if let Problem::MissingField(field) = &problem
+            && removed_required.iter().any(|(p, f)| p == &path && f == field)
+        {
+            // Already reported as a wrong value that we had to remove.
+            break;
+        }
+        diagnostics.push(problem.diagnostic(doc, &path));
+        match problem.repair(doc, &path) {
+            Repair::Done => {}
+            Repair::RemovedKey(field) => {
+                let mut parent = path.clone();
+                parent.pop();
+                removed_required.push((parent, field));
+            }
+            Repair::Impossible => break,
+        }
+    }
+    Err(diagnostics)
+}
+
+enum Problem {
+    UnknownField { field: String, expected: Vec<String> },
+    UnknownVariant { variant: String, expected: Vec<String> },
+    MissingField(String),
+    Other { message: String },
+}
+
+enum Repair {
+    Done,
+    RemovedKey(String),
+    Impossible,
+}
+
+impl Problem {
+    fn classify(message: &str) -> Problem {
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((field, tail)) = rest.split_once('`')
+        {
+            return Problem::UnknownField { field: field.into(), expected: backticked(tail) };
+        }
+        if let Some(rest) = message.strip_prefix("unknown variant `")
+            && let Some((variant, tail)) = rest.split_once('`')
+        {
+            return Problem::UnknownVariant { variant: variant.into(), expected: backticked(tail) };
+        }
+        if let Some(rest) = message.strip_prefix("missing field `")
+            && let Some((field, _)) = rest.split_once('`')
+        {
+            return Problem::MissingField(field.into());
+        }
+        Problem::Other { message: message.to_string() }
+    }
+
+    fn diagnostic(&self, doc: &Node, path: &[Seg]) -> Diagnostic {
+        let stage = stage_of(doc, path);
+        let place = describe_path(path);
+        let diag = match self {
+            Problem::UnknownField { field, expected } => {
+                let map_path = map_holding(doc, path, field);
+                let mut key_path = map_path.clone();
+                key_path.push(Seg::Key(field.clone()));
+                Diagnostic::new("unknown-key", format!("unknown key `{field}` in {}", describe_path(&map_path)))
+                    .at(doc.key_or_value_span(&key_path).or(span_near(doc, path)), "not a known key here")
+                    .expected_found(one_of(expected), format!("`{field}`"))
+                    .maybe_hint(did_you_mean(field, expected.iter().map(String::as_str)))
+            }
+            Problem::UnknownVariant { variant, expected } => {
+                let what = path.iter().rev().find_map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Index(_) => None,
+                });
+                Diagnostic::new("unknown-variant", format!("unknown {} `{variant}` in {place}", what.unwrap_or("value")))
+                    .at(value_span_of(doc, path, variant), "not a known name")
+                    .expected_found(one_of(expected), format!("`{variant}`"))
+                    .maybe_hint(did_you_mean(variant, expected.iter().map(String::as_str)))
+            }
+            Problem::MissingField(field) => Diagnostic::new("missing-key", format!("missing key `{field}` in {place}"))
+                .at(doc.key_or_value_span(path).or(span_near(doc, path)), format!("`{field}` is required here"))
+                .expected_found(format!("a `{field}:` key"), "none")
+                .hint(format!("add `{field}:` (see docs/pipeline.md for its meaning)")),
+            Problem::Other { message } => {
+                let (expected, found) = expected_found(message);
+                let found = found.or_else(|| doc.get(path).map(Node::describe));
+                let mut d = Diagnostic::new("invalid-value", format!("invalid value for {place}"))
+                    .at(span_near(doc, path), message.clone());
+                if let Some(expected) = expected {
+                    d = d.expected_found(expected, found.unwrap_or_default());
+                }
+                d.hint("see docs/pipeline.md or the schema description of this key in your editor")
+            }
+        };
+        match stage {
+            Some(id) => diag.stage(&crate::spec::StageId(id)),
+            None => diag,
+        }
+    }
+
+    fn repair(&self, doc: &mut Node, path: &[Seg]) -> Repair {
+        if let Problem::UnknownField { field, .. } = self {
+            let map_path = map_holding(doc, path, field);
+            if let Some(Node { value: Value::Map(entries), .. }) = doc.get_mut(&map_path) {
+                entries.retain(|e| &e.key != field);
+                return Repair::Done;
+            }
+        }
+        if remove_enclosing_item(doc, path) {
+            return Repair::Done;
+        }
+        if let (false, Some((Seg::Key(k), parent))) = (matches!(self, Problem::MissingField(_)), path.split_last())
+            && let Some(Node { value: Value::Map(entries), .. }) = doc.get_mut(parent)
+        {
+            entries.retain(|e| &e.key != k);
+            return Repair::RemovedKey(k.clone());
+        }
+        Repair::Impossible
+    }
+}
+
+/// Removes the innermost list item or named data set / model that contains `path`.
+fn remove_enclosing_item(doc: &mut Node, path: &[Seg]) -> bool {
+    for depth in (1..=path.len()).rev() {
+        let (parent, last) = (&path[..depth - 1], &path[depth - 1]);
+        let user_keyed = matches!(parent, [Seg::Key(k)] if k == "datasets" || k == "models");
+        match (doc.get_mut(parent), last) {
+            (Some(Node { value: Value::Seq(items), .. }), Seg::Index(i)) if *i < items.len() => {
+                items.remove(*i);
+                return true;
+            }
+            (Some(Node { value: Value::Map(entries), .. }), Seg::Key(k)) if user_keyed => {
+                entries.retain(|e| &e.key != k);
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The path of the mapping that holds the unknown key `field`.
+fn map_holding(doc: &Node, path: &[Seg], field: &str) -> Vec<Seg> {
+    if let Some((Seg::Key(k), parent)) = path.split_last()
+        && k == field
+    {
+        return parent.to_vec();
+    }
+    if doc.get(path).and_then(|n| n.entry(field)).is_some() {
+        return path.to_vec();
+    }
+    path.to_vec()
+}
+
+fn span_near(doc: &Node, path: &[Seg]) -> Option<crate::diag::Span> {
+    (0..=path.len()).rev().find_map(|n| doc.get(&path[..n]).map(|node| node.span))
+}
+
+/// Span of the misspelt name: the value at `path`, or the tag key's value inside it.
+fn value_span_of(doc: &Node, path: &[Seg], name: &str) -> Option<crate::diag::Span> {
+    let node = doc.get(path)?;
+    match &node.value {
+        Value::Str(s) if s == name => Some(node.span),
+        Value::Map(entries) => entries
+            .iter()
+            .find(|e| e.key == name || matches!(&e.value.value, Value::Str(s) if s == name))
+            .map(|e| if e.key == name { e.key_span } else { e.value.span }),
+        _ => Some(node.span),
+    }
+    .or_else(|| span_near(doc, path))
+}
+
+/// The id of the stage a path lies in, if any.
+fn stage_of(doc: &Node, path: &[Seg]) -> Option<String> {
+    let [Seg::Key(stages), Seg::Index(i), ..] = path else { return None };
+    if stages != "stages" {
+        return None;
+    }
+    let stage = doc.get(&[Seg::Key("stages".into()), Seg::Index(*i)])?;
+    match &stage.entry("id")?.value.value {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `stages[3].optimizer` → "`stages[3].optimizer`"; the root → "the pipeline".
+fn describe_path(path: &[Seg]) -> String {
+    if path.is_empty() {
+        return "the pipeline".into();
+    }
+    let mut text = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if text.is_empty() => text.push_str(k),
+            Seg::Key(k) => {
+                text.push('.');
+                text.push_str(k);
+            }
+            Seg::Index(i) => text.push_str(&format!("[{i}]")),
+        }
+    }
+    format!("`{text}`")
+}
+
+fn backticked(text: &str) -> Vec<String> {
+    text.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+fn one_of(items: &[String]) -> String {
+    match items {
+        [] => "no keys here".into(),
+        [one] => format!("`{one}`"),
+        _ => format!("one of {}", items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Splits serde's "invalid type: X, expected Y" into friendlier (expected, found).
+fn expected_found(message: &str) -> (Option<String>, Option<String>) {
+    let body = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .or_else(|| message.strip_prefix("invalid length "));
+    let Some((found, expected)) = body.and_then(|b| b.rsplit_once(", expected ")) else {
+        return (None, None);
+    };
+    let friendly = match expected {
+        "usize" | "u32" | "u64" | "u16" | "u8" => "a non-negative integer".to_string(),
+        "i64" | "i32" => "an integer".to_string(),
+        "f64" | "f32" => "a number".to_string(),
+        "a boolean" => "`true` or `false`".to_string(),
+        other => other.to_string(),
+    };
+    (Some(friendly), Some(found.to_string()))
+}

@@ -1,0 +1,504 @@
+//! Plan: a checked pipeline ordered into what runs when — stages grouped by lifecycle,
+//! callbacks per trigger, tensor shapes, parameters, memory, LR preview and kernels.
+//!
+//! The plan is deterministic text (and JSON) so it can be snapshot-tested and diffed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use petgraph::graph::DiGraph;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::check::{CheckedPipeline, ModelShapes};
+use crate::spec::{CallbackSpec, LrSchedule, Pipeline, Schedule, Stage, StageId, Trigger};
+
+/// What runs, in which order, with which shapes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Pipeline name.
+    pub name: String,
+    /// First 16 hex digits of the SHA-256 of the resolved pipeline.
+    pub hash: String,
+    /// Seed of every random stream.
+    pub seed: u64,
+    /// Adapter preference.
+    pub device: String,
+    /// Training length and batching.
+    pub schedule: SchedulePlan,
+    /// Stages run once per batch, in execution order.
+    pub batch_stages: Vec<PlannedStage>,
+    /// Callbacks and evals per trigger, in firing order.
+    pub hooks: Vec<HookPlan>,
+    /// Shapes and parameters of each model.
+    pub models: Vec<ModelPlan>,
+    /// Device memory estimate for the training step.
+    pub memory: MemoryPlan,
+    /// Learning rate at a few optimizer steps.
+    pub lr_preview: Vec<LrPoint>,
+    /// Kernels one training step dispatches, in order.
+    pub kernels: Vec<String>,
+}
+
+/// Training length and batching.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchedulePlan {
+    /// Epochs, when the schedule counts epochs.
+    pub epochs: Option<u32>,
+    /// Samples in the training split.
+    pub train_samples: usize,
+    /// Samples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per epoch.
+    pub batches_per_epoch: usize,
+    /// Samples in the last micro-batch of an epoch.
+    pub last_batch: usize,
+    /// Micro-batches per optimizer step.
+    pub accumulation: u32,
+    /// Samples per optimizer step.
+    pub effective_batch: usize,
+    /// Optimizer steps per epoch.
+    pub steps_per_epoch: u64,
+    /// Optimizer steps in the whole run.
+    pub total_steps: u64,
+}
+
+/// One stage in the per-batch order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStage {
+    /// Stage id.
+    pub id: StageId,
+    /// Stage kind.
+    pub kind: &'static str,
+    /// What it does, in a few words.
+    pub detail: String,
+    /// Output ports and their shapes (batch dimension first).
+    pub outputs: Vec<(String, Vec<usize>)>,
+}
+
+/// The stages fired at one trigger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookPlan {
+    /// The trigger.
+    pub trigger: String,
+    /// Lifecycle scope: run, epoch or batch.
+    pub scope: &'static str,
+    /// Callbacks and evals in firing order, as `id (kind)`.
+    pub fires: Vec<String>,
+}
+
+/// A model's layers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelPlan {
+    /// Model name.
+    pub name: String,
+    /// Per-sample input shape.
+    pub input: Vec<usize>,
+    /// Layers with output shapes and parameter counts.
+    pub layers: Vec<LayerPlan>,
+    /// Total parameters.
+    pub params: usize,
+    /// Forward FLOPs per sample.
+    pub flops_per_sample: u64,
+}
+
+/// One layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerPlan {
+    /// The layer as written.
+    pub layer: String,
+    /// Per-sample output shape.
+    pub output: Vec<usize>,
+    /// Parameters.
+    pub params: usize,
+}
+
+/// Device memory estimate in bytes (f32).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryPlan {
+    /// Parameters.
+    pub params: u64,
+    /// Gradients (twice when accumulating).
+    pub grads: u64,
+    /// Optimizer state.
+    pub optimizer_state: u64,
+    /// Activations and their gradients at the training batch size.
+    pub activations: u64,
+    /// Sum of the above.
+    pub total: u64,
+}
+
+/// Learning rate at one optimizer step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LrPoint {
+    /// Optimizer step (0-based).
+    pub step: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Why this step is shown.
+    pub note: &'static str,
+}
+
+/// SHA-256 prefix of a pipeline's canonical YAML: the identity recorded with results.
+pub fn pipeline_hash(pipeline: &Pipeline) -> String {
+    let yaml = serde_yaml::to_string(pipeline).unwrap_or_default();
+    let digest = Sha256::digest(yaml.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Orders a checked pipeline into a plan.
+pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
+    let p = &checked.parsed.pipeline;
+    let stages = &p.stages;
+    let load = stages.iter().find_map(|s| if let Stage::Load(l) = s { Some(l) } else { None });
+    let batch_size = load.map_or(0, |l| l.batch_size);
+    let train_samples = load
+        .and_then(|l| checked.datasets.get(&l.dataset).and_then(|d| d.splits.get(&l.split)))
+        .copied()
+        .unwrap_or(0);
+    let accumulation = stages.iter().find_map(|s| if let Stage::Accumulate(a) = s { Some(a.steps) } else { None }).unwrap_or(1);
+    let drop_last = load.is_some_and(|l| l.drop_last);
+    let batches_per_epoch = match (batch_size, drop_last) {
+        (0, _) => 0,
+        (b, true) => train_samples / b,
+        (b, false) => train_samples.div_ceil(b),
+    };
+    let last_batch = if drop_last || batch_size == 0 || train_samples % batch_size == 0 { batch_size } else { train_samples % batch_size };
+    let steps_per_epoch = (batches_per_epoch as u64).div_ceil(u64::from(accumulation.max(1)));
+    let (epochs, total_steps) = match p.schedule {
+        Schedule::Epochs(n) => (Some(n), steps_per_epoch * u64::from(n)),
+        Schedule::Steps(n) => (None, n),
+    };
+    let schedule = SchedulePlan {
+        epochs,
+        train_samples,
+        batch_size,
+        batches_per_epoch,
+        last_batch,
+        accumulation,
+        effective_batch: batch_size * accumulation as usize,
+        steps_per_epoch,
+        total_steps,
+    };
+    let models: Vec<ModelPlan> = checked.models.iter().map(|(name, m)| model_plan(name, m)).collect();
+    let batch_stages = batch_order(checked, batch_size);
+    let hooks = hook_order(p);
+    let memory = memory(checked, batch_size, accumulation);
+    let lr_preview = lr_preview(p, total_steps);
+    let kernels = kernels(checked);
+    Plan {
+        name: p.name.clone(),
+        hash: pipeline_hash(p),
+        seed: p.seed,
+        device: match &p.device.adapter {
+            Some(a) => format!("{:?} adapter matching `{a}`", p.device.backend).to_lowercase(),
+            None => format!("{:?}", p.device.backend).to_lowercase(),
+        },
+        schedule,
+        batch_stages,
+        hooks,
+        models,
+        memory,
+        lr_preview,
+        kernels,
+    }
+}
+
+fn model_plan(name: &str, m: &ModelShapes) -> ModelPlan {
+    let mut shape = m.input.clone();
+    let mut flops = 0;
+    let layers = m
+        .layers
+        .iter()
+        .map(|l| {
+            flops += l.flops;
+            shape = l.output.clone();
+            LayerPlan { layer: l.describe.clone(), output: l.output.clone(), params: l.params.iter().map(|p| p.1.iter().product::<usize>()).sum() }
+        })
+        .collect();
+    ModelPlan { name: name.to_string(), input: m.input.clone(), layers, params: m.param_count(), flops_per_sample: flops }
+}
+
+fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
+    std::iter::once(batch).chain(shape.iter().copied()).collect()
+}
+
+/// Per-batch stages in topological order of the data edges (ties: file order).
+fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
+    let stages = &checked.parsed.pipeline.stages;
+    let g = &checked.graph.graph;
+    let mut indegree: Vec<usize> = g.node_indices().map(|n| g.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
+    let mut ready: Vec<petgraph::graph::NodeIndex> = g.node_indices().filter(|n| indegree[n.index()] == 0).collect();
+    let mut order = Vec::new();
+    while !ready.is_empty() {
+        ready.sort_by_key(|n| std::cmp::Reverse(g[*n]));
+        let Some(n) = ready.pop() else { break };
+        order.push(g[n]);
+        for m in g.neighbors(n) {
+            indegree[m.index()] -= 1;
+            if indegree[m.index()] == 0 {
+                ready.push(m);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|i| {
+            let stage = &stages[i];
+            let (detail, outputs) = match stage {
+                Stage::Load(l) => {
+                    let shape = checked.datasets.get(&l.dataset).map(|d| d.shape.clone()).unwrap_or_default();
+                    (
+                        format!("{}/{} shuffle={} drop_last={}", l.dataset, l.split.as_str(), l.shuffle, l.drop_last),
+                        vec![("features".into(), batched(batch, &shape)), ("labels".into(), vec![batch])],
+                    )
+                }
+                Stage::Forward(f) => {
+                    let out = checked.models.get(&f.model).map(|m| m.output().to_vec()).unwrap_or_default();
+                    (format!("model {} on {}", f.model, f.input), vec![("logits".into(), batched(batch, &out))])
+                }
+                Stage::Loss(l) => (format!("{:?} on {} vs {}", l.function, l.logits, l.target).to_lowercase(), vec![("loss".into(), vec![])]),
+                Stage::Backward(b) => (format!("d({})/d(params)", b.loss), vec![("grads".into(), vec![])]),
+                Stage::Accumulate(a) => (format!("sum {} micro-batches, then divide", a.steps), vec![("grads".into(), vec![])]),
+                Stage::Step(s) => {
+                    let clip = s.clip_grad_norm.map_or(String::new(), |c| format!(", clip norm {c}"));
+                    (format!("{} lr {}{clip}", s.optimizer.name(), s.optimizer.lr()), vec![("params".into(), vec![]), ("grad_norm".into(), vec![])])
+                }
+                Stage::Eval(_) | Stage::Callback(_) => return None,
+            };
+            Some(PlannedStage { id: stage.id().clone(), kind: stage.kind(), detail, outputs })
+        })
+        .collect()
+}
+
+/// Callbacks and evals per trigger; within a trigger, `after`/`before` order, then file order.
+fn hook_order(p: &Pipeline) -> Vec<HookPlan> {
+    let mut by_trigger: BTreeMap<(u8, Trigger), Vec<usize>> = BTreeMap::new();
+    for (i, stage) in p.stages.iter().enumerate() {
+        let triggers = match stage {
+            Stage::Eval(e) => e.on.clone(),
+            Stage::Callback(c) => c.triggers(),
+            _ => continue,
+        };
+        for t in triggers {
+            by_trigger.entry((t.rank(), t)).or_default().push(i);
+        }
+    }
+    let mut order: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<_> = (0..p.stages.len()).map(|i| order.add_node(i)).collect();
+    for (i, stage) in p.stages.iter().enumerate() {
+        let (after, before) = match stage {
+            Stage::Eval(e) => (&e.after, &e.before),
+            Stage::Callback(c) => (&c.after, &c.before),
+            _ => continue,
+        };
+        for id in after {
+            if let Some(j) = p.stages.iter().position(|s| s.id() == id) {
+                order.add_edge(nodes[j], nodes[i], ());
+            }
+        }
+        for id in before {
+            if let Some(j) = p.stages.iter().position(|s| s.id() == id) {
+                order.add_edge(nodes[i], nodes[j], ());
+            }
+        }
+    }
+    by_trigger
+        .into_iter()
+        .map(|((_, trigger), members)| {
+            let fires = ordered(&order, &members).into_iter().map(|i| format!("{} ({})", p.stages[i].id(), hook_kind(&p.stages[i]))).collect();
+            HookPlan { trigger: trigger.to_string(), scope: trigger.scope(), fires }
+        })
+        .collect()
+}
+
+fn hook_kind(stage: &Stage) -> String {
+    match stage {
+        Stage::Callback(c) => c.callback.name().to_string(),
+        Stage::Eval(e) => format!("eval {}/{}", e.dataset, e.split.as_str()),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Kahn's algorithm restricted to `members`, smallest file index first: one answer.
+fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
+    let mut remaining: Vec<usize> = members.to_vec();
+    let mut result = Vec::new();
+    while !remaining.is_empty() {
+        let next = remaining
+            .iter()
+            .copied()
+            .find(|&i| {
+                !order
+                    .neighbors_directed(petgraph::graph::NodeIndex::new(i), petgraph::Direction::Incoming)
+                    .any(|j| remaining.contains(&order[j]))
+            })
+            .unwrap_or(remaining[0]);
+        remaining.retain(|&i| i != next);
+        result.push(next);
+    }
+    result
+}
+
+fn memory(checked: &CheckedPipeline, batch: usize, accumulation: u32) -> MemoryPlan {
+    let stages = &checked.parsed.pipeline.stages;
+    let model = stages.iter().find_map(|s| if let Stage::Forward(f) = s { checked.models.get(&f.model) } else { None });
+    let state_per_param = stages.iter().find_map(|s| if let Stage::Step(st) = s { Some(st.optimizer.state_per_param()) } else { None }).unwrap_or(0);
+    let Some(model) = model else {
+        return MemoryPlan { params: 0, grads: 0, optimizer_state: 0, activations: 0, total: 0 };
+    };
+    let params = model.param_count() as u64 * 4;
+    let grads = params * if accumulation > 1 { 2 } else { 1 };
+    let optimizer_state = params * state_per_param as u64;
+    let values: usize = model.input.iter().product::<usize>() + model.layers.iter().map(|l| l.output.iter().product::<usize>()).sum::<usize>();
+    let activations = (values * batch * 4 * 2) as u64;
+    MemoryPlan { params, grads, optimizer_state, activations, total: params + grads + optimizer_state + activations }
+}
+
+fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
+    let Some(step) = p.stages.iter().find_map(|s| if let Stage::Step(st) = s { Some(st) } else { None }) else { return Vec::new() };
+    let schedule = p
+        .stages
+        .iter()
+        .find_map(|s| match s {
+            Stage::Callback(c) => match &c.callback {
+                CallbackSpec::LrSchedule(l) if l.stage == step.id => Some(l.schedule.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or(LrSchedule::Constant);
+    let base = step.optimizer.lr();
+    let last = total.saturating_sub(1);
+    let mut points: Vec<(u64, &'static str)> = vec![(0, "first"), (1, "second")];
+    if let Some(w) = schedule.warmup_steps() {
+        points.push((w.saturating_sub(1), "warmup end"));
+    }
+    points.push((total / 2, "middle"));
+    points.push((last, "last"));
+    points.sort();
+    points.dedup_by_key(|p| p.0);
+    points.into_iter().filter(|(s, _)| *s <= last).map(|(s, note)| LrPoint { step: s, lr: schedule.lr_at(base, s, total), note }).collect()
+}
+
+fn kernels(checked: &CheckedPipeline) -> Vec<String> {
+    let stages = &checked.parsed.pipeline.stages;
+    let mut kernels = Vec::new();
+    let model = stages.iter().find_map(|s| if let Stage::Forward(f) = s { checked.models.get(&f.model) } else { None });
+    let Some(model) = model else { return kernels };
+    for l in &model.layers {
+        if l.kind != "flatten" {
+            kernels.push(format!("{}.forward", l.kind));
+        }
+    }
+    for s in stages {
+        if let Stage::Loss(l) = s {
+            kernels.push(format!("{}.forward_backward", serde_json::to_value(l.function).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+        }
+    }
+    for l in model.layers.iter().rev() {
+        if l.kind != "flatten" {
+            kernels.push(format!("{}.backward", l.kind));
+        }
+    }
+    for s in stages {
+        match s {
+            Stage::Accumulate(a) if a.steps > 1 => kernels.push("accumulate.add".into()),
+            Stage::Step(st) => {
+                if st.clip_grad_norm.is_some() {
+                    kernels.push("grad_norm.reduce".into());
+                }
+                kernels.push(format!("{}.update", st.optimizer.name()));
+            }
+            _ => {}
+        }
+    }
+    kernels
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn shape(s: &[usize]) -> String {
+    format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.schedule;
+        writeln!(f, "plan {} (pipeline hash {}, seed {}, device {})", self.name, self.hash, self.seed, self.device)?;
+        let length = match s.epochs {
+            Some(e) => format!("{e} epochs x {} optimizer steps = {} steps", s.steps_per_epoch, s.total_steps),
+            None => format!("{} optimizer steps ({} per epoch)", s.total_steps, s.steps_per_epoch),
+        };
+        writeln!(f, "schedule: {length}")?;
+        writeln!(
+            f,
+            "batching: {} train samples, batch {} (last {}), {} batches per epoch, accumulation {}, effective batch {}",
+            s.train_samples, s.batch_size, s.last_batch, s.batches_per_epoch, s.accumulation, s.effective_batch
+        )?;
+        writeln!(f)?;
+        writeln!(f, "lifecycle")?;
+        let hooks = |scope_trigger: &str| self.hooks.iter().filter(move |h| h.trigger == scope_trigger || (scope_trigger == "every" && h.trigger.starts_with("every ")));
+        let print_hooks = |f: &mut fmt::Formatter<'_>, trigger: &str, indent: &str| -> fmt::Result {
+            for h in hooks(trigger) {
+                writeln!(f, "{indent}@{}: {}", h.trigger, h.fires.join(" -> "))?;
+            }
+            Ok(())
+        };
+        writeln!(f, "  run")?;
+        print_hooks(f, "fit_start", "    ")?;
+        writeln!(f, "    epoch (x{})", s.epochs.map_or("until the step budget".to_string(), |e| e.to_string()))?;
+        print_hooks(f, "epoch_start", "      ")?;
+        writeln!(f, "      batch (x{})", s.batches_per_epoch)?;
+        print_hooks(f, "batch_start", "        ")?;
+        for (i, stage) in self.batch_stages.iter().enumerate() {
+            let outs: Vec<String> = stage.outputs.iter().map(|(p, sh)| if sh.is_empty() { p.clone() } else { format!("{p} {}", shape(sh)) }).collect();
+            writeln!(f, "        {}. {} ({}) {} -> {}", i + 1, stage.id, stage.kind, stage.detail, outs.join(", "))?;
+            match stage.kind {
+                "loss" => print_hooks(f, "after_forward", "        ")?,
+                "backward" => print_hooks(f, "after_backward", "        ")?,
+                _ => {}
+            }
+        }
+        print_hooks(f, "batch_end", "        ")?;
+        print_hooks(f, "every", "        ")?;
+        print_hooks(f, "epoch_end", "      ")?;
+        print_hooks(f, "fit_end", "    ")?;
+        for m in &self.models {
+            writeln!(f)?;
+            writeln!(f, "model {}: input {}, {} params, {} forward FLOPs per sample", m.name, shape(&m.input), thousands(m.params), thousands(m.flops_per_sample as usize))?;
+            for (i, l) in m.layers.iter().enumerate() {
+                writeln!(f, "  {i:>2} {:<40} -> {:<16} {:>10} params", l.layer, shape(&l.output), thousands(l.params))?;
+            }
+        }
+        let m = &self.memory;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "memory: params {}, grads {}, optimizer state {}, activations {} at batch {} = {}",
+            bytes(m.params), bytes(m.grads), bytes(m.optimizer_state), bytes(m.activations), s.batch_size, bytes(m.total)
+        )?;
+        let lr: Vec<String> = self.lr_preview.iter().map(|p| format!("step {} {:.6e} ({})", p.step, p.lr, p.note)).collect();
+        writeln!(f, "lr: {}", lr.join(", "))?;
+        writeln!(f, "kernels per step: {}", self.kernels.join(", "))
+    }
+}

@@ -1,0 +1,232 @@
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::tagged::tagged_enum;
+use super::{LrSchedule, PortRef, StageId};
+
+/// A point in the training lifecycle at which callbacks and evals fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// Once, before the first batch.
+    FitStart,
+    /// Before each epoch's first batch.
+    EpochStart,
+    /// Before each batch is uploaded.
+    BatchStart,
+    /// After the forward pass and loss of each batch.
+    AfterForward,
+    /// After the backward pass of each batch.
+    AfterBackward,
+    /// After each batch's optimizer step.
+    BatchEnd,
+    /// After each epoch's last batch.
+    EpochEnd,
+    /// Once, after training ends.
+    FitEnd,
+    /// After every N optimizer steps, e.g. `{every_n_steps: 100}`.
+    EveryNSteps(u64),
+}
+
+impl Trigger {
+    /// Lifecycle scope the trigger belongs to: run, epoch or batch.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Trigger::FitStart | Trigger::FitEnd => "run",
+            Trigger::EpochStart | Trigger::EpochEnd => "epoch",
+            _ => "batch",
+        }
+    }
+
+    /// Order of the trigger within one pass of its scope.
+    pub fn rank(self) -> u8 {
+        match self {
+            Trigger::FitStart => 0,
+            Trigger::EpochStart => 1,
+            Trigger::BatchStart => 2,
+            Trigger::AfterForward => 3,
+            Trigger::AfterBackward => 4,
+            Trigger::BatchEnd => 5,
+            Trigger::EveryNSteps(_) => 6,
+            Trigger::EpochEnd => 7,
+            Trigger::FitEnd => 8,
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::FitStart => f.write_str("fit_start"),
+            Trigger::EpochStart => f.write_str("epoch_start"),
+            Trigger::BatchStart => f.write_str("batch_start"),
+            Trigger::AfterForward => f.write_str("after_forward"),
+            Trigger::AfterBackward => f.write_str("after_backward"),
+            Trigger::BatchEnd => f.write_str("batch_end"),
+            Trigger::EpochEnd => f.write_str("epoch_end"),
+            Trigger::FitEnd => f.write_str("fit_end"),
+            Trigger::EveryNSteps(n) => write!(f, "every {n} steps"),
+        }
+    }
+}
+
+/// What a callback does. The `type` key selects it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallbackSpec {
+    /// Progress on the terminal: a live bar on a TTY, plain lines otherwise.
+    Log,
+    /// Append loss and metrics per split to `<out>/metrics.jsonl`.
+    Metrics(MetricsCallback),
+    /// Save weights and the full training state.
+    Checkpoint(CheckpointCallback),
+    /// Stop when a monitored metric stops improving.
+    EarlyStopping(EarlyStopping),
+    /// Set the learning rate of a `step` stage every optimizer step.
+    LrSchedule(LrScheduleCallback),
+    /// Stop or skip the step when the loss or gradient norm is not finite.
+    NanGuard(NanGuard),
+    /// Time each stage and kernel; writes `<out>/profile.json`.
+    Profile,
+}
+tagged_enum!(CallbackSpec, "type", {
+    "log" => Log,
+    "metrics" => Metrics(MetricsCallback),
+    "checkpoint" => Checkpoint(CheckpointCallback),
+    "early_stopping" => EarlyStopping(EarlyStopping),
+    "lr_schedule" => LrSchedule(LrScheduleCallback),
+    "nan_guard" => NanGuard(NanGuard),
+    "profile" => Profile,
+});
+
+impl CallbackSpec {
+    /// The name as written in pipelines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallbackSpec::Log => "log",
+            CallbackSpec::Metrics(_) => "metrics",
+            CallbackSpec::Checkpoint(_) => "checkpoint",
+            CallbackSpec::EarlyStopping(_) => "early_stopping",
+            CallbackSpec::LrSchedule(_) => "lr_schedule",
+            CallbackSpec::NanGuard(_) => "nan_guard",
+            CallbackSpec::Profile => "profile",
+        }
+    }
+
+    /// Triggers used when a callback stage gives no `on:`.
+    pub fn default_triggers(&self) -> Vec<Trigger> {
+        match self {
+            CallbackSpec::Log => vec![Trigger::EveryNSteps(50), Trigger::EpochEnd],
+            CallbackSpec::Metrics(_) | CallbackSpec::Checkpoint(_) => vec![Trigger::EpochEnd],
+            CallbackSpec::EarlyStopping(_) => vec![Trigger::EpochEnd],
+            CallbackSpec::LrSchedule(_) => vec![Trigger::BatchStart],
+            CallbackSpec::NanGuard(_) => vec![Trigger::AfterBackward],
+            CallbackSpec::Profile => vec![Trigger::FitEnd],
+        }
+    }
+}
+
+/// Metrics file settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsCallback {
+    /// File name inside the run's output directory.
+    #[serde(default = "default_metrics_file")]
+    pub file: String,
+}
+
+fn default_metrics_file() -> String {
+    "metrics.jsonl".into()
+}
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointCallback {
+    /// Directory inside the run's output directory.
+    #[serde(default = "default_checkpoint_dir")]
+    pub dir: String,
+    /// Keep only the newest N checkpoints (the best is kept as well).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Also keep the checkpoint with the best value of a metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_best: Option<Monitor>,
+}
+
+fn default_checkpoint_dir() -> String {
+    "checkpoints".into()
+}
+
+/// A metric to watch and which direction is better.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    /// An eval stage's metric, e.g. `val.accuracy` or `val.loss`.
+    pub monitor: PortRef,
+    /// Whether smaller (`min`) or larger (`max`) is better.
+    pub mode: Mode,
+}
+
+/// Direction of improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Smaller is better (losses).
+    Min,
+    /// Larger is better (accuracies).
+    Max,
+}
+
+/// Early stopping settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// An eval stage's metric, e.g. `val.loss`.
+    pub monitor: PortRef,
+    /// Whether smaller (`min`) or larger (`max`) is better.
+    pub mode: Mode,
+    /// Evaluations without improvement before stopping.
+    pub patience: u32,
+    /// Smallest change that counts as an improvement.
+    #[serde(default)]
+    pub min_delta: f64,
+    /// Evaluations to ignore at the start of training.
+    #[serde(default)]
+    pub warmup: u32,
+    /// Restore the best weights when stopping.
+    #[serde(default)]
+    pub restore_best: bool,
+}
+
+/// Learning rate schedule settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LrScheduleCallback {
+    /// The `step` stage whose learning rate is scheduled.
+    pub stage: StageId,
+    /// The schedule.
+    pub schedule: LrSchedule,
+}
+
+/// Non-finite value guard settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NanGuard {
+    /// What to do on a non-finite loss or gradient norm.
+    #[serde(default)]
+    pub action: NanAction,
+}
+
+/// Reaction to a non-finite value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NanAction {
+    /// Stop training with a message naming the step and stage.
+    #[default]
+    Stop,
+    /// Skip the optimizer step and continue.
+    SkipStep,
+}

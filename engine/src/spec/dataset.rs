@@ -1,0 +1,211 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::tagged::tagged_enum;
+
+/// A data set: where its samples come from, how they are normalised and split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Where the samples come from. With `split: {kind: files}` this is the train split.
+    pub source: SourceSpec,
+    /// Feature normalisation; statistics are computed on the train split only.
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// How samples are divided into train, val and test splits.
+    pub split: SplitSpec,
+}
+
+/// A source of samples. Paths are relative to the pipeline file.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// Comma-separated values, optionally gzipped (`.csv.gz`), one sample per row.
+    Csv(CsvSource),
+    /// The IDX format MNIST ships in (`.idx` or `.idx.gz`): an images file and a labels file.
+    Idx(IdxSource),
+    /// NumPy `.npy` arrays: a features array `[n, ...]` and a labels array `[n]`.
+    Npy(NpySource),
+    /// Seeded synthetic classification data (Gaussian blobs), for benchmarks and tests.
+    Synthetic(SyntheticSource),
+}
+tagged_enum!(SourceSpec, "kind", {
+    "csv" => Csv(CsvSource),
+    "idx" => Idx(IdxSource),
+    "npy" => Npy(NpySource),
+    "synthetic" => Synthetic(SyntheticSource),
+});
+
+/// A CSV source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSource {
+    /// Path of the `.csv` or `.csv.gz` file, relative to the pipeline file.
+    pub path: String,
+    /// Whether the first row is a header to skip.
+    #[serde(default)]
+    pub header: bool,
+    /// Columns holding the features (0-based, `end` exclusive).
+    pub features: Columns,
+    /// Column holding the integer class label (0-based).
+    pub label: usize,
+    /// Number of classes; labels must lie in `0..classes`.
+    pub classes: usize,
+    /// Per-sample shape of the features, e.g. `[1, 8, 8]` for a CNN. Defaults to `[columns]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A range of columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    /// First column (0-based, inclusive).
+    pub start: usize,
+    /// One past the last column (exclusive).
+    pub end: usize,
+}
+
+/// An IDX image/label pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdxSource {
+    /// Images file (`[n, rows, cols]` of u8), `.idx` or `.idx.gz`.
+    pub images: String,
+    /// Labels file (`[n]` of u8), `.idx` or `.idx.gz`.
+    pub labels: String,
+    /// Number of classes.
+    #[serde(default = "ten")]
+    pub classes: usize,
+}
+
+/// An npy features/labels pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NpySource {
+    /// Features array `[n, ...shape]` (f32, f64 or u8).
+    pub features: String,
+    /// Labels array `[n]` (integer).
+    pub labels: String,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// Synthetic Gaussian blobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSource {
+    /// Number of samples.
+    pub samples: usize,
+    /// Per-sample feature shape, e.g. `[784]` or `[1, 28, 28]`.
+    pub shape: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Standard deviation of the noise around each class centre.
+    #[serde(default = "one")]
+    pub noise: f32,
+}
+
+fn ten() -> usize {
+    10
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Feature normalisation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Normalize {
+    /// Features are used as read.
+    #[default]
+    None,
+    /// Multiply every feature by `factor` (e.g. `0.0625` for pixels in 0..16).
+    Scale(ScaleNormalize),
+    /// Subtract each feature's train-split mean and divide by its standard deviation.
+    Standardize,
+}
+tagged_enum!(Normalize, "kind", {
+    "none" => None,
+    "scale" => Scale(ScaleNormalize),
+    "standardize" => Standardize,
+});
+
+/// Scale normalisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleNormalize {
+    /// Factor every feature is multiplied by.
+    pub factor: f32,
+}
+
+/// A named split of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitName {
+    /// The split the model trains on.
+    Train,
+    /// The split used for model selection.
+    Val,
+    /// The held-out split reported at the end.
+    Test,
+}
+
+impl SplitName {
+    /// The name as written in pipelines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitName::Train => "train",
+            SplitName::Val => "val",
+            SplitName::Test => "test",
+        }
+    }
+}
+
+/// How a data set is split.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SplitSpec {
+    /// Split one source by seeded fractions.
+    Fraction(FractionSplit),
+    /// The `source` is the train split; val and test come from their own sources.
+    Files(FileSplit),
+}
+tagged_enum!(SplitSpec, "kind", {
+    "fraction" => Fraction(FractionSplit),
+    "files" => Files(FileSplit),
+});
+
+/// Fractions of the source assigned to each split (summing to at most 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FractionSplit {
+    /// Fraction of samples in the train split.
+    pub train: f64,
+    /// Fraction of samples in the val split.
+    #[serde(default)]
+    pub val: f64,
+    /// Fraction of samples in the test split.
+    #[serde(default)]
+    pub test: f64,
+    /// Keep each class's proportion the same in every split.
+    #[serde(default = "yes")]
+    pub stratified: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Separate sources for the val and test splits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSplit {
+    /// Source of the val split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<SourceSpec>,
+    /// Source of the test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<SourceSpec>,
+}

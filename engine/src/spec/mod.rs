@@ -1,0 +1,24 @@
+//! The pipeline format, version 1: typed, serde-deserialisable, schemars-described.
+//!
+//! A `Pipeline` is what the YAML says, nothing more: it is never executed. The graph
+//! builder turns it into a checked graph and the planner into a plan.
+
+mod callback;
+mod dataset;
+mod ids;
+mod model;
+mod optim;
+mod pipeline;
+mod stage;
+pub(crate) mod tagged;
+
+pub use callback::{CallbackSpec, Mode, NanAction, Trigger};
+pub use dataset::{Columns, DatasetSpec, Normalize, SourceSpec, SplitName, SplitSpec};
+pub use ids::{PortRef, StageId};
+pub use model::ModelSpec;
+pub use optim::{LrSchedule, OptimizerSpec};
+pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
+pub use stage::{
+    AccumulateStage, BackwardStage, CallbackStage, EvalMetric, EvalStage, ForwardStage, LoadStage,
+    LossFn, LossStage, Stage, StepStage,
+};

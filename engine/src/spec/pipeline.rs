@@ -1,0 +1,73 @@
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DatasetSpec, ModelSpec, Stage};
+
+/// A training pipeline: data sets, models, and the DAG of stages that trains them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Training pipeline (version 1)")]
+pub struct Pipeline {
+    /// Format version of this file. Only `1` exists.
+    pub version: u32,
+    /// Name of the pipeline, used in logs, reports and checkpoints.
+    pub name: String,
+    /// Free text describing what the pipeline trains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seed of every random stream (init, shuffling, dropout, splits). Same seed, same run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Which GPU adapter runs the tensor math.
+    #[serde(default)]
+    pub device: DeviceSpec,
+    /// How long to train: a number of epochs or of optimizer steps.
+    pub schedule: Schedule,
+    /// Named data sets the `load` and `eval` stages read.
+    pub datasets: BTreeMap<String, DatasetSpec>,
+    /// Named models the `forward` and `eval` stages run.
+    pub models: BTreeMap<String, ModelSpec>,
+    /// The stages of the training graph. Order here does not matter: the plan orders them.
+    pub stages: Vec<Stage>,
+}
+
+fn default_seed() -> u64 {
+    0
+}
+
+/// Adapter preference: `auto` tries Vulkan first, then GL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// Graphics backend to use: `auto` (Vulkan, else GL), `vulkan` or `gl`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Pick the adapter whose name contains this text (case-insensitive), e.g. `llvmpipe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+}
+
+/// A wgpu backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Vulkan when an adapter exists, otherwise GL.
+    #[default]
+    Auto,
+    /// Vulkan only (lavapipe on machines without a GPU).
+    Vulkan,
+    /// OpenGL ES through EGL only (llvmpipe on machines without a GPU).
+    Gl,
+}
+
+/// Training length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// Train for this many passes over the training split.
+    Epochs(u32),
+    /// Train for this many optimizer steps, crossing epochs as needed.
+    Steps(u64),
+}

@@ -1,0 +1,279 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::tagged::tagged_enum;
+use super::{CallbackSpec, OptimizerSpec, PortRef, SplitName, StageId, Trigger};
+
+/// A stage of the training graph. The `kind` key selects its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Stage {
+    /// Reads batches of a data set split. Outputs `features` and `labels`.
+    Load(LoadStage),
+    /// Runs a model on a tensor. Outputs `logits`.
+    Forward(ForwardStage),
+    /// Compares model outputs with targets. Outputs `loss`.
+    Loss(LossStage),
+    /// Differentiates a loss with respect to the model's parameters. Outputs `grads`.
+    Backward(BackwardStage),
+    /// Sums gradients over several micro-batches before a step. Outputs `grads`.
+    Accumulate(AccumulateStage),
+    /// Updates parameters from gradients with an optimizer. Outputs `params` and `grad_norm`.
+    Step(StepStage),
+    /// Evaluates a model over a split at its triggers. Outputs `loss`, `accuracy`, `top5`.
+    Eval(EvalStage),
+    /// Runs a callback (log, metrics, checkpoint, ...) at its triggers.
+    Callback(CallbackStage),
+}
+tagged_enum!(Stage, "kind", {
+    "load" => Load(LoadStage),
+    "forward" => Forward(ForwardStage),
+    "loss" => Loss(LossStage),
+    "backward" => Backward(BackwardStage),
+    "accumulate" => Accumulate(AccumulateStage),
+    "step" => Step(StepStage),
+    "eval" => Eval(EvalStage),
+    "callback" => Callback(CallbackStage),
+});
+
+impl Stage {
+    /// The stage's id.
+    pub fn id(&self) -> &StageId {
+        match self {
+            Stage::Load(s) => &s.id,
+            Stage::Forward(s) => &s.id,
+            Stage::Loss(s) => &s.id,
+            Stage::Backward(s) => &s.id,
+            Stage::Accumulate(s) => &s.id,
+            Stage::Step(s) => &s.id,
+            Stage::Eval(s) => &s.id,
+            Stage::Callback(s) => &s.id,
+        }
+    }
+
+    /// The kind as written in pipelines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stage::Load(_) => "load",
+            Stage::Forward(_) => "forward",
+            Stage::Loss(_) => "loss",
+            Stage::Backward(_) => "backward",
+            Stage::Accumulate(_) => "accumulate",
+            Stage::Step(_) => "step",
+            Stage::Eval(_) => "eval",
+            Stage::Callback(_) => "callback",
+        }
+    }
+
+    /// Data inputs: (field name in the YAML, referenced output).
+    pub fn inputs(&self) -> Vec<(&'static str, &PortRef)> {
+        match self {
+            Stage::Load(_) | Stage::Eval(_) => vec![],
+            Stage::Forward(s) => vec![("input", &s.input)],
+            Stage::Loss(s) => vec![("logits", &s.logits), ("target", &s.target)],
+            Stage::Backward(s) => vec![("loss", &s.loss)],
+            Stage::Accumulate(s) => vec![("grads", &s.grads)],
+            Stage::Step(s) => vec![("grads", &s.grads)],
+            Stage::Callback(s) => s.watch.iter().map(|w| ("watch", w)).collect(),
+        }
+    }
+}
+
+/// A `load` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// Name of a data set under `datasets:`.
+    pub dataset: String,
+    /// Which split to read.
+    #[serde(default = "train")]
+    pub split: SplitName,
+    /// Samples per batch (> 0).
+    pub batch_size: usize,
+    /// Reshuffle the split every epoch (seeded).
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+    /// Drop the last batch of an epoch when it is smaller than `batch_size`.
+    #[serde(default)]
+    pub drop_last: bool,
+}
+
+fn train() -> SplitName {
+    SplitName::Train
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A `forward` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// Name of a model under `models:`.
+    pub model: String,
+    /// The tensor fed to the model, e.g. `batch.features`.
+    pub input: PortRef,
+}
+
+/// A loss function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LossFn {
+    /// Softmax cross-entropy over class logits, with integer class targets.
+    CrossEntropy,
+    /// Mean squared error between outputs and one-hot targets.
+    Mse,
+}
+
+/// A `loss` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LossStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// The loss function.
+    #[serde(rename = "fn")]
+    pub function: LossFn,
+    /// Label smoothing for `cross_entropy`, in [0, 1).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Model outputs, e.g. `fwd.logits`.
+    pub logits: PortRef,
+    /// Targets, e.g. `batch.labels`.
+    pub target: PortRef,
+}
+
+/// A `backward` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackwardStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// The loss to differentiate, e.g. `loss.loss`.
+    pub loss: PortRef,
+}
+
+/// An `accumulate` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccumulateStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// Gradients to accumulate, e.g. `grads.grads`.
+    pub grads: PortRef,
+    /// Micro-batches summed per optimizer step (> 0). The sum is divided by `steps`.
+    pub steps: u32,
+}
+
+/// A `step` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// Gradients to apply, e.g. `grads.grads` or `accum.grads`.
+    pub grads: PortRef,
+    /// The optimizer.
+    pub optimizer: OptimizerSpec,
+    /// Rescale gradients so their global L2 norm is at most this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+}
+
+/// A metric an eval computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalMetric {
+    /// Mean loss.
+    Loss,
+    /// Fraction of samples whose top class is the label.
+    Accuracy,
+    /// Fraction of samples whose label is among the 5 top classes.
+    Top5,
+}
+
+impl EvalMetric {
+    /// The name as written in pipelines and metrics records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalMetric::Loss => "loss",
+            EvalMetric::Accuracy => "accuracy",
+            EvalMetric::Top5 => "top5",
+        }
+    }
+}
+
+/// An `eval` stage: a routine over a split, with the model in eval mode (dropout off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalStage {
+    /// Unique id of this stage; its metrics are referred to as `<id>.accuracy` etc.
+    pub id: StageId,
+    /// Name of a model under `models:`.
+    pub model: String,
+    /// Name of a data set under `datasets:`.
+    pub dataset: String,
+    /// Which split to evaluate.
+    pub split: SplitName,
+    /// Samples per batch (> 0).
+    #[serde(default = "eval_batch")]
+    pub batch_size: usize,
+    /// When to evaluate.
+    #[serde(default = "eval_triggers")]
+    pub on: Vec<Trigger>,
+    /// Metrics to compute.
+    #[serde(default = "eval_metrics")]
+    pub metrics: Vec<EvalMetric>,
+    /// Run after these callbacks or evals at the same trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<StageId>,
+    /// Run before these callbacks or evals at the same trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<StageId>,
+}
+
+fn eval_batch() -> usize {
+    256
+}
+
+fn eval_triggers() -> Vec<Trigger> {
+    vec![Trigger::EpochEnd]
+}
+
+fn eval_metrics() -> Vec<EvalMetric> {
+    vec![EvalMetric::Loss, EvalMetric::Accuracy]
+}
+
+/// A `callback` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackStage {
+    /// Unique id of this stage.
+    pub id: StageId,
+    /// What the callback does; `type:` selects it.
+    pub callback: CallbackSpec,
+    /// When it fires. Each callback type has a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<Trigger>>,
+    /// Fire after these callbacks or evals at the same trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<StageId>,
+    /// Fire before these callbacks or evals at the same trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<StageId>,
+    /// Outputs this callback reads, e.g. `loss.loss` or `step.grad_norm`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<PortRef>,
+}
+
+impl CallbackStage {
+    /// The triggers, defaults applied.
+    pub fn triggers(&self) -> Vec<Trigger> {
+        self.on.clone().unwrap_or_else(|| self.callback.default_triggers())
+    }
+}

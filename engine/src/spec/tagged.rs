@@ -1,0 +1,138 @@
+//! Deserialisation of internally tagged enums (`kind: load`) that keeps the path to an
+//! error inside the variant.
+//!
+//! serde's derived internally tagged enums buffer their content and lose track of where
+//! inside the variant an error occurred, so a misspelt key deep in a stage could not be
+//! located. Here the variant body is deserialised through `serde_path_to_error` and the
+//! inner path travels in the error message, prefixed by [`PATH_MARK`]; the parser splits
+//! it off again and joins it to the outer path.
+
+use serde_json::Value;
+
+/// Separates an inner path from the message in errors raised by tagged enums.
+pub(crate) const PATH_MARK: char = '\u{1}';
+
+/// Splits the tag off a tagged object and checks it names a known variant.
+pub(crate) fn split_tag<E: serde::de::Error>(
+    value: Value,
+    tag: &'static str,
+    variants: &'static [&'static str],
+) -> Result<(String, Value), E> {
+    let Value::Object(mut map) = value else {
+        return Err(E::invalid_type(unexpected(&value), &"a map with a `kind` key"));
+    };
+    let kind = match map.remove(tag) {
+        Some(Value::String(kind)) => kind,
+        Some(other) => {
+            return Err(with_path(tag, E::invalid_type(unexpected(&other), &"a string")));
+        }
+        None => return Err(E::missing_field(tag)),
+    };
+    if !variants.contains(&kind.as_str()) {
+        return Err(with_path(tag, E::unknown_variant(&kind, variants)));
+    }
+    Ok((kind, Value::Object(map)))
+}
+
+/// Deserialises a variant body, carrying the inner error path in the message.
+pub(crate) fn body<T: serde::de::DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let inner = err.inner().to_string();
+        let path = err.path().to_string();
+        let (nested_path, message) = split_marked(&inner);
+        let full = join_paths(&path, nested_path);
+        E::custom(format!("{PATH_MARK}{full}{PATH_MARK}{message}"))
+    })
+}
+
+fn with_path<E: serde::de::Error>(path: &str, err: E) -> E {
+    E::custom(format!("{PATH_MARK}{path}{PATH_MARK}{err}"))
+}
+
+/// Splits `\u{1}path\u{1}message` into its parts; a plain message has an empty path.
+pub(crate) fn split_marked(message: &str) -> (&str, &str) {
+    if let Some(rest) = message.strip_prefix(PATH_MARK)
+        && let Some((path, msg)) = rest.split_once(PATH_MARK)
+    {
+        return (path, msg);
+    }
+    ("", message)
+}
+
+/// Joins two serde_path_to_error paths (`.` means the root).
+pub(crate) fn join_paths(outer: &str, inner: &str) -> String {
+    let outer = if outer == "." { "" } else { outer };
+    let inner = if inner == "." { "" } else { inner };
+    match (outer.is_empty(), inner.is_empty()) {
+        (true, _) => inner.to_string(),
+        (false, true) => outer.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{outer}{inner}"),
+        (false, false) => format!("{outer}.{inner}"),
+    }
+}
+
+fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => n.as_f64().map_or(Unexpected::Other("number"), Unexpected::Float),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
+/// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
+macro_rules! tagged_enum {
+    ($ty:ident, $tag:literal, { $($name:literal => $variant:ident $(($inner:ty))?),+ $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const VARIANTS: &[&str] = &[$($name),+];
+                let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+                let (kind, body) = $crate::spec::tagged::split_tag::<D::Error>(value, $tag, VARIANTS)?;
+                match kind.as_str() {
+                    $($name => $crate::spec::tagged::tagged_variant!(body, $ty, $variant $(, $inner)?),)+
+                    // split_tag only returns names from VARIANTS.
+                    other => Err(<D::Error as serde::de::Error>::unknown_variant(other, VARIANTS)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use tagged_enum;
+
+/// One arm of [`tagged_enum`]: a variant wrapping a struct, or a unit variant.
+macro_rules! tagged_variant {
+    ($body:ident, $ty:ident, $variant:ident, $inner:ty) => {
+        $crate::spec::tagged::body::<$inner, D::Error>($body).map($ty::$variant)
+    };
+    ($body:ident, $ty:ident, $variant:ident) => {
+        $crate::spec::tagged::body::<$crate::spec::tagged::NoFields, D::Error>($body).map(|_| $ty::$variant)
+    };
+}
+pub(crate) use tagged_variant;
+
+/// The body of a unit variant: no keys besides the tag.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoFields {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_paths() {
+        assert_eq!(join_paths(".", "a.b"), "a.b");
+        assert_eq!(join_paths("stages[2]", "optimizer.lr"), "stages[2].optimizer.lr");
+        assert_eq!(join_paths("stages", "[2]"), "stages[2]");
+        assert_eq!(join_paths("a", "."), "a");
+    }
+
+    #[test]
+    fn splits_marked_messages() {
+        assert_eq!(split_marked("\u{1}a.b\u{1}boom"), ("a.b", "boom"));
+        assert_eq!(split_marked("plain"), ("", "plain"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Kernels: WGSL assembly and specialisation, the pipeline cache, pre-built dispatches.
+
+use std::num::NonZeroU64;
+
+use super::device::Gpu;
+use super::error::GpuError;
+
+/// Shared WGSL prepended to every kernel: the per-step uniform layout and the hash RNG.
+pub const COMMON_WGSL: &str = include_str!("../../../shaders/common.wgsl");
+
+/// Invocations per workgroup of one-dimensional kernels.
+pub const WG_1D: u32 = 64;
+
+/// Most workgroups a one-dimensional kernel launches; kernels loop with a grid stride.
+const MAX_GROUPS_1D: u32 = 4096;
+
+/// A byte range of a buffer.
+#[derive(Clone, Debug)]
+pub struct BufferRef {
+    pub buffer: wgpu::Buffer,
+    /// Byte offset (a multiple of [`super::STORAGE_ALIGN_BYTES`] for storage bindings).
+    pub offset: u64,
+    /// Byte length.
+    pub size: u64,
+}
+
+impl BufferRef {
+    /// The whole buffer.
+    pub fn whole(buffer: &wgpu::Buffer) -> BufferRef {
+        BufferRef { buffer: buffer.clone(), offset: 0, size: buffer.size() }
+    }
+
+    /// `len` 4-byte words starting at word `start` of this range.
+    pub fn words(&self, start: u64, len: u64) -> BufferRef {
+        BufferRef { buffer: self.buffer.clone(), offset: self.offset + start * 4, size: len * 4 }
+    }
+
+    /// Length in 4-byte words.
+    pub fn len_words(&self) -> u64 {
+        self.size / 4
+    }
+}
+
+/// One pre-built unit of GPU work, replayed every step.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// Kernel name (for plans and profiles), e.g. `"matmul_nt"`.
+    pub kernel: String,
+    pub(crate) work: Work,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Work {
+    Compute {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        workgroups: [u32; 3],
+    },
+    Copy {
+        src: BufferRef,
+        dst: BufferRef,
+    },
+}
+
+impl Dispatch {
+    /// A buffer-to-buffer copy of `src.size` bytes.
+    pub fn copy(kernel: &str, src: &BufferRef, dst: &BufferRef) -> Dispatch {
+        Dispatch { kernel: kernel.to_string(), work: Work::Copy { src: src.clone(), dst: dst.clone() } }
+    }
+}
+
+/// Records `dispatches` in order; consecutive compute dispatches share one compute pass
+/// (wgpu inserts the barriers between dependent dispatches).
+pub fn encode_dispatches<'a>(
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+) {
+    let mut pass: Option<wgpu::ComputePass<'_>> = None;
+    for d in dispatches {
+        match &d.work {
+            Work::Compute { pipeline, bind_group, workgroups } => {
+                let p = pass.get_or_insert_with(|| {
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: None,
+                        })
+                        .forget_lifetime()
+                });
+                p.set_pipeline(pipeline);
+                p.set_bind_group(0, bind_group, &[]);
+                p.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            }
+            Work::Copy { src, dst } => {
+                pass = None;
+                encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &dst.buffer, dst.offset, src.size);
+            }
+        }
+    }
+}
+
+/// Workgroup counts for a grid-stride loop over `n` items with [`WG_1D`] invocations per
+/// group, and the stride the kernel must use (`{{STRIDE}}`).
+pub fn grid_1d(n: usize) -> ([u32; 3], u32) {
+    let groups = (n as u64).div_ceil(WG_1D as u64).clamp(1, MAX_GROUPS_1D as u64) as u32;
+    ([groups, 1, 1], groups * WG_1D)
+}
+
+/// Everything one layer's kernels bind. Shapes are per sample; buffers hold `batch` samples.
+#[derive(Clone, Debug)]
+pub struct LayerIo {
+    /// Index in the model's layer list (dropout keys its mask on it).
+    pub layer: usize,
+    /// Samples per step (padded rows included).
+    pub batch: usize,
+    /// Per-sample input shape.
+    pub input_shape: Vec<usize>,
+    /// Per-sample output shape.
+    pub output_shape: Vec<usize>,
+    /// Training (dropout active) or evaluation.
+    pub train: bool,
+    /// The per-step uniform (`Step` in `common.wgsl`).
+    pub step: BufferRef,
+    /// Input activations `[batch, input]`.
+    pub x: BufferRef,
+    /// Output activations `[batch, output]`.
+    pub y: BufferRef,
+    /// Gradient w.r.t. the output.
+    pub dy: BufferRef,
+    /// Gradient w.r.t. the input; `None` for the first layer (not needed).
+    pub dx: Option<BufferRef>,
+    /// Parameters, in [`crate::op::Op::params`] order.
+    pub params: Vec<BufferRef>,
+    /// Gradient accumulators, same order.
+    pub grads: Vec<BufferRef>,
+    /// Scratch of [`crate::op::Op::scratch_words`] words (kept between forward and backward).
+    pub scratch: Option<BufferRef>,
+}
+
+/// Compiles (once, cached) and binds kernels.
+pub struct KernelBuilder<'a> {
+    gpu: &'a Gpu,
+}
+
+impl<'a> KernelBuilder<'a> {
+    /// A builder over `gpu`'s pipeline cache.
+    pub fn new(gpu: &'a Gpu) -> KernelBuilder<'a> {
+        KernelBuilder { gpu }
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        self.gpu
+    }
+
+    /// A compute dispatch of `sources` (concatenated after `common.wgsl`, with every
+    /// `{{KEY}}` replaced from `subst`), entry point `main`, binding `bindings[i]` at
+    /// `@group(0) @binding(i)`.
+    pub fn compute(
+        &mut self,
+        kernel: &str,
+        sources: &[&str],
+        subst: &[(&str, String)],
+        bindings: &[&BufferRef],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch, GpuError> {
+        let pipeline = self.pipeline(kernel, sources, subst)?;
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer,
+                    offset: b.offset,
+                    size: NonZeroU64::new(b.size.max(4)),
+                }),
+            })
+            .collect();
+        let device = &self.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(format!("binding kernel {kernel}: {e}")));
+        }
+        Ok(Dispatch { kernel: kernel.to_string(), work: Work::Compute { pipeline, bind_group, workgroups } })
+    }
+
+    fn pipeline(
+        &mut self,
+        kernel: &str,
+        sources: &[&str],
+        subst: &[(&str, String)],
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let spec: String = subst.iter().map(|(k, v)| format!("{k}={v};")).collect();
+        let key = (kernel.to_string(), spec);
+        let mut cache = self.gpu.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let mut source = String::from(COMMON_WGSL);
+        for s in sources {
+            source.push('\n');
+            source.push_str(s);
+        }
+        for (k, v) in subst {
+            source = source.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        if let Some(pos) = source.find("{{") {
+            let end = source[pos..].find("}}").map_or(source.len(), |e| pos + e + 2);
+            return Err(GpuError::Shader {
+                kernel: kernel.to_string(),
+                message: format!("placeholder {} was not substituted", &source[pos..end]),
+            });
+        }
+        let device = &self.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader { kernel: kernel.to_string(), message: e.to_string() });
+        }
+        self.gpu.count_pipeline();
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}

@@ -1,0 +1,54 @@
+//! Parameter initialisation schemes.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::op::{ParamFill, ParamSpec};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// How weights are initialised. Biases start at zero, LayerNorm gamma at one and beta at zero,
+/// whatever the scheme.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// He/Kaiming uniform for ReLU networks: U(-b, b) with b = sqrt(6 / fan_in).
+    #[default]
+    KaimingUniform,
+    /// He/Kaiming normal: N(0, 2 / fan_in).
+    KaimingNormal,
+    /// Glorot/Xavier uniform: U(-b, b) with b = sqrt(6 / (fan_in + fan_out)).
+    XavierUniform,
+    /// Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)).
+    XavierNormal,
+}
+
+impl Init {
+    /// Fills a parameter tensor described by `spec`, drawing from `rng` when random.
+    pub fn fill(self, spec: &ParamSpec, rng: &mut Rng) -> Tensor {
+        let len: usize = spec.shape.iter().product();
+        let data = match spec.fill {
+            ParamFill::Zeros => vec![0.0; len],
+            ParamFill::Ones => vec![1.0; len],
+            ParamFill::Random => {
+                let fan_in = spec.fan_in.max(1) as f64;
+                let fan_sum = (spec.fan_in + spec.fan_out).max(1) as f64;
+                match self {
+                    Init::KaimingUniform => uniform(rng, len, (6.0 / fan_in).sqrt()),
+                    Init::KaimingNormal => normal(rng, len, (2.0 / fan_in).sqrt()),
+                    Init::XavierUniform => uniform(rng, len, (6.0 / fan_sum).sqrt()),
+                    Init::XavierNormal => normal(rng, len, (2.0 / fan_sum).sqrt()),
+                }
+            }
+        };
+        Tensor { shape: spec.shape.clone(), data }
+    }
+}
+
+fn uniform(rng: &mut Rng, len: usize, bound: f64) -> Vec<f32> {
+    (0..len).map(|_| rng.uniform_in(-bound, bound) as f32).collect()
+}
+
+fn normal(rng: &mut Rng, len: usize, std: f64) -> Vec<f32> {
+    (0..len).map(|_| (rng.normal() * std) as f32).collect()
+}

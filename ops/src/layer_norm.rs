@@ -1,0 +1,158 @@
+//! Layer normalisation over the last dimension, with learnable `gamma` (scale) and `beta`
+//! (shift): `y = (x - mean) / sqrt(var + eps) * gamma + beta` (biased variance).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::elementwise::wgsl_f32;
+use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, numel};
+use crate::tensor::Tensor;
+
+const FORWARD_WGSL: &str = include_str!("../../shaders/layer_norm_forward.wgsl");
+const BACKWARD_WGSL: &str = include_str!("../../shaders/layer_norm_backward.wgsl");
+const PARAMS_WGSL: &str = include_str!("../../shaders/layer_norm_backward_params.wgsl");
+
+/// Attributes of a layer normalisation layer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNormAttrs {
+    /// Added to the variance before the square root, for stability (default 1e-5).
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+}
+
+fn default_eps() -> f32 {
+    1e-5
+}
+
+impl Default for LayerNormAttrs {
+    fn default() -> Self {
+        LayerNormAttrs { eps: default_eps() }
+    }
+}
+
+/// The layer-norm op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerNorm {
+    pub attrs: LayerNormAttrs,
+}
+
+impl LayerNorm {
+    /// Per row: (mean, rstd) in f64.
+    fn stats(&self, row: &[f32]) -> (f64, f64) {
+        let d = row.len() as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d;
+        (mean, 1.0 / (var + self.attrs.eps as f64).sqrt())
+    }
+
+    fn subst(&self, io: &LayerIo, n: usize) -> Vec<(&'static str, String)> {
+        let d = *io.input_shape.last().unwrap_or(&1);
+        let rows = io.batch * numel(&io.input_shape) / d.max(1);
+        let (_, stride) = grid_1d(n);
+        vec![
+            ("D", d.to_string()),
+            ("ROWS", rows.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("EPS", wgsl_f32(self.attrs.eps)),
+        ]
+    }
+}
+
+impl Op for LayerNorm {
+    fn kind(&self) -> &'static str {
+        "layer_norm"
+    }
+    fn check_attrs(&self) -> Result<(), String> {
+        let eps = self.attrs.eps;
+        if eps.is_finite() && eps > 0.0 {
+            Ok(())
+        } else {
+            Err(format!("layer_norm eps must be positive, found {eps}"))
+        }
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
+        match input.last() {
+            Some(&d) if d > 0 => Ok(input.to_vec()),
+            _ => Err(ShapeError::new("layer_norm", "at least 1 dim with a non-zero last dim", input)),
+        }
+    }
+    fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
+        let d = input.last().copied().unwrap_or(0);
+        vec![
+            ParamSpec { name: "gamma", shape: vec![d], fan_in: d, fan_out: d, fill: ParamFill::Ones },
+            ParamSpec { name: "beta", shape: vec![d], fan_in: d, fan_out: d, fill: ParamFill::Zeros },
+        ]
+    }
+    fn forward_flops(&self, input: &[usize]) -> u64 {
+        8 * numel(input) as u64
+    }
+    fn is_elementwise(&self) -> bool {
+        false
+    }
+    fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
+        let d = input.last().copied().unwrap_or(1).max(1);
+        2 * batch * numel(input) / d
+    }
+    fn forward_cpu(&self, x: &Tensor, params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
+        let d = *x.shape.last().unwrap_or(&1);
+        let (gamma, beta) = (&params[0].data, &params[1].data);
+        let mut y = x.clone();
+        for (row, out) in x.data.chunks(d).zip(y.data.chunks_mut(d)) {
+            let (mean, rstd) = self.stats(row);
+            for j in 0..d {
+                out[j] = ((row[j] as f64 - mean) * rstd * gamma[j] as f64 + beta[j] as f64) as f32;
+            }
+        }
+        y
+    }
+    fn backward_cpu(
+        &self,
+        x: &Tensor,
+        params: &[Tensor],
+        _y: &Tensor,
+        dy: &Tensor,
+        _ctx: &CpuCtx,
+    ) -> (Tensor, Vec<Tensor>) {
+        let d = *x.shape.last().unwrap_or(&1);
+        let gamma = &params[0].data;
+        let mut dx = x.clone();
+        let mut dgamma = vec![0.0f64; d];
+        let mut dbeta = vec![0.0f64; d];
+        for ((row, drow), out) in x.data.chunks(d).zip(dy.data.chunks(d)).zip(dx.data.chunks_mut(d)) {
+            let (mean, rstd) = self.stats(row);
+            let xhat: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) * rstd).collect();
+            let g: Vec<f64> = (0..d).map(|j| drow[j] as f64 * gamma[j] as f64).collect();
+            let mean_g = g.iter().sum::<f64>() / d as f64;
+            let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / d as f64;
+            for j in 0..d {
+                out[j] = (rstd * (g[j] - mean_g - xhat[j] * mean_gx)) as f32;
+                dgamma[j] += drow[j] as f64 * xhat[j];
+                dbeta[j] += drow[j] as f64;
+            }
+        }
+        let f = |v: Vec<f64>| Tensor { shape: vec![d], data: v.into_iter().map(|a| a as f32).collect() };
+        (dx, vec![f(dgamma), f(dbeta)])
+    }
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let stats = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
+        let rows = io.batch * numel(&io.input_shape) / io.input_shape.last().copied().unwrap_or(1).max(1);
+        let s = self.subst(io, rows);
+        let d = k.compute("layer_norm_forward", &[FORWARD_WGSL], &s, &[&io.x, &io.params[0], &io.params[1], &io.y, stats], grid_1d(rows).0)?;
+        Ok(vec![d])
+    }
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let stats = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
+        let dim = io.input_shape.last().copied().unwrap_or(1);
+        let rows = io.batch * numel(&io.input_shape) / dim.max(1);
+        let mut out = Vec::new();
+        let s = self.subst(io, dim);
+        out.push(k.compute("layer_norm_backward_params", &[PARAMS_WGSL], &s, &[&io.x, &io.dy, stats, &io.grads[0], &io.grads[1]], grid_1d(dim).0)?);
+        if let Some(dx) = &io.dx {
+            let s = self.subst(io, rows);
+            out.push(k.compute("layer_norm_backward", &[BACKWARD_WGSL], &s, &[&io.x, &io.params[0], &io.dy, stats, dx], grid_1d(rows).0)?);
+        }
+        Ok(out)
+    }
+}

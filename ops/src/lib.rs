@@ -1,0 +1,36 @@
+//! Tensor ops for the training engine: shape rules, parameter init, CPU reference
+//! forward/backward, WGSL kernels, the wgpu runtime, and the compiled training step.
+
+pub mod avg_pool2d;
+pub mod conv2d;
+pub mod dropout;
+pub mod flatten;
+pub mod gelu;
+pub mod gpu;
+pub mod init;
+pub mod layer;
+pub mod layer_norm;
+pub mod leaky_relu;
+pub mod linear;
+pub mod loss;
+pub mod max_pool2d;
+pub mod model;
+pub mod op;
+pub mod optim;
+pub mod relu;
+pub mod rng;
+pub mod sigmoid;
+pub mod tanh;
+pub mod tensor;
+pub mod train;
+
+mod elementwise;
+mod matmul;
+mod reduce;
+
+pub use gpu::{AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, GpuError, list_adapters};
+pub use init::Init;
+pub use layer::LayerSpec;
+pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
+pub use tensor::Tensor;
+pub use train::{EvalStep, LossKind, ModelDef, NamedTensor, OptimizerKind, StepMetrics, TrainConfig, TrainStep};

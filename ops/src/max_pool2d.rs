@@ -1,0 +1,173 @@
+//! 2-D max pooling over `[channels, height, width]` samples (no padding, floor mode).
+//! Forward records the arg-max of each window in scratch; backward gathers into each input
+//! the gradients of the windows whose arg-max it is (no atomics).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::op::{CpuCtx, Op, ParamSpec, ShapeError};
+use crate::tensor::Tensor;
+
+const FORWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_forward.wgsl");
+const BACKWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_backward.wgsl");
+
+/// Attributes of a pooling layer (max or average).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAttrs {
+    /// Side of the square pooling window, e.g. 2 for 2x2.
+    pub kernel: usize,
+    /// Step between windows (default: equal to `kernel`, i.e. non-overlapping windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+}
+
+/// Resolved sizes of a pooling layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolGeometry {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub s: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl PoolAttrs {
+    pub(crate) fn stride(&self) -> usize {
+        self.stride.unwrap_or(self.kernel)
+    }
+
+    pub(crate) fn check(&self, kind: &str) -> Result<(), String> {
+        if self.kernel == 0 {
+            return Err(format!("{kind} kernel must be at least 1, found 0"));
+        }
+        if self.stride == Some(0) {
+            return Err(format!("{kind} stride must be at least 1, found 0"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn geometry(&self, kind: &'static str, input: &[usize]) -> Result<PoolGeometry, ShapeError> {
+        let [c, h, w] = *input else {
+            return Err(ShapeError::new(kind, "[channels, height, width]", input));
+        };
+        let (k, s) = (self.kernel, self.stride());
+        if c == 0 || k == 0 || s == 0 || h < k || w < k {
+            return Err(ShapeError::new(kind, format!("[channels, height, width] with height and width of at least {k}"), input));
+        }
+        Ok(PoolGeometry { c, h, w, k, s, ho: (h - k) / s + 1, wo: (w - k) / s + 1 })
+    }
+}
+
+impl PoolGeometry {
+    pub(crate) fn consts(&self) -> String {
+        format!(
+            "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KS: u32 = {}u; const S: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
+            self.c, self.h, self.w, self.k, self.s, self.ho, self.wo
+        )
+    }
+    pub(crate) fn out_len(&self) -> usize {
+        self.c * self.ho * self.wo
+    }
+    pub(crate) fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+}
+
+/// The max-pooling op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2d {
+    pub attrs: PoolAttrs,
+}
+
+impl MaxPool2d {
+    /// Per output element: (max value, arg-max as `iy * W + ix` within its channel plane).
+    fn windows(&self, g: &PoolGeometry, x: &[f32], batch: usize) -> Vec<(f32, usize)> {
+        let mut out = Vec::with_capacity(batch * g.out_len());
+        for plane in 0..batch * g.c {
+            let xp = &x[plane * g.h * g.w..];
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    let mut best = (f32::NEG_INFINITY, oy * g.s * g.w + ox * g.s);
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let i = (oy * g.s + ky) * g.w + ox * g.s + kx;
+                            if xp[i] > best.0 {
+                                best = (xp[i], i);
+                            }
+                        }
+                    }
+                    out.push(best);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Op for MaxPool2d {
+    fn kind(&self) -> &'static str {
+        "max_pool2d"
+    }
+    fn check_attrs(&self) -> Result<(), String> {
+        self.attrs.check("max_pool2d")
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
+        let g = self.attrs.geometry("max_pool2d", input)?;
+        Ok(vec![g.c, g.ho, g.wo])
+    }
+    fn params(&self, _input: &[usize]) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn forward_flops(&self, input: &[usize]) -> u64 {
+        self.attrs.geometry("max_pool2d", input).map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
+    }
+    fn is_elementwise(&self) -> bool {
+        false
+    }
+    fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
+        self.attrs.geometry("max_pool2d", input).map_or(0, |g| batch * g.out_len())
+    }
+    fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
+        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else { return Tensor::zeros(&[0]) };
+        let data = self.windows(&g, &x.data, x.batch()).into_iter().map(|(v, _)| v).collect();
+        Tensor { shape: vec![x.batch(), g.c, g.ho, g.wo], data }
+    }
+    fn backward_cpu(
+        &self,
+        x: &Tensor,
+        _params: &[Tensor],
+        _y: &Tensor,
+        dy: &Tensor,
+        _ctx: &CpuCtx,
+    ) -> (Tensor, Vec<Tensor>) {
+        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else { return (Tensor::zeros(&[0]), vec![]) };
+        let mut dx = Tensor::zeros(&x.shape);
+        let per_plane = g.ho * g.wo;
+        for (o, (_, arg)) in self.windows(&g, &x.data, x.batch()).into_iter().enumerate() {
+            let plane = o / per_plane;
+            dx.data[plane * g.h * g.w + arg] += dy.data[o];
+        }
+        (dx, vec![])
+    }
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let g = self.attrs.geometry("max_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let n = io.batch * g.out_len();
+        let (groups, stride) = grid_1d(n);
+        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
+        Ok(vec![k.compute("max_pool2d_forward", &[FORWARD_WGSL], &s, &[&io.x, &io.y, arg], groups)?])
+    }
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let Some(dx) = &io.dx else { return Ok(vec![]) };
+        let g = self.attrs.geometry("max_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let n = io.batch * g.in_len();
+        let (groups, stride) = grid_1d(n);
+        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
+        Ok(vec![k.compute("max_pool2d_backward", &[BACKWARD_WGSL], &s, &[&io.dy, arg, dx], groups)?])
+    }
+}

@@ -1,0 +1,126 @@
+//! The [`Op`] trait every layer implements, and the small types it speaks in.
+//!
+//! Shapes passed to an op are per sample (no batch dimension); CPU tensors carry the batch
+//! as their leading dimension.
+
+use thiserror::Error;
+
+use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
+use crate::tensor::Tensor;
+
+/// An input shape an op cannot accept. Displays as, e.g.,
+/// `linear expects 1 dim [features] but input is [1, 8, 8]`.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{op} expects {expected} but input is {found:?}")]
+pub struct ShapeError {
+    /// The op kind, e.g. `"conv2d"`.
+    pub op: &'static str,
+    /// What the op needs, in words.
+    pub expected: String,
+    /// The per-sample input shape it was given.
+    pub found: Vec<usize>,
+}
+
+impl ShapeError {
+    /// Shorthand constructor.
+    pub fn new(op: &'static str, expected: impl Into<String>, found: &[usize]) -> ShapeError {
+        ShapeError { op, expected: expected.into(), found: found.to_vec() }
+    }
+}
+
+/// How a parameter starts out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamFill {
+    /// Drawn from the model's [`crate::init::Init`] scheme using `fan_in`/`fan_out`.
+    Random,
+    /// All zeros (biases, LayerNorm beta).
+    Zeros,
+    /// All ones (LayerNorm gamma).
+    Ones,
+}
+
+/// One learnable tensor of an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// `"weight"`, `"bias"`, `"gamma"` or `"beta"`.
+    pub name: &'static str,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Inputs feeding each output (for initialisation).
+    pub fan_in: usize,
+    /// Outputs fed by each input (for initialisation).
+    pub fan_out: usize,
+    /// Initial values.
+    pub fill: ParamFill,
+}
+
+impl ParamSpec {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True for an empty tensor.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Context for CPU reference passes (dropout needs it to draw the same mask as the GPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuCtx {
+    /// Training mode (dropout active) or evaluation.
+    pub train: bool,
+    /// Run seed.
+    pub seed: u64,
+    /// Global micro-batch index (the `step` given to `TrainStep::record_step`).
+    pub step: u64,
+    /// Index of the layer in the model's layer list.
+    pub layer: usize,
+}
+
+/// A layer: shape rule, parameters, CPU reference and GPU kernels.
+pub trait Op: Send + Sync {
+    /// Stable kind name, e.g. `"linear"`.
+    fn kind(&self) -> &'static str;
+    /// Checks hyperparameters, e.g. `"dropout p must be in [0, 1), found 1.5"`.
+    fn check_attrs(&self) -> Result<(), String>;
+    /// Per-sample output shape for a per-sample input shape.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError>;
+    /// Learnable tensors for this input shape, in a fixed order.
+    fn params(&self, input: &[usize]) -> Vec<ParamSpec>;
+    /// Forward floating-point operations per sample (2 per multiply-add).
+    fn forward_flops(&self, input: &[usize]) -> u64;
+    /// True when each output element depends only on the same input element.
+    fn is_elementwise(&self) -> bool;
+    /// True when the output is the input buffer reinterpreted (no kernel runs).
+    fn is_view(&self) -> bool {
+        false
+    }
+    /// Scratch words (4 bytes each) the GPU kernels need for a batch of `batch` samples.
+    fn scratch_words(&self, _input: &[usize], _batch: usize) -> usize {
+        0
+    }
+    /// CPU reference forward on a batch (`x.shape[0]` is the batch).
+    fn forward_cpu(&self, x: &Tensor, params: &[Tensor], ctx: &CpuCtx) -> Tensor;
+    /// CPU reference backward: `(dx, dparams)` with `dparams` in [`Op::params`] order.
+    fn backward_cpu(
+        &self,
+        x: &Tensor,
+        params: &[Tensor],
+        y: &Tensor,
+        dy: &Tensor,
+        ctx: &CpuCtx,
+    ) -> (Tensor, Vec<Tensor>);
+    /// Builds the forward dispatches once at plan time; they are replayed every step.
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
+    /// Builds the backward dispatches: writes `io.dx` (when present) and adds parameter
+    /// gradients into `io.grads` (accumulating; the optimizer zeroes them).
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo)
+    -> Result<Vec<Dispatch>, GpuError>;
+}
+
+/// Product of a shape's dimensions.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}

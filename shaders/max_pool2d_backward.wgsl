@@ -1,0 +1,31 @@
+// max_pool2d_backward: one invocation per input element; sums dy of every window covering
+// it whose recorded arg-max is this element (gather, fixed order, no atomics).
+{{GEOM}}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> arg: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
+        let ix = i % W;
+        let iy = (i / W) % H;
+        let plane = i / (W * H);
+        let p = iy * W + ix;
+        // Windows oy with oy*S <= iy < oy*S + KS.
+        let oy_lo = select(0u, (iy - KS + 1u + S - 1u) / S, iy + 1u > KS);
+        let oy_hi = min(iy / S, HO - 1u);
+        let ox_lo = select(0u, (ix - KS + 1u + S - 1u) / S, ix + 1u > KS);
+        let ox_hi = min(ix / S, WO - 1u);
+        var acc = 0.0;
+        for (var oy = oy_lo; oy <= oy_hi; oy++) {
+            for (var ox = ox_lo; ox <= ox_hi; ox++) {
+                let o = (plane * HO + oy) * WO + ox;
+                if (arg[o] == p) {
+                    acc += dy[o];
+                }
+            }
+        }
+        dx[i] = acc;
+    }
+}

@@ -1,0 +1,32 @@
+// max_pool2d_forward: one invocation per output element; y = window max, arg = first
+// position (iy * W + ix within the channel plane) holding it.
+{{GEOM}}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> arg: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
+        let ox = i % WO;
+        let oy = (i / WO) % HO;
+        let plane = i / (WO * HO);
+        let base = plane * H * W;
+        var best = -3.4028235e38;
+        var best_i = oy * S * W + ox * S;
+        var first = true;
+        for (var ky = 0u; ky < KS; ky++) {
+            for (var kx = 0u; kx < KS; kx++) {
+                let p = (oy * S + ky) * W + ox * S + kx;
+                let v = x[base + p];
+                if (first || v > best) {
+                    best = v;
+                    best_i = p;
+                    first = false;
+                }
+            }
+        }
+        y[i] = best;
+        arg[i] = best_i;
+    }
+}
