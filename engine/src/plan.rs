@@ -257,7 +257,7 @@ fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
                     let out = checked.models.get(&f.model).map(|m| m.output().to_vec()).unwrap_or_default();
                     (format!("model {} on {}", f.model, f.input), vec![("logits".into(), batched(batch, &out))])
                 }
-                Stage::Loss(l) => (format!("{:?} on {} vs {}", l.function, l.logits, l.target).to_lowercase(), vec![("loss".into(), vec![])]),
+                Stage::Loss(l) => (format!("{} on {} vs {}", loss_name(l.function), l.logits, l.target), vec![("loss".into(), vec![])]),
                 Stage::Backward(b) => (format!("d({})/d(params)", b.loss), vec![("grads".into(), vec![])]),
                 Stage::Accumulate(a) => (format!("sum {} micro-batches, then divide", a.steps), vec![("grads".into(), vec![])]),
                 Stage::Step(s) => {
@@ -393,7 +393,7 @@ fn kernels(checked: &CheckedPipeline) -> Vec<String> {
     }
     for s in stages {
         if let Stage::Loss(l) = s {
-            kernels.push(format!("{}.forward_backward", serde_json::to_value(l.function).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+            kernels.push(format!("{}.forward_backward", loss_name(l.function)));
         }
     }
     for l in model.layers.iter().rev() {
@@ -414,6 +414,13 @@ fn kernels(checked: &CheckedPipeline) -> Vec<String> {
         }
     }
     kernels
+}
+
+fn loss_name(function: crate::spec::LossFn) -> &'static str {
+    match function {
+        crate::spec::LossFn::CrossEntropy => "cross_entropy",
+        crate::spec::LossFn::Mse => "mse",
+    }
 }
 
 fn bytes(n: u64) -> String {
@@ -457,9 +464,9 @@ impl fmt::Display for Plan {
         )?;
         writeln!(f)?;
         writeln!(f, "lifecycle")?;
-        let hooks = |scope_trigger: &str| self.hooks.iter().filter(move |h| h.trigger == scope_trigger || (scope_trigger == "every" && h.trigger.starts_with("every ")));
         let print_hooks = |f: &mut fmt::Formatter<'_>, trigger: &str, indent: &str| -> fmt::Result {
-            for h in hooks(trigger) {
+            let matching = self.hooks.iter().filter(|h| h.trigger == trigger || (trigger == "every" && h.trigger.starts_with("every ")));
+            for h in matching {
                 writeln!(f, "{indent}@{}: {}", h.trigger, h.fires.join(" -> "))?;
             }
             Ok(())

@@ -16,6 +16,8 @@ use crate::spec::{PortRef, Stage, StageId};
 pub enum PortType {
     /// A batch of feature tensors.
     Tensor,
+    /// A batch of model outputs.
+    Logits,
     /// A batch of class labels.
     Labels,
     /// A scalar loss that can be differentiated.
@@ -31,7 +33,8 @@ pub enum PortType {
 impl fmt::Display for PortType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            PortType::Tensor => "a tensor (`load.features` or `forward.logits`)",
+            PortType::Tensor => "features (`load.features`)",
+            PortType::Logits => "model outputs (`forward.logits`)",
             PortType::Labels => "labels (`load.labels`)",
             PortType::Loss => "a loss (`loss.loss`)",
             PortType::Grads => "gradients (`backward.grads` or `accumulate.grads`)",
@@ -45,7 +48,7 @@ impl fmt::Display for PortType {
 pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
     match stage {
         Stage::Load(_) => &[("features", PortType::Tensor), ("labels", PortType::Labels)],
-        Stage::Forward(_) => &[("logits", PortType::Tensor)],
+        Stage::Forward(_) => &[("logits", PortType::Logits)],
         Stage::Loss(_) => &[("loss", PortType::Loss)],
         Stage::Backward(_) | Stage::Accumulate(_) => &[("grads", PortType::Grads)],
         Stage::Step(_) => &[("params", PortType::Params), ("grad_norm", PortType::Scalar)],
@@ -54,15 +57,15 @@ pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
     }
 }
 
-/// The type an input field accepts; `None` accepts anything.
-fn accepts(stage: &Stage, field: &str) -> Option<PortType> {
+/// The types an input field accepts; empty accepts anything.
+fn accepts(stage: &Stage, field: &str) -> &'static [PortType] {
     match (stage, field) {
-        (Stage::Forward(_), _) => Some(PortType::Tensor),
-        (Stage::Loss(_), "logits") => Some(PortType::Tensor),
-        (Stage::Loss(_), _) => Some(PortType::Labels),
-        (Stage::Backward(_), _) => Some(PortType::Loss),
-        (Stage::Accumulate(_) | Stage::Step(_), _) => Some(PortType::Grads),
-        _ => None,
+        (Stage::Forward(_), _) => &[PortType::Tensor, PortType::Logits],
+        (Stage::Loss(_), "logits") => &[PortType::Logits],
+        (Stage::Loss(_), _) => &[PortType::Labels],
+        (Stage::Backward(_), _) => &[PortType::Loss],
+        (Stage::Accumulate(_) | Stage::Step(_), _) => &[PortType::Grads],
+        _ => &[],
     }
 }
 
@@ -107,8 +110,9 @@ impl StageGraph {
     }
 }
 
+/// Path of a stage's `id` value: diagnostics about a whole stage point there.
 pub(super) fn stage_path(index: usize) -> Vec<Seg> {
-    vec![Seg::Key("stages".into()), Seg::Index(index)]
+    vec![Seg::Key("stages".into()), Seg::Index(index), Seg::Key("id".into())]
 }
 
 pub(super) fn field_path(index: usize, field: &str) -> Vec<Seg> {
@@ -206,8 +210,9 @@ fn resolve(
         );
         return None;
     };
-    if let Some(expected) = accepts(stage, field)
-        && expected != found_type
+    let accepted = accepts(stage, field);
+    if let Some(&expected) = accepted.first()
+        && !accepted.contains(&found_type)
     {
         diagnostics.push(
             Diagnostic::new(
@@ -216,7 +221,7 @@ fn resolve(
             )
             .at(span, format!("this is {found_type}"))
             .stage(stage.id())
-            .expected_found(expected.to_string(), format!("{found_type} from {} stage `{source_id}`", source_stage.kind()))
+            .expected_found(accepted.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "), format!("{found_type} from {} stage `{source_id}`", source_stage.kind()))
             .hint(port_hint(expected)),
         );
         return None;
@@ -227,6 +232,7 @@ fn resolve(
 fn port_hint(expected: PortType) -> &'static str {
     match expected {
         PortType::Tensor => "feed a load stage's `features` or a forward stage's `logits`",
+        PortType::Logits => "a loss compares model outputs with labels: insert a forward stage and use its `logits`",
         PortType::Labels => "feed a load stage's `labels`",
         PortType::Loss => "a backward stage differentiates a loss: point it at a loss stage's `loss`",
         PortType::Grads => "a step needs gradients: point it at a backward (or accumulate) stage's `grads`",
@@ -239,14 +245,16 @@ pub(super) fn list(items: &[&str]) -> String {
 }
 
 /// Flow checks: cycles, reachability from a load, and the train chain's presence.
-pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok: bool, diagnostics: &mut Vec<Diagnostic>) {
     let stages = &parsed.pipeline.stages;
     let data_only = g.graph.filter_map(|_, n| Some(*n), |_, e| matches!(e, Edge::Data { .. }).then_some(()));
+    let mut on_cycle = vec![false; stages.len()];
     for scc in petgraph::algo::tarjan_scc(&data_only) {
         let cyclic = scc.len() > 1 || data_only.contains_edge(scc[0], scc[0]);
         if !cyclic {
             continue;
         }
+        scc.iter().for_each(|n| on_cycle[data_only[*n]] = true);
         let cycle = cycle_path(&data_only, &scc);
         let names: Vec<String> = cycle.iter().map(|n| stages[data_only[*n]].id().to_string()).collect();
         let first = data_only[cycle[0]];
@@ -276,12 +284,25 @@ pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, diagnostics: &
         let stage = &stages[i];
         let in_dataflow = matches!(stage, Stage::Forward(_) | Stage::Loss(_) | Stage::Backward(_) | Stage::Accumulate(_) | Stage::Step(_));
         let has_inputs = g.graph.edges_directed(node, petgraph::Direction::Incoming).next().is_some();
-        if in_dataflow && !reached[i] && has_inputs {
+        if in_dataflow && !reached[i] && has_inputs && !on_cycle[i] {
             diagnostics.push(
                 Diagnostic::new("unreachable", format!("{} stage `{}` is not reachable from any load stage", stage.kind(), stage.id()))
                     .at(parsed.span(&stage_path(i)), "no data reaches this stage")
                     .stage(stage.id())
                     .hint("connect its inputs to a chain that starts at a `load` stage"),
+            );
+        }
+    }
+    for node in g.graph.node_indices() {
+        let stage = &stages[g.graph[node]];
+        let computes = matches!(stage, Stage::Forward(_) | Stage::Loss(_) | Stage::Backward(_) | Stage::Accumulate(_));
+        if references_ok && computes && g.graph.edges_directed(node, petgraph::Direction::Outgoing).next().is_none() {
+            let port = outputs(stage).first().map_or("", |p| p.0);
+            diagnostics.push(
+                Diagnostic::new("unused-stage", format!("{} stage `{}` computes `{port}` but no stage uses it", stage.kind(), stage.id()))
+                    .at(parsed.span(&stage_path(g.graph[node])), "its output goes nowhere")
+                    .stage(stage.id())
+                    .hint(format!("feed `{}.{port}` to the next stage (or `watch:` it from a callback), or remove the stage", stage.id())),
             );
         }
     }

@@ -8,7 +8,7 @@ use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{CallbackSpec, LrSchedule, OptimizerSpec, Schedule, SourceSpec, SplitSpec, Stage};
 
 use super::DatasetInfo;
-use super::graph::{field_path, stage_path};
+use super::graph::field_path;
 
 struct Ctx<'a> {
     parsed: &'a ParsedPipeline,
@@ -62,7 +62,7 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
         }
     }
     for (i, stage) in p.stages.iter().enumerate() {
-        let base = stage_path(i);
+        let base = vec![Seg::Key("stages".into()), Seg::Index(i)];
         let s = Some(stage);
         match stage {
             Stage::Load(l) => {

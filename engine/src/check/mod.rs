@@ -31,12 +31,14 @@ pub struct CheckedPipeline {
 
 /// Builds the stage graph and runs every check, collecting all problems.
 pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Diagnostic>> {
-    let mut diagnostics = Vec::new();
+    let mut diagnostics = parsed.repaired.clone();
     let graph = graph::build(&parsed, &mut diagnostics);
+    let references_ok = diagnostics.len() == parsed.repaired.len();
+    graph::check_flow(&parsed, &graph, references_ok, &mut diagnostics);
+    let acyclic = !diagnostics.iter().any(|d| d.code == "cycle");
     hyper::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
-    let models = shapes::check(&parsed, &graph, &datasets, &mut diagnostics);
-    graph::check_flow(&parsed, &graph, &mut diagnostics);
+    let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);
     hyper::check_accumulation(&parsed, &datasets, &mut diagnostics);
     callbacks::check(&parsed, &graph, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));

@@ -59,7 +59,11 @@ pub fn describe_layer(layer: &LayerSpec) -> String {
                     serde_json::Value::Object(a) => a
                         .into_iter()
                         .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| format!("{k}={v}"))
+                        .map(|(k, v)| match v.as_f64() {
+                            // Attributes are f32; print them as written, not widened.
+                            Some(f) if v.is_f64() => format!("{k}={}", f as f32),
+                            _ => format!("{k}={v}"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", "),
                     other => other.to_string(),
@@ -79,6 +83,7 @@ pub(super) fn check(
     parsed: &ParsedPipeline,
     graph: &StageGraph,
     datasets: &BTreeMap<String, DatasetInfo>,
+    acyclic: bool,
     out: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, ModelShapes> {
     let mut models = BTreeMap::new();
@@ -135,7 +140,10 @@ pub(super) fn check(
             models.insert(name.clone(), ModelShapes { input: model.input.clone(), layers });
         }
     }
-    check_edges(parsed, graph, datasets, &models, out);
+    // Shapes along a cycle are meaningless; the cycle is reported instead.
+    if acyclic {
+        check_edges(parsed, graph, datasets, &models, out);
+    }
     models
 }
 

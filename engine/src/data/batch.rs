@@ -117,7 +117,11 @@ impl BatchIter {
 
     /// Batches in one epoch of this split.
     pub fn batches_per_epoch(&self) -> usize {
-        batches_per_epoch(self.split.len(), self.config.batch_size, self.config.drop_last)
+        batches_per_epoch(
+            self.split.len(),
+            self.config.batch_size,
+            self.config.drop_last,
+        )
     }
 
     /// `(epoch, batch)` of the batch the next call produces: what a checkpoint stores
@@ -194,7 +198,9 @@ fn gather(split: &Split, rows: &[u32], batch: &mut Batch) {
         .for_each(|(out, &row)| out.copy_from_slice(dataset.sample(row as usize)));
     batch.labels.clear();
     if dataset.targets.is_none() {
-        batch.labels.extend(rows.iter().map(|&row| dataset.labels[row as usize]));
+        batch
+            .labels
+            .extend(rows.iter().map(|&row| dataset.labels[row as usize]));
     }
     match &dataset.targets {
         None => batch.targets = None,
@@ -224,7 +230,12 @@ mod tests {
     }
 
     fn config(batch_size: usize, shuffle: bool, drop_last: bool) -> BatchConfig {
-        BatchConfig { batch_size, shuffle, drop_last, seed: 11 }
+        BatchConfig {
+            batch_size,
+            shuffle,
+            drop_last,
+            seed: 11,
+        }
     }
 
     #[test]
@@ -240,13 +251,17 @@ mod tests {
 
     #[test]
     fn batches_gather_rows_and_labels() {
-        let batches: Vec<Batch> = BatchIter::new(split(5), config(2, false, false), 0).unwrap().collect();
+        let batches: Vec<Batch> = BatchIter::new(split(5), config(2, false, false), 0)
+            .unwrap()
+            .collect();
         assert_eq!(batches.len(), 3);
         assert_eq!(batches[1].features, vec![4.0, 5.0, 6.0, 7.0]);
         assert_eq!(batches[1].labels, vec![2, 0]);
         assert_eq!(batches[2].rows, 1);
         assert!(batches[2].last_in_epoch && !batches[1].last_in_epoch);
-        let dropped: Vec<Batch> = BatchIter::new(split(5), config(2, false, true), 0).unwrap().collect();
+        let dropped: Vec<Batch> = BatchIter::new(split(5), config(2, false, true), 0)
+            .unwrap()
+            .collect();
         assert_eq!(dropped.len(), 2);
         assert!(dropped[1].last_in_epoch);
     }
@@ -269,7 +284,9 @@ mod tests {
 
     #[test]
     fn reused_buffers_and_edge_cases() {
-        let mut iter = BatchIter::new(split(4), config(4, true, false), 0).unwrap().until_epoch(2);
+        let mut iter = BatchIter::new(split(4), config(4, true, false), 0)
+            .unwrap()
+            .until_epoch(2);
         let mut batch = Batch::default();
         assert!(iter.next_into(&mut batch));
         let capacity = batch.features.capacity();
@@ -280,14 +297,18 @@ mod tests {
         assert!(BatchIter::new(split(4), config(0, true, false), 0).is_err());
         let empty = BatchIter::new(split(3), config(4, true, true), 0).unwrap();
         assert_eq!(empty.until_epoch(u64::MAX).count(), 0);
-        let past = BatchIter::new(split(4), config(2, false, false), 0).unwrap().starting_at(9);
+        let past = BatchIter::new(split(4), config(2, false, false), 0)
+            .unwrap()
+            .starting_at(9);
         assert_eq!(past.count(), 0);
     }
 
     #[test]
     fn regression_targets_are_gathered() {
-        let data = Dataset::regression(vec![0.0, 1.0, 2.0], vec![1], vec![10.0, 11.0, 12.0], 1).unwrap();
-        let iter = BatchIter::new(Split::whole(Arc::new(data)), config(2, false, false), 0).unwrap();
+        let data =
+            Dataset::regression(vec![0.0, 1.0, 2.0], vec![1], vec![10.0, 11.0, 12.0], 1).unwrap();
+        let iter =
+            BatchIter::new(Split::whole(Arc::new(data)), config(2, false, false), 0).unwrap();
         let batches: Vec<Batch> = iter.collect();
         assert_eq!(batches[1].targets, Some(vec![12.0]));
         assert!(batches[0].labels.is_empty());

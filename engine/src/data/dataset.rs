@@ -88,9 +88,9 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// Number of `f32` values in one sample (the product of `shape`).
+    /// Number of `f32` values in one sample (the product of `shape`; 0 if it overflows).
     pub fn sample_len(&self) -> usize {
-        self.shape.iter().product()
+        shape_len(&self.shape).unwrap_or(0)
     }
 
     /// The features of sample `index` (panics if `index >= len()`, like slice indexing).
@@ -119,7 +119,7 @@ impl Dataset {
                 self.shape
             ));
         }
-        if self.features.len() % width != 0 {
+        if !self.features.len().is_multiple_of(width) {
             return Err(format!(
                 "{} feature values do not divide into samples of shape {:?}",
                 self.features.len(),
@@ -128,7 +128,9 @@ impl Dataset {
         }
         let rows = self.len();
         if rows > u32::MAX as usize {
-            return Err(format!("{rows} samples are more than the 2^32 - 1 supported"));
+            return Err(format!(
+                "{rows} samples are more than the 2^32 - 1 supported"
+            ));
         }
         match &self.targets {
             None => {
@@ -165,6 +167,11 @@ impl Dataset {
     }
 }
 
+/// The product of a shape's dimensions, or `None` if it overflows `usize`.
+pub(crate) fn shape_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 /// Label values as read from a file, before they are checked against the task.
 pub(crate) enum LabelValues {
     Classes { labels: Vec<u32>, classes: usize },
@@ -172,23 +179,25 @@ pub(crate) enum LabelValues {
 }
 
 /// Checks raw label values (`width` per sample) against `task`. `locate` turns a
-/// 0-based sample index into the 1-based row reported to the user and the 1-based
-/// column, if any. The first bad label in file order is the one reported.
+/// 0-based sample index and the 0-based index of the value within the sample into the
+/// 1-based row and column reported to the user. The first bad label in file order is
+/// the one reported.
 pub(crate) fn resolve_labels(
     file: &Path,
     values: &[f64],
     width: usize,
     task: &Task,
-    locate: impl Fn(usize) -> (usize, Option<usize>),
+    locate: impl Fn(usize, usize) -> (usize, Option<usize>),
 ) -> Result<LabelValues, DataError> {
     match task {
         Task::Regress => {
             if let Some(position) = values.iter().position(|v| !v.is_finite()) {
-                let (row, column) = locate(position / width.max(1));
+                let within = position % width.max(1);
+                let (row, column) = locate(position / width.max(1), within);
                 return Err(DataError::NotANumber {
                     file: file.to_path_buf(),
                     row,
-                    column: column.unwrap_or(position % width.max(1) + 1),
+                    column: column.unwrap_or(within + 1),
                     cell: values[position].to_string(),
                     hint: "",
                 });
@@ -215,13 +224,13 @@ pub(crate) fn resolve_labels(
             for (index, &value) in values.iter().enumerate() {
                 let valid = value >= 0.0 && value.fract() == 0.0 && value < limit as f64;
                 if !valid {
-                    let (row, column) = locate(index);
+                    let (row, column) = locate(index, 0);
                     return Err(DataError::BadLabel {
                         file: file.to_path_buf(),
                         row,
                         column,
                         label: value.to_string(),
-                        classes_text: classes_text(*classes),
+                        expected: expected_label(*classes),
                     });
                 }
                 labels.push(value as u32);
@@ -235,10 +244,11 @@ pub(crate) fn resolve_labels(
     }
 }
 
-fn classes_text(classes: Option<usize>) -> String {
+fn expected_label(classes: Option<usize>) -> String {
     match classes {
-        Some(classes) => format!("{classes} (the configured number of classes)"),
-        None => "2^32 - 1".to_string(),
+        Some(classes) => format!("an integer in 0..{classes} (the configured number of classes)"),
+        None => "a non-negative integer (the number of classes is inferred from the largest label)"
+            .to_string(),
     }
 }
 
@@ -277,6 +287,7 @@ mod tests {
         assert!(Dataset::classification(vec![0.0; 6], vec![3], vec![0, 2], 2).is_err());
         assert!(Dataset::classification(vec![0.0; 5], vec![3], vec![0, 1], 2).is_err());
         assert!(Dataset::classification(vec![0.0; 6], vec![0], vec![0, 1], 2).is_err());
+        assert!(Dataset::classification(vec![0.0; 6], vec![usize::MAX, 3], vec![0], 2).is_err());
         assert!(Dataset::regression(vec![0.0; 6], vec![3], vec![1.0, 2.0], 1).is_ok());
         assert!(Dataset::regression(vec![0.0; 6], vec![3], vec![1.0], 1).is_err());
     }
@@ -285,13 +296,15 @@ mod tests {
     fn labels_are_checked_in_file_order() {
         let file = Path::new("labels.bin");
         let task = Task::Classify { classes: Some(3) };
-        let locate = |i: usize| (i + 1, None);
+        let locate = |i: usize, _| (i + 1, None);
         let error = resolve_labels(file, &[0.0, 3.0, -1.0], 1, &task, locate)
             .err()
             .unwrap();
         let text = error.to_string();
         assert!(text.contains("labels.bin: row 2: label 3"), "{text}");
-        let error = resolve_labels(file, &[0.5], 1, &task, locate).err().unwrap();
+        let error = resolve_labels(file, &[0.5], 1, &task, locate)
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("label 0.5"), "{error}");
         let inferred = Task::Classify { classes: None };
         match resolve_labels(file, &[0.0, 4.0], 1, &inferred, locate).unwrap() {

@@ -51,7 +51,7 @@ pub enum DataError {
     },
 
     /// The first bytes do not identify the expected format.
-    #[error("{}: wrong magic number: expected {expected}, found {found}", .file.display())]
+    #[error("{}: wrong magic number {found}: expected {expected}", .file.display())]
     WrongMagic {
         file: PathBuf,
         expected: String,
@@ -92,13 +92,13 @@ pub enum DataError {
     },
 
     /// A class label is negative, fractional, or not below the number of classes.
-    #[error("{}: row {row}{}: label {label} is not a class id: expected an integer in 0..{classes_text}", .file.display(), column_text(*.column))]
+    #[error("{}: row {row}{}: label {label} is not a class id: expected {expected}", .file.display(), column_text(*.column))]
     BadLabel {
         file: PathBuf,
         row: usize,
         column: Option<usize>,
         label: String,
-        classes_text: String,
+        expected: String,
     },
 
     /// Two files that must describe the same samples disagree.

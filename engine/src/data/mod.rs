@@ -9,6 +9,29 @@
 //!
 //! Every failure is a [`DataError`] whose message names the file and, inside a file, the
 //! 1-based row and column. No input makes these stages panic.
+//!
+//! ```no_run
+//! use engine::data::*;
+//!
+//! # fn main() -> Result<(), DataError> {
+//! let data = prepare(&DataConfig {
+//!     split: SplitBy::Fractions {
+//!         source: Source::Csv(CsvSource::new("pipelines/data/digits.csv.gz")),
+//!         fractions: Fractions { train: 0.8, val: 0.0, test: 0.2, stratified: true, seed: 0 },
+//!     },
+//!     normalize: Normalize::Standardize,
+//! })?;
+//! let config = BatchConfig { batch_size: 64, shuffle: true, drop_last: true, seed: 0 };
+//! // Resume at epoch 2, batch 5, and run through epoch 9.
+//! let batches = BatchIter::new(data.train.clone(), config, 2)?.starting_at(5).until_epoch(10);
+//! let mut prefetcher = Prefetcher::spawn(batches, 2)?;
+//! while let Some(batch) = prefetcher.next() {
+//!     // upload batch.features ([batch.rows, 64]) and batch.labels, record the step...
+//!     prefetcher.recycle(batch);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod batch;
 mod dataset;

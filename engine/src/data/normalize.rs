@@ -43,7 +43,11 @@ impl Normalizer {
     /// Fits `method` on the given rows of `dataset` (the train split's indices).
     /// Errors if the statistics need rows and there are none, or if a scale factor is
     /// not finite.
-    pub fn fit(method: &Normalize, dataset: &Dataset, rows: &[u32]) -> Result<Normalizer, DataError> {
+    pub fn fit(
+        method: &Normalize,
+        dataset: &Dataset,
+        rows: &[u32],
+    ) -> Result<Normalizer, DataError> {
         let width = dataset.sample_len();
         let needs_rows = matches!(method, Normalize::Standardize | Normalize::MinMax);
         if needs_rows && rows.is_empty() {
@@ -114,7 +118,9 @@ impl Normalizer {
             .par_chunks_mut(width)
             .with_min_len(64)
             .for_each(|sample| {
-                for ((value, offset), factor) in sample.iter_mut().zip(&self.offsets).zip(&self.factors) {
+                for ((value, offset), factor) in
+                    sample.iter_mut().zip(&self.offsets).zip(&self.factors)
+                {
                     *value = ((f64::from(*value) - offset) * factor) as f32;
                 }
             });
@@ -138,14 +144,22 @@ impl Normalizer {
 }
 
 /// Per-feature sums of `term(feature, value)` over `rows`, in a fixed order.
-fn column_sums(dataset: &Dataset, rows: &[u32], term: impl Fn(usize, f64) -> f64 + Sync) -> Vec<f64> {
+fn column_sums(
+    dataset: &Dataset,
+    rows: &[u32],
+    term: impl Fn(usize, f64) -> f64 + Sync,
+) -> Vec<f64> {
     let width = dataset.sample_len();
     let partials: Vec<Vec<f64>> = rows
         .par_chunks(ROWS_PER_CHUNK)
         .map(|chunk| {
             let mut sums = vec![0.0; width];
             for &row in chunk {
-                for (j, (sum, &x)) in sums.iter_mut().zip(dataset.sample(row as usize)).enumerate() {
+                for (j, (sum, &x)) in sums
+                    .iter_mut()
+                    .zip(dataset.sample(row as usize))
+                    .enumerate()
+                {
                     *sum += term(j, f64::from(x));
                 }
             }
@@ -169,7 +183,11 @@ fn column_ranges(dataset: &Dataset, rows: &[u32]) -> (Vec<f64>, Vec<f64>) {
             let mut lo = vec![f64::INFINITY; width];
             let mut hi = vec![f64::NEG_INFINITY; width];
             for &row in chunk {
-                for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(dataset.sample(row as usize)) {
+                for ((l, h), &x) in lo
+                    .iter_mut()
+                    .zip(hi.iter_mut())
+                    .zip(dataset.sample(row as usize))
+                {
                     *l = l.min(f64::from(x));
                     *h = h.max(f64::from(x));
                 }
@@ -192,8 +210,13 @@ mod tests {
 
     fn dataset() -> Dataset {
         // Feature 0: 1, 3, 100 (row 2 is "test"); feature 1 constant 5 in train.
-        Dataset::classification(vec![1.0, 5.0, 3.0, 5.0, 100.0, 9.0], vec![2], vec![0, 1, 0], 2)
-            .unwrap()
+        Dataset::classification(
+            vec![1.0, 5.0, 3.0, 5.0, 100.0, 9.0],
+            vec![2],
+            vec![0, 1, 0],
+            2,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -209,10 +232,16 @@ mod tests {
     #[test]
     fn min_max_scale_and_none() {
         let mut data = dataset();
-        Normalizer::fit(&Normalize::MinMax, &data, &[0, 1]).unwrap().apply(&mut data).unwrap();
+        Normalizer::fit(&Normalize::MinMax, &data, &[0, 1])
+            .unwrap()
+            .apply(&mut data)
+            .unwrap();
         assert_eq!(data.features, vec![0.0, 0.0, 1.0, 0.0, 49.5, 4.0]);
         let mut data = dataset();
-        Normalizer::fit(&Normalize::Scale { factor: 0.5 }, &data, &[]).unwrap().apply(&mut data).unwrap();
+        Normalizer::fit(&Normalize::Scale { factor: 0.5 }, &data, &[])
+            .unwrap()
+            .apply(&mut data)
+            .unwrap();
         assert_eq!(data.features[4], 50.0);
         let none = Normalizer::fit(&Normalize::None, &data, &[]).unwrap();
         assert!(none.is_identity());

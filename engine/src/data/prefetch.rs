@@ -95,10 +95,22 @@ mod tests {
     use std::sync::Arc;
 
     fn iter(epochs: u64) -> BatchIter {
-        let data = Dataset::classification((0..300).map(|i| i as f32).collect(), vec![3], vec![0; 100], 1)
-            .unwrap();
-        let config = BatchConfig { batch_size: 7, shuffle: true, drop_last: false, seed: 3 };
-        BatchIter::new(Split::whole(Arc::new(data)), config, 0).unwrap().until_epoch(epochs)
+        let data = Dataset::classification(
+            (0..300).map(|i| i as f32).collect(),
+            vec![3],
+            vec![0; 100],
+            1,
+        )
+        .unwrap();
+        let config = BatchConfig {
+            batch_size: 7,
+            shuffle: true,
+            drop_last: false,
+            seed: 3,
+        };
+        BatchIter::new(Split::whole(Arc::new(data)), config, 0)
+            .unwrap()
+            .until_epoch(epochs)
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub enum SplitBy {
         test: Option<Source>,
     },
     /// One source divided by seeded fractions.
-    Fractions { source: Source, fractions: Fractions },
+    Fractions {
+        source: Source,
+        fractions: Fractions,
+    },
 }
 
 /// Everything the data stages need before batching.
@@ -65,7 +68,9 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
             normalizer.apply(&mut dataset)?;
             let dataset = Arc::new(dataset);
             let split = |fraction: f64, indices: Vec<u32>| {
-                (fraction > 0.0).then(|| Split::new(dataset.clone(), indices)).transpose()
+                (fraction > 0.0)
+                    .then(|| Split::new(dataset.clone(), indices))
+                    .transpose()
             };
             Ok(PreparedData {
                 train: Split::new(dataset.clone(), rows.train)?,
@@ -86,7 +91,9 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
                 .map(|d| d.classes)
                 .max()
                 .unwrap_or(train_data.classes);
-            for (name, data, source) in [("val", &mut val_data, val), ("test", &mut test_data, test)] {
+            for (name, data, source) in
+                [("val", &mut val_data, val), ("test", &mut test_data, test)]
+            {
                 if let (Some(data), Some(source)) = (data.as_mut(), source.as_ref()) {
                     check_compatible(&train_data, train, data, source, name)?;
                     data.classes = classes;
@@ -96,7 +103,9 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
             let all_rows: Vec<u32> = (0..train_data.len() as u32).collect();
             let normalizer = Normalizer::fit(&config.normalize, &train_data, &all_rows)?;
             let finish = |data: Option<Dataset>| -> Result<Option<Split>, DataError> {
-                let Some(mut data) = data else { return Ok(None) };
+                let Some(mut data) = data else {
+                    return Ok(None);
+                };
                 normalizer.apply(&mut data)?;
                 Ok(Some(Split::whole(Arc::new(data))))
             };
@@ -166,7 +175,13 @@ mod tests {
         let config = DataConfig {
             split: SplitBy::Fractions {
                 source: blobs(100, vec![4], 2, 1),
-                fractions: Fractions { train: 0.7, val: 0.1, test: 0.2, stratified: true, seed: 3 },
+                fractions: Fractions {
+                    train: 0.7,
+                    val: 0.1,
+                    test: 0.2,
+                    stratified: true,
+                    seed: 3,
+                },
             },
             normalize: Normalize::Standardize,
         };
@@ -209,7 +224,10 @@ mod tests {
             normalize: Normalize::None,
         };
         let error = prepare(&mismatched).unwrap_err().to_string();
-        assert!(error.contains("the val data (synthetic 10 samples"), "{error}");
+        assert!(
+            error.contains("the val data (synthetic 10 samples"),
+            "{error}"
+        );
         assert!(error.contains("[4]"), "{error}");
     }
 }

@@ -63,7 +63,9 @@ mod tests {
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        encoder.write_all(bytes).expect("writing to a Vec cannot fail");
+        encoder
+            .write_all(bytes)
+            .expect("writing to a Vec cannot fail");
         encoder.finish().expect("writing to a Vec cannot fail")
     }
 
@@ -79,7 +81,10 @@ mod tests {
         let packed = gzip(&b"1,2,3\n4,5,6\n".repeat(100));
         for cut in [3, 10, packed.len() / 2, packed.len() - 1] {
             let error = gunzip(Path::new("cut.csv.gz"), &packed[..cut]).unwrap_err();
-            assert!(matches!(error, DataError::Gzip { .. }), "cut {cut}: {error}");
+            assert!(
+                matches!(error, DataError::Gzip { .. }),
+                "cut {cut}: {error}"
+            );
             assert!(error.to_string().contains("cut.csv.gz"), "{error}");
         }
     }

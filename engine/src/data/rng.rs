@@ -45,12 +45,18 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A standard normal sample (Box–Muller; one of the pair is discarded to keep the
-    /// generator stateless beyond its counter).
+    /// A standard normal sample (the first of [`Rng::normal_pair`]).
     pub(crate) fn normal(&mut self) -> f64 {
+        self.normal_pair().0
+    }
+
+    /// Two independent standard normal samples (Box–Muller).
+    pub(crate) fn normal_pair(&mut self) -> (f64, f64) {
         let u1 = 1.0 - self.unit(); // in (0, 1], so ln is finite
         let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let radius = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        (radius * cos, radius * sin)
     }
 
     /// Shuffles in place (Fisher–Yates).

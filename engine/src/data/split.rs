@@ -109,8 +109,7 @@ pub fn split_indices(dataset: &Dataset, fractions: &Fractions) -> Result<SplitIn
     let order = if fractions.stratified {
         if dataset.targets.is_some() {
             return Err(DataError::Config(
-                "a stratified split needs class labels; this dataset has regression targets"
-                    .into(),
+                "a stratified split needs class labels; this dataset has regression targets".into(),
             ));
         }
         stratified_order(dataset, &mut rng)
@@ -151,14 +150,16 @@ fn split_sizes(n: usize, fractions: &Fractions) -> Result<[usize; 3], DataError>
         )));
     }
     let mut sizes = parts.map(|f| ((f * n as f64 + EPSILON).floor() as usize).min(n));
-    if (sum - 1.0).abs() <= EPSILON {
-        if let Some(last) = parts.iter().rposition(|&f| f > 0.0) {
-            let others: usize = (0..3).filter(|&i| i != last).map(|i| sizes[i]).sum();
-            sizes[last] = n.saturating_sub(others);
-        }
+    if (sum - 1.0).abs() <= EPSILON
+        && let Some(last) = parts.iter().rposition(|&f| f > 0.0)
+    {
+        let others: usize = (0..3).filter(|&i| i != last).map(|i| sizes[i]).sum();
+        sizes[last] = n.saturating_sub(others);
     }
     if sizes.iter().sum::<usize>() > n {
-        return Err(DataError::Config("split fractions ask for more samples than exist".into()));
+        return Err(DataError::Config(
+            "split fractions ask for more samples than exist".into(),
+        ));
     }
     Ok(sizes)
 }
@@ -202,7 +203,13 @@ mod tests {
     }
 
     fn fractions(train: f64, val: f64, test: f64, stratified: bool) -> Fractions {
-        Fractions { train, val, test, stratified, seed: 5 }
+        Fractions {
+            train,
+            val,
+            test,
+            stratified,
+            seed: 5,
+        }
     }
 
     #[test]
@@ -232,11 +239,23 @@ mod tests {
             }
             for (count, size) in counts.iter().zip([50, 30, 20, 7]) {
                 let share = size as f64 * fraction;
-                assert!((*count as f64 - share).abs() <= 2.0, "{counts:?} at {fraction}");
+                assert!(
+                    (*count as f64 - share).abs() <= 2.0,
+                    "{counts:?} at {fraction}"
+                );
             }
         }
-        assert_eq!(split, split_indices(&data, &fractions(0.6, 0.2, 0.2, true)).unwrap());
-        let other = split_indices(&data, &Fractions { seed: 6, ..fractions(0.6, 0.2, 0.2, true) });
+        assert_eq!(
+            split,
+            split_indices(&data, &fractions(0.6, 0.2, 0.2, true)).unwrap()
+        );
+        let other = split_indices(
+            &data,
+            &Fractions {
+                seed: 6,
+                ..fractions(0.6, 0.2, 0.2, true)
+            },
+        );
         assert_ne!(split, other.unwrap());
     }
 
@@ -246,7 +265,10 @@ mod tests {
         let a = split_indices(&data, &fractions(0.5, 0.0, 0.25, false)).unwrap();
         assert_eq!((a.train.len(), a.val.len(), a.test.len()), (40, 0, 20));
         assert!(a.train.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(a, split_indices(&data, &fractions(0.5, 0.0, 0.25, false)).unwrap());
+        assert_eq!(
+            a,
+            split_indices(&data, &fractions(0.5, 0.0, 0.25, false)).unwrap()
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct ParsedPipeline {
     pub file: SourceId,
     /// Directory relative paths in the pipeline are resolved against.
     pub base_dir: PathBuf,
+    /// Problems already found and repaired while parsing (misspelt keys); the checks
+    /// report them with their own.
+    pub repaired: Vec<Diagnostic>,
 }
 
 impl ParsedPipeline {
@@ -57,9 +60,9 @@ pub fn parse_pipeline(
     if !diagnostics.is_empty() {
         return Err(diagnostics);
     }
-    let pipeline = structure::deserialize(&mut doc.clone())?;
+    let (pipeline, repaired) = structure::deserialize(&mut doc)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(ParsedPipeline { pipeline, doc, file, base_dir })
+    Ok(ParsedPipeline { pipeline, doc, file, base_dir, repaired })
 }
 
 /// Converts a serde_path_to_error path (`stages[3].optimizer.lr`) to segments.

@@ -160,11 +160,6 @@ pub fn parse_yaml(sources: &Sources, source: SourceId) -> Result<Node, Vec<Diagn
     }
 }
 
-/// Parses a single scalar, as used by `--set key=value`.
-pub fn scalar(text: &str, span: Span) -> Node {
-    Node { value: resolve_plain(text), span }
-}
-
 fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
@@ -250,6 +245,17 @@ impl<'a> Builder<'a> {
         Span { source: self.source, start, end: start + len }
     }
 
+    /// Collections are labelled on their first line only, so carets stay short.
+    fn first_line_end(&self, end: usize) -> usize {
+        let start = match self.stack.last() {
+            Some(Frame::Seq { start, items, .. }) => items.first().map_or(start.start, |n| n.span.start),
+            Some(Frame::Map { start, entries, .. }) => entries.first().map_or(start.start, |e| e.key_span.start),
+            None => return end,
+        };
+        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        end.min(line_end).max(start)
+    }
+
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -319,6 +325,7 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let end = self.byte(mark);
+                let end = self.first_line_end(end);
                 let node = match self.stack.pop() {
                     Some(Frame::Seq { start, anchor, items }) => {
                         let start_byte = items.first().map_or(start.start, |n| n.span.start.min(start.start));
@@ -358,7 +365,7 @@ mod tests {
         assert_eq!(&sources.text(b.value.span.source)[b.value.span.start..b.value.span.end], "\"x y\"");
         let d = node.get(&[Seg::Key("c".into()), Seg::Index(0), Seg::Key("d".into())]).unwrap();
         assert_eq!(d.value, Value::Float(2.5));
-        assert_eq!(sources.line_col(d.span.source, d.span.start), (4, 8));
+        assert_eq!(sources.line_col(d.span.source, d.span.start), (4, 9));
     }
 
     #[test]

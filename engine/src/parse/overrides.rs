@@ -138,6 +138,7 @@ fn rehome(node: &mut Node, id: SourceId, offset: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::node::Seg;
     use super::*;
 
     fn doc(sources: &mut Sources, text: &str) -> Node {

@@ -15,8 +15,13 @@ use super::parse_path;
 const MAX_ERRORS: usize = 64;
 
 /// Deserialises `doc` into a pipeline, or returns every structural problem found.
-pub(super) fn deserialize(doc: &mut Node) -> Result<Pipeline, Vec<Diagnostic>> {
+///
+/// When every problem could be repaired by renaming a misspelt key to the key it is
+/// closest to, the repaired pipeline comes back with those diagnostics, so the later
+/// checks still run and all problems are reported together.
+pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
+    let mut only_renames = true;
     let mut removed_required: Vec<(Vec<Seg>, String)> = Vec::new();
     if doc.entries().is_none() {
         return Err(vec![
@@ -28,7 +33,7 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<Pipeline, Vec<Diagnostic>> {
     }
     while diagnostics.len() < MAX_ERRORS {
         let err = match serde_path_to_error::deserialize::<_, Pipeline>(doc.to_json()) {
-            Ok(pipeline) if diagnostics.is_empty() => return Ok(pipeline),
+            Ok(pipeline) if only_renames => return Ok((pipeline, diagnostics)),
             Ok(_) => break,
             Err(err) => err,
         };
@@ -45,13 +50,18 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<Pipeline, Vec<Diagnostic>> {
         }
         diagnostics.push(problem.diagnostic(doc, &path));
         match problem.repair(doc, &path) {
-            Repair::Done => {}
+            Repair::Renamed => {}
+            Repair::Done => only_renames = false,
             Repair::RemovedKey(field) => {
+                only_renames = false;
                 let mut parent = path.clone();
                 parent.pop();
                 removed_required.push((parent, field));
             }
-            Repair::Impossible => break,
+            Repair::Impossible => {
+                only_renames = false;
+                break;
+            }
         }
     }
     Err(diagnostics)
@@ -65,6 +75,7 @@ enum Problem {
 }
 
 enum Repair {
+    Renamed,
     Done,
     RemovedKey(String),
     Impossible,
@@ -108,7 +119,14 @@ impl Problem {
                     Seg::Key(k) => Some(k.as_str()),
                     Seg::Index(_) => None,
                 });
-                Diagnostic::new("unknown-variant", format!("unknown {} `{variant}` in {place}", what.unwrap_or("value")))
+                let what = match what {
+                    Some("on") => "trigger",
+                    Some("layers") => "layer",
+                    Some("type") => "callback type",
+                    Some(other) => other,
+                    None => "value",
+                };
+                Diagnostic::new("unknown-variant", format!("unknown {what} `{variant}` in {place}"))
                     .at(value_span_of(doc, path, variant), "not a known name")
                     .expected_found(one_of(expected), format!("`{variant}`"))
                     .maybe_hint(did_you_mean(variant, expected.iter().map(String::as_str)))
@@ -135,11 +153,22 @@ impl Problem {
     }
 
     fn repair(&self, doc: &mut Node, path: &[Seg]) -> Repair {
-        if let Problem::UnknownField { field, .. } = self {
+        if let Problem::UnknownField { field, expected } = self {
             let map_path = map_holding(doc, path, field);
             if let Some(Node { value: Value::Map(entries), .. }) = doc.get_mut(&map_path) {
-                entries.retain(|e| &e.key != field);
-                return Repair::Done;
+                // A likely typo is renamed to what was meant, so the rest of the mapping
+                // is checked as intended instead of reporting the key as missing too.
+                let intended = closest(field, expected).filter(|c| !entries.iter().any(|e| &e.key == c));
+                return match intended {
+                    Some(name) => {
+                        entries.iter_mut().filter(|e| &e.key == field).for_each(|e| e.key = name.clone());
+                        Repair::Renamed
+                    }
+                    None => {
+                        entries.retain(|e| &e.key != field);
+                        Repair::Done
+                    }
+                };
             }
         }
         if remove_enclosing_item(doc, path) {
@@ -236,6 +265,11 @@ fn describe_path(path: &[Seg]) -> String {
         }
     }
     format!("`{text}`")
+}
+
+fn closest(word: &str, candidates: &[String]) -> Option<String> {
+    let hint = did_you_mean(word, candidates.iter().map(String::as_str))?;
+    candidates.iter().find(|c| hint == format!("did you mean `{c}`?")).cloned()
 }
 
 fn backticked(text: &str) -> Vec<String> {

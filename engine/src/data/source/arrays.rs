@@ -28,7 +28,9 @@ impl ArrayFile<'_> {
         let expected = self
             .dims
             .iter()
-            .try_fold(self.element.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+            .try_fold(self.element.size() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
         let Some(expected) = expected else {
             return Err(DataError::BadHeader {
                 file,
@@ -51,7 +53,7 @@ impl ArrayFile<'_> {
         }
         match self.dims.first() {
             None | Some(0) => Err(empty(self.file, "its header says it holds 0 samples")),
-            Some(_) if self.dims[1..].contains(&0) => Err(DataError::BadHeader {
+            Some(_) if self.sample_dims().contains(&0) => Err(DataError::BadHeader {
                 file,
                 detail: format!("dimensions {:?} give samples with no values", self.dims),
             }),
@@ -63,9 +65,14 @@ impl ArrayFile<'_> {
         self.dims.first().copied().unwrap_or(0)
     }
 
-    /// Values per sample.
+    /// The dimensions of one sample (empty for a 1-D array).
+    fn sample_dims(&self) -> &[usize] {
+        self.dims.get(1..).unwrap_or(&[])
+    }
+
+    /// Values per sample (`check` has ruled out overflow).
     fn width(&self) -> usize {
-        self.dims[1..].iter().product()
+        self.sample_dims().iter().product()
     }
 }
 
@@ -88,7 +95,7 @@ pub(crate) fn pair_to_dataset(
             ),
         });
     }
-    let shape = match &features.dims[1..] {
+    let shape = match features.sample_dims() {
         [] => vec![1],
         rest => rest.to_vec(),
     };
@@ -106,8 +113,57 @@ pub(crate) fn pair_to_dataset(
             hint: " (rows are samples, columns are flat positions within a sample)",
         });
     }
-    let resolved = resolve_labels(labels.file, &label_values, labels.width(), task, |i| {
+    let resolved = resolve_labels(labels.file, &label_values, labels.width(), task, |i, _| {
         (i + 1, None)
     })?;
     Ok(assemble(values, shape, resolved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::rng::{Rng, Stream};
+    use crate::data::source::{idx, npy};
+
+    /// Flips, truncates and extends valid files at random: every result must be a
+    /// dataset or an error naming one of the files, never a panic.
+    #[test]
+    fn corrupted_files_never_panic() {
+        let images = idx::tests::idx_u8(&[4, 2, 3], &(0..24).collect::<Vec<u8>>());
+        let labels = idx::tests::idx_u8(&[4], &[0, 1, 2, 1]);
+        let x = npy::tests::npy("<f4", &[4, 6], &[0x3f; 96]);
+        let y = npy::tests::npy("<i8", &[4], &[0; 32]);
+        let (fx, fy) = (Path::new("x.bin"), Path::new("y.bin"));
+        let mut rng = Rng::new(0, Stream::Split, 99);
+        for round in 0..4000 {
+            let (mut a, mut b) = if round % 2 == 0 {
+                (images.clone(), labels.clone())
+            } else {
+                (x.clone(), y.clone())
+            };
+            let target = if rng.below(2) == 0 { &mut a } else { &mut b };
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(target.len());
+                    target[at] = rng.next_u64() as u8;
+                }
+                1 => target.truncate(rng.below(target.len())),
+                _ => target.extend_from_slice(&rng.next_u64().to_le_bytes()),
+            }
+            let parse = if round % 2 == 0 {
+                idx::parse_header
+            } else {
+                npy::parse_header
+            };
+            let task = Task::Classify { classes: None };
+            let result = parse(fx, &a).and_then(|f| pair_to_dataset(f, parse(fy, &b)?, &task));
+            if let Err(error) = result {
+                let text = error.to_string();
+                assert!(
+                    text.contains("x.bin") || text.contains("y.bin") || text.contains("classes"),
+                    "{text}"
+                );
+            }
+        }
+    }
 }

@@ -4,13 +4,16 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::data::dataset::{Dataset, Task, assemble, resolve_labels};
+use crate::data::dataset::{Dataset, Task, assemble, resolve_labels, shape_len};
 use crate::data::error::DataError;
 use crate::data::read::{empty, read_bytes};
 
 /// Rows parsed per rayon task: large enough to amortise scheduling, small enough to
 /// spread a few thousand rows over the cores.
 const ROWS_PER_TASK: usize = 256;
+
+/// The byte-order mark some editors put at the start of UTF-8 text.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Which columns of a row to take (0-based column indices).
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +80,7 @@ impl CsvSource {
     /// Parses already-read, decompressed bytes; `self.path` is used in messages only.
     pub(crate) fn parse(&self, bytes: &[u8]) -> Result<Dataset, DataError> {
         let file = self.path.as_path();
+        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
         let mut lines = split_lines(bytes);
         if self.header && !lines.is_empty() {
             lines.remove(0);
@@ -94,11 +98,10 @@ impl CsvSource {
         let shape = match &self.shape {
             None => vec![layout.features.len()],
             Some(shape) => {
-                if shape.iter().product::<usize>() != layout.features.len() || shape.is_empty() {
+                if shape.is_empty() || shape_len(shape) != Some(layout.features.len()) {
                     return Err(DataError::Config(format!(
-                        "{}: shape {shape:?} holds {} values but {} feature columns are configured",
+                        "{}: shape {shape:?} does not hold the {} configured feature columns",
                         file.display(),
-                        shape.iter().product::<usize>(),
                         layout.features.len()
                     )));
                 }
@@ -117,13 +120,12 @@ impl CsvSource {
             features.extend_from_slice(&chunk.features);
             label_values.extend_from_slice(&chunk.labels);
         }
-        let single_label_column = (layout.labels.len() == 1).then(|| layout.labels[0] + 1);
         let labels = resolve_labels(
             file,
             &label_values,
             layout.labels.len(),
             &self.task,
-            |index| (lines[index].row, single_label_column),
+            |index, within| (lines[index].row, Some(layout.labels[within] + 1)),
         )?;
         Ok(assemble(features, shape, labels))
     }
@@ -160,6 +162,18 @@ struct Layout {
 impl Layout {
     fn resolve(source: &CsvSource, width: usize, first_row: usize) -> Result<Layout, DataError> {
         let file = &source.path;
+        for columns in [&source.features, &source.label] {
+            if let Columns::Range { end, .. } = columns
+                && *end > width
+            {
+                return Err(DataError::NoSuchColumn {
+                    file: file.clone(),
+                    row: first_row,
+                    column: *end,
+                    width,
+                });
+            }
+        }
         let labels = match &source.label {
             Columns::Rest => {
                 return Err(DataError::Config(format!(
@@ -328,20 +342,36 @@ mod tests {
             task: Task::Regress,
             ..CsvSource::new("r.csv")
         };
-        let data = parse(&source, "1,0.5,-2\n2,1.5,7\n").unwrap();
+        let data = parse(&source, "\u{feff}1,0.5,-2\n2,1.5,7\n").unwrap();
         assert_eq!(data.targets, Some(vec![0.5, -2.0, 1.5, 7.0]));
         assert_eq!(data.target_width, 2);
         assert!(data.labels.is_empty());
+        let error = parse(&source, "1,0.5,-2\n2,1.5,inf\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("r.csv: row 2, column 3: expected a finite number"),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_rows_are_located() {
         let source = CsvSource::new("bad.csv");
         let cases = [
-            ("1,2,0\n1,2\n", "bad.csv: row 2: expected 3 columns (as in row 1), found 2"),
-            ("1,2,0\n\n1,x,1\n", "bad.csv: row 3, column 2: expected a finite number, found \"x\""),
+            (
+                "1,2,0\n1,2\n",
+                "bad.csv: row 2: expected 3 columns (as in row 1), found 2",
+            ),
+            (
+                "1,2,0\n\n1,x,1\n",
+                "bad.csv: row 3, column 2: expected a finite number, found \"x\"",
+            ),
             ("1,2,0\n1,nan,1\n", "row 2, column 2"),
-            ("1,2,0\n1,2,-1\n", "bad.csv: row 2, column 3: label -1 is not a class id"),
+            (
+                "1,2,0\n1,2,-1\n",
+                "bad.csv: row 2, column 3: label -1 is not a class id",
+            ),
             ("1,2,0\n1,2,1.5\n", "row 2, column 3: label 1.5"),
             ("a,b,c\n1,2,0\n", "set header: true"),
             ("\n\n", "bad.csv: the file is empty"),
@@ -376,7 +406,24 @@ mod tests {
             ..CsvSource::new("w.csv")
         };
         let error = parse(&beyond, "1,2,0\n").unwrap_err().to_string();
-        assert!(error.contains("column 8 is configured but rows have only 3"), "{error}");
+        assert!(
+            error.contains("column 8 is configured but rows have only 3"),
+            "{error}"
+        );
+        let huge_range = CsvSource {
+            features: Columns::Range {
+                start: 0,
+                end: usize::MAX,
+            },
+            ..CsvSource::new("r.csv")
+        };
+        let error = parse(&huge_range, "1,2,0\n").unwrap_err().to_string();
+        assert!(error.contains("r.csv: row 1: column"), "{error}");
+        let huge_shape = CsvSource {
+            shape: Some(vec![usize::MAX, 2]),
+            ..CsvSource::new("s.csv")
+        };
+        assert!(parse(&huge_shape, "1,2,0\n").is_err());
         let bad_shape = CsvSource {
             shape: Some(vec![3]),
             ..CsvSource::new("s.csv")

@@ -89,10 +89,19 @@ mod tests {
 
     #[test]
     fn decodes_each_type_and_order() {
-        assert_eq!(Element::U8.decode_f32(&[0, 7, 255], ByteOrder::Big), [0.0, 7.0, 255.0]);
+        assert_eq!(
+            Element::U8.decode_f32(&[0, 7, 255], ByteOrder::Big),
+            [0.0, 7.0, 255.0]
+        );
         assert_eq!(Element::I8.decode_f64(&[0xff], ByteOrder::Little), [-1.0]);
-        assert_eq!(Element::I16.decode_f32(&[0x01, 0x00], ByteOrder::Big), [256.0]);
-        assert_eq!(Element::I16.decode_f32(&[0x01, 0x00], ByteOrder::Little), [1.0]);
+        assert_eq!(
+            Element::I16.decode_f32(&[0x01, 0x00], ByteOrder::Big),
+            [256.0]
+        );
+        assert_eq!(
+            Element::I16.decode_f32(&[0x01, 0x00], ByteOrder::Little),
+            [1.0]
+        );
         let bytes = (-3i64).to_le_bytes();
         assert_eq!(Element::I64.decode_f64(&bytes, ByteOrder::Little), [-3.0]);
         let bytes = 1.5f64.to_be_bytes();

@@ -44,10 +44,8 @@ impl IdxSource {
 
     /// Reads both files (gzip detected from the bytes) and decodes them in parallel.
     pub fn load(&self) -> Result<Dataset, DataError> {
-        let (features, labels) = rayon::join(
-            || read_bytes(&self.features),
-            || read_bytes(&self.labels),
-        );
+        let (features, labels) =
+            rayon::join(|| read_bytes(&self.features), || read_bytes(&self.labels));
         let (features, labels) = (features?, labels?);
         pair_to_dataset(
             parse_header(&self.features, &features)?,
@@ -58,7 +56,10 @@ impl IdxSource {
 }
 
 /// Reads the magic number and dimensions; the values are checked and decoded later.
-pub(crate) fn parse_header<'a>(file: &'a Path, bytes: &'a [u8]) -> Result<ArrayFile<'a>, DataError> {
+pub(crate) fn parse_header<'a>(
+    file: &'a Path,
+    bytes: &'a [u8],
+) -> Result<ArrayFile<'a>, DataError> {
     let Some(magic) = bytes.first_chunk::<4>() else {
         return Err(DataError::Truncated {
             file: file.to_path_buf(),
@@ -80,7 +81,14 @@ pub(crate) fn parse_header<'a>(file: &'a Path, bytes: &'a [u8]) -> Result<ArrayF
         return Err(DataError::WrongMagic {
             file: file.to_path_buf(),
             expected: EXPECTED_MAGIC.to_string(),
-            found: format!("0x{:08X}", u32::from_be_bytes(*magic)),
+            found: match magic {
+                [a, b, 0, 0] if *a != 0 || *b != 0 => format!(
+                    "0x{:08X} (the bytes of 0x{:08X} reversed? IDX is big-endian)",
+                    u32::from_be_bytes(*magic),
+                    u32::from_le_bytes(*magic)
+                ),
+                _ => format!("0x{:08X}", u32::from_be_bytes(*magic)),
+            },
         });
     };
     let header_len = 4 + 4 * ndims;
@@ -155,15 +163,51 @@ pub(crate) mod tests {
         let images = idx_u8(&[3, 2, 2], &(0..12).collect::<Vec<u8>>());
         let labels = idx_u8(&[3], &[1, 0, 2]);
         let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
-            (images[..20].to_vec(), labels.clone(), "images.idx: the file is truncated: its header promises 12 bytes of data, found 4"),
-            (images.clone(), labels[..9].to_vec(), "labels.idx: the file is truncated"),
-            (images[..6].to_vec(), labels.clone(), "images.idx: bad header: the file ends inside its header"),
-            (vec![0x50, 0x4b, 3, 4, 0], labels.clone(), "images.idx: wrong magic number: expected 0x0000TTDD"),
-            (vec![0, 0, 0x07, 1, 0], labels.clone(), "found 0x00000701"),
-            (vec![0, 0], labels.clone(), "images.idx: the file is truncated"),
-            (images.clone(), idx_u8(&[2], &[1, 0]), "labels.idx: it holds 2 labels but the features file holds 3 samples (compared with images.idx)"),
-            ([images.clone(), vec![1]].concat(), labels.clone(), "images.idx: 1 bytes follow"),
-            (idx_u8(&[0, 2], &[]), idx_u8(&[0], &[]), "images.idx: the file is empty"),
+            (
+                images[..20].to_vec(),
+                labels.clone(),
+                "images.idx: the file is truncated: its header promises 12 bytes of data, found 4",
+            ),
+            (
+                images.clone(),
+                labels[..9].to_vec(),
+                "labels.idx: the file is truncated",
+            ),
+            (
+                images[..6].to_vec(),
+                labels.clone(),
+                "images.idx: bad header: the file ends inside its header",
+            ),
+            (
+                vec![0x50, 0x4b, 3, 4, 0],
+                labels.clone(),
+                "images.idx: wrong magic number 0x504B0304: expected 0x0000TTDD",
+            ),
+            (
+                vec![0, 0, 0x07, 1, 0],
+                labels.clone(),
+                "wrong magic number 0x00000701:",
+            ),
+            (
+                vec![0, 0],
+                labels.clone(),
+                "images.idx: the file is truncated",
+            ),
+            (
+                images.clone(),
+                idx_u8(&[2], &[1, 0]),
+                "labels.idx: it holds 2 labels but the features file holds 3 samples (compared with images.idx)",
+            ),
+            (
+                [images.clone(), vec![1]].concat(),
+                labels.clone(),
+                "images.idx: 1 bytes follow",
+            ),
+            (
+                idx_u8(&[0, 2], &[]),
+                idx_u8(&[0], &[]),
+                "images.idx: the file is empty",
+            ),
         ];
         for (features, labels, expected) in cases {
             let error = load(&features, &labels).unwrap_err().to_string();

@@ -44,10 +44,8 @@ impl NpySource {
 
     /// Reads both files (gzip-compressed `.npy.gz` works too) and decodes them in parallel.
     pub fn load(&self) -> Result<Dataset, DataError> {
-        let (features, labels) = rayon::join(
-            || read_bytes(&self.features),
-            || read_bytes(&self.labels),
-        );
+        let (features, labels) =
+            rayon::join(|| read_bytes(&self.features), || read_bytes(&self.labels));
         let (features, labels) = (features?, labels?);
         pair_to_dataset(
             parse_header(&self.features, &features)?,
@@ -58,7 +56,10 @@ impl NpySource {
 }
 
 /// Reads the magic string and the header dict; the values are checked and decoded later.
-pub(crate) fn parse_header<'a>(file: &'a Path, bytes: &'a [u8]) -> Result<ArrayFile<'a>, DataError> {
+pub(crate) fn parse_header<'a>(
+    file: &'a Path,
+    bytes: &'a [u8],
+) -> Result<ArrayFile<'a>, DataError> {
     let bad = |detail: String| DataError::BadHeader {
         file: file.to_path_buf(),
         detail,
@@ -67,8 +68,13 @@ pub(crate) fn parse_header<'a>(file: &'a Path, bytes: &'a [u8]) -> Result<ArrayF
         let shown = &bytes[..bytes.len().min(6)];
         return Err(DataError::WrongMagic {
             file: file.to_path_buf(),
-            expected: "\\x93NUMPY (an .npy file written by numpy.save)".to_string(),
-            found: format!("{:?}", String::from_utf8_lossy(shown)),
+            expected: "93 4e 55 4d 50 59 (\"\\x93NUMPY\", an .npy file as numpy.save writes it)"
+                .to_string(),
+            found: shown
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         });
     }
     let (length_bytes, major) = match bytes.get(6) {
@@ -94,7 +100,11 @@ pub(crate) fn parse_header<'a>(file: &'a Path, bytes: &'a [u8]) -> Result<ArrayF
     let header = if major == 3 {
         String::from_utf8_lossy(header)
     } else {
-        header.iter().map(|&b| char::from(b)).collect::<String>().into()
+        header
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+            .into()
     };
     let descr = quoted_value(&header, "descr").ok_or_else(|| bad(missing_key("descr", &header)))?;
     let (element, order) = dtype(descr).ok_or_else(|| {
@@ -237,7 +247,10 @@ pub(crate) mod tests {
     #[test]
     fn reads_u8_images_f64_targets_and_version_2() {
         let x = npy("|u1", &[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 255]);
-        let targets: Vec<u8> = [0.5f64, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let targets: Vec<u8> = [0.5f64, -1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let mut y = npy("<f8", &[2, 1], &targets);
         // Re-encode as version 2: a u32 header length.
         let header_len = u16::from_le_bytes([y[8], y[9]]) as u32;
@@ -254,19 +267,57 @@ pub(crate) mod tests {
         let y = npy("|u1", &[2], &[0, 1]);
         let classify = || Task::Classify { classes: None };
         let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
-            (x[..x.len() - 3].to_vec(), y.clone(), "x.npy: the file is truncated: its header promises 16 bytes of data, found 13"),
-            (x.clone(), y[..y.len() - 1].to_vec(), "y.npy: the file is truncated"),
-            (x[..20].to_vec(), y.clone(), "x.npy: bad header: the file ends inside its header"),
-            (b"PK\x03\x04zip".to_vec(), y.clone(), "x.npy: wrong magic number"),
-            (npy(">f4", &[2, 2], &[0; 16]), y.clone(), "unsupported dtype \">f4\""),
-            (npy("<c8", &[2, 2], &[0; 16]), y.clone(), "unsupported dtype"),
-            (x.clone(), npy("|u1", &[3], &[0, 1, 1]), "y.npy: it holds 3 labels but the features file holds 2 samples"),
-            (npy("<f4", &[2, 2], &f32_bytes(&[1.0, f32::NAN, 3.0, 4.0])), y.clone(), "x.npy: row 1, column 2: expected a finite number"),
-            (x.clone(), npy("<f4", &[2], &f32_bytes(&[0.0, 0.5])), "y.npy: row 2: label 0.5"),
+            (
+                x[..x.len() - 3].to_vec(),
+                y.clone(),
+                "x.npy: the file is truncated: its header promises 16 bytes of data, found 13",
+            ),
+            (
+                x.clone(),
+                y[..y.len() - 1].to_vec(),
+                "y.npy: the file is truncated",
+            ),
+            (
+                x[..20].to_vec(),
+                y.clone(),
+                "x.npy: bad header: the file ends inside its header",
+            ),
+            (
+                b"PK\x03\x04zip".to_vec(),
+                y.clone(),
+                "x.npy: wrong magic number",
+            ),
+            (
+                npy(">f4", &[2, 2], &[0; 16]),
+                y.clone(),
+                "unsupported dtype \">f4\"",
+            ),
+            (
+                npy("<c8", &[2, 2], &[0; 16]),
+                y.clone(),
+                "unsupported dtype",
+            ),
+            (
+                x.clone(),
+                npy("|u1", &[3], &[0, 1, 1]),
+                "y.npy: it holds 3 labels but the features file holds 2 samples",
+            ),
+            (
+                npy("<f4", &[2, 2], &f32_bytes(&[1.0, f32::NAN, 3.0, 4.0])),
+                y.clone(),
+                "x.npy: row 1, column 2: expected a finite number",
+            ),
+            (
+                x.clone(),
+                npy("<f4", &[2], &f32_bytes(&[0.0, 0.5])),
+                "y.npy: row 2: label 0.5",
+            ),
             (npy("<f4", &[], &f32_bytes(&[1.0])), y.clone(), "scalar"),
         ];
         for (features, labels, expected) in cases {
-            let error = load(&features, &labels, classify()).unwrap_err().to_string();
+            let error = load(&features, &labels, classify())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "expected {expected:?} in {error}");
         }
         let mut fortran = npy("<f4", &[2, 2], &[0; 16]);

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, shape_len};
 use crate::data::error::DataError;
 use crate::data::rng::{Rng, Stream};
 
@@ -53,7 +53,7 @@ impl SyntheticSource {
     /// Generates the dataset (in parallel on rayon).
     pub fn load(&self) -> Result<Dataset, DataError> {
         let config = |detail: String| Err(DataError::Config(format!("synthetic data: {detail}")));
-        let width: usize = self.shape.iter().product();
+        let width = shape_len(&self.shape).unwrap_or(0);
         if self.shape.is_empty() || width == 0 {
             return config(format!(
                 "shape must be non-empty with no zero dimension, found {:?}",
@@ -76,7 +76,10 @@ impl SyntheticSource {
             ));
         }
         let Some(total) = self.samples.checked_mul(width) else {
-            return config(format!("{} samples of shape {:?} are too many", self.samples, self.shape));
+            return config(format!(
+                "{} samples of shape {:?} are too many",
+                self.samples, self.shape
+            ));
         };
         let mut features: Vec<f32> = Vec::new();
         if features.try_reserve_exact(total).is_err() {
@@ -102,8 +105,12 @@ impl SyntheticSource {
             .for_each(|(index, sample)| {
                 let mut rng = Rng::new(self.seed, Stream::SyntheticSamples, index as u64);
                 let mean = &means[index % self.classes];
-                for (value, centre) in sample.iter_mut().zip(mean) {
-                    *value = (centre + f64::from(self.noise) * rng.normal()) as f32;
+                let noise = f64::from(self.noise);
+                for (values, centres) in sample.chunks_mut(2).zip(mean.chunks(2)) {
+                    let (a, b) = rng.normal_pair();
+                    for ((value, centre), z) in values.iter_mut().zip(centres).zip([a, b]) {
+                        *value = (centre + noise * z) as f32;
+                    }
                 }
             });
         let labels = (0..self.samples)
@@ -131,7 +138,12 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.class_counts(), vec![100; 4]);
-        let other = SyntheticSource { seed: 10, ..source.clone() }.load().unwrap();
+        let other = SyntheticSource {
+            seed: 10,
+            ..source.clone()
+        }
+        .load()
+        .unwrap();
         assert_ne!(a.features, other.features);
 
         // Nearest class centroid classifies well above chance.
@@ -145,7 +157,10 @@ mod tests {
         let correct = (0..a.len())
             .filter(|&i| {
                 let distance = |c: &Vec<f64>| -> f64 {
-                    c.iter().zip(a.sample(i)).map(|(m, v)| (m - f64::from(*v)).powi(2)).sum()
+                    c.iter()
+                        .zip(a.sample(i))
+                        .map(|(m, v)| (m - f64::from(*v)).powi(2))
+                        .sum()
                 };
                 let best = (0..4)
                     .min_by(|&x, &y| distance(&centroids[x]).total_cmp(&distance(&centroids[y])))
@@ -159,15 +174,44 @@ mod tests {
     #[test]
     fn bad_configuration_is_an_error() {
         for source in [
-            SyntheticSource { samples: 0, ..SyntheticSource::default() },
-            SyntheticSource { classes: 0, ..SyntheticSource::default() },
-            SyntheticSource { shape: vec![], ..SyntheticSource::default() },
-            SyntheticSource { shape: vec![3, 0], ..SyntheticSource::default() },
-            SyntheticSource { noise: f32::NAN, ..SyntheticSource::default() },
-            SyntheticSource { samples: usize::MAX, ..SyntheticSource::default() },
-            SyntheticSource { samples: 1 << 31, shape: vec![1 << 31, 1 << 20], ..SyntheticSource::default() },
+            SyntheticSource {
+                samples: 0,
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                classes: 0,
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                shape: vec![],
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                shape: vec![3, 0],
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                noise: f32::NAN,
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                samples: usize::MAX,
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                shape: vec![usize::MAX, 3],
+                ..SyntheticSource::default()
+            },
+            SyntheticSource {
+                samples: 1 << 31,
+                shape: vec![1 << 31, 1 << 20],
+                ..SyntheticSource::default()
+            },
         ] {
-            assert!(matches!(source.load(), Err(DataError::Config(_))), "{source:?}");
+            assert!(
+                matches!(source.load(), Err(DataError::Config(_))),
+                "{source:?}"
+            );
         }
     }
 }

@@ -1,0 +1,68 @@
+//! Softmax cross entropy with label smoothing, fused forward + backward.
+//!
+//! With `q_j = eps / C + (1 - eps) [j == label]`: `loss = logsumexp(z) - sum_j q_j z_j`,
+//! `dz_j = softmax(z)_j - q_j`. A label `>= C` contributes nothing (zero loss and gradient).
+
+use super::LossOutput;
+use crate::elementwise::wgsl_f32;
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+use crate::tensor::Tensor;
+
+const WGSL: &str = include_str!("../../../shaders/cross_entropy.wgsl");
+
+/// CPU reference over the first `rows` rows of `logits` `[batch, classes]`.
+pub fn cross_entropy_cpu(logits: &Tensor, labels: &[u32], rows: usize, label_smoothing: f32) -> LossOutput {
+    let batch = logits.batch();
+    let classes = logits.len() / batch.max(1);
+    let mut grad = Tensor::zeros(&logits.shape);
+    let (mut loss_sum, mut correct, mut top5) = (0.0f64, 0u64, 0u64);
+    let eps = label_smoothing as f64;
+    for r in 0..rows.min(batch) {
+        let z = &logits.data[r * classes..(r + 1) * classes];
+        let label = labels.get(r).copied().unwrap_or(u32::MAX) as usize;
+        if label >= classes {
+            continue;
+        }
+        let max = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let sum: f64 = z.iter().map(|&v| (v as f64 - max).exp()).sum();
+        let lse = max + sum.ln();
+        let zsum: f64 = z.iter().map(|&v| v as f64).sum();
+        loss_sum += lse - (eps / classes as f64 * zsum + (1.0 - eps) * z[label] as f64);
+        for j in 0..classes {
+            let q = eps / classes as f64 + if j == label { 1.0 - eps } else { 0.0 };
+            grad.data[r * classes + j] = ((z[j] as f64 - max).exp() / sum - q) as f32;
+        }
+        let argmax = (0..classes).fold(0, |best, j| if z[j] > z[best] { j } else { best });
+        correct += (argmax == label) as u64;
+        top5 += (z.iter().filter(|&&v| v > z[label]).count() < 5) as u64;
+    }
+    LossOutput { loss_sum, correct, top5_correct: top5, grad }
+}
+
+/// The fused kernel: per row, writes `dlogits` and `row_stats[3r..3r+3] = (loss, correct, top5)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch(
+    k: &mut KernelBuilder,
+    step: &BufferRef,
+    logits: &BufferRef,
+    labels: &BufferRef,
+    dlogits: &BufferRef,
+    row_stats: &BufferRef,
+    batch: usize,
+    classes: usize,
+    label_smoothing: f32,
+) -> Result<Dispatch, GpuError> {
+    let (groups, stride) = grid_1d(batch);
+    k.compute(
+        "cross_entropy",
+        &[WGSL],
+        &[
+            ("BATCH", batch.to_string()),
+            ("C", classes.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("SMOOTHING", wgsl_f32(label_smoothing)),
+        ],
+        &[step, logits, labels, dlogits, row_stats],
+        groups,
+    )
+}

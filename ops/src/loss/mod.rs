@@ -1,0 +1,31 @@
+//! Losses. Each has a CPU reference and a fused GPU kernel that writes the per-sample
+//! gradient (not divided by the batch: the optimizer scales by 1/samples of the
+//! accumulation group) and per-row statistics, reduced into the device metrics by
+//! `shaders/metrics_reduce.wgsl`.
+
+pub mod cross_entropy;
+pub mod mse;
+
+use crate::tensor::Tensor;
+
+/// Which loss a training step minimises.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossKind {
+    /// Softmax cross entropy over class logits, with optional label smoothing in [0, 1).
+    CrossEntropy { label_smoothing: f32 },
+    /// Mean squared error against float targets (mean over features, per sample).
+    Mse,
+}
+
+/// What a loss produces for one batch (CPU reference).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossOutput {
+    /// Sum over the valid rows of the per-sample loss.
+    pub loss_sum: f64,
+    /// Rows whose arg-max equals the label (cross entropy only).
+    pub correct: u64,
+    /// Rows whose label is among the 5 largest logits (cross entropy only).
+    pub top5_correct: u64,
+    /// Gradient of the summed loss w.r.t. the outputs; zero in padded rows.
+    pub grad: Tensor,
+}

@@ -1,0 +1,82 @@
+//! Adam (Kingma & Ba) with PyTorch's formulation:
+//! `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g²`,
+//! `p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)`, `bc = 1 - beta^t`.
+//! Weight decay is L2 (added to `g`) for Adam, decoupled for AdamW (`p *= 1 - lr wd` first).
+
+use crate::elementwise::wgsl_f32;
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+
+const WGSL: &str = include_str!("../../../shaders/adam.wgsl");
+
+/// Bias corrections `(1 - beta1^t, 1 - beta2^t)` as the host writes them to the step uniform.
+pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
+    let t = t.min(i32::MAX as u64) as i32;
+    ((1.0 - (beta1 as f64).powi(t)) as f32, (1.0 - (beta2 as f64).powi(t)) as f32)
+}
+
+/// CPU reference; `state` is `[m (len), v (len)]`.
+#[allow(clippy::too_many_arguments)]
+pub fn step_cpu(
+    params: &mut [f32],
+    grads: &[f32],
+    state: &mut [f32],
+    lr: f32,
+    t: u64,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+) {
+    let n = params.len();
+    let (bc1, bc2) = bias_corrections(beta1, beta2, t);
+    let (m, v) = state.split_at_mut(n);
+    for i in 0..n {
+        let mut g = grads[i];
+        let mut p = params[i];
+        if decoupled {
+            p *= 1.0 - lr * weight_decay;
+        } else {
+            g += weight_decay * p;
+        }
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+        let denom = v[i].sqrt() / bc2.sqrt() + eps;
+        params[i] = p - (lr / bc1) * (m[i] / denom);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch(
+    k: &mut KernelBuilder,
+    kernel: &str,
+    step: &BufferRef,
+    scalars: &BufferRef,
+    grads: &BufferRef,
+    state: Option<&BufferRef>,
+    params: &BufferRef,
+    len: usize,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+) -> Result<Dispatch, GpuError> {
+    let state = state.ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
+    let (groups, stride) = grid_1d(len);
+    k.compute(
+        kernel,
+        &[WGSL],
+        &[
+            ("N", len.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("BETA1", wgsl_f32(beta1)),
+            ("BETA2", wgsl_f32(beta2)),
+            ("EPS", wgsl_f32(eps)),
+            ("WEIGHT_DECAY", wgsl_f32(weight_decay)),
+            ("DECOUPLED", (decoupled as u32).to_string()),
+        ],
+        &[step, scalars, grads, state, params],
+        groups,
+    )
+}

@@ -1,0 +1,51 @@
+//! Global gradient norm and clipping, reduced in a fixed order without atomics:
+//! `grad_norm_partial` has each of [`PARTIALS`] invocations sum the squares of one contiguous
+//! chunk; `grad_norm_final` (one invocation) adds the partials in order, scales by
+//! `grad_scale`, and writes `clip = min(1, max_norm / (norm + 1e-6))` (PyTorch's formula) to
+//! `scalars[0]` and the norm to `metrics[5]`.
+
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
+
+const PARTIAL_WGSL: &str = include_str!("../../../shaders/grad_norm_partial.wgsl");
+const FINAL_WGSL: &str = include_str!("../../../shaders/grad_norm_final.wgsl");
+
+/// Number of partial sums.
+pub const PARTIALS: usize = 256;
+
+/// CPU reference: the clip factor for already-scaled gradients and the global norm.
+pub fn clip_factor_cpu(grads: &[f32], max_norm: Option<f32>) -> (f32, f32) {
+    let norm = grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt() as f32;
+    let clip = match max_norm {
+        Some(m) if m > 0.0 => (m / (norm + 1e-6)).min(1.0),
+        _ => 1.0,
+    };
+    (clip, norm)
+}
+
+/// The two reduction dispatches.
+pub(crate) fn dispatches(
+    k: &mut KernelBuilder,
+    step: &BufferRef,
+    grads: &BufferRef,
+    partials: &BufferRef,
+    scalars: &BufferRef,
+    metrics: &BufferRef,
+    len: usize,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let chunk = len.div_ceil(PARTIALS).max(1);
+    let partial = k.compute(
+        "grad_norm_partial",
+        &[PARTIAL_WGSL],
+        &[("N", len.to_string()), ("CHUNK", chunk.to_string()), ("PARTIALS", PARTIALS.to_string())],
+        &[grads, partials],
+        [(PARTIALS as u32).div_ceil(64), 1, 1],
+    )?;
+    let fin = k.compute(
+        "grad_norm_final",
+        &[FINAL_WGSL],
+        &[("PARTIALS", PARTIALS.to_string())],
+        &[step, partials, scalars, metrics],
+        [1, 1, 1],
+    )?;
+    Ok(vec![partial, fin])
+}

@@ -1,0 +1,55 @@
+//! SGD with momentum (PyTorch semantics: `buf = momentum * buf + g`, no dampening),
+//! optional Nesterov (`g + momentum * buf`) and L2 weight decay (`g + wd * p`).
+
+use crate::elementwise::wgsl_f32;
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+
+const WGSL: &str = include_str!("../../../shaders/sgd.wgsl");
+
+/// CPU reference (same operation order as the kernel).
+pub fn step_cpu(params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, momentum: f32, nesterov: bool, weight_decay: f32) {
+    for i in 0..params.len() {
+        let mut g = grads[i];
+        if weight_decay != 0.0 {
+            g += weight_decay * params[i];
+        }
+        if momentum != 0.0 {
+            let buf = momentum * state[i] + g;
+            state[i] = buf;
+            g = if nesterov { g + momentum * buf } else { buf };
+        }
+        params[i] -= lr * g;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch(
+    k: &mut KernelBuilder,
+    step: &BufferRef,
+    scalars: &BufferRef,
+    grads: &BufferRef,
+    state: Option<&BufferRef>,
+    params: &BufferRef,
+    len: usize,
+    momentum: f32,
+    nesterov: bool,
+    weight_decay: f32,
+) -> Result<Dispatch, GpuError> {
+    let (groups, stride) = grid_1d(len);
+    // Without momentum there is no state: bind the gradients again (never read).
+    let state = state.unwrap_or(grads);
+    k.compute(
+        "sgd",
+        &[WGSL],
+        &[
+            ("N", len.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("MOMENTUM", wgsl_f32(momentum)),
+            ("NESTEROV", (nesterov as u32).to_string()),
+            ("WEIGHT_DECAY", wgsl_f32(weight_decay)),
+            ("HAS_STATE", ((momentum != 0.0) as u32).to_string()),
+        ],
+        &[step, scalars, grads, state, params],
+        groups,
+    )
+}

@@ -1,0 +1,460 @@
+//! The compiled training step ([`TrainStep`]) and evaluation step ([`EvalStep`]) the
+//! executor drives. Everything is allocated and every pipeline built in `new`; a step writes
+//! one small uniform, encodes the pre-built dispatches into one command encoder and submits
+//! once. Loss, accuracy and gradient norm accumulate on the device until read.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, encode_dispatches};
+use crate::loss::{cross_entropy, mse};
+use crate::model::{GpuModel, Sequential};
+use crate::optim::{adam::bias_corrections, clip};
+use crate::op::numel;
+
+pub use crate::loss::LossKind;
+pub use crate::model::ModelDef;
+pub use crate::optim::OptimizerKind;
+
+/// Training hyperparameters fixed at plan time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Rows per micro-batch (the last one may be partial; it is padded and masked).
+    pub batch: usize,
+    pub loss: LossKind,
+    pub optimizer: OptimizerKind,
+    /// Clip the global norm of the mean gradient to this value.
+    pub clip_grad_norm: Option<f32>,
+    /// Micro-batches per optimizer update (1 = no accumulation).
+    pub accumulation_steps: u32,
+    /// Seeds parameter init and dropout.
+    pub seed: u64,
+}
+
+/// Device-accumulated metrics since the last read.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepMetrics {
+    /// Sum of per-sample losses (divide by `samples` for the mean).
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub top5_correct: u64,
+    pub samples: u64,
+    /// Global norm of the mean gradient at the last optimizer update (before clipping).
+    pub last_grad_norm: f32,
+}
+
+/// A named tensor for checkpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Layout of the per-step uniform (`Step` in `shaders/common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct StepUniform {
+    pub lr: f32,
+    pub rows: u32,
+    pub step: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub grad_scale: f32,
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+    pub clip_max: f32,
+    pub opt_t: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
+/// Words in the metrics buffer: loss sum, compensation, correct, top5, samples, grad norm.
+const METRIC_WORDS: usize = 8;
+
+/// Buffers for the loss of one batch size: labels/targets in, gradient and stats out.
+struct LossIo {
+    labels: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    metrics: wgpu::Buffer,
+    metrics_staging: wgpu::Buffer,
+    step: wgpu::Buffer,
+    dispatches: Vec<Dispatch>,
+    host_features: Vec<f32>,
+    host_labels: Vec<u32>,
+    host_targets: Vec<f32>,
+    rows: usize,
+}
+
+impl LossIo {
+    fn new(
+        gpu: &Gpu,
+        model: &Sequential,
+        gm: &GpuModel,
+        loss: LossKind,
+        dlogits: &BufferRef,
+        step: wgpu::Buffer,
+    ) -> Result<LossIo, GpuError> {
+        let batch = gm.batch;
+        let out = numel(model.output_shape());
+        let labels = gpu.storage_buffer("labels", (batch * 4) as u64)?;
+        let targets = gpu.storage_buffer("targets", (batch * out * 4) as u64)?;
+        let row_stats = gpu.storage_buffer("row_stats", (batch * 3 * 4) as u64)?;
+        let metrics = gpu.storage_buffer("metrics", (METRIC_WORDS * 4) as u64)?;
+        let metrics_staging = gpu.readback_buffer("metrics.readback", (METRIC_WORDS * 4) as u64);
+        let mut k = KernelBuilder::new(gpu);
+        let step_ref = BufferRef::whole(&step);
+        let logits = &gm.acts[gm.acts.len() - 1];
+        let stats_ref = BufferRef::whole(&row_stats);
+        let loss_dispatch = match loss {
+            LossKind::CrossEntropy { label_smoothing } => cross_entropy::dispatch(
+                &mut k, &step_ref, logits, &BufferRef::whole(&labels), dlogits, &stats_ref, batch, out, label_smoothing,
+            )?,
+            LossKind::Mse => mse::dispatch(&mut k, &step_ref, logits, &BufferRef::whole(&targets), dlogits, &stats_ref, batch, out)?,
+        };
+        let reduce = k.compute(
+            "metrics_reduce",
+            &[include_str!("../../shaders/metrics_reduce.wgsl")],
+            &[],
+            &[&step_ref, &stats_ref, &BufferRef::whole(&metrics)],
+            [1, 1, 1],
+        )?;
+        Ok(LossIo {
+            labels,
+            targets,
+            metrics,
+            metrics_staging,
+            step,
+            dispatches: vec![loss_dispatch, reduce],
+            host_features: vec![0.0; batch * numel(&model.input)],
+            host_labels: vec![0; batch],
+            host_targets: vec![0.0; batch * out],
+            rows: 0,
+        })
+    }
+
+    fn upload(&mut self, gpu: &Gpu, input: &BufferRef, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+        let batch = self.host_labels.len();
+        let rows = rows.min(batch);
+        let per = self.host_features.len() / batch.max(1);
+        let n = (rows * per).min(features.len());
+        self.host_features[..n].copy_from_slice(&features[..n]);
+        self.host_features[n..].fill(0.0);
+        let nl = rows.min(labels.len());
+        self.host_labels[..nl].copy_from_slice(&labels[..nl]);
+        self.host_labels[nl..].fill(u32::MAX);
+        gpu.write(&input.buffer, input.offset, &self.host_features);
+        gpu.write(&self.labels, 0, &self.host_labels);
+        if let Some(t) = targets {
+            let out = self.host_targets.len() / batch.max(1);
+            let nt = (rows * out).min(t.len());
+            self.host_targets[..nt].copy_from_slice(&t[..nt]);
+            self.host_targets[nt..].fill(0.0);
+            gpu.write(&self.targets, 0, &self.host_targets);
+        }
+        self.rows = rows;
+    }
+
+    fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
+        let bytes = gpu.read_bytes(&BufferRef::whole(&self.metrics), &self.metrics_staging, "metrics")?;
+        let w: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let m = StepMetrics {
+            loss_sum: f32::from_bits(w[0]) as f64 - f32::from_bits(w[1]) as f64,
+            correct: w[2] as u64,
+            top5_correct: w[3] as u64,
+            samples: w[4] as u64,
+            last_grad_norm: f32::from_bits(w[5]),
+        };
+        gpu.write(&self.metrics, 0, &[0u32; 5]);
+        Ok(m)
+    }
+}
+
+/// One compiled training step for a model, loss and optimizer.
+pub struct TrainStep {
+    model: Sequential,
+    cfg: TrainConfig,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    state: Option<wgpu::Buffer>,
+    gpu_model: GpuModel,
+    loss: LossIo,
+    update: Vec<Dispatch>,
+    micro: u32,
+    group_rows: usize,
+    opt_t: u64,
+}
+
+impl TrainStep {
+    /// Validates the model and configuration, allocates every buffer, initialises the
+    /// parameters from `cfg.seed` (the same values as [`Sequential::init_params`]) and builds
+    /// every pipeline and bind group.
+    pub fn new(gpu: &Gpu, model: &ModelDef, cfg: &TrainConfig) -> Result<TrainStep, GpuError> {
+        let seq = Sequential::new(model).map_err(GpuError::InvalidModel)?;
+        if cfg.batch == 0 {
+            return Err(GpuError::InvalidConfig("batch must be at least 1".into()));
+        }
+        if cfg.accumulation_steps == 0 {
+            return Err(GpuError::InvalidConfig("accumulation_steps must be at least 1".into()));
+        }
+        cfg.optimizer.check().map_err(GpuError::InvalidConfig)?;
+        if let LossKind::CrossEntropy { label_smoothing } = cfg.loss
+            && !(0.0..1.0).contains(&label_smoothing)
+        {
+            return Err(GpuError::InvalidConfig(format!("label_smoothing must be in [0, 1), found {label_smoothing}")));
+        }
+        if let Some(c) = cfg.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(GpuError::InvalidConfig(format!("clip_grad_norm must be positive, found {c}")));
+        }
+        let len = seq.packed_len;
+        let bytes = (len * 4) as u64;
+        let params = gpu.storage_buffer("params", bytes)?;
+        let grads = gpu.storage_buffer("grads", bytes)?;
+        let n_state = cfg.optimizer.state_names().len();
+        let state = if n_state > 0 { Some(gpu.storage_buffer("optimizer_state", bytes * n_state as u64)?) } else { None };
+        gpu.write(&params, 0, &seq.pack(&seq.init_params(cfg.seed)));
+        gpu.write(&grads, 0, &vec![0.0f32; len]);
+        if let Some(s) = &state {
+            gpu.write(s, 0, &vec![0.0f32; len * n_state]);
+        }
+        // The step uniform is owned by the loss io; build the model against it.
+        let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepUniform>() as u64);
+        let step_ref = BufferRef::whole(&step_buf);
+        let gpu_model = GpuModel::build(gpu, &seq, cfg.batch, &params, Some(&grads), &step_ref)?;
+        let dlogits = gpu_model.dacts[gpu_model.dacts.len() - 1].clone();
+        let loss = LossIo::new(gpu, &seq, &gpu_model, cfg.loss, &dlogits, step_buf)?;
+        let mut k = KernelBuilder::new(gpu);
+        let partials = gpu.storage_buffer("grad_norm.partials", (clip::PARTIALS * 4) as u64)?;
+        let scalars = gpu.storage_buffer("scalars", 16)?;
+        gpu.write(&scalars, 0, &[1.0f32, 0.0, 0.0, 0.0]);
+        let step_ref = BufferRef::whole(&loss.step);
+        let mut update = clip::dispatches(
+            &mut k,
+            &step_ref,
+            &BufferRef::whole(&grads).words(0, len as u64),
+            &BufferRef::whole(&partials),
+            &BufferRef::whole(&scalars),
+            &BufferRef::whole(&loss.metrics),
+            len,
+        )?;
+        let state_ref = state.as_ref().map(|s| BufferRef::whole(s).words(0, (len * n_state) as u64));
+        update.push(cfg.optimizer.dispatch(
+            &mut k,
+            &step_ref,
+            &BufferRef::whole(&scalars),
+            &BufferRef::whole(&grads).words(0, len as u64),
+            state_ref.as_ref(),
+            &BufferRef::whole(&params).words(0, len as u64),
+            len,
+        )?);
+        gpu.take_error()?;
+        Ok(TrainStep { model: seq, cfg: cfg.clone(), params, grads, state, gpu_model, loss, update, micro: 0, group_rows: 0, opt_t: 0 })
+    }
+
+    /// Copies a micro-batch to the device: `features` `[rows * input]`, `labels` `[rows]`
+    /// (cross entropy), `targets` `[rows * output]` (mse). Rows beyond `rows` (up to the
+    /// batch) are zero-padded and masked out of loss, gradients and metrics. Missing data is
+    /// treated as zeros; labels out of range contribute nothing.
+    pub fn upload_batch(&mut self, gpu: &Gpu, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+        let input = self.gpu_model.acts[0].clone();
+        self.loss.upload(gpu, &input, features, labels, targets, rows);
+    }
+
+    /// Records and submits one training micro-step: forward, loss (+ device metrics),
+    /// backward (gradients accumulate); after every `accumulation_steps` calls also the
+    /// gradient norm, clipping, optimizer update and gradient reset. `step` is the global
+    /// micro-batch index and keys dropout masks. One encoder, one submission, no read-back.
+    pub fn record_step(&mut self, gpu: &Gpu, lr: f32, step: u64) -> Result<(), GpuError> {
+        self.micro += 1;
+        self.group_rows += self.loss.rows;
+        let complete = self.micro >= self.cfg.accumulation_steps;
+        let t = if complete { self.opt_t + 1 } else { self.opt_t.max(1) };
+        let (bc1, bc2) = match self.cfg.optimizer {
+            OptimizerKind::Adam { beta1, beta2, .. } | OptimizerKind::AdamW { beta1, beta2, .. } => bias_corrections(beta1, beta2, t),
+            OptimizerKind::Sgd { .. } => (1.0, 1.0),
+        };
+        let uniform = StepUniform {
+            lr,
+            rows: self.loss.rows as u32,
+            step: step as u32,
+            seed_lo: self.cfg.seed as u32,
+            seed_hi: (self.cfg.seed >> 32) as u32,
+            grad_scale: if self.group_rows > 0 { 1.0 / self.group_rows as f32 } else { 0.0 },
+            bias_correction1: bc1,
+            bias_correction2: bc2,
+            clip_max: self.cfg.clip_grad_norm.unwrap_or(0.0),
+            opt_t: t as u32,
+            pad0: 0,
+            pad1: 0,
+        };
+        gpu.write(&self.loss.step, 0, &[uniform]);
+        let mut encoder = gpu.encoder();
+        let tail: &[Dispatch] = if complete { &self.update } else { &[] };
+        encode_dispatches(
+            &mut encoder,
+            self.gpu_model.forward.iter().chain(&self.loss.dispatches).chain(&self.gpu_model.backward).chain(tail),
+        );
+        gpu.submit(encoder.finish());
+        if complete {
+            self.opt_t += 1;
+            self.micro = 0;
+            self.group_rows = 0;
+        }
+        gpu.take_error()
+    }
+
+    /// Reads the device metrics accumulated since the last read (one read-back), then resets
+    /// them.
+    pub fn read_train_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
+        self.loss.read_metrics(gpu)
+    }
+
+    /// The current parameters, named `layers.{i}.{weight|bias|gamma|beta}`.
+    pub fn param_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
+        let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
+        Ok(self.model.slots.iter().map(|s| NamedTensor { name: s.name.clone(), shape: s.shape.clone(), data: flat[s.offset..s.offset + s.len].to_vec() }).collect())
+    }
+
+    /// The accumulated (not yet applied) gradient sums, same names as the parameters.
+    pub fn grad_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
+        let flat = gpu.read_f32(&BufferRef::whole(&self.grads))?;
+        Ok(self.model.slots.iter().map(|s| NamedTensor { name: s.name.clone(), shape: s.shape.clone(), data: flat[s.offset..s.offset + s.len].to_vec() }).collect())
+    }
+
+    /// Optimizer state for checkpoints: `layers.{i}.{param}.{exp_avg|exp_avg_sq|momentum_buffer}`
+    /// plus `optimizer.step` (`[1]`, the update count as f32).
+    pub fn optimizer_state(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
+        let mut out = Vec::new();
+        if let Some(state) = &self.state {
+            let flat = gpu.read_f32(&BufferRef::whole(state))?;
+            for (k, suffix) in self.cfg.optimizer.state_names().iter().enumerate() {
+                let base = k * self.model.packed_len;
+                for s in &self.model.slots {
+                    out.push(NamedTensor {
+                        name: format!("{}.{suffix}", s.name),
+                        shape: s.shape.clone(),
+                        data: flat[base + s.offset..base + s.offset + s.len].to_vec(),
+                    });
+                }
+            }
+        }
+        out.push(NamedTensor { name: "optimizer.step".into(), shape: vec![1], data: vec![self.opt_t as f32] });
+        Ok(out)
+    }
+
+    /// Restores optimizer state saved by [`TrainStep::optimizer_state`].
+    pub fn load_optimizer_state(&mut self, gpu: &Gpu, tensors: &[NamedTensor]) -> Result<(), GpuError> {
+        let names = self.cfg.optimizer.state_names();
+        let len = self.model.packed_len;
+        let mut flat = vec![0.0f32; len * names.len()];
+        for (k, suffix) in names.iter().enumerate() {
+            for s in &self.model.slots {
+                let name = format!("{}.{suffix}", s.name);
+                let t = find_tensor(tensors, &name, &s.shape)?;
+                flat[k * len + s.offset..k * len + s.offset + s.len].copy_from_slice(&t.data);
+            }
+        }
+        let step = find_tensor(tensors, "optimizer.step", &[1])?;
+        if let Some(state) = &self.state {
+            gpu.write(state, 0, &flat);
+        }
+        self.opt_t = step.data[0].max(0.0) as u64;
+        Ok(())
+    }
+
+    /// Replaces all parameters. Every parameter must be present with its exact shape.
+    pub fn load_params(&mut self, gpu: &Gpu, params: &[NamedTensor]) -> Result<(), GpuError> {
+        let mut flat = vec![0.0f32; self.model.packed_len];
+        for s in &self.model.slots {
+            let t = find_tensor(params, &s.name, &s.shape)?;
+            flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
+        }
+        for t in params {
+            if !self.model.slots.iter().any(|s| s.name == t.name) {
+                return Err(GpuError::ParamMismatch { name: t.name.clone(), message: "the model has no parameter with this name".into() });
+            }
+        }
+        gpu.write(&self.params, 0, &flat);
+        Ok(())
+    }
+
+    /// Number of learnable scalars.
+    pub fn param_count(&self) -> usize {
+        self.model.param_count()
+    }
+
+    /// Approximate FLOPs of one full-batch step: forward, backward (2x forward) and update.
+    pub fn flops_per_step(&self) -> u64 {
+        let fwd = self.model.forward_flops() * self.cfg.batch as u64;
+        3 * fwd + self.param_count() as u64 * self.cfg.optimizer.flops_per_param()
+    }
+
+    /// Kernels of a step that completes an accumulation group, in dispatch order.
+    pub fn kernel_names(&self) -> Vec<String> {
+        self.gpu_model.forward.iter().chain(&self.loss.dispatches).chain(&self.gpu_model.backward).chain(&self.update).map(|d| d.kernel.clone()).collect()
+    }
+
+    /// The validated model.
+    pub fn model(&self) -> &Sequential {
+        &self.model
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+}
+
+fn find_tensor<'a>(tensors: &'a [NamedTensor], name: &str, shape: &[usize]) -> Result<&'a NamedTensor, GpuError> {
+    let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| GpuError::ParamMismatch { name: name.into(), message: format!("missing (expected shape {shape:?})") })?;
+    if t.shape != shape || t.data.len() != numel(shape) {
+        return Err(GpuError::ParamMismatch {
+            name: name.into(),
+            message: format!("expected shape {shape:?} but found {:?} ({} values)", t.shape, t.data.len()),
+        });
+    }
+    Ok(t)
+}
+
+/// Forward-only evaluation in eval mode (dropout off), sharing a [`TrainStep`]'s parameters.
+pub struct EvalStep {
+    gpu_model: GpuModel,
+    loss: LossIo,
+}
+
+impl EvalStep {
+    /// Builds evaluation buffers for `batch` rows over `train`'s parameter buffer.
+    pub fn new(gpu: &Gpu, train: &TrainStep, batch: usize) -> Result<EvalStep, GpuError> {
+        if batch == 0 {
+            return Err(GpuError::InvalidConfig("eval batch must be at least 1".into()));
+        }
+        let step_buf = gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64);
+        let gpu_model = GpuModel::build(gpu, &train.model, batch, &train.params, None, &BufferRef::whole(&step_buf))?;
+        let out = numel(train.model.output_shape());
+        let dlogits = BufferRef::whole(&gpu.storage_buffer("eval.dlogits", (batch * out * 4) as u64)?).words(0, (batch * out) as u64);
+        let loss = LossIo::new(gpu, &train.model, &gpu_model, train.cfg.loss, &dlogits, step_buf)?;
+        Ok(EvalStep { gpu_model, loss })
+    }
+
+    /// Like [`TrainStep::upload_batch`].
+    pub fn upload_batch(&mut self, gpu: &Gpu, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+        let input = self.gpu_model.acts[0].clone();
+        self.loss.upload(gpu, &input, features, labels, targets, rows);
+    }
+
+    /// Forward and loss in one submission; metrics accumulate on the device.
+    pub fn record(&mut self, gpu: &Gpu) -> Result<(), GpuError> {
+        let uniform = StepUniform { rows: self.loss.rows as u32, ..StepUniform::default() };
+        gpu.write(&self.loss.step, 0, &[uniform]);
+        let mut encoder = gpu.encoder();
+        encode_dispatches(&mut encoder, self.gpu_model.forward.iter().chain(&self.loss.dispatches));
+        gpu.submit(encoder.finish());
+        gpu.take_error()
+    }
+
+    /// Reads and resets the accumulated metrics (one read-back).
+    pub fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
+        self.loss.read_metrics(gpu)
+    }
+}

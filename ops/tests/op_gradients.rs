@@ -1,0 +1,118 @@
+//! CPU references: every op's backward against central finite differences (f64 objective).
+
+mod common;
+
+use common::{random, random_away_from_zero, random_distinct};
+use ops::layer::LayerSpec;
+use ops::rng::Rng;
+use ops::{CpuCtx, Tensor};
+
+/// Checks `backward_cpu` against central differences of `L = sum(y * r)`.
+fn check(spec: LayerSpec, x: Tensor, seed: u64) {
+    let op = spec.build();
+    let mut rng = Rng::new(seed);
+    let input = x.sample_shape().to_vec();
+    let params: Vec<Tensor> = op.params(&input).iter().map(|p| random(&mut rng, &p.shape, -1.0, 1.0)).collect();
+    let ctx = CpuCtx { train: true, seed: 7, step: 3, layer: 1 };
+    let y = op.forward_cpu(&x, &params, &ctx);
+    let r = random(&mut rng, &y.shape, -1.0, 1.0);
+    let (dx, dparams) = op.backward_cpu(&x, &params, &y, &r, &ctx);
+    assert_eq!(dx.shape, x.shape, "{}: dx shape", op.kind());
+    let objective = |x: &Tensor, params: &[Tensor]| -> f64 {
+        let y = op.forward_cpu(x, params, &ctx);
+        y.data.iter().zip(&r.data).map(|(&a, &b)| a as f64 * b as f64).sum()
+    };
+    let h = 1e-2f32;
+    let tol = |ana: f64| 2e-3 + 2e-2 * ana.abs();
+    // Input gradient, at up to 40 positions.
+    let step = (x.len() / 40).max(1);
+    for i in (0..x.len()).step_by(step) {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp.data[i] += h;
+        xm.data[i] -= h;
+        let num = (objective(&xp, &params) - objective(&xm, &params)) / (2.0 * h as f64);
+        let ana = dx.data[i] as f64;
+        assert!((num - ana).abs() <= tol(ana), "{} dx[{i}]: numeric {num} vs analytic {ana}", op.kind());
+    }
+    for (j, p) in params.iter().enumerate() {
+        let step = (p.len() / 30).max(1);
+        for i in (0..p.len()).step_by(step) {
+            let (mut pp, mut pm) = (params.clone(), params.clone());
+            pp[j].data[i] += h;
+            pm[j].data[i] -= h;
+            let num = (objective(&x, &pp) - objective(&x, &pm)) / (2.0 * h as f64);
+            let ana = dparams[j].data[i] as f64;
+            assert!((num - ana).abs() <= tol(ana), "{} param {j}[{i}]: numeric {num} vs analytic {ana}", op.kind());
+        }
+    }
+}
+
+fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+#[test]
+fn linear() {
+    let mut rng = Rng::new(1);
+    check(LayerSpec::Linear(attrs("{out: 5}")), random(&mut rng, &[3, 7], -1.0, 1.0), 2);
+    check(LayerSpec::Linear(attrs("{out: 1, bias: false}")), random(&mut rng, &[1, 4], -1.0, 1.0), 3);
+}
+
+#[test]
+fn conv2d() {
+    let mut rng = Rng::new(4);
+    check(LayerSpec::Conv2d(attrs("{out_channels: 3, kernel: 3, padding: 1}")), random(&mut rng, &[2, 2, 5, 4], -1.0, 1.0), 5);
+    check(LayerSpec::Conv2d(attrs("{out_channels: 2, kernel: 2, stride: 2, bias: false}")), random(&mut rng, &[1, 3, 5, 5], -1.0, 1.0), 6);
+}
+
+#[test]
+fn pools() {
+    let mut rng = Rng::new(7);
+    check(LayerSpec::MaxPool2d(attrs("{kernel: 2}")), random_distinct(&mut rng, &[2, 3, 5, 4]), 8);
+    check(LayerSpec::MaxPool2d(attrs("{kernel: 3, stride: 2}")), random_distinct(&mut rng, &[1, 2, 7, 6]), 9);
+    check(LayerSpec::AvgPool2d(attrs("{kernel: 2}")), random(&mut rng, &[2, 3, 5, 4], -1.0, 1.0), 10);
+    check(LayerSpec::AvgPool2d(attrs("{kernel: 3, stride: 1}")), random(&mut rng, &[1, 2, 5, 6], -1.0, 1.0), 11);
+}
+
+#[test]
+fn activations() {
+    let mut rng = Rng::new(12);
+    for spec in [LayerSpec::Relu, LayerSpec::Gelu, LayerSpec::Tanh, LayerSpec::Sigmoid, LayerSpec::LeakyRelu(attrs("{slope: 0.2}")), LayerSpec::Flatten] {
+        check(spec, random_away_from_zero(&mut rng, &[3, 2, 5]), 13);
+    }
+}
+
+#[test]
+fn dropout_and_layer_norm() {
+    let mut rng = Rng::new(14);
+    check(LayerSpec::Dropout(attrs("{p: 0.4}")), random(&mut rng, &[3, 11], -1.0, 1.0), 15);
+    check(LayerSpec::LayerNorm(attrs("{}")), random(&mut rng, &[3, 2, 9], -1.0, 1.0), 16);
+}
+
+#[test]
+fn losses() {
+    use ops::loss::{cross_entropy::cross_entropy_cpu, mse::mse_cpu};
+    let mut rng = Rng::new(17);
+    let logits = random(&mut rng, &[4, 6], -2.0, 2.0);
+    let labels = [1u32, 5, 0, 3];
+    let targets = rng.vec_uniform(24, -1.0, 1.0);
+    let h = 1e-2f32;
+    for smoothing in [0.0f32, 0.1] {
+        let out = cross_entropy_cpu(&logits, &labels, 3, smoothing);
+        for i in 0..logits.len() {
+            let (mut p, mut m) = (logits.clone(), logits.clone());
+            p.data[i] += h;
+            m.data[i] -= h;
+            let num = (cross_entropy_cpu(&p, &labels, 3, smoothing).loss_sum - cross_entropy_cpu(&m, &labels, 3, smoothing).loss_sum) / (2.0 * h as f64);
+            assert!((num - out.grad.data[i] as f64).abs() < 1e-3, "ce grad {i}: {num} vs {}", out.grad.data[i]);
+        }
+    }
+    let out = mse_cpu(&logits, &targets, 3);
+    for i in 0..logits.len() {
+        let (mut p, mut m) = (logits.clone(), logits.clone());
+        p.data[i] += h;
+        m.data[i] -= h;
+        let num = (mse_cpu(&p, &targets, 3).loss_sum - mse_cpu(&m, &targets, 3).loss_sum) / (2.0 * h as f64);
+        assert!((num - out.grad.data[i] as f64).abs() < 1e-3, "mse grad {i}: {num} vs {}", out.grad.data[i]);
+    }
+}

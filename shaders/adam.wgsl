@@ -1,0 +1,33 @@
+// adam / adamw: one fused pass over the packed parameter buffer (grid-stride). state holds
+// m in [0, N) and v in [N, 2N). Gradients are scaled by grad_scale * clip, consumed and zeroed.
+@group(0) @binding(0) var<uniform> S: Step;
+@group(0) @binding(1) var<storage, read> scalars: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state: array<f32>;
+@group(0) @binding(4) var<storage, read_write> params: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b1 = bitcast<f32>({{BETA1}}u);
+    let b2 = bitcast<f32>({{BETA2}}u);
+    let eps = bitcast<f32>({{EPS}}u);
+    let wd = bitcast<f32>({{WEIGHT_DECAY}}u);
+    let scale = S.grad_scale * scalars[0];
+    let step_size = S.lr / S.bias_correction1;
+    let sqrt_bc2 = sqrt(S.bias_correction2);
+    for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
+        var g = grads[i] * scale;
+        grads[i] = 0.0;
+        var p = params[i];
+        if ({{DECOUPLED}}u == 1u) {
+            p = p * (1.0 - S.lr * wd);
+        } else {
+            g = g + wd * p;
+        }
+        let m = b1 * state[i] + (1.0 - b1) * g;
+        let v = b2 * state[{{N}}u + i] + (1.0 - b2) * g * g;
+        state[i] = m;
+        state[{{N}}u + i] = v;
+        params[i] = p - step_size * (m / (sqrt(v) / sqrt_bc2 + eps));
+    }
+}
