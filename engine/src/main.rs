@@ -49,6 +49,25 @@ enum Command {
     },
     /// Print the pipeline JSON Schema (for editors).
     Schema,
+    /// Train: run the pipeline end to end and write metrics to the output directory.
+    Run {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Override a value by its YAML path.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name (`engine devices`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Output directory [default: runs/<pipeline name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print only errors and the final summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List GPU adapters with backend, type and key limits.
+    Devices,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -87,6 +106,55 @@ fn main() -> ExitCode {
             print!("{}", engine::schema::pipeline_schema());
             ExitCode::SUCCESS
         }
+        Command::Run { file, set, device, out, quiet } => with_pipeline(&file, &set, |checked| {
+            let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(&checked.parsed.pipeline.name));
+            let options = engine::run::RunOptions { out_dir, device: device.as_deref().map(device_request), quiet };
+            match engine::run::run_pipeline(checked, &options) {
+                Ok(summary) => {
+                    for (name, m) in &summary.evals {
+                        println!("{name}: loss {:.4}, accuracy {:.2}%, top-5 {:.2}% ({} samples)", m.loss, m.accuracy * 100.0, m.top5 * 100.0, m.samples);
+                    }
+                    println!("{} steps on {}, {:.0} samples/s", summary.steps, summary.adapter, summary.samples_per_second);
+                    if let Some(path) = &summary.metrics_path {
+                        println!("metrics: {}", path.display());
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    match e {
+                        engine::run::RunError::NonFinite(_) => 1,
+                        _ => 2,
+                    }
+                }
+            }
+        }),
+        Command::Devices => {
+            let adapters = ops::gpu::list_adapters();
+            if adapters.is_empty() {
+                eprintln!("no GPU adapter found; on Debian/Ubuntu install Mesa's drivers: apt-get install mesa-vulkan-drivers (Vulkan) or libegl-mesa0 (GL)");
+                return ExitCode::from(2);
+            }
+            for a in adapters {
+                println!(
+                    "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}",
+                    a.name, a.backend, a.device_type, a.max_buffer_size >> 20, a.max_storage_buffer_binding_size >> 20,
+                    a.max_compute_workgroup_size_x, a.max_storage_buffers_per_shader_stage
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `--device auto|vulkan|gl|<adapter name part>`.
+fn device_request(text: &str) -> ops::gpu::DeviceRequest {
+    use ops::gpu::{BackendChoice, DeviceRequest};
+    match text.to_ascii_lowercase().as_str() {
+        "auto" => DeviceRequest::default(),
+        "vulkan" => DeviceRequest { backend: BackendChoice::Vulkan, name: None },
+        "gl" | "gles" | "opengl" => DeviceRequest { backend: BackendChoice::Gl, name: None },
+        _ => DeviceRequest { backend: BackendChoice::Auto, name: Some(text.to_string()) },
     }
 }
 

@@ -271,8 +271,19 @@ fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
         .collect()
 }
 
-/// Callbacks and evals per trigger; within a trigger, `after`/`before` order, then file order.
 fn hook_order(p: &Pipeline) -> Vec<HookPlan> {
+    fire_order(p)
+        .into_iter()
+        .map(|(trigger, members)| {
+            let fires = members.into_iter().map(|i| format!("{} ({})", p.stages[i].id(), hook_kind(&p.stages[i]))).collect();
+            HookPlan { trigger: trigger.to_string(), scope: trigger.scope(), fires }
+        })
+        .collect()
+}
+
+/// Callbacks and evals (stage indices) per trigger in lifecycle order; within a trigger,
+/// `after`/`before` order, then file order. The executor fires exactly this.
+pub fn fire_order(p: &Pipeline) -> Vec<(Trigger, Vec<usize>)> {
     let mut by_trigger: BTreeMap<(u8, Trigger), Vec<usize>> = BTreeMap::new();
     for (i, stage) in p.stages.iter().enumerate() {
         let triggers = match stage {
@@ -303,13 +314,7 @@ fn hook_order(p: &Pipeline) -> Vec<HookPlan> {
             }
         }
     }
-    by_trigger
-        .into_iter()
-        .map(|((_, trigger), members)| {
-            let fires = ordered(&order, &members).into_iter().map(|i| format!("{} ({})", p.stages[i].id(), hook_kind(&p.stages[i]))).collect();
-            HookPlan { trigger: trigger.to_string(), scope: trigger.scope(), fires }
-        })
-        .collect()
+    by_trigger.into_iter().map(|((_, trigger), members)| (trigger, ordered(&order, &members))).collect()
 }
 
 fn hook_kind(stage: &Stage) -> String {

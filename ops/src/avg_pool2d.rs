@@ -29,13 +29,17 @@ impl Op for AvgPool2d {
         vec![]
     }
     fn forward_flops(&self, input: &[usize]) -> u64 {
-        self.attrs.geometry("avg_pool2d", input).map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
+        self.attrs
+            .geometry("avg_pool2d", input)
+            .map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
     }
     fn is_elementwise(&self) -> bool {
         false
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
-        let Ok(g) = self.attrs.geometry("avg_pool2d", x.sample_shape()) else { return Tensor::zeros(&[0]) };
+        let Ok(g) = self.attrs.geometry("avg_pool2d", x.sample_shape()) else {
+            return Tensor::zeros(&[0]);
+        };
         let mut y = Tensor::zeros(&[x.batch(), g.c, g.ho, g.wo]);
         let inv = 1.0 / (g.k * g.k) as f64;
         for plane in 0..x.batch() * g.c {
@@ -62,7 +66,9 @@ impl Op for AvgPool2d {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        let Ok(g) = self.attrs.geometry("avg_pool2d", x.sample_shape()) else { return (Tensor::zeros(&[0]), vec![]) };
+        let Ok(g) = self.attrs.geometry("avg_pool2d", x.sample_shape()) else {
+            return (Tensor::zeros(&[0]), vec![]);
+        };
         let mut dx = vec![0.0f64; x.len()];
         let inv = 1.0 / (g.k * g.k) as f64;
         for plane in 0..x.batch() * g.c {
@@ -77,21 +83,53 @@ impl Op for AvgPool2d {
                 }
             }
         }
-        (Tensor { shape: x.shape.clone(), data: dx.into_iter().map(|v| v as f32).collect() }, vec![])
+        (
+            Tensor {
+                shape: x.shape.clone(),
+                data: dx.into_iter().map(|v| v as f32).collect(),
+            },
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self.attrs.geometry("avg_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let g = self
+            .attrs
+            .geometry("avg_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
         let n = io.batch * g.out_len();
         let (groups, stride) = grid_1d(n);
-        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
-        Ok(vec![k.compute("avg_pool2d_forward", &[FORWARD_WGSL], &s, &[&io.x, &io.y], groups)?])
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("GEOM", g.consts()),
+        ];
+        Ok(vec![k.compute(
+            "avg_pool2d_forward",
+            &[FORWARD_WGSL],
+            &s,
+            &[&io.x, &io.y],
+            groups,
+        )?])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
-        let g = self.attrs.geometry("avg_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let g = self
+            .attrs
+            .geometry("avg_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
         let n = io.batch * g.in_len();
         let (groups, stride) = grid_1d(n);
-        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
-        Ok(vec![k.compute("avg_pool2d_backward", &[BACKWARD_WGSL], &s, &[&io.dy, dx], groups)?])
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("GEOM", g.consts()),
+        ];
+        Ok(vec![k.compute(
+            "avg_pool2d_backward",
+            &[BACKWARD_WGSL],
+            &s,
+            &[&io.dy, dx],
+            groups,
+        )?])
     }
 }

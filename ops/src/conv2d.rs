@@ -72,10 +72,18 @@ impl Conv2d {
     fn geometry(&self, input: &[usize]) -> Result<Geometry, ShapeError> {
         let a = self.attrs;
         let [c, h, w] = *input else {
-            return Err(ShapeError::new("conv2d", "[channels, height, width]", input));
+            return Err(ShapeError::new(
+                "conv2d",
+                "[channels, height, width]",
+                input,
+            ));
         };
         if c == 0 || h == 0 || w == 0 {
-            return Err(ShapeError::new("conv2d", "[channels, height, width] with no zero dims", input));
+            return Err(ShapeError::new(
+                "conv2d",
+                "[channels, height, width] with no zero dims",
+                input,
+            ));
         }
         let (hp, wp) = (h + 2 * a.padding, w + 2 * a.padding);
         if a.kernel == 0 || a.stride == 0 || hp < a.kernel || wp < a.kernel {
@@ -143,7 +151,13 @@ impl Op for Conv2d {
             fill: ParamFill::Random,
         }];
         if self.attrs.bias {
-            p.push(ParamSpec { name: "bias", shape: vec![co], fan_in: c * k * k, fan_out: co * k * k, fill: ParamFill::Zeros });
+            p.push(ParamSpec {
+                name: "bias",
+                shape: vec![co],
+                fan_in: c * k * k,
+                fan_out: co * k * k,
+                fill: ParamFill::Zeros,
+            });
         }
         p
     }
@@ -157,10 +171,13 @@ impl Op for Conv2d {
         false
     }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
-        self.geometry(input).map_or(0, |g| batch * g.col_rows() * g.col_cols())
+        self.geometry(input)
+            .map_or(0, |g| batch * g.col_rows() * g.col_cols())
     }
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
-        let Ok(g) = self.geometry(x.sample_shape()) else { return Tensor::zeros(&[0]) };
+        let Ok(g) = self.geometry(x.sample_shape()) else {
+            return Tensor::zeros(&[0]);
+        };
         let batch = x.batch();
         let w = &params[0].data;
         let mut y = Tensor::zeros(&[batch, g.co, g.ho, g.wo]);
@@ -168,7 +185,11 @@ impl Op for Conv2d {
             for o in 0..g.co {
                 for oy in 0..g.ho {
                     for ox in 0..g.wo {
-                        let mut acc = if self.attrs.bias { params[1].data[o] as f64 } else { 0.0 };
+                        let mut acc = if self.attrs.bias {
+                            params[1].data[o] as f64
+                        } else {
+                            0.0
+                        };
                         for ci in 0..g.c {
                             for ky in 0..g.k {
                                 for kx in 0..g.k {
@@ -187,6 +208,7 @@ impl Op for Conv2d {
         }
         y
     }
+    #[allow(clippy::needless_range_loop)]
     fn backward_cpu(
         &self,
         x: &Tensor,
@@ -195,7 +217,9 @@ impl Op for Conv2d {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        let Ok(g) = self.geometry(x.sample_shape()) else { return (Tensor::zeros(&[0]), vec![]) };
+        let Ok(g) = self.geometry(x.sample_shape()) else {
+            return (Tensor::zeros(&[0]), vec![]);
+        };
         let batch = x.batch();
         let w = &params[0].data;
         let mut dx = vec![0.0f64; x.len()];
@@ -224,33 +248,69 @@ impl Op for Conv2d {
             }
         }
         let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<_>>();
-        let mut grads = vec![Tensor { shape: params[0].shape.clone(), data: f(dw) }];
+        let mut grads = vec![Tensor {
+            shape: params[0].shape.clone(),
+            data: f(dw),
+        }];
         if self.attrs.bias {
-            grads.push(Tensor { shape: vec![g.co], data: f(db) });
+            grads.push(Tensor {
+                shape: vec![g.co],
+                data: f(db),
+            });
         }
-        (Tensor { shape: x.shape.clone(), data: f(dx) }, grads)
+        (
+            Tensor {
+                shape: x.shape.clone(),
+                data: f(dx),
+            },
+            grads,
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self.geometry(&io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let col = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
+        let g = self
+            .geometry(&io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let col = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
         let (kr, hw) = (g.col_rows(), g.col_cols());
         let n = io.batch * kr * hw;
         let (groups, stride) = grid_1d(n);
-        let im2col = k.compute("conv2d_im2col", &[IM2COL_WGSL], &[("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", geometry_consts(&g))], &[&io.x, col], groups)?;
+        let im2col = k.compute(
+            "conv2d_im2col",
+            &[IM2COL_WGSL],
+            &[
+                ("N", n.to_string()),
+                ("STRIDE", stride.to_string()),
+                ("GEOM", geometry_consts(&g)),
+            ],
+            &[&io.x, col],
+            groups,
+        )?;
         // y[n][co, hw] = W[co, kr] · col[n][kr, hw] (+ bias[co])
         let gemm = Gemm {
             batch: io.batch,
             b_batch: kr * hw,
             c_batch: g.co * hw,
-            bias: if self.attrs.bias { Bias::PerRow } else { Bias::None },
+            bias: if self.attrs.bias {
+                Bias::PerRow
+            } else {
+                Bias::None
+            },
             ..Gemm::nn(g.co, hw, kr)
         };
         let mm = gemm.dispatch(k, &io.params[0], col, io.params.get(1), &io.y)?;
         Ok(vec![im2col, mm])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self.geometry(&io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let col = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
+        let g = self
+            .geometry(&io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let col = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
         let (kr, hw) = (g.col_rows(), g.col_cols());
         let mut d = Vec::new();
         // dW[co, kr] += sum_n dy[n][co, hw] · col[n][kr, hw]ᵀ (batch summed inside the kernel)
@@ -267,11 +327,26 @@ impl Op for Conv2d {
         }
         if let Some(dx) = &io.dx {
             // dcol[n][kr, hw] = W[co, kr]ᵀ · dy[n][co, hw], written over the (now consumed) col.
-            let dcol = Gemm { batch: io.batch, b_batch: g.co * hw, c_batch: kr * hw, ..Gemm::tn(kr, hw, g.co) };
+            let dcol = Gemm {
+                batch: io.batch,
+                b_batch: g.co * hw,
+                c_batch: kr * hw,
+                ..Gemm::tn(kr, hw, g.co)
+            };
             d.push(dcol.dispatch(k, &io.params[0], &io.dy, None, col)?);
             let n = io.batch * g.c * g.h * g.w;
             let (groups, stride) = grid_1d(n);
-            d.push(k.compute("conv2d_col2im", &[COL2IM_WGSL], &[("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", geometry_consts(&g))], &[col, dx], groups)?);
+            d.push(k.compute(
+                "conv2d_col2im",
+                &[COL2IM_WGSL],
+                &[
+                    ("N", n.to_string()),
+                    ("STRIDE", stride.to_string()),
+                    ("GEOM", geometry_consts(&g)),
+                ],
+                &[col, dx],
+                groups,
+            )?);
         }
         Ok(d)
     }

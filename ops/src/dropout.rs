@@ -43,10 +43,21 @@ impl Dropout {
             .collect()
     }
 
-    fn dispatch(&self, k: &mut KernelBuilder, io: &LayerIo, src: &crate::gpu::BufferRef, dst: &crate::gpu::BufferRef, name: &str) -> Result<Dispatch, GpuError> {
+    fn dispatch(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        src: &crate::gpu::BufferRef,
+        dst: &crate::gpu::BufferRef,
+        name: &str,
+    ) -> Result<Dispatch, GpuError> {
         let n = io.batch * numel(&io.input_shape);
         if !io.train || self.attrs.p == 0.0 {
-            return Ok(Dispatch::copy(&format!("{name}_copy"), &src.words(0, n as u64), &dst.words(0, n as u64)));
+            return Ok(Dispatch::copy(
+                &format!("{name}_copy"),
+                &src.words(0, n as u64),
+                &dst.words(0, n as u64),
+            ));
         }
         let (groups, stride) = grid_1d(n);
         k.compute(
@@ -94,7 +105,10 @@ impl Op for Dropout {
             return x.clone();
         }
         let mask = self.mask_cpu(x.len(), ctx);
-        Tensor { shape: x.shape.clone(), data: x.data.iter().zip(&mask).map(|(a, m)| a * m).collect() }
+        Tensor {
+            shape: x.shape.clone(),
+            data: x.data.iter().zip(&mask).map(|(a, m)| a * m).collect(),
+        }
     }
     fn backward_cpu(
         &self,
@@ -108,7 +122,13 @@ impl Op for Dropout {
             return (dy.clone(), vec![]);
         }
         let mask = self.mask_cpu(x.len(), ctx);
-        (Tensor { shape: x.shape.clone(), data: dy.data.iter().zip(&mask).map(|(a, m)| a * m).collect() }, vec![])
+        (
+            Tensor {
+                shape: x.shape.clone(),
+                data: dy.data.iter().zip(&mask).map(|(a, m)| a * m).collect(),
+            },
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         Ok(vec![self.dispatch(k, io, &io.x, &io.y, "dropout")?])

@@ -15,7 +15,10 @@ pub(crate) fn wgsl_f32(v: f32) -> String {
 
 /// `y = f(x)` element by element.
 pub(crate) fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
-    Tensor { shape: x.shape.clone(), data: x.data.iter().map(|&v| f(v)).collect() }
+    Tensor {
+        shape: x.shape.clone(),
+        data: x.data.iter().map(|&v| f(v)).collect(),
+    }
 }
 
 /// `dx = g(x, y, dy)` element by element.
@@ -25,8 +28,17 @@ pub(crate) fn map_backward_cpu(
     dy: &Tensor,
     g: impl Fn(f32, f32, f32) -> f32,
 ) -> Tensor {
-    let data = x.data.iter().zip(&y.data).zip(&dy.data).map(|((&a, &b), &c)| g(a, b, c)).collect();
-    Tensor { shape: x.shape.clone(), data }
+    let data = x
+        .data
+        .iter()
+        .zip(&y.data)
+        .zip(&dy.data)
+        .map(|((&a, &b), &c)| g(a, b, c))
+        .collect();
+    Tensor {
+        shape: x.shape.clone(),
+        data,
+    }
 }
 
 /// Forward dispatch of an activation whose WGSL is `act_wgsl`.
@@ -41,7 +53,13 @@ pub(crate) fn gpu_forward(
     let (groups, stride) = grid_1d(n);
     let mut s = vec![("N", n.to_string()), ("STRIDE", stride.to_string())];
     s.extend(subst.iter().cloned());
-    let d = k.compute(&format!("{kind}_forward"), &[act_wgsl, FORWARD_WGSL], &s, &[&io.x, &io.y], groups)?;
+    let d = k.compute(
+        &format!("{kind}_forward"),
+        &[act_wgsl, FORWARD_WGSL],
+        &s,
+        &[&io.x, &io.y],
+        groups,
+    )?;
     Ok(vec![d])
 }
 

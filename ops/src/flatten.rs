@@ -56,7 +56,11 @@ impl Op for Flatten {
             Ok(vec![Dispatch::copy("flatten_copy", &io.x, &io.y)])
         }
     }
-    fn gpu_backward(&self, _k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+    fn gpu_backward(
+        &self,
+        _k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
         match &io.dx {
             Some(dx) if !(dx.buffer == io.dy.buffer && dx.offset == io.dy.offset) => {
                 Ok(vec![Dispatch::copy("flatten_copy", &io.dy, dx)])

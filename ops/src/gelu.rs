@@ -41,7 +41,10 @@ impl Op for Gelu {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        (elementwise::map_backward_cpu(x, y, dy, gelu_backward), vec![])
+        (
+            elementwise::map_backward_cpu(x, y, dy, gelu_backward),
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_forward(k, io, "gelu", WGSL, &[])

@@ -41,12 +41,17 @@ impl Init {
                 }
             }
         };
-        Tensor { shape: spec.shape.clone(), data }
+        Tensor {
+            shape: spec.shape.clone(),
+            data,
+        }
     }
 }
 
 fn uniform(rng: &mut Rng, len: usize, bound: f64) -> Vec<f32> {
-    (0..len).map(|_| rng.uniform_in(-bound, bound) as f32).collect()
+    (0..len)
+        .map(|_| rng.uniform_in(-bound, bound) as f32)
+        .collect()
 }
 
 fn normal(rng: &mut Rng, len: usize, std: f64) -> Vec<f32> {

@@ -2,6 +2,7 @@
 //! and the registry that turns it into an [`Op`].
 
 use schemars::JsonSchema;
+use serde::de::{self, Deserializer, EnumAccess, MapAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::avg_pool2d::AvgPool2d;
@@ -20,7 +21,10 @@ use crate::tanh::Tanh;
 
 /// One layer of a sequential model. Written in YAML as a bare name for layers without
 /// attributes (`- relu`) or as a one-key map (`- linear: {out: 100}`).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+///
+/// Deserialisation accepts the bare-name and one-key-map forms from any serde format
+/// (including serde_yaml 0.9, whose derived enums only accept `!tag` syntax), and YAML tags.
+#[derive(Serialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerSpec {
     /// Fully connected layer over a 1-dim input `[features]`: `y = x Wᵀ + b`.
@@ -54,9 +58,21 @@ pub enum LayerSpec {
 pub fn registry() -> Vec<LayerSpec> {
     vec![
         LayerSpec::Linear(LinearAttrs { out: 4, bias: true }),
-        LayerSpec::Conv2d(Conv2dAttrs { out_channels: 2, kernel: 3, stride: 1, padding: 1, bias: true }),
-        LayerSpec::MaxPool2d(PoolAttrs { kernel: 2, stride: None }),
-        LayerSpec::AvgPool2d(PoolAttrs { kernel: 2, stride: None }),
+        LayerSpec::Conv2d(Conv2dAttrs {
+            out_channels: 2,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+        }),
+        LayerSpec::MaxPool2d(PoolAttrs {
+            kernel: 2,
+            stride: None,
+        }),
+        LayerSpec::AvgPool2d(PoolAttrs {
+            kernel: 2,
+            stride: None,
+        }),
         LayerSpec::Flatten,
         LayerSpec::Relu,
         LayerSpec::Gelu,
@@ -90,5 +106,156 @@ impl LayerSpec {
     /// The kind name, e.g. `"linear"` (same as `build().kind()`).
     pub fn kind(&self) -> &'static str {
         self.build().kind()
+    }
+}
+
+/// Every variant name, as written in YAML.
+pub const LAYER_KINDS: &[&str] = &[
+    "linear",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "flatten",
+    "relu",
+    "gelu",
+    "tanh",
+    "sigmoid",
+    "leaky_relu",
+    "dropout",
+    "layer_norm",
+];
+
+/// `relu: {}` or `relu: null` in map form: no attributes allowed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoAttrs {}
+
+fn unit(name: &str) -> Option<LayerSpec> {
+    Some(match name {
+        "flatten" => LayerSpec::Flatten,
+        "relu" => LayerSpec::Relu,
+        "gelu" => LayerSpec::Gelu,
+        "tanh" => LayerSpec::Tanh,
+        "sigmoid" => LayerSpec::Sigmoid,
+        _ => return None,
+    })
+}
+
+/// Reads the attributes of variant `name` through `read` (one of serde's value readers).
+macro_rules! with_attrs {
+    ($name:expr, $read:ident, $unit:expr) => {
+        match $name {
+            "linear" => LayerSpec::Linear($read!()),
+            "conv2d" => LayerSpec::Conv2d($read!()),
+            "max_pool2d" => LayerSpec::MaxPool2d($read!()),
+            "avg_pool2d" => LayerSpec::AvgPool2d($read!()),
+            "leaky_relu" => LayerSpec::LeakyRelu($read!()),
+            "dropout" => LayerSpec::Dropout($read!()),
+            "layer_norm" => LayerSpec::LayerNorm($read!()),
+            other => match unit(other) {
+                Some(u) => {
+                    $unit;
+                    u
+                }
+                None => return Err(de::Error::unknown_variant(other, LAYER_KINDS)),
+            },
+        }
+    };
+}
+
+struct LayerSpecVisitor;
+
+impl<'de> Visitor<'de> for LayerSpecVisitor {
+    type Value = LayerSpec;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a layer: a name such as `relu`, or a one-key map such as `linear: {out: 10}`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<LayerSpec, E> {
+        match unit(v) {
+            Some(u) => Ok(u),
+            None if LAYER_KINDS.contains(&v) => Err(E::custom(format!(
+                "layer `{v}` needs attributes, e.g. `{v}: {{...}}`"
+            ))),
+            None => Err(E::unknown_variant(v, LAYER_KINDS)),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LayerSpec, A::Error> {
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(
+                0,
+                &"a map with exactly one key (the layer kind)",
+            ));
+        };
+        macro_rules! read {
+            () => {
+                map.next_value()?
+            };
+        }
+        let spec = with_attrs!(name.as_str(), read, map.next_value::<Option<NoAttrs>>()?);
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format!(
+                "a layer is a map with exactly one key (the layer kind), found `{name}` and `{extra}`"
+            )));
+        }
+        Ok(spec)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<LayerSpec, A::Error> {
+        let (name, variant) = data.variant::<String>()?;
+        let mut variant = Some(variant);
+        macro_rules! read {
+            () => {
+                variant
+                    .take()
+                    .ok_or_else(|| de::Error::custom("variant read twice"))?
+                    .newtype_variant()?
+            };
+        }
+        let spec = with_attrs!(
+            name.as_str(),
+            read,
+            variant
+                .take()
+                .ok_or_else(|| de::Error::custom("variant read twice"))?
+                .unit_variant()?
+        );
+        Ok(spec)
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LayerSpec, D::Error> {
+        deserializer.deserialize_any(LayerSpecVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_covers_every_kind_once() {
+        let kinds: Vec<&str> = registry().iter().map(|s| s.kind()).collect();
+        assert_eq!(kinds, LAYER_KINDS);
+        for spec in registry() {
+            assert!(spec.build().check_attrs().is_ok(), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn json_forms_round_trip() {
+        for spec in registry() {
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: LayerSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, spec, "{json}");
+        }
+        let spec: LayerSpec = serde_json::from_str(r#"{"linear": {"out": 3}}"#).unwrap();
+        assert_eq!(
+            spec,
+            LayerSpec::Linear(crate::linear::LinearAttrs { out: 3, bias: true })
+        );
     }
 }

@@ -75,14 +75,30 @@ impl Op for LayerNorm {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
         match input.last() {
             Some(&d) if d > 0 => Ok(input.to_vec()),
-            _ => Err(ShapeError::new("layer_norm", "at least 1 dim with a non-zero last dim", input)),
+            _ => Err(ShapeError::new(
+                "layer_norm",
+                "at least 1 dim with a non-zero last dim",
+                input,
+            )),
         }
     }
     fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let d = input.last().copied().unwrap_or(0);
         vec![
-            ParamSpec { name: "gamma", shape: vec![d], fan_in: d, fan_out: d, fill: ParamFill::Ones },
-            ParamSpec { name: "beta", shape: vec![d], fan_in: d, fan_out: d, fill: ParamFill::Zeros },
+            ParamSpec {
+                name: "gamma",
+                shape: vec![d],
+                fan_in: d,
+                fan_out: d,
+                fill: ParamFill::Ones,
+            },
+            ParamSpec {
+                name: "beta",
+                shape: vec![d],
+                fan_in: d,
+                fan_out: d,
+                fill: ParamFill::Zeros,
+            },
         ]
     }
     fn forward_flops(&self, input: &[usize]) -> u64 {
@@ -120,7 +136,12 @@ impl Op for LayerNorm {
         let mut dx = x.clone();
         let mut dgamma = vec![0.0f64; d];
         let mut dbeta = vec![0.0f64; d];
-        for ((row, drow), out) in x.data.chunks(d).zip(dy.data.chunks(d)).zip(dx.data.chunks_mut(d)) {
+        for ((row, drow), out) in x
+            .data
+            .chunks(d)
+            .zip(dy.data.chunks(d))
+            .zip(dx.data.chunks_mut(d))
+        {
             let (mean, rstd) = self.stats(row);
             let xhat: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) * rstd).collect();
             let g: Vec<f64> = (0..d).map(|j| drow[j] as f64 * gamma[j] as f64).collect();
@@ -132,26 +153,54 @@ impl Op for LayerNorm {
                 dbeta[j] += drow[j] as f64;
             }
         }
-        let f = |v: Vec<f64>| Tensor { shape: vec![d], data: v.into_iter().map(|a| a as f32).collect() };
+        let f = |v: Vec<f64>| Tensor {
+            shape: vec![d],
+            data: v.into_iter().map(|a| a as f32).collect(),
+        };
         (dx, vec![f(dgamma), f(dbeta)])
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let stats = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
-        let rows = io.batch * numel(&io.input_shape) / io.input_shape.last().copied().unwrap_or(1).max(1);
+        let stats = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
+        let rows =
+            io.batch * numel(&io.input_shape) / io.input_shape.last().copied().unwrap_or(1).max(1);
         let s = self.subst(io, rows);
-        let d = k.compute("layer_norm_forward", &[FORWARD_WGSL], &s, &[&io.x, &io.params[0], &io.params[1], &io.y, stats], grid_1d(rows).0)?;
+        let d = k.compute(
+            "layer_norm_forward",
+            &[FORWARD_WGSL],
+            &s,
+            &[&io.x, &io.params[0], &io.params[1], &io.y, stats],
+            grid_1d(rows).0,
+        )?;
         Ok(vec![d])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let stats = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
+        let stats = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("layer_norm needs scratch".into()))?;
         let dim = io.input_shape.last().copied().unwrap_or(1);
         let rows = io.batch * numel(&io.input_shape) / dim.max(1);
         let mut out = Vec::new();
         let s = self.subst(io, dim);
-        out.push(k.compute("layer_norm_backward_params", &[PARAMS_WGSL], &s, &[&io.x, &io.dy, stats, &io.grads[0], &io.grads[1]], grid_1d(dim).0)?);
+        out.push(k.compute(
+            "layer_norm_backward_params",
+            &[PARAMS_WGSL],
+            &s,
+            &[&io.x, &io.dy, stats, &io.grads[0], &io.grads[1]],
+            grid_1d(dim).0,
+        )?);
         if let Some(dx) = &io.dx {
             let s = self.subst(io, rows);
-            out.push(k.compute("layer_norm_backward", &[BACKWARD_WGSL], &s, &[&io.x, &io.params[0], &io.dy, stats, dx], grid_1d(rows).0)?);
+            out.push(k.compute(
+                "layer_norm_backward",
+                &[BACKWARD_WGSL],
+                &s,
+                &[&io.x, &io.params[0], &io.dy, stats, dx],
+                grid_1d(rows).0,
+            )?);
         }
         Ok(out)
     }

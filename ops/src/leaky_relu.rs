@@ -25,7 +25,9 @@ fn default_slope() -> f32 {
 
 impl Default for LeakyReluAttrs {
     fn default() -> Self {
-        LeakyReluAttrs { slope: default_slope() }
+        LeakyReluAttrs {
+            slope: default_slope(),
+        }
     }
 }
 
@@ -43,7 +45,10 @@ impl Op for LeakyRelu {
         if self.attrs.slope.is_finite() {
             Ok(())
         } else {
-            Err(format!("leaky_relu slope must be finite, found {}", self.attrs.slope))
+            Err(format!(
+                "leaky_relu slope must be finite, found {}",
+                self.attrs.slope
+            ))
         }
     }
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
@@ -71,12 +76,27 @@ impl Op for LeakyRelu {
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
         let s = self.attrs.slope;
-        (elementwise::map_backward_cpu(x, y, dy, |x, _, d| if x > 0.0 { d } else { s * d }), vec![])
+        (
+            elementwise::map_backward_cpu(x, y, dy, |x, _, d| if x > 0.0 { d } else { s * d }),
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        elementwise::gpu_forward(k, io, "leaky_relu", WGSL, &[("SLOPE", wgsl_f32(self.attrs.slope))])
+        elementwise::gpu_forward(
+            k,
+            io,
+            "leaky_relu",
+            WGSL,
+            &[("SLOPE", wgsl_f32(self.attrs.slope))],
+        )
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        elementwise::gpu_backward(k, io, "leaky_relu", WGSL, &[("SLOPE", wgsl_f32(self.attrs.slope))])
+        elementwise::gpu_backward(
+            k,
+            io,
+            "leaky_relu",
+            WGSL,
+            &[("SLOPE", wgsl_f32(self.attrs.slope))],
+        )
     }
 }

@@ -28,9 +28,13 @@ mod elementwise;
 mod matmul;
 mod reduce;
 
-pub use gpu::{AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, GpuError, list_adapters};
+pub use gpu::{
+    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, GpuError, list_adapters,
+};
 pub use init::Init;
 pub use layer::LayerSpec;
 pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
 pub use tensor::Tensor;
-pub use train::{EvalStep, LossKind, ModelDef, NamedTensor, OptimizerKind, StepMetrics, TrainConfig, TrainStep};
+pub use train::{
+    EvalStep, LossKind, ModelDef, NamedTensor, OptimizerKind, StepMetrics, TrainConfig, TrainStep,
+};

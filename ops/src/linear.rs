@@ -62,7 +62,13 @@ impl Op for Linear {
             fill: ParamFill::Random,
         }];
         if self.attrs.bias {
-            p.push(ParamSpec { name: "bias", shape: vec![out], fan_in, fan_out: out, fill: ParamFill::Zeros });
+            p.push(ParamSpec {
+                name: "bias",
+                shape: vec![out],
+                fan_in,
+                fan_out: out,
+                fill: ParamFill::Zeros,
+            });
         }
         p
     }
@@ -119,19 +125,35 @@ impl Op for Linear {
                 }
             }
         }
-        let mut grads = vec![Tensor { shape: vec![out, fan_in], data: dw.iter().map(|&v| v as f32).collect() }];
+        let mut grads = vec![Tensor {
+            shape: vec![out, fan_in],
+            data: dw.iter().map(|&v| v as f32).collect(),
+        }];
         if self.attrs.bias {
-            grads.push(Tensor { shape: vec![out], data: db.iter().map(|&v| v as f32).collect() });
+            grads.push(Tensor {
+                shape: vec![out],
+                data: db.iter().map(|&v| v as f32).collect(),
+            });
         }
         (dx, grads)
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let fan_in = io.input_shape[0];
         let gemm = Gemm {
-            bias: if self.attrs.bias { Bias::PerColumn } else { Bias::None },
+            bias: if self.attrs.bias {
+                Bias::PerColumn
+            } else {
+                Bias::None
+            },
             ..Gemm::nt(io.batch, self.attrs.out, fan_in)
         };
-        Ok(vec![gemm.dispatch(k, &io.x, &io.params[0], io.params.get(1), &io.y)?])
+        Ok(vec![gemm.dispatch(
+            k,
+            &io.x,
+            &io.params[0],
+            io.params.get(1),
+            &io.y,
+        )?])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let (fan_in, out, batch) = (io.input_shape[0], self.attrs.out, io.batch);
@@ -141,7 +163,10 @@ impl Op for Linear {
             d.push(Gemm::nn(batch, fan_in, out).dispatch(k, &io.dy, &io.params[0], None, dx)?);
         }
         // dW[out, in] += dyᵀ · x
-        let dw = Gemm { accumulate: true, ..Gemm::tn(out, fan_in, batch) };
+        let dw = Gemm {
+            accumulate: true,
+            ..Gemm::tn(out, fan_in, batch)
+        };
         d.push(dw.dispatch(k, &io.dy, &io.x, None, &io.grads[0])?);
         if self.attrs.bias {
             d.push(bias_grad(k, &io.dy, &io.grads[1], batch, out, 1)?);

@@ -71,12 +71,20 @@ impl Gemm {
 
     /// `C[m,n] = A[m,k] · B[n,k]ᵀ`.
     pub fn nt(m: usize, n: usize, k: usize) -> Gemm {
-        Gemm { b_row: 1, b_col: k, ..Gemm::nn(m, n, k) }
+        Gemm {
+            b_row: 1,
+            b_col: k,
+            ..Gemm::nn(m, n, k)
+        }
     }
 
     /// `C[m,n] = A[k,m]ᵀ · B[k,n]`.
     pub fn tn(m: usize, n: usize, k: usize) -> Gemm {
-        Gemm { a_row: 1, a_col: m, ..Gemm::nn(m, n, k) }
+        Gemm {
+            a_row: 1,
+            a_col: m,
+            ..Gemm::nn(m, n, k)
+        }
     }
 
     /// Kernel name for plans, e.g. `matmul_nt`.
@@ -122,31 +130,5 @@ impl Gemm {
             self.batch as u32,
         ];
         k.compute(&self.name(), &[WGSL], &subst, &[a, b, bias, c], groups)
-    }
-
-    /// CPU reference of the same contraction (f64 accumulation), for tests.
-    #[cfg(test)]
-    pub fn cpu(&self, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
-        for z in 0..self.batch {
-            for m in 0..self.m {
-                for n in 0..self.n {
-                    let mut acc = 0.0f64;
-                    for r in 0..self.reduce {
-                        for kk in 0..self.k {
-                            let av = a[z * self.a_batch + r * self.a_reduce + m * self.a_row + kk * self.a_col];
-                            let bv = b[z * self.b_batch + r * self.b_reduce + kk * self.b_row + n * self.b_col];
-                            acc += av as f64 * bv as f64;
-                        }
-                    }
-                    match (self.bias, bias) {
-                        (Bias::PerColumn, Some(bb)) => acc += bb[n] as f64,
-                        (Bias::PerRow, Some(bb)) => acc += bb[m] as f64,
-                        _ => {}
-                    }
-                    let ci = z * self.c_batch + m * self.n + n;
-                    c[ci] = if self.accumulate { (c[ci] as f64 + acc) as f32 } else { acc as f32 };
-                }
-            }
-        }
     }
 }

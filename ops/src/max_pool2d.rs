@@ -50,15 +50,31 @@ impl PoolAttrs {
         Ok(())
     }
 
-    pub(crate) fn geometry(&self, kind: &'static str, input: &[usize]) -> Result<PoolGeometry, ShapeError> {
+    pub(crate) fn geometry(
+        &self,
+        kind: &'static str,
+        input: &[usize],
+    ) -> Result<PoolGeometry, ShapeError> {
         let [c, h, w] = *input else {
             return Err(ShapeError::new(kind, "[channels, height, width]", input));
         };
         let (k, s) = (self.kernel, self.stride());
         if c == 0 || k == 0 || s == 0 || h < k || w < k {
-            return Err(ShapeError::new(kind, format!("[channels, height, width] with height and width of at least {k}"), input));
+            return Err(ShapeError::new(
+                kind,
+                format!("[channels, height, width] with height and width of at least {k}"),
+                input,
+            ));
         }
-        Ok(PoolGeometry { c, h, w, k, s, ho: (h - k) / s + 1, wo: (w - k) / s + 1 })
+        Ok(PoolGeometry {
+            c,
+            h,
+            w,
+            k,
+            s,
+            ho: (h - k) / s + 1,
+            wo: (w - k) / s + 1,
+        })
     }
 }
 
@@ -123,18 +139,31 @@ impl Op for MaxPool2d {
         vec![]
     }
     fn forward_flops(&self, input: &[usize]) -> u64 {
-        self.attrs.geometry("max_pool2d", input).map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
+        self.attrs
+            .geometry("max_pool2d", input)
+            .map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
     }
     fn is_elementwise(&self) -> bool {
         false
     }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
-        self.attrs.geometry("max_pool2d", input).map_or(0, |g| batch * g.out_len())
+        self.attrs
+            .geometry("max_pool2d", input)
+            .map_or(0, |g| batch * g.out_len())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
-        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else { return Tensor::zeros(&[0]) };
-        let data = self.windows(&g, &x.data, x.batch()).into_iter().map(|(v, _)| v).collect();
-        Tensor { shape: vec![x.batch(), g.c, g.ho, g.wo], data }
+        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else {
+            return Tensor::zeros(&[0]);
+        };
+        let data = self
+            .windows(&g, &x.data, x.batch())
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        Tensor {
+            shape: vec![x.batch(), g.c, g.ho, g.wo],
+            data,
+        }
     }
     fn backward_cpu(
         &self,
@@ -144,7 +173,9 @@ impl Op for MaxPool2d {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else { return (Tensor::zeros(&[0]), vec![]) };
+        let Ok(g) = self.attrs.geometry("max_pool2d", x.sample_shape()) else {
+            return (Tensor::zeros(&[0]), vec![]);
+        };
         let mut dx = Tensor::zeros(&x.shape);
         let per_plane = g.ho * g.wo;
         for (o, (_, arg)) in self.windows(&g, &x.data, x.batch()).into_iter().enumerate() {
@@ -154,20 +185,52 @@ impl Op for MaxPool2d {
         (dx, vec![])
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self.attrs.geometry("max_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let arg = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let g = self
+            .attrs
+            .geometry("max_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
         let n = io.batch * g.out_len();
         let (groups, stride) = grid_1d(n);
-        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
-        Ok(vec![k.compute("max_pool2d_forward", &[FORWARD_WGSL], &s, &[&io.x, &io.y, arg], groups)?])
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("GEOM", g.consts()),
+        ];
+        Ok(vec![k.compute(
+            "max_pool2d_forward",
+            &[FORWARD_WGSL],
+            &s,
+            &[&io.x, &io.y, arg],
+            groups,
+        )?])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
-        let g = self.attrs.geometry("max_pool2d", &io.input_shape).map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let arg = io.scratch.as_ref().ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let g = self
+            .attrs
+            .geometry("max_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
         let n = io.batch * g.in_len();
         let (groups, stride) = grid_1d(n);
-        let s = [("N", n.to_string()), ("STRIDE", stride.to_string()), ("GEOM", g.consts())];
-        Ok(vec![k.compute("max_pool2d_backward", &[BACKWARD_WGSL], &s, &[&io.dy, arg, dx], groups)?])
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("GEOM", g.consts()),
+        ];
+        Ok(vec![k.compute(
+            "max_pool2d_backward",
+            &[BACKWARD_WGSL],
+            &s,
+            &[&io.dy, arg, dx],
+            groups,
+        )?])
     }
 }

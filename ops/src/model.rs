@@ -53,7 +53,10 @@ impl Sequential {
     /// Validates attributes and shapes layer by layer. The error names the layer.
     pub fn new(def: &ModelDef) -> Result<Sequential, String> {
         if def.input.is_empty() || def.input.contains(&0) {
-            return Err(format!("model input shape {:?} must be non-empty with no zero dims", def.input));
+            return Err(format!(
+                "model input shape {:?} must be non-empty with no zero dims",
+                def.input
+            ));
         }
         if def.layers.is_empty() {
             return Err("model has no layers".into());
@@ -64,20 +67,44 @@ impl Sequential {
         let mut offset = 0usize;
         for (i, spec) in def.layers.iter().enumerate() {
             let op = spec.build();
-            op.check_attrs().map_err(|e| format!("layer {i} ({}): {e}", op.kind()))?;
-            let output = op.output_shape(&shape).map_err(|e| format!("layer {i}: {e}"))?;
+            op.check_attrs()
+                .map_err(|e| format!("layer {i} ({}): {e}", op.kind()))?;
+            let output = op
+                .output_shape(&shape)
+                .map_err(|e| format!("layer {i}: {e}"))?;
             if output.is_empty() || output.contains(&0) {
-                return Err(format!("layer {i} ({}): output shape {output:?} is empty", op.kind()));
+                return Err(format!(
+                    "layer {i} ({}): output shape {output:?} is empty",
+                    op.kind()
+                ));
             }
             let params = op.params(&shape);
             for p in &params {
-                slots.push(ParamSlot { name: format!("layers.{i}.{}", p.name), layer: i, shape: p.shape.clone(), offset, len: p.len() });
+                slots.push(ParamSlot {
+                    name: format!("layers.{i}.{}", p.name),
+                    layer: i,
+                    shape: p.shape.clone(),
+                    offset,
+                    len: p.len(),
+                });
                 offset += p.len().div_ceil(ALIGN_WORDS) * ALIGN_WORDS;
             }
-            layers.push(Layer { spec: spec.clone(), op, input: shape.clone(), output: output.clone(), params });
+            layers.push(Layer {
+                spec: spec.clone(),
+                op,
+                input: shape.clone(),
+                output: output.clone(),
+                params,
+            });
             shape = output;
         }
-        Ok(Sequential { input: def.input.clone(), layers, init: def.init, slots, packed_len: offset.max(ALIGN_WORDS) })
+        Ok(Sequential {
+            input: def.input.clone(),
+            layers,
+            init: def.init,
+            slots,
+            packed_len: offset.max(ALIGN_WORDS),
+        })
     }
 
     /// Per-sample output shape.
@@ -92,7 +119,10 @@ impl Sequential {
 
     /// Forward FLOPs per sample.
     pub fn forward_flops(&self) -> u64 {
-        self.layers.iter().map(|l| l.op.forward_flops(&l.input)).sum()
+        self.layers
+            .iter()
+            .map(|l| l.op.forward_flops(&l.input))
+            .sum()
     }
 
     /// Initial parameters: each tensor from its own stream of `seed`, so adding a layer does
@@ -105,7 +135,10 @@ impl Sequential {
                 l.params
                     .iter()
                     .enumerate()
-                    .map(|(j, p)| self.init.fill(p, &mut Rng::for_stream(seed, (i * 16 + j) as u64)))
+                    .map(|(j, p)| {
+                        self.init
+                            .fill(p, &mut Rng::for_stream(seed, (i * 16 + j) as u64))
+                    })
                     .collect()
             })
             .collect()
@@ -129,16 +162,31 @@ impl Sequential {
     pub fn unpack(&self, flat: &[f32]) -> Vec<Vec<Tensor>> {
         let mut out: Vec<Vec<Tensor>> = self.layers.iter().map(|_| Vec::new()).collect();
         for s in &self.slots {
-            out[s.layer].push(Tensor { shape: s.shape.clone(), data: flat[s.offset..s.offset + s.len].to_vec() });
+            out[s.layer].push(Tensor {
+                shape: s.shape.clone(),
+                data: flat[s.offset..s.offset + s.len].to_vec(),
+            });
         }
         out
     }
 
     /// CPU forward; returns every activation `[x, y_0, ..., y_last]`.
-    pub fn forward_cpu(&self, params: &[Vec<Tensor>], x: &Tensor, train: bool, seed: u64, step: u64) -> Vec<Tensor> {
+    pub fn forward_cpu(
+        &self,
+        params: &[Vec<Tensor>],
+        x: &Tensor,
+        train: bool,
+        seed: u64,
+        step: u64,
+    ) -> Vec<Tensor> {
         let mut acts = vec![x.clone()];
         for (i, l) in self.layers.iter().enumerate() {
-            let ctx = CpuCtx { train, seed, step, layer: i };
+            let ctx = CpuCtx {
+                train,
+                seed,
+                step,
+                layer: i,
+            };
             let y = l.op.forward_cpu(&acts[i], &params[i], &ctx);
             acts.push(y);
         }
@@ -158,8 +206,14 @@ impl Sequential {
         let mut grads: Vec<Vec<Tensor>> = self.layers.iter().map(|_| Vec::new()).collect();
         let mut d = dy.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
-            let ctx = CpuCtx { train: true, seed, step, layer: i };
-            let (dx, dp) = l.op.backward_cpu(&acts[i], &params[i], &acts[i + 1], &d, &ctx);
+            let ctx = CpuCtx {
+                train: true,
+                seed,
+                step,
+                layer: i,
+            };
+            let (dx, dp) =
+                l.op.backward_cpu(&acts[i], &params[i], &acts[i + 1], &d, &ctx);
             grads[i] = dp;
             d = dx;
         }
@@ -191,7 +245,8 @@ impl GpuModel {
     ) -> Result<GpuModel, GpuError> {
         let train = grads.is_some();
         let bytes = |shape: &[usize]| (batch * numel(shape) * 4) as u64;
-        let input = BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?).words(0, (batch * numel(&model.input)) as u64);
+        let input = BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
+            .words(0, (batch * numel(&model.input)) as u64);
         let mut acts = vec![input];
         let mut dacts = vec![acts[0].clone()];
         for (i, l) in model.layers.iter().enumerate() {
@@ -199,13 +254,19 @@ impl GpuModel {
             if l.op.is_view() {
                 acts.push(acts[i].words(0, words));
             } else {
-                acts.push(BufferRef::whole(&gpu.storage_buffer(&format!("act.{i}"), words * 4)?).words(0, words));
+                acts.push(
+                    BufferRef::whole(&gpu.storage_buffer(&format!("act.{i}"), words * 4)?)
+                        .words(0, words),
+                );
             }
             if train {
                 if l.op.is_view() && i > 0 {
                     dacts.push(dacts[i].words(0, words));
                 } else {
-                    dacts.push(BufferRef::whole(&gpu.storage_buffer(&format!("grad_act.{i}"), words * 4)?).words(0, words));
+                    dacts.push(
+                        BufferRef::whole(&gpu.storage_buffer(&format!("grad_act.{i}"), words * 4)?)
+                            .words(0, words),
+                    );
                 }
             }
         }
@@ -218,15 +279,30 @@ impl GpuModel {
             let mut p = Vec::new();
             let mut g = Vec::new();
             for _ in &l.params {
-                let s = slots.next().ok_or_else(|| GpuError::InvalidModel("parameter layout mismatch".into()))?;
-                p.push(BufferRef { buffer: params.clone(), offset: s.offset as u64 * 4, size: s.len as u64 * 4 });
+                let s = slots
+                    .next()
+                    .ok_or_else(|| GpuError::InvalidModel("parameter layout mismatch".into()))?;
+                p.push(BufferRef {
+                    buffer: params.clone(),
+                    offset: s.offset as u64 * 4,
+                    size: s.len as u64 * 4,
+                });
                 if let Some(gb) = grads {
-                    g.push(BufferRef { buffer: gb.clone(), offset: s.offset as u64 * 4, size: s.len as u64 * 4 });
+                    g.push(BufferRef {
+                        buffer: gb.clone(),
+                        offset: s.offset as u64 * 4,
+                        size: s.len as u64 * 4,
+                    });
                 }
             }
             let scratch_words = l.op.scratch_words(&l.input, batch);
             let scratch = if scratch_words > 0 {
-                Some(BufferRef::whole(&gpu.storage_buffer(&format!("scratch.{i}"), scratch_words as u64 * 4)?).words(0, scratch_words as u64))
+                Some(
+                    BufferRef::whole(
+                        &gpu.storage_buffer(&format!("scratch.{i}"), scratch_words as u64 * 4)?,
+                    )
+                    .words(0, scratch_words as u64),
+                )
             } else {
                 None
             };
@@ -239,8 +315,16 @@ impl GpuModel {
                 step: step.clone(),
                 x: acts[i].clone(),
                 y: acts[i + 1].clone(),
-                dy: if train { dacts[i + 1].clone() } else { acts[i + 1].clone() },
-                dx: if train && i > 0 { Some(dacts[i].clone()) } else { None },
+                dy: if train {
+                    dacts[i + 1].clone()
+                } else {
+                    acts[i + 1].clone()
+                },
+                dx: if train && i > 0 {
+                    Some(dacts[i].clone())
+                } else {
+                    None
+                },
                 params: p,
                 grads: g,
                 scratch,
@@ -252,6 +336,12 @@ impl GpuModel {
         }
         let backward = backward_per_layer.into_iter().rev().flatten().collect();
         gpu.take_error()?;
-        Ok(GpuModel { batch, acts, dacts, forward, backward })
+        Ok(GpuModel {
+            batch,
+            acts,
+            dacts,
+            forward,
+            backward,
+        })
     }
 }

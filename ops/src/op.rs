@@ -24,7 +24,11 @@ pub struct ShapeError {
 impl ShapeError {
     /// Shorthand constructor.
     pub fn new(op: &'static str, expected: impl Into<String>, found: &[usize]) -> ShapeError {
-        ShapeError { op, expected: expected.into(), found: found.to_vec() }
+        ShapeError {
+            op,
+            expected: expected.into(),
+            found: found.to_vec(),
+        }
     }
 }
 
@@ -116,8 +120,7 @@ pub trait Op: Send + Sync {
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
     /// Builds the backward dispatches: writes `io.dx` (when present) and adds parameter
     /// gradients into `io.grads` (accumulating; the optimizer zeroes them).
-    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo)
-    -> Result<Vec<Dispatch>, GpuError>;
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
 }
 
 /// Product of a shape's dimensions.

@@ -25,7 +25,7 @@ impl Op for Relu {
         vec![]
     }
     fn forward_flops(&self, input: &[usize]) -> u64 {
-        1 * numel(input) as u64
+        numel(input) as u64
     }
     fn is_elementwise(&self) -> bool {
         true
@@ -41,7 +41,10 @@ impl Op for Relu {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        (elementwise::map_backward_cpu(x, y, dy, |x, _y, dy| if x > 0.0 { dy } else { 0.0 }), vec![])
+        (
+            elementwise::map_backward_cpu(x, y, dy, |x, _y, dy| if x > 0.0 { dy } else { 0.0 }),
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_forward(k, io, "relu", WGSL, &[])

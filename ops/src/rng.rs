@@ -78,7 +78,9 @@ impl Rng {
 
     /// `n` values uniform in `[low, high)` as `f32`.
     pub fn vec_uniform(&mut self, n: usize, low: f32, high: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform_in(low as f64, high as f64) as f32).collect()
+        (0..n)
+            .map(|_| self.uniform_in(low as f64, high as f64) as f32)
+            .collect()
     }
 }
 
@@ -101,10 +103,12 @@ mod tests {
 
     #[test]
     fn rng_is_deterministic() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = Rng::new(5);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(5);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::new(5);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
         let mut r = Rng::new(9);

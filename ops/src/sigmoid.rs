@@ -41,7 +41,10 @@ impl Op for Sigmoid {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        (elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * y * (1.0 - y)), vec![])
+        (
+            elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * y * (1.0 - y)),
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_forward(k, io, "sigmoid", WGSL, &[])

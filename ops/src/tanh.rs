@@ -41,7 +41,10 @@ impl Op for Tanh {
         dy: &Tensor,
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
-        (elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * (1.0 - y * y)), vec![])
+        (
+            elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * (1.0 - y * y)),
+            vec![],
+        )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_forward(k, io, "tanh", WGSL, &[])

@@ -13,18 +13,26 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        Tensor {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
     }
 
     /// A tensor filled with `value`.
     pub fn filled(shape: &[usize], value: f32) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+        Tensor {
+            shape: shape.to_vec(),
+            data: vec![value; shape.iter().product()],
+        }
     }
 
     /// Wraps `data` with `shape`. Returns `None` when the element count does not match.
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Option<Tensor> {
-        (shape.iter().product::<usize>() == data.len())
-            .then(|| Tensor { shape: shape.to_vec(), data })
+        (shape.iter().product::<usize>() == data.len()).then(|| Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// Number of elements.

@@ -8,8 +8,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, encode_dispatches};
 use crate::loss::{cross_entropy, mse};
 use crate::model::{GpuModel, Sequential};
-use crate::optim::{adam::bias_corrections, clip};
 use crate::op::numel;
+use crate::optim::{adam::bias_corrections, clip};
 
 pub use crate::loss::LossKind;
 pub use crate::model::ModelDef;
@@ -107,9 +107,26 @@ impl LossIo {
         let stats_ref = BufferRef::whole(&row_stats);
         let loss_dispatch = match loss {
             LossKind::CrossEntropy { label_smoothing } => cross_entropy::dispatch(
-                &mut k, &step_ref, logits, &BufferRef::whole(&labels), dlogits, &stats_ref, batch, out, label_smoothing,
+                &mut k,
+                &step_ref,
+                logits,
+                &BufferRef::whole(&labels),
+                dlogits,
+                &stats_ref,
+                batch,
+                out,
+                label_smoothing,
             )?,
-            LossKind::Mse => mse::dispatch(&mut k, &step_ref, logits, &BufferRef::whole(&targets), dlogits, &stats_ref, batch, out)?,
+            LossKind::Mse => mse::dispatch(
+                &mut k,
+                &step_ref,
+                logits,
+                &BufferRef::whole(&targets),
+                dlogits,
+                &stats_ref,
+                batch,
+                out,
+            )?,
         };
         let reduce = k.compute(
             "metrics_reduce",
@@ -132,7 +149,15 @@ impl LossIo {
         })
     }
 
-    fn upload(&mut self, gpu: &Gpu, input: &BufferRef, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+    fn upload(
+        &mut self,
+        gpu: &Gpu,
+        input: &BufferRef,
+        features: &[f32],
+        labels: &[u32],
+        targets: Option<&[f32]>,
+        rows: usize,
+    ) {
         let batch = self.host_labels.len();
         let rows = rows.min(batch);
         let per = self.host_features.len() / batch.max(1);
@@ -155,7 +180,11 @@ impl LossIo {
     }
 
     fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
-        let bytes = gpu.read_bytes(&BufferRef::whole(&self.metrics), &self.metrics_staging, "metrics")?;
+        let bytes = gpu.read_bytes(
+            &BufferRef::whole(&self.metrics),
+            &self.metrics_staging,
+            "metrics",
+        )?;
         let w: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         let m = StepMetrics {
             loss_sum: f32::from_bits(w[0]) as f64 - f32::from_bits(w[1]) as f64,
@@ -194,25 +223,35 @@ impl TrainStep {
             return Err(GpuError::InvalidConfig("batch must be at least 1".into()));
         }
         if cfg.accumulation_steps == 0 {
-            return Err(GpuError::InvalidConfig("accumulation_steps must be at least 1".into()));
+            return Err(GpuError::InvalidConfig(
+                "accumulation_steps must be at least 1".into(),
+            ));
         }
         cfg.optimizer.check().map_err(GpuError::InvalidConfig)?;
         if let LossKind::CrossEntropy { label_smoothing } = cfg.loss
             && !(0.0..1.0).contains(&label_smoothing)
         {
-            return Err(GpuError::InvalidConfig(format!("label_smoothing must be in [0, 1), found {label_smoothing}")));
+            return Err(GpuError::InvalidConfig(format!(
+                "label_smoothing must be in [0, 1), found {label_smoothing}"
+            )));
         }
         if let Some(c) = cfg.clip_grad_norm
             && !(c.is_finite() && c > 0.0)
         {
-            return Err(GpuError::InvalidConfig(format!("clip_grad_norm must be positive, found {c}")));
+            return Err(GpuError::InvalidConfig(format!(
+                "clip_grad_norm must be positive, found {c}"
+            )));
         }
         let len = seq.packed_len;
         let bytes = (len * 4) as u64;
         let params = gpu.storage_buffer("params", bytes)?;
         let grads = gpu.storage_buffer("grads", bytes)?;
         let n_state = cfg.optimizer.state_names().len();
-        let state = if n_state > 0 { Some(gpu.storage_buffer("optimizer_state", bytes * n_state as u64)?) } else { None };
+        let state = if n_state > 0 {
+            Some(gpu.storage_buffer("optimizer_state", bytes * n_state as u64)?)
+        } else {
+            None
+        };
         gpu.write(&params, 0, &seq.pack(&seq.init_params(cfg.seed)));
         gpu.write(&grads, 0, &vec![0.0f32; len]);
         if let Some(s) = &state {
@@ -238,7 +277,9 @@ impl TrainStep {
             &BufferRef::whole(&loss.metrics),
             len,
         )?;
-        let state_ref = state.as_ref().map(|s| BufferRef::whole(s).words(0, (len * n_state) as u64));
+        let state_ref = state
+            .as_ref()
+            .map(|s| BufferRef::whole(s).words(0, (len * n_state) as u64));
         update.push(cfg.optimizer.dispatch(
             &mut k,
             &step_ref,
@@ -249,16 +290,36 @@ impl TrainStep {
             len,
         )?);
         gpu.take_error()?;
-        Ok(TrainStep { model: seq, cfg: cfg.clone(), params, grads, state, gpu_model, loss, update, micro: 0, group_rows: 0, opt_t: 0 })
+        Ok(TrainStep {
+            model: seq,
+            cfg: cfg.clone(),
+            params,
+            grads,
+            state,
+            gpu_model,
+            loss,
+            update,
+            micro: 0,
+            group_rows: 0,
+            opt_t: 0,
+        })
     }
 
     /// Copies a micro-batch to the device: `features` `[rows * input]`, `labels` `[rows]`
     /// (cross entropy), `targets` `[rows * output]` (mse). Rows beyond `rows` (up to the
     /// batch) are zero-padded and masked out of loss, gradients and metrics. Missing data is
     /// treated as zeros; labels out of range contribute nothing.
-    pub fn upload_batch(&mut self, gpu: &Gpu, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+    pub fn upload_batch(
+        &mut self,
+        gpu: &Gpu,
+        features: &[f32],
+        labels: &[u32],
+        targets: Option<&[f32]>,
+        rows: usize,
+    ) {
         let input = self.gpu_model.acts[0].clone();
-        self.loss.upload(gpu, &input, features, labels, targets, rows);
+        self.loss
+            .upload(gpu, &input, features, labels, targets, rows);
     }
 
     /// Records and submits one training micro-step: forward, loss (+ device metrics),
@@ -269,9 +330,14 @@ impl TrainStep {
         self.micro += 1;
         self.group_rows += self.loss.rows;
         let complete = self.micro >= self.cfg.accumulation_steps;
-        let t = if complete { self.opt_t + 1 } else { self.opt_t.max(1) };
+        let t = if complete {
+            self.opt_t + 1
+        } else {
+            self.opt_t.max(1)
+        };
         let (bc1, bc2) = match self.cfg.optimizer {
-            OptimizerKind::Adam { beta1, beta2, .. } | OptimizerKind::AdamW { beta1, beta2, .. } => bias_corrections(beta1, beta2, t),
+            OptimizerKind::Adam { beta1, beta2, .. }
+            | OptimizerKind::AdamW { beta1, beta2, .. } => bias_corrections(beta1, beta2, t),
             OptimizerKind::Sgd { .. } => (1.0, 1.0),
         };
         let uniform = StepUniform {
@@ -280,7 +346,11 @@ impl TrainStep {
             step: step as u32,
             seed_lo: self.cfg.seed as u32,
             seed_hi: (self.cfg.seed >> 32) as u32,
-            grad_scale: if self.group_rows > 0 { 1.0 / self.group_rows as f32 } else { 0.0 },
+            grad_scale: if self.group_rows > 0 {
+                1.0 / self.group_rows as f32
+            } else {
+                0.0
+            },
             bias_correction1: bc1,
             bias_correction2: bc2,
             clip_max: self.cfg.clip_grad_norm.unwrap_or(0.0),
@@ -293,7 +363,12 @@ impl TrainStep {
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
         encode_dispatches(
             &mut encoder,
-            self.gpu_model.forward.iter().chain(&self.loss.dispatches).chain(&self.gpu_model.backward).chain(tail),
+            self.gpu_model
+                .forward
+                .iter()
+                .chain(&self.loss.dispatches)
+                .chain(&self.gpu_model.backward)
+                .chain(tail),
         );
         gpu.submit(encoder.finish());
         if complete {
@@ -313,13 +388,31 @@ impl TrainStep {
     /// The current parameters, named `layers.{i}.{weight|bias|gamma|beta}`.
     pub fn param_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
-        Ok(self.model.slots.iter().map(|s| NamedTensor { name: s.name.clone(), shape: s.shape.clone(), data: flat[s.offset..s.offset + s.len].to_vec() }).collect())
+        Ok(self
+            .model
+            .slots
+            .iter()
+            .map(|s| NamedTensor {
+                name: s.name.clone(),
+                shape: s.shape.clone(),
+                data: flat[s.offset..s.offset + s.len].to_vec(),
+            })
+            .collect())
     }
 
     /// The accumulated (not yet applied) gradient sums, same names as the parameters.
     pub fn grad_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.grads))?;
-        Ok(self.model.slots.iter().map(|s| NamedTensor { name: s.name.clone(), shape: s.shape.clone(), data: flat[s.offset..s.offset + s.len].to_vec() }).collect())
+        Ok(self
+            .model
+            .slots
+            .iter()
+            .map(|s| NamedTensor {
+                name: s.name.clone(),
+                shape: s.shape.clone(),
+                data: flat[s.offset..s.offset + s.len].to_vec(),
+            })
+            .collect())
     }
 
     /// Optimizer state for checkpoints: `layers.{i}.{param}.{exp_avg|exp_avg_sq|momentum_buffer}`
@@ -339,12 +432,20 @@ impl TrainStep {
                 }
             }
         }
-        out.push(NamedTensor { name: "optimizer.step".into(), shape: vec![1], data: vec![self.opt_t as f32] });
+        out.push(NamedTensor {
+            name: "optimizer.step".into(),
+            shape: vec![1],
+            data: vec![self.opt_t as f32],
+        });
         Ok(out)
     }
 
     /// Restores optimizer state saved by [`TrainStep::optimizer_state`].
-    pub fn load_optimizer_state(&mut self, gpu: &Gpu, tensors: &[NamedTensor]) -> Result<(), GpuError> {
+    pub fn load_optimizer_state(
+        &mut self,
+        gpu: &Gpu,
+        tensors: &[NamedTensor],
+    ) -> Result<(), GpuError> {
         let names = self.cfg.optimizer.state_names();
         let len = self.model.packed_len;
         let mut flat = vec![0.0f32; len * names.len()];
@@ -372,7 +473,10 @@ impl TrainStep {
         }
         for t in params {
             if !self.model.slots.iter().any(|s| s.name == t.name) {
-                return Err(GpuError::ParamMismatch { name: t.name.clone(), message: "the model has no parameter with this name".into() });
+                return Err(GpuError::ParamMismatch {
+                    name: t.name.clone(),
+                    message: "the model has no parameter with this name".into(),
+                });
             }
         }
         gpu.write(&self.params, 0, &flat);
@@ -392,7 +496,14 @@ impl TrainStep {
 
     /// Kernels of a step that completes an accumulation group, in dispatch order.
     pub fn kernel_names(&self) -> Vec<String> {
-        self.gpu_model.forward.iter().chain(&self.loss.dispatches).chain(&self.gpu_model.backward).chain(&self.update).map(|d| d.kernel.clone()).collect()
+        self.gpu_model
+            .forward
+            .iter()
+            .chain(&self.loss.dispatches)
+            .chain(&self.gpu_model.backward)
+            .chain(&self.update)
+            .map(|d| d.kernel.clone())
+            .collect()
     }
 
     /// The validated model.
@@ -406,12 +517,26 @@ impl TrainStep {
     }
 }
 
-fn find_tensor<'a>(tensors: &'a [NamedTensor], name: &str, shape: &[usize]) -> Result<&'a NamedTensor, GpuError> {
-    let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| GpuError::ParamMismatch { name: name.into(), message: format!("missing (expected shape {shape:?})") })?;
+fn find_tensor<'a>(
+    tensors: &'a [NamedTensor],
+    name: &str,
+    shape: &[usize],
+) -> Result<&'a NamedTensor, GpuError> {
+    let t = tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| GpuError::ParamMismatch {
+            name: name.into(),
+            message: format!("missing (expected shape {shape:?})"),
+        })?;
     if t.shape != shape || t.data.len() != numel(shape) {
         return Err(GpuError::ParamMismatch {
             name: name.into(),
-            message: format!("expected shape {shape:?} but found {:?} ({} values)", t.shape, t.data.len()),
+            message: format!(
+                "expected shape {shape:?} but found {:?} ({} values)",
+                t.shape,
+                t.data.len()
+            ),
         });
     }
     Ok(t)
@@ -427,28 +552,60 @@ impl EvalStep {
     /// Builds evaluation buffers for `batch` rows over `train`'s parameter buffer.
     pub fn new(gpu: &Gpu, train: &TrainStep, batch: usize) -> Result<EvalStep, GpuError> {
         if batch == 0 {
-            return Err(GpuError::InvalidConfig("eval batch must be at least 1".into()));
+            return Err(GpuError::InvalidConfig(
+                "eval batch must be at least 1".into(),
+            ));
         }
         let step_buf = gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64);
-        let gpu_model = GpuModel::build(gpu, &train.model, batch, &train.params, None, &BufferRef::whole(&step_buf))?;
+        let gpu_model = GpuModel::build(
+            gpu,
+            &train.model,
+            batch,
+            &train.params,
+            None,
+            &BufferRef::whole(&step_buf),
+        )?;
         let out = numel(train.model.output_shape());
-        let dlogits = BufferRef::whole(&gpu.storage_buffer("eval.dlogits", (batch * out * 4) as u64)?).words(0, (batch * out) as u64);
-        let loss = LossIo::new(gpu, &train.model, &gpu_model, train.cfg.loss, &dlogits, step_buf)?;
+        let dlogits =
+            BufferRef::whole(&gpu.storage_buffer("eval.dlogits", (batch * out * 4) as u64)?)
+                .words(0, (batch * out) as u64);
+        let loss = LossIo::new(
+            gpu,
+            &train.model,
+            &gpu_model,
+            train.cfg.loss,
+            &dlogits,
+            step_buf,
+        )?;
         Ok(EvalStep { gpu_model, loss })
     }
 
     /// Like [`TrainStep::upload_batch`].
-    pub fn upload_batch(&mut self, gpu: &Gpu, features: &[f32], labels: &[u32], targets: Option<&[f32]>, rows: usize) {
+    pub fn upload_batch(
+        &mut self,
+        gpu: &Gpu,
+        features: &[f32],
+        labels: &[u32],
+        targets: Option<&[f32]>,
+        rows: usize,
+    ) {
         let input = self.gpu_model.acts[0].clone();
-        self.loss.upload(gpu, &input, features, labels, targets, rows);
+        self.loss
+            .upload(gpu, &input, features, labels, targets, rows);
     }
 
     /// Forward and loss in one submission; metrics accumulate on the device.
     pub fn record(&mut self, gpu: &Gpu) -> Result<(), GpuError> {
-        let uniform = StepUniform { rows: self.loss.rows as u32, ..StepUniform::default() };
+        let uniform = StepUniform {
+            rows: self.loss.rows as u32,
+            ..StepUniform::default()
+        };
         gpu.write(&self.loss.step, 0, &[uniform]);
         let mut encoder = gpu.encoder();
-        encode_dispatches(&mut encoder, self.gpu_model.forward.iter().chain(&self.loss.dispatches));
+        encode_dispatches(
+            &mut encoder,
+            self.gpu_model.forward.iter().chain(&self.loss.dispatches),
+        );
         gpu.submit(encoder.finish());
         gpu.take_error()
     }

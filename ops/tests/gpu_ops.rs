@@ -14,19 +14,46 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64, train: bool) {
     let op = spec.build();
     let mut rng = Rng::new(seed);
     let input = x.sample_shape().to_vec();
-    let params: Vec<Tensor> = op.params(&input).iter().map(|p| random(&mut rng, &p.shape, -1.0, 1.0)).collect();
-    let grad_init: Vec<Tensor> = params.iter().map(|p| random(&mut rng, &p.shape, -1.0, 1.0)).collect();
-    let ctx = CpuCtx { train, seed: 0x1234_5678_9abc, step: 5, layer: 2 };
+    let params: Vec<Tensor> = op
+        .params(&input)
+        .iter()
+        .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
+        .collect();
+    let grad_init: Vec<Tensor> = params
+        .iter()
+        .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
+        .collect();
+    let ctx = CpuCtx {
+        train,
+        seed: 0x1234_5678_9abc,
+        step: 5,
+        layer: 2,
+    };
     let y = op.forward_cpu(&x, &params, &ctx);
     let dy = random(&mut rng, &y.shape, -1.0, 1.0);
     let (dx, dparams) = op.backward_cpu(&x, &params, &y, &dy, &ctx);
     let run = run_layer(gpu(), op.as_ref(), &x, &params, &dy, &grad_init, &ctx);
     let kind = op.kind();
-    assert_close(&format!("{kind} {:?} forward", x.shape), &run.y, &y.data, TOL);
+    assert_close(
+        &format!("{kind} {:?} forward", x.shape),
+        &run.y,
+        &y.data,
+        TOL,
+    );
     assert_close(&format!("{kind} {:?} dx", x.shape), &run.dx, &dx.data, TOL);
     for (j, (g, init)) in run.grads.iter().zip(&grad_init).enumerate() {
-        let want: Vec<f32> = init.data.iter().zip(&dparams[j].data).map(|(a, b)| a + b).collect();
-        assert_close(&format!("{kind} {:?} grad {j} (accumulated)", x.shape), g, &want, TOL);
+        let want: Vec<f32> = init
+            .data
+            .iter()
+            .zip(&dparams[j].data)
+            .map(|(a, b)| a + b)
+            .collect();
+        assert_close(
+            &format!("{kind} {:?} grad {j} (accumulated)", x.shape),
+            g,
+            &want,
+            TOL,
+        );
     }
 }
 
@@ -37,50 +64,148 @@ fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
 #[test]
 fn linear() {
     let mut rng = Rng::new(1);
-    check(LayerSpec::Linear(attrs("{out: 5}")), random(&mut rng, &[1, 7], -1.0, 1.0), 2, true);
-    check(LayerSpec::Linear(attrs("{out: 17}")), random(&mut rng, &[5, 33], -1.0, 1.0), 3, true);
-    check(LayerSpec::Linear(attrs("{out: 3, bias: false}")), random(&mut rng, &[37, 8], -1.0, 1.0), 4, true);
+    check(
+        LayerSpec::Linear(attrs("{out: 5}")),
+        random(&mut rng, &[1, 7], -1.0, 1.0),
+        2,
+        true,
+    );
+    check(
+        LayerSpec::Linear(attrs("{out: 17}")),
+        random(&mut rng, &[5, 33], -1.0, 1.0),
+        3,
+        true,
+    );
+    check(
+        LayerSpec::Linear(attrs("{out: 3, bias: false}")),
+        random(&mut rng, &[37, 8], -1.0, 1.0),
+        4,
+        true,
+    );
 }
 
 #[test]
 fn conv2d() {
     let mut rng = Rng::new(5);
-    check(LayerSpec::Conv2d(attrs("{out_channels: 5, kernel: 3, padding: 1}")), random(&mut rng, &[2, 3, 7, 6], -1.0, 1.0), 6, true);
-    check(LayerSpec::Conv2d(attrs("{out_channels: 3, kernel: 3, stride: 2, bias: false}")), random(&mut rng, &[1, 1, 9, 8], -1.0, 1.0), 7, true);
-    check(LayerSpec::Conv2d(attrs("{out_channels: 7, kernel: 2, stride: 3, padding: 2}")), random(&mut rng, &[3, 2, 5, 5], -1.0, 1.0), 8, true);
+    check(
+        LayerSpec::Conv2d(attrs("{out_channels: 5, kernel: 3, padding: 1}")),
+        random(&mut rng, &[2, 3, 7, 6], -1.0, 1.0),
+        6,
+        true,
+    );
+    check(
+        LayerSpec::Conv2d(attrs(
+            "{out_channels: 3, kernel: 3, stride: 2, bias: false}",
+        )),
+        random(&mut rng, &[1, 1, 9, 8], -1.0, 1.0),
+        7,
+        true,
+    );
+    check(
+        LayerSpec::Conv2d(attrs("{out_channels: 7, kernel: 2, stride: 3, padding: 2}")),
+        random(&mut rng, &[3, 2, 5, 5], -1.0, 1.0),
+        8,
+        true,
+    );
 }
 
 #[test]
 fn pools() {
     let mut rng = Rng::new(9);
-    check(LayerSpec::MaxPool2d(attrs("{kernel: 2}")), random_distinct(&mut rng, &[2, 3, 7, 5]), 10, true);
-    check(LayerSpec::MaxPool2d(attrs("{kernel: 3, stride: 2}")), random_distinct(&mut rng, &[1, 5, 7, 9]), 11, true);
-    check(LayerSpec::MaxPool2d(attrs("{kernel: 2, stride: 3}")), random_distinct(&mut rng, &[3, 1, 8, 7]), 12, true);
-    check(LayerSpec::AvgPool2d(attrs("{kernel: 2}")), random(&mut rng, &[2, 3, 7, 5], -1.0, 1.0), 13, true);
-    check(LayerSpec::AvgPool2d(attrs("{kernel: 3, stride: 2}")), random(&mut rng, &[1, 5, 7, 9], -1.0, 1.0), 14, true);
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: 2}")),
+        random_distinct(&mut rng, &[2, 3, 7, 5]),
+        10,
+        true,
+    );
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: 3, stride: 2}")),
+        random_distinct(&mut rng, &[1, 5, 7, 9]),
+        11,
+        true,
+    );
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: 2, stride: 3}")),
+        random_distinct(&mut rng, &[3, 1, 8, 7]),
+        12,
+        true,
+    );
+    check(
+        LayerSpec::AvgPool2d(attrs("{kernel: 2}")),
+        random(&mut rng, &[2, 3, 7, 5], -1.0, 1.0),
+        13,
+        true,
+    );
+    check(
+        LayerSpec::AvgPool2d(attrs("{kernel: 3, stride: 2}")),
+        random(&mut rng, &[1, 5, 7, 9], -1.0, 1.0),
+        14,
+        true,
+    );
 }
 
 #[test]
 fn activations() {
     let mut rng = Rng::new(15);
-    for spec in [LayerSpec::Relu, LayerSpec::Gelu, LayerSpec::Tanh, LayerSpec::Sigmoid, LayerSpec::LeakyRelu(attrs("{slope: 0.3}"))] {
-        check(spec.clone(), random_away_from_zero(&mut rng, &[3, 37]), 16, true);
+    for spec in [
+        LayerSpec::Relu,
+        LayerSpec::Gelu,
+        LayerSpec::Tanh,
+        LayerSpec::Sigmoid,
+        LayerSpec::LeakyRelu(attrs("{slope: 0.3}")),
+    ] {
+        check(
+            spec.clone(),
+            random_away_from_zero(&mut rng, &[3, 37]),
+            16,
+            true,
+        );
         check(spec, random(&mut rng, &[1, 5, 3, 3], -8.0, 8.0), 17, true);
     }
-    check(LayerSpec::Flatten, random(&mut rng, &[3, 2, 5, 3], -1.0, 1.0), 18, true);
+    check(
+        LayerSpec::Flatten,
+        random(&mut rng, &[3, 2, 5, 3], -1.0, 1.0),
+        18,
+        true,
+    );
 }
 
 #[test]
 fn dropout() {
     let mut rng = Rng::new(19);
-    check(LayerSpec::Dropout(attrs("{p: 0.3}")), random(&mut rng, &[3, 71], -1.0, 1.0), 20, true);
-    check(LayerSpec::Dropout(attrs("{p: 0.3}")), random(&mut rng, &[2, 13], -1.0, 1.0), 21, false);
-    check(LayerSpec::Dropout(attrs("{p: 0.0}")), random(&mut rng, &[2, 13], -1.0, 1.0), 22, true);
+    check(
+        LayerSpec::Dropout(attrs("{p: 0.3}")),
+        random(&mut rng, &[3, 71], -1.0, 1.0),
+        20,
+        true,
+    );
+    check(
+        LayerSpec::Dropout(attrs("{p: 0.3}")),
+        random(&mut rng, &[2, 13], -1.0, 1.0),
+        21,
+        false,
+    );
+    check(
+        LayerSpec::Dropout(attrs("{p: 0.0}")),
+        random(&mut rng, &[2, 13], -1.0, 1.0),
+        22,
+        true,
+    );
 }
 
 #[test]
 fn layer_norm() {
     let mut rng = Rng::new(23);
-    check(LayerSpec::LayerNorm(attrs("{}")), random(&mut rng, &[3, 2, 13], -2.0, 2.0), 24, true);
-    check(LayerSpec::LayerNorm(attrs("{eps: 0.001}")), random(&mut rng, &[1, 70], -1.0, 3.0), 25, true);
+    check(
+        LayerSpec::LayerNorm(attrs("{}")),
+        random(&mut rng, &[3, 2, 13], -2.0, 2.0),
+        24,
+        true,
+    );
+    check(
+        LayerSpec::LayerNorm(attrs("{eps: 0.001}")),
+        random(&mut rng, &[1, 70], -1.0, 3.0),
+        25,
+        true,
+    );
 }

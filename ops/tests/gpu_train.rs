@@ -9,14 +9,20 @@ use ops::loss::mse::mse_cpu;
 use ops::model::Sequential;
 use ops::optim::clip::clip_factor_cpu;
 use ops::rng::Rng;
-use ops::{EvalStep, Init, LayerSpec, LossKind, ModelDef, OptimizerKind, Tensor, TrainConfig, TrainStep};
+use ops::{
+    EvalStep, Init, LayerSpec, LossKind, ModelDef, OptimizerKind, Tensor, TrainConfig, TrainStep,
+};
 
 fn layers(yaml: &str) -> Vec<LayerSpec> {
     serde_yaml::from_str(yaml).unwrap()
 }
 
 fn mlp() -> ModelDef {
-    ModelDef { input: vec![13], layers: layers("[{linear: {out: 9}}, relu, {linear: {out: 6}}, tanh, {linear: {out: 5}}]"), init: Init::KaimingUniform }
+    ModelDef {
+        input: vec![13],
+        layers: layers("[{linear: {out: 9}}, relu, {linear: {out: 6}}, tanh, {linear: {out: 5}}]"),
+        init: Init::KaimingUniform,
+    }
 }
 
 fn cnn() -> ModelDef {
@@ -30,11 +36,24 @@ fn cnn() -> ModelDef {
 }
 
 fn sgd() -> OptimizerKind {
-    OptimizerKind::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 }
+    OptimizerKind::Sgd {
+        momentum: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+    }
 }
 
 fn config(batch: usize, optimizer: OptimizerKind) -> TrainConfig {
-    TrainConfig { batch, loss: LossKind::CrossEntropy { label_smoothing: 0.0 }, optimizer, clip_grad_norm: None, accumulation_steps: 1, seed: 42 }
+    TrainConfig {
+        batch,
+        loss: LossKind::CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        optimizer,
+        clip_grad_norm: None,
+        accumulation_steps: 1,
+        seed: 42,
+    }
 }
 
 struct Data {
@@ -45,34 +64,63 @@ struct Data {
 fn data(model: &ModelDef, rows: usize, classes: u32, seed: u64) -> Data {
     let mut rng = Rng::new(seed);
     let per: usize = model.input.iter().product();
-    Data { x: rng.vec_uniform(rows * per, -1.0, 1.0), labels: (0..rows).map(|_| rng.below(classes as usize) as u32).collect() }
+    Data {
+        x: rng.vec_uniform(rows * per, -1.0, 1.0),
+        labels: (0..rows)
+            .map(|_| rng.below(classes as usize) as u32)
+            .collect(),
+    }
 }
 
 fn flat(tensors: &[ops::NamedTensor]) -> Vec<f32> {
-    tensors.iter().flat_map(|t| t.data.iter().copied()).collect()
+    tensors
+        .iter()
+        .flat_map(|t| t.data.iter().copied())
+        .collect()
 }
 
 /// CPU reference: gradient sums of one micro-batch, loss output.
-fn cpu_grads(seq: &Sequential, params: &[Vec<Tensor>], d: &Data, rows: usize, loss: LossKind, targets: Option<&[f32]>, seed: u64, step: u64) -> (Vec<f32>, ops::loss::LossOutput) {
+#[allow(clippy::too_many_arguments)]
+fn cpu_grads(
+    seq: &Sequential,
+    params: &[Vec<Tensor>],
+    d: &Data,
+    rows: usize,
+    loss: LossKind,
+    targets: Option<&[f32]>,
+    seed: u64,
+    step: u64,
+) -> (Vec<f32>, ops::loss::LossOutput) {
     let per: usize = seq.input.iter().product();
     let mut shape = vec![rows];
     shape.extend(&seq.input);
-    let x = Tensor { shape, data: d.x[..rows * per].to_vec() };
+    let x = Tensor {
+        shape,
+        data: d.x[..rows * per].to_vec(),
+    };
     let acts = seq.forward_cpu(params, &x, true, seed, step);
     let logits = acts.last().unwrap();
     let out = match loss {
-        LossKind::CrossEntropy { label_smoothing } => cross_entropy_cpu(logits, &d.labels, rows, label_smoothing),
+        LossKind::CrossEntropy { label_smoothing } => {
+            cross_entropy_cpu(logits, &d.labels, rows, label_smoothing)
+        }
         LossKind::Mse => mse_cpu(logits, targets.unwrap(), rows),
     };
     let (_, grads) = seq.backward_cpu(params, &acts, &out.grad, seed, step);
-    let g: Vec<f32> = grads.iter().flatten().flat_map(|t| t.data.iter().copied()).collect();
+    let g: Vec<f32> = grads
+        .iter()
+        .flatten()
+        .flat_map(|t| t.data.iter().copied())
+        .collect();
     (g, out)
 }
 
 #[test]
 fn adapter_matches_request() {
     let g = gpu();
-    let want = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_default().to_lowercase();
+    let want = std::env::var("ENGINE_TEST_BACKEND")
+        .unwrap_or_default()
+        .to_lowercase();
     eprintln!("adapter: {:?}", g.adapter());
     if want == "gl" || want == "vulkan" {
         assert_eq!(g.adapter().backend, want);
@@ -83,8 +131,15 @@ fn adapter_matches_request() {
 
 fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
     let gpu = gpu();
-    let classes = *Sequential::new(&def).unwrap().output_shape().last().unwrap() as u32;
-    let cfg = TrainConfig { accumulation_steps: 1000, ..config(batch, sgd()) };
+    let classes = *Sequential::new(&def)
+        .unwrap()
+        .output_shape()
+        .last()
+        .unwrap() as u32;
+    let cfg = TrainConfig {
+        accumulation_steps: 1000,
+        ..config(batch, sgd())
+    };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
     let d = data(&def, rows, classes, 9);
     step.upload_batch(gpu, &d.x, &d.labels, None, rows);
@@ -92,11 +147,24 @@ fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
     let gpu_grads = flat(&step.grad_tensors(gpu).unwrap());
     let seq = Sequential::new(&def).unwrap();
     let params = seq.init_params(cfg.seed);
-    assert_close("initial params", &flat(&step.param_tensors(gpu).unwrap()), &params.iter().flatten().flat_map(|t| t.data.clone()).collect::<Vec<_>>(), 0.0);
+    assert_close(
+        "initial params",
+        &flat(&step.param_tensors(gpu).unwrap()),
+        &params
+            .iter()
+            .flatten()
+            .flat_map(|t| t.data.clone())
+            .collect::<Vec<_>>(),
+        0.0,
+    );
     let (cpu, out) = cpu_grads(&seq, &params, &d, rows, cfg.loss, None, cfg.seed, 0);
     assert_close("model gradients", &gpu_grads, &cpu, 1e-4);
     // Finite differences of the CPU model's summed loss at a few parameters of each tensor.
-    let loss_at = |p: &[Vec<Tensor>]| cpu_grads(&seq, p, &d, rows, cfg.loss, None, cfg.seed, 0).1.loss_sum;
+    let loss_at = |p: &[Vec<Tensor>]| {
+        cpu_grads(&seq, p, &d, rows, cfg.loss, None, cfg.seed, 0)
+            .1
+            .loss_sum
+    };
     let mut offset = 0;
     for (li, layer) in params.iter().enumerate() {
         for (pi, t) in layer.iter().enumerate() {
@@ -107,7 +175,10 @@ fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
                 pm[li][pi].data[i] -= h;
                 let num = (loss_at(&pp) - loss_at(&pm)) / (2.0 * h as f64);
                 let ana = cpu[offset + i] as f64;
-                assert!((num - ana).abs() <= 5e-3 + 3e-2 * ana.abs(), "layer {li} param {pi}[{i}]: numeric {num} vs analytic {ana}");
+                assert!(
+                    (num - ana).abs() <= 5e-3 + 3e-2 * ana.abs(),
+                    "layer {li} param {pi}[{i}]: numeric {num} vs analytic {ana}"
+                );
             }
             offset += t.len();
         }
@@ -116,7 +187,12 @@ fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
     assert_eq!(m.samples, rows as u64);
     assert_eq!(m.correct, out.correct);
     assert_eq!(m.top5_correct, out.top5_correct);
-    assert!((m.loss_sum - out.loss_sum).abs() <= 1e-4 * out.loss_sum.abs().max(1.0), "loss {} vs {}", m.loss_sum, out.loss_sum);
+    assert!(
+        (m.loss_sum - out.loss_sum).abs() <= 1e-4 * out.loss_sum.abs().max(1.0),
+        "loss {} vs {}",
+        m.loss_sum,
+        out.loss_sum
+    );
 }
 
 #[test]
@@ -134,7 +210,11 @@ fn cnn_gradients_match_cpu_and_finite_differences() {
 fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
     let gpu = gpu();
     let def = mlp();
-    let cfg = TrainConfig { clip_grad_norm: clip, loss, ..config(6, opt) };
+    let cfg = TrainConfig {
+        clip_grad_norm: clip,
+        loss,
+        ..config(6, opt)
+    };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
     let seq = Sequential::new(&def).unwrap();
     let mut params = seq.init_params(cfg.seed);
@@ -155,7 +235,11 @@ fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
         let (factor, norm) = clip_factor_cpu(&scaled, clip);
         let clipped: Vec<f32> = scaled.iter().map(|v| v * factor).collect();
         // Per tensor, like the packed buffer (elementwise anyway).
-        let mut flat_p: Vec<f32> = params.iter().flatten().flat_map(|t| t.data.clone()).collect();
+        let mut flat_p: Vec<f32> = params
+            .iter()
+            .flatten()
+            .flat_map(|t| t.data.clone())
+            .collect();
         // State is [slot0 for all params, slot1 for all params].
         opt.step_cpu(&mut flat_p, &clipped, &mut state, lr, s + 1);
         let mut o = 0;
@@ -165,10 +249,18 @@ fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
             o += n;
         }
         let m = step.read_train_metrics(gpu).unwrap();
-        assert!((m.last_grad_norm - norm).abs() <= 1e-4 * norm.max(1.0), "grad norm {} vs {norm}", m.last_grad_norm);
+        assert!(
+            (m.last_grad_norm - norm).abs() <= 1e-4 * norm.max(1.0),
+            "grad norm {} vs {norm}",
+            m.last_grad_norm
+        );
     }
     let got = flat(&step.param_tensors(gpu).unwrap());
-    let want: Vec<f32> = params.iter().flatten().flat_map(|t| t.data.clone()).collect();
+    let want: Vec<f32> = params
+        .iter()
+        .flatten()
+        .flat_map(|t| t.data.clone())
+        .collect();
     assert_close(&format!("{opt:?} clip {clip:?} params"), &got, &want, 1e-4);
     let st = step.optimizer_state(gpu).unwrap();
     assert_eq!(st.last().unwrap().name, "optimizer.step");
@@ -181,48 +273,126 @@ fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
 
 #[test]
 fn sgd_variants_match_reference() {
-    let ce = LossKind::CrossEntropy { label_smoothing: 0.0 };
+    let ce = LossKind::CrossEntropy {
+        label_smoothing: 0.0,
+    };
     check_optimizer(sgd(), None, ce);
-    check_optimizer(OptimizerKind::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0 }, None, ce);
-    check_optimizer(OptimizerKind::Sgd { momentum: 0.8, nesterov: true, weight_decay: 0.01 }, None, LossKind::Mse);
+    check_optimizer(
+        OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
+        None,
+        ce,
+    );
+    check_optimizer(
+        OptimizerKind::Sgd {
+            momentum: 0.8,
+            nesterov: true,
+            weight_decay: 0.01,
+        },
+        None,
+        LossKind::Mse,
+    );
 }
 
 #[test]
 fn adam_variants_match_reference() {
-    let ce = LossKind::CrossEntropy { label_smoothing: 0.1 };
-    check_optimizer(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, None, ce);
-    check_optimizer(OptimizerKind::AdamW { beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.1 }, None, ce);
+    let ce = LossKind::CrossEntropy {
+        label_smoothing: 0.1,
+    };
+    check_optimizer(
+        OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        },
+        None,
+        ce,
+    );
+    check_optimizer(
+        OptimizerKind::AdamW {
+            beta1: 0.8,
+            beta2: 0.99,
+            eps: 1e-6,
+            weight_decay: 0.1,
+        },
+        None,
+        ce,
+    );
 }
 
 #[test]
 fn clipping_matches_reference() {
-    let ce = LossKind::CrossEntropy { label_smoothing: 0.0 };
-    check_optimizer(OptimizerKind::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0 }, Some(0.05), ce);
-    check_optimizer(OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, Some(0.1), ce);
+    let ce = LossKind::CrossEntropy {
+        label_smoothing: 0.0,
+    };
+    check_optimizer(
+        OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
+        Some(0.05),
+        ce,
+    );
+    check_optimizer(
+        OptimizerKind::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        },
+        Some(0.1),
+        ce,
+    );
 }
 
 #[test]
 fn hand_computed_updates() {
     // SGD momentum 0.5, wd 0.1, lr 0.1 on p = 1 with grads 1, 2: buf = 1.1, p = 0.89;
     // g = 2 + 0.089 = 2.089, buf = 0.55 + 2.089 = 2.639, p = 0.89 - 0.2639 = 0.6261.
-    let opt = OptimizerKind::Sgd { momentum: 0.5, nesterov: false, weight_decay: 0.1 };
+    let opt = OptimizerKind::Sgd {
+        momentum: 0.5,
+        nesterov: false,
+        weight_decay: 0.1,
+    };
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32]);
     opt.step_cpu(&mut p, &[1.0], &mut s, 0.1, 1);
     assert!((p[0] - 0.89).abs() < 1e-6);
     opt.step_cpu(&mut p, &[2.0], &mut s, 0.1, 2);
     assert!((p[0] - 0.6261).abs() < 1e-6, "{}", p[0]);
     // Nesterov: g = 1 + 0.5 * 1 = 1.5 on the first step.
-    let opt = OptimizerKind::Sgd { momentum: 0.5, nesterov: true, weight_decay: 0.0 };
+    let opt = OptimizerKind::Sgd {
+        momentum: 0.5,
+        nesterov: true,
+        weight_decay: 0.0,
+    };
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32]);
     opt.step_cpu(&mut p, &[1.0], &mut s, 0.1, 1);
     assert!((p[0] - 0.85).abs() < 1e-6);
     // Adam's first step moves every parameter by lr (m/sqrt(v) = sign(g)).
-    let opt = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 0.0, weight_decay: 0.0 };
+    let opt = OptimizerKind::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 0.0,
+        weight_decay: 0.0,
+    };
     let (mut p, mut s) = (vec![1.0f32, 1.0], vec![0.0f32; 4]);
     opt.step_cpu(&mut p, &[3.0, -0.5], &mut s, 0.01, 1);
-    assert!((p[0] - 0.99).abs() < 1e-6 && (p[1] - 1.01).abs() < 1e-6, "{p:?}");
+    assert!(
+        (p[0] - 0.99).abs() < 1e-6 && (p[1] - 1.01).abs() < 1e-6,
+        "{p:?}"
+    );
     // AdamW decays first: p = 1 * (1 - 0.01 * 0.5) - 0.01.
-    let opt = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 0.0, weight_decay: 0.5 };
+    let opt = OptimizerKind::AdamW {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 0.0,
+        weight_decay: 0.5,
+    };
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32; 2]);
     opt.step_cpu(&mut p, &[2.0], &mut s, 0.01, 1);
     assert!((p[0] - 0.985).abs() < 1e-6, "{p:?}");
@@ -232,9 +402,22 @@ fn hand_computed_updates() {
 fn accumulation_equals_one_big_batch() {
     let gpu = gpu();
     let def = mlp();
-    let opt = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let opt = OptimizerKind::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
     let mut big = TrainStep::new(gpu, &def, &config(8, opt)).unwrap();
-    let mut small = TrainStep::new(gpu, &def, &TrainConfig { accumulation_steps: 2, ..config(5, opt) }).unwrap();
+    let mut small = TrainStep::new(
+        gpu,
+        &def,
+        &TrainConfig {
+            accumulation_steps: 2,
+            ..config(5, opt)
+        },
+    )
+    .unwrap();
     let per = 13;
     for s in 0..3u64 {
         let d = data(&def, 8, 5, 200 + s);
@@ -246,8 +429,16 @@ fn accumulation_equals_one_big_batch() {
         small.upload_batch(gpu, &d.x[5 * per..], &d.labels[5..], None, 3);
         small.record_step(gpu, 0.01, 2 * s + 1).unwrap();
     }
-    assert_close("accumulated params", &flat(&small.param_tensors(gpu).unwrap()), &flat(&big.param_tensors(gpu).unwrap()), 1e-5);
-    let (a, b) = (big.read_train_metrics(gpu).unwrap(), small.read_train_metrics(gpu).unwrap());
+    assert_close(
+        "accumulated params",
+        &flat(&small.param_tensors(gpu).unwrap()),
+        &flat(&big.param_tensors(gpu).unwrap()),
+        1e-5,
+    );
+    let (a, b) = (
+        big.read_train_metrics(gpu).unwrap(),
+        small.read_train_metrics(gpu).unwrap(),
+    );
     assert_eq!((a.samples, a.correct), (b.samples, b.correct));
     assert!((a.loss_sum - b.loss_sum).abs() < 1e-4);
 }
@@ -256,7 +447,19 @@ fn accumulation_equals_one_big_batch() {
 fn steady_state_step_is_one_submission_no_readback_no_allocation() {
     let gpu = new_gpu();
     let def = cnn();
-    let cfg = TrainConfig { clip_grad_norm: Some(1.0), accumulation_steps: 2, ..config(4, OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }) };
+    let cfg = TrainConfig {
+        clip_grad_norm: Some(1.0),
+        accumulation_steps: 2,
+        ..config(
+            4,
+            OptimizerKind::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+            },
+        )
+    };
     let mut step = TrainStep::new(&gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 4, 1);
     step.upload_batch(&gpu, &d.x, &d.labels, None, 4);
@@ -274,7 +477,13 @@ fn steady_state_step_is_one_submission_no_readback_no_allocation() {
     let before = gpu.counters();
     step.read_train_metrics(&gpu).unwrap();
     let after = gpu.counters();
-    assert_eq!((after.readbacks - before.readbacks, after.allocations - before.allocations), (1, 0));
+    assert_eq!(
+        (
+            after.readbacks - before.readbacks,
+            after.allocations - before.allocations
+        ),
+        (1, 0)
+    );
     assert!(step.kernel_names().iter().any(|k| k == "adamw"));
 }
 
@@ -287,14 +496,33 @@ fn run_twice_bits(def: &ModelDef, cfg: &TrainConfig) -> (Vec<u32>, ops::StepMetr
         step.record_step(gpu, 0.05, s).unwrap();
     }
     let m = step.read_train_metrics(gpu).unwrap();
-    (flat(&step.param_tensors(gpu).unwrap()).iter().map(|v| v.to_bits()).collect(), m)
+    (
+        flat(&step.param_tensors(gpu).unwrap())
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+        m,
+    )
 }
 
 #[test]
 fn identical_runs_give_identical_bits() {
     let mut def = cnn();
-    def.layers.insert(6, LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.25 }));
-    let cfg = TrainConfig { clip_grad_norm: Some(0.5), ..config(3, OptimizerKind::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 }) };
+    def.layers.insert(
+        6,
+        LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.25 }),
+    );
+    let cfg = TrainConfig {
+        clip_grad_norm: Some(0.5),
+        ..config(
+            3,
+            OptimizerKind::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.0,
+            },
+        )
+    };
     let (a, ma) = run_twice_bits(&def, &cfg);
     let (b, mb) = run_twice_bits(&def, &cfg);
     assert_eq!(a, b);
@@ -305,7 +533,8 @@ fn identical_runs_give_identical_bits() {
 #[test]
 fn dropout_model_matches_cpu() {
     let mut def = mlp();
-    def.layers.insert(2, LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.4 }));
+    def.layers
+        .insert(2, LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.4 }));
     check_model_gradients(def, 5, 6);
 }
 
@@ -313,7 +542,8 @@ fn dropout_model_matches_cpu() {
 fn eval_step_matches_cpu_forward() {
     let gpu = gpu();
     let mut def = mlp();
-    def.layers.insert(2, LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.5 }));
+    def.layers
+        .insert(2, LayerSpec::Dropout(ops::dropout::DropoutAttrs { p: 0.5 }));
     let train = TrainStep::new(gpu, &def, &config(4, sgd())).unwrap();
     let mut eval = EvalStep::new(gpu, &train, 7).unwrap();
     let seq = Sequential::new(&def).unwrap();
@@ -323,14 +553,30 @@ fn eval_step_matches_cpu_forward() {
         let d = data(&def, rows, 5, 400 + i as u64);
         eval.upload_batch(gpu, &d.x, &d.labels, None, rows);
         eval.record(gpu).unwrap();
-        let x = Tensor { shape: vec![rows, 13], data: d.x.clone() };
+        let x = Tensor {
+            shape: vec![rows, 13],
+            data: d.x.clone(),
+        };
         let acts = seq.forward_cpu(&params, &x, false, 42, 0);
         let out = cross_entropy_cpu(acts.last().unwrap(), &d.labels, rows, 0.0);
-        want = (want.0 + out.loss_sum, want.1 + out.correct, want.2 + out.top5_correct, want.3 + rows as u64);
+        want = (
+            want.0 + out.loss_sum,
+            want.1 + out.correct,
+            want.2 + out.top5_correct,
+            want.3 + rows as u64,
+        );
     }
     let m = eval.read_metrics(gpu).unwrap();
-    assert!((m.loss_sum - want.0).abs() < 1e-4 * want.0.max(1.0), "{} vs {}", m.loss_sum, want.0);
-    assert_eq!((m.correct, m.top5_correct, m.samples), (want.1, want.2, want.3));
+    assert!(
+        (m.loss_sum - want.0).abs() < 1e-4 * want.0.max(1.0),
+        "{} vs {}",
+        m.loss_sum,
+        want.0
+    );
+    assert_eq!(
+        (m.correct, m.top5_correct, m.samples),
+        (want.1, want.2, want.3)
+    );
     let again = eval.read_metrics(gpu).unwrap();
     assert_eq!(again.samples, 0);
 }
@@ -339,7 +585,15 @@ fn eval_step_matches_cpu_forward() {
 fn checkpoint_round_trip_and_mismatch_errors() {
     let gpu = gpu();
     let def = mlp();
-    let cfg = config(4, OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 });
+    let cfg = config(
+        4,
+        OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    );
     let mut a = TrainStep::new(gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 5, 7);
     a.upload_batch(gpu, &d.x, &d.labels, None, 4);
@@ -349,31 +603,75 @@ fn checkpoint_round_trip_and_mismatch_errors() {
     assert_eq!(saved[0].name, "layers.0.weight");
     assert_eq!(saved[0].shape, vec![9, 13]);
     assert!(state.iter().any(|t| t.name == "layers.0.weight.exp_avg"));
-    let mut b = TrainStep::new(gpu, &def, &TrainConfig { seed: 1, ..cfg.clone() }).unwrap();
+    let mut b = TrainStep::new(
+        gpu,
+        &def,
+        &TrainConfig {
+            seed: 1,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
     b.load_params(gpu, &saved).unwrap();
     b.load_optimizer_state(gpu, &state).unwrap();
     for s in [&mut a, &mut b] {
         s.upload_batch(gpu, &d.x, &d.labels, None, 4);
         s.record_step(gpu, 0.01, 1).unwrap();
     }
-    assert_eq!(flat(&a.param_tensors(gpu).unwrap()), flat(&b.param_tensors(gpu).unwrap()));
+    assert_eq!(
+        flat(&a.param_tensors(gpu).unwrap()),
+        flat(&b.param_tensors(gpu).unwrap())
+    );
     let mut bad = saved.clone();
     bad[0].shape = vec![13, 9];
     let err = b.load_params(gpu, &bad).unwrap_err().to_string();
-    assert!(err.contains("layers.0.weight") && err.contains("[9, 13]") && err.contains("[13, 9]"), "{err}");
+    assert!(
+        err.contains("layers.0.weight") && err.contains("[9, 13]") && err.contains("[13, 9]"),
+        "{err}"
+    );
     assert!(a.param_count() > 0 && a.flops_per_step() > 0);
 }
 
 #[test]
 fn invalid_models_are_errors_not_panics() {
     let gpu = gpu();
-    let bad = ModelDef { input: vec![1, 8, 8], layers: layers("[{linear: {out: 3}}]"), init: Init::default() };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd())).err().unwrap().to_string();
-    assert!(err.contains("linear expects 1 dim [features] but input is [1, 8, 8]"), "{err}");
-    let bad = ModelDef { input: vec![64], layers: layers("[{conv2d: {out_channels: 3, kernel: 3}}]"), init: Init::default() };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd())).err().unwrap().to_string();
-    assert!(err.contains("conv2d expects [channels, height, width] but input is [64]"), "{err}");
-    let bad = ModelDef { input: vec![4], layers: layers("[{dropout: {p: 1.5}}]"), init: Init::default() };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd())).err().unwrap().to_string();
-    assert!(err.contains("dropout p must be in [0, 1), found 1.5"), "{err}");
+    let bad = ModelDef {
+        input: vec![1, 8, 8],
+        layers: layers("[{linear: {out: 3}}]"),
+        init: Init::default(),
+    };
+    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("linear expects 1 dim [features] but input is [1, 8, 8]"),
+        "{err}"
+    );
+    let bad = ModelDef {
+        input: vec![64],
+        layers: layers("[{conv2d: {out_channels: 3, kernel: 3}}]"),
+        init: Init::default(),
+    };
+    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("conv2d expects [channels, height, width] but input is [64]"),
+        "{err}"
+    );
+    let bad = ModelDef {
+        input: vec![4],
+        layers: layers("[{dropout: {p: 1.5}}]"),
+        init: Init::default(),
+    };
+    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("dropout p must be in [0, 1), found 1.5"),
+        "{err}"
+    );
 }

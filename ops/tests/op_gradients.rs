@@ -12,15 +12,28 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64) {
     let op = spec.build();
     let mut rng = Rng::new(seed);
     let input = x.sample_shape().to_vec();
-    let params: Vec<Tensor> = op.params(&input).iter().map(|p| random(&mut rng, &p.shape, -1.0, 1.0)).collect();
-    let ctx = CpuCtx { train: true, seed: 7, step: 3, layer: 1 };
+    let params: Vec<Tensor> = op
+        .params(&input)
+        .iter()
+        .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
+        .collect();
+    let ctx = CpuCtx {
+        train: true,
+        seed: 7,
+        step: 3,
+        layer: 1,
+    };
     let y = op.forward_cpu(&x, &params, &ctx);
     let r = random(&mut rng, &y.shape, -1.0, 1.0);
     let (dx, dparams) = op.backward_cpu(&x, &params, &y, &r, &ctx);
     assert_eq!(dx.shape, x.shape, "{}: dx shape", op.kind());
     let objective = |x: &Tensor, params: &[Tensor]| -> f64 {
         let y = op.forward_cpu(x, params, &ctx);
-        y.data.iter().zip(&r.data).map(|(&a, &b)| a as f64 * b as f64).sum()
+        y.data
+            .iter()
+            .zip(&r.data)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
     };
     let h = 1e-2f32;
     let tol = |ana: f64| 2e-3 + 2e-2 * ana.abs();
@@ -32,7 +45,11 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64) {
         xm.data[i] -= h;
         let num = (objective(&xp, &params) - objective(&xm, &params)) / (2.0 * h as f64);
         let ana = dx.data[i] as f64;
-        assert!((num - ana).abs() <= tol(ana), "{} dx[{i}]: numeric {num} vs analytic {ana}", op.kind());
+        assert!(
+            (num - ana).abs() <= tol(ana),
+            "{} dx[{i}]: numeric {num} vs analytic {ana}",
+            op.kind()
+        );
     }
     for (j, p) in params.iter().enumerate() {
         let step = (p.len() / 30).max(1);
@@ -42,7 +59,11 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64) {
             pm[j].data[i] -= h;
             let num = (objective(&x, &pp) - objective(&x, &pm)) / (2.0 * h as f64);
             let ana = dparams[j].data[i] as f64;
-            assert!((num - ana).abs() <= tol(ana), "{} param {j}[{i}]: numeric {num} vs analytic {ana}", op.kind());
+            assert!(
+                (num - ana).abs() <= tol(ana),
+                "{} param {j}[{i}]: numeric {num} vs analytic {ana}",
+                op.kind()
+            );
         }
     }
 }
@@ -54,30 +75,71 @@ fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
 #[test]
 fn linear() {
     let mut rng = Rng::new(1);
-    check(LayerSpec::Linear(attrs("{out: 5}")), random(&mut rng, &[3, 7], -1.0, 1.0), 2);
-    check(LayerSpec::Linear(attrs("{out: 1, bias: false}")), random(&mut rng, &[1, 4], -1.0, 1.0), 3);
+    check(
+        LayerSpec::Linear(attrs("{out: 5}")),
+        random(&mut rng, &[3, 7], -1.0, 1.0),
+        2,
+    );
+    check(
+        LayerSpec::Linear(attrs("{out: 1, bias: false}")),
+        random(&mut rng, &[1, 4], -1.0, 1.0),
+        3,
+    );
 }
 
 #[test]
 fn conv2d() {
     let mut rng = Rng::new(4);
-    check(LayerSpec::Conv2d(attrs("{out_channels: 3, kernel: 3, padding: 1}")), random(&mut rng, &[2, 2, 5, 4], -1.0, 1.0), 5);
-    check(LayerSpec::Conv2d(attrs("{out_channels: 2, kernel: 2, stride: 2, bias: false}")), random(&mut rng, &[1, 3, 5, 5], -1.0, 1.0), 6);
+    check(
+        LayerSpec::Conv2d(attrs("{out_channels: 3, kernel: 3, padding: 1}")),
+        random(&mut rng, &[2, 2, 5, 4], -1.0, 1.0),
+        5,
+    );
+    check(
+        LayerSpec::Conv2d(attrs(
+            "{out_channels: 2, kernel: 2, stride: 2, bias: false}",
+        )),
+        random(&mut rng, &[1, 3, 5, 5], -1.0, 1.0),
+        6,
+    );
 }
 
 #[test]
 fn pools() {
     let mut rng = Rng::new(7);
-    check(LayerSpec::MaxPool2d(attrs("{kernel: 2}")), random_distinct(&mut rng, &[2, 3, 5, 4]), 8);
-    check(LayerSpec::MaxPool2d(attrs("{kernel: 3, stride: 2}")), random_distinct(&mut rng, &[1, 2, 7, 6]), 9);
-    check(LayerSpec::AvgPool2d(attrs("{kernel: 2}")), random(&mut rng, &[2, 3, 5, 4], -1.0, 1.0), 10);
-    check(LayerSpec::AvgPool2d(attrs("{kernel: 3, stride: 1}")), random(&mut rng, &[1, 2, 5, 6], -1.0, 1.0), 11);
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: 2}")),
+        random_distinct(&mut rng, &[2, 3, 5, 4]),
+        8,
+    );
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: 3, stride: 2}")),
+        random_distinct(&mut rng, &[1, 2, 7, 6]),
+        9,
+    );
+    check(
+        LayerSpec::AvgPool2d(attrs("{kernel: 2}")),
+        random(&mut rng, &[2, 3, 5, 4], -1.0, 1.0),
+        10,
+    );
+    check(
+        LayerSpec::AvgPool2d(attrs("{kernel: 3, stride: 1}")),
+        random(&mut rng, &[1, 2, 5, 6], -1.0, 1.0),
+        11,
+    );
 }
 
 #[test]
 fn activations() {
     let mut rng = Rng::new(12);
-    for spec in [LayerSpec::Relu, LayerSpec::Gelu, LayerSpec::Tanh, LayerSpec::Sigmoid, LayerSpec::LeakyRelu(attrs("{slope: 0.2}")), LayerSpec::Flatten] {
+    for spec in [
+        LayerSpec::Relu,
+        LayerSpec::Gelu,
+        LayerSpec::Tanh,
+        LayerSpec::Sigmoid,
+        LayerSpec::LeakyRelu(attrs("{slope: 0.2}")),
+        LayerSpec::Flatten,
+    ] {
         check(spec, random_away_from_zero(&mut rng, &[3, 2, 5]), 13);
     }
 }
@@ -85,8 +147,16 @@ fn activations() {
 #[test]
 fn dropout_and_layer_norm() {
     let mut rng = Rng::new(14);
-    check(LayerSpec::Dropout(attrs("{p: 0.4}")), random(&mut rng, &[3, 11], -1.0, 1.0), 15);
-    check(LayerSpec::LayerNorm(attrs("{}")), random(&mut rng, &[3, 2, 9], -1.0, 1.0), 16);
+    check(
+        LayerSpec::Dropout(attrs("{p: 0.4}")),
+        random(&mut rng, &[3, 11], -1.0, 1.0),
+        15,
+    );
+    check(
+        LayerSpec::LayerNorm(attrs("{}")),
+        random(&mut rng, &[3, 2, 9], -1.0, 1.0),
+        16,
+    );
 }
 
 #[test]
@@ -103,8 +173,14 @@ fn losses() {
             let (mut p, mut m) = (logits.clone(), logits.clone());
             p.data[i] += h;
             m.data[i] -= h;
-            let num = (cross_entropy_cpu(&p, &labels, 3, smoothing).loss_sum - cross_entropy_cpu(&m, &labels, 3, smoothing).loss_sum) / (2.0 * h as f64);
-            assert!((num - out.grad.data[i] as f64).abs() < 1e-3, "ce grad {i}: {num} vs {}", out.grad.data[i]);
+            let num = (cross_entropy_cpu(&p, &labels, 3, smoothing).loss_sum
+                - cross_entropy_cpu(&m, &labels, 3, smoothing).loss_sum)
+                / (2.0 * h as f64);
+            assert!(
+                (num - out.grad.data[i] as f64).abs() < 1e-3,
+                "ce grad {i}: {num} vs {}",
+                out.grad.data[i]
+            );
         }
     }
     let out = mse_cpu(&logits, &targets, 3);
@@ -112,7 +188,48 @@ fn losses() {
         let (mut p, mut m) = (logits.clone(), logits.clone());
         p.data[i] += h;
         m.data[i] -= h;
-        let num = (mse_cpu(&p, &targets, 3).loss_sum - mse_cpu(&m, &targets, 3).loss_sum) / (2.0 * h as f64);
-        assert!((num - out.grad.data[i] as f64).abs() < 1e-3, "mse grad {i}: {num} vs {}", out.grad.data[i]);
+        let num = (mse_cpu(&p, &targets, 3).loss_sum - mse_cpu(&m, &targets, 3).loss_sum)
+            / (2.0 * h as f64);
+        assert!(
+            (num - out.grad.data[i] as f64).abs() < 1e-3,
+            "mse grad {i}: {num} vs {}",
+            out.grad.data[i]
+        );
     }
+}
+
+#[test]
+fn layer_spec_yaml_forms() {
+    use ops::conv2d::Conv2dAttrs;
+    let specs: Vec<LayerSpec> = serde_yaml::from_str(
+        "- relu\n- linear: {out: 100}\n- conv2d: {out_channels: 16, kernel: 3, padding: 1}\n- max_pool2d: {kernel: 2}\n- leaky_relu: {}\n- dropout: {p: 0.5}\n- layer_norm: {}\n- tanh: null\n- !gelu\n- !linear {out: 2}\n",
+    )
+    .unwrap();
+    assert_eq!(specs[0], LayerSpec::Relu);
+    assert_eq!(
+        specs[2],
+        LayerSpec::Conv2d(Conv2dAttrs {
+            out_channels: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true
+        })
+    );
+    assert_eq!(specs.len(), 10);
+    for (yaml, needle) in [
+        ("- relu2", "unknown variant `relu2`"),
+        ("- linear: {out: 3, outt: 4}", "unknown field `outt`"),
+        ("- linear", "needs attributes"),
+        ("- linear: {bias: false}", "missing field `out`"),
+        ("- relu: {slope: 1}", "unknown field `slope`"),
+        ("- {relu: null, tanh: null}", "exactly one key"),
+    ] {
+        let err = serde_yaml::from_str::<Vec<LayerSpec>>(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{yaml}: {err}");
+    }
+    let schema = serde_json::to_string(&schemars::schema_for!(LayerSpec)).unwrap();
+    assert!(schema.contains("Number of output features"), "{schema}");
 }

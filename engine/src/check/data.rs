@@ -202,11 +202,9 @@ fn read_npy_shape(path: &Path) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// Samples per split for fractions of `n`, as scikit-learn rounds them: held-out splits
-/// round up, train rounds down.
-pub fn split_sizes(n: usize, train: f64, val: f64, test: f64) -> [usize; 3] {
-    let test = ((n as f64 * test).ceil() as usize).min(n);
-    let val = ((n as f64 * val).ceil() as usize).min(n - test);
-    let train = ((n as f64 * train).floor() as usize).min(n - test - val);
-    [train, val, test]
+/// Samples per split, by the data stages' own rounding rule.
+fn split_sizes(n: usize, train: f64, val: f64, test: f64) -> [usize; 3] {
+    let fractions = crate::data::Fractions { train, val, test, stratified: false, seed: 0 };
+    // Invalid fractions are reported by the hyperparameter checks.
+    crate::data::split_sizes(n, &fractions).unwrap_or([0; 3])
 }

@@ -53,4 +53,4 @@ pub use prepare::{DataConfig, PreparedData, SplitBy, prepare};
 pub use source::{
     Columns, CsvSource, IdxSource, NpySource, SOURCE_KINDS, Source, SourceKind, SyntheticSource,
 };
-pub use split::{Fractions, Split, SplitIndices, split_indices};
+pub use split::{Fractions, Split, SplitIndices, split_indices, split_sizes};

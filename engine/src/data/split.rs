@@ -134,7 +134,7 @@ pub fn split_indices(dataset: &Dataset, fractions: &Fractions) -> Result<SplitIn
 }
 
 /// Samples per split under the rounding rule of [`Fractions`].
-fn split_sizes(n: usize, fractions: &Fractions) -> Result<[usize; 3], DataError> {
+pub fn split_sizes(n: usize, fractions: &Fractions) -> Result<[usize; 3], DataError> {
     let parts = [fractions.train, fractions.val, fractions.test];
     if parts.iter().any(|f| !f.is_finite() || *f < 0.0) {
         return Err(DataError::Config(format!(

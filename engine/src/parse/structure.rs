@@ -58,10 +58,7 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
                 parent.pop();
                 removed_required.push((parent, field));
             }
-            Repair::Impossible => {
-                only_renames = false;
-                break;
-            }
+            Repair::Impossible => break,
         }
     }
     Err(diagnostics)

@@ -86,7 +86,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend).to_lowercase(),
         device_type: format!("{:?}", info.device_type),
         max_buffer_size: limits.max_buffer_size,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
     }
@@ -120,7 +120,9 @@ fn pick_adapter(req: &DeviceRequest) -> Result<wgpu::Adapter, GpuError> {
         .filter(|a| {
             let info = a.get_info();
             backend_matches(req.backend, info.backend)
-                && wanted.as_ref().is_none_or(|w| info.name.to_lowercase().contains(w))
+                && wanted
+                    .as_ref()
+                    .is_none_or(|w| info.name.to_lowercase().contains(w))
         })
         .collect();
     // Vulkan before GL; real GPUs before CPU adapters; then by name for a stable choice.
@@ -173,7 +175,10 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() }
+            GpuError::RequestDevice {
+                adapter: summary.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
@@ -209,7 +214,9 @@ impl Gpu {
     }
 
     pub(crate) fn count_pipeline(&self) {
-        self.counters.pipelines_compiled.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .pipelines_compiled
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Returns the first uncaptured wgpu error since the last call, if any.
@@ -273,7 +280,7 @@ impl Gpu {
         if bytes.is_empty() {
             return;
         }
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buffer, offset, bytes);
         }
     }
@@ -286,7 +293,8 @@ impl Gpu {
 
     /// A fresh command encoder.
     pub fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
     }
 
     /// Copies `src` into `staging` (which must be at least as large) in one submission,
@@ -306,7 +314,10 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        let fail = |message: String| GpuError::Readback { what: what.to_string(), message };
+        let fail = |message: String| GpuError::Readback {
+            what: what.to_string(),
+            message,
+        };
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| fail(e.to_string()))?;

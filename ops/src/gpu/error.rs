@@ -12,7 +12,11 @@ pub enum GpuError {
     NoAdapter,
     /// Adapters exist but none matches the request.
     #[error("no {backend} adapter matching {wanted:?}; available: {available}")]
-    NoMatchingAdapter { backend: String, wanted: Option<String>, available: String },
+    NoMatchingAdapter {
+        backend: String,
+        wanted: Option<String>,
+        available: String,
+    },
     /// The adapter refused to create a device.
     #[error("could not open device on adapter {adapter}: {message}")]
     RequestDevice { adapter: String, message: String },
@@ -30,7 +34,11 @@ pub enum GpuError {
     InvalidModel(String),
     /// The model needs more than the adapter allows.
     #[error("{what} needs {needed} bytes but the adapter allows at most {limit}")]
-    TooLarge { what: String, needed: u64, limit: u64 },
+    TooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
     /// A tensor passed to `load_params` does not match the model.
     #[error("parameter {name}: {message}")]
     ParamMismatch { name: String, message: String },

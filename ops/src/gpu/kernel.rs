@@ -27,12 +27,20 @@ pub struct BufferRef {
 impl BufferRef {
     /// The whole buffer.
     pub fn whole(buffer: &wgpu::Buffer) -> BufferRef {
-        BufferRef { buffer: buffer.clone(), offset: 0, size: buffer.size() }
+        BufferRef {
+            buffer: buffer.clone(),
+            offset: 0,
+            size: buffer.size(),
+        }
     }
 
     /// `len` 4-byte words starting at word `start` of this range.
     pub fn words(&self, start: u64, len: u64) -> BufferRef {
-        BufferRef { buffer: self.buffer.clone(), offset: self.offset + start * 4, size: len * 4 }
+        BufferRef {
+            buffer: self.buffer.clone(),
+            offset: self.offset + start * 4,
+            size: len * 4,
+        }
     }
 
     /// Length in 4-byte words.
@@ -65,7 +73,13 @@ pub(crate) enum Work {
 impl Dispatch {
     /// A buffer-to-buffer copy of `src.size` bytes.
     pub fn copy(kernel: &str, src: &BufferRef, dst: &BufferRef) -> Dispatch {
-        Dispatch { kernel: kernel.to_string(), work: Work::Copy { src: src.clone(), dst: dst.clone() } }
+        Dispatch {
+            kernel: kernel.to_string(),
+            work: Work::Copy {
+                src: src.clone(),
+                dst: dst.clone(),
+            },
+        }
     }
 }
 
@@ -78,7 +92,11 @@ pub fn encode_dispatches<'a>(
     let mut pass: Option<wgpu::ComputePass<'_>> = None;
     for d in dispatches {
         match &d.work {
-            Work::Compute { pipeline, bind_group, workgroups } => {
+            Work::Compute {
+                pipeline,
+                bind_group,
+                workgroups,
+            } => {
                 let p = pass.get_or_insert_with(|| {
                     encoder
                         .begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -93,7 +111,13 @@ pub fn encode_dispatches<'a>(
             }
             Work::Copy { src, dst } => {
                 pass = None;
-                encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &dst.buffer, dst.offset, src.size);
+                encoder.copy_buffer_to_buffer(
+                    &src.buffer,
+                    src.offset,
+                    &dst.buffer,
+                    dst.offset,
+                    src.size,
+                );
             }
         }
     }
@@ -102,7 +126,9 @@ pub fn encode_dispatches<'a>(
 /// Workgroup counts for a grid-stride loop over `n` items with [`WG_1D`] invocations per
 /// group, and the stride the kernel must use (`{{STRIDE}}`).
 pub fn grid_1d(n: usize) -> ([u32; 3], u32) {
-    let groups = (n as u64).div_ceil(WG_1D as u64).clamp(1, MAX_GROUPS_1D as u64) as u32;
+    let groups = (n as u64)
+        .div_ceil(WG_1D as u64)
+        .clamp(1, MAX_GROUPS_1D as u64) as u32;
     ([groups, 1, 1], groups * WG_1D)
 }
 
@@ -164,6 +190,14 @@ impl<'a> KernelBuilder<'a> {
         bindings: &[&BufferRef],
         workgroups: [u32; 3],
     ) -> Result<Dispatch, GpuError> {
+        let limit = self.gpu.adapter().max_storage_buffer_binding_size;
+        if let Some(b) = bindings.iter().find(|b| b.size > limit) {
+            return Err(GpuError::TooLarge {
+                what: format!("a buffer bound by kernel {kernel}"),
+                needed: b.size,
+                limit,
+            });
+        }
         let pipeline = self.pipeline(kernel, sources, subst)?;
         let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
@@ -185,9 +219,18 @@ impl<'a> KernelBuilder<'a> {
             entries: &entries,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation(format!("binding kernel {kernel}: {e}")));
+            return Err(GpuError::Validation(format!(
+                "binding kernel {kernel}: {e}"
+            )));
         }
-        Ok(Dispatch { kernel: kernel.to_string(), work: Work::Compute { pipeline, bind_group, workgroups } })
+        Ok(Dispatch {
+            kernel: kernel.to_string(),
+            work: Work::Compute {
+                pipeline,
+                bind_group,
+                workgroups,
+            },
+        })
     }
 
     fn pipeline(
@@ -211,7 +254,9 @@ impl<'a> KernelBuilder<'a> {
             source = source.replace(&format!("{{{{{k}}}}}"), v);
         }
         if let Some(pos) = source.find("{{") {
-            let end = source[pos..].find("}}").map_or(source.len(), |e| pos + e + 2);
+            let end = source[pos..]
+                .find("}}")
+                .map_or(source.len(), |e| pos + e + 2);
             return Err(GpuError::Shader {
                 kernel: kernel.to_string(),
                 message: format!("placeholder {} was not substituted", &source[pos..end]),
@@ -232,7 +277,10 @@ impl<'a> KernelBuilder<'a> {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Shader { kernel: kernel.to_string(), message: e.to_string() });
+            return Err(GpuError::Shader {
+                kernel: kernel.to_string(),
+                message: e.to_string(),
+            });
         }
         self.gpu.count_pipeline();
         cache.insert(key, pipeline.clone());

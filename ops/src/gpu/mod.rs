@@ -7,8 +7,7 @@ mod error;
 mod kernel;
 
 pub use device::{
-    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES,
-    list_adapters,
+    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
 };
 pub use error::GpuError;
 pub use kernel::{BufferRef, Dispatch, KernelBuilder, LayerIo, encode_dispatches, grid_1d};

@@ -11,7 +11,13 @@ use crate::tensor::Tensor;
 const WGSL: &str = include_str!("../../../shaders/cross_entropy.wgsl");
 
 /// CPU reference over the first `rows` rows of `logits` `[batch, classes]`.
-pub fn cross_entropy_cpu(logits: &Tensor, labels: &[u32], rows: usize, label_smoothing: f32) -> LossOutput {
+#[allow(clippy::needless_range_loop)]
+pub fn cross_entropy_cpu(
+    logits: &Tensor,
+    labels: &[u32],
+    rows: usize,
+    label_smoothing: f32,
+) -> LossOutput {
     let batch = logits.batch();
     let classes = logits.len() / batch.max(1);
     let mut grad = Tensor::zeros(&logits.shape);
@@ -36,7 +42,12 @@ pub fn cross_entropy_cpu(logits: &Tensor, labels: &[u32], rows: usize, label_smo
         correct += (argmax == label) as u64;
         top5 += (z.iter().filter(|&&v| v > z[label]).count() < 5) as u64;
     }
-    LossOutput { loss_sum, correct, top5_correct: top5, grad }
+    LossOutput {
+        loss_sum,
+        correct,
+        top5_correct: top5,
+        grad,
+    }
 }
 
 /// The fused kernel: per row, writes `dlogits` and `row_stats[3r..3r+3] = (loss, correct, top5)`.

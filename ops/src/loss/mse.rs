@@ -15,16 +15,23 @@ pub fn mse_cpu(y: &Tensor, targets: &[f32], rows: usize) -> LossOutput {
     for r in 0..rows.min(batch) {
         let mut row = 0.0f64;
         for j in 0..d {
-            let diff = y.data[r * d + j] as f64 - targets.get(r * d + j).copied().unwrap_or(0.0) as f64;
+            let diff =
+                y.data[r * d + j] as f64 - targets.get(r * d + j).copied().unwrap_or(0.0) as f64;
             row += diff * diff;
             grad.data[r * d + j] = (2.0 * diff / d as f64) as f32;
         }
         loss_sum += row / d as f64;
     }
-    LossOutput { loss_sum, correct: 0, top5_correct: 0, grad }
+    LossOutput {
+        loss_sum,
+        correct: 0,
+        top5_correct: 0,
+        grad,
+    }
 }
 
 /// The fused kernel: per row, writes `dy` and `row_stats[3r..3r+3] = (loss, 0, 0)`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch(
     k: &mut KernelBuilder,
     step: &BufferRef,
@@ -39,7 +46,11 @@ pub(crate) fn dispatch(
     k.compute(
         "mse",
         &[WGSL],
-        &[("BATCH", batch.to_string()), ("D", features.to_string()), ("STRIDE", stride.to_string())],
+        &[
+            ("BATCH", batch.to_string()),
+            ("D", features.to_string()),
+            ("STRIDE", stride.to_string()),
+        ],
         &[step, y, targets, dy, row_stats],
         groups,
     )

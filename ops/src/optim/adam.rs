@@ -11,7 +11,10 @@ const WGSL: &str = include_str!("../../../shaders/adam.wgsl");
 /// Bias corrections `(1 - beta1^t, 1 - beta2^t)` as the host writes them to the step uniform.
 pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
     let t = t.min(i32::MAX as u64) as i32;
-    ((1.0 - (beta1 as f64).powi(t)) as f32, (1.0 - (beta2 as f64).powi(t)) as f32)
+    (
+        (1.0 - (beta1 as f64).powi(t)) as f32,
+        (1.0 - (beta2 as f64).powi(t)) as f32,
+    )
 }
 
 /// CPU reference; `state` is `[m (len), v (len)]`.

@@ -14,7 +14,11 @@ pub const PARTIALS: usize = 256;
 
 /// CPU reference: the clip factor for already-scaled gradients and the global norm.
 pub fn clip_factor_cpu(grads: &[f32], max_norm: Option<f32>) -> (f32, f32) {
-    let norm = grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt() as f32;
+    let norm = grads
+        .iter()
+        .map(|&g| g as f64 * g as f64)
+        .sum::<f64>()
+        .sqrt() as f32;
     let clip = match max_norm {
         Some(m) if m > 0.0 => (m / (norm + 1e-6)).min(1.0),
         _ => 1.0,
@@ -36,7 +40,11 @@ pub(crate) fn dispatches(
     let partial = k.compute(
         "grad_norm_partial",
         &[PARTIAL_WGSL],
-        &[("N", len.to_string()), ("CHUNK", chunk.to_string()), ("PARTIALS", PARTIALS.to_string())],
+        &[
+            ("N", len.to_string()),
+            ("CHUNK", chunk.to_string()),
+            ("PARTIALS", PARTIALS.to_string()),
+        ],
         &[grads, partials],
         [(PARTIALS as u32).div_ceil(64), 1, 1],
     )?;

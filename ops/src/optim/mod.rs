@@ -19,11 +19,25 @@ use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
 pub enum OptimizerKind {
     /// SGD with optional momentum (PyTorch semantics, no dampening), Nesterov momentum and
     /// L2 weight decay added to the gradient.
-    Sgd { momentum: f32, nesterov: bool, weight_decay: f32 },
+    Sgd {
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
     /// Adam with L2 weight decay added to the gradient.
-    Adam { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
     /// Adam with decoupled weight decay (`p *= 1 - lr * weight_decay` before the step).
-    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
 }
 
 impl OptimizerKind {
@@ -48,10 +62,20 @@ impl OptimizerKind {
     /// Checks hyperparameters.
     pub fn check(&self) -> Result<(), String> {
         let finite_nonneg = |name: &str, v: f32| {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(format!("{name} must be a finite non-negative number, found {v}")) }
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be a finite non-negative number, found {v}"
+                ))
+            }
         };
         match *self {
-            OptimizerKind::Sgd { momentum, weight_decay, nesterov } => {
+            OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
                 finite_nonneg("momentum", momentum)?;
                 finite_nonneg("weight_decay", weight_decay)?;
                 if nesterov && momentum == 0.0 {
@@ -59,8 +83,18 @@ impl OptimizerKind {
                 }
                 Ok(())
             }
-            OptimizerKind::Adam { beta1, beta2, eps, weight_decay }
-            | OptimizerKind::AdamW { beta1, beta2, eps, weight_decay } => {
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
                 for (n, b) in [("beta1", beta1), ("beta2", beta2)] {
                     if !(0.0..1.0).contains(&b) {
                         return Err(format!("{n} must be in [0, 1), found {b}"));
@@ -85,15 +119,45 @@ impl OptimizerKind {
     /// `params.len()` each, laid out one after the other.
     pub fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64) {
         match *self {
-            OptimizerKind::Sgd { momentum, nesterov, weight_decay } => {
-                sgd::step_cpu(params, grads, state, lr, momentum, nesterov, weight_decay)
-            }
-            OptimizerKind::Adam { beta1, beta2, eps, weight_decay } => {
-                adam::step_cpu(params, grads, state, lr, t, beta1, beta2, eps, weight_decay, false)
-            }
-            OptimizerKind::AdamW { beta1, beta2, eps, weight_decay } => {
-                adam::step_cpu(params, grads, state, lr, t, beta1, beta2, eps, weight_decay, true)
-            }
+            OptimizerKind::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => sgd::step_cpu(params, grads, state, lr, momentum, nesterov, weight_decay),
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => adam::step_cpu(
+                params,
+                grads,
+                state,
+                lr,
+                t,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                false,
+            ),
+            OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => adam::step_cpu(
+                params,
+                grads,
+                state,
+                lr,
+                t,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                true,
+            ),
         }
     }
 
@@ -110,15 +174,60 @@ impl OptimizerKind {
         len: usize,
     ) -> Result<Dispatch, GpuError> {
         match *self {
-            OptimizerKind::Sgd { momentum, nesterov, weight_decay } => {
-                sgd::dispatch(k, step, scalars, grads, state, params, len, momentum, nesterov, weight_decay)
-            }
-            OptimizerKind::Adam { beta1, beta2, eps, weight_decay } => {
-                adam::dispatch(k, "adam", step, scalars, grads, state, params, len, beta1, beta2, eps, weight_decay, false)
-            }
-            OptimizerKind::AdamW { beta1, beta2, eps, weight_decay } => {
-                adamw::dispatch(k, step, scalars, grads, state, params, len, beta1, beta2, eps, weight_decay)
-            }
+            OptimizerKind::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => sgd::dispatch(
+                k,
+                step,
+                scalars,
+                grads,
+                state,
+                params,
+                len,
+                momentum,
+                nesterov,
+                weight_decay,
+            ),
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => adam::dispatch(
+                k,
+                "adam",
+                step,
+                scalars,
+                grads,
+                state,
+                params,
+                len,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                false,
+            ),
+            OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => adamw::dispatch(
+                k,
+                step,
+                scalars,
+                grads,
+                state,
+                params,
+                len,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            ),
         }
     }
 }

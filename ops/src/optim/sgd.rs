@@ -7,7 +7,15 @@ use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 const WGSL: &str = include_str!("../../../shaders/sgd.wgsl");
 
 /// CPU reference (same operation order as the kernel).
-pub fn step_cpu(params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, momentum: f32, nesterov: bool, weight_decay: f32) {
+pub fn step_cpu(
+    params: &mut [f32],
+    grads: &[f32],
+    state: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    weight_decay: f32,
+) {
     for i in 0..params.len() {
         let mut g = grads[i];
         if weight_decay != 0.0 {

@@ -9,12 +9,19 @@ use ops::{BackendChoice, CpuCtx, DeviceRequest, Gpu, Op, Tensor};
 
 /// The backend named by `ENGINE_TEST_BACKEND` (vulkan | gl | auto, default auto).
 pub fn request() -> DeviceRequest {
-    let backend = match std::env::var("ENGINE_TEST_BACKEND").unwrap_or_default().to_lowercase().as_str() {
+    let backend = match std::env::var("ENGINE_TEST_BACKEND")
+        .unwrap_or_default()
+        .to_lowercase()
+        .as_str()
+    {
         "vulkan" => BackendChoice::Vulkan,
         "gl" | "gles" | "opengl" => BackendChoice::Gl,
         _ => BackendChoice::Auto,
     };
-    DeviceRequest { backend, name: None }
+    DeviceRequest {
+        backend,
+        name: None,
+    }
 }
 
 /// A fresh device; panics (fails the test loudly) when there is none.
@@ -36,7 +43,10 @@ pub fn gpu() -> &'static Gpu {
 }
 
 pub fn random(rng: &mut Rng, shape: &[usize], low: f32, high: f32) -> Tensor {
-    Tensor { shape: shape.to_vec(), data: rng.vec_uniform(shape.iter().product(), low, high) }
+    Tensor {
+        shape: shape.to_vec(),
+        data: rng.vec_uniform(shape.iter().product(), low, high),
+    }
 }
 
 /// Values bounded away from 0 (for kinks at 0) in [-1.1, -0.1] ∪ [0.1, 1.1].
@@ -55,11 +65,19 @@ pub fn random_distinct(rng: &mut Rng, shape: &[usize]) -> Tensor {
     for i in (1..n).rev() {
         idx.swap(i, rng.below(i + 1));
     }
-    Tensor { shape: shape.to_vec(), data: idx.iter().map(|&i| i as f32 * 0.05 - n as f32 * 0.025).collect() }
+    Tensor {
+        shape: shape.to_vec(),
+        data: idx
+            .iter()
+            .map(|&i| i as f32 * 0.05 - n as f32 * 0.025)
+            .collect(),
+    }
 }
 
 pub fn upload(gpu: &Gpu, label: &str, data: &[f32]) -> BufferRef {
-    let b = gpu.storage_buffer(label, (data.len().max(1) * 4) as u64).unwrap();
+    let b = gpu
+        .storage_buffer(label, (data.len().max(1) * 4) as u64)
+        .unwrap();
     gpu.write(&b, 0, data);
     BufferRef::whole(&b).words(0, data.len().max(1) as u64)
 }
@@ -78,13 +96,34 @@ pub struct GpuRun {
 
 /// Runs `op` forward then backward on the GPU with every output poisoned with NaN first
 /// (gradient accumulators start at `grad_init`).
-pub fn run_layer(gpu: &Gpu, op: &dyn Op, x: &Tensor, params: &[Tensor], dy: &Tensor, grad_init: &[Tensor], ctx: &CpuCtx) -> GpuRun {
+pub fn run_layer(
+    gpu: &Gpu,
+    op: &dyn Op,
+    x: &Tensor,
+    params: &[Tensor],
+    dy: &Tensor,
+    grad_init: &[Tensor],
+    ctx: &CpuCtx,
+) -> GpuRun {
     let batch = x.batch();
     let input_shape = x.sample_shape().to_vec();
     let output_shape = op.output_shape(&input_shape).unwrap();
     let out_len = batch * output_shape.iter().product::<usize>();
     let step = gpu.uniform_buffer("step", 48);
-    let words: [u32; 12] = [0, batch as u32, ctx.step as u32, ctx.seed as u32, (ctx.seed >> 32) as u32, 0, 0, 0, 0, 0, 0, 0];
+    let words: [u32; 12] = [
+        0,
+        batch as u32,
+        ctx.step as u32,
+        ctx.seed as u32,
+        (ctx.seed >> 32) as u32,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
     gpu.write(&step, 0, &words);
     // Parameters and gradients packed at 256-byte offsets, like the model does.
     let mut offsets = Vec::new();
@@ -101,7 +140,11 @@ pub fn run_layer(gpu: &Gpu, op: &dyn Op, x: &Tensor, params: &[Tensor], dy: &Ten
     }
     let pbuf = upload(gpu, "params", &pflat);
     let gbuf = upload(gpu, "grads", &gflat);
-    let slot = |b: &BufferRef, i: usize| BufferRef { buffer: b.buffer.clone(), offset: offsets[i] as u64 * 4, size: params[i].len() as u64 * 4 };
+    let slot = |b: &BufferRef, i: usize| BufferRef {
+        buffer: b.buffer.clone(),
+        offset: offsets[i] as u64 * 4,
+        size: params[i].len() as u64 * 4,
+    };
     let scratch_words = op.scratch_words(&input_shape, batch);
     let io = LayerIo {
         layer: ctx.layer,
@@ -137,5 +180,10 @@ pub fn run_layer(gpu: &Gpu, op: &dyn Op, x: &Tensor, params: &[Tensor], dy: &Ten
 /// `max |a-b| / max(1, max |b|)` with a readable failure.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     let err = ops::tensor::rel_max_diff(got, want);
-    assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}\n got  {:?}\n want {:?}", &got[..got.len().min(12)], &want[..want.len().min(12)]);
+    assert!(
+        err <= tol,
+        "{what}: relative error {err:e} > {tol:e}\n got  {:?}\n want {:?}",
+        &got[..got.len().min(12)],
+        &want[..want.len().min(12)]
+    );
 }

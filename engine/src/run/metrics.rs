@@ -1,0 +1,105 @@
+//! `metrics.jsonl`: one JSON record per event. The schema is documented in
+//! docs/metrics.md and kept stable: fields are only ever added.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::StepMetricsSummary;
+use crate::spec::EvalMetric;
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricsRecord {
+    /// `train` (an epoch or step window of training) or `eval`.
+    pub event: &'static str,
+    /// The stage that produced it (`train` for training records).
+    pub stage: String,
+    /// The split: `train`, `val` or `test`.
+    pub split: String,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// 0-based epoch.
+    pub epoch: u64,
+    /// Mean loss.
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Top-5 accuracy in [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top5: Option<f64>,
+    /// Samples the record averages over.
+    pub samples: u64,
+    /// Learning rate at the last step (training records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Hash of the resolved pipeline.
+    pub pipeline_hash: String,
+    /// Seconds since training started (the only field that differs between identical runs).
+    pub wall_time_s: f64,
+}
+
+impl MetricsRecord {
+    pub(super) fn train(step: u64, epoch: u64, m: StepMetricsSummary, lr: f64, wall: f64) -> Self {
+        MetricsRecord {
+            event: "train",
+            stage: "train".into(),
+            split: "train".into(),
+            step,
+            epoch,
+            loss: m.loss,
+            accuracy: Some(m.accuracy),
+            top5: None,
+            samples: m.samples,
+            lr: Some(lr),
+            pipeline_hash: String::new(),
+            wall_time_s: wall,
+        }
+    }
+
+    pub(super) fn eval(stage: &str, split: &str, step: u64, epoch: u64, m: StepMetricsSummary, metrics: &[EvalMetric], wall: f64) -> Self {
+        let has = |x| metrics.contains(&x);
+        MetricsRecord {
+            event: "eval",
+            stage: stage.into(),
+            split: split.into(),
+            step,
+            epoch,
+            loss: m.loss,
+            accuracy: has(EvalMetric::Accuracy).then_some(m.accuracy),
+            top5: has(EvalMetric::Top5).then_some(m.top5),
+            samples: m.samples,
+            lr: None,
+            pipeline_hash: String::new(),
+            wall_time_s: wall,
+        }
+    }
+}
+
+/// Appends records to the metrics file, flushing each line.
+pub(super) struct MetricsWriter {
+    file: BufWriter<File>,
+    path: PathBuf,
+    hash: String,
+}
+
+impl MetricsWriter {
+    pub fn create(path: &Path, hash: &str) -> std::io::Result<Self> {
+        Ok(MetricsWriter { file: BufWriter::new(File::create(path)?), path: path.to_path_buf(), hash: hash.to_string() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&mut self, record: &MetricsRecord) -> std::io::Result<()> {
+        let mut record = record.clone();
+        record.pipeline_hash.clone_from(&self.hash);
+        serde_json::to_writer(&mut self.file, &record)?;
+        self.file.write_all(b"\n")?;
+        self.file.flush()
+    }
+}
