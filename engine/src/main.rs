@@ -123,7 +123,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     match e {
-                        engine::run::RunError::NonFinite(_) => 1,
+                        engine::run::RunError::NonFinite(_) | engine::run::RunError::Data(_) => 1,
                         _ => 2,
                     }
                 }
