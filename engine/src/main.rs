@@ -77,6 +77,11 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: set before any thread starts. Mesa's GL and Vulkan drivers print a
+        // warning on every start without it; the directory is only used for sockets.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files, set } => {
