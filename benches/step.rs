@@ -1,1 +1,29 @@
-fn main() {}
+//! `cargo bench`: training-step throughput of the benchmark workloads W1 (MLP) and W2
+//! (CNN) on the preferred adapter (`ENGINE_BENCH_DEVICE=vulkan|gl|<name>` to choose).
+
+use std::path::Path;
+
+use engine::diag::{Sources, render};
+use engine::run::{BenchOptions, bench_pipeline};
+use engine::{LoadError, load_pipeline};
+use ops::gpu::{BackendChoice, DeviceRequest};
+
+fn main() {
+    let device = std::env::var("ENGINE_BENCH_DEVICE").ok().map(|d| match d.as_str() {
+        "vulkan" => DeviceRequest { backend: BackendChoice::Vulkan, name: None },
+        "gl" => DeviceRequest { backend: BackendChoice::Gl, name: None },
+        name => DeviceRequest { backend: BackendChoice::Auto, name: Some(name.to_string()) },
+    });
+    for file in ["pipelines/bench_mlp.yaml", "pipelines/bench_cnn.yaml"] {
+        let mut sources = Sources::default();
+        let checked = match load_pipeline(Path::new(file), &[], &mut sources) {
+            Ok(c) => c,
+            Err(LoadError::Invalid(d)) => panic!("{}", render(&d, &sources, false)),
+            Err(LoadError::Io(e)) => panic!("{e}"),
+        };
+        match bench_pipeline(&checked, device.clone(), BenchOptions::default()) {
+            Ok(report) => print!("{report}"),
+            Err(e) => eprintln!("{file}: {e}"),
+        }
+    }
+}

@@ -68,6 +68,30 @@ enum Command {
     },
     /// List GPU adapters with backend, type and key limits.
     Devices,
+    /// Time the pipeline's training step: samples/s, ms/step, first-step latency,
+    /// GFLOP/s, submissions and read-backs per step, and a standalone matmul.
+    Bench {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Override a value by its YAML path.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        #[arg(long)]
+        device: Option<String>,
+        /// Timed steps per repetition.
+        #[arg(long, default_value_t = 200)]
+        steps: u32,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 20)]
+        warmup: u32,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +155,23 @@ fn main() -> ExitCode {
                         engine::run::RunError::NonFinite(_) | engine::run::RunError::Data(_) => 1,
                         _ => 2,
                     }
+                }
+            }
+        }),
+        Command::Bench { file, set, device, steps, warmup, repeats, json } => with_pipeline(&file, &set, |checked| {
+            let options = engine::run::BenchOptions { warmup, steps, repeats };
+            match engine::run::bench_pipeline(checked, device.as_deref().map(device_request), options) {
+                Ok(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    0
+                }
+                Ok(report) => {
+                    print!("{report}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
                 }
             }
         }),

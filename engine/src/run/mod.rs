@@ -1,10 +1,12 @@
 //! Run: executes a plan — data stages on rayon, the training step on the GPU, evals and
 //! callbacks at their triggers — and writes `<out>/metrics.jsonl`.
 
+mod bench;
 mod callbacks;
 mod config;
 mod metrics;
 
+pub use bench::{BenchOptions, BenchReport, bench_pipeline};
 pub use metrics::MetricsRecord;
 
 use std::collections::BTreeMap;

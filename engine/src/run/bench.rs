@@ -1,0 +1,177 @@
+//! `engine bench`: times a pipeline's training step on the device, and a standalone
+//! matmul for comparison. Numbers only; no assertions (speed is measured, not tested).
+
+use std::time::Instant;
+
+use ops::gpu::{DeviceRequest, Gpu};
+use ops::layer::LayerSpec;
+use ops::train::{EvalStep, LossKind, ModelDef, OptimizerKind, TrainConfig, TrainStep};
+use serde::Serialize;
+
+use crate::check::CheckedPipeline;
+use crate::data::{Batch, BatchConfig, BatchIter, prepare};
+
+use super::RunError;
+use super::config::{TrainChain, data_config, device_request, one_hot};
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Untimed steps before measuring.
+    pub warmup: u32,
+    /// Timed steps per repetition (ending with one loss read-back).
+    pub steps: u32,
+    /// Repetitions; the median is reported.
+    pub repeats: u32,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { warmup: 20, steps: 200, repeats: 3 }
+    }
+}
+
+/// Measured throughput of one pipeline's training step.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Adapter name and backend.
+    pub adapter: String,
+    /// Samples per step.
+    pub batch: usize,
+    /// Samples per second of each repetition.
+    pub samples_per_s: Vec<f64>,
+    /// Median samples per second.
+    pub median_samples_per_s: f64,
+    /// Milliseconds per step at the median.
+    pub ms_per_step: f64,
+    /// Plan-to-first-step latency: buffers, shader compilation, one step and its read-back.
+    pub first_step_ms: f64,
+    /// Floating-point operations per step (forward, backward, optimizer).
+    pub flops_per_step: u64,
+    /// Achieved GFLOP/s at the median.
+    pub gflops: f64,
+    /// Queue submissions per timed step.
+    pub submissions_per_step: f64,
+    /// Read-backs per timed step.
+    pub readbacks_per_step: f64,
+    /// Allocations during the timed steps.
+    pub allocations_in_steady_state: u64,
+    /// Standalone square matmuls: (size, GFLOP/s).
+    pub matmul_gflops: Vec<(usize, f64)>,
+}
+
+/// Times the training step of a checked pipeline.
+pub fn bench_pipeline(checked: &CheckedPipeline, device: Option<DeviceRequest>, options: BenchOptions) -> Result<BenchReport, RunError> {
+    let pipeline = &checked.parsed.pipeline;
+    let chain = TrainChain::find(checked)?;
+    let request = device.unwrap_or_else(|| device_request(&pipeline.device));
+    let data = prepare(&data_config(checked, &chain.load.dataset)?)?;
+    let config = BatchConfig { batch_size: chain.load.batch_size, shuffle: true, drop_last: true, seed: pipeline.seed };
+    let mut batch = Batch::default();
+    if !BatchIter::new(data.train.clone(), config, 0)?.next_into(&mut batch) {
+        return Err(RunError::Unsupported("the train split has no full batch to time".into()));
+    }
+    let mut targets = Vec::new();
+    let target = one_hot(chain.classes, chain.mse, &batch, &mut targets).map(<[f32]>::to_vec);
+
+    let started = Instant::now();
+    let gpu = Gpu::new(&request)?;
+    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
+    let step = |train: &mut TrainStep, i: u64| -> Result<(), RunError> {
+        train.upload_batch(&gpu, &batch.features, &batch.labels, target.as_deref(), batch.rows);
+        train.record_step(&gpu, chain.base_lr as f32, i)?;
+        Ok(())
+    };
+    step(&mut train, 0)?;
+    train.read_train_metrics(&gpu)?;
+    let first_step_ms = started.elapsed().as_secs_f64() * 1e3;
+    for i in 0..options.warmup {
+        step(&mut train, u64::from(i) + 1)?;
+    }
+    train.read_train_metrics(&gpu)?;
+    let before = gpu.counters();
+    let mut rates = Vec::new();
+    let mut index = u64::from(options.warmup) + 1;
+    for _ in 0..options.repeats.max(1) {
+        let t = Instant::now();
+        for _ in 0..options.steps {
+            step(&mut train, index)?;
+            index += 1;
+        }
+        train.read_train_metrics(&gpu)?;
+        rates.push(f64::from(options.steps) * batch.rows as f64 / t.elapsed().as_secs_f64());
+    }
+    let after = gpu.counters();
+    let timed = f64::from(options.steps * options.repeats.max(1));
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let ms_per_step = batch.rows as f64 / median * 1e3;
+    let flops = train.flops_per_step();
+    let matmul_gflops = [512, 1024].into_iter().map(|n| matmul(&gpu, n).map(|g| (n, g))).collect::<Result<_, _>>()?;
+    Ok(BenchReport {
+        pipeline: pipeline.name.clone(),
+        adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
+        batch: batch.rows,
+        samples_per_s: rates,
+        median_samples_per_s: median,
+        ms_per_step,
+        first_step_ms,
+        flops_per_step: flops,
+        gflops: flops as f64 / (ms_per_step / 1e3) / 1e9,
+        submissions_per_step: (after.submissions - before.submissions) as f64 / timed,
+        readbacks_per_step: (after.readbacks - before.readbacks) as f64 / timed,
+        allocations_in_steady_state: after.allocations - before.allocations,
+        matmul_gflops,
+    })
+}
+
+/// GFLOP/s of an n×n by n×n matmul: the forward of one bias-free linear layer over a
+/// batch of n, timed over repeated submissions (its n×n cross-entropy epilogue is
+/// O(n²) against the matmul's O(n³)).
+fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
+    let attrs: LayerSpec = serde_json::from_value(serde_json::json!({"linear": {"out": n, "bias": false}}))
+        .map_err(|e| RunError::Unsupported(format!("matmul benchmark layer: {e}")))?;
+    let model = ModelDef { input: vec![n], layers: vec![attrs], init: ops::init::Init::default() };
+    let config = TrainConfig {
+        batch: n,
+        loss: LossKind::CrossEntropy { label_smoothing: 0.0 },
+        optimizer: OptimizerKind::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 },
+        clip_grad_norm: None,
+        accumulation_steps: 1,
+        seed: 0,
+    };
+    let train = TrainStep::new(gpu, &model, &config)?;
+    let mut eval = EvalStep::new(gpu, &train, n)?;
+    let features: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % n as u32).collect();
+    eval.upload_batch(gpu, &features, &labels, None, n);
+    eval.record(gpu)?;
+    eval.read_metrics(gpu)?;
+    let reps = if n <= 512 { 20 } else { 5 };
+    let t = Instant::now();
+    for _ in 0..reps {
+        eval.record(gpu)?;
+    }
+    eval.read_metrics(gpu)?;
+    let seconds = t.elapsed().as_secs_f64() / f64::from(reps);
+    Ok(2.0 * (n as f64).powi(3) / seconds / 1e9)
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lo, hi) = self.samples_per_s.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        writeln!(f, "{} on {}", self.pipeline, self.adapter)?;
+        writeln!(f, "  samples/s      {:.0} median ({:.0}-{:.0}), batch {}", self.median_samples_per_s, lo, hi, self.batch)?;
+        writeln!(f, "  ms/step        {:.3}", self.ms_per_step)?;
+        writeln!(f, "  first step     {:.0} ms (buffers, shader compilation, one step, one read-back)", self.first_step_ms)?;
+        writeln!(f, "  FLOPs/step     {:.1} M, achieved {:.2} GFLOP/s", self.flops_per_step as f64 / 1e6, self.gflops)?;
+        writeln!(f, "  per step       {:.3} submissions, {:.3} read-backs, {} allocations in steady state", self.submissions_per_step, self.readbacks_per_step, self.allocations_in_steady_state)?;
+        for (n, g) in &self.matmul_gflops {
+            writeln!(f, "  matmul {n}x{n}   {g:.2} GFLOP/s (step reaches {:.0}%)", self.gflops / g * 100.0)?;
+        }
+        Ok(())
+    }
+}
