@@ -9,11 +9,22 @@ use engine::{LoadError, load_pipeline};
 use ops::gpu::{BackendChoice, DeviceRequest};
 
 fn main() {
-    let device = std::env::var("ENGINE_BENCH_DEVICE").ok().map(|d| match d.as_str() {
-        "vulkan" => DeviceRequest { backend: BackendChoice::Vulkan, name: None },
-        "gl" => DeviceRequest { backend: BackendChoice::Gl, name: None },
-        name => DeviceRequest { backend: BackendChoice::Auto, name: Some(name.to_string()) },
-    });
+    let device = std::env::var("ENGINE_BENCH_DEVICE")
+        .ok()
+        .map(|d| match d.as_str() {
+            "vulkan" => DeviceRequest {
+                backend: BackendChoice::Vulkan,
+                name: None,
+            },
+            "gl" => DeviceRequest {
+                backend: BackendChoice::Gl,
+                name: None,
+            },
+            name => DeviceRequest {
+                backend: BackendChoice::Auto,
+                name: Some(name.to_string()),
+            },
+        });
     for file in ["pipelines/bench_mlp.yaml", "pipelines/bench_cnn.yaml"] {
         let mut sources = Sources::default();
         let checked = match load_pipeline(Path::new(file), &[], &mut sources) {

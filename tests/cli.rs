@@ -3,8 +3,15 @@
 use std::process::Command;
 
 fn engine(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine")).args(args).output().expect("engine runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .expect("engine runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -30,7 +37,12 @@ fn every_invalid_file_exits_one_with_a_location() {
         let located = stderr.lines().any(|l| {
             l.split_once(&format!("{path}:")).is_some_and(|(_, rest)| {
                 let mut parts = rest.split(':');
-                parts.next().is_some_and(|n| n.trim().parse::<u32>().is_ok()) && parts.next().is_some_and(|n| n.trim().parse::<u32>().is_ok())
+                parts
+                    .next()
+                    .is_some_and(|n| n.trim().parse::<u32>().is_ok())
+                    && parts
+                        .next()
+                        .is_some_and(|n| n.trim().parse::<u32>().is_ok())
             })
         });
         assert!(located, "{path}: no file:line:col in\n{stderr}");
@@ -48,7 +60,10 @@ fn usage_and_io_errors_exit_two() {
 fn schema_command_prints_the_committed_schema() {
     let (code, stdout, _) = engine(&["schema"]);
     assert_eq!(code, 0);
-    assert_eq!(stdout, std::fs::read_to_string("pipelines/pipeline.schema.json").unwrap());
+    assert_eq!(
+        stdout,
+        std::fs::read_to_string("pipelines/pipeline.schema.json").unwrap()
+    );
 }
 
 #[test]

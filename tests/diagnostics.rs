@@ -18,13 +18,20 @@ fn corpus() -> Vec<PathBuf> {
 
 #[test]
 fn corpus_is_large_enough() {
-    assert!(corpus().len() >= 25, "the invalid corpus needs at least 25 files");
+    assert!(
+        corpus().len() >= 25,
+        "the invalid corpus needs at least 25 files"
+    );
 }
 
 #[test]
 fn base_of_the_corpus_is_valid() {
     let mut sources = Sources::default();
-    let result = load_pipeline(std::path::Path::new("tests/valid_base.yaml"), &[], &mut sources);
+    let result = load_pipeline(
+        std::path::Path::new("tests/valid_base.yaml"),
+        &[],
+        &mut sources,
+    );
     if let Err(LoadError::Invalid(d)) = &result {
         panic!("{}", render(d, &sources, false));
     }
@@ -42,12 +49,26 @@ fn every_mistake_is_located_and_snapshotted() {
         };
         assert!(!diagnostics.is_empty());
         for d in &diagnostics {
-            assert!(d.span.is_some(), "{}: diagnostic `{}` has no location", file.display(), d.message);
-            assert!(d.hint.is_some() || !d.notes.is_empty(), "{}: diagnostic `{}` has no hint", file.display(), d.message);
+            assert!(
+                d.span.is_some(),
+                "{}: diagnostic `{}` has no location",
+                file.display(),
+                d.message
+            );
+            assert!(
+                d.hint.is_some() || !d.notes.is_empty(),
+                "{}: diagnostic `{}` has no hint",
+                file.display(),
+                d.message
+            );
         }
         let text = render(&diagnostics, &sources, false);
         let location = format!("{}:", file.display());
-        assert!(text.contains(&location), "{}: rendered text lacks file:line:col:\n{text}", file.display());
+        assert!(
+            text.contains(&location),
+            "{}: rendered text lacks file:line:col:\n{text}",
+            file.display()
+        );
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         insta::assert_snapshot!(format!("diag_{name}"), text);
     }
@@ -56,7 +77,11 @@ fn every_mistake_is_located_and_snapshotted() {
 #[test]
 fn several_mistakes_are_reported_together() {
     let mut sources = Sources::default();
-    let Err(LoadError::Invalid(d)) = load_pipeline(std::path::Path::new("tests/invalid/several_mistakes.yaml"), &[], &mut sources) else {
+    let Err(LoadError::Invalid(d)) = load_pipeline(
+        std::path::Path::new("tests/invalid/several_mistakes.yaml"),
+        &[],
+        &mut sources,
+    ) else {
         panic!("expected diagnostics");
     };
     assert!(d.len() >= 2, "only {} diagnostics: {d:#?}", d.len());
@@ -66,7 +91,12 @@ fn several_mistakes_are_reported_together() {
 fn overrides_are_type_checked_and_located() {
     let file = std::path::Path::new("tests/valid_base.yaml");
     let mut sources = Sources::default();
-    let ok = load_pipeline(file, &["stages.step.optimizer.lr=0.01".into(), "seed=9".into()], &mut sources).map_err(|_| ());
+    let ok = load_pipeline(
+        file,
+        &["stages.step.optimizer.lr=0.01".into(), "seed=9".into()],
+        &mut sources,
+    )
+    .map_err(|_| ());
     let checked = ok.expect("valid overrides apply");
     assert_eq!(checked.parsed.pipeline.seed, 9);
     match &checked.parsed.pipeline.stages[4] {
@@ -85,6 +115,9 @@ fn overrides_are_type_checked_and_located() {
         };
         assert_eq!(d[0].code, code, "--set {arg}: {d:#?}");
         let text = render(&d, &sources, false);
-        assert!(text.contains("--set"), "--set {arg} diagnostic does not point at the override:\n{text}");
+        assert!(
+            text.contains("--set"),
+            "--set {arg} diagnostic does not point at the override:\n{text}"
+        );
     }
 }

@@ -13,7 +13,10 @@ fn examples() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected the example pipelines, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the example pipelines, found {files:?}"
+    );
     files
 }
 
@@ -27,12 +30,21 @@ fn examples_are_valid_and_plans_are_stable() {
         let mut sources = Sources::default();
         let checked = match load_pipeline(&file, &[], &mut sources) {
             Ok(c) => c,
-            Err(engine::LoadError::Invalid(d)) => panic!("{}:\n{}", file.display(), engine::diag::render(&d, &sources, false)),
+            Err(engine::LoadError::Invalid(d)) => panic!(
+                "{}:\n{}",
+                file.display(),
+                engine::diag::render(&d, &sources, false)
+            ),
             Err(engine::LoadError::Io(e)) => panic!("{e}"),
         };
         let plan = engine::plan::plan_pipeline(&checked).to_string();
         let again = engine::plan::plan_pipeline(&checked).to_string();
-        assert_eq!(plan, again, "plan of {} is not deterministic", file.display());
+        assert_eq!(
+            plan,
+            again,
+            "plan of {} is not deterministic",
+            file.display()
+        );
         insta::assert_snapshot!(format!("plan_{}", name(&file)), plan);
     }
 }
@@ -51,7 +63,8 @@ fn examples_start_with_the_schema_modeline() {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let committed = std::fs::read_to_string("pipelines/pipeline.schema.json").expect("schema is committed");
+    let committed =
+        std::fs::read_to_string("pipelines/pipeline.schema.json").expect("schema is committed");
     assert!(
         committed == engine::schema::pipeline_schema(),
         "pipelines/pipeline.schema.json drifted from the Rust types: run `cargo run -- schema > pipelines/pipeline.schema.json`"
@@ -65,17 +78,29 @@ fn yaml_to_json(path: &Path) -> serde_json::Value {
 }
 
 fn validator() -> jsonschema::Validator {
-    let schema: serde_json::Value = serde_json::from_str(&engine::schema::pipeline_schema()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&engine::schema::pipeline_schema()).unwrap();
     jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
 }
 
 #[test]
 fn examples_validate_against_the_schema() {
     let validator = validator();
-    for file in examples().iter().map(PathBuf::as_path).chain([Path::new("tests/valid_base.yaml")]) {
+    for file in examples()
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([Path::new("tests/valid_base.yaml")])
+    {
         let doc = yaml_to_json(file);
-        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        assert!(errors.is_empty(), "{} fails the schema: {errors:#?}", file.display());
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} fails the schema: {errors:#?}",
+            file.display()
+        );
     }
 }
 
@@ -93,6 +118,9 @@ fn schema_rejects_structural_mistakes() {
         "unknown_layer",
     ] {
         let doc = yaml_to_json(&Path::new("tests/invalid").join(format!("{name}.yaml")));
-        assert!(!validator.is_valid(&doc), "the schema accepts tests/invalid/{name}.yaml");
+        assert!(
+            !validator.is_valid(&doc),
+            "the schema accepts tests/invalid/{name}.yaml"
+        );
     }
 }

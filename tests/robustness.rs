@@ -10,8 +10,16 @@ const BASE: &str = include_str!("valid_base.yaml");
 fn validate(text: &str) -> Result<(), usize> {
     let mut sources = Sources::default();
     let id = sources.add("fuzz.yaml", text.to_string());
-    let parsed = parse::parse_pipeline(&mut sources, id, std::path::Path::new("tests/fuzz.yaml"), &[]).map_err(|d| d.len())?;
-    engine::check::check_pipeline(parsed).map(|_| ()).map_err(|d| d.len())
+    let parsed = parse::parse_pipeline(
+        &mut sources,
+        id,
+        std::path::Path::new("tests/fuzz.yaml"),
+        &[],
+    )
+    .map_err(|d| d.len())?;
+    engine::check::check_pipeline(parsed)
+        .map(|_| ())
+        .map_err(|d| d.len())
 }
 
 /// Line-level mutations of the valid base pipeline.
@@ -35,7 +43,10 @@ fn mutate(lines: &[&str], edits: &[(usize, u8, String)]) -> String {
             _ => {
                 let line = &lines[i];
                 let cut = (text.len() % (line.len() + 1)).min(line.len());
-                let cut = (0..=cut).rev().find(|c| line.is_char_boundary(*c)).unwrap_or(0);
+                let cut = (0..=cut)
+                    .rev()
+                    .find(|c| line.is_char_boundary(*c))
+                    .unwrap_or(0);
                 lines[i] = format!("{}{}", &line[..cut], text);
             }
         }

@@ -10,7 +10,11 @@ fn device() -> String {
 }
 
 fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-test-{}-{name}-{}", device(), std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "engine-test-{}-{name}-{}",
+        device(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -21,17 +25,31 @@ fn run(pipeline: &str, out: &Path, extra: &[&str]) -> (i32, String, String) {
     let out_text = out.display().to_string();
     args.push(&out_text);
     args.extend(extra);
-    let output = Command::new(env!("CARGO_BIN_EXE_engine")).args(&args).output().expect("engine runs");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(&args)
+        .output()
+        .expect("engine runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn records(out: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl written");
-    text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
 }
 
 fn last(records: &[serde_json::Value], stage: &str) -> serde_json::Value {
-    records.iter().rev().find(|r| r["stage"] == stage).cloned().unwrap_or_else(|| panic!("no `{stage}` record"))
+    records
+        .iter()
+        .rev()
+        .find(|r| r["stage"] == stage)
+        .cloned()
+        .unwrap_or_else(|| panic!("no `{stage}` record"))
 }
 
 #[test]
@@ -39,11 +57,18 @@ fn digits_mlp_reaches_96_percent() {
     let out = out_dir("mlp");
     let (code, stdout, stderr) = run("pipelines/digits_mlp.yaml", &out, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("metrics:"), "the run says where metrics went: {stdout}");
+    assert!(
+        stdout.contains("metrics:"),
+        "the run says where metrics went: {stdout}"
+    );
     let recs = records(&out);
     let test = last(&recs, "test");
     assert_eq!(test["samples"], 360);
-    assert!(test["accuracy"].as_f64().unwrap() >= 0.96, "test accuracy {}", test["accuracy"]);
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.96,
+        "test accuracy {}",
+        test["accuracy"]
+    );
     assert!(out.join("pipeline.resolved.yaml").exists());
     let hash = recs[0]["pipeline_hash"].as_str().unwrap().to_string();
     assert!(recs.iter().all(|r| r["pipeline_hash"] == hash.as_str()));
@@ -52,10 +77,18 @@ fn digits_mlp_reaches_96_percent() {
 #[test]
 fn digits_cnn_reaches_96_percent() {
     let out = out_dir("cnn");
-    let (code, _, stderr) = run("pipelines/digits_cnn.yaml", &out, &["--set", "schedule.epochs=12"]);
+    let (code, _, stderr) = run(
+        "pipelines/digits_cnn.yaml",
+        &out,
+        &["--set", "schedule.epochs=12"],
+    );
     assert_eq!(code, 0, "{stderr}");
     let test = last(&records(&out), "test");
-    assert!(test["accuracy"].as_f64().unwrap() >= 0.96, "test accuracy {}", test["accuracy"]);
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.96,
+        "test accuracy {}",
+        test["accuracy"]
+    );
 }
 
 #[test]
@@ -65,7 +98,12 @@ fn separable_problem_is_learnt_perfectly() {
     assert_eq!(code, 0, "{stderr}");
     let recs = records(&out);
     let train = last(&recs, "train");
-    assert_eq!(train["accuracy"].as_f64().unwrap(), 1.0, "final train accuracy {}", train["accuracy"]);
+    assert_eq!(
+        train["accuracy"].as_f64().unwrap(),
+        1.0,
+        "final train accuracy {}",
+        train["accuracy"]
+    );
     assert_eq!(last(&recs, "val")["accuracy"].as_f64().unwrap(), 1.0);
 }
 
@@ -82,7 +120,11 @@ fn same_pipeline_and_seed_give_identical_metrics() {
     };
     let (a, b) = (out_dir("det-a"), out_dir("det-b"));
     for out in [&a, &b] {
-        let (code, _, stderr) = run("pipelines/digits_cnn.yaml", out, &["--set", "schedule.epochs=2"]);
+        let (code, _, stderr) = run(
+            "pipelines/digits_cnn.yaml",
+            out,
+            &["--set", "schedule.epochs=2"],
+        );
         assert_eq!(code, 0, "{stderr}");
     }
     let (ra, rb) = (strip(&a), strip(&b));
@@ -93,13 +135,21 @@ fn same_pipeline_and_seed_give_identical_metrics() {
 #[test]
 fn overrides_change_the_run() {
     let out = out_dir("override");
-    let (code, _, stderr) = run("pipelines/digits_mlp.yaml", &out, &["--set", "schedule.epochs=2", "--set", "seed=5"]);
+    let (code, _, stderr) = run(
+        "pipelines/digits_mlp.yaml",
+        &out,
+        &["--set", "schedule.epochs=2", "--set", "seed=5"],
+    );
     assert_eq!(code, 0, "{stderr}");
     let recs = records(&out);
     assert_eq!(recs.iter().filter(|r| r["stage"] == "train").count(), 2);
     let resolved = std::fs::read_to_string(out.join("pipeline.resolved.yaml")).unwrap();
     assert!(resolved.contains("seed: 5"));
-    let (code, _, stderr) = run("pipelines/digits_mlp.yaml", &out, &["--set", "schedule.epochs=lots"]);
+    let (code, _, stderr) = run(
+        "pipelines/digits_mlp.yaml",
+        &out,
+        &["--set", "schedule.epochs=lots"],
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--set schedule.epochs=lots"), "{stderr}");
 }
@@ -109,17 +159,30 @@ fn bad_data_names_the_file_and_row() {
     let dir = out_dir("bad-data");
     std::fs::create_dir_all(&dir).unwrap();
     let base = std::fs::read_to_string("tests/valid_base.yaml").unwrap();
-    for (file, row) in [("ragged_row.csv", "row"), ("non_numeric.csv", "row"), ("label_out_of_range.csv", "row")] {
+    for (file, row) in [
+        ("ragged_row.csv", "row"),
+        ("non_numeric.csv", "row"),
+        ("label_out_of_range.csv", "row"),
+    ] {
         let data = std::fs::canonicalize(Path::new("tests/data_bad").join(file)).unwrap();
         let text = base
-            .replace("../pipelines/data/digits.csv.gz", &data.display().to_string())
-            .replace("features: {start: 0, end: 64}", "features: {start: 0, end: 3}")
+            .replace(
+                "../pipelines/data/digits.csv.gz",
+                &data.display().to_string(),
+            )
+            .replace(
+                "features: {start: 0, end: 64}",
+                "features: {start: 0, end: 3}",
+            )
             .replace("label: 64", "label: 3")
             .replace("input: [64]", "input: [3]");
         let pipeline = dir.join(format!("{file}.yaml"));
         std::fs::write(&pipeline, text).unwrap();
         let (code, _, stderr) = run(&pipeline.display().to_string(), &dir.join("out"), &[]);
         assert_eq!(code, 1, "{file}: {stderr}");
-        assert!(stderr.contains(file) && stderr.contains(row), "{file}: {stderr}");
+        assert!(
+            stderr.contains(file) && stderr.contains(row),
+            "{file}: {stderr}"
+        );
     }
 }

@@ -133,7 +133,8 @@ impl Diagnostic {
 
     /// Adds a did-you-mean hint, or points at the expected values when no name is close.
     pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
-        self.hint = Some(hint.unwrap_or_else(|| "use one of the expected names listed above".into()));
+        self.hint =
+            Some(hint.unwrap_or_else(|| "use one of the expected names listed above".into()));
         self
     }
 
@@ -163,8 +164,7 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
             .with_message(&diagnostic.message);
         if let Some(span) = diagnostic.span {
             report = report.with_labels(vec![
-                Label::primary(span.source.0, span.start..span.end)
-                    .with_message(&diagnostic.label),
+                Label::primary(span.source.0, span.start..span.end).with_message(&diagnostic.label),
             ]);
         }
         report = report.with_notes(notes(diagnostic));
@@ -196,7 +196,10 @@ fn notes(diagnostic: &Diagnostic) -> Vec<String> {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
@@ -211,7 +214,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("fwdd", ["fwd", "loss"]).as_deref(), Some("did you mean `fwd`?"));
+        assert_eq!(
+            did_you_mean("fwdd", ["fwd", "loss"]).as_deref(),
+            Some("did you mean `fwd`?")
+        );
         assert_eq!(did_you_mean("lr", ["momentum", "nesterov"]), None);
     }
 

@@ -11,7 +11,10 @@ use crate::spec::Stage;
 pub fn to_dot(checked: &CheckedPipeline) -> String {
     let stages = &checked.parsed.pipeline.stages;
     let g = &checked.graph.graph;
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n", checked.parsed.pipeline.name);
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        checked.parsed.pipeline.name
+    );
     for n in g.node_indices() {
         let stage = &stages[g[n]];
         let shape = match stage {
@@ -19,7 +22,13 @@ pub fn to_dot(checked: &CheckedPipeline) -> String {
             Stage::Load(_) => "cylinder",
             _ => "box",
         };
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\\n({})\", shape={shape}];", stage.id(), stage.id(), stage.kind());
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n({})\", shape={shape}];",
+            stage.id(),
+            stage.id(),
+            stage.kind()
+        );
     }
     for e in g.edge_references() {
         let (a, b) = (stages[g[e.source()]].id(), stages[g[e.target()]].id());

@@ -30,9 +30,15 @@ pub enum LoadError {
 
 /// Reads, parses and checks a pipeline file with `--set` overrides applied.
 /// `sources` receives the texts diagnostics point into.
-pub fn load_pipeline(path: &Path, overrides: &[String], sources: &mut Sources) -> Result<CheckedPipeline, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(format!("cannot read `{}`: {e}", path.display())))?;
+pub fn load_pipeline(
+    path: &Path,
+    overrides: &[String],
+    sources: &mut Sources,
+) -> Result<CheckedPipeline, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::Io(format!("cannot read `{}`: {e}", path.display())))?;
     let file = sources.add(path.display().to_string(), text);
-    let parsed = parse::parse_pipeline(sources, file, path, overrides).map_err(LoadError::Invalid)?;
+    let parsed =
+        parse::parse_pipeline(sources, file, path, overrides).map_err(LoadError::Invalid)?;
     check::check_pipeline(parsed).map_err(LoadError::Invalid)
 }

@@ -65,6 +65,22 @@ enum Command {
         /// Print only errors and the final summary.
         #[arg(long)]
         quiet: bool,
+        /// Continue exactly from a checkpoint directory, or `latest` in the output directory.
+        #[arg(long, value_name = "PATH|latest")]
+        resume: Option<String>,
+    },
+    /// List the checkpoints in a directory with step, epoch and metric; marks latest and best.
+    Checkpoints {
+        /// A checkpoint directory (e.g. runs/<name>/checkpoints).
+        dir: PathBuf,
+    },
+    /// Write a checkpoint's trained weights alone as a safetensors file.
+    Export {
+        /// Checkpoint directory (e.g. runs/<name>/checkpoints/step-00000450).
+        checkpoint: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List GPU adapters with backend, type and key limits.
     Devices,
@@ -123,7 +139,10 @@ fn main() -> ExitCode {
             let plan = engine::plan::plan_pipeline(checked);
             match format {
                 Format::Text => print!("{plan}"),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                ),
             }
             0
         }),
@@ -135,15 +154,51 @@ fn main() -> ExitCode {
             print!("{}", engine::schema::pipeline_schema());
             ExitCode::SUCCESS
         }
-        Command::Run { file, set, device, out, quiet } => with_pipeline(&file, &set, |checked| {
-            let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(&checked.parsed.pipeline.name));
-            let options = engine::run::RunOptions { out_dir, device: device.as_deref().map(device_request), quiet };
+        Command::Run {
+            file,
+            set,
+            device,
+            out,
+            quiet,
+            resume,
+        } => with_pipeline(&file, &set, |checked| {
+            let out_dir =
+                out.unwrap_or_else(|| PathBuf::from("runs").join(&checked.parsed.pipeline.name));
+            let resume = match resume.as_deref() {
+                None => None,
+                Some("latest") => {
+                    let root = out_dir.join(engine::run::checkpoint_dir(&checked.parsed.pipeline));
+                    match engine::run::checkpoint::latest(&root) {
+                        Ok(path) => Some(path),
+                        Err(e) => {
+                            eprintln!("error: --resume latest: {e}");
+                            return 2;
+                        }
+                    }
+                }
+                Some(path) => Some(PathBuf::from(path)),
+            };
+            let options = engine::run::RunOptions {
+                out_dir,
+                device: device.as_deref().map(device_request),
+                quiet,
+                resume,
+            };
             match engine::run::run_pipeline(checked, &options) {
                 Ok(summary) => {
                     for (name, m) in &summary.evals {
-                        println!("{name}: loss {:.4}, accuracy {:.2}%, top-5 {:.2}% ({} samples)", m.loss, m.accuracy * 100.0, m.top5 * 100.0, m.samples);
+                        println!(
+                            "{name}: loss {:.4}, accuracy {:.2}%, top-5 {:.2}% ({} samples)",
+                            m.loss,
+                            m.accuracy * 100.0,
+                            m.top5 * 100.0,
+                            m.samples
+                        );
                     }
-                    println!("{} steps on {}, {:.0} samples/s", summary.steps, summary.adapter, summary.samples_per_second);
+                    println!(
+                        "{} steps on {}, {:.0} samples/s",
+                        summary.steps, summary.adapter, summary.samples_per_second
+                    );
                     if let Some(path) = &summary.metrics_path {
                         println!("metrics: {}", path.display());
                     }
@@ -153,16 +208,94 @@ fn main() -> ExitCode {
                     eprintln!("error: {e}");
                     match e {
                         engine::run::RunError::NonFinite(_) | engine::run::RunError::Data(_) => 1,
+                        engine::run::RunError::Gpu(ops::gpu::GpuError::ParamMismatch {
+                            ..
+                        }) => 1,
+                        engine::run::RunError::Checkpoint(_) => 1,
                         _ => 2,
                     }
                 }
             }
         }),
-        Command::Bench { file, set, device, steps, warmup, repeats, json } => with_pipeline(&file, &set, |checked| {
-            let options = engine::run::BenchOptions { warmup, steps, repeats };
-            match engine::run::bench_pipeline(checked, device.as_deref().map(device_request), options) {
+        Command::Checkpoints { dir } => match engine::run::checkpoint::list(&dir) {
+            Ok(list) if list.is_empty() => {
+                eprintln!("no checkpoints in `{}`", dir.display());
+                ExitCode::from(1)
+            }
+            Ok(list) => {
+                let latest = list.last().map(|c| c.path.clone());
+                let maximize = list.iter().rev().find_map(|c| c.maximize);
+                let best = maximize
+                    .and_then(|max| engine::run::checkpoint::best(&list, max))
+                    .map(|c| c.path.clone());
+                println!(
+                    "{:<40} {:>8} {:>6} {:>12}  marks",
+                    "checkpoint", "step", "epoch", "metric"
+                );
+                for c in &list {
+                    let mut marks = Vec::new();
+                    if Some(&c.path) == latest.as_ref() {
+                        marks.push("latest");
+                    }
+                    if Some(&c.path) == best.as_ref() {
+                        marks.push("best");
+                    }
+                    let metric = c.monitor.map_or("-".to_string(), |m| format!("{m:.6}"));
+                    let name = c
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    println!(
+                        "{name:<40} {:>8} {:>6} {metric:>12}  {}",
+                        c.step,
+                        c.epoch,
+                        marks.join(", ")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Export { checkpoint, out } => {
+            match engine::run::checkpoint::export(&checkpoint, &out) {
+                Ok(n) => {
+                    println!("wrote {n} tensors to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Bench {
+            file,
+            set,
+            device,
+            steps,
+            warmup,
+            repeats,
+            json,
+        } => with_pipeline(&file, &set, |checked| {
+            let options = engine::run::BenchOptions {
+                warmup,
+                steps,
+                repeats,
+            };
+            match engine::run::bench_pipeline(
+                checked,
+                device.as_deref().map(device_request),
+                options,
+            ) {
                 Ok(report) if json => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
                     0
                 }
                 Ok(report) => {
@@ -178,14 +311,21 @@ fn main() -> ExitCode {
         Command::Devices => {
             let adapters = ops::gpu::list_adapters();
             if adapters.is_empty() {
-                eprintln!("no GPU adapter found; on Debian/Ubuntu install Mesa's drivers: apt-get install mesa-vulkan-drivers (Vulkan) or libegl-mesa0 (GL)");
+                eprintln!(
+                    "no GPU adapter found; on Debian/Ubuntu install Mesa's drivers: apt-get install mesa-vulkan-drivers (Vulkan) or libegl-mesa0 (GL)"
+                );
                 return ExitCode::from(2);
             }
             for a in adapters {
                 println!(
                     "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}",
-                    a.name, a.backend, a.device_type, a.max_buffer_size >> 20, a.max_storage_buffer_binding_size >> 20,
-                    a.max_compute_workgroup_size_x, a.max_storage_buffers_per_shader_stage
+                    a.name,
+                    a.backend,
+                    a.device_type,
+                    a.max_buffer_size >> 20,
+                    a.max_storage_buffer_binding_size >> 20,
+                    a.max_compute_workgroup_size_x,
+                    a.max_storage_buffers_per_shader_stage
                 );
             }
             ExitCode::SUCCESS
@@ -198,13 +338,26 @@ fn device_request(text: &str) -> ops::gpu::DeviceRequest {
     use ops::gpu::{BackendChoice, DeviceRequest};
     match text.to_ascii_lowercase().as_str() {
         "auto" => DeviceRequest::default(),
-        "vulkan" => DeviceRequest { backend: BackendChoice::Vulkan, name: None },
-        "gl" | "gles" | "opengl" => DeviceRequest { backend: BackendChoice::Gl, name: None },
-        _ => DeviceRequest { backend: BackendChoice::Auto, name: Some(text.to_string()) },
+        "vulkan" => DeviceRequest {
+            backend: BackendChoice::Vulkan,
+            name: None,
+        },
+        "gl" | "gles" | "opengl" => DeviceRequest {
+            backend: BackendChoice::Gl,
+            name: None,
+        },
+        _ => DeviceRequest {
+            backend: BackendChoice::Auto,
+            name: Some(text.to_string()),
+        },
     }
 }
 
-fn with_pipeline(file: &std::path::Path, set: &[String], f: impl FnOnce(&engine::check::CheckedPipeline) -> u8) -> ExitCode {
+fn with_pipeline(
+    file: &std::path::Path,
+    set: &[String],
+    f: impl FnOnce(&engine::check::CheckedPipeline) -> u8,
+) -> ExitCode {
     let mut sources = Sources::default();
     match load_pipeline(file, set, &mut sources) {
         Ok(checked) => ExitCode::from(f(&checked)),

@@ -141,32 +141,71 @@ pub struct LrPoint {
 
 /// SHA-256 prefix of a pipeline's canonical YAML: the identity recorded with results.
 pub fn pipeline_hash(pipeline: &Pipeline) -> String {
-    let yaml = serde_yaml::to_string(pipeline).unwrap_or_default();
+    let yaml = canonical_yaml(pipeline);
     let digest = Sha256::digest(yaml.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The pipeline as YAML in the format it was written in (enums as `key: value` maps,
+/// not YAML tags), so a resolved pipeline loads back as a pipeline.
+pub fn canonical_yaml(pipeline: &Pipeline) -> String {
+    serde_json::to_value(pipeline)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok())
+        .unwrap_or_default()
 }
 
 /// Orders a checked pipeline into a plan.
 pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let p = &checked.parsed.pipeline;
     let stages = &p.stages;
-    let load = stages.iter().find_map(|s| if let Stage::Load(l) = s { Some(l) } else { None });
+    let load = stages.iter().find_map(|s| {
+        if let Stage::Load(l) = s {
+            Some(l)
+        } else {
+            None
+        }
+    });
     let batch_size = load.map_or(0, |l| l.batch_size);
     let train_samples = load
-        .and_then(|l| checked.datasets.get(&l.dataset).and_then(|d| d.splits.get(&l.split)))
+        .and_then(|l| {
+            checked
+                .datasets
+                .get(&l.dataset)
+                .and_then(|d| d.splits.get(&l.split))
+        })
         .copied()
         .unwrap_or(0);
-    let accumulation = stages.iter().find_map(|s| if let Stage::Accumulate(a) = s { Some(a.steps) } else { None }).unwrap_or(1);
+    let accumulation = stages
+        .iter()
+        .find_map(|s| {
+            if let Stage::Accumulate(a) = s {
+                Some(a.steps)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(1);
     let drop_last = load.is_some_and(|l| l.drop_last);
     let batches_per_epoch = match (batch_size, drop_last) {
         (0, _) => 0,
         (b, true) => train_samples / b,
         (b, false) => train_samples.div_ceil(b),
     };
-    let last_batch = if drop_last || batch_size == 0 || train_samples % batch_size == 0 { batch_size } else { train_samples % batch_size };
-    let steps_per_epoch = (batches_per_epoch as u64).div_ceil(u64::from(accumulation.max(1)));
+    let last_batch = if drop_last || batch_size == 0 || train_samples % batch_size == 0 {
+        batch_size
+    } else {
+        train_samples % batch_size
+    };
+    // Accumulation groups run on across epoch ends, so a run of E epochs makes
+    // floor(E x batches / accumulation) optimizer steps.
+    let accumulation_steps = u64::from(accumulation.max(1));
+    let steps_per_epoch = batches_per_epoch as u64 / accumulation_steps;
     let (epochs, total_steps) = match p.schedule {
-        Schedule::Epochs(n) => (Some(n), steps_per_epoch * u64::from(n)),
+        Schedule::Epochs(n) => (
+            Some(n),
+            u64::from(n) * batches_per_epoch as u64 / accumulation_steps,
+        ),
         Schedule::Steps(n) => (None, n),
     };
     let schedule = SchedulePlan {
@@ -180,7 +219,11 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         steps_per_epoch,
         total_steps,
     };
-    let models: Vec<ModelPlan> = checked.models.iter().map(|(name, m)| model_plan(name, m)).collect();
+    let models: Vec<ModelPlan> = checked
+        .models
+        .iter()
+        .map(|(name, m)| model_plan(name, m))
+        .collect();
     let batch_stages = batch_order(checked, batch_size);
     let hooks = hook_order(p);
     let memory = memory(checked, batch_size, accumulation);
@@ -213,22 +256,43 @@ fn model_plan(name: &str, m: &ModelShapes) -> ModelPlan {
         .map(|l| {
             flops += l.flops;
             shape = l.output.clone();
-            LayerPlan { layer: l.describe.clone(), output: l.output.clone(), params: l.params.iter().map(|p| p.1.iter().product::<usize>()).sum() }
+            LayerPlan {
+                layer: l.describe.clone(),
+                output: l.output.clone(),
+                params: l.params.iter().map(|p| p.1.iter().product::<usize>()).sum(),
+            }
         })
         .collect();
-    ModelPlan { name: name.to_string(), input: m.input.clone(), layers, params: m.param_count(), flops_per_sample: flops }
+    ModelPlan {
+        name: name.to_string(),
+        input: m.input.clone(),
+        layers,
+        params: m.param_count(),
+        flops_per_sample: flops,
+    }
 }
 
 fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
-    std::iter::once(batch).chain(shape.iter().copied()).collect()
+    std::iter::once(batch)
+        .chain(shape.iter().copied())
+        .collect()
 }
 
 /// Per-batch stages in topological order of the data edges (ties: file order).
 fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
     let stages = &checked.parsed.pipeline.stages;
     let g = &checked.graph.graph;
-    let mut indegree: Vec<usize> = g.node_indices().map(|n| g.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
-    let mut ready: Vec<petgraph::graph::NodeIndex> = g.node_indices().filter(|n| indegree[n.index()] == 0).collect();
+    let mut indegree: Vec<usize> = g
+        .node_indices()
+        .map(|n| {
+            g.neighbors_directed(n, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: Vec<petgraph::graph::NodeIndex> = g
+        .node_indices()
+        .filter(|n| indegree[n.index()] == 0)
+        .collect();
     let mut order = Vec::new();
     while !ready.is_empty() {
         ready.sort_by_key(|n| std::cmp::Reverse(g[*n]));
@@ -247,26 +311,65 @@ fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
             let stage = &stages[i];
             let (detail, outputs) = match stage {
                 Stage::Load(l) => {
-                    let shape = checked.datasets.get(&l.dataset).map(|d| d.shape.clone()).unwrap_or_default();
+                    let shape = checked
+                        .datasets
+                        .get(&l.dataset)
+                        .map(|d| d.shape.clone())
+                        .unwrap_or_default();
                     (
-                        format!("{}/{} shuffle={} drop_last={}", l.dataset, l.split.as_str(), l.shuffle, l.drop_last),
-                        vec![("features".into(), batched(batch, &shape)), ("labels".into(), vec![batch])],
+                        format!(
+                            "{}/{} shuffle={} drop_last={}",
+                            l.dataset,
+                            l.split.as_str(),
+                            l.shuffle,
+                            l.drop_last
+                        ),
+                        vec![
+                            ("features".into(), batched(batch, &shape)),
+                            ("labels".into(), vec![batch]),
+                        ],
                     )
                 }
                 Stage::Forward(f) => {
-                    let out = checked.models.get(&f.model).map(|m| m.output().to_vec()).unwrap_or_default();
-                    (format!("model {} on {}", f.model, f.input), vec![("logits".into(), batched(batch, &out))])
+                    let out = checked
+                        .models
+                        .get(&f.model)
+                        .map(|m| m.output().to_vec())
+                        .unwrap_or_default();
+                    (
+                        format!("model {} on {}", f.model, f.input),
+                        vec![("logits".into(), batched(batch, &out))],
+                    )
                 }
-                Stage::Loss(l) => (format!("{} on {} vs {}", loss_name(l.function), l.logits, l.target), vec![("loss".into(), vec![])]),
-                Stage::Backward(b) => (format!("d({})/d(params)", b.loss), vec![("grads".into(), vec![])]),
-                Stage::Accumulate(a) => (format!("sum {} micro-batches, then divide", a.steps), vec![("grads".into(), vec![])]),
+                Stage::Loss(l) => (
+                    format!("{} on {} vs {}", loss_name(l.function), l.logits, l.target),
+                    vec![("loss".into(), vec![])],
+                ),
+                Stage::Backward(b) => (
+                    format!("d({})/d(params)", b.loss),
+                    vec![("grads".into(), vec![])],
+                ),
+                Stage::Accumulate(a) => (
+                    format!("sum {} micro-batches, then divide", a.steps),
+                    vec![("grads".into(), vec![])],
+                ),
                 Stage::Step(s) => {
-                    let clip = s.clip_grad_norm.map_or(String::new(), |c| format!(", clip norm {c}"));
-                    (format!("{} lr {}{clip}", s.optimizer.name(), s.optimizer.lr()), vec![("params".into(), vec![]), ("grad_norm".into(), vec![])])
+                    let clip = s
+                        .clip_grad_norm
+                        .map_or(String::new(), |c| format!(", clip norm {c}"));
+                    (
+                        format!("{} lr {}{clip}", s.optimizer.name(), s.optimizer.lr()),
+                        vec![("params".into(), vec![]), ("grad_norm".into(), vec![])],
+                    )
                 }
                 Stage::Eval(_) | Stage::Callback(_) => return None,
             };
-            Some(PlannedStage { id: stage.id().clone(), kind: stage.kind(), detail, outputs })
+            Some(PlannedStage {
+                id: stage.id().clone(),
+                kind: stage.kind(),
+                detail,
+                outputs,
+            })
         })
         .collect()
 }
@@ -275,8 +378,15 @@ fn hook_order(p: &Pipeline) -> Vec<HookPlan> {
     fire_order(p)
         .into_iter()
         .map(|(trigger, members)| {
-            let fires = members.into_iter().map(|i| format!("{} ({})", p.stages[i].id(), hook_kind(&p.stages[i]))).collect();
-            HookPlan { trigger: trigger.to_string(), scope: trigger.scope(), fires }
+            let fires = members
+                .into_iter()
+                .map(|i| format!("{} ({})", p.stages[i].id(), hook_kind(&p.stages[i])))
+                .collect();
+            HookPlan {
+                trigger: trigger.to_string(),
+                scope: trigger.scope(),
+                fires,
+            }
         })
         .collect()
 }
@@ -314,7 +424,10 @@ pub fn fire_order(p: &Pipeline) -> Vec<(Trigger, Vec<usize>)> {
             }
         }
     }
-    by_trigger.into_iter().map(|((_, trigger), members)| (trigger, ordered(&order, &members))).collect()
+    by_trigger
+        .into_iter()
+        .map(|((_, trigger), members)| (trigger, ordered(&order, &members)))
+        .collect()
 }
 
 fn hook_kind(stage: &Stage) -> String {
@@ -335,7 +448,10 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
             .copied()
             .find(|&i| {
                 !order
-                    .neighbors_directed(petgraph::graph::NodeIndex::new(i), petgraph::Direction::Incoming)
+                    .neighbors_directed(
+                        petgraph::graph::NodeIndex::new(i),
+                        petgraph::Direction::Incoming,
+                    )
                     .any(|j| remaining.contains(&order[j]))
             })
             .unwrap_or(remaining[0]);
@@ -347,21 +463,61 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
 
 fn memory(checked: &CheckedPipeline, batch: usize, accumulation: u32) -> MemoryPlan {
     let stages = &checked.parsed.pipeline.stages;
-    let model = stages.iter().find_map(|s| if let Stage::Forward(f) = s { checked.models.get(&f.model) } else { None });
-    let state_per_param = stages.iter().find_map(|s| if let Stage::Step(st) = s { Some(st.optimizer.state_per_param()) } else { None }).unwrap_or(0);
+    let model = stages.iter().find_map(|s| {
+        if let Stage::Forward(f) = s {
+            checked.models.get(&f.model)
+        } else {
+            None
+        }
+    });
+    let state_per_param = stages
+        .iter()
+        .find_map(|s| {
+            if let Stage::Step(st) = s {
+                Some(st.optimizer.state_per_param())
+            } else {
+                None
+            }
+        })
+        .unwrap_or(0);
     let Some(model) = model else {
-        return MemoryPlan { params: 0, grads: 0, optimizer_state: 0, activations: 0, total: 0 };
+        return MemoryPlan {
+            params: 0,
+            grads: 0,
+            optimizer_state: 0,
+            activations: 0,
+            total: 0,
+        };
     };
     let params = model.param_count() as u64 * 4;
     let grads = params * if accumulation > 1 { 2 } else { 1 };
     let optimizer_state = params * state_per_param as u64;
-    let values: usize = model.input.iter().product::<usize>() + model.layers.iter().map(|l| l.output.iter().product::<usize>()).sum::<usize>();
+    let values: usize = model.input.iter().product::<usize>()
+        + model
+            .layers
+            .iter()
+            .map(|l| l.output.iter().product::<usize>())
+            .sum::<usize>();
     let activations = (values * batch * 4 * 2) as u64;
-    MemoryPlan { params, grads, optimizer_state, activations, total: params + grads + optimizer_state + activations }
+    MemoryPlan {
+        params,
+        grads,
+        optimizer_state,
+        activations,
+        total: params + grads + optimizer_state + activations,
+    }
 }
 
 fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
-    let Some(step) = p.stages.iter().find_map(|s| if let Stage::Step(st) = s { Some(st) } else { None }) else { return Vec::new() };
+    let Some(step) = p.stages.iter().find_map(|s| {
+        if let Stage::Step(st) = s {
+            Some(st)
+        } else {
+            None
+        }
+    }) else {
+        return Vec::new();
+    };
     let schedule = p
         .stages
         .iter()
@@ -383,13 +539,27 @@ fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
     points.push((last, "last"));
     points.sort();
     points.dedup_by_key(|p| p.0);
-    points.into_iter().filter(|(s, _)| *s <= last).map(|(s, note)| LrPoint { step: s, lr: schedule.lr_at(base, s, total), note }).collect()
+    points
+        .into_iter()
+        .filter(|(s, _)| *s <= last)
+        .map(|(s, note)| LrPoint {
+            step: s,
+            lr: schedule.lr_at(base, s, total),
+            note,
+        })
+        .collect()
 }
 
 fn kernels(checked: &CheckedPipeline) -> Vec<String> {
     let stages = &checked.parsed.pipeline.stages;
     let mut kernels = Vec::new();
-    let model = stages.iter().find_map(|s| if let Stage::Forward(f) = s { checked.models.get(&f.model) } else { None });
+    let model = stages.iter().find_map(|s| {
+        if let Stage::Forward(f) = s {
+            checked.models.get(&f.model)
+        } else {
+            None
+        }
+    });
     let Some(model) = model else { return kernels };
     for l in &model.layers {
         if l.kind != "flatten" {
@@ -406,16 +576,13 @@ fn kernels(checked: &CheckedPipeline) -> Vec<String> {
             kernels.push(format!("{}.backward", l.kind));
         }
     }
+    // Backward kernels add into the gradient buffer, so accumulation needs no kernel of
+    // its own; the global gradient norm is reduced on every update (it is reported, and
+    // clipping uses it).
     for s in stages {
-        match s {
-            Stage::Accumulate(a) if a.steps > 1 => kernels.push("accumulate.add".into()),
-            Stage::Step(st) => {
-                if st.clip_grad_norm.is_some() {
-                    kernels.push("grad_norm.reduce".into());
-                }
-                kernels.push(format!("{}.update", st.optimizer.name()));
-            }
-            _ => {}
+        if let Stage::Step(st) = s {
+            kernels.push("grad_norm.reduce".into());
+            kernels.push(format!("{}.update", st.optimizer.name()));
         }
     }
     kernels
@@ -450,41 +617,90 @@ fn thousands(n: usize) -> String {
 }
 
 fn shape(s: &[usize]) -> String {
-    format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        s.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.schedule;
-        writeln!(f, "plan {} (pipeline hash {}, seed {}, device {})", self.name, self.hash, self.seed, self.device)?;
+        writeln!(
+            f,
+            "plan {} (pipeline hash {}, seed {}, device {})",
+            self.name, self.hash, self.seed, self.device
+        )?;
         let length = match s.epochs {
-            Some(e) => format!("{e} epochs x {} optimizer steps = {} steps", s.steps_per_epoch, s.total_steps),
-            None => format!("{} optimizer steps ({} per epoch)", s.total_steps, s.steps_per_epoch),
+            Some(e) => format!(
+                "{e} epochs x {} batches / accumulation {} = {} optimizer steps",
+                s.batches_per_epoch, s.accumulation, s.total_steps
+            ),
+            None => format!(
+                "{} optimizer steps ({} per epoch)",
+                s.total_steps, s.steps_per_epoch
+            ),
         };
         writeln!(f, "schedule: {length}")?;
         writeln!(
             f,
             "batching: {} train samples, batch {} (last {}), {} batches per epoch, accumulation {}, effective batch {}",
-            s.train_samples, s.batch_size, s.last_batch, s.batches_per_epoch, s.accumulation, s.effective_batch
+            s.train_samples,
+            s.batch_size,
+            s.last_batch,
+            s.batches_per_epoch,
+            s.accumulation,
+            s.effective_batch
         )?;
         writeln!(f)?;
         writeln!(f, "lifecycle")?;
-        let print_hooks = |f: &mut fmt::Formatter<'_>, trigger: &str, indent: &str| -> fmt::Result {
-            let matching = self.hooks.iter().filter(|h| h.trigger == trigger || (trigger == "every" && h.trigger.starts_with("every ")));
-            for h in matching {
-                writeln!(f, "{indent}@{}: {}", h.trigger, h.fires.join(" -> "))?;
-            }
-            Ok(())
-        };
+        let print_hooks =
+            |f: &mut fmt::Formatter<'_>, trigger: &str, indent: &str| -> fmt::Result {
+                let matching = self.hooks.iter().filter(|h| {
+                    h.trigger == trigger || (trigger == "every" && h.trigger.starts_with("every "))
+                });
+                for h in matching {
+                    writeln!(f, "{indent}@{}: {}", h.trigger, h.fires.join(" -> "))?;
+                }
+                Ok(())
+            };
         writeln!(f, "  run")?;
         print_hooks(f, "fit_start", "    ")?;
-        writeln!(f, "    epoch (x{})", s.epochs.map_or("until the step budget".to_string(), |e| e.to_string()))?;
+        writeln!(
+            f,
+            "    epoch ({})",
+            s.epochs
+                .map_or("repeated until the step budget".to_string(), |e| format!(
+                    "x{e}"
+                ))
+        )?;
         print_hooks(f, "epoch_start", "      ")?;
         writeln!(f, "      batch (x{})", s.batches_per_epoch)?;
         print_hooks(f, "batch_start", "        ")?;
         for (i, stage) in self.batch_stages.iter().enumerate() {
-            let outs: Vec<String> = stage.outputs.iter().map(|(p, sh)| if sh.is_empty() { p.clone() } else { format!("{p} {}", shape(sh)) }).collect();
-            writeln!(f, "        {}. {} ({}) {} -> {}", i + 1, stage.id, stage.kind, stage.detail, outs.join(", "))?;
+            let outs: Vec<String> = stage
+                .outputs
+                .iter()
+                .map(|(p, sh)| {
+                    if sh.is_empty() {
+                        p.clone()
+                    } else {
+                        format!("{p} {}", shape(sh))
+                    }
+                })
+                .collect();
+            writeln!(
+                f,
+                "        {}. {} ({}) {} -> {}",
+                i + 1,
+                stage.id,
+                stage.kind,
+                stage.detail,
+                outs.join(", ")
+            )?;
             match stage.kind {
                 "loss" => print_hooks(f, "after_forward", "        ")?,
                 "backward" => print_hooks(f, "after_backward", "        ")?,
@@ -497,9 +713,22 @@ impl fmt::Display for Plan {
         print_hooks(f, "fit_end", "    ")?;
         for m in &self.models {
             writeln!(f)?;
-            writeln!(f, "model {}: input {}, {} params, {} forward FLOPs per sample", m.name, shape(&m.input), thousands(m.params), thousands(m.flops_per_sample as usize))?;
+            writeln!(
+                f,
+                "model {}: input {}, {} params, {} forward FLOPs per sample",
+                m.name,
+                shape(&m.input),
+                thousands(m.params),
+                thousands(m.flops_per_sample as usize)
+            )?;
             for (i, l) in m.layers.iter().enumerate() {
-                writeln!(f, "  {i:>2} {:<40} -> {:<16} {:>10} params", l.layer, shape(&l.output), thousands(l.params))?;
+                writeln!(
+                    f,
+                    "  {i:>2} {:<40} -> {:<16} {:>10} params",
+                    l.layer,
+                    shape(&l.output),
+                    thousands(l.params)
+                )?;
             }
         }
         let m = &self.memory;
@@ -507,10 +736,23 @@ impl fmt::Display for Plan {
         writeln!(
             f,
             "memory: params {}, grads {}, optimizer state {}, activations {} at batch {} = {}",
-            bytes(m.params), bytes(m.grads), bytes(m.optimizer_state), bytes(m.activations), s.batch_size, bytes(m.total)
+            bytes(m.params),
+            bytes(m.grads),
+            bytes(m.optimizer_state),
+            bytes(m.activations),
+            s.batch_size,
+            bytes(m.total)
         )?;
-        let lr: Vec<String> = self.lr_preview.iter().map(|p| format!("step {} {:.6e} ({})", p.step, p.lr, p.note)).collect();
+        let lr: Vec<String> = self
+            .lr_preview
+            .iter()
+            .map(|p| format!("step {} {:.6e} ({})", p.step, p.lr, p.note))
+            .collect();
         writeln!(f, "lr: {}", lr.join(", "))?;
-        writeln!(f, "kernels per step: {}", self.kernels.join(", "))
+        writeln!(
+            f,
+            "kernels per step (by op; `engine bench` lists the exact dispatches): {}",
+            self.kernels.join(", ")
+        )
     }
 }

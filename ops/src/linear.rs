@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::matmul::{Bias, Gemm};
 use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
 use crate::reduce::bias_grad;
@@ -138,6 +138,21 @@ impl Op for Linear {
         (dx, grads)
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        self.forward_dispatches(k, io, false)
+    }
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        self.backward_dispatches(k, io, None)
+    }
+}
+
+impl Linear {
+    /// Forward GEMM with the bias (and, with `relu`, a fused `max(y, 0)`) in its epilogue.
+    pub(crate) fn forward_dispatches(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        relu: bool,
+    ) -> Result<Vec<Dispatch>, GpuError> {
         let fan_in = io.input_shape[0];
         let gemm = Gemm {
             bias: if self.attrs.bias {
@@ -145,6 +160,7 @@ impl Op for Linear {
             } else {
                 Bias::None
             },
+            relu,
             ..Gemm::nt(io.batch, self.attrs.out, fan_in)
         };
         Ok(vec![gemm.dispatch(
@@ -155,12 +171,28 @@ impl Op for Linear {
             &io.y,
         )?])
     }
-    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+
+    /// Backward GEMMs. With `dx_mask` (the output of a relu feeding this layer, laid out
+    /// like `dx`), `dx` is zeroed where the mask is not positive: the relu's backward fused
+    /// into the GEMM producing its output gradient.
+    pub(crate) fn backward_dispatches(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        dx_mask: Option<&BufferRef>,
+    ) -> Result<Vec<Dispatch>, GpuError> {
         let (fan_in, out, batch) = (io.input_shape[0], self.attrs.out, io.batch);
         let mut d = Vec::new();
         if let Some(dx) = &io.dx {
-            // dx[batch, in] = dy[batch, out] · W[out, in]
-            d.push(Gemm::nn(batch, fan_in, out).dispatch(k, &io.dy, &io.params[0], None, dx)?);
+            // dx[batch, in] = dy[batch, out] · W[out, in]  (· [mask > 0])
+            d.push(Gemm::nn(batch, fan_in, out).dispatch_masked(
+                k,
+                &io.dy,
+                &io.params[0],
+                None,
+                dx,
+                dx_mask,
+            )?);
         }
         // dW[out, in] += dyᵀ · x
         let dw = Gemm {

@@ -8,10 +8,119 @@ use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
 
 const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 
-/// Outputs per invocation along each axis (a 4x4 register tile).
-const TILE: usize = 4;
-/// Invocations per workgroup along each axis.
+/// Invocations per workgroup along each axis (8 x 8 = 64: two warps on a GPU).
 const WG: usize = 8;
+/// Most rows of C per invocation (strided by `WG`); each holds `TM x TN` accumulators.
+const TM: usize = 16;
+/// Most columns per invocation (strided by `WG`).
+const TN: usize = 8;
+/// k steps per iteration of the unrolled inner loop.
+const UNROLL: usize = 1;
+
+/// Tile shape `(TM, TN, UNROLL)`; `OPS_MATMUL_TILE=8x2x4` overrides it (experiments).
+fn tile() -> (usize, usize, usize) {
+    if let Ok(v) = std::env::var("OPS_MATMUL_TILE") {
+        let p: Vec<usize> = v.split('x').filter_map(|t| t.parse().ok()).collect();
+        if let [tm, tn, u] = p[..]
+            && tm > 0
+            && tn > 0
+            && u > 0
+        {
+            return (tm, tn, u);
+        }
+    }
+    (TM, TN, UNROLL)
+}
+
+/// The generated parts of `shaders/matmul.wgsl` for a `tm x tn` tile unrolled `unroll` times.
+fn tile_code(tm: usize, tn: usize, unroll: usize, masked: bool) -> Vec<(&'static str, String)> {
+    use std::fmt::Write;
+    let mut setup = String::new();
+    for i in 0..tm {
+        let _ = writeln!(
+            setup,
+            "    let ar{i} = min(m0 + {i}u * WG, M - 1u) * A_ROW;"
+        );
+    }
+    for j in 0..tn {
+        let _ = writeln!(
+            setup,
+            "    let bc{j} = min(n0 + {j}u * WG, N - 1u) * B_COL;"
+        );
+    }
+    for i in 0..tm {
+        for j in 0..tn {
+            let _ = writeln!(setup, "    var c{i}_{j} = 0.0;");
+        }
+    }
+    let step = |kk: &str| {
+        let mut s = String::new();
+        let _ = writeln!(s, "            {{");
+        let _ = writeln!(s, "            let ak = abase + ({kk}) * A_COL;");
+        let _ = writeln!(s, "            let bk = bbase + ({kk}) * B_ROW;");
+        for i in 0..tm {
+            let _ = writeln!(s, "            let a{i} = a[ak + ar{i}];");
+        }
+        for j in 0..tn {
+            let _ = writeln!(s, "            let b{j} = b[bk + bc{j}];");
+        }
+        for i in 0..tm {
+            for j in 0..tn {
+                let _ = writeln!(s, "            c{i}_{j} = fma(a{i}, b{j}, c{i}_{j});");
+            }
+        }
+        let _ = writeln!(s, "            }}");
+        s
+    };
+    let mut loops = String::from("        var k = 0u;\n");
+    if unroll > 1 {
+        let body: String = (0..unroll).map(|u| step(&format!("k + {u}u"))).collect();
+        let _ = writeln!(
+            loops,
+            "        for (; k + {unroll}u <= K; k += {unroll}u) {{\n{body}        }}"
+        );
+    }
+    let _ = writeln!(
+        loops,
+        "        for (; k < K; k++) {{\n{}        }}",
+        step("k")
+    );
+    let mut stores = String::new();
+    for j in 0..tn {
+        let _ = writeln!(stores, "    let nn{j} = n0 + {j}u * WG;");
+        let _ = writeln!(stores, "    if (nn{j} < N) {{");
+        for i in 0..tm {
+            let guard = if i == 0 {
+                String::new()
+            } else {
+                format!("if (m0 + {i}u * WG < M) ")
+            };
+            let _ = writeln!(
+                stores,
+                "        {guard}{{ epilogue(z, m0 + {i}u * WG, nn{j}, c{i}_{j}); }}"
+            );
+        }
+        let _ = writeln!(stores, "    }}");
+    }
+    let (mask_binding, mask_apply) = if masked {
+        (
+            "@group(0) @binding(4) var<storage, read> mask: array<f32>;".to_string(),
+            "    if (MASKED == 1u) { out = select(0.0, out, mask[i] > 0.0); }".to_string(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    vec![
+        ("TM", tm.to_string()),
+        ("TN", tn.to_string()),
+        ("WG", WG.to_string()),
+        ("SETUP", setup),
+        ("K_LOOPS", loops),
+        ("STORES", stores),
+        ("MASK_BINDING", mask_binding),
+        ("MASK_APPLY", mask_apply),
+    ]
+}
 
 /// Where the bias is added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +153,8 @@ pub(crate) struct Gemm {
     pub bias: Bias,
     /// Add into C instead of overwriting it (gradient accumulation).
     pub accumulate: bool,
+    /// Fused activation: `C = max(C, 0)` after bias and accumulation.
+    pub relu: bool,
 }
 
 impl Gemm {
@@ -66,6 +177,7 @@ impl Gemm {
             b_reduce: 0,
             bias: Bias::None,
             accumulate: false,
+            relu: false,
         }
     }
 
@@ -103,8 +215,27 @@ impl Gemm {
         bias: Option<&BufferRef>,
         c: &BufferRef,
     ) -> Result<Dispatch, GpuError> {
+        self.dispatch_masked(k, a, b, bias, c, None)
+    }
+
+    /// Like [`Gemm::dispatch`]; with `mask`, each output is zeroed where `mask` (laid out
+    /// like C) is not positive: the backward of a relu whose output is `mask`, fused into the
+    /// GEMM producing its output gradient.
+    pub fn dispatch_masked(
+        &self,
+        k: &mut KernelBuilder,
+        a: &BufferRef,
+        b: &BufferRef,
+        bias: Option<&BufferRef>,
+        c: &BufferRef,
+        mask: Option<&BufferRef>,
+    ) -> Result<Dispatch, GpuError> {
         let s = |v: usize| v.to_string();
-        let subst = [
+        let (tm_max, tn_max, unroll) = tile();
+        // No bigger than the problem: a tile row or column past the edge only repeats loads.
+        let tm = self.m.div_ceil(WG).clamp(1, tm_max);
+        let tn = self.n.div_ceil(WG).clamp(1, tn_max);
+        let mut subst = vec![
             ("M", s(self.m)),
             ("N", s(self.n)),
             ("K", s(self.k)),
@@ -120,15 +251,19 @@ impl Gemm {
             ("B_REDUCE", s(self.b_reduce)),
             ("BIAS", s(self.bias as usize)),
             ("ACCUMULATE", s(self.accumulate as usize)),
+            ("RELU", s(self.relu as usize)),
+            ("MASKED", s(mask.is_some() as usize)),
         ];
+        subst.extend(tile_code(tm, tn, unroll, mask.is_some()));
         // Without a bias the binding still has to exist: bind A again (never read).
         let bias = bias.unwrap_or(a);
-        let per_group = TILE * WG;
         let groups = [
-            self.n.div_ceil(per_group) as u32,
-            self.m.div_ceil(per_group) as u32,
+            self.n.div_ceil(WG * tn) as u32,
+            self.m.div_ceil(WG * tm) as u32,
             self.batch as u32,
         ];
-        k.compute(&self.name(), &[WGSL], &subst, &[a, b, bias, c], groups)
+        let mut bindings = vec![a, b, bias, c];
+        bindings.extend(mask);
+        k.compute(&self.name(), &[WGSL], &subst, &bindings, groups)
     }
 }

@@ -5,6 +5,7 @@
 use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES};
 use crate::init::Init;
 use crate::layer::LayerSpec;
+use crate::linear::Linear;
 use crate::op::{CpuCtx, Op, ParamSpec, numel};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -221,6 +222,28 @@ impl Sequential {
     }
 }
 
+/// Which layers are relus folded into the linear layers around them: a relu between two
+/// linear layers costs no dispatch. The linear before it applies `max(y, 0)` in its GEMM
+/// epilogue (so the relu's output aliases the linear's), and the linear after it zeroes its
+/// input gradient where that output is not positive (the relu's backward) in the epilogue of
+/// its `dx` GEMM (so the relu's input gradient aliases its output gradient).
+pub fn fused_relus(model: &Sequential) -> Vec<bool> {
+    let is_linear = |i: usize| {
+        model
+            .layers
+            .get(i)
+            .is_some_and(|l| matches!(l.spec, LayerSpec::Linear(_)))
+    };
+    (0..model.layers.len())
+        .map(|i| {
+            matches!(model.layers[i].spec, LayerSpec::Relu)
+                && i > 0
+                && is_linear(i - 1)
+                && is_linear(i + 1)
+        })
+        .collect()
+}
+
 /// The model's activation buffers and pre-built dispatches for one batch size.
 pub struct GpuModel {
     pub batch: usize,
@@ -244,6 +267,7 @@ impl GpuModel {
         step: &BufferRef,
     ) -> Result<GpuModel, GpuError> {
         let train = grads.is_some();
+        let fused = fused_relus(model);
         let bytes = |shape: &[usize]| (batch * numel(shape) * 4) as u64;
         let input = BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
             .words(0, (batch * numel(&model.input)) as u64);
@@ -251,7 +275,7 @@ impl GpuModel {
         let mut dacts = vec![acts[0].clone()];
         for (i, l) in model.layers.iter().enumerate() {
             let words = (batch * numel(&l.output)) as u64;
-            if l.op.is_view() {
+            if l.op.is_view() || fused[i] {
                 acts.push(acts[i].words(0, words));
             } else {
                 acts.push(
@@ -260,7 +284,7 @@ impl GpuModel {
                 );
             }
             if train {
-                if l.op.is_view() && i > 0 {
+                if (l.op.is_view() && i > 0) || fused[i] {
                     dacts.push(dacts[i].words(0, words));
                 } else {
                     dacts.push(
@@ -329,9 +353,31 @@ impl GpuModel {
                 grads: g,
                 scratch,
             };
-            forward.extend(l.op.gpu_forward(&mut k, &io)?);
-            if train {
-                backward_per_layer.push(l.op.gpu_backward(&mut k, &io)?);
+            let relu_after = fused.get(i + 1).copied().unwrap_or(false);
+            let relu_before = i > 0 && fused[i - 1];
+            match &l.spec {
+                // Folded into the linear layers around it (see `fused_relus`).
+                LayerSpec::Relu if fused[i] => {
+                    backward_per_layer.push(Vec::new());
+                }
+                LayerSpec::Linear(attrs) if relu_after || relu_before => {
+                    let lin = Linear { attrs: *attrs };
+                    forward.extend(lin.forward_dispatches(&mut k, &io, relu_after)?);
+                    if train {
+                        let mask = relu_before.then(|| acts[i].clone());
+                        backward_per_layer.push(lin.backward_dispatches(
+                            &mut k,
+                            &io,
+                            mask.as_ref(),
+                        )?);
+                    }
+                }
+                _ => {
+                    forward.extend(l.op.gpu_forward(&mut k, &io)?);
+                    if train {
+                        backward_per_layer.push(l.op.gpu_backward(&mut k, &io)?);
+                    }
+                }
             }
         }
         let backward = backward_per_layer.into_iter().rev().flatten().collect();

@@ -517,6 +517,46 @@ impl TrainStep {
     }
 }
 
+/// Where a run stands inside an accumulation group. With the parameters and the
+/// optimizer state it is everything a checkpoint needs for an exact resume.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccumulationState {
+    /// Micro-batches recorded in the current (incomplete) group.
+    pub micro: u32,
+    /// Samples recorded in the current group (the gradient sum is divided by this).
+    pub group_rows: usize,
+    /// The accumulated gradient sums, named like the parameters.
+    pub grads: Vec<NamedTensor>,
+}
+
+impl TrainStep {
+    /// The accumulation position and gradient sums (one read-back).
+    pub fn accumulation_state(&self, gpu: &Gpu) -> Result<AccumulationState, GpuError> {
+        Ok(AccumulationState {
+            micro: self.micro,
+            group_rows: self.group_rows,
+            grads: self.grad_tensors(gpu)?,
+        })
+    }
+
+    /// Restores what [`TrainStep::accumulation_state`] returned.
+    pub fn restore_accumulation(
+        &mut self,
+        gpu: &Gpu,
+        state: &AccumulationState,
+    ) -> Result<(), GpuError> {
+        let mut flat = vec![0.0f32; self.model.packed_len];
+        for s in &self.model.slots {
+            let t = find_tensor(&state.grads, &s.name, &s.shape)?;
+            flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
+        }
+        gpu.write(&self.grads, 0, &flat);
+        self.micro = state.micro;
+        self.group_rows = state.group_rows;
+        Ok(())
+    }
+}
+
 fn find_tensor<'a>(
     tensors: &'a [NamedTensor],
     name: &str,

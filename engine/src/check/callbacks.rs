@@ -19,11 +19,17 @@ fn ordering(stage: &Stage) -> Option<(&[StageId], &[StageId])> {
 
 pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<Diagnostic>) {
     let stages = &parsed.pipeline.stages;
-    let hooks: Vec<&str> = stages.iter().filter(|s| ordering(s).is_some()).map(|s| s.id().0.as_str()).collect();
+    let hooks: Vec<&str> = stages
+        .iter()
+        .filter(|s| ordering(s).is_some())
+        .map(|s| s.id().0.as_str())
+        .collect();
     let mut order: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<_> = (0..stages.len()).map(|i| order.add_node(i)).collect();
     for (i, stage) in stages.iter().enumerate() {
-        let Some((after, before)) = ordering(stage) else { continue };
+        let Some((after, before)) = ordering(stage) else {
+            continue;
+        };
         for (field, ids, forward) in [("after", after, false), ("before", before, true)] {
             for (k, id) in ids.iter().enumerate() {
                 let path = [field_path(i, field), vec![Seg::Index(k)]].concat();
@@ -34,18 +40,27 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                         order.add_edge(nodes[a], nodes[b], ());
                     }
                     Some(t) => out.push(
-                        Diagnostic::new("bad-order", format!("`{field}: {id}` names a {} stage", stages[t].kind()))
-                            .at(parsed.span(&path), "not a callback or eval")
-                            .stage(stage.id())
-                            .expected_found(format!("a callback or eval id: {}", list(&hooks)), format!("`{id}` ({})", stages[t].kind()))
-                            .hint("ordering applies among callbacks and evals at the same trigger"),
+                        Diagnostic::new(
+                            "bad-order",
+                            format!("`{field}: {id}` names a {} stage", stages[t].kind()),
+                        )
+                        .at(parsed.span(&path), "not a callback or eval")
+                        .stage(stage.id())
+                        .expected_found(
+                            format!("a callback or eval id: {}", list(&hooks)),
+                            format!("`{id}` ({})", stages[t].kind()),
+                        )
+                        .hint("ordering applies among callbacks and evals at the same trigger"),
                     ),
                     None => out.push(
-                        Diagnostic::new("unknown-stage", format!("`{field}` refers to unknown stage `{id}`"))
-                            .at(parsed.span(&path), "no stage has this id")
-                            .stage(stage.id())
-                            .expected_found(format!("one of {}", list(&hooks)), format!("`{id}`"))
-                            .maybe_hint(did_you_mean(&id.0, hooks.iter().copied())),
+                        Diagnostic::new(
+                            "unknown-stage",
+                            format!("`{field}` refers to unknown stage `{id}`"),
+                        )
+                        .at(parsed.span(&path), "no stage has this id")
+                        .stage(stage.id())
+                        .expected_found(format!("one of {}", list(&hooks)), format!("`{id}`"))
+                        .maybe_hint(did_you_mean(&id.0, hooks.iter().copied())),
                     ),
                 }
             }
@@ -59,37 +74,74 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
         ids.sort();
         let names: Vec<String> = ids.iter().map(|i| stages[*i].id().to_string()).collect();
         out.push(
-            Diagnostic::new("order-cycle", format!("callback ordering is cyclic among {}", names.join(", ")))
-                .at(parsed.span(&[Seg::Key("stages".into()), Seg::Index(ids[0])]), "part of the cycle")
-                .stage(stages[ids[0]].id())
-                .hint("remove one `after:` or `before:` so that one order exists"),
+            Diagnostic::new(
+                "order-cycle",
+                format!("callback ordering is cyclic among {}", names.join(", ")),
+            )
+            .at(
+                parsed.span(&[Seg::Key("stages".into()), Seg::Index(ids[0])]),
+                "part of the cycle",
+            )
+            .stage(stages[ids[0]].id())
+            .hint("remove one `after:` or `before:` so that one order exists"),
         );
     }
     for (i, stage) in stages.iter().enumerate() {
         let Stage::Callback(cb) = stage else { continue };
         let at = |keys: &[&str]| {
-            let mut p = vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key("callback".into())];
+            let mut p = vec![
+                Seg::Key("stages".into()),
+                Seg::Index(i),
+                Seg::Key("callback".into()),
+            ];
             p.extend(keys.iter().map(|k| Seg::Key((*k).into())));
             p
         };
         match &cb.callback {
-            CallbackSpec::LrSchedule(l) => match graph.node(&l.stage.0).map(|n| &stages[graph.graph[n]]) {
-                Some(Stage::Step(_)) => {}
-                other => {
-                    let steps: Vec<&str> = stages.iter().filter(|s| matches!(s, Stage::Step(_))).map(|s| s.id().0.as_str()).collect();
-                    out.push(
-                        Diagnostic::new("bad-schedule-target", format!("`lr_schedule` must name a step stage, but `{}` is {}", l.stage, other.map_or("not a stage".to_string(), |s| format!("a {} stage", s.kind()))))
+            CallbackSpec::LrSchedule(l) => {
+                match graph.node(&l.stage.0).map(|n| &stages[graph.graph[n]]) {
+                    Some(Stage::Step(_)) => {}
+                    other => {
+                        let steps: Vec<&str> = stages
+                            .iter()
+                            .filter(|s| matches!(s, Stage::Step(_)))
+                            .map(|s| s.id().0.as_str())
+                            .collect();
+                        out.push(
+                            Diagnostic::new(
+                                "bad-schedule-target",
+                                format!(
+                                    "`lr_schedule` must name a step stage, but `{}` is {}",
+                                    l.stage,
+                                    other.map_or("not a stage".to_string(), |s| format!(
+                                        "a {} stage",
+                                        s.kind()
+                                    ))
+                                ),
+                            )
                             .at(parsed.span(&at(&["stage"])), "not a step stage")
                             .stage(stage.id())
-                            .expected_found(format!("one of {}", list(&steps)), format!("`{}`", l.stage))
+                            .expected_found(
+                                format!("one of {}", list(&steps)),
+                                format!("`{}`", l.stage),
+                            )
                             .maybe_hint(did_you_mean(&l.stage.0, steps.iter().copied())),
-                    );
+                        );
+                    }
                 }
-            },
-            CallbackSpec::EarlyStopping(e) => monitor(parsed, &e.monitor, at(&["monitor"]), stage, out),
+            }
+            CallbackSpec::EarlyStopping(e) => {
+                monitor(parsed, &e.monitor, at(&["monitor"]), stage, out)
+            }
             CallbackSpec::Checkpoint(c) => {
                 if let Some(best) = &c.keep_best {
-                    monitor(parsed, &best.monitor, at(&["keep_best", "monitor"]), stage, out);
+                    monitor(
+                        parsed,
+                        &best.monitor,
+                        at(&["keep_best", "monitor"]),
+                        stage,
+                        out,
+                    );
                 }
             }
             _ => {}
@@ -98,12 +150,23 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
 }
 
 /// A monitored metric must be `<eval id>.<metric it computes>`.
-fn monitor(parsed: &ParsedPipeline, reference: &PortRef, path: Vec<Seg>, stage: &Stage, out: &mut Vec<Diagnostic>) {
+fn monitor(
+    parsed: &ParsedPipeline,
+    reference: &PortRef,
+    path: Vec<Seg>,
+    stage: &Stage,
+    out: &mut Vec<Diagnostic>,
+) {
     let stages = &parsed.pipeline.stages;
     let evals: Vec<String> = stages
         .iter()
         .filter_map(|s| match s {
-            Stage::Eval(e) => Some(e.metrics.iter().map(|m| format!("{}.{}", e.id, m.as_str())).collect::<Vec<_>>()),
+            Stage::Eval(e) => Some(
+                e.metrics
+                    .iter()
+                    .map(|m| format!("{}.{}", e.id, m.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
         .flatten()
@@ -112,13 +175,27 @@ fn monitor(parsed: &ParsedPipeline, reference: &PortRef, path: Vec<Seg>, stage: 
         return;
     }
     out.push(
-        Diagnostic::new("unknown-metric", format!("`{reference}` is not a metric any eval stage computes"))
-            .at(parsed.span(&path), "unknown metric")
-            .stage(stage.id())
-            .expected_found(
-                if evals.is_empty() { "an eval stage's metric (add an eval stage)".into() } else { format!("one of {}", evals.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")) },
-                format!("`{reference}`"),
-            )
-            .maybe_hint(did_you_mean(&reference.0, evals.iter().map(String::as_str))),
+        Diagnostic::new(
+            "unknown-metric",
+            format!("`{reference}` is not a metric any eval stage computes"),
+        )
+        .at(parsed.span(&path), "unknown metric")
+        .stage(stage.id())
+        .expected_found(
+            if evals.is_empty() {
+                "an eval stage's metric (add an eval stage)".into()
+            } else {
+                format!(
+                    "one of {}",
+                    evals
+                        .iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            format!("`{reference}`"),
+        )
+        .maybe_hint(did_you_mean(&reference.0, evals.iter().map(String::as_str))),
     );
 }

@@ -28,7 +28,10 @@ struct Probe {
 }
 
 /// Probes every data set; unreadable sources become diagnostics.
-pub(super) fn probe_all(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) -> BTreeMap<String, DatasetInfo> {
+pub(super) fn probe_all(
+    parsed: &ParsedPipeline,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, DatasetInfo> {
     let mut infos = BTreeMap::new();
     for (name, spec) in &parsed.pipeline.datasets {
         let base = vec![Seg::Key("datasets".into()), Seg::Key(name.clone())];
@@ -39,7 +42,12 @@ pub(super) fn probe_all(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnosti
     infos
 }
 
-fn probe_dataset(parsed: &ParsedPipeline, spec: &DatasetSpec, base: &[Seg], diagnostics: &mut Vec<Diagnostic>) -> Option<DatasetInfo> {
+fn probe_dataset(
+    parsed: &ParsedPipeline,
+    spec: &DatasetSpec,
+    base: &[Seg],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<DatasetInfo> {
     let mut source_path = base.to_vec();
     source_path.push(Seg::Key("source".into()));
     let main = probe_source(parsed, &spec.source, &source_path, diagnostics)?;
@@ -47,7 +55,11 @@ fn probe_dataset(parsed: &ParsedPipeline, spec: &DatasetSpec, base: &[Seg], diag
     match &spec.split {
         SplitSpec::Fraction(f) => {
             let sizes = split_sizes(main.samples, f.train, f.val, f.test);
-            for (name, n) in [(SplitName::Train, sizes[0]), (SplitName::Val, sizes[1]), (SplitName::Test, sizes[2])] {
+            for (name, n) in [
+                (SplitName::Train, sizes[0]),
+                (SplitName::Val, sizes[1]),
+                (SplitName::Test, sizes[2]),
+            ] {
                 if n > 0 {
                     splits.insert(name, n);
                 }
@@ -72,10 +84,19 @@ fn probe_dataset(parsed: &ParsedPipeline, spec: &DatasetSpec, base: &[Seg], diag
             }
         }
     }
-    Some(DatasetInfo { shape: main.shape, classes: main.classes, splits })
+    Some(DatasetInfo {
+        shape: main.shape,
+        classes: main.classes,
+        splits,
+    })
 }
 
-fn probe_source(parsed: &ParsedPipeline, source: &SourceSpec, at: &[Seg], diagnostics: &mut Vec<Diagnostic>) -> Option<Probe> {
+fn probe_source(
+    parsed: &ParsedPipeline,
+    source: &SourceSpec,
+    at: &[Seg],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Probe> {
     let field = |name: &str| {
         let mut p = at.to_vec();
         p.push(Seg::Key(name.into()));
@@ -165,14 +186,21 @@ fn probe_csv(path: &Path, header: bool) -> Result<(usize, usize), String> {
 fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
     let mut reader = open(path)?;
     let mut magic = [0u8; 4];
-    reader.read_exact(&mut magic).map_err(|_| format!("`{}` is too short for an IDX header", path.display()))?;
+    reader
+        .read_exact(&mut magic)
+        .map_err(|_| format!("`{}` is too short for an IDX header", path.display()))?;
     if magic[0] != 0 || magic[1] != 0 || magic[2] != 8 || magic[3] == 0 {
-        return Err(format!("`{}` is not an IDX file of u8 values (magic {magic:02x?})", path.display()));
+        return Err(format!(
+            "`{}` is not an IDX file of u8 values (magic {magic:02x?})",
+            path.display()
+        ));
     }
     let mut dims = Vec::new();
     for _ in 0..magic[3] {
         let mut d = [0u8; 4];
-        reader.read_exact(&mut d).map_err(|_| format!("`{}` is truncated inside its IDX header", path.display()))?;
+        reader
+            .read_exact(&mut d)
+            .map_err(|_| format!("`{}` is truncated inside its IDX header", path.display()))?;
         dims.push(u32::from_be_bytes(d) as usize);
     }
     Ok(dims)
@@ -181,30 +209,48 @@ fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
 fn read_npy_shape(path: &Path) -> Result<Vec<usize>, String> {
     let mut reader = open(path)?;
     let mut head = [0u8; 10];
-    reader.read_exact(&mut head).map_err(|_| format!("`{}` is too short for an npy header", path.display()))?;
+    reader
+        .read_exact(&mut head)
+        .map_err(|_| format!("`{}` is too short for an npy header", path.display()))?;
     if &head[..6] != b"\x93NUMPY" {
         return Err(format!("`{}` is not an npy file", path.display()));
     }
     let len = u16::from_le_bytes([head[8], head[9]]) as usize;
     let mut header = vec![0u8; len];
-    reader.read_exact(&mut header).map_err(|_| format!("`{}` is truncated inside its npy header", path.display()))?;
+    reader
+        .read_exact(&mut header)
+        .map_err(|_| format!("`{}` is truncated inside its npy header", path.display()))?;
     let header = String::from_utf8_lossy(&header);
     let shape = header
         .split("'shape':")
         .nth(1)
-        .and_then(|rest| rest.split_once('(')?.1.split_once(')').map(|(inner, _)| inner.to_string()))
+        .and_then(|rest| {
+            rest.split_once('(')?
+                .1
+                .split_once(')')
+                .map(|(inner, _)| inner.to_string())
+        })
         .ok_or_else(|| format!("`{}` has no shape in its npy header", path.display()))?;
     shape
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("`{}` has a malformed npy shape", path.display())))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("`{}` has a malformed npy shape", path.display()))
+        })
         .collect()
 }
 
 /// Samples per split, by the data stages' own rounding rule.
 fn split_sizes(n: usize, train: f64, val: f64, test: f64) -> [usize; 3] {
-    let fractions = crate::data::Fractions { train, val, test, stratified: false, seed: 0 };
+    let fractions = crate::data::Fractions {
+        train,
+        val,
+        test,
+        stratified: false,
+        seed: 0,
+    };
     // Invalid fractions are reported by the hyperparameter checks.
     crate::data::split_sizes(n, &fractions).unwrap_or([0; 3])
 }

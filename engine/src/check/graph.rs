@@ -51,8 +51,15 @@ pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
         Stage::Forward(_) => &[("logits", PortType::Logits)],
         Stage::Loss(_) => &[("loss", PortType::Loss)],
         Stage::Backward(_) | Stage::Accumulate(_) => &[("grads", PortType::Grads)],
-        Stage::Step(_) => &[("params", PortType::Params), ("grad_norm", PortType::Scalar)],
-        Stage::Eval(_) => &[("loss", PortType::Scalar), ("accuracy", PortType::Scalar), ("top5", PortType::Scalar)],
+        Stage::Step(_) => &[
+            ("params", PortType::Params),
+            ("grad_norm", PortType::Scalar),
+        ],
+        Stage::Eval(_) => &[
+            ("loss", PortType::Scalar),
+            ("accuracy", PortType::Scalar),
+            ("top5", PortType::Scalar),
+        ],
         Stage::Callback(_) => &[],
     }
 }
@@ -100,11 +107,16 @@ impl StageGraph {
 
     /// The stage index that feeds `field` of stage `index`.
     pub fn source_of(&self, index: usize, field: &str) -> Option<(usize, String)> {
-        let node = self.graph.node_indices().find(|n| self.graph[*n] == index)?;
+        let node = self
+            .graph
+            .node_indices()
+            .find(|n| self.graph[*n] == index)?;
         self.graph
             .edges_directed(node, petgraph::Direction::Incoming)
             .find_map(|e| match e.weight() {
-                Edge::Data { port, field: f } if *f == field => Some((self.graph[e.source()], port.clone())),
+                Edge::Data { port, field: f } if *f == field => {
+                    Some((self.graph[e.source()], port.clone()))
+                }
                 _ => None,
             })
     }
@@ -112,11 +124,19 @@ impl StageGraph {
 
 /// Path of a stage's `id` value: diagnostics about a whole stage point there.
 pub(super) fn stage_path(index: usize) -> Vec<Seg> {
-    vec![Seg::Key("stages".into()), Seg::Index(index), Seg::Key("id".into())]
+    vec![
+        Seg::Key("stages".into()),
+        Seg::Index(index),
+        Seg::Key("id".into()),
+    ]
 }
 
 pub(super) fn field_path(index: usize, field: &str) -> Vec<Seg> {
-    vec![Seg::Key("stages".into()), Seg::Index(index), Seg::Key(field.into())]
+    vec![
+        Seg::Key("stages".into()),
+        Seg::Index(index),
+        Seg::Key(field.into()),
+    ]
 }
 
 /// Builds the graph: duplicate ids, unknown stages and ports, wrong port types.
@@ -127,11 +147,20 @@ pub(super) fn build(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) 
     for (i, stage) in stages.iter().enumerate() {
         if let Some(&first) = first_seen.get(stage.id()) {
             diagnostics.push(
-                Diagnostic::new("duplicate-id", format!("stage id `{}` is used twice", stage.id()))
-                    .at(parsed.span(&field_path(i, "id")), "second stage with this id")
-                    .stage(stage.id())
-                    .note(format!("first used by the {} stage `stages[{first}]`", stages[first].kind()))
-                    .hint("give every stage a unique id"),
+                Diagnostic::new(
+                    "duplicate-id",
+                    format!("stage id `{}` is used twice", stage.id()),
+                )
+                .at(
+                    parsed.span(&field_path(i, "id")),
+                    "second stage with this id",
+                )
+                .stage(stage.id())
+                .note(format!(
+                    "first used by the {} stage `stages[{first}]`",
+                    stages[first].kind()
+                ))
+                .hint("give every stage a unique id"),
             );
             continue;
         }
@@ -141,7 +170,9 @@ pub(super) fn build(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) 
     }
     let all_ids: Vec<&str> = g.ids.keys().map(|k| k.0.as_str()).collect();
     for (i, stage) in stages.iter().enumerate() {
-        let Some(&target) = g.ids.get(stage.id()) else { continue };
+        let Some(&target) = g.ids.get(stage.id()) else {
+            continue;
+        };
         if g.graph[target] != i {
             continue;
         }
@@ -149,11 +180,26 @@ pub(super) fn build(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) 
             let path = match stage {
                 Stage::Callback(c) => {
                     let k = c.watch.iter().position(|w| w == input).unwrap_or(0);
-                    vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key("watch".into()), Seg::Index(k)]
+                    vec![
+                        Seg::Key("stages".into()),
+                        Seg::Index(i),
+                        Seg::Key("watch".into()),
+                        Seg::Index(k),
+                    ]
                 }
                 _ => field_path(i, field),
             };
-            if let Some((source, port)) = resolve(parsed, stages, &g, &all_ids, stage, field, input, &path, diagnostics) {
+            if let Some((source, port)) = resolve(
+                parsed,
+                stages,
+                &g,
+                &all_ids,
+                stage,
+                field,
+                input,
+                &path,
+                diagnostics,
+            ) {
                 g.graph.add_edge(source, target, Edge::Data { port, field });
             }
         }
@@ -176,21 +222,30 @@ fn resolve(
     let span = parsed.span(path);
     let Some((source_id, port)) = input.split() else {
         diagnostics.push(
-            Diagnostic::new("bad-reference", format!("`{input}` is not a `stage.port` reference"))
-                .at(span, "expected `stage.port`")
-                .stage(stage.id())
-                .expected_found("`stage.port`, e.g. `fwd.logits`", format!("`{input}`"))
-                .hint("name the stage that produces the value, a dot, and its output"),
+            Diagnostic::new(
+                "bad-reference",
+                format!("`{input}` is not a `stage.port` reference"),
+            )
+            .at(span, "expected `stage.port`")
+            .stage(stage.id())
+            .expected_found("`stage.port`, e.g. `fwd.logits`", format!("`{input}`"))
+            .hint("name the stage that produces the value, a dot, and its output"),
         );
         return None;
     };
     let Some(&source) = g.ids.get(&StageId(source_id.to_string())) else {
         diagnostics.push(
-            Diagnostic::new("unknown-stage", format!("`{field}` refers to unknown stage `{source_id}`"))
-                .at(span, "no stage has this id")
-                .stage(stage.id())
-                .expected_found(format!("one of {}", list(all_ids)), format!("`{source_id}`"))
-                .maybe_hint(did_you_mean(source_id, all_ids.iter().copied())),
+            Diagnostic::new(
+                "unknown-stage",
+                format!("`{field}` refers to unknown stage `{source_id}`"),
+            )
+            .at(span, "no stage has this id")
+            .stage(stage.id())
+            .expected_found(
+                format!("one of {}", list(all_ids)),
+                format!("`{source_id}`"),
+            )
+            .maybe_hint(did_you_mean(source_id, all_ids.iter().copied())),
         );
         return None;
     };
@@ -199,14 +254,24 @@ fn resolve(
     let Some(&(_, found_type)) = ports.iter().find(|(name, _)| *name == port) else {
         let names: Vec<&str> = ports.iter().map(|(n, _)| *n).collect();
         diagnostics.push(
-            Diagnostic::new("unknown-port", format!("stage `{source_id}` ({}) has no output `{port}`", source_stage.kind()))
-                .at(span, "no such output")
-                .stage(stage.id())
-                .expected_found(
-                    if names.is_empty() { "nothing: callbacks have no outputs".to_string() } else { format!("one of {}", list(&names)) },
-                    format!("`{port}`"),
-                )
-                .maybe_hint(did_you_mean(port, names.iter().copied())),
+            Diagnostic::new(
+                "unknown-port",
+                format!(
+                    "stage `{source_id}` ({}) has no output `{port}`",
+                    source_stage.kind()
+                ),
+            )
+            .at(span, "no such output")
+            .stage(stage.id())
+            .expected_found(
+                if names.is_empty() {
+                    "nothing: callbacks have no outputs".to_string()
+                } else {
+                    format!("one of {}", list(&names))
+                },
+                format!("`{port}`"),
+            )
+            .maybe_hint(did_you_mean(port, names.iter().copied())),
         );
         return None;
     };
@@ -217,11 +282,25 @@ fn resolve(
         diagnostics.push(
             Diagnostic::new(
                 "wrong-port-type",
-                format!("`{field}` of {} stage `{}` cannot take `{input}`", stage.kind(), stage.id()),
+                format!(
+                    "`{field}` of {} stage `{}` cannot take `{input}`",
+                    stage.kind(),
+                    stage.id()
+                ),
             )
             .at(span, format!("this is {found_type}"))
             .stage(stage.id())
-            .expected_found(accepted.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "), format!("{found_type} from {} stage `{source_id}`", source_stage.kind()))
+            .expected_found(
+                accepted
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                format!(
+                    "{found_type} from {} stage `{source_id}`",
+                    source_stage.kind()
+                ),
+            )
             .hint(port_hint(expected)),
         );
         return None;
@@ -232,22 +311,40 @@ fn resolve(
 fn port_hint(expected: PortType) -> &'static str {
     match expected {
         PortType::Tensor => "feed a load stage's `features` or a forward stage's `logits`",
-        PortType::Logits => "a loss compares model outputs with labels: insert a forward stage and use its `logits`",
+        PortType::Logits => {
+            "a loss compares model outputs with labels: insert a forward stage and use its `logits`"
+        }
         PortType::Labels => "feed a load stage's `labels`",
-        PortType::Loss => "a backward stage differentiates a loss: point it at a loss stage's `loss`",
-        PortType::Grads => "a step needs gradients: point it at a backward (or accumulate) stage's `grads`",
+        PortType::Loss => {
+            "a backward stage differentiates a loss: point it at a loss stage's `loss`"
+        }
+        PortType::Grads => {
+            "a step needs gradients: point it at a backward (or accumulate) stage's `grads`"
+        }
         PortType::Params | PortType::Scalar => "see docs/pipeline.md for each stage's outputs",
     }
 }
 
 pub(super) fn list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Flow checks: cycles, reachability from a load, and the train chain's presence.
-pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok: bool, diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check_flow(
+    parsed: &ParsedPipeline,
+    g: &StageGraph,
+    references_ok: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let stages = &parsed.pipeline.stages;
-    let data_only = g.graph.filter_map(|_, n| Some(*n), |_, e| matches!(e, Edge::Data { .. }).then_some(()));
+    let data_only = g.graph.filter_map(
+        |_, n| Some(*n),
+        |_, e| matches!(e, Edge::Data { .. }).then_some(()),
+    );
     let mut on_cycle = vec![false; stages.len()];
     for scc in petgraph::algo::tarjan_scc(&data_only) {
         let cyclic = scc.len() > 1 || data_only.contains_edge(scc[0], scc[0]);
@@ -256,7 +353,10 @@ pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok:
         }
         scc.iter().for_each(|n| on_cycle[data_only[*n]] = true);
         let cycle = cycle_path(&data_only, &scc);
-        let names: Vec<String> = cycle.iter().map(|n| stages[data_only[*n]].id().to_string()).collect();
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|n| stages[data_only[*n]].id().to_string())
+            .collect();
         let first = data_only[cycle[0]];
         diagnostics.push(
             Diagnostic::new("cycle", format!("stages form a cycle: {} → {}", names.join(" → "), names[0]))
@@ -266,8 +366,11 @@ pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok:
         );
     }
     let mut reached = vec![false; stages.len()];
-    let mut queue: std::collections::VecDeque<NodeIndex> =
-        g.graph.node_indices().filter(|n| matches!(stages[g.graph[*n]], Stage::Load(_))).collect();
+    let mut queue: std::collections::VecDeque<NodeIndex> = g
+        .graph
+        .node_indices()
+        .filter(|n| matches!(stages[g.graph[*n]], Stage::Load(_)))
+        .collect();
     for n in &queue {
         reached[g.graph[*n]] = true;
     }
@@ -282,21 +385,48 @@ pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok:
     for node in g.graph.node_indices() {
         let i = g.graph[node];
         let stage = &stages[i];
-        let in_dataflow = matches!(stage, Stage::Forward(_) | Stage::Loss(_) | Stage::Backward(_) | Stage::Accumulate(_) | Stage::Step(_));
-        let has_inputs = g.graph.edges_directed(node, petgraph::Direction::Incoming).next().is_some();
+        let in_dataflow = matches!(
+            stage,
+            Stage::Forward(_)
+                | Stage::Loss(_)
+                | Stage::Backward(_)
+                | Stage::Accumulate(_)
+                | Stage::Step(_)
+        );
+        let has_inputs = g
+            .graph
+            .edges_directed(node, petgraph::Direction::Incoming)
+            .next()
+            .is_some();
         if in_dataflow && !reached[i] && has_inputs && !on_cycle[i] {
             diagnostics.push(
-                Diagnostic::new("unreachable", format!("{} stage `{}` is not reachable from any load stage", stage.kind(), stage.id()))
-                    .at(parsed.span(&stage_path(i)), "no data reaches this stage")
-                    .stage(stage.id())
-                    .hint("connect its inputs to a chain that starts at a `load` stage"),
+                Diagnostic::new(
+                    "unreachable",
+                    format!(
+                        "{} stage `{}` is not reachable from any load stage",
+                        stage.kind(),
+                        stage.id()
+                    ),
+                )
+                .at(parsed.span(&stage_path(i)), "no data reaches this stage")
+                .stage(stage.id())
+                .hint("connect its inputs to a chain that starts at a `load` stage"),
             );
         }
     }
     for node in g.graph.node_indices() {
         let stage = &stages[g.graph[node]];
-        let computes = matches!(stage, Stage::Forward(_) | Stage::Loss(_) | Stage::Backward(_) | Stage::Accumulate(_));
-        if references_ok && computes && g.graph.edges_directed(node, petgraph::Direction::Outgoing).next().is_none() {
+        let computes = matches!(
+            stage,
+            Stage::Forward(_) | Stage::Loss(_) | Stage::Backward(_) | Stage::Accumulate(_)
+        );
+        if references_ok
+            && computes
+            && g.graph
+                .edges_directed(node, petgraph::Direction::Outgoing)
+                .next()
+                .is_none()
+        {
             let port = outputs(stage).first().map_or("", |p| p.0);
             diagnostics.push(
                 Diagnostic::new("unused-stage", format!("{} stage `{}` computes `{port}` but no stage uses it", stage.kind(), stage.id()))
@@ -317,7 +447,9 @@ pub(super) fn check_flow(parsed: &ParsedPipeline, g: &StageGraph, references_ok:
 
 /// A shortest cycle through the smallest node of a strongly connected component.
 fn cycle_path<N, E>(graph: &DiGraph<N, E>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
-    let Some(&start) = scc.iter().min() else { return Vec::new() };
+    let Some(&start) = scc.iter().min() else {
+        return Vec::new();
+    };
     let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {

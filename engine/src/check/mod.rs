@@ -44,7 +44,12 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
     diagnostics.dedup();
     if diagnostics.is_empty() {
-        Ok(CheckedPipeline { parsed, graph, models, datasets })
+        Ok(CheckedPipeline {
+            parsed,
+            graph,
+            models,
+            datasets,
+        })
     } else {
         Err(diagnostics)
     }

@@ -9,8 +9,8 @@ use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{LossFn, Stage};
 
-use super::graph::{StageGraph, field_path};
 use super::DatasetInfo;
+use super::graph::{StageGraph, field_path};
 
 /// The shapes through one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +29,15 @@ impl ModelShapes {
 
     /// Total learnable parameters.
     pub fn param_count(&self) -> usize {
-        self.layers.iter().map(|l| l.params.iter().map(|p| p.1.iter().product::<usize>()).sum::<usize>()).sum()
+        self.layers
+            .iter()
+            .map(|l| {
+                l.params
+                    .iter()
+                    .map(|p| p.1.iter().product::<usize>())
+                    .sum::<usize>()
+            })
+            .sum()
     }
 }
 
@@ -91,10 +99,19 @@ pub(super) fn check(
         let base = vec![Seg::Key("models".into()), Seg::Key(name.clone())];
         if model.input.is_empty() || model.input.contains(&0) {
             out.push(
-                Diagnostic::new("invalid-shape", format!("model `{name}` has input shape {:?}", model.input))
-                    .at(parsed.span(&[base.clone(), vec![Seg::Key("input".into())]].concat()), "every dimension must be > 0")
-                    .expected_found("a non-empty shape of positive sizes, e.g. [64] or [1, 28, 28]", format!("{:?}", model.input))
-                    .hint("declare the per-sample shape, without the batch dimension"),
+                Diagnostic::new(
+                    "invalid-shape",
+                    format!("model `{name}` has input shape {:?}", model.input),
+                )
+                .at(
+                    parsed.span(&[base.clone(), vec![Seg::Key("input".into())]].concat()),
+                    "every dimension must be > 0",
+                )
+                .expected_found(
+                    "a non-empty shape of positive sizes, e.g. [64] or [1, 28, 28]",
+                    format!("{:?}", model.input),
+                )
+                .hint("declare the per-sample shape, without the batch dimension"),
             );
             continue;
         }
@@ -106,9 +123,12 @@ pub(super) fn check(
             let op = layer.build();
             if let Err(message) = op.check_attrs() {
                 out.push(
-                    Diagnostic::new("invalid-hyperparameter", format!("layer {i} ({}) of model `{name}`: {message}", op.kind()))
-                        .at(parsed.span(&path), message.clone())
-                        .hint("see docs/pipeline.md for the layer's valid values"),
+                    Diagnostic::new(
+                        "invalid-hyperparameter",
+                        format!("layer {i} ({}) of model `{name}`: {message}", op.kind()),
+                    )
+                    .at(parsed.span(&path), message.clone())
+                    .hint("see docs/pipeline.md for the layer's valid values"),
                 );
                 ok = false;
             }
@@ -117,19 +137,37 @@ pub(super) fn check(
                     layers.push(LayerShape {
                         describe: describe_layer(layer),
                         kind: op.kind(),
-                        params: op.params(&shape).into_iter().map(|p| (p.name, p.shape)).collect(),
+                        params: op
+                            .params(&shape)
+                            .into_iter()
+                            .map(|p| (p.name, p.shape))
+                            .collect(),
                         flops: op.forward_flops(&shape),
                         output: next.clone(),
                     });
                     shape = next;
                 }
                 Err(err) => {
-                    let previous = if i == 0 { "the model input".to_string() } else { format!("layer {} ({})", i - 1, layers.last().map_or("?", |l: &LayerShape| l.kind)) };
+                    let previous = if i == 0 {
+                        "the model input".to_string()
+                    } else {
+                        format!(
+                            "layer {} ({})",
+                            i - 1,
+                            layers.last().map_or("?", |l: &LayerShape| l.kind)
+                        )
+                    };
                     out.push(
-                        Diagnostic::new("shape-mismatch", format!("layer {i} of model `{name}`: {err}"))
-                            .at(parsed.span(&path), format!("input here is {:?}", err.found))
-                            .expected_found(err.expected.clone(), format!("{:?} from {previous}", err.found))
-                            .hint(shape_hint(op.kind())),
+                        Diagnostic::new(
+                            "shape-mismatch",
+                            format!("layer {i} of model `{name}`: {err}"),
+                        )
+                        .at(parsed.span(&path), format!("input here is {:?}", err.found))
+                        .expected_found(
+                            err.expected.clone(),
+                            format!("{:?} from {previous}", err.found),
+                        )
+                        .hint(shape_hint(op.kind())),
                     );
                     ok = false;
                     break;
@@ -137,7 +175,13 @@ pub(super) fn check(
             }
         }
         if ok {
-            models.insert(name.clone(), ModelShapes { input: model.input.clone(), layers });
+            models.insert(
+                name.clone(),
+                ModelShapes {
+                    input: model.input.clone(),
+                    layers,
+                },
+            );
         }
     }
     // Shapes along a cycle are meaningless; the cycle is reported instead.
@@ -150,7 +194,9 @@ pub(super) fn check(
 fn shape_hint(kind: &str) -> &'static str {
     match kind {
         "linear" | "layer_norm" => "insert `- flatten` before it, or fix the model's `input` shape",
-        "conv2d" | "max_pool2d" | "avg_pool2d" => "declare the input as [channels, height, width], e.g. [1, 28, 28], and keep the spatial size >= the kernel",
+        "conv2d" | "max_pool2d" | "avg_pool2d" => {
+            "declare the input as [channels, height, width], e.g. [1, 28, 28], and keep the spatial size >= the kernel"
+        }
         _ => "check the shapes the previous layers produce (`engine plan` prints them)",
     }
 }
@@ -181,9 +227,15 @@ fn check_edges(
     for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
         match stage {
             Stage::Forward(f) => {
-                let Some(model) = models.get(&f.model) else { continue };
-                let Some((src, port)) = graph.source_of(i, "input") else { continue };
-                let Some(found) = port_shape(parsed, datasets, models, src, &port) else { continue };
+                let Some(model) = models.get(&f.model) else {
+                    continue;
+                };
+                let Some((src, port)) = graph.source_of(i, "input") else {
+                    continue;
+                };
+                let Some(found) = port_shape(parsed, datasets, models, src, &port) else {
+                    continue;
+                };
                 if numel(&found) != numel(&model.input) {
                     out.push(
                         Diagnostic::new(
@@ -198,31 +250,52 @@ fn check_edges(
                 }
             }
             Stage::Loss(l) => {
-                let Some((src, port)) = graph.source_of(i, "logits") else { continue };
-                let Some(logits) = port_shape(parsed, datasets, models, src, &port) else { continue };
-                let classes = graph
-                    .source_of(i, "target")
-                    .and_then(|(t, _)| match &parsed.pipeline.stages[t] {
+                let Some((src, port)) = graph.source_of(i, "logits") else {
+                    continue;
+                };
+                let Some(logits) = port_shape(parsed, datasets, models, src, &port) else {
+                    continue;
+                };
+                let classes = graph.source_of(i, "target").and_then(|(t, _)| {
+                    match &parsed.pipeline.stages[t] {
                         Stage::Load(load) => datasets.get(&load.dataset).map(|d| d.classes),
                         _ => None,
-                    });
+                    }
+                });
                 let Some(classes) = classes else { continue };
                 if logits != [classes] {
                     let what = match l.function {
                         LossFn::CrossEntropy => "cross_entropy needs one logit per class",
-                        LossFn::Mse => "mse compares outputs with one-hot targets, one value per class",
+                        LossFn::Mse => {
+                            "mse compares outputs with one-hot targets, one value per class"
+                        }
                     };
                     out.push(
-                        Diagnostic::new("shape-mismatch", format!("{what}: expected [{classes}] but `{}` is {logits:?}", l.logits))
-                            .at(parsed.span(&field_path(i, "logits")), format!("this is {logits:?}"))
-                            .stage(stage.id())
-                            .expected_found(format!("[{classes}] ({classes} classes in the target's data set)"), format!("{logits:?}"))
-                            .hint(format!("end the model with `- linear: {{out: {classes}}}`")),
+                        Diagnostic::new(
+                            "shape-mismatch",
+                            format!(
+                                "{what}: expected [{classes}] but `{}` is {logits:?}",
+                                l.logits
+                            ),
+                        )
+                        .at(
+                            parsed.span(&field_path(i, "logits")),
+                            format!("this is {logits:?}"),
+                        )
+                        .stage(stage.id())
+                        .expected_found(
+                            format!("[{classes}] ({classes} classes in the target's data set)"),
+                            format!("{logits:?}"),
+                        )
+                        .hint(format!("end the model with `- linear: {{out: {classes}}}`")),
                     );
                 }
             }
             Stage::Eval(e) => {
-                let (Some(model), Some(ds)) = (models.get(&e.model), datasets.get(&e.dataset)) else { continue };
+                let (Some(model), Some(ds)) = (models.get(&e.model), datasets.get(&e.dataset))
+                else {
+                    continue;
+                };
                 if numel(&ds.shape) != numel(&model.input) {
                     out.push(
                         Diagnostic::new("shape-mismatch", format!("model `{}` expects input {:?} but data set `{}` has samples of shape {:?}", e.model, model.input, e.dataset, ds.shape))
@@ -233,11 +306,26 @@ fn check_edges(
                     );
                 } else if model.output() != [ds.classes] {
                     out.push(
-                        Diagnostic::new("shape-mismatch", format!("model `{}` outputs {:?} but data set `{}` has {} classes", e.model, model.output(), e.dataset, ds.classes))
-                            .at(parsed.span(&field_path(i, "model")), "this model")
-                            .stage(stage.id())
-                            .expected_found(format!("[{}]", ds.classes), format!("{:?}", model.output()))
-                            .hint(format!("end the model with `- linear: {{out: {}}}`", ds.classes)),
+                        Diagnostic::new(
+                            "shape-mismatch",
+                            format!(
+                                "model `{}` outputs {:?} but data set `{}` has {} classes",
+                                e.model,
+                                model.output(),
+                                e.dataset,
+                                ds.classes
+                            ),
+                        )
+                        .at(parsed.span(&field_path(i, "model")), "this model")
+                        .stage(stage.id())
+                        .expected_found(
+                            format!("[{}]", ds.classes),
+                            format!("{:?}", model.output()),
+                        )
+                        .hint(format!(
+                            "end the model with `- linear: {{out: {}}}`",
+                            ds.classes
+                        )),
                     );
                 }
             }

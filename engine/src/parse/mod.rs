@@ -10,7 +10,7 @@ pub use overrides::parse_override;
 
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, SourceId, Span, Sources};
+use crate::diag::{Diagnostic, SourceId, Sources, Span};
 use crate::spec::Pipeline;
 
 /// A pipeline that parsed, with the source tree kept for locating later diagnostics.
@@ -32,7 +32,9 @@ pub struct ParsedPipeline {
 impl ParsedPipeline {
     /// Span of the value at a path, falling back to the closest enclosing node.
     pub fn span(&self, path: &[Seg]) -> Option<Span> {
-        (0..=path.len()).rev().find_map(|n| self.doc.get(&path[..n]).map(|node| node.span))
+        (0..=path.len())
+            .rev()
+            .find_map(|n| self.doc.get(&path[..n]).map(|node| node.span))
     }
 
     /// Span of the key at the end of a path (or of the value if there is no key).
@@ -62,7 +64,13 @@ pub fn parse_pipeline(
     }
     let (pipeline, repaired) = structure::deserialize(&mut doc)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(ParsedPipeline { pipeline, doc, file, base_dir, repaired })
+    Ok(ParsedPipeline {
+        pipeline,
+        doc,
+        file,
+        base_dir,
+        repaired,
+    })
 }
 
 /// Converts a serde_path_to_error path (`stages[3].optimizer.lr`) to segments.
@@ -97,9 +105,17 @@ mod tests {
     fn parses_paths() {
         assert_eq!(
             parse_path("stages[3].optimizer.lr"),
-            vec![Seg::Key("stages".into()), Seg::Index(3), Seg::Key("optimizer".into()), Seg::Key("lr".into())]
+            vec![
+                Seg::Key("stages".into()),
+                Seg::Index(3),
+                Seg::Key("optimizer".into()),
+                Seg::Key("lr".into())
+            ]
         );
         assert_eq!(parse_path("."), vec![]);
-        assert_eq!(parse_path("a[1][2]"), vec![Seg::Key("a".into()), Seg::Index(1), Seg::Index(2)]);
+        assert_eq!(
+            parse_path("a[1][2]"),
+            vec![Seg::Key("a".into()), Seg::Index(1), Seg::Index(2)]
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use crate::diag::{Diagnostic, SourceId, Span, Sources};
+use crate::diag::{Diagnostic, SourceId, Sources, Span};
 
 /// A YAML value with its source span.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,22 +71,27 @@ impl Node {
 
     /// The node at a path.
     pub fn get(&self, path: &[Seg]) -> Option<&Node> {
-        path.iter().try_fold(self, |node, seg| match (seg, &node.value) {
-            (Seg::Key(k), Value::Map(entries)) => entries.iter().find(|e| &e.key == k).map(|e| &e.value),
-            (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-            _ => None,
-        })
+        path.iter()
+            .try_fold(self, |node, seg| match (seg, &node.value) {
+                (Seg::Key(k), Value::Map(entries)) => {
+                    entries.iter().find(|e| &e.key == k).map(|e| &e.value)
+                }
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            })
     }
 
     /// The node at a path, mutably.
     pub fn get_mut(&mut self, path: &[Seg]) -> Option<&mut Node> {
-        path.iter().try_fold(self, |node, seg| match (seg, &mut node.value) {
-            (Seg::Key(k), Value::Map(entries)) => {
-                entries.iter_mut().find(|e| &e.key == k).map(|e| &mut e.value)
-            }
-            (Seg::Index(i), Value::Seq(items)) => items.get_mut(*i),
-            _ => None,
-        })
+        path.iter()
+            .try_fold(self, |node, seg| match (seg, &mut node.value) {
+                (Seg::Key(k), Value::Map(entries)) => entries
+                    .iter_mut()
+                    .find(|e| &e.key == k)
+                    .map(|e| &mut e.value),
+                (Seg::Index(i), Value::Seq(items)) => items.get_mut(*i),
+                _ => None,
+            })
     }
 
     /// Span of the key at the end of `path` if it names a mapping key, else of the value.
@@ -108,7 +113,10 @@ impl Node {
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
-                entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -142,9 +150,12 @@ pub fn parse_yaml(sources: &Sources, source: SourceId) -> Result<Node, Vec<Diagn
     }
     if builder.documents > 1 {
         builder.diagnostics.push(
-            Diagnostic::new("yaml-syntax", "a pipeline file holds exactly one YAML document")
-                .at(builder.second_document, "second document starts here")
-                .hint("remove the `---` separator or split the file"),
+            Diagnostic::new(
+                "yaml-syntax",
+                "a pipeline file holds exactly one YAML document",
+            )
+            .at(builder.second_document, "second document starts here")
+            .hint("remove the `---` separator or split the file"),
         );
     }
     if !builder.diagnostics.is_empty() {
@@ -154,7 +165,14 @@ pub fn parse_yaml(sources: &Sources, source: SourceId) -> Result<Node, Vec<Diagn
         Some(root) => Ok(root),
         None => Err(vec![
             Diagnostic::new("empty-pipeline", "the pipeline file is empty")
-                .at(Some(Span { source, start: 0, end: 0 }), "nothing here")
+                .at(
+                    Some(Span {
+                        source,
+                        start: 0,
+                        end: 0,
+                    }),
+                    "nothing here",
+                )
                 .hint("start from one of the examples in pipelines/"),
         ]),
     }
@@ -184,8 +202,17 @@ fn resolve_plain(text: &str) -> Value {
 }
 
 enum Frame {
-    Seq { start: Span, anchor: usize, items: Vec<Node> },
-    Map { start: Span, anchor: usize, entries: Vec<Entry>, pending_key: Option<(String, Span)> },
+    Seq {
+        start: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        start: Span,
+        anchor: usize,
+        entries: Vec<Entry>,
+        pending_key: Option<(String, Span)>,
+    },
 }
 
 struct Builder<'a> {
@@ -225,7 +252,11 @@ impl<'a> Builder<'a> {
     fn span_at(&self, mark: Marker, len: usize) -> Span {
         let start = self.byte(mark);
         let end = (start + len).min(self.text.len());
-        Span { source: self.source, start, end: end.max(start) }
+        Span {
+            source: self.source,
+            start,
+            end: end.max(start),
+        }
     }
 
     fn scalar_span(&self, mark: Marker, value: &str, style: TScalarStyle) -> Span {
@@ -234,7 +265,11 @@ impl<'a> Builder<'a> {
         let len = match style {
             TScalarStyle::Plain if rest.starts_with(value) => value.len(),
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
-                let quote = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
+                let quote = if style == TScalarStyle::SingleQuoted {
+                    '\''
+                } else {
+                    '"'
+                };
                 rest.char_indices()
                     .skip(1)
                     .find(|&(_, c)| c == quote)
@@ -242,17 +277,27 @@ impl<'a> Builder<'a> {
             }
             _ => rest.find('\n').unwrap_or(rest.len()),
         };
-        Span { source: self.source, start, end: start + len }
+        Span {
+            source: self.source,
+            start,
+            end: start + len,
+        }
     }
 
     /// Collections are labelled on their first line only, so carets stay short.
     fn first_line_end(&self, end: usize) -> usize {
         let start = match self.stack.last() {
-            Some(Frame::Seq { start, items, .. }) => items.first().map_or(start.start, |n| n.span.start),
-            Some(Frame::Map { start, entries, .. }) => entries.first().map_or(start.start, |e| e.key_span.start),
+            Some(Frame::Seq { start, items, .. }) => {
+                items.first().map_or(start.start, |n| n.span.start)
+            }
+            Some(Frame::Map { start, entries, .. }) => {
+                entries.first().map_or(start.start, |e| e.key_span.start)
+            }
             None => return end,
         };
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
         end.min(line_end).max(start)
     }
 
@@ -263,7 +308,11 @@ impl<'a> Builder<'a> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => {
                     let key = match &node.value {
                         Value::Str(s) => s.clone(),
@@ -282,14 +331,21 @@ impl<'a> Builder<'a> {
                     };
                     if entries.iter().any(|e| e.key == key) {
                         self.diagnostics.push(
-                            Diagnostic::new("duplicate-key", format!("key `{key}` appears twice in one mapping"))
-                                .at(Some(node.span), "second occurrence")
-                                .hint("YAML keeps only one of them; remove or rename one"),
+                            Diagnostic::new(
+                                "duplicate-key",
+                                format!("key `{key}` appears twice in one mapping"),
+                            )
+                            .at(Some(node.span), "second occurrence")
+                            .hint("YAML keeps only one of them; remove or rename one"),
                         );
                     }
                     *pending_key = Some((key, node.span));
                 }
-                Some((key, key_span)) => entries.push(Entry { key, key_span, value: node }),
+                Some((key, key_span)) => entries.push(Entry {
+                    key,
+                    key_span,
+                    value: node,
+                }),
             },
         }
     }
@@ -307,34 +363,87 @@ impl MarkedEventReceiver for Builder<'_> {
             _ if self.documents > 1 => {}
             Event::Scalar(value, style, anchor, _tag) => {
                 let span = self.scalar_span(mark, &value, style);
-                let resolved = if style == TScalarStyle::Plain { resolve_plain(&value) } else { Value::Str(value) };
-                self.push_node(Node { value: resolved, span }, anchor);
+                let resolved = if style == TScalarStyle::Plain {
+                    resolve_plain(&value)
+                } else {
+                    Value::Str(value)
+                };
+                self.push_node(
+                    Node {
+                        value: resolved,
+                        span,
+                    },
+                    anchor,
+                );
             }
             Event::Alias(anchor) => {
                 let span = self.span_at(mark, 1);
-                let node = self.anchors.get(&anchor).cloned().unwrap_or(Node { value: Value::Null, span });
+                let node = self.anchors.get(&anchor).cloned().unwrap_or(Node {
+                    value: Value::Null,
+                    span,
+                });
                 self.push_node(Node { span, ..node }, 0);
             }
             Event::SequenceStart(anchor, _) => {
                 let start = self.span_at(mark, 1);
-                self.stack.push(Frame::Seq { start, anchor, items: Vec::new() });
+                self.stack.push(Frame::Seq {
+                    start,
+                    anchor,
+                    items: Vec::new(),
+                });
             }
             Event::MappingStart(anchor, _) => {
                 let start = self.span_at(mark, 1);
-                self.stack.push(Frame::Map { start, anchor, entries: Vec::new(), pending_key: None });
+                self.stack.push(Frame::Map {
+                    start,
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let end = self.byte(mark);
                 let end = self.first_line_end(end);
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq { start, anchor, items }) => {
-                        let start_byte = items.first().map_or(start.start, |n| n.span.start.min(start.start));
-                        (Node { value: Value::Seq(items), span: Span { end: end.max(start_byte), start: start_byte, ..start } }, anchor)
+                    Some(Frame::Seq {
+                        start,
+                        anchor,
+                        items,
+                    }) => {
+                        let start_byte = items
+                            .first()
+                            .map_or(start.start, |n| n.span.start.min(start.start));
+                        (
+                            Node {
+                                value: Value::Seq(items),
+                                span: Span {
+                                    end: end.max(start_byte),
+                                    start: start_byte,
+                                    ..start
+                                },
+                            },
+                            anchor,
+                        )
                     }
-                    Some(Frame::Map { start, anchor, entries, .. }) => {
+                    Some(Frame::Map {
+                        start,
+                        anchor,
+                        entries,
+                        ..
+                    }) => {
                         // Block mappings report their start oddly; the first key is reliable.
                         let start_byte = entries.first().map_or(start.start, |e| e.key_span.start);
-                        (Node { value: Value::Map(entries), span: Span { start: start_byte, end: end.max(start_byte), ..start } }, anchor)
+                        (
+                            Node {
+                                value: Value::Map(entries),
+                                span: Span {
+                                    start: start_byte,
+                                    end: end.max(start_byte),
+                                    ..start
+                                },
+                            },
+                            anchor,
+                        )
                     }
                     None => return,
                 };
@@ -361,9 +470,17 @@ mod tests {
         let (sources, node) = parse("a: 1\nbé: \"x y\"\nc:\n  - {d: 2.5}\n  - e\n");
         let node = node.unwrap();
         let b = node.entry("bé").unwrap();
-        assert_eq!(&sources.text(b.key_span.source)[b.key_span.start..b.key_span.end], "bé");
-        assert_eq!(&sources.text(b.value.span.source)[b.value.span.start..b.value.span.end], "\"x y\"");
-        let d = node.get(&[Seg::Key("c".into()), Seg::Index(0), Seg::Key("d".into())]).unwrap();
+        assert_eq!(
+            &sources.text(b.key_span.source)[b.key_span.start..b.key_span.end],
+            "bé"
+        );
+        assert_eq!(
+            &sources.text(b.value.span.source)[b.value.span.start..b.value.span.end],
+            "\"x y\""
+        );
+        let d = node
+            .get(&[Seg::Key("c".into()), Seg::Index(0), Seg::Key("d".into())])
+            .unwrap();
         assert_eq!(d.value, Value::Float(2.5));
         assert_eq!(sources.line_col(d.span.source, d.span.start), (4, 9));
     }

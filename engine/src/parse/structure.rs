@@ -27,7 +27,10 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
         return Err(vec![
             Diagnostic::new("not-a-mapping", "a pipeline file must be a YAML mapping")
                 .at(Some(doc.span), "found this instead")
-                .expected_found("keys such as `version`, `name`, `datasets`, `models`, `stages`", doc.describe())
+                .expected_found(
+                    "keys such as `version`, `name`, `datasets`, `models`, `stages`",
+                    doc.describe(),
+                )
                 .hint("start from one of the examples in pipelines/"),
         ]);
     }
@@ -43,7 +46,9 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
         let path = parse_path(&join_paths(&outer, inner));
         let problem = Problem::classify(message);
         if let Problem::MissingField(field) = &problem
-            && removed_required.iter().any(|(p, f)| p == &path && f == field)
+            && removed_required
+                .iter()
+                .any(|(p, f)| p == &path && f == field)
         {
             // Already reported as a wrong value that we had to remove.
             break;
@@ -65,10 +70,18 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
 }
 
 enum Problem {
-    UnknownField { field: String, expected: Vec<String> },
-    UnknownVariant { variant: String, expected: Vec<String> },
+    UnknownField {
+        field: String,
+        expected: Vec<String>,
+    },
+    UnknownVariant {
+        variant: String,
+        expected: Vec<String>,
+    },
     MissingField(String),
-    Other { message: String },
+    Other {
+        message: String,
+    },
 }
 
 enum Repair {
@@ -83,19 +96,27 @@ impl Problem {
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some((field, tail)) = rest.split_once('`')
         {
-            return Problem::UnknownField { field: field.into(), expected: backticked(tail) };
+            return Problem::UnknownField {
+                field: field.into(),
+                expected: backticked(tail),
+            };
         }
         if let Some(rest) = message.strip_prefix("unknown variant `")
             && let Some((variant, tail)) = rest.split_once('`')
         {
-            return Problem::UnknownVariant { variant: variant.into(), expected: backticked(tail) };
+            return Problem::UnknownVariant {
+                variant: variant.into(),
+                expected: backticked(tail),
+            };
         }
         if let Some(rest) = message.strip_prefix("missing field `")
             && let Some((field, _)) = rest.split_once('`')
         {
             return Problem::MissingField(field.into());
         }
-        Problem::Other { message: message.to_string() }
+        Problem::Other {
+            message: message.to_string(),
+        }
     }
 
     fn diagnostic(&self, doc: &Node, path: &[Seg]) -> Diagnostic {
@@ -106,10 +127,16 @@ impl Problem {
                 let map_path = map_holding(doc, path, field);
                 let mut key_path = map_path.clone();
                 key_path.push(Seg::Key(field.clone()));
-                Diagnostic::new("unknown-key", format!("unknown key `{field}` in {}", describe_path(&map_path)))
-                    .at(doc.key_or_value_span(&key_path).or(span_near(doc, path)), "not a known key here")
-                    .expected_found(one_of(expected), format!("`{field}`"))
-                    .maybe_hint(did_you_mean(field, expected.iter().map(String::as_str)))
+                Diagnostic::new(
+                    "unknown-key",
+                    format!("unknown key `{field}` in {}", describe_path(&map_path)),
+                )
+                .at(
+                    doc.key_or_value_span(&key_path).or(span_near(doc, path)),
+                    "not a known key here",
+                )
+                .expected_found(one_of(expected), format!("`{field}`"))
+                .maybe_hint(did_you_mean(field, expected.iter().map(String::as_str)))
             }
             Problem::UnknownVariant { variant, expected } => {
                 let what = path.iter().rev().find_map(|s| match s {
@@ -123,15 +150,25 @@ impl Problem {
                     Some(other) => other,
                     None => "value",
                 };
-                Diagnostic::new("unknown-variant", format!("unknown {what} `{variant}` in {place}"))
-                    .at(value_span_of(doc, path, variant), "not a known name")
-                    .expected_found(one_of(expected), format!("`{variant}`"))
-                    .maybe_hint(did_you_mean(variant, expected.iter().map(String::as_str)))
+                Diagnostic::new(
+                    "unknown-variant",
+                    format!("unknown {what} `{variant}` in {place}"),
+                )
+                .at(value_span_of(doc, path, variant), "not a known name")
+                .expected_found(one_of(expected), format!("`{variant}`"))
+                .maybe_hint(did_you_mean(variant, expected.iter().map(String::as_str)))
             }
-            Problem::MissingField(field) => Diagnostic::new("missing-key", format!("missing key `{field}` in {place}"))
-                .at(doc.key_or_value_span(path).or(span_near(doc, path)), format!("`{field}` is required here"))
-                .expected_found(format!("a `{field}:` key"), "none")
-                .hint(format!("add `{field}:` (see docs/pipeline.md for its meaning)")),
+            Problem::MissingField(field) => {
+                Diagnostic::new("missing-key", format!("missing key `{field}` in {place}"))
+                    .at(
+                        doc.key_or_value_span(path).or(span_near(doc, path)),
+                        format!("`{field}` is required here"),
+                    )
+                    .expected_found(format!("a `{field}:` key"), "none")
+                    .hint(format!(
+                        "add `{field}:` (see docs/pipeline.md for its meaning)"
+                    ))
+            }
             Problem::Other { message } => {
                 let (expected, found) = expected_found(message);
                 let found = found.or_else(|| doc.get(path).map(Node::describe));
@@ -152,13 +189,21 @@ impl Problem {
     fn repair(&self, doc: &mut Node, path: &[Seg]) -> Repair {
         if let Problem::UnknownField { field, expected } = self {
             let map_path = map_holding(doc, path, field);
-            if let Some(Node { value: Value::Map(entries), .. }) = doc.get_mut(&map_path) {
+            if let Some(Node {
+                value: Value::Map(entries),
+                ..
+            }) = doc.get_mut(&map_path)
+            {
                 // A likely typo is renamed to what was meant, so the rest of the mapping
                 // is checked as intended instead of reporting the key as missing too.
-                let intended = closest(field, expected).filter(|c| !entries.iter().any(|e| &e.key == c));
+                let intended =
+                    closest(field, expected).filter(|c| !entries.iter().any(|e| &e.key == c));
                 return match intended {
                     Some(name) => {
-                        entries.iter_mut().filter(|e| &e.key == field).for_each(|e| e.key = name.clone());
+                        entries
+                            .iter_mut()
+                            .filter(|e| &e.key == field)
+                            .for_each(|e| e.key = name.clone());
                         Repair::Renamed
                     }
                     None => {
@@ -171,8 +216,12 @@ impl Problem {
         if remove_enclosing_item(doc, path) {
             return Repair::Done;
         }
-        if let (false, Some((Seg::Key(k), parent))) = (matches!(self, Problem::MissingField(_)), path.split_last())
-            && let Some(Node { value: Value::Map(entries), .. }) = doc.get_mut(parent)
+        if let (false, Some((Seg::Key(k), parent))) =
+            (matches!(self, Problem::MissingField(_)), path.split_last())
+            && let Some(Node {
+                value: Value::Map(entries),
+                ..
+            }) = doc.get_mut(parent)
         {
             entries.retain(|e| &e.key != k);
             return Repair::RemovedKey(k.clone());
@@ -187,11 +236,23 @@ fn remove_enclosing_item(doc: &mut Node, path: &[Seg]) -> bool {
         let (parent, last) = (&path[..depth - 1], &path[depth - 1]);
         let user_keyed = matches!(parent, [Seg::Key(k)] if k == "datasets" || k == "models");
         match (doc.get_mut(parent), last) {
-            (Some(Node { value: Value::Seq(items), .. }), Seg::Index(i)) if *i < items.len() => {
+            (
+                Some(Node {
+                    value: Value::Seq(items),
+                    ..
+                }),
+                Seg::Index(i),
+            ) if *i < items.len() => {
                 items.remove(*i);
                 return true;
             }
-            (Some(Node { value: Value::Map(entries), .. }), Seg::Key(k)) if user_keyed => {
+            (
+                Some(Node {
+                    value: Value::Map(entries),
+                    ..
+                }),
+                Seg::Key(k),
+            ) if user_keyed => {
                 entries.retain(|e| &e.key != k);
                 return true;
             }
@@ -215,7 +276,9 @@ fn map_holding(doc: &Node, path: &[Seg], field: &str) -> Vec<Seg> {
 }
 
 fn span_near(doc: &Node, path: &[Seg]) -> Option<crate::diag::Span> {
-    (0..=path.len()).rev().find_map(|n| doc.get(&path[..n]).map(|node| node.span))
+    (0..=path.len())
+        .rev()
+        .find_map(|n| doc.get(&path[..n]).map(|node| node.span))
 }
 
 /// Span of the misspelt name: the value at `path`, or the tag key's value inside it.
@@ -226,7 +289,13 @@ fn value_span_of(doc: &Node, path: &[Seg], name: &str) -> Option<crate::diag::Sp
         Value::Map(entries) => entries
             .iter()
             .find(|e| e.key == name || matches!(&e.value.value, Value::Str(s) if s == name))
-            .map(|e| if e.key == name { e.key_span } else { e.value.span }),
+            .map(|e| {
+                if e.key == name {
+                    e.key_span
+                } else {
+                    e.value.span
+                }
+            }),
         _ => Some(node.span),
     }
     .or_else(|| span_near(doc, path))
@@ -234,7 +303,9 @@ fn value_span_of(doc: &Node, path: &[Seg], name: &str) -> Option<crate::diag::Sp
 
 /// The id of the stage a path lies in, if any.
 fn stage_of(doc: &Node, path: &[Seg]) -> Option<String> {
-    let [Seg::Key(stages), Seg::Index(i), ..] = path else { return None };
+    let [Seg::Key(stages), Seg::Index(i), ..] = path else {
+        return None;
+    };
     if stages != "stages" {
         return None;
     }
@@ -266,18 +337,32 @@ fn describe_path(path: &[Seg]) -> String {
 
 fn closest(word: &str, candidates: &[String]) -> Option<String> {
     let hint = did_you_mean(word, candidates.iter().map(String::as_str))?;
-    candidates.iter().find(|c| hint == format!("did you mean `{c}`?")).cloned()
+    candidates
+        .iter()
+        .find(|c| hint == format!("did you mean `{c}`?"))
+        .cloned()
 }
 
 fn backticked(text: &str) -> Vec<String> {
-    text.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 fn one_of(items: &[String]) -> String {
     match items {
         [] => "no keys here".into(),
         [one] => format!("`{one}`"),
-        _ => format!("one of {}", items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "one of {}",
+            items
+                .iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

@@ -27,7 +27,11 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { warmup: 20, steps: 200, repeats: 3 }
+        BenchOptions {
+            warmup: 20,
+            steps: 200,
+            repeats: 3,
+        }
     }
 }
 
@@ -63,15 +67,26 @@ pub struct BenchReport {
 }
 
 /// Times the training step of a checked pipeline.
-pub fn bench_pipeline(checked: &CheckedPipeline, device: Option<DeviceRequest>, options: BenchOptions) -> Result<BenchReport, RunError> {
+pub fn bench_pipeline(
+    checked: &CheckedPipeline,
+    device: Option<DeviceRequest>,
+    options: BenchOptions,
+) -> Result<BenchReport, RunError> {
     let pipeline = &checked.parsed.pipeline;
     let chain = TrainChain::find(checked)?;
     let request = device.unwrap_or_else(|| device_request(&pipeline.device));
     let data = prepare(&data_config(checked, &chain.load.dataset)?)?;
-    let config = BatchConfig { batch_size: chain.load.batch_size, shuffle: true, drop_last: true, seed: pipeline.seed };
+    let config = BatchConfig {
+        batch_size: chain.load.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: pipeline.seed,
+    };
     let mut batch = Batch::default();
     if !BatchIter::new(data.train.clone(), config, 0)?.next_into(&mut batch) {
-        return Err(RunError::Unsupported("the train split has no full batch to time".into()));
+        return Err(RunError::Unsupported(
+            "the train split has no full batch to time".into(),
+        ));
     }
     let mut targets = Vec::new();
     let target = one_hot(chain.classes, chain.mse, &batch, &mut targets).map(<[f32]>::to_vec);
@@ -80,7 +95,13 @@ pub fn bench_pipeline(checked: &CheckedPipeline, device: Option<DeviceRequest>, 
     let gpu = Gpu::new(&request)?;
     let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
     let step = |train: &mut TrainStep, i: u64| -> Result<(), RunError> {
-        train.upload_batch(&gpu, &batch.features, &batch.labels, target.as_deref(), batch.rows);
+        train.upload_batch(
+            &gpu,
+            &batch.features,
+            &batch.labels,
+            target.as_deref(),
+            batch.rows,
+        );
         train.record_step(&gpu, chain.base_lr as f32, i)?;
         Ok(())
     };
@@ -110,7 +131,10 @@ pub fn bench_pipeline(checked: &CheckedPipeline, device: Option<DeviceRequest>, 
     let median = sorted[sorted.len() / 2];
     let ms_per_step = batch.rows as f64 / median * 1e3;
     let flops = train.flops_per_step();
-    let matmul_gflops = [512, 1024].into_iter().map(|n| matmul(&gpu, n).map(|g| (n, g))).collect::<Result<_, _>>()?;
+    let matmul_gflops = [512, 1024]
+        .into_iter()
+        .map(|n| matmul(&gpu, n).map(|g| (n, g)))
+        .collect::<Result<_, _>>()?;
     Ok(BenchReport {
         pipeline: pipeline.name.clone(),
         adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
@@ -132,20 +156,33 @@ pub fn bench_pipeline(checked: &CheckedPipeline, device: Option<DeviceRequest>, 
 /// batch of n, timed over repeated submissions (its n×n cross-entropy epilogue is
 /// O(n²) against the matmul's O(n³)).
 fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
-    let attrs: LayerSpec = serde_json::from_value(serde_json::json!({"linear": {"out": n, "bias": false}}))
-        .map_err(|e| RunError::Unsupported(format!("matmul benchmark layer: {e}")))?;
-    let model = ModelDef { input: vec![n], layers: vec![attrs], init: ops::init::Init::default() };
+    let attrs: LayerSpec =
+        serde_json::from_value(serde_json::json!({"linear": {"out": n, "bias": false}}))
+            .map_err(|e| RunError::Unsupported(format!("matmul benchmark layer: {e}")))?;
+    let model = ModelDef {
+        input: vec![n],
+        layers: vec![attrs],
+        init: ops::init::Init::default(),
+    };
     let config = TrainConfig {
         batch: n,
-        loss: LossKind::CrossEntropy { label_smoothing: 0.0 },
-        optimizer: OptimizerKind::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 },
+        loss: LossKind::CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        optimizer: OptimizerKind::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 0,
     };
     let train = TrainStep::new(gpu, &model, &config)?;
     let mut eval = EvalStep::new(gpu, &train, n)?;
-    let features: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let features: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
     let labels: Vec<u32> = (0..n as u32).map(|i| i % n as u32).collect();
     eval.upload_batch(gpu, &features, &labels, None, n);
     eval.record(gpu)?;
@@ -162,15 +199,41 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (lo, hi) = self.samples_per_s.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (lo, hi) = self
+            .samples_per_s
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            });
         writeln!(f, "{} on {}", self.pipeline, self.adapter)?;
-        writeln!(f, "  samples/s      {:.0} median ({:.0}-{:.0}), batch {}", self.median_samples_per_s, lo, hi, self.batch)?;
+        writeln!(
+            f,
+            "  samples/s      {:.0} median ({:.0}-{:.0}), batch {}",
+            self.median_samples_per_s, lo, hi, self.batch
+        )?;
         writeln!(f, "  ms/step        {:.3}", self.ms_per_step)?;
-        writeln!(f, "  first step     {:.0} ms (buffers, shader compilation, one step, one read-back)", self.first_step_ms)?;
-        writeln!(f, "  FLOPs/step     {:.1} M, achieved {:.2} GFLOP/s", self.flops_per_step as f64 / 1e6, self.gflops)?;
-        writeln!(f, "  per step       {:.3} submissions, {:.3} read-backs, {} allocations in steady state", self.submissions_per_step, self.readbacks_per_step, self.allocations_in_steady_state)?;
+        writeln!(
+            f,
+            "  first step     {:.0} ms (buffers, shader compilation, one step, one read-back)",
+            self.first_step_ms
+        )?;
+        writeln!(
+            f,
+            "  FLOPs/step     {:.1} M, achieved {:.2} GFLOP/s",
+            self.flops_per_step as f64 / 1e6,
+            self.gflops
+        )?;
+        writeln!(
+            f,
+            "  per step       {:.3} submissions, {:.3} read-backs, {} allocations in steady state",
+            self.submissions_per_step, self.readbacks_per_step, self.allocations_in_steady_state
+        )?;
         for (n, g) in &self.matmul_gflops {
-            writeln!(f, "  matmul {n}x{n}   {g:.2} GFLOP/s (step reaches {:.0}%)", self.gflops / g * 100.0)?;
+            writeln!(
+                f,
+                "  matmul {n}x{n}   {g:.2} GFLOP/s (step reaches {:.0}%)",
+                self.gflops / g * 100.0
+            )?;
         }
         Ok(())
     }

@@ -7,8 +7,13 @@ use ops::gpu::{BackendChoice, DeviceRequest};
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 
 use crate::check::CheckedPipeline;
-use crate::data::{self, Batch, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source, SplitBy, SyntheticSource, Task};
-use crate::spec::{self, Backend, LoadStage, LossFn, OptimizerSpec, Pipeline, SourceSpec, SplitSpec, Stage};
+use crate::data::{
+    self, Batch, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source, SplitBy,
+    SyntheticSource, Task,
+};
+use crate::spec::{
+    self, Backend, LoadStage, LossFn, OptimizerSpec, Pipeline, SourceSpec, SplitSpec, Stage,
+};
 
 use super::RunError;
 
@@ -26,36 +31,87 @@ impl TrainChain {
     pub fn find(checked: &CheckedPipeline) -> Result<TrainChain, RunError> {
         let p = &checked.parsed.pipeline;
         let g = &checked.graph;
-        let unsupported = |m: &str| RunError::Unsupported(format!("{m}; this executor runs one load → forward → loss → backward → [accumulate] → step chain"));
-        let steps: Vec<usize> = p.stages.iter().enumerate().filter(|(_, s)| matches!(s, Stage::Step(_))).map(|(i, _)| i).collect();
-        let [step_index] = steps[..] else { return Err(unsupported("the pipeline needs exactly one step stage")) };
-        let Stage::Step(step) = &p.stages[step_index] else { return Err(unsupported("no step")) };
-        let (mut grads_from, _) = g.source_of(step_index, "grads").ok_or_else(|| unsupported("the step has no gradients"))?;
+        let unsupported = |m: &str| {
+            RunError::Unsupported(format!(
+                "{m}; this executor runs one load → forward → loss → backward → [accumulate] → step chain"
+            ))
+        };
+        let steps: Vec<usize> = p
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Stage::Step(_)))
+            .map(|(i, _)| i)
+            .collect();
+        let [step_index] = steps[..] else {
+            return Err(unsupported("the pipeline needs exactly one step stage"));
+        };
+        let Stage::Step(step) = &p.stages[step_index] else {
+            return Err(unsupported("no step"));
+        };
+        let (mut grads_from, _) = g
+            .source_of(step_index, "grads")
+            .ok_or_else(|| unsupported("the step has no gradients"))?;
         let mut accumulation = 1;
         if let Stage::Accumulate(a) = &p.stages[grads_from] {
             accumulation = a.steps;
-            grads_from = g.source_of(grads_from, "grads").ok_or_else(|| unsupported("accumulate has no input"))?.0;
+            grads_from = g
+                .source_of(grads_from, "grads")
+                .ok_or_else(|| unsupported("accumulate has no input"))?
+                .0;
         }
-        let (loss_index, _) = g.source_of(grads_from, "loss").ok_or_else(|| unsupported("backward has no loss"))?;
-        let Stage::Loss(loss) = &p.stages[loss_index] else { return Err(unsupported("backward is not fed by a loss")) };
-        let (fwd_index, _) = g.source_of(loss_index, "logits").ok_or_else(|| unsupported("the loss has no logits"))?;
-        let Stage::Forward(fwd) = &p.stages[fwd_index] else { return Err(unsupported("the loss is not fed by a forward stage")) };
-        let (load_index, _) = g.source_of(fwd_index, "input").ok_or_else(|| unsupported("the forward has no input"))?;
-        let Stage::Load(load) = &p.stages[load_index] else { return Err(unsupported("chained models are not run yet")) };
+        let (loss_index, _) = g
+            .source_of(grads_from, "loss")
+            .ok_or_else(|| unsupported("backward has no loss"))?;
+        let Stage::Loss(loss) = &p.stages[loss_index] else {
+            return Err(unsupported("backward is not fed by a loss"));
+        };
+        let (fwd_index, _) = g
+            .source_of(loss_index, "logits")
+            .ok_or_else(|| unsupported("the loss has no logits"))?;
+        let Stage::Forward(fwd) = &p.stages[fwd_index] else {
+            return Err(unsupported("the loss is not fed by a forward stage"));
+        };
+        let (load_index, _) = g
+            .source_of(fwd_index, "input")
+            .ok_or_else(|| unsupported("the forward has no input"))?;
+        let Stage::Load(load) = &p.stages[load_index] else {
+            return Err(unsupported("chained models are not run yet"));
+        };
         let model = &p.models[&fwd.model];
         let classes = checked.datasets.get(&load.dataset).map_or(0, |d| d.classes);
         let optimizer = match &step.optimizer {
-            OptimizerSpec::Sgd(s) => OptimizerKind::Sgd { momentum: s.momentum as f32, nesterov: s.nesterov, weight_decay: s.weight_decay as f32 },
-            OptimizerSpec::Adam(a) => OptimizerKind::Adam { beta1: a.betas[0] as f32, beta2: a.betas[1] as f32, eps: a.eps as f32, weight_decay: a.weight_decay as f32 },
-            OptimizerSpec::Adamw(a) => OptimizerKind::AdamW { beta1: a.betas[0] as f32, beta2: a.betas[1] as f32, eps: a.eps as f32, weight_decay: a.weight_decay as f32 },
+            OptimizerSpec::Sgd(s) => OptimizerKind::Sgd {
+                momentum: s.momentum as f32,
+                nesterov: s.nesterov,
+                weight_decay: s.weight_decay as f32,
+            },
+            OptimizerSpec::Adam(a) => OptimizerKind::Adam {
+                beta1: a.betas[0] as f32,
+                beta2: a.betas[1] as f32,
+                eps: a.eps as f32,
+                weight_decay: a.weight_decay as f32,
+            },
+            OptimizerSpec::Adamw(a) => OptimizerKind::AdamW {
+                beta1: a.betas[0] as f32,
+                beta2: a.betas[1] as f32,
+                eps: a.eps as f32,
+                weight_decay: a.weight_decay as f32,
+            },
         };
         let loss_kind = match loss.function {
-            LossFn::CrossEntropy => LossKind::CrossEntropy { label_smoothing: loss.label_smoothing as f32 },
+            LossFn::CrossEntropy => LossKind::CrossEntropy {
+                label_smoothing: loss.label_smoothing as f32,
+            },
             LossFn::Mse => LossKind::Mse,
         };
         Ok(TrainChain {
             load: load.clone(),
-            model_def: ModelDef { input: model.input.clone(), layers: model.layers.clone(), init: model.init },
+            model_def: ModelDef {
+                input: model.input.clone(),
+                layers: model.layers.clone(),
+                init: model.init,
+            },
             train_config: TrainConfig {
                 batch: load.batch_size,
                 loss: loss_kind,
@@ -72,14 +128,29 @@ impl TrainChain {
 
     /// Data sets the run reads: the train chain's and every eval's.
     pub fn datasets(&self, p: &Pipeline) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = p.stages.iter().filter_map(|s| if let Stage::Eval(e) = s { Some(e.dataset.clone()) } else { None }).collect();
+        let mut names: BTreeSet<String> = p
+            .stages
+            .iter()
+            .filter_map(|s| {
+                if let Stage::Eval(e) = s {
+                    Some(e.dataset.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         names.insert(self.load.dataset.clone());
         names
     }
 }
 
 /// One-hot targets for an mse loss (reusing `buffer`), or `None` for cross-entropy.
-pub(super) fn one_hot<'a>(classes: usize, mse: bool, batch: &Batch, buffer: &'a mut Vec<f32>) -> Option<&'a [f32]> {
+pub(super) fn one_hot<'a>(
+    classes: usize,
+    mse: bool,
+    batch: &Batch,
+    buffer: &'a mut Vec<f32>,
+) -> Option<&'a [f32]> {
     if !mse {
         return None;
     }
@@ -114,20 +185,29 @@ pub(super) fn data_config(checked: &CheckedPipeline, name: &str) -> Result<DataC
             SourceSpec::Csv(c) => {
                 let mut csv = CsvSource::new(base.join(&c.path));
                 csv.header = c.header;
-                csv.features = Columns::Range { start: c.features.start, end: c.features.end };
+                csv.features = Columns::Range {
+                    start: c.features.start,
+                    end: c.features.end,
+                };
                 csv.label = Columns::List(vec![c.label]);
-                csv.task = Task::Classify { classes: Some(c.classes) };
+                csv.task = Task::Classify {
+                    classes: Some(c.classes),
+                };
                 csv.shape = c.shape.clone();
                 Source::Csv(csv)
             }
             SourceSpec::Idx(i) => {
                 let mut idx = IdxSource::new(base.join(&i.images), base.join(&i.labels));
-                idx.task = Task::Classify { classes: Some(i.classes) };
+                idx.task = Task::Classify {
+                    classes: Some(i.classes),
+                };
                 Source::Idx(idx)
             }
             SourceSpec::Npy(n) => {
                 let mut npy = NpySource::new(base.join(&n.features), base.join(&n.labels));
-                npy.task = Task::Classify { classes: Some(n.classes) };
+                npy.task = Task::Classify {
+                    classes: Some(n.classes),
+                };
                 Source::Npy(npy)
             }
             SourceSpec::Synthetic(s) => Source::Synthetic(SyntheticSource {
@@ -143,9 +223,19 @@ pub(super) fn data_config(checked: &CheckedPipeline, name: &str) -> Result<DataC
     let split = match &spec.split {
         SplitSpec::Fraction(f) => SplitBy::Fractions {
             source: source(&spec.source),
-            fractions: Fractions { train: f.train, val: f.val, test: f.test, stratified: f.stratified, seed: p.seed },
+            fractions: Fractions {
+                train: f.train,
+                val: f.val,
+                test: f.test,
+                stratified: f.stratified,
+                seed: p.seed,
+            },
         },
-        SplitSpec::Files(files) => SplitBy::Files { train: source(&spec.source), val: files.val.as_ref().map(source), test: files.test.as_ref().map(source) },
+        SplitSpec::Files(files) => SplitBy::Files {
+            train: source(&spec.source),
+            val: files.val.as_ref().map(source),
+            test: files.test.as_ref().map(source),
+        },
     };
     let normalize = match &spec.normalize {
         spec::Normalize::None => data::Normalize::None,

@@ -60,7 +60,15 @@ impl MetricsRecord {
         }
     }
 
-    pub(super) fn eval(stage: &str, split: &str, step: u64, epoch: u64, m: StepMetricsSummary, metrics: &[EvalMetric], wall: f64) -> Self {
+    pub(super) fn eval(
+        stage: &str,
+        split: &str,
+        step: u64,
+        epoch: u64,
+        m: StepMetricsSummary,
+        metrics: &[EvalMetric],
+        wall: f64,
+    ) -> Self {
         let has = |x| metrics.contains(&x);
         MetricsRecord {
             event: "eval",
@@ -84,11 +92,38 @@ pub(super) struct MetricsWriter {
     file: BufWriter<File>,
     path: PathBuf,
     hash: String,
+    lines: u64,
 }
 
 impl MetricsWriter {
-    pub fn create(path: &Path, hash: &str) -> std::io::Result<Self> {
-        Ok(MetricsWriter { file: BufWriter::new(File::create(path)?), path: path.to_path_buf(), hash: hash.to_string() })
+    /// Starts the file afresh, or, when resuming, keeps its first `keep` lines (those
+    /// written up to the checkpoint) and appends after them.
+    pub fn open(path: &Path, hash: &str, keep: u64) -> std::io::Result<Self> {
+        let kept: Vec<String> = if keep == 0 {
+            Vec::new()
+        } else {
+            std::fs::read_to_string(path)?
+                .lines()
+                .take(keep as usize)
+                .map(str::to_string)
+                .collect()
+        };
+        let mut file = BufWriter::new(File::create(path)?);
+        for line in &kept {
+            writeln!(file, "{line}")?;
+        }
+        file.flush()?;
+        Ok(MetricsWriter {
+            file,
+            path: path.to_path_buf(),
+            hash: hash.to_string(),
+            lines: kept.len() as u64,
+        })
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
     }
 
     pub fn path(&self) -> &Path {
@@ -100,6 +135,7 @@ impl MetricsWriter {
         record.pipeline_hash.clone_from(&self.hash);
         serde_json::to_writer(&mut self.file, &record)?;
         self.file.write_all(b"\n")?;
+        self.lines += 1;
         self.file.flush()
     }
 }

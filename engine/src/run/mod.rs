@@ -1,8 +1,10 @@
 //! Run: executes a plan — data stages on rayon, the training step on the GPU, evals and
-//! callbacks at their triggers — and writes `<out>/metrics.jsonl`.
+//! callbacks at their triggers — writes `<out>/metrics.jsonl`, checkpoints, and resumes
+//! exactly from a checkpoint.
 
 mod bench;
 mod callbacks;
+pub mod checkpoint;
 mod config;
 mod metrics;
 
@@ -10,41 +12,47 @@ pub use bench::{BenchOptions, BenchReport, bench_pipeline};
 pub use metrics::MetricsRecord;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ops::gpu::{DeviceRequest, Gpu};
-use ops::train::{EvalStep, StepMetrics, TrainStep};
+use ops::train::{AccumulationState, EvalStep, StepMetrics, TrainStep};
 
 use crate::check::CheckedPipeline;
 use crate::data::{Batch, BatchConfig, BatchIter, Prefetcher, Split, prepare};
-use crate::plan::plan_pipeline;
+use crate::plan::{Plan, plan_pipeline};
 use crate::spec::{EvalStage, SplitName, Stage, Trigger};
 
-use callbacks::{Action, Callbacks, Event};
+use callbacks::{Action, Callbacks};
+use checkpoint::{Checkpoint, CheckpointError, MetricSums, TrainingState};
 use config::TrainChain;
 use metrics::MetricsWriter;
 
 /// Options of `engine run` that are not part of the pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Output directory (metrics, resolved pipeline).
+    /// Output directory (metrics, resolved pipeline, checkpoints).
     pub out_dir: PathBuf,
     /// Overrides the pipeline's `device:`.
     pub device: Option<DeviceRequest>,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Continue from this checkpoint directory.
+    pub resume: Option<PathBuf>,
 }
 
 /// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The GPU runtime failed (no adapter, out of memory, ...).
+    /// The GPU runtime failed (no adapter, out of memory, mismatched checkpoint, ...).
     #[error("{0}")]
     Gpu(#[from] ops::gpu::GpuError),
     /// Data could not be loaded.
     #[error("{0}")]
     Data(#[from] crate::data::DataError),
+    /// A checkpoint could not be written or loaded.
+    #[error("{0}")]
+    Checkpoint(#[from] CheckpointError),
     /// Output could not be written.
     #[error("cannot write `{path}`: {source}")]
     Io {
@@ -76,8 +84,8 @@ pub struct RunSummary {
     pub samples_per_second: f64,
 }
 
-/// Mean loss and accuracies of one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Mean loss and accuracies of one evaluation or training window.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepMetricsSummary {
     /// Mean loss.
     pub loss: f64,
@@ -89,10 +97,37 @@ pub struct StepMetricsSummary {
     pub samples: u64,
 }
 
-impl From<StepMetrics> for StepMetricsSummary {
-    fn from(m: StepMetrics) -> Self {
+impl From<MetricSums> for StepMetricsSummary {
+    fn from(m: MetricSums) -> Self {
         let n = m.samples.max(1) as f64;
-        StepMetricsSummary { loss: m.loss_sum / n, accuracy: m.correct as f64 / n, top5: m.top5_correct as f64 / n, samples: m.samples }
+        StepMetricsSummary {
+            loss: m.loss_sum / n,
+            accuracy: m.correct as f64 / n,
+            top5: m.top5_correct as f64 / n,
+            samples: m.samples,
+        }
+    }
+}
+
+impl From<StepMetrics> for MetricSums {
+    fn from(m: StepMetrics) -> Self {
+        MetricSums {
+            loss_sum: m.loss_sum,
+            correct: m.correct,
+            top5_correct: m.top5_correct,
+            samples: m.samples,
+            last_grad_norm: m.last_grad_norm,
+        }
+    }
+}
+
+impl MetricSums {
+    fn add(&mut self, m: &StepMetrics) {
+        self.loss_sum += m.loss_sum;
+        self.correct += m.correct;
+        self.top5_correct += m.top5_correct;
+        self.samples += m.samples;
+        self.last_grad_norm = m.last_grad_norm;
     }
 }
 
@@ -103,24 +138,84 @@ struct EvalRoutine<'a> {
     mse: bool,
 }
 
-/// Trains a checked pipeline end to end.
-pub fn run_pipeline(checked: &CheckedPipeline, options: &RunOptions) -> Result<RunSummary, RunError> {
+/// Where the training loop stands; with the device tensors, a checkpoint's content.
+struct Position {
+    step: u64,
+    micro: u64,
+    epoch: u64,
+    next_batch: usize,
+    samples: u64,
+    window: MetricSums,
+    epoch_sums: MetricSums,
+}
+
+/// Everything the loop touches besides its position.
+struct Runner<'a> {
+    checked: &'a CheckedPipeline,
+    plan: Plan,
+    chain: TrainChain,
+    gpu: Gpu,
+    train: TrainStep,
+    evals: Vec<EvalRoutine<'a>>,
+    hooks: Callbacks<'a>,
+    writer: Option<MetricsWriter>,
+    results: BTreeMap<String, StepMetricsSummary>,
+    out_dir: PathBuf,
+    started: Instant,
+    monitor: Option<f64>,
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The checkpoint directory of a pipeline (its checkpoint callback's `dir`).
+pub fn checkpoint_dir(p: &crate::spec::Pipeline) -> String {
+    p.stages
+        .iter()
+        .find_map(|s| match s {
+            Stage::Callback(c) => match &c.callback {
+                crate::spec::CallbackSpec::Checkpoint(k) => Some(k.dir.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_else(|| "checkpoints".into())
+}
+
+/// Trains a checked pipeline end to end (or from a checkpoint).
+pub fn run_pipeline(
+    checked: &CheckedPipeline,
+    options: &RunOptions,
+) -> Result<RunSummary, RunError> {
     let plan = plan_pipeline(checked);
     let pipeline = &checked.parsed.pipeline;
     let chain = TrainChain::find(checked)?;
-    let io = |path: PathBuf| move |source| RunError::Io { path: path.clone(), source };
-    std::fs::create_dir_all(&options.out_dir).map_err(io(options.out_dir.clone()))?;
+    std::fs::create_dir_all(&options.out_dir).map_err(io_error(&options.out_dir))?;
+    let resolved_text = crate::plan::canonical_yaml(pipeline);
     let resolved = options.out_dir.join("pipeline.resolved.yaml");
-    let yaml = format!("# pipeline hash {}\n{}", plan.hash, serde_yaml::to_string(pipeline).unwrap_or_default());
-    std::fs::write(&resolved, yaml).map_err(io(resolved.clone()))?;
+    std::fs::write(
+        &resolved,
+        format!("# pipeline hash {}\n{resolved_text}", plan.hash),
+    )
+    .map_err(io_error(&resolved))?;
+    let plan_path = options.out_dir.join("plan.txt");
+    std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
 
-    let request = options.device.clone().unwrap_or_else(|| config::device_request(&pipeline.device));
+    let request = options
+        .device
+        .clone()
+        .unwrap_or_else(|| config::device_request(&pipeline.device));
     let gpu = Gpu::new(&request)?;
-
     let mut prepared = BTreeMap::new();
     for name in chain.datasets(pipeline) {
-        let config = config::data_config(checked, &name)?;
-        prepared.insert(name.clone(), prepare(&config)?);
+        prepared.insert(
+            name.clone(),
+            prepare(&config::data_config(checked, &name)?)?,
+        );
     }
     let split_of = |dataset: &str, split: SplitName| -> Result<Split, RunError> {
         let data = &prepared[dataset];
@@ -129,159 +224,389 @@ pub fn run_pipeline(checked: &CheckedPipeline, options: &RunOptions) -> Result<R
             SplitName::Val => data.val.clone(),
             SplitName::Test => data.test.clone(),
         }
-        .ok_or_else(|| RunError::Unsupported(format!("data set `{dataset}` has no {} split", split.as_str())))
+        .ok_or_else(|| {
+            RunError::Unsupported(format!(
+                "data set `{dataset}` has no {} split",
+                split.as_str()
+            ))
+        })
     };
     let train_split = split_of(&chain.load.dataset, chain.load.split)?;
-    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
+    let train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
     let mut evals = Vec::new();
     for stage in &pipeline.stages {
         if let Stage::Eval(e) = stage {
             let step = EvalStep::new(&gpu, &train, e.batch_size)?;
-            evals.push(EvalRoutine { stage: e, split: split_of(&e.dataset, e.split)?, step, mse: chain.mse });
+            evals.push(EvalRoutine {
+                stage: e,
+                split: split_of(&e.dataset, e.split)?,
+                step,
+                mse: chain.mse,
+            });
         }
     }
-
-    let metrics_file = callbacks::metrics_file(pipeline).map(|f| options.out_dir.join(f));
-    let mut writer = match &metrics_file {
-        Some(path) => Some(MetricsWriter::create(path, &plan.hash).map_err(io(path.clone()))?),
-        None => None,
+    let hooks = Callbacks::new(pipeline, &plan, options.quiet);
+    let mut runner = Runner {
+        checked,
+        chain,
+        gpu,
+        train,
+        evals,
+        hooks,
+        writer: None,
+        results: BTreeMap::new(),
+        out_dir: options.out_dir.clone(),
+        started: Instant::now(),
+        monitor: None,
+        plan,
     };
-    let mut hooks = Callbacks::new(pipeline, &plan, options.quiet);
-    let batch_config = BatchConfig { batch_size: chain.load.batch_size, shuffle: chain.load.shuffle, drop_last: chain.load.drop_last, seed: pipeline.seed };
-    let total_steps = plan.schedule.total_steps;
-    let accumulation = u64::from(chain.train_config.accumulation_steps.max(1));
-    let started = Instant::now();
-    let mut state = LoopState { micro: 0, step: 0, epoch: 0, samples: 0, window: StepMetrics::default(), epoch_metrics: StepMetrics::default() };
-    let mut eval_results: BTreeMap<String, StepMetricsSummary> = BTreeMap::new();
-    let mut targets = Vec::new();
+    let mut pos = Position {
+        step: 0,
+        micro: 0,
+        epoch: 0,
+        next_batch: 0,
+        samples: 0,
+        window: MetricSums::default(),
+        epoch_sums: MetricSums::default(),
+    };
+    let mut metrics_lines = 0;
+    if let Some(path) = &options.resume {
+        metrics_lines = runner.restore(path, &mut pos, &resolved_text)?;
+    }
+    if let Some(file) = callbacks::metrics_file(pipeline) {
+        let path = options.out_dir.join(file);
+        runner.writer = Some(
+            MetricsWriter::open(&path, &runner.plan.hash, metrics_lines)
+                .map_err(io_error(&path))?,
+        );
+    }
+    runner.train_loop(&train_split, &mut pos, options.resume.is_some())
+}
 
-    let mut ctx = FireCtx { gpu: &gpu, evals: &mut evals, writer: &mut writer, results: &mut eval_results, started };
-    let mut stop = ctx.fire(&mut hooks, Trigger::FitStart, &state, &mut train)?;
-    'epochs: while !stop {
-        if plan.schedule.epochs.is_some_and(|e| state.epoch >= u64::from(e)) || state.step >= total_steps {
-            break;
+impl Runner<'_> {
+    /// Restores a checkpoint into the device and `pos`; returns the metrics lines to keep.
+    fn restore(
+        &mut self,
+        path: &Path,
+        pos: &mut Position,
+        resolved_text: &str,
+    ) -> Result<u64, RunError> {
+        let ckpt = checkpoint::load(path)?;
+        let s = &ckpt.state;
+        if s.resolved_pipeline != resolved_text && !self.hooks.is_quiet() {
+            eprintln!(
+                "note: resuming `{}` with a pipeline that differs from the checkpoint's (hash {} vs {})",
+                path.display(),
+                self.plan.hash,
+                s.pipeline_hash
+            );
         }
-        stop |= ctx.fire(&mut hooks, Trigger::EpochStart, &state, &mut train)?;
-        let iter = BatchIter::new(train_split.clone(), batch_config.clone(), state.epoch)?;
-        let mut prefetch = Prefetcher::spawn(iter, 2)?;
-        while let Some(batch) = prefetch.next() {
-            let lr = hooks.lr(state.step, total_steps, chain.base_lr) as f32;
-            let target = config::one_hot(chain.classes, chain.mse, &batch, &mut targets);
-            train.upload_batch(&gpu, &batch.features, &batch.labels, target, batch.rows);
-            train.record_step(&gpu, lr, state.micro)?;
-            state.micro += 1;
-            state.samples += batch.rows as u64;
-            prefetch.recycle(batch);
-            if state.micro % accumulation != 0 {
-                continue;
+        let mismatch = |e: ops::gpu::GpuError| match e {
+            ops::gpu::GpuError::ParamMismatch { name, message } => {
+                ops::gpu::GpuError::ParamMismatch {
+                    name,
+                    message: format!(
+                        "{message}; the pipeline's model (expected) does not match checkpoint `{}` (found)",
+                        path.display()
+                    ),
+                }
             }
-            state.step += 1;
-            if hooks.wants_step_read(state.step) {
-                let m = train.read_train_metrics(&gpu)?;
-                state.absorb(m);
-                stop |= hooks.on_event(Event::Steps { step: state.step, epoch: state.epoch, train: state.window_summary(), grad_norm: m.last_grad_norm, lr, elapsed: started.elapsed().as_secs_f64(), samples: state.samples })?;
-                state.window = StepMetrics::default();
+            other => other,
+        };
+        self.train
+            .load_params(&self.gpu, &ckpt.weights)
+            .map_err(mismatch)?;
+        self.train
+            .load_optimizer_state(&self.gpu, &ckpt.optimizer)
+            .map_err(mismatch)?;
+        self.train.restore_accumulation(
+            &self.gpu,
+            &AccumulationState {
+                micro: s.accumulation_micro,
+                group_rows: s.accumulation_rows,
+                grads: ckpt.grads.clone(),
+            },
+        )?;
+        self.hooks.import_state(&s.callbacks, ckpt.best.clone());
+        self.results = self.hooks.eval_results();
+        self.monitor = s.monitor;
+        *pos = Position {
+            step: s.step,
+            micro: s.micro,
+            epoch: s.epoch,
+            next_batch: s.next_batch,
+            samples: s.samples,
+            window: s.window,
+            epoch_sums: s.epoch_sums,
+        };
+        Ok(s.metrics_lines)
+    }
+
+    fn train_loop(
+        &mut self,
+        train_split: &Split,
+        pos: &mut Position,
+        resumed: bool,
+    ) -> Result<RunSummary, RunError> {
+        let p = &self.checked.parsed.pipeline;
+        let batch_config = BatchConfig {
+            batch_size: self.chain.load.batch_size,
+            shuffle: self.chain.load.shuffle,
+            drop_last: self.chain.load.drop_last,
+            seed: p.seed,
+        };
+        let total_steps = self.plan.schedule.total_steps;
+        let accumulation = u64::from(self.chain.train_config.accumulation_steps.max(1));
+        let mut targets = Vec::new();
+        let mut stop = if resumed {
+            false
+        } else {
+            self.fire(Trigger::FitStart, pos)?
+        };
+        let epochs = self.plan.schedule.epochs;
+        let finished = |pos: &Position| match epochs {
+            Some(e) => pos.epoch >= u64::from(e),
+            None => pos.step >= total_steps,
+        };
+        while !stop && !finished(pos) {
+            if pos.next_batch == 0 {
+                stop |= self.fire(Trigger::EpochStart, pos)?;
             }
-            if stop || state.step >= total_steps {
+            let iter = BatchIter::new(train_split.clone(), batch_config.clone(), pos.epoch)?
+                .starting_at(pos.next_batch);
+            let mut prefetch = Prefetcher::spawn(iter, 2)?;
+            while let Some(batch) = prefetch.next() {
+                let lr = self.hooks.lr(pos.step, total_steps, self.chain.base_lr) as f32;
+                let target =
+                    config::one_hot(self.chain.classes, self.chain.mse, &batch, &mut targets);
+                self.train.upload_batch(
+                    &self.gpu,
+                    &batch.features,
+                    &batch.labels,
+                    target,
+                    batch.rows,
+                );
+                self.train.record_step(&self.gpu, lr, pos.micro)?;
+                pos.micro += 1;
+                pos.samples += batch.rows as u64;
+                pos.next_batch = batch.index_in_epoch + 1;
+                prefetch.recycle(batch);
+                if pos.micro % accumulation != 0 {
+                    continue;
+                }
+                pos.step += 1;
+                for trigger in self.hooks.every_n_due(pos.step) {
+                    stop |= self.fire(trigger, pos)?;
+                }
+                // An epoch schedule finishes its epochs (their end hooks fire even when a
+                // trailing incomplete accumulation group is left unapplied).
+                if stop || (epochs.is_none() && pos.step >= total_steps) {
+                    break;
+                }
+            }
+            drop(prefetch);
+            let epoch_done = pos.next_batch
+                >= crate::data::batches_per_epoch(
+                    train_split.len(),
+                    batch_config.batch_size,
+                    batch_config.drop_last,
+                );
+            self.read_train(pos)?;
+            let lr = self
+                .hooks
+                .lr(pos.step.saturating_sub(1), total_steps, self.chain.base_lr);
+            let record = MetricsRecord::train(
+                pos.step,
+                pos.epoch,
+                pos.epoch_sums.into(),
+                lr,
+                self.started.elapsed().as_secs_f64(),
+            );
+            self.write(&record)?;
+            self.hooks.set_train(pos.epoch_sums.into());
+            if !epoch_done {
                 break;
             }
+            pos.epoch_sums = MetricSums::default();
+            pos.window = MetricSums::default();
+            pos.epoch += 1;
+            pos.next_batch = 0;
+            stop |= self.fire(Trigger::EpochEnd, pos)?;
         }
-        let m = train.read_train_metrics(&gpu)?;
-        state.absorb(m);
-        if let Some(w) = ctx.writer.as_mut() {
-            w.write(&MetricsRecord::train(state.step, state.epoch, state.epoch_metrics.into(), f64::from(hooks.lr(state.step.saturating_sub(1), total_steps, chain.base_lr)), started.elapsed().as_secs_f64()))
-                .map_err(io(metrics_file.clone().unwrap_or_default()))?;
-        }
-        hooks.set_train(state.epoch_metrics.into());
-        state.epoch_metrics = StepMetrics::default();
-        state.window = StepMetrics::default();
-        stop |= ctx.fire(&mut hooks, Trigger::EpochEnd, &state, &mut train)?;
-        state.epoch += 1;
-        if stop {
-            break 'epochs;
-        }
-    }
-    ctx.fire(&mut hooks, Trigger::FitEnd, &state, &mut train)?;
-    hooks.finish();
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(RunSummary {
-        evals: eval_results,
-        steps: state.step,
-        metrics_path: metrics_file,
-        adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
-        samples_per_second: state.samples as f64 / elapsed.max(1e-9),
-    })
-}
-
-struct LoopState {
-    micro: u64,
-    step: u64,
-    epoch: u64,
-    samples: u64,
-    window: StepMetrics,
-    epoch_metrics: StepMetrics,
-}
-
-impl LoopState {
-    fn absorb(&mut self, m: StepMetrics) {
-        for acc in [&mut self.window, &mut self.epoch_metrics] {
-            acc.loss_sum += m.loss_sum;
-            acc.correct += m.correct;
-            acc.top5_correct += m.top5_correct;
-            acc.samples += m.samples;
-            acc.last_grad_norm = m.last_grad_norm;
-        }
+        self.fire(Trigger::FitEnd, pos)?;
+        self.hooks.finish();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let summary = RunSummary {
+            evals: self.results.clone(),
+            steps: pos.step,
+            metrics_path: self.writer.as_ref().map(|w| w.path().to_path_buf()),
+            adapter: format!(
+                "{} ({})",
+                self.gpu.adapter().name,
+                self.gpu.adapter().backend
+            ),
+            samples_per_second: pos.samples as f64 / elapsed.max(1e-9),
+        };
+        let run_json = self.out_dir.join("run.json");
+        let facts = serde_json::json!({
+            "adapter": summary.adapter,
+            "samples_per_second": summary.samples_per_second,
+            "steps": summary.steps,
+            "wall_time_s": elapsed,
+        });
+        std::fs::write(&run_json, format!("{facts:#}\n")).map_err(io_error(&run_json))?;
+        Ok(summary)
     }
 
-    fn window_summary(&self) -> StepMetricsSummary {
-        self.window.into()
+    /// Reads the device training accumulators (one read-back) into the host sums.
+    fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
+        let m = self.train.read_train_metrics(&self.gpu)?;
+        pos.window.add(&m);
+        pos.epoch_sums.add(&m);
+        Ok(())
     }
-}
 
-struct FireCtx<'a, 'b> {
-    gpu: &'a Gpu,
-    evals: &'a mut Vec<EvalRoutine<'b>>,
-    writer: &'a mut Option<MetricsWriter>,
-    results: &'a mut BTreeMap<String, StepMetricsSummary>,
-    started: Instant,
-}
+    fn write(&mut self, record: &MetricsRecord) -> Result<(), RunError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(record).map_err(|source| RunError::Io {
+                path: w.path().to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
 
-impl FireCtx<'_, '_> {
-    /// Fires everything at a trigger in plan order: evals run, callbacks decide, we act.
-    fn fire(&mut self, hooks: &mut Callbacks, trigger: Trigger, state: &LoopState, train: &mut TrainStep) -> Result<bool, RunError> {
+    /// Fires everything at a trigger in plan order: evals run, callbacks decide, the
+    /// runner acts. Checkpoints are taken after the whole trigger, so a resume never
+    /// repeats or skips part of it.
+    fn fire(&mut self, trigger: Trigger, pos: &mut Position) -> Result<bool, RunError> {
         let mut stop = false;
-        for id in hooks.order(trigger) {
-            if let Some(routine) = self.evals.iter_mut().find(|e| e.stage.id.0 == id) {
-                let result = evaluate(self.gpu, routine)?;
+        let mut checkpoints = Vec::new();
+        // Epoch-end hooks run after the epoch counter advanced (so a checkpoint taken
+        // there resumes at the next epoch); they report the epoch that just ended.
+        let epoch = pos
+            .epoch
+            .saturating_sub(u64::from(trigger == Trigger::EpochEnd));
+        if matches!(trigger, Trigger::EveryNSteps(_)) && self.hooks.reads_train_window(trigger) {
+            self.read_train(pos)?;
+        }
+        for id in self.hooks.order(trigger) {
+            if let Some(i) = self.evals.iter().position(|e| e.stage.id.0 == id) {
+                let result = evaluate(&self.gpu, &mut self.evals[i])?;
+                let stage = self.evals[i].stage;
                 self.results.insert(id.clone(), result);
-                if let Some(w) = self.writer.as_mut() {
-                    let record = MetricsRecord::eval(&id, routine.stage.split.as_str(), state.step, state.epoch, result, &routine.stage.metrics, self.started.elapsed().as_secs_f64());
-                    w.write(&record).map_err(|source| RunError::Io { path: w.path().to_path_buf(), source })?;
-                }
-                hooks.set_eval(&id, result);
+                let record = MetricsRecord::eval(
+                    &id,
+                    stage.split.as_str(),
+                    pos.step,
+                    epoch,
+                    result,
+                    &stage.metrics,
+                    self.started.elapsed().as_secs_f64(),
+                );
+                self.write(&record)?;
+                self.hooks.set_eval(&id, result);
                 continue;
             }
-            match hooks.on_hook(&id, trigger, state.step, state.epoch, self.started.elapsed().as_secs_f64())? {
+            let moment = callbacks::Moment {
+                trigger,
+                step: pos.step,
+                epoch,
+                elapsed: self.started.elapsed().as_secs_f64(),
+                window: pos.window,
+                samples: pos.samples,
+            };
+            match self.hooks.on_hook(&id, &moment)? {
                 Action::Continue => {}
                 Action::Stop => stop = true,
-                Action::RestoreBest(params) => train.load_params(self.gpu, &params)?,
-                Action::SnapshotBest => hooks.store_best(train.param_tensors(self.gpu)?),
+                Action::RestoreBest(params) => {
+                    self.train.load_params(&self.gpu, &params)?;
+                    stop = true;
+                }
+                Action::SnapshotBest => {
+                    let params = self.train.param_tensors(&self.gpu)?;
+                    self.hooks.store_best(params);
+                }
+                Action::Checkpoint(c) => checkpoints.push(c),
             }
         }
+        if matches!(trigger, Trigger::EveryNSteps(_)) && self.hooks.reads_train_window(trigger) {
+            pos.window = MetricSums::default();
+        }
+        for c in checkpoints {
+            self.monitor = c.monitor.as_ref().and_then(|(stage, metric)| {
+                self.results.get(stage).map(|m| match metric.as_str() {
+                    "loss" => m.loss,
+                    "accuracy" => m.accuracy,
+                    _ => m.top5,
+                })
+            });
+            self.save_checkpoint(&c, pos)?;
+        }
         Ok(stop)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        c: &callbacks::CheckpointRequest,
+        pos: &mut Position,
+    ) -> Result<(), RunError> {
+        // Fold the device accumulators into the host sums: both an interrupted and an
+        // uninterrupted run do this read here, so their metrics stay identical.
+        self.read_train(pos)?;
+        let accumulation = self.train.accumulation_state(&self.gpu)?;
+        let p = &self.checked.parsed.pipeline;
+        let state = TrainingState {
+            format: 1,
+            pipeline: p.name.clone(),
+            pipeline_hash: self.plan.hash.clone(),
+            resolved_pipeline: crate::plan::canonical_yaml(p),
+            step: pos.step,
+            micro: pos.micro,
+            epoch: pos.epoch,
+            next_batch: pos.next_batch,
+            samples: pos.samples,
+            accumulation_micro: accumulation.micro,
+            accumulation_rows: accumulation.group_rows,
+            window: pos.window,
+            epoch_sums: pos.epoch_sums,
+            metrics_lines: self.writer.as_ref().map_or(0, MetricsWriter::lines),
+            callbacks: self.hooks.export_state(),
+            monitor: self.monitor,
+            monitor_max: c.keep_best_max,
+            seed: p.seed,
+        };
+        let checkpoint = Checkpoint {
+            state,
+            weights: self.train.param_tensors(&self.gpu)?,
+            optimizer: self.train.optimizer_state(&self.gpu)?,
+            grads: accumulation.grads,
+            best: self.hooks.best_params(),
+        };
+        let root = self.out_dir.join(&c.dir);
+        checkpoint::save(&root, &checkpoint)?;
+        checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
+        Ok(())
     }
 }
 
 fn evaluate(gpu: &Gpu, routine: &mut EvalRoutine) -> Result<StepMetricsSummary, RunError> {
-    let config = BatchConfig { batch_size: routine.stage.batch_size, shuffle: false, drop_last: false, seed: 0 };
+    let config = BatchConfig {
+        batch_size: routine.stage.batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+    };
     let mut batch = Batch::default();
     let mut iter = BatchIter::new(routine.split.clone(), config, 0)?;
     let mut targets = Vec::new();
     let classes = routine.split.dataset().classes;
     while iter.next_into(&mut batch) {
         let target = config::one_hot(classes, routine.mse, &batch, &mut targets);
-        routine.step.upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
+        routine
+            .step
+            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
         routine.step.record(gpu)?;
     }
-    Ok(routine.step.read_metrics(gpu)?.into())
+    Ok(MetricSums::from(routine.step.read_metrics(gpu)?).into())
 }

@@ -7,7 +7,9 @@ use super::tagged::tagged_enum;
 use super::{LrSchedule, PortRef, StageId};
 
 /// A point in the training lifecycle at which callbacks and evals fire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     /// Once, before the first batch.

@@ -12,7 +12,7 @@ mod pipeline;
 mod stage;
 pub(crate) mod tagged;
 
-pub use callback::{CallbackSpec, Mode, NanAction, Trigger};
+pub use callback::{CallbackSpec, EarlyStopping, Mode, NanAction, Trigger};
 pub use dataset::{Columns, DatasetSpec, Normalize, SourceSpec, SplitName, SplitSpec};
 pub use ids::{PortRef, StageId};
 pub use model::ModelSpec;

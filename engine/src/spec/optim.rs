@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn warmup_cosine_ramps_then_decays() {
-        let s = LrSchedule::WarmupCosine(WarmupCosine { warmup_steps: 10, min_lr: 0.0 });
+        let s = LrSchedule::WarmupCosine(WarmupCosine {
+            warmup_steps: 10,
+            min_lr: 0.0,
+        });
         assert!((s.lr_at(1.0, 0, 100) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(1.0, 9, 100) - 1.0).abs() < 1e-12);
         assert!((s.lr_at(1.0, 10, 100) - 1.0).abs() < 1e-12);
@@ -200,7 +203,10 @@ mod tests {
 
     #[test]
     fn step_decay_multiplies_per_period() {
-        let s = LrSchedule::Step(StepDecay { every: 10, gamma: 0.5 });
+        let s = LrSchedule::Step(StepDecay {
+            every: 10,
+            gamma: 0.5,
+        });
         assert_eq!(s.lr_at(1.0, 9, 100), 1.0);
         assert_eq!(s.lr_at(1.0, 10, 100), 0.5);
         assert_eq!(s.lr_at(1.0, 25, 100), 0.25);

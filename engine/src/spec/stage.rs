@@ -274,6 +274,8 @@ pub struct CallbackStage {
 impl CallbackStage {
     /// The triggers, defaults applied.
     pub fn triggers(&self) -> Vec<Trigger> {
-        self.on.clone().unwrap_or_else(|| self.callback.default_triggers())
+        self.on
+            .clone()
+            .unwrap_or_else(|| self.callback.default_triggers())
     }
 }

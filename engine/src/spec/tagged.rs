@@ -19,12 +19,18 @@ pub(crate) fn split_tag<E: serde::de::Error>(
     variants: &'static [&'static str],
 ) -> Result<(String, Value), E> {
     let Value::Object(mut map) = value else {
-        return Err(E::invalid_type(unexpected(&value), &"a map with a `kind` key"));
+        return Err(E::invalid_type(
+            unexpected(&value),
+            &"a map with a `kind` key",
+        ));
     };
     let kind = match map.remove(tag) {
         Some(Value::String(kind)) => kind,
         Some(other) => {
-            return Err(with_path(tag, E::invalid_type(unexpected(&other), &"a string")));
+            return Err(with_path(
+                tag,
+                E::invalid_type(unexpected(&other), &"a string"),
+            ));
         }
         None => return Err(E::missing_field(tag)),
     };
@@ -35,7 +41,9 @@ pub(crate) fn split_tag<E: serde::de::Error>(
 }
 
 /// Deserialises a variant body, carrying the inner error path in the message.
-pub(crate) fn body<T: serde::de::DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
+pub(crate) fn body<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    value: Value,
+) -> Result<T, E> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let inner = err.inner().to_string();
         let path = err.path().to_string();
@@ -76,7 +84,9 @@ fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
     match value {
         Value::Null => Unexpected::Unit,
         Value::Bool(b) => Unexpected::Bool(*b),
-        Value::Number(n) => n.as_f64().map_or(Unexpected::Other("number"), Unexpected::Float),
+        Value::Number(n) => n
+            .as_f64()
+            .map_or(Unexpected::Other("number"), Unexpected::Float),
         Value::String(s) => Unexpected::Str(s),
         Value::Array(_) => Unexpected::Seq,
         Value::Object(_) => Unexpected::Map,
@@ -108,7 +118,8 @@ macro_rules! tagged_variant {
         $crate::spec::tagged::body::<$inner, D::Error>($body).map($ty::$variant)
     };
     ($body:ident, $ty:ident, $variant:ident) => {
-        $crate::spec::tagged::body::<$crate::spec::tagged::NoFields, D::Error>($body).map(|_| $ty::$variant)
+        $crate::spec::tagged::body::<$crate::spec::tagged::NoFields, D::Error>($body)
+            .map(|_| $ty::$variant)
     };
 }
 pub(crate) use tagged_variant;
@@ -125,7 +136,10 @@ mod tests {
     #[test]
     fn joins_paths() {
         assert_eq!(join_paths(".", "a.b"), "a.b");
-        assert_eq!(join_paths("stages[2]", "optimizer.lr"), "stages[2].optimizer.lr");
+        assert_eq!(
+            join_paths("stages[2]", "optimizer.lr"),
+            "stages[2].optimizer.lr"
+        );
         assert_eq!(join_paths("stages", "[2]"), "stages[2]");
         assert_eq!(join_paths("a", "."), "a");
     }

@@ -1,0 +1,250 @@
+//! Exact resume: a run interrupted at any checkpoint — mid-epoch, at an epoch end in the
+//! middle of an accumulation group, or by SIGKILL — and resumed writes the same metrics
+//! and final weights, bit for bit, as an uninterrupted run on the same adapter.
+//! Corrupt checkpoints are refused; mismatched models are named.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const PIPELINE: &str = "tests/resume.yaml";
+const FINAL: &str = "checkpoints/step-00000029";
+
+fn device() -> String {
+    std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into())
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "engine-resume-{}-{name}-{}",
+        device(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .expect("engine runs")
+}
+
+fn run(out: &Path, extra: &[&str]) -> Output {
+    let out_text = out.display().to_string();
+    let device = device();
+    let mut args = vec![
+        "run", PIPELINE, "--quiet", "--device", &device, "--out", &out_text,
+    ];
+    args.extend(extra);
+    engine(&args)
+}
+
+fn ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "engine failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// metrics.jsonl without the wall-clock field.
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("wall_time_s");
+            v
+        })
+        .collect()
+}
+
+fn weights(out: &Path) -> Vec<u8> {
+    std::fs::read(out.join(FINAL).join("weights.safetensors")).expect("final checkpoint")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// An uninterrupted run (each test makes its own: tests run in parallel).
+fn reference(test: &str) -> PathBuf {
+    let out = dir(&format!("reference-{test}"));
+    ok(&run(&out, &[]));
+    out
+}
+
+#[test]
+fn resuming_at_any_checkpoint_matches_the_uninterrupted_run() {
+    let reference = reference("resuming");
+    let (expected_metrics, expected_weights) = (metrics(&reference), weights(&reference));
+    assert!(expected_metrics.len() >= 6);
+    // step 3: mid-epoch; step 9: epoch end with 3 of 4 micro-batches accumulated;
+    // step 19: epoch end with 2 accumulated; step 24: mid-epoch in the last epoch.
+    for step in [3, 9, 19, 24] {
+        let resumed = dir(&format!("from-{step}"));
+        copy_dir(&reference, &resumed);
+        let checkpoint = resumed.join(format!("checkpoints/step-{step:08}"));
+        assert!(checkpoint.exists(), "no checkpoint at step {step}");
+        // Everything after the checkpoint is gone, as if the run had died there.
+        for later in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+            let path = later.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().as_ref()
+                > checkpoint.file_name().unwrap().to_string_lossy().as_ref()
+            {
+                std::fs::remove_dir_all(path).unwrap();
+            }
+        }
+        ok(&run(
+            &resumed,
+            &["--resume", &checkpoint.display().to_string()],
+        ));
+        assert_eq!(
+            metrics(&resumed),
+            expected_metrics,
+            "metrics differ after resuming at step {step}"
+        );
+        assert!(
+            weights(&resumed) == expected_weights,
+            "final weights differ after resuming at step {step}"
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_exactly() {
+    let reference = reference("killed");
+    let out = dir("killed");
+    let out_text = out.display().to_string();
+    let device = device();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "run", PIPELINE, "--quiet", "--device", &device, "--out", &out_text,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !out.join("checkpoints/step-00000012").exists() && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        out.join("checkpoints/step-00000012").exists(),
+        "no checkpoint appeared before the deadline"
+    );
+    assert!(
+        !out.join(FINAL).exists(),
+        "the run finished before it was killed; the test proves nothing"
+    );
+    ok(&run(&out, &["--resume", "latest"]));
+    assert_eq!(metrics(&out), metrics(&reference));
+    assert!(weights(&out) == weights(&reference));
+}
+
+#[test]
+fn corrupt_or_truncated_checkpoints_are_refused() {
+    let reference = reference("corrupt");
+    let cases: [(&str, fn(&Path)); 3] = [
+        ("flipped", |c| {
+            let f = c.join("weights.safetensors");
+            let mut bytes = std::fs::read(&f).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+            std::fs::write(f, bytes).unwrap();
+        }),
+        ("truncated", |c| {
+            let f = c.join("optimizer.safetensors");
+            let bytes = std::fs::read(&f).unwrap();
+            std::fs::write(f, &bytes[..bytes.len() / 2]).unwrap();
+        }),
+        ("unfinished", |c| {
+            std::fs::remove_file(c.join("manifest.json")).unwrap()
+        }),
+    ];
+    for (name, damage) in cases {
+        let out = dir(name);
+        copy_dir(&reference, &out);
+        let checkpoint = out.join("checkpoints/step-00000012");
+        damage(&checkpoint);
+        let output = run(&out, &["--resume", &checkpoint.display().to_string()]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("corrupt"),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_mismatched_model_names_the_tensor_and_both_shapes() {
+    let reference = reference("mismatch");
+    let checkpoint = reference
+        .join("checkpoints/step-00000012")
+        .display()
+        .to_string();
+    let output = run(
+        &dir("mismatch"),
+        &[
+            "--resume",
+            &checkpoint,
+            "--set",
+            "models.net.layers.0.linear.out=25",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("layers.0.weight") && stderr.contains("24") && stderr.contains("25"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exported_weights_load_with_the_safetensors_crate() {
+    let reference = reference("export");
+    let file = reference.join("weights.safetensors");
+    let output = engine(&[
+        "export",
+        &reference.join(FINAL).display().to_string(),
+        "--out",
+        &file.display().to_string(),
+    ]);
+    ok(&output);
+    let bytes = std::fs::read(&file).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = tensors.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.3.bias",
+            "layers.3.weight"
+        ]
+    );
+    assert_eq!(tensors.tensor("layers.0.weight").unwrap().shape(), [24, 12]);
+}
