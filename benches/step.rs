@@ -9,6 +9,10 @@ use engine::{LoadError, load_pipeline};
 use ops::gpu::{BackendChoice, DeviceRequest};
 
 fn main() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: set before any thread starts; silences Mesa's warning on every start.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let device = std::env::var("ENGINE_BENCH_DEVICE")
         .ok()
         .map(|d| match d.as_str() {

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod dot;
 pub mod parse;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod schema;
 pub mod spec;

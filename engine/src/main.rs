@@ -84,6 +84,11 @@ enum Command {
     },
     /// List GPU adapters with backend, type and key limits.
     Devices,
+    /// Write DIR/report.html from a run directory's metrics, pipeline, plan and run summary.
+    Report {
+        /// Run output directory (the `--out` of `engine run`).
+        dir: PathBuf,
+    },
     /// Time the pipeline's training step: samples/s, ms/step, first-step latency,
     /// GFLOP/s, submissions and read-backs per step, and a standalone matmul.
     Bench {
@@ -202,6 +207,10 @@ fn main() -> ExitCode {
                     if let Some(path) = &summary.metrics_path {
                         println!("metrics: {}", path.display());
                     }
+                    match engine::report::write_report(&options.out_dir) {
+                        Ok(path) => println!("report: {}", path.display()),
+                        Err(e) => eprintln!("warning: report not written: {e}"),
+                    }
                     0
                 }
                 Err(e) => {
@@ -308,6 +317,16 @@ fn main() -> ExitCode {
                 }
             }
         }),
+        Command::Report { dir } => match engine::report::write_report(&dir) {
+            Ok(path) => {
+                println!("report: {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Devices => {
             let adapters = ops::gpu::list_adapters();
             if adapters.is_empty() {

@@ -82,6 +82,14 @@ fn linear() {
         4,
         true,
     );
+    // Several GEMM workgroups along every axis (a workgroup covers 128 x 64 outputs), with
+    // ragged edges: batch 131, 70 -> 133 (forward), 131 x 70 (dx), 133 x 70 (dW).
+    check(
+        LayerSpec::Linear(attrs("{out: 133}")),
+        random(&mut rng, &[131, 70], -1.0, 1.0),
+        5,
+        true,
+    );
 }
 
 #[test]

@@ -195,6 +195,35 @@ fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
     );
 }
 
+/// Relus between linear layers are folded into the GEMMs (fused bias + relu epilogue in
+/// the forward, fused relu mask on the next layer's input gradient in the backward); a relu
+/// not followed by a linear layer keeps its own kernels. Awkward sizes, padded rows.
+#[test]
+fn fused_linear_relu_gradients_match_cpu_and_finite_differences() {
+    let def = ModelDef {
+        input: vec![11],
+        layers: layers(
+            "[{linear: {out: 37}}, relu, {linear: {out: 19}}, relu, {linear: {out: 6, bias: false}}, relu, {linear: {out: 5}}, relu]",
+        ),
+        init: Init::KaimingUniform,
+    };
+    let seq = Sequential::new(&def).unwrap();
+    assert_eq!(
+        ops::model::fused_relus(&seq),
+        [false, true, false, true, false, true, false, false]
+    );
+    let cfg = config(9, sgd());
+    let step = TrainStep::new(gpu(), &def, &cfg).unwrap();
+    let kernels = step.kernel_names();
+    assert_eq!(
+        kernels.iter().filter(|k| k.starts_with("relu")).count(),
+        2,
+        "only the last relu runs its own kernels: {kernels:?}"
+    );
+    check_model_gradients(def.clone(), 7, 9);
+    check_model_gradients(def, 9, 9);
+}
+
 #[test]
 fn mlp_gradients_match_cpu_and_finite_differences() {
     check_model_gradients(mlp(), 7, 7);
