@@ -3,14 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use engine::report::{FindingKind, MetricPoint, ReportError, RunInputs, diagnose, parse_metrics, render_report, write_report};
+use engine::report::{
+    FindingKind, MetricPoint, ReportError, RunInputs, diagnose, parse_metrics, render_report,
+    write_report,
+};
 use serde_json::json;
 
 const RESOLVED_YAML: &str = "# pipeline hash 0123abcd\nversion: 1\nname: synthetic_report\nseed: 11\nschedule: !epochs 10\nmodels:\n  net:\n    input:\n    - 16\n    layers:\n    - !linear\n      out: 8\n    - relu\n    - !linear\n      out: 4\nstages:\n- kind: load\n  id: batch\n  dataset: blobs\n  split: train\n  batch_size: 16\n- kind: loss\n  id: loss\n  fn: cross_entropy\n  label_smoothing: 0.1\n- kind: step\n  id: step\n  optimizer:\n    kind: adamw\n    lr: 0.003\n    weight_decay: 0.0001\n  clip_grad_norm: 1.0\n";
 
 /// A fresh directory under the system temp dir, unique per test.
 fn run_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-report-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("engine-report-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir is writable");
     dir
@@ -36,7 +40,12 @@ fn healthy() -> Vec<serde_json::Value> {
     for epoch in 1..=10u64 {
         let step = epoch * 10;
         let loss = 1.0 / epoch as f64;
-        records.push(train(step, loss, 0.6 + 0.035 * epoch as f64, 0.003 / epoch as f64));
+        records.push(train(
+            step,
+            loss,
+            0.6 + 0.035 * epoch as f64,
+            0.003 / epoch as f64,
+        ));
         records.push(eval("val", step, loss * 1.1, 0.58 + 0.035 * epoch as f64));
     }
     records.push(eval("test", 100, 0.11, 0.93));
@@ -48,20 +57,28 @@ fn points(text: &str) -> Vec<MetricPoint> {
 }
 
 fn kinds(records: &[serde_json::Value]) -> Vec<FindingKind> {
-    diagnose(&points(&lines(records))).into_iter().map(|f| f.kind).collect()
+    diagnose(&points(&lines(records)))
+        .into_iter()
+        .map(|f| f.kind)
+        .collect()
 }
 
 /// The `<svg>` of one chart.
 fn chart<'a>(html: &'a str, id: &str) -> &'a str {
-    let start = html.find(&format!("data-chart=\"{id}\"")).unwrap_or_else(|| panic!("no {id} chart"));
+    let start = html
+        .find(&format!("data-chart=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id} chart"));
     let end = html[start..].find("</svg>").expect("svg is closed") + start;
     &html[start..end]
 }
 
 /// Number of points of the series' polyline in the chart.
 fn point_count(svg: &str, series: &str) -> usize {
-    let start = svg.find(&format!("data-series=\"{series}\"")).unwrap_or_else(|| panic!("no {series} polyline in {svg}"));
-    let attr = svg[start..].find("points=\"").expect("polyline has points") + start + "points=\"".len();
+    let start = svg
+        .find(&format!("data-series=\"{series}\""))
+        .unwrap_or_else(|| panic!("no {series} polyline in {svg}"));
+    let attr =
+        svg[start..].find("points=\"").expect("polyline has points") + start + "points=\"".len();
     let end = svg[attr..].find('"').expect("attribute is closed") + attr;
     svg[attr..end].split_whitespace().count()
 }
@@ -75,18 +92,50 @@ fn healthy_run_charts_every_record_and_finds_no_problem() {
     assert_eq!(path, dir.join("report.html"));
     let html = std::fs::read_to_string(&path).expect("report is readable");
 
-    assert_eq!(html.matches("<svg").count(), 3, "one chart each for loss, accuracy and lr");
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "one chart each for loss, accuracy and lr"
+    );
     let loss = chart(&html, "loss");
-    assert_eq!((point_count(loss, "train"), point_count(loss, "val"), point_count(loss, "test")), (10, 10, 1));
+    assert_eq!(
+        (
+            point_count(loss, "train"),
+            point_count(loss, "val"),
+            point_count(loss, "test")
+        ),
+        (10, 10, 1)
+    );
     let accuracy = chart(&html, "accuracy");
-    assert_eq!((point_count(accuracy, "train"), point_count(accuracy, "val"), point_count(accuracy, "test")), (10, 10, 1));
+    assert_eq!(
+        (
+            point_count(accuracy, "train"),
+            point_count(accuracy, "val"),
+            point_count(accuracy, "test")
+        ),
+        (10, 10, 1)
+    );
     let lr = chart(&html, "lr");
     assert_eq!(point_count(lr, "train"), 10);
-    assert!(!lr.contains("data-series=\"val\""), "evals have no learning rate");
+    assert!(
+        !lr.contains("data-series=\"val\""),
+        "evals have no learning rate"
+    );
 
-    assert!(html.contains("No problems found"), "healthy history has findings");
+    assert!(
+        html.contains("No problems found"),
+        "healthy history has findings"
+    );
     assert!(diagnose(&points(&lines(&healthy()))).is_empty());
-    for expected in ["synthetic_report", "0123abcd", "adamw", "0.003", "linear(out=8)", "10 epochs", "cross_entropy"] {
+    for expected in [
+        "synthetic_report",
+        "0123abcd",
+        "adamw",
+        "0.003",
+        "linear(out=8)",
+        "10 epochs",
+        "cross_entropy",
+    ] {
         assert!(html.contains(expected), "report lacks {expected}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -94,11 +143,18 @@ fn healthy_run_charts_every_record_and_finds_no_problem() {
 
 #[test]
 fn the_report_references_nothing_on_the_network() {
-    let inputs = RunInputs { metrics: points(&lines(&healthy())), resolved_yaml: Some(RESOLVED_YAML.into()), ..Default::default() };
+    let inputs = RunInputs {
+        metrics: points(&lines(&healthy())),
+        resolved_yaml: Some(RESOLVED_YAML.into()),
+        ..Default::default()
+    };
     let html = render_report(&inputs);
     let svg_namespace = "http://www.w3.org/2000/svg";
     let stripped = html.replace(svg_namespace, "");
-    assert!(!stripped.contains("http://") && !stripped.contains("https://"), "network reference in report");
+    assert!(
+        !stripped.contains("http://") && !stripped.contains("https://"),
+        "network reference in report"
+    );
     for tag in ["<script", "<link", "<img", "@import", "url("] {
         assert!(!html.contains(tag), "report contains {tag}");
     }
@@ -108,11 +164,24 @@ fn the_report_references_nothing_on_the_network() {
 fn plan_and_run_summary_are_shown_when_present() {
     let dir = run_dir("full");
     std::fs::write(dir.join("metrics.jsonl"), lines(&healthy())).expect("write metrics");
-    std::fs::write(dir.join("plan.txt"), "plan synthetic_report\n  1. batch (load) -> features [16, 16] <x>\n").expect("write plan");
+    std::fs::write(
+        dir.join("plan.txt"),
+        "plan synthetic_report\n  1. batch (load) -> features [16, 16] <x>\n",
+    )
+    .expect("write plan");
     std::fs::write(dir.join("run.json"), r#"{"adapter": "llvmpipe (vulkan)", "samples_per_second": 1234.5, "steps": 100, "wall_time_s": 12.5}"#).expect("write run.json");
     let html = std::fs::read_to_string(write_report(&dir).expect("report")).expect("read report");
-    assert!(html.contains("<pre>plan synthetic_report\n  1. batch (load) -&gt; features [16, 16] &lt;x&gt;</pre>"), "plan is verbatim and escaped");
-    assert!(html.contains("llvmpipe (vulkan)") && html.contains("1235 samples/s") && html.contains("12.5 s"));
+    assert!(
+        html.contains(
+            "<pre>plan synthetic_report\n  1. batch (load) -&gt; features [16, 16] &lt;x&gt;</pre>"
+        ),
+        "plan is verbatim and escaped"
+    );
+    assert!(
+        html.contains("llvmpipe (vulkan)")
+            && html.contains("1235 samples/s")
+            && html.contains("12.5 s")
+    );
     assert!(html.contains("pipeline.resolved.yaml is not in the run directory"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -120,22 +189,44 @@ fn plan_and_run_summary_are_shown_when_present() {
 #[test]
 fn plateau_fires_when_val_loss_stops_improving() {
     let mut records = Vec::new();
-    for (i, loss) in [1.0, 0.8, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75].into_iter().enumerate() {
+    for (i, loss) in [1.0, 0.8, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75]
+        .into_iter()
+        .enumerate()
+    {
         let step = (i as u64 + 1) * 10;
         records.push(train(step, loss * 0.9, 0.9, 0.001));
         records.push(eval("val", step, loss, 0.88));
     }
     let findings = diagnose(&points(&lines(&records)));
-    let plateau = findings.iter().find(|f| f.kind == FindingKind::Plateau).expect("plateau found");
-    assert!(plateau.message.contains("last 5 evaluations") && plateau.message.contains("0.7 at step 30"), "{}", plateau.message);
+    let plateau = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Plateau)
+        .expect("plateau found");
+    assert!(
+        plateau.message.contains("last 5 evaluations")
+            && plateau.message.contains("0.7 at step 30"),
+        "{}",
+        plateau.message
+    );
 }
 
 #[test]
 fn divergence_fires_when_loss_triples_its_best() {
-    let records: Vec<_> = [2.0, 1.0, 0.5, 0.6, 1.8].into_iter().enumerate().map(|(i, loss)| train((i as u64 + 1) * 10, loss, 0.5, 0.1)).collect();
+    let records: Vec<_> = [2.0, 1.0, 0.5, 0.6, 1.8]
+        .into_iter()
+        .enumerate()
+        .map(|(i, loss)| train((i as u64 + 1) * 10, loss, 0.5, 0.1))
+        .collect();
     let findings = diagnose(&points(&lines(&records)));
-    let divergence = findings.iter().find(|f| f.kind == FindingKind::Divergence).expect("divergence found");
-    assert!(divergence.message.contains("1.8 at step 50") && divergence.message.contains("3.6×"), "{}", divergence.message);
+    let divergence = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Divergence)
+        .expect("divergence found");
+    assert!(
+        divergence.message.contains("1.8 at step 50") && divergence.message.contains("3.6×"),
+        "{}",
+        divergence.message
+    );
 }
 
 #[test]
@@ -146,9 +237,19 @@ fn non_finite_loss_is_reported_and_left_out_of_the_chart() {
     let metrics = points(&lines(&records));
     assert!(metrics[4].loss.is_nan());
     let findings = diagnose(&metrics);
-    let non_finite = findings.iter().find(|f| f.kind == FindingKind::NonFinite).expect("non-finite found");
-    assert!(non_finite.message.contains("step 30"), "{}", non_finite.message);
-    let html = render_report(&RunInputs { metrics, ..Default::default() });
+    let non_finite = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::NonFinite)
+        .expect("non-finite found");
+    assert!(
+        non_finite.message.contains("step 30"),
+        "{}",
+        non_finite.message
+    );
+    let html = render_report(&RunInputs {
+        metrics,
+        ..Default::default()
+    });
     assert_eq!(point_count(chart(&html, "loss"), "train"), 9);
     assert!(html.contains("class=\"non-finite\""));
 }
@@ -157,9 +258,19 @@ fn non_finite_loss_is_reported_and_left_out_of_the_chart() {
 fn generalisation_gap_fires_on_accuracy_or_loss() {
     let records = vec![train(10, 0.05, 0.99, 0.01), eval("val", 10, 0.4, 0.85)];
     let findings = diagnose(&points(&lines(&records)));
-    let gap = findings.iter().find(|f| f.kind == FindingKind::GeneralisationGap).expect("gap found");
-    assert!(gap.message.contains("14.0 points") && gap.message.contains("8.0×"), "{}", gap.message);
-    assert_eq!(kinds(&[train(10, 0.3, 0.95, 0.01), eval("val", 10, 0.32, 0.93)]), []);
+    let gap = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::GeneralisationGap)
+        .expect("gap found");
+    assert!(
+        gap.message.contains("14.0 points") && gap.message.contains("8.0×"),
+        "{}",
+        gap.message
+    );
+    assert_eq!(
+        kinds(&[train(10, 0.3, 0.95, 0.01), eval("val", 10, 0.32, 0.93)]),
+        []
+    );
 }
 
 #[test]
@@ -169,9 +280,15 @@ fn a_corrupt_metrics_line_is_an_error_naming_the_line() {
     text.push_str("{\"event\": \"train\", \"stage\": \n");
     std::fs::write(dir.join("metrics.jsonl"), text).expect("write metrics");
     let error = write_report(&dir).expect_err("corrupt metrics are an error");
-    assert!(matches!(error, ReportError::Metrics { line: 3, .. }), "{error:?}");
+    assert!(
+        matches!(error, ReportError::Metrics { line: 3, .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains("metrics.jsonl") && message.contains("line 3"), "{message}");
+    assert!(
+        message.contains("metrics.jsonl") && message.contains("line 3"),
+        "{message}"
+    );
     assert!(!dir.join("report.html").exists());
 
     let missing = run_dir("missing");
@@ -185,7 +302,11 @@ fn a_corrupt_metrics_line_is_an_error_naming_the_line() {
 fn broken_optional_files_become_notes() {
     let dir = run_dir("notes");
     std::fs::write(dir.join("metrics.jsonl"), lines(&healthy())).expect("write metrics");
-    std::fs::write(dir.join("pipeline.resolved.yaml"), "# pipeline hash 0123abcd\nname: [unclosed\n").expect("write yaml");
+    std::fs::write(
+        dir.join("pipeline.resolved.yaml"),
+        "# pipeline hash 0123abcd\nname: [unclosed\n",
+    )
+    .expect("write yaml");
     std::fs::write(dir.join("run.json"), "{not json").expect("write run.json");
     let html = std::fs::read_to_string(write_report(&dir).expect("report")).expect("read report");
     assert!(html.contains("not valid YAML") && html.contains("not valid run.json"));
@@ -194,8 +315,15 @@ fn broken_optional_files_become_notes() {
 
 #[test]
 fn losses_spanning_decades_use_a_log_scale() {
-    let records: Vec<_> = [100.0, 10.0, 1.0, 0.1, 0.01].into_iter().enumerate().map(|(i, loss)| train((i as u64 + 1) * 10, loss, 0.5, 0.1)).collect();
-    let html = render_report(&RunInputs { metrics: points(&lines(&records)), ..Default::default() });
+    let records: Vec<_> = [100.0, 10.0, 1.0, 0.1, 0.01]
+        .into_iter()
+        .enumerate()
+        .map(|(i, loss)| train((i as u64 + 1) * 10, loss, 0.5, 0.1))
+        .collect();
+    let html = render_report(&RunInputs {
+        metrics: points(&lines(&records)),
+        ..Default::default()
+    });
     assert!(chart(&html, "loss").contains("loss (log scale)"));
     assert!(!chart(&html, "accuracy").contains("log scale"));
 }
@@ -210,6 +338,11 @@ fn extreme_values_render_without_panicking() {
     );
     let metrics = points(text);
     let _ = diagnose(&metrics);
-    let html = render_report(&RunInputs { metrics, resolved_yaml: Some("- just\n- a list\n".into()), plan: Some("</pre><script>".into()), ..Default::default() });
+    let html = render_report(&RunInputs {
+        metrics,
+        resolved_yaml: Some("- just\n- a list\n".into()),
+        plan: Some("</pre><script>".into()),
+        ..Default::default()
+    });
     assert!(!html.contains("<script"), "user text is escaped");
 }

@@ -529,6 +529,48 @@ pub struct AccumulationState {
     pub grads: Vec<NamedTensor>,
 }
 
+/// Host-timed cost of one kernel: the dispatch alone in its own submission, waited for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTiming {
+    /// Kernel name.
+    pub kernel: String,
+    /// Mean seconds per dispatch over the repetitions.
+    pub seconds: f64,
+}
+
+impl TrainStep {
+    /// Times every forward, loss and backward kernel of a step, each submitted alone and
+    /// waited for, `reps` times. The optimizer update is not run, and the gradient sums
+    /// and accumulation position are restored afterwards, so training is unaffected; the
+    /// device metric accumulators receive the extra loss values (read and discard them).
+    pub fn profile_kernels(&mut self, gpu: &Gpu, reps: u32) -> Result<Vec<KernelTiming>, GpuError> {
+        let saved = self.accumulation_state(gpu)?;
+        let dispatches: Vec<&Dispatch> = self
+            .gpu_model
+            .forward
+            .iter()
+            .chain(&self.loss.dispatches)
+            .chain(&self.gpu_model.backward)
+            .collect();
+        let mut timings = Vec::with_capacity(dispatches.len());
+        for d in dispatches {
+            let started = std::time::Instant::now();
+            for _ in 0..reps.max(1) {
+                let mut encoder = gpu.encoder();
+                encode_dispatches(&mut encoder, [d]);
+                gpu.submit(encoder.finish());
+                gpu.wait_idle()?;
+            }
+            timings.push(KernelTiming {
+                kernel: d.kernel.clone(),
+                seconds: started.elapsed().as_secs_f64() / f64::from(reps.max(1)),
+            });
+        }
+        self.restore_accumulation(gpu, &saved)?;
+        Ok(timings)
+    }
+}
+
 impl TrainStep {
     /// The accumulation position and gradient sums (one read-back).
     pub fn accumulation_state(&self, gpu: &Gpu) -> Result<AccumulationState, GpuError> {

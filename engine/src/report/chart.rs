@@ -29,7 +29,9 @@ const MAX_MARKED_POINTS: usize = 60;
 const LOG_SCALE_RATIO: f64 = 100.0;
 
 /// Line colours, picked by series index; readable on white and in greyscale print.
-pub const PALETTE: [&str; 8] = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"];
+pub const PALETTE: [&str; 8] = [
+    "#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
+];
 
 /// What a chart shows.
 #[derive(Debug, Clone, Copy)]
@@ -65,8 +67,16 @@ impl Axis {
         // Bounded: with a finite range there are about `target_ticks`; an infinite one
         // (values near ±f64::MAX) must not become a huge loop.
         let count = (((hi - lo) / step).round() as usize).min(4 * target_ticks);
-        let ticks = (0..=count).map(|i| lo + i as f64 * step).map(|v| (v, tick_label(v, step))).collect();
-        Axis { log: false, lo, hi, ticks }
+        let ticks = (0..=count)
+            .map(|i| lo + i as f64 * step)
+            .map(|v| (v, tick_label(v, step)))
+            .collect();
+        Axis {
+            log: false,
+            lo,
+            hi,
+            ticks,
+        }
     }
 
     /// `min` must be positive.
@@ -81,7 +91,12 @@ impl Axis {
             ticks.push((exponent, tick_label(value, value)));
             exponent += every;
         }
-        Axis { log: true, lo, hi, ticks }
+        Axis {
+            log: true,
+            lo,
+            hi,
+            ticks,
+        }
     }
 
     /// The position of `value` in [0, 1] along the axis.
@@ -103,24 +118,47 @@ fn nice_step(rough: f64) -> f64 {
     }
     let power = 10f64.powf(rough.log10().floor());
     let mantissa = rough / power;
-    let nice = if mantissa <= 1.0 { 1.0 } else if mantissa <= 2.0 { 2.0 } else if mantissa <= 5.0 { 5.0 } else { 10.0 };
+    let nice = if mantissa <= 1.0 {
+        1.0
+    } else if mantissa <= 2.0 {
+        2.0
+    } else if mantissa <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
     nice * power
 }
 
 /// Renders the chart as an `<svg>` element. Non-finite values (and non-positive ones on
 /// a log scale) are left out of the lines.
 pub fn line_chart(spec: ChartSpec, series: &[Series]) -> String {
-    let finite = || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let positive_min = finite().map(|p| p.1).filter(|y| *y > 0.0).fold(f64::INFINITY, f64::min);
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let positive_min = finite()
+        .map(|p| p.1)
+        .filter(|y| *y > 0.0)
+        .fold(f64::INFINITY, f64::min);
     let y_max = finite().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let y_min = finite().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let x_min = finite().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x_max = finite().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
     if !y_max.is_finite() {
-        return format!("<p class=\"empty\">No finite {} values to chart.</p>", escape(spec.y_label));
+        return format!(
+            "<p class=\"empty\">No finite {} values to chart.</p>",
+            escape(spec.y_label)
+        );
     }
     let log = spec.allow_log && positive_min.is_finite() && y_max / positive_min > LOG_SCALE_RATIO;
-    let y_axis = if log { Axis::decades(positive_min, y_max) } else { Axis::linear(y_min, y_max, 5) };
+    let y_axis = if log {
+        Axis::decades(positive_min, y_max)
+    } else {
+        Axis::linear(y_min, y_max, 5)
+    };
     let x_axis = Axis::linear(x_min.min(0.0), x_max, 6);
     let (legend_items, legend_rows) = legend_layout(series);
     let top = LEGEND_GAP + legend_rows as f64 * LEGEND_ROW;
@@ -141,33 +179,81 @@ pub fn line_chart(spec: ChartSpec, series: &[Series]) -> String {
     // Grid lines and tick labels.
     for (value, label) in &y_axis.ticks {
         let y = top + (1.0 - y_axis.tick_fraction(*value)) * plot_h;
-        let _ = write!(svg, "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>", LEFT + plot_w);
-        let _ = write!(svg, "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", LEFT - 8.0, y + 4.0, escape(label));
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>",
+            LEFT + plot_w
+        );
+        let _ = write!(
+            svg,
+            "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 8.0,
+            y + 4.0,
+            escape(label)
+        );
     }
     for (value, label) in &x_axis.ticks {
         let x = LEFT + x_axis.tick_fraction(*value) * plot_w;
         let bottom = top + plot_h;
-        let _ = write!(svg, "<line class=\"tickmark\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{bottom:.1}\" y2=\"{:.1}\"/>", bottom + 5.0);
-        let _ = write!(svg, "<text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>", bottom + 18.0, escape(label));
+        let _ = write!(
+            svg,
+            "<line class=\"tickmark\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{bottom:.1}\" y2=\"{:.1}\"/>",
+            bottom + 5.0
+        );
+        let _ = write!(
+            svg,
+            "<text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            bottom + 18.0,
+            escape(label)
+        );
     }
-    let _ = write!(svg, "<rect class=\"frame\" x=\"{LEFT}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\"/>");
-    let _ = write!(svg, "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">step</text>", LEFT + plot_w / 2.0, height - 6.0);
+    let _ = write!(
+        svg,
+        "<rect class=\"frame\" x=\"{LEFT}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\"/>"
+    );
+    let _ = write!(
+        svg,
+        "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">step</text>",
+        LEFT + plot_w / 2.0,
+        height - 6.0
+    );
     let mid = top + plot_h / 2.0;
-    let _ = write!(svg, "<text class=\"axis-label\" x=\"16\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {mid:.1})\">{}{scale}</text>", escape(spec.y_label));
+    let _ = write!(
+        svg,
+        "<text class=\"axis-label\" x=\"16\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {mid:.1})\">{}{scale}</text>",
+        escape(spec.y_label)
+    );
 
     // The lines.
     for s in series {
         let colour = PALETTE[s.index % PALETTE.len()];
-        let drawable: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0)).map(|(x, y)| (px(x), py(y))).collect();
+        let drawable: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0))
+            .map(|(x, y)| (px(x), py(y)))
+            .collect();
         if drawable.is_empty() {
             continue;
         }
-        let points: Vec<String> = drawable.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        let _ = write!(svg, "<polyline class=\"series\" data-series=\"{}\" stroke=\"{colour}\" points=\"{}\"/>", escape(&s.label), points.join(" "));
+        let points: Vec<String> = drawable
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline class=\"series\" data-series=\"{}\" stroke=\"{colour}\" points=\"{}\"/>",
+            escape(&s.label),
+            points.join(" ")
+        );
         if drawable.len() <= MAX_MARKED_POINTS {
             let radius = if drawable.len() == 1 { 4.0 } else { 2.5 };
             for (x, y) in &drawable {
-                let _ = write!(svg, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{radius}\" fill=\"{colour}\"/>");
+                let _ = write!(
+                    svg,
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{radius}\" fill=\"{colour}\"/>"
+                );
             }
         }
     }
@@ -197,8 +283,18 @@ fn legend(series: &[Series], items: &[(f64, usize)]) -> String {
     for (s, (x, row)) in series.iter().zip(items) {
         let colour = PALETTE[s.index % PALETTE.len()];
         let y = 10.0 + *row as f64 * LEGEND_ROW;
-        let _ = write!(out, "<line class=\"swatch\" x1=\"{x:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\"/>", x + 18.0);
-        let _ = write!(out, "<text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + 24.0, y + 4.0, escape(&s.label));
+        let _ = write!(
+            out,
+            "<line class=\"swatch\" x1=\"{x:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\"/>",
+            x + 18.0
+        );
+        let _ = write!(
+            out,
+            "<text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            x + 24.0,
+            y + 4.0,
+            escape(&s.label)
+        );
     }
     out
 }
@@ -223,14 +319,31 @@ mod tests {
 
     #[test]
     fn wide_losses_use_a_log_scale() {
-        let s = Series { label: "train".into(), index: 0, points: vec![(1.0, 100.0), (2.0, 0.01)] };
-        let svg = line_chart(ChartSpec { id: "loss", y_label: "loss", allow_log: true }, &[s]);
+        let s = Series {
+            label: "train".into(),
+            index: 0,
+            points: vec![(1.0, 100.0), (2.0, 0.01)],
+        };
+        let svg = line_chart(
+            ChartSpec {
+                id: "loss",
+                y_label: "loss",
+                allow_log: true,
+            },
+            &[s],
+        );
         assert!(svg.contains("(log scale)"), "{svg}");
     }
 
     #[test]
     fn a_long_legend_wraps_and_pushes_the_plot_down() {
-        let series: Vec<Series> = (0..12).map(|i| Series { label: format!("eval_stage_number_{i}"), index: i, points: vec![(1.0, 1.0)] }).collect();
+        let series: Vec<Series> = (0..12)
+            .map(|i| Series {
+                label: format!("eval_stage_number_{i}"),
+                index: i,
+                points: vec![(1.0, 1.0)],
+            })
+            .collect();
         let (items, rows) = legend_layout(&series);
         assert!(rows > 1);
         assert!(items.iter().all(|(x, _)| *x < WIDTH - RIGHT));

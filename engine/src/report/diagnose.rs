@@ -78,19 +78,36 @@ pub fn diagnose(metrics: &[MetricPoint]) -> Vec<Finding> {
 }
 
 fn at(record: &MetricPoint) -> String {
-    format!("step {} (epoch {})", record.step, record.epoch.saturating_add(1))
+    format!(
+        "step {} (epoch {})",
+        record.step,
+        record.epoch.saturating_add(1)
+    )
 }
 
 fn non_finite(group: &Group) -> Option<Finding> {
-    let bad: Vec<&&MetricPoint> = group.records.iter().filter(|r| !r.loss.is_finite()).collect();
+    let bad: Vec<&&MetricPoint> = group
+        .records
+        .iter()
+        .filter(|r| !r.loss.is_finite())
+        .collect();
     let first = bad.first()?;
     let more = match bad.len() {
         1 => String::new(),
-        n => format!("; {} of its {} records are non-finite", n, group.records.len()),
+        n => format!(
+            "; {} of its {} records are non-finite",
+            n,
+            group.records.len()
+        ),
     };
     Some(Finding {
         kind: FindingKind::NonFinite,
-        message: format!("{} loss is not a finite number at {} ({}){more}.", group.label, at(first), short_number(first.loss)),
+        message: format!(
+            "{} loss is not a finite number at {} ({}){more}.",
+            group.label,
+            at(first),
+            short_number(first.loss)
+        ),
     })
 }
 
@@ -122,12 +139,21 @@ fn divergence(group: &Group) -> Option<Finding> {
 }
 
 fn plateau(group: &Group) -> Option<Finding> {
-    let finite: Vec<&MetricPoint> = group.records.iter().copied().filter(|r| r.loss.is_finite()).collect();
+    let finite: Vec<&MetricPoint> = group
+        .records
+        .iter()
+        .copied()
+        .filter(|r| r.loss.is_finite())
+        .collect();
     // The first record with the lowest loss; later ties are not improvements.
-    let (best_index, best) = finite.iter().enumerate().fold(None::<(usize, &MetricPoint)>, |acc, (i, r)| match acc {
-        Some((_, b)) if b.loss <= r.loss => acc,
-        _ => Some((i, r)),
-    })?;
+    let (best_index, best) =
+        finite
+            .iter()
+            .enumerate()
+            .fold(None::<(usize, &MetricPoint)>, |acc, (i, r)| match acc {
+                Some((_, b)) if b.loss <= r.loss => acc,
+                _ => Some((i, r)),
+            })?;
     let since = finite.len() - 1 - best_index;
     if since < PLATEAU_EVALS {
         return None;
@@ -153,18 +179,33 @@ fn gap(train: &Group, eval: &Group) -> Option<Finding> {
     if let (Some(t), Some(e)) = (train_last.accuracy, eval_last.accuracy) {
         let points = (t - e) * 100.0;
         if points > GAP_ACCURACY_POINTS {
-            reasons.push(format!("final train accuracy {:.1}% vs {} {:.1}% ({points:.1} points)", t * 100.0, eval.label, e * 100.0));
+            reasons.push(format!(
+                "final train accuracy {:.1}% vs {} {:.1}% ({points:.1} points)",
+                t * 100.0,
+                eval.label,
+                e * 100.0
+            ));
         }
     }
     let (t, e) = (train_last.loss, eval_last.loss);
     if t.is_finite() && e.is_finite() && t > 0.0 && e > GAP_LOSS_FACTOR * t {
-        reasons.push(format!("{} loss {} is {:.1}× the final train loss {}", eval.label, short_number(e), e / t, short_number(t)));
+        reasons.push(format!(
+            "{} loss {} is {:.1}× the final train loss {}",
+            eval.label,
+            short_number(e),
+            e / t,
+            short_number(t)
+        ));
     }
     if reasons.is_empty() {
         return None;
     }
     Some(Finding {
         kind: FindingKind::GeneralisationGap,
-        message: format!("Generalisation gap between train and {} (the model may overfit): {}.", eval.label, reasons.join("; ")),
+        message: format!(
+            "Generalisation gap between train and {} (the model may overfit): {}.",
+            eval.label,
+            reasons.join("; ")
+        ),
     })
 }

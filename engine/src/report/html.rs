@@ -3,20 +3,29 @@
 
 use std::fmt::Write as _;
 
+use super::RunInputs;
 use super::chart::{ChartSpec, line_chart};
-use super::diagnose::{DIVERGENCE_FACTOR, GAP_ACCURACY_POINTS, GAP_LOSS_FACTOR, PLATEAU_EVALS, diagnose};
+use super::diagnose::{
+    DIVERGENCE_FACTOR, GAP_ACCURACY_POINTS, GAP_LOSS_FACTOR, PLATEAU_EVALS, diagnose,
+};
 use super::hyper::{PipelineSummary, summarise_pipeline};
 use super::series::{Group, Measure, group_metrics, series_of};
 use super::text::{escape, short_number};
-use super::RunInputs;
 
 const STYLE: &str = include_str!("style.css");
 
 /// The whole report as one self-contained HTML page.
 pub fn render_report(inputs: &RunInputs) -> String {
-    let pipeline = inputs.resolved_yaml.as_deref().map(summarise_pipeline).unwrap_or_default();
+    let pipeline = inputs
+        .resolved_yaml
+        .as_deref()
+        .map(summarise_pipeline)
+        .unwrap_or_default();
     let groups = group_metrics(&inputs.metrics);
-    let name = pipeline.name.clone().unwrap_or_else(|| inputs.fallback_name.clone());
+    let name = pipeline
+        .name
+        .clone()
+        .unwrap_or_else(|| inputs.fallback_name.clone());
     let mut notes = inputs.notes.clone();
     notes.extend(pipeline.problem.clone());
     notes.extend(hash_mismatch(inputs, &pipeline));
@@ -40,7 +49,11 @@ pub fn render_report(inputs: &RunInputs) -> String {
     page.push_str(&final_metrics(&groups));
     page.push_str(&hyperparameters(inputs, &pipeline));
     if let Some(plan) = &inputs.plan {
-        let _ = writeln!(page, "<section id=\"plan\"><h2>Plan</h2><pre>{}</pre></section>", escape(plan.trim_end()));
+        let _ = writeln!(
+            page,
+            "<section id=\"plan\"><h2>Plan</h2><pre>{}</pre></section>",
+            escape(plan.trim_end())
+        );
     }
     page.push_str("<footer>Written by <code>engine report</code> from metrics.jsonl, pipeline.resolved.yaml, plan.txt and run.json.</footer>\n</main>\n</body>\n</html>\n");
     page
@@ -49,24 +62,65 @@ pub fn render_report(inputs: &RunInputs) -> String {
 fn header(inputs: &RunInputs, pipeline: &PipelineSummary, name: &str, groups: &[Group]) -> String {
     let info = inputs.run_info.clone().unwrap_or_default();
     let last_step = inputs.metrics.iter().map(|m| m.step).max();
-    let last_wall = inputs.metrics.iter().filter_map(|m| m.wall_time_s).filter(|w| w.is_finite()).fold(None, |acc: Option<f64>, w| Some(acc.map_or(w, |a| a.max(w))));
-    let hash = pipeline.hash.clone().or_else(|| inputs.metrics.iter().find_map(|m| m.pipeline_hash.clone()));
+    let last_wall = inputs
+        .metrics
+        .iter()
+        .filter_map(|m| m.wall_time_s)
+        .filter(|w| w.is_finite())
+        .fold(None, |acc: Option<f64>, w| {
+            Some(acc.map_or(w, |a| a.max(w)))
+        });
+    let hash = pipeline
+        .hash
+        .clone()
+        .or_else(|| inputs.metrics.iter().find_map(|m| m.pipeline_hash.clone()));
     let dash = || "—".to_string();
     let facts = [
         ("adapter", info.adapter.clone().unwrap_or_else(dash)),
-        ("throughput", info.samples_per_second.map(|s| format!("{} samples/s", short_number(s.round()))).unwrap_or_else(dash)),
-        ("steps", info.steps.or(last_step).map(|s| s.to_string()).unwrap_or_else(dash)),
-        ("wall time", info.wall_time_s.or(last_wall).map(duration).unwrap_or_else(dash)),
-        ("records", format!("{} in {} series", inputs.metrics.len(), groups.len())),
+        (
+            "throughput",
+            info.samples_per_second
+                .map(|s| format!("{} samples/s", short_number(s.round())))
+                .unwrap_or_else(dash),
+        ),
+        (
+            "steps",
+            info.steps
+                .or(last_step)
+                .map(|s| s.to_string())
+                .unwrap_or_else(dash),
+        ),
+        (
+            "wall time",
+            info.wall_time_s
+                .or(last_wall)
+                .map(duration)
+                .unwrap_or_else(dash),
+        ),
+        (
+            "records",
+            format!("{} in {} series", inputs.metrics.len(), groups.len()),
+        ),
     ];
-    let mut out = format!("<header><h1>{}</h1><p class=\"subtitle\">Run report", escape(name));
+    let mut out = format!(
+        "<header><h1>{}</h1><p class=\"subtitle\">Run report",
+        escape(name)
+    );
     if let Some(hash) = hash {
         let _ = write!(out, " · pipeline hash <code>{}</code>", escape(&hash));
     }
     out.push_str("</p><dl class=\"facts\">");
     for (label, value) in facts {
-        let class = if label == "adapter" { " class=\"wide\"" } else { "" };
-        let _ = write!(out, "<div{class}><dt>{label}</dt><dd>{}</dd></div>", escape(&value));
+        let class = if label == "adapter" {
+            " class=\"wide\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<div{class}><dt>{label}</dt><dd>{}</dd></div>",
+            escape(&value)
+        );
     }
     out.push_str("</dl></header>\n");
     out
@@ -77,19 +131,30 @@ fn duration(seconds: f64) -> String {
         format!("{seconds:.1} s")
     } else {
         let whole = seconds.round() as u64;
-        if whole < 3600 { format!("{} min {} s", whole / 60, whole % 60) } else { format!("{} h {} min", whole / 3600, whole % 3600 / 60) }
+        if whole < 3600 {
+            format!("{} min {} s", whole / 60, whole % 60)
+        } else {
+            format!("{} h {} min", whole / 3600, whole % 3600 / 60)
+        }
     }
 }
 
 fn hash_mismatch(inputs: &RunInputs, pipeline: &PipelineSummary) -> Option<String> {
     let expected = pipeline.hash.as_deref()?;
-    let other = inputs.metrics.iter().filter_map(|m| m.pipeline_hash.as_deref()).find(|h| !h.is_empty() && *h != expected)?;
-    Some(format!("metrics.jsonl has records of pipeline hash {other}, but the resolved pipeline's hash is {expected}: the directory may mix runs."))
+    let other = inputs
+        .metrics
+        .iter()
+        .filter_map(|m| m.pipeline_hash.as_deref())
+        .find(|h| !h.is_empty() && *h != expected)?;
+    Some(format!(
+        "metrics.jsonl has records of pipeline hash {other}, but the resolved pipeline's hash is {expected}: the directory may mix runs."
+    ))
 }
 
 fn diagnostics(inputs: &RunInputs, groups: &[Group]) -> String {
     let findings = diagnose(&inputs.metrics);
-    let mut out = String::from("<section id=\"diagnostics\"><h2>Diagnostics</h2><ul class=\"findings\">");
+    let mut out =
+        String::from("<section id=\"diagnostics\"><h2>Diagnostics</h2><ul class=\"findings\">");
     if findings.is_empty() {
         let _ = write!(
             out,
@@ -99,7 +164,13 @@ fn diagnostics(inputs: &RunInputs, groups: &[Group]) -> String {
         );
     }
     for finding in &findings {
-        let _ = write!(out, "<li class=\"{}\"><b>{}:</b>{}</li>", finding.kind.name(), finding.kind.title(), escape(&finding.message));
+        let _ = write!(
+            out,
+            "<li class=\"{}\"><b>{}:</b>{}</li>",
+            finding.kind.name(),
+            finding.kind.title(),
+            escape(&finding.message)
+        );
     }
     out.push_str("</ul></section>\n");
     out
@@ -108,14 +179,48 @@ fn diagnostics(inputs: &RunInputs, groups: &[Group]) -> String {
 fn charts(groups: &[Group]) -> String {
     let mut out = String::from("<section id=\"charts\"><h2>Training curves</h2>");
     let charts = [
-        ("Loss", ChartSpec { id: "loss", y_label: "loss", allow_log: true }, Measure::Loss),
-        ("Accuracy", ChartSpec { id: "accuracy", y_label: "accuracy (%)", allow_log: false }, Measure::Accuracy),
-        ("Learning rate", ChartSpec { id: "lr", y_label: "learning rate", allow_log: false }, Measure::LearningRate),
+        (
+            "Loss",
+            ChartSpec {
+                id: "loss",
+                y_label: "loss",
+                allow_log: true,
+            },
+            Measure::Loss,
+        ),
+        (
+            "Accuracy",
+            ChartSpec {
+                id: "accuracy",
+                y_label: "accuracy (%)",
+                allow_log: false,
+            },
+            Measure::Accuracy,
+        ),
+        (
+            "Learning rate",
+            ChartSpec {
+                id: "lr",
+                y_label: "learning rate",
+                allow_log: false,
+            },
+            Measure::LearningRate,
+        ),
     ];
     for (title, spec, measure) in charts {
         let series = series_of(groups, measure);
-        let body = if series.is_empty() { format!("<p class=\"empty\">No {} recorded.</p>", escape(spec.y_label)) } else { line_chart(spec, &series) };
-        let _ = write!(out, "<figure><figcaption>{title} by optimizer step</figcaption>{body}</figure>");
+        let body = if series.is_empty() {
+            format!(
+                "<p class=\"empty\">No {} recorded.</p>",
+                escape(spec.y_label)
+            )
+        } else {
+            line_chart(spec, &series)
+        };
+        let _ = write!(
+            out,
+            "<figure><figcaption>{title} by optimizer step</figcaption>{body}</figure>"
+        );
     }
     out.push_str("</section>\n");
     out
@@ -125,11 +230,22 @@ fn final_metrics(groups: &[Group]) -> String {
     let mut out = String::from(
         "<section id=\"final\"><h2>Final metrics</h2><table><thead><tr><th>series</th><th>records</th><th>last step</th><th>final loss</th><th>best loss (step)</th><th>final accuracy</th><th>final top-5</th></tr></thead><tbody>",
     );
-    let percent = |v: Option<f64>| v.map(|a| format!("{:.2}%", a * 100.0)).unwrap_or_else(|| "—".into());
+    let percent = |v: Option<f64>| {
+        v.map(|a| format!("{:.2}%", a * 100.0))
+            .unwrap_or_else(|| "—".into())
+    };
     for group in groups {
-        let Some(last) = group.records.last() else { continue };
-        let best = group.records.iter().filter(|r| r.loss.is_finite()).min_by(|a, b| a.loss.total_cmp(&b.loss));
-        let best = best.map(|b| format!("{} ({})", short_number(b.loss), b.step)).unwrap_or_else(|| "—".into());
+        let Some(last) = group.records.last() else {
+            continue;
+        };
+        let best = group
+            .records
+            .iter()
+            .filter(|r| r.loss.is_finite())
+            .min_by(|a, b| a.loss.total_cmp(&b.loss));
+        let best = best
+            .map(|b| format!("{} ({})", short_number(b.loss), b.step))
+            .unwrap_or_else(|| "—".into());
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
@@ -154,13 +270,27 @@ fn hyperparameters(inputs: &RunInputs, pipeline: &PipelineSummary) -> String {
     }
     out.push_str("<table class=\"kv\"><tbody>");
     for (key, value) in &pipeline.rows {
-        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", escape(key), escape(value));
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(key),
+            escape(value)
+        );
     }
     out.push_str("</tbody></table>");
     for model in &pipeline.models {
-        let _ = write!(out, "<h3>Model <code>{}</code></h3><p>{}</p><table><thead><tr><th>#</th><th>layer</th></tr></thead><tbody>", escape(&model.name), escape(&model.header));
+        let _ = write!(
+            out,
+            "<h3>Model <code>{}</code></h3><p>{}</p><table><thead><tr><th>#</th><th>layer</th></tr></thead><tbody>",
+            escape(&model.name),
+            escape(&model.header)
+        );
         for (i, layer) in model.layers.iter().enumerate() {
-            let _ = write!(out, "<tr><td class=\"num\">{i}</td><td><code>{}</code></td></tr>", escape(layer));
+            let _ = write!(
+                out,
+                "<tr><td class=\"num\">{i}</td><td><code>{}</code></td></tr>",
+                escape(layer)
+            );
         }
         out.push_str("</tbody></table>");
     }

@@ -5,8 +5,19 @@
 use serde_yaml::Value;
 
 /// The order of the hyperparameter rows; others (the evals) follow in stage order.
-const ROW_ORDER: [&str; 11] =
-    ["seed", "schedule", "device", "batch size", "accumulation", "loss", "optimizer", "learning rate", "lr schedule", "clip grad norm", "early stopping"];
+const ROW_ORDER: [&str; 11] = [
+    "seed",
+    "schedule",
+    "device",
+    "batch size",
+    "accumulation",
+    "loss",
+    "optimizer",
+    "learning rate",
+    "lr schedule",
+    "clip grad norm",
+    "early stopping",
+];
 
 /// What the report shows of the resolved pipeline.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,10 +47,20 @@ pub struct ModelSummary {
 
 /// Reads the resolved pipeline text.
 pub fn summarise_pipeline(text: &str) -> PipelineSummary {
-    let hash = text.lines().next().and_then(|l| l.strip_prefix("# pipeline hash ")).map(|h| h.trim().to_string());
+    let hash = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# pipeline hash "))
+        .map(|h| h.trim().to_string());
     let root: Value = match serde_yaml::from_str(text) {
         Ok(root) => root,
-        Err(e) => return PipelineSummary { hash, problem: Some(format!("the resolved pipeline is not valid YAML: {e}")), ..Default::default() },
+        Err(e) => {
+            return PipelineSummary {
+                hash,
+                problem: Some(format!("the resolved pipeline is not valid YAML: {e}")),
+                ..Default::default()
+            };
+        }
     };
     let mut rows = Vec::new();
     let mut row = |name: &str, value: String| rows.push((name.to_string(), value));
@@ -52,17 +73,39 @@ pub fn summarise_pipeline(text: &str) -> PipelineSummary {
     if let Some(backend) = get(&root, "device").and_then(|d| get(d, "backend")) {
         row("device", inline(backend));
     }
-    let stages = get(&root, "stages").and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default();
+    let stages = get(&root, "stages")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let (mut accumulation, mut clip) = (None, None);
     for stage in stages {
         let field = |key: &str| get(stage, key).map(inline).unwrap_or_else(|| "?".into());
         match get(stage, "kind").and_then(Value::as_str) {
-            Some("load") => row("batch size", format!("{} ({}/{})", field("batch_size"), field("dataset"), field("split"))),
-            Some("loss") => row("loss", with_params(&field("fn"), stage, &["id", "kind", "fn", "logits", "target"])),
-            Some("accumulate") => accumulation = Some(format!("{} micro-batches per step", field("steps"))),
+            Some("load") => row(
+                "batch size",
+                format!(
+                    "{} ({}/{})",
+                    field("batch_size"),
+                    field("dataset"),
+                    field("split")
+                ),
+            ),
+            Some("loss") => row(
+                "loss",
+                with_params(
+                    &field("fn"),
+                    stage,
+                    &["id", "kind", "fn", "logits", "target"],
+                ),
+            ),
+            Some("accumulate") => {
+                accumulation = Some(format!("{} micro-batches per step", field("steps")))
+            }
             Some("step") => {
                 if let Some(optimizer) = get(stage, "optimizer") {
-                    let kind = get(optimizer, "kind").map(inline).unwrap_or_else(|| "?".into());
+                    let kind = get(optimizer, "kind")
+                        .map(inline)
+                        .unwrap_or_else(|| "?".into());
                     row("optimizer", with_params(&kind, optimizer, &["kind", "lr"]));
                     if let Some(lr) = get(optimizer, "lr") {
                         row("learning rate", inline(lr));
@@ -72,26 +115,55 @@ pub fn summarise_pipeline(text: &str) -> PipelineSummary {
             }
             Some("eval") => row(&format!("eval {}", field("id")), eval_text(stage)),
             Some("callback") => {
-                let Some(callback) = get(stage, "callback") else { continue };
+                let Some(callback) = get(stage, "callback") else {
+                    continue;
+                };
                 match get(callback, "type").and_then(Value::as_str) {
                     Some("lr_schedule") => {
-                        let schedule = get(callback, "schedule").map(variant_text).unwrap_or_else(|| "?".into());
+                        let schedule = get(callback, "schedule")
+                            .map(variant_text)
+                            .unwrap_or_else(|| "?".into());
                         row("lr schedule", schedule);
                     }
-                    Some("early_stopping") => row("early stopping", with_params("", callback, &["type"])),
+                    Some("early_stopping") => {
+                        row("early stopping", with_params("", callback, &["type"]))
+                    }
                     _ => {}
                 }
             }
             _ => {}
         }
     }
-    row("accumulation", accumulation.unwrap_or_else(|| "none (1 micro-batch per step)".into()));
+    row(
+        "accumulation",
+        accumulation.unwrap_or_else(|| "none (1 micro-batch per step)".into()),
+    );
     row("clip grad norm", clip.unwrap_or_else(|| "none".into()));
     // Stages come in graph order; the table reads better grouped by concern.
-    rows.sort_by_key(|(name, _)| ROW_ORDER.iter().position(|n| n == name).unwrap_or(ROW_ORDER.len()));
-    let models = get(&root, "models").and_then(Value::as_mapping).map(|m| m.iter().map(|(name, model)| model_summary(&inline(name), model)).collect()).unwrap_or_default();
-    let name = get(&root, "name").and_then(Value::as_str).map(str::to_string);
-    PipelineSummary { name, hash, rows, models, problem: None }
+    rows.sort_by_key(|(name, _)| {
+        ROW_ORDER
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(ROW_ORDER.len())
+    });
+    let models = get(&root, "models")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .map(|(name, model)| model_summary(&inline(name), model))
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = get(&root, "name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    PipelineSummary {
+        name,
+        hash,
+        rows,
+        models,
+        problem: None,
+    }
 }
 
 fn model_summary(name: &str, model: &Value) -> ModelSummary {
@@ -101,8 +173,15 @@ fn model_summary(name: &str, model: &Value) -> ModelSummary {
             header.push(format!("{key} {}", inline(v)));
         }
     }
-    let layers = get(model, "layers").and_then(Value::as_sequence).map(|l| l.iter().map(variant_text).collect()).unwrap_or_default();
-    ModelSummary { name: name.to_string(), header: header.join(", "), layers }
+    let layers = get(model, "layers")
+        .and_then(Value::as_sequence)
+        .map(|l| l.iter().map(variant_text).collect())
+        .unwrap_or_default();
+    ModelSummary {
+        name: name.to_string(),
+        header: header.join(", "),
+        layers,
+    }
 }
 
 fn eval_text(stage: &Value) -> String {
@@ -133,8 +212,16 @@ fn variant_text(value: &Value) -> String {
         Some((name, None)) => name,
         Some((name, Some(params))) => match untag(params) {
             Value::Mapping(m) => {
-                let inner: Vec<String> = m.iter().filter(|(k, _)| k.as_str() != Some("kind")).map(|(k, v)| format!("{}={}", inline(k), inline(v))).collect();
-                if inner.is_empty() { name } else { format!("{name}({})", inner.join(", ")) }
+                let inner: Vec<String> = m
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != Some("kind"))
+                    .map(|(k, v)| format!("{}={}", inline(k), inline(v)))
+                    .collect();
+                if inner.is_empty() {
+                    name
+                } else {
+                    format!("{name}({})", inner.join(", "))
+                }
             }
             other => format!("{name}({})", inline(other)),
         },
@@ -144,7 +231,10 @@ fn variant_text(value: &Value) -> String {
 
 fn variant(value: &Value) -> Option<(String, Option<&Value>)> {
     match value {
-        Value::Tagged(tagged) => Some((tagged.tag.to_string().trim_start_matches('!').to_string(), Some(&tagged.value))),
+        Value::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_string(),
+            Some(&tagged.value),
+        )),
         Value::String(name) => Some((name.clone(), None)),
         Value::Mapping(m) if m.len() == 1 => m.iter().next().map(|(k, v)| (inline(k), Some(v))),
         Value::Mapping(m) => m.get("kind").map(|kind| (inline(kind), Some(value))),
@@ -154,9 +244,17 @@ fn variant(value: &Value) -> Option<(String, Option<&Value>)> {
 
 /// `kind, key value, key value` with the keys in `skip` left out.
 fn with_params(kind: &str, value: &Value, skip: &[&str]) -> String {
-    let mut parts: Vec<String> = if kind.is_empty() { Vec::new() } else { vec![kind.to_string()] };
+    let mut parts: Vec<String> = if kind.is_empty() {
+        Vec::new()
+    } else {
+        vec![kind.to_string()]
+    };
     if let Value::Mapping(m) = untag(value) {
-        parts.extend(m.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| skip.contains(&k))).map(|(k, v)| format!("{} {}", inline(k), inline(v))));
+        parts.extend(
+            m.iter()
+                .filter(|(k, _)| !k.as_str().is_some_and(|k| skip.contains(&k)))
+                .map(|(k, v)| format!("{} {}", inline(k), inline(v))),
+        );
     }
     parts.join(", ")
 }
@@ -179,8 +277,17 @@ fn inline(value: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
-        Value::Sequence(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
-        Value::Mapping(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("{}: {}", inline(k), inline(v))).collect::<Vec<_>>().join(", ")),
+        Value::Sequence(items) => format!(
+            "[{}]",
+            items.iter().map(inline).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Mapping(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", inline(k), inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Tagged(_) => variant_text(value),
     }
 }
@@ -195,8 +302,15 @@ mod tests {
         let s = summarise_pipeline(text);
         assert_eq!(s.hash.as_deref(), Some("abc"));
         assert_eq!(s.name.as_deref(), Some("n"));
-        assert!(s.rows.contains(&("schedule".into(), "30 epochs".into())), "{:?}", s.rows);
-        assert_eq!(s.models[0].layers, ["linear(out=10)", "relu", "linear(out=2)"]);
+        assert!(
+            s.rows.contains(&("schedule".into(), "30 epochs".into())),
+            "{:?}",
+            s.rows
+        );
+        assert_eq!(
+            s.models[0].layers,
+            ["linear(out=10)", "relu", "linear(out=2)"]
+        );
     }
 
     #[test]

@@ -104,11 +104,12 @@ pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricPoint>, Report
         if line.trim().is_empty() {
             continue;
         }
-        let point = serde_json::from_str::<MetricPoint>(line).map_err(|e| ReportError::Metrics {
-            path: path.to_path_buf(),
-            line: index + 1,
-            message: format!("not a metrics record ({e}): `{}`", excerpt(line)),
-        })?;
+        let point =
+            serde_json::from_str::<MetricPoint>(line).map_err(|e| ReportError::Metrics {
+                path: path.to_path_buf(),
+                line: index + 1,
+                message: format!("not a metrics record ({e}): `{}`", excerpt(line)),
+            })?;
         points.push(point);
     }
     Ok(points)
@@ -118,14 +119,22 @@ fn excerpt(line: &str) -> String {
     const MAX_CHARS: usize = 80;
     let mut chars = line.trim().chars();
     let head: String = chars.by_ref().take(MAX_CHARS).collect();
-    if chars.next().is_some() { format!("{head}…") } else { head }
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
 }
 
 /// Reads a run directory. Only `metrics.jsonl` is required; an unreadable or malformed
 /// optional file becomes a note.
 pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
     let metrics_path = run_dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&metrics_path).map_err(|source| ReportError::Io { action: "read", path: metrics_path.clone(), source })?;
+    let text = std::fs::read_to_string(&metrics_path).map_err(|source| ReportError::Io {
+        action: "read",
+        path: metrics_path.clone(),
+        source,
+    })?;
     let metrics = parse_metrics(&text, &metrics_path)?;
     let mut notes = Vec::new();
     let resolved_yaml = read_optional(&run_dir.join(RESOLVED_FILE), &mut notes);
@@ -138,8 +147,20 @@ pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
             None
         }
     });
-    let fallback_name = run_dir.canonicalize().unwrap_or_else(|_| run_dir.to_path_buf()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(RunInputs { fallback_name, metrics, resolved_yaml, plan, run_info, notes })
+    let fallback_name = run_dir
+        .canonicalize()
+        .unwrap_or_else(|_| run_dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(RunInputs {
+        fallback_name,
+        metrics,
+        resolved_yaml,
+        plan,
+        run_info,
+        notes,
+    })
 }
 
 fn read_optional(path: &Path, notes: &mut Vec<String>) -> Option<String> {
@@ -157,6 +178,10 @@ fn read_optional(path: &Path, notes: &mut Vec<String>) -> Option<String> {
 pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let inputs = read_run_dir(run_dir)?;
     let path = run_dir.join(REPORT_FILE);
-    std::fs::write(&path, render_report(&inputs)).map_err(|source| ReportError::Io { action: "write", path: path.clone(), source })?;
+    std::fs::write(&path, render_report(&inputs)).map_err(|source| ReportError::Io {
+        action: "write",
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }

@@ -23,7 +23,12 @@ pub fn group_metrics(metrics: &[MetricPoint]) -> Vec<Group<'_>> {
     let mut groups: Vec<Group> = Vec::new();
     // The training group comes first whenever there is one, so it is always colour 0.
     if metrics.iter().any(|m| m.event == "train") {
-        groups.push(Group { label: "train".into(), is_train: true, index: 0, records: Vec::new() });
+        groups.push(Group {
+            label: "train".into(),
+            is_train: true,
+            index: 0,
+            records: Vec::new(),
+        });
     }
     for record in metrics {
         let is_train = match record.event.as_str() {
@@ -32,15 +37,27 @@ pub fn group_metrics(metrics: &[MetricPoint]) -> Vec<Group<'_>> {
             _ => continue,
         };
         let label = if is_train || record.split.is_empty() || record.split == record.stage {
-            if is_train { "train".to_string() } else { record.stage.clone() }
+            if is_train {
+                "train".to_string()
+            } else {
+                record.stage.clone()
+            }
         } else {
             format!("{} ({})", record.stage, record.split)
         };
-        match groups.iter_mut().find(|g| g.is_train == is_train && g.label == label) {
+        match groups
+            .iter_mut()
+            .find(|g| g.is_train == is_train && g.label == label)
+        {
             Some(group) => group.records.push(record),
             None => {
                 let index = groups.len();
-                groups.push(Group { label, is_train, index, records: vec![record] });
+                groups.push(Group {
+                    label,
+                    is_train,
+                    index,
+                    records: vec![record],
+                });
             }
         }
     }
@@ -87,7 +104,11 @@ pub fn series_of(groups: &[Group], measure: Measure) -> Vec<Series> {
                     Some((r.step as f64, value))
                 })
                 .collect();
-            (!points.is_empty()).then(|| Series { label: group.label.clone(), index: group.index, points })
+            (!points.is_empty()).then(|| Series {
+                label: group.label.clone(),
+                index: group.index,
+                points,
+            })
         })
         .collect()
 }

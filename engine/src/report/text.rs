@@ -20,7 +20,13 @@ pub fn escape(text: &str) -> String {
 /// small or large: `0.3625`, `1245`, `3e-3`, `NaN`.
 pub fn short_number(value: f64) -> String {
     if !value.is_finite() {
-        return if value.is_nan() { "NaN".into() } else if value > 0.0 { "inf".into() } else { "-inf".into() };
+        return if value.is_nan() {
+            "NaN".into()
+        } else if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     if value == 0.0 {
         return "0".into();
@@ -58,7 +64,11 @@ fn scientific(value: f64, digits: usize) -> String {
 }
 
 fn trim_zeros(text: String) -> String {
-    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +85,9 @@ mod tests {
         assert_eq!(tick_label(0.0015000000000000002, 0.0005), "0.0015");
         assert_eq!(tick_label(600.0, 200.0), "600");
         assert_eq!(tick_label(2.5e-5, 5e-6), "2.5e-5");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -24,6 +24,8 @@ pub(super) enum Action {
     SnapshotBest,
     /// Save a checkpoint once the trigger's hooks have all run.
     Checkpoint(CheckpointRequest),
+    /// Time every kernel and write the profile.
+    Profile,
 }
 
 /// A checkpoint to save.
@@ -173,6 +175,13 @@ impl<'a> Callbacks<'a> {
             .collect()
     }
 
+    /// True when anything fires at this trigger.
+    pub fn has(&self, trigger: Trigger) -> bool {
+        self.order
+            .iter()
+            .any(|(t, ids)| *t == trigger && !ids.is_empty())
+    }
+
     /// True when a callback at this trigger reports the training window (log, nan_guard),
     /// so the runner reads the device accumulators first.
     pub fn reads_train_window(&self, trigger: Trigger) -> bool {
@@ -286,9 +295,8 @@ impl<'a> Callbacks<'a> {
                     .and_then(|b| b.monitor.split())
                     .map(|(s, m)| (s.to_string(), m.to_string())),
             })),
-            CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) | CallbackSpec::Profile => {
-                Ok(Action::Continue)
-            }
+            CallbackSpec::Profile => Ok(Action::Profile),
+            CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
         }
     }
 

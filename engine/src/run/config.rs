@@ -20,6 +20,7 @@ use super::RunError;
 /// The stages one training step runs: load → forward → loss → backward → [accumulate] → step.
 pub(super) struct TrainChain {
     pub load: LoadStage,
+    pub model_name: String,
     pub model_def: ModelDef,
     pub train_config: TrainConfig,
     pub base_lr: f64,
@@ -107,6 +108,7 @@ impl TrainChain {
         };
         Ok(TrainChain {
             load: load.clone(),
+            model_name: fwd.model.clone(),
             model_def: ModelDef {
                 input: model.input.clone(),
                 layers: model.layers.clone(),

@@ -7,6 +7,7 @@ mod callbacks;
 pub mod checkpoint;
 mod config;
 mod metrics;
+mod profile;
 
 pub use bench::{BenchOptions, BenchReport, bench_pipeline};
 pub use metrics::MetricsRecord;
@@ -163,6 +164,7 @@ struct Runner<'a> {
     out_dir: PathBuf,
     started: Instant,
     monitor: Option<f64>,
+    clock: profile::StageClock,
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -236,6 +238,12 @@ pub fn run_pipeline(
     let mut evals = Vec::new();
     for stage in &pipeline.stages {
         if let Stage::Eval(e) = stage {
+            if e.model != chain.model_name {
+                return Err(RunError::Unsupported(format!(
+                    "eval `{}` evaluates model `{}`, but only the trained model `{}` can be evaluated",
+                    e.id, e.model, chain.model_name
+                )));
+            }
             let step = EvalStep::new(&gpu, &train, e.batch_size)?;
             evals.push(EvalRoutine {
                 stage: e,
@@ -258,6 +266,7 @@ pub fn run_pipeline(
         out_dir: options.out_dir.clone(),
         started: Instant::now(),
         monitor: None,
+        clock: profile::StageClock::default(),
         plan,
     };
     let mut pos = Position {
@@ -375,8 +384,22 @@ impl Runner<'_> {
             let iter = BatchIter::new(train_split.clone(), batch_config.clone(), pos.epoch)?
                 .starting_at(pos.next_batch);
             let mut prefetch = Prefetcher::spawn(iter, 2)?;
+            let in_batch = [
+                Trigger::BatchStart,
+                Trigger::AfterForward,
+                Trigger::AfterBackward,
+                Trigger::BatchEnd,
+            ]
+            .map(|t| self.hooks.has(t));
+            let mut waited = Instant::now();
             while let Some(batch) = prefetch.next() {
+                self.clock
+                    .add("data (waiting for the next batch)", waited.elapsed());
+                if in_batch[0] {
+                    stop |= self.fire(Trigger::BatchStart, pos)?;
+                }
                 let lr = self.hooks.lr(pos.step, total_steps, self.chain.base_lr) as f32;
+                let started = Instant::now();
                 let target =
                     config::one_hot(self.chain.classes, self.chain.mse, &batch, &mut targets);
                 self.train.upload_batch(
@@ -386,7 +409,22 @@ impl Runner<'_> {
                     target,
                     batch.rows,
                 );
+                self.clock.add("upload", started.elapsed());
+                let started = Instant::now();
                 self.train.record_step(&self.gpu, lr, pos.micro)?;
+                self.clock
+                    .add("train step (encode + submit)", started.elapsed());
+                // The whole step is one submission, so these fire after it.
+                let after = [
+                    Trigger::AfterForward,
+                    Trigger::AfterBackward,
+                    Trigger::BatchEnd,
+                ];
+                for (fires, trigger) in in_batch[1..].iter().zip(after) {
+                    if *fires {
+                        stop |= self.fire(trigger, pos)?;
+                    }
+                }
                 pos.micro += 1;
                 pos.samples += batch.rows as u64;
                 pos.next_batch = batch.index_in_epoch + 1;
@@ -403,6 +441,7 @@ impl Runner<'_> {
                 if stop || (epochs.is_none() && pos.step >= total_steps) {
                     break;
                 }
+                waited = Instant::now();
             }
             drop(prefetch);
             let epoch_done = pos.next_batch
@@ -492,7 +531,9 @@ impl Runner<'_> {
         }
         for id in self.hooks.order(trigger) {
             if let Some(i) = self.evals.iter().position(|e| e.stage.id.0 == id) {
+                let started = Instant::now();
                 let result = evaluate(&self.gpu, &mut self.evals[i])?;
+                self.clock.add(&format!("eval {id}"), started.elapsed());
                 let stage = self.evals[i].stage;
                 self.results.insert(id.clone(), result);
                 let record = MetricsRecord::eval(
@@ -528,11 +569,25 @@ impl Runner<'_> {
                     self.hooks.store_best(params);
                 }
                 Action::Checkpoint(c) => checkpoints.push(c),
+                Action::Profile => {
+                    self.read_train(pos)?;
+                    let kernels = self.train.profile_kernels(&self.gpu, 5)?;
+                    // The profiled kernels added their losses to the device sums.
+                    self.train.read_train_metrics(&self.gpu)?;
+                    let path = self.out_dir.join("profile.json");
+                    let table = profile::write(&path, &self.clock, &kernels, pos.micro)
+                        .map_err(io_error(&path))?;
+                    if !self.hooks.is_quiet() {
+                        print!("{table}");
+                    }
+                }
             }
         }
         if matches!(trigger, Trigger::EveryNSteps(_)) && self.hooks.reads_train_window(trigger) {
             pos.window = MetricSums::default();
         }
+        let started = Instant::now();
+        let saving = !checkpoints.is_empty();
         for c in checkpoints {
             self.monitor = c.monitor.as_ref().and_then(|(stage, metric)| {
                 self.results.get(stage).map(|m| match metric.as_str() {
@@ -542,6 +597,9 @@ impl Runner<'_> {
                 })
             });
             self.save_checkpoint(&c, pos)?;
+        }
+        if saving {
+            self.clock.add("checkpoint", started.elapsed());
         }
         Ok(stop)
     }

@@ -124,7 +124,8 @@ impl CallbackSpec {
             CallbackSpec::Metrics(_) | CallbackSpec::Checkpoint(_) => vec![Trigger::EpochEnd],
             CallbackSpec::EarlyStopping(_) => vec![Trigger::EpochEnd],
             CallbackSpec::LrSchedule(_) => vec![Trigger::BatchStart],
-            CallbackSpec::NanGuard(_) => vec![Trigger::AfterBackward],
+            // Checking reads the device accumulators back; every 10 steps amortises it.
+            CallbackSpec::NanGuard(_) => vec![Trigger::EveryNSteps(10), Trigger::EpochEnd],
             CallbackSpec::Profile => vec![Trigger::FitEnd],
         }
     }

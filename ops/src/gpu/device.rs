@@ -291,6 +291,14 @@ impl Gpu {
         self.queue.submit(std::iter::once(commands));
     }
 
+    /// Blocks until all submitted work has finished (profiling only; steps never wait).
+    pub fn wait_idle(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Validation(e.to_string()))?;
+        self.take_error()
+    }
+
     /// A fresh command encoder.
     pub fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
