@@ -133,6 +133,18 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
             CallbackSpec::EarlyStopping(e) => {
                 monitor(parsed, &e.monitor, at(&["monitor"]), stage, out)
             }
+            CallbackSpec::Monitor(m) => {
+                let is_train_loss = m.metric.split().is_some_and(|(stage, port)| {
+                    port == "loss"
+                        && stages
+                            .iter()
+                            .any(|s| matches!(s, Stage::Loss(_)) && s.id().0 == stage)
+                });
+                if !is_train_loss {
+                    monitor(parsed, &m.metric, at(&["metric"]), stage, out);
+                }
+                check_monitor(parsed, m, &at, stage, out);
+            }
             CallbackSpec::Checkpoint(c) => {
                 if let Some(best) = &c.keep_best {
                     monitor(
@@ -198,4 +210,70 @@ fn monitor(
         )
         .maybe_hint(did_you_mean(&reference.0, evals.iter().map(String::as_str))),
     );
+}
+
+fn check_monitor(
+    parsed: &ParsedPipeline,
+    m: &crate::spec::MonitorCallback,
+    at: &dyn Fn(&[&str]) -> Vec<Seg>,
+    stage: &Stage,
+    out: &mut Vec<Diagnostic>,
+) {
+    use crate::spec::{MonitorAction, MonitorCondition};
+    let mut bad = |ok: bool, path: &[&str], what: &str, expected: &str, found: String| {
+        if !ok {
+            out.push(
+                Diagnostic::new("invalid-hyperparameter", format!("{what} is out of range"))
+                    .at(parsed.span(&at(path)), format!("must be {expected}"))
+                    .stage(stage.id())
+                    .expected_found(expected, found)
+                    .hint("see the monitor section of docs/pipeline.md"),
+            );
+        }
+    };
+    match &m.condition {
+        MonitorCondition::Divergence(d) => bad(
+            d.factor > 1.0,
+            &["condition", "factor"],
+            "`factor`",
+            "> 1",
+            d.factor.to_string(),
+        ),
+        MonitorCondition::Plateau(p) => bad(
+            p.patience > 0,
+            &["condition", "patience"],
+            "`patience`",
+            "> 0",
+            p.patience.to_string(),
+        ),
+        MonitorCondition::NonFinite => {}
+    }
+    match &m.action {
+        MonitorAction::ReduceLr(r) => bad(
+            r.factor > 0.0 && r.factor < 1.0,
+            &["action", "factor"],
+            "`factor`",
+            "in (0, 1)",
+            r.factor.to_string(),
+        ),
+        MonitorAction::Rollback(r) => {
+            bad(
+                r.lr_factor > 0.0 && r.lr_factor <= 1.0,
+                &["action", "lr_factor"],
+                "`lr_factor`",
+                "in (0, 1]",
+                r.lr_factor.to_string(),
+            );
+            let has_checkpoints = parsed.pipeline.stages.iter().any(|s| matches!(s, Stage::Callback(c) if matches!(c.callback, CallbackSpec::Checkpoint(_))));
+            if !has_checkpoints {
+                out.push(
+                    Diagnostic::new("rollback-without-checkpoints", "a monitor rolls back to the last checkpoint, but no checkpoint callback saves any")
+                        .at(parsed.span(&at(&["action"])), "nothing to roll back to")
+                        .stage(stage.id())
+                        .hint("add a `checkpoint` callback, e.g. `{id: save, kind: callback, callback: {type: checkpoint}}`"),
+                );
+            }
+        }
+        MonitorAction::Stop => {}
+    }
 }

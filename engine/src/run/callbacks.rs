@@ -26,6 +26,12 @@ pub(super) enum Action {
     Checkpoint(CheckpointRequest),
     /// Time every kernel and write the profile.
     Profile,
+    /// Reload the newest checkpoint older than `before_step` and continue with the
+    /// learning rate multiplied by `lr_factor`.
+    Rollback {
+        before_step: u64,
+        lr_factor: f64,
+    },
 }
 
 /// A checkpoint to save.
@@ -59,12 +65,43 @@ struct EarlyStop {
     seen: u32,
 }
 
-/// What callbacks remember, saved in checkpoints.
+/// A monitor's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct MonitorState {
+    best: Option<f64>,
+    bad: u32,
+    rollbacks: u32,
+    /// Step of the last check at which the condition did not hold.
+    last_healthy: Option<u64>,
+}
+
+/// What callbacks remember, saved in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Memory {
     train: Option<StepMetricsSummary>,
     evals: BTreeMap<String, StepMetricsSummary>,
     early: BTreeMap<String, EarlyStop>,
+    #[serde(default)]
+    monitors: BTreeMap<String, MonitorState>,
+    /// Product of the learning-rate reductions monitors made.
+    #[serde(default = "one")]
+    lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            train: None,
+            evals: BTreeMap::new(),
+            early: BTreeMap::new(),
+            monitors: BTreeMap::new(),
+            lr_scale: 1.0,
+        }
+    }
 }
 
 /// The run's callbacks and what they remember between triggers.
@@ -200,11 +237,33 @@ impl<'a> Callbacks<'a> {
         })
     }
 
-    /// Learning rate for optimizer step `step`.
+    /// Learning rate for optimizer step `step`, with monitors' reductions applied.
     pub fn lr(&self, step: u64, total: u64, base: f64) -> f64 {
-        self.schedule
-            .as_ref()
-            .map_or(base, |s| s.lr_at(base, step, total))
+        self.memory.lr_scale
+            * self
+                .schedule
+                .as_ref()
+                .map_or(base, |s| s.lr_at(base, step, total))
+    }
+
+    /// Monitor rollback counters and the learning-rate scale: kept across a rollback,
+    /// which otherwise restores the checkpoint's callback memory.
+    pub fn rollback_memory(&self) -> (BTreeMap<String, u32>, f64) {
+        let counts = self
+            .memory
+            .monitors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.rollbacks))
+            .collect();
+        (counts, self.memory.lr_scale)
+    }
+
+    /// Re-applies [`Callbacks::rollback_memory`] after a rollback, scaling the rate.
+    pub fn after_rollback(&mut self, counts: BTreeMap<String, u32>, lr_scale: f64) {
+        for (id, n) in counts {
+            self.memory.monitors.entry(id).or_default().rollbacks = n;
+        }
+        self.memory.lr_scale = lr_scale;
     }
 
     pub fn set_train(&mut self, m: StepMetricsSummary) {
@@ -296,6 +355,7 @@ impl<'a> Callbacks<'a> {
                     .map(|(s, m)| (s.to_string(), m.to_string())),
             })),
             CallbackSpec::Profile => Ok(Action::Profile),
+            CallbackSpec::Monitor(m) => Ok(self.monitor(id, m, at)),
             CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
         }
     }
@@ -387,6 +447,119 @@ impl<'a> Callbacks<'a> {
         match (e.restore_best, self.best_params.take()) {
             (true, Some(params)) => Action::RestoreBest(params),
             _ => Action::Stop,
+        }
+    }
+
+    /// The current value of a monitored metric: an eval's, or the training loss.
+    fn metric_value(&self, metric: &crate::spec::PortRef, at: &Moment) -> Option<f64> {
+        let (stage, port) = metric.split()?;
+        if let Some(m) = self.memory.evals.get(stage) {
+            return Some(match port {
+                "loss" => m.loss,
+                "accuracy" => m.accuracy,
+                _ => m.top5,
+            });
+        }
+        let train = match at.trigger {
+            Trigger::EveryNSteps(_) if at.window.samples > 0 => StepMetricsSummary::from(at.window),
+            _ => self.memory.train?,
+        };
+        Some(if port == "accuracy" {
+            train.accuracy
+        } else {
+            train.loss
+        })
+    }
+
+    fn monitor(&mut self, id: &str, m: &crate::spec::MonitorCallback, at: &Moment) -> Action {
+        use crate::spec::{MonitorAction, MonitorCondition};
+        let Some(value) = self.metric_value(&m.metric, at) else {
+            return Action::Continue;
+        };
+        let better = |a: f64, b: f64| match m.mode {
+            Mode::Min => a < b,
+            Mode::Max => a > b,
+        };
+        let state = self.memory.monitors.entry(id.to_string()).or_default();
+        let best = state.best;
+        let (holds, why) = match &m.condition {
+            MonitorCondition::NonFinite => (!value.is_finite(), "is not finite".to_string()),
+            MonitorCondition::Divergence(d) => {
+                let diverged = !value.is_finite()
+                    || best.is_some_and(|b| match m.mode {
+                        Mode::Min => value > b.abs() * d.factor && value > b + d.margin,
+                        Mode::Max => value < b / d.factor && value < b - d.margin,
+                    });
+                (
+                    diverged,
+                    format!(
+                        "diverged: more than {}x from its best {:.4}",
+                        d.factor,
+                        best.unwrap_or(f64::NAN)
+                    ),
+                )
+            }
+            MonitorCondition::Plateau(p) => {
+                let improved = best.is_none_or(|b| match m.mode {
+                    Mode::Min => value < b - p.min_delta,
+                    Mode::Max => value > b + p.min_delta,
+                });
+                state.bad = if improved { 0 } else { state.bad + 1 };
+                (
+                    state.bad >= p.patience,
+                    format!(
+                        "has not improved for {} checks (best {:.4})",
+                        state.bad,
+                        best.unwrap_or(f64::NAN)
+                    ),
+                )
+            }
+        };
+        if value.is_finite() && best.is_none_or(|b| better(value, b)) {
+            state.best = Some(value);
+        }
+        if !holds {
+            state.last_healthy = Some(at.step);
+            return Action::Continue;
+        }
+        state.bad = 0;
+        let what = format!(
+            "monitor `{id}`: {} = {value:.4} at step {} {why}",
+            m.metric, at.step
+        );
+        match &m.action {
+            MonitorAction::Stop => {
+                self.print(format!("{what}; stopping"));
+                Action::Stop
+            }
+            MonitorAction::ReduceLr(r) => {
+                self.memory.lr_scale *= r.factor;
+                let scale = self.memory.lr_scale;
+                self.print(format!(
+                    "{what}; learning rate x{} (now x{scale:.4} of the schedule)",
+                    r.factor
+                ));
+                Action::Continue
+            }
+            MonitorAction::Rollback(r) if state.rollbacks >= r.max_rollbacks => {
+                let n = state.rollbacks;
+                self.print(format!("{what}; {n} rollbacks already, stopping"));
+                Action::Stop
+            }
+            MonitorAction::Rollback(r) => {
+                state.rollbacks += 1;
+                // The weights saved at the last healthy check were already trained on
+                // the window that went wrong; return to a checkpoint before it.
+                let before_step = state.last_healthy.unwrap_or(0);
+                let factor = r.lr_factor;
+                self.print(format!(
+                    "{what}; rolling back to the last checkpoint with learning rate x{factor}"
+                ));
+                Action::Rollback {
+                    before_step,
+                    lr_factor: factor,
+                }
+            }
         }
     }
 

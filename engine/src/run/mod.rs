@@ -165,6 +165,9 @@ struct Runner<'a> {
     started: Instant,
     monitor: Option<f64>,
     clock: profile::StageClock,
+    /// Set by a monitor: roll back to the newest checkpoint before a step, scaling the
+    /// learning rate.
+    rollback: Option<(u64, f64)>,
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -267,6 +270,7 @@ pub fn run_pipeline(
         started: Instant::now(),
         monitor: None,
         clock: profile::StageClock::default(),
+        rollback: None,
         plan,
     };
     let mut pos = Position {
@@ -436,6 +440,9 @@ impl Runner<'_> {
                 for trigger in self.hooks.every_n_due(pos.step) {
                     stop |= self.fire(trigger, pos)?;
                 }
+                if self.rollback.is_some() {
+                    break;
+                }
                 // An epoch schedule finishes its epochs (their end hooks fire even when a
                 // trailing incomplete accumulation group is left unapplied).
                 if stop || (epochs.is_none() && pos.step >= total_steps) {
@@ -444,6 +451,10 @@ impl Runner<'_> {
                 waited = Instant::now();
             }
             drop(prefetch);
+            if let Some((before_step, factor)) = self.rollback.take() {
+                stop |= self.roll_back(before_step, factor, pos)?;
+                continue;
+            }
             let epoch_done = pos.next_batch
                 >= crate::data::batches_per_epoch(
                     train_split.len(),
@@ -471,6 +482,9 @@ impl Runner<'_> {
             pos.epoch += 1;
             pos.next_batch = 0;
             stop |= self.fire(Trigger::EpochEnd, pos)?;
+            if let Some((before_step, factor)) = self.rollback.take() {
+                stop |= self.roll_back(before_step, factor, pos)?;
+            }
         }
         self.fire(Trigger::FitEnd, pos)?;
         self.hooks.finish();
@@ -495,6 +509,40 @@ impl Runner<'_> {
         });
         std::fs::write(&run_json, format!("{facts:#}\n")).map_err(io_error(&run_json))?;
         Ok(summary)
+    }
+
+    /// Restores the newest checkpoint in process and scales the learning rate; returns
+    /// true (stop) when there is no checkpoint to return to.
+    fn roll_back(
+        &mut self,
+        before_step: u64,
+        factor: f64,
+        pos: &mut Position,
+    ) -> Result<bool, RunError> {
+        let root = self
+            .out_dir
+            .join(checkpoint_dir(&self.checked.parsed.pipeline));
+        let older = checkpoint::list(&root)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find(|c| c.step < before_step);
+        let Some(path) = older.map(|c| c.path) else {
+            if !self.hooks.is_quiet() {
+                println!(
+                    "rollback: no checkpoint older than step {before_step} in `{}`; stopping",
+                    root.display()
+                );
+            }
+            return Ok(true);
+        };
+        let (counts, scale) = self.hooks.rollback_memory();
+        let resolved = crate::plan::canonical_yaml(&self.checked.parsed.pipeline);
+        self.restore(&path, pos, &resolved)?;
+        self.hooks.after_rollback(counts, scale * factor);
+        // Forget the device sums of the abandoned steps.
+        self.train.read_train_metrics(&self.gpu)?;
+        Ok(false)
     }
 
     /// Reads the device training accumulators (one read-back) into the host sums.
@@ -569,6 +617,13 @@ impl Runner<'_> {
                     self.hooks.store_best(params);
                 }
                 Action::Checkpoint(c) => checkpoints.push(c),
+                Action::Rollback {
+                    before_step,
+                    lr_factor,
+                } => {
+                    self.rollback = Some((before_step, lr_factor));
+                    break;
+                }
                 Action::Profile => {
                     self.read_train(pos)?;
                     let kernels = self.train.profile_kernels(&self.gpu, 5)?;

@@ -92,6 +92,8 @@ pub enum CallbackSpec {
     NanGuard(NanGuard),
     /// Time each stage and kernel; writes `<out>/profile.json`.
     Profile,
+    /// Watch a metric for a condition (non-finite, divergence, plateau) and act on it.
+    Monitor(MonitorCallback),
 }
 tagged_enum!(CallbackSpec, "type", {
     "log" => Log,
@@ -101,6 +103,7 @@ tagged_enum!(CallbackSpec, "type", {
     "lr_schedule" => LrSchedule(LrScheduleCallback),
     "nan_guard" => NanGuard(NanGuard),
     "profile" => Profile,
+    "monitor" => Monitor(MonitorCallback),
 });
 
 impl CallbackSpec {
@@ -114,6 +117,7 @@ impl CallbackSpec {
             CallbackSpec::LrSchedule(_) => "lr_schedule",
             CallbackSpec::NanGuard(_) => "nan_guard",
             CallbackSpec::Profile => "profile",
+            CallbackSpec::Monitor(_) => "monitor",
         }
     }
 
@@ -127,6 +131,7 @@ impl CallbackSpec {
             // Checking reads the device accumulators back; every 10 steps amortises it.
             CallbackSpec::NanGuard(_) => vec![Trigger::EveryNSteps(10), Trigger::EpochEnd],
             CallbackSpec::Profile => vec![Trigger::FitEnd],
+            CallbackSpec::Monitor(_) => vec![Trigger::EpochEnd],
         }
     }
 }
@@ -232,4 +237,115 @@ pub enum NanAction {
     Stop,
     /// Skip the optimizer step and continue.
     SkipStep,
+}
+
+/// A monitor: a condition on a metric and what to do when it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorCallback {
+    /// The watched value: an eval stage's metric (`val.loss`) or the training loss
+    /// (`<loss stage>.loss`, averaged over the epoch or the steps since the last report).
+    pub metric: PortRef,
+    /// Whether smaller (`min`, losses) or larger (`max`, accuracies) is better.
+    #[serde(default = "min_mode")]
+    pub mode: Mode,
+    /// The condition that triggers the action.
+    pub condition: MonitorCondition,
+    /// What to do when the condition holds.
+    pub action: MonitorAction,
+}
+
+fn min_mode() -> Mode {
+    Mode::Min
+}
+
+/// A condition on a monitored metric.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MonitorCondition {
+    /// The value is NaN or infinite.
+    NonFinite,
+    /// The value is worse than `factor` times its best so far (e.g. loss above 3x best).
+    Divergence(Divergence),
+    /// No improvement by more than `min_delta` over `patience` checks.
+    Plateau(Plateau),
+}
+tagged_enum!(MonitorCondition, "kind", {
+    "non_finite" => NonFinite,
+    "divergence" => Divergence(Divergence),
+    "plateau" => Plateau(Plateau),
+});
+
+/// Divergence settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    /// How many times worse than the best value counts as diverged (> 1).
+    pub factor: f64,
+    /// The value must also be this much worse than the best, so that noise around a
+    /// best near zero is not mistaken for divergence.
+    #[serde(default = "tenth")]
+    pub margin: f64,
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+/// Plateau settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plateau {
+    /// Checks without improvement before the action (> 0).
+    pub patience: u32,
+    /// Smallest change that counts as an improvement.
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+/// What a monitor does when its condition holds.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MonitorAction {
+    /// Stop training with a message naming the metric, its value and the step.
+    Stop,
+    /// Multiply the learning rate by `factor` from now on.
+    ReduceLr(ReduceLr),
+    /// Reload the newest checkpoint (weights, optimizer, data position) and continue from
+    /// there with the learning rate multiplied by `lr_factor`. Needs a checkpoint callback.
+    Rollback(Rollback),
+}
+tagged_enum!(MonitorAction, "kind", {
+    "stop" => Stop,
+    "reduce_lr" => ReduceLr(ReduceLr),
+    "rollback" => Rollback(Rollback),
+});
+
+/// Learning rate reduction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceLr {
+    /// Multiplier in (0, 1).
+    pub factor: f64,
+}
+
+/// Rollback settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// Learning-rate multiplier applied after rolling back, in (0, 1]; rolling back with
+    /// the same rate would, deterministically, diverge again.
+    #[serde(default = "half")]
+    pub lr_factor: f64,
+    /// Give up (stop) after this many rollbacks.
+    #[serde(default = "three")]
+    pub max_rollbacks: u32,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn three() -> u32 {
+    3
 }

@@ -12,7 +12,10 @@ mod pipeline;
 mod stage;
 pub(crate) mod tagged;
 
-pub use callback::{CallbackSpec, EarlyStopping, Mode, NanAction, Trigger};
+pub use callback::{
+    CallbackSpec, EarlyStopping, Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction,
+    Trigger,
+};
 pub use dataset::{Columns, DatasetSpec, Normalize, SourceSpec, SplitName, SplitSpec};
 pub use ids::{PortRef, StageId};
 pub use model::ModelSpec;
