@@ -14,6 +14,7 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod spec;
+pub mod testing;
 
 use std::path::Path;
 

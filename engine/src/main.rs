@@ -188,6 +188,7 @@ fn main() -> ExitCode {
                 device: device.as_deref().map(device_request),
                 quiet,
                 resume,
+                metrics_every_steps: None,
             };
             match engine::run::run_pipeline(checked, &options) {
                 Ok(summary) => {

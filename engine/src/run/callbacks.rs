@@ -26,6 +26,8 @@ pub(super) enum Action {
     Checkpoint(CheckpointRequest),
     /// Time every kernel and write the profile.
     Profile,
+    /// Write a `steps` metrics record of the training since the previous one.
+    RecordSteps,
     /// Reload the newest checkpoint older than `before_step` and continue with the
     /// learning rate multiplied by `lr_factor`.
     Rollback {
@@ -356,6 +358,9 @@ impl<'a> Callbacks<'a> {
             })),
             CallbackSpec::Profile => Ok(Action::Profile),
             CallbackSpec::Monitor(m) => Ok(self.monitor(id, m, at)),
+            CallbackSpec::Metrics(_) if matches!(at.trigger, Trigger::EveryNSteps(_)) => {
+                Ok(Action::RecordSteps)
+            }
             CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
         }
     }

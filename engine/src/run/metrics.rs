@@ -13,7 +13,8 @@ use crate::spec::EvalMetric;
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MetricsRecord {
-    /// `train` (an epoch or step window of training) or `eval`.
+    /// `train` (one epoch of training), `steps` (the training steps since the previous
+    /// record, when metrics are recorded every N steps) or `eval`.
     pub event: &'static str,
     /// The stage that produced it (`train` for training records).
     pub stage: String,
@@ -43,6 +44,14 @@ pub struct MetricsRecord {
 }
 
 impl MetricsRecord {
+    /// Training since the previous `steps` record (every-N-steps metrics).
+    pub(super) fn steps(step: u64, epoch: u64, m: StepMetricsSummary, lr: f64, wall: f64) -> Self {
+        MetricsRecord {
+            event: "steps",
+            ..MetricsRecord::train(step, epoch, m, lr, wall)
+        }
+    }
+
     pub(super) fn train(step: u64, epoch: u64, m: StepMetricsSummary, lr: f64, wall: f64) -> Self {
         MetricsRecord {
             event: "train",

@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Continue from this checkpoint directory.
     pub resume: Option<PathBuf>,
+    /// Also write a `steps` metrics record every N optimizer steps (to `metrics.jsonl`,
+    /// even without a metrics callback); used by [`crate::testing`].
+    pub metrics_every_steps: Option<u64>,
 }
 
 /// Why a run stopped early.
@@ -168,6 +171,8 @@ struct Runner<'a> {
     /// Set by a monitor: roll back to the newest checkpoint before a step, scaling the
     /// learning rate.
     rollback: Option<(u64, f64)>,
+    /// Record training metrics every N optimizer steps (a run option).
+    every_steps: Option<u64>,
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -271,6 +276,7 @@ pub fn run_pipeline(
         monitor: None,
         clock: profile::StageClock::default(),
         rollback: None,
+        every_steps: None,
         plan,
     };
     let mut pos = Position {
@@ -286,7 +292,13 @@ pub fn run_pipeline(
     if let Some(path) = &options.resume {
         metrics_lines = runner.restore(path, &mut pos, &resolved_text)?;
     }
-    if let Some(file) = callbacks::metrics_file(pipeline) {
+    let metrics_file = callbacks::metrics_file(pipeline).or_else(|| {
+        options
+            .metrics_every_steps
+            .map(|_| "metrics.jsonl".to_string())
+    });
+    runner.every_steps = options.metrics_every_steps.filter(|n| *n > 0);
+    if let Some(file) = metrics_file {
         let path = options.out_dir.join(file);
         runner.writer = Some(
             MetricsWriter::open(&path, &runner.plan.hash, metrics_lines)
@@ -443,6 +455,11 @@ impl Runner<'_> {
                 if self.rollback.is_some() {
                     break;
                 }
+                if self.every_steps.is_some_and(|n| pos.step % n == 0) {
+                    self.read_train(pos)?;
+                    self.record_steps(pos)?;
+                    pos.window = MetricSums::default();
+                }
                 // An epoch schedule finishes its epochs (their end hooks fire even when a
                 // trailing incomplete accumulation group is left unapplied).
                 if stop || (epochs.is_none() && pos.step >= total_steps) {
@@ -545,6 +562,22 @@ impl Runner<'_> {
         Ok(false)
     }
 
+    /// Writes a `steps` record of the training window.
+    fn record_steps(&mut self, pos: &Position) -> Result<(), RunError> {
+        let total = self.plan.schedule.total_steps;
+        let lr = self
+            .hooks
+            .lr(pos.step.saturating_sub(1), total, self.chain.base_lr);
+        let wall = self.started.elapsed().as_secs_f64();
+        self.write(&MetricsRecord::steps(
+            pos.step,
+            pos.epoch,
+            pos.window.into(),
+            lr,
+            wall,
+        ))
+    }
+
     /// Reads the device training accumulators (one read-back) into the host sums.
     fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
         let m = self.train.read_train_metrics(&self.gpu)?;
@@ -624,6 +657,7 @@ impl Runner<'_> {
                     self.rollback = Some((before_step, lr_factor));
                     break;
                 }
+                Action::RecordSteps => self.record_steps(pos)?,
                 Action::Profile => {
                     self.read_train(pos)?;
                     let kernels = self.train.profile_kernels(&self.gpu, 5)?;
