@@ -161,7 +161,8 @@ fn a_run_killed_with_sigkill_resumes_exactly() {
 #[test]
 fn corrupt_or_truncated_checkpoints_are_refused() {
     let reference = reference("corrupt");
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 3] = [
         ("flipped", |c| {
             let f = c.join("weights.safetensors");
             let mut bytes = std::fs::read(&f).unwrap();

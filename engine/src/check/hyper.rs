@@ -18,6 +18,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    // One call per rule reads as a table row: condition, place, what, expected, found, hint.
+    #[allow(clippy::too_many_arguments)]
     fn range(
         &mut self,
         ok: bool,

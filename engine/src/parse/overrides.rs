@@ -1,6 +1,10 @@
 //! `--set key.path=value`: edits the YAML tree before it is typed, so overrides are
 //! checked exactly like the file itself.
 
+// A diagnostic is built at most once per override, never on a hot path; boxing it would
+// only add noise.
+#![allow(clippy::result_large_err)]
+
 use crate::diag::{Diagnostic, SourceId, Sources, Span, did_you_mean};
 
 use super::node::{Entry, Node, Value, parse_yaml};

@@ -208,7 +208,7 @@ impl<'a> Callbacks<'a> {
         self.order
             .iter()
             .filter_map(|(t, _)| match t {
-                Trigger::EveryNSteps(n) if *n > 0 && step % n == 0 => Some(*t),
+                Trigger::EveryNSteps(n) if *n > 0 && step.is_multiple_of(*n) => Some(*t),
                 _ => None,
             })
             .collect()

@@ -445,7 +445,7 @@ impl Runner<'_> {
                 pos.samples += batch.rows as u64;
                 pos.next_batch = batch.index_in_epoch + 1;
                 prefetch.recycle(batch);
-                if pos.micro % accumulation != 0 {
+                if !pos.micro.is_multiple_of(accumulation) {
                     continue;
                 }
                 pos.step += 1;
@@ -455,7 +455,7 @@ impl Runner<'_> {
                 if self.rollback.is_some() {
                     break;
                 }
-                if self.every_steps.is_some_and(|n| pos.step % n == 0) {
+                if self.every_steps.is_some_and(|n| pos.step.is_multiple_of(n)) {
                     self.read_train(pos)?;
                     self.record_steps(pos)?;
                     pos.window = MetricSums::default();
