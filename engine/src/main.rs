@@ -122,6 +122,13 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    // SAFETY: restores the default action for SIGPIPE before any thread starts, so that
+    // `engine plan p.yaml | head` ends quietly, as Unix tools do, instead of panicking
+    // on the closed pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // SAFETY: set before any thread starts. Mesa's GL and Vulkan drivers print a
         // warning on every start without it; the directory is only used for sockets.
