@@ -35,6 +35,16 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                 let path = [field_path(i, field), vec![Seg::Index(k)]].concat();
                 let target = stages.iter().position(|s| s.id() == id);
                 match target {
+                    Some(t) if t == i => out.push(
+                        Diagnostic::new(
+                            "bad-order",
+                            format!("stage `{id}` lists itself in `{field}`"),
+                        )
+                        .at(parsed.span(&path), "itself")
+                        .stage(stage.id())
+                        .expected_found("another callback or eval", format!("`{id}`"))
+                        .hint(format!("remove `{id}` from `{field}`")),
+                    ),
                     Some(t) if ordering(&stages[t]).is_some() => {
                         let (a, b) = if forward { (i, t) } else { (t, i) };
                         order.add_edge(nodes[a], nodes[b], ());

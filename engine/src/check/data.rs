@@ -72,7 +72,7 @@ fn probe_dataset(
                 let mut path = base.to_vec();
                 path.extend([Seg::Key("split".into()), Seg::Key(name.as_str().into())]);
                 let probe = probe_source(parsed, source, &path, diagnostics)?;
-                if probe.shape.iter().product::<usize>() != main.shape.iter().product::<usize>() {
+                if probe.shape != main.shape {
                     diagnostics.push(
                         Diagnostic::new("shape-mismatch", format!("the {} split's samples have a different shape than the train split's", name.as_str()))
                             .at(parsed.span(&path), "this source")
@@ -153,12 +153,18 @@ fn probe_source(
     }
 }
 
+/// Opens a file, gunzipping it when its bytes say gzip (as the data stages do).
 fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     let file = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::read::GzDecoder::new(file)))
+    let mut reader = BufReader::new(file);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        Ok(Box::new(flate2::read::GzDecoder::new(reader)))
     } else {
-        Ok(Box::new(file))
+        Ok(Box::new(reader))
     }
 }
 

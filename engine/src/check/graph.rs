@@ -164,6 +164,29 @@ pub(super) fn build(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) 
             );
             continue;
         }
+        let id = &stage.id().0;
+        let well_formed = id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !well_formed {
+            diagnostics.push(
+                Diagnostic::new(
+                    "invalid-id",
+                    format!("stage id `{id}` cannot be referred to"),
+                )
+                .at(parsed.span(&field_path(i, "id")), "not a valid id")
+                .stage(stage.id())
+                .expected_found(
+                    "letters, digits, `_` and `-`, starting with a letter or `_`",
+                    format!("`{id}`"),
+                )
+                .hint("references are written `stage.port`, so ids cannot contain `.` or spaces"),
+            );
+        }
         first_seen.insert(stage.id(), i);
         let node = g.graph.add_node(i);
         g.ids.insert(stage.id().clone(), node);

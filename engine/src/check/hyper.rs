@@ -53,15 +53,20 @@ fn join(base: &[Seg], keys: &[&str]) -> Vec<Seg> {
 pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
     let p = &parsed.pipeline;
     let mut c = Ctx { parsed, out };
-    c.range(
-        p.version == 1,
-        vec![Seg::Key("version".into())],
-        None,
-        "`version`",
-        "1",
-        p.version.to_string(),
-        "this engine reads pipeline format version 1",
-    );
+    if p.version != 1 {
+        c.out.push(
+            Diagnostic::new(
+                "unsupported-version",
+                format!("pipeline format version {} is not supported", p.version),
+            )
+            .at(
+                parsed.span(&[Seg::Key("version".into())]),
+                "unknown version",
+            )
+            .expected_found("1", p.version.to_string())
+            .hint("this engine reads pipeline format version 1; write `version: 1`"),
+        );
+    }
     match p.schedule {
         Schedule::Epochs(n) => c.range(
             n > 0,

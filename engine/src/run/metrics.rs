@@ -45,18 +45,33 @@ pub struct MetricsRecord {
 
 impl MetricsRecord {
     /// Training since the previous `steps` record (every-N-steps metrics).
-    pub(super) fn steps(step: u64, epoch: u64, m: StepMetricsSummary, lr: f64, wall: f64) -> Self {
+    pub(super) fn steps(
+        split: &str,
+        step: u64,
+        epoch: u64,
+        m: StepMetricsSummary,
+        lr: f64,
+        wall: f64,
+    ) -> Self {
         MetricsRecord {
             event: "steps",
-            ..MetricsRecord::train(step, epoch, m, lr, wall)
+            ..MetricsRecord::train(split, step, epoch, m, lr, wall)
         }
     }
 
-    pub(super) fn train(step: u64, epoch: u64, m: StepMetricsSummary, lr: f64, wall: f64) -> Self {
+    /// One epoch of training on `split` (the load stage's split).
+    pub(super) fn train(
+        split: &str,
+        step: u64,
+        epoch: u64,
+        m: StepMetricsSummary,
+        lr: f64,
+        wall: f64,
+    ) -> Self {
         MetricsRecord {
             event: "train",
             stage: "train".into(),
-            split: "train".into(),
+            split: split.into(),
             step,
             epoch,
             loss: m.loss,

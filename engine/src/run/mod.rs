@@ -483,6 +483,7 @@ impl Runner<'_> {
                 .hooks
                 .lr(pos.step.saturating_sub(1), total_steps, self.chain.base_lr);
             let record = MetricsRecord::train(
+                self.chain.load.split.as_str(),
                 pos.step,
                 pos.epoch,
                 pos.epoch_sums.into(),
@@ -570,6 +571,7 @@ impl Runner<'_> {
             .lr(pos.step.saturating_sub(1), total, self.chain.base_lr);
         let wall = self.started.elapsed().as_secs_f64();
         self.write(&MetricsRecord::steps(
+            self.chain.load.split.as_str(),
             pos.step,
             pos.epoch,
             pos.window.into(),
