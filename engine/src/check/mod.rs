@@ -4,7 +4,8 @@
 mod callbacks;
 mod data;
 mod graph;
-mod hyper;
+mod ranges;
+mod refs;
 mod shapes;
 
 pub use data::DatasetInfo;
@@ -36,10 +37,11 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     let references_ok = diagnostics.len() == parsed.repaired.len();
     graph::check_flow(&parsed, &graph, references_ok, &mut diagnostics);
     let acyclic = !diagnostics.iter().any(|d| d.code == "cycle");
-    hyper::check(&parsed, &mut diagnostics);
+    refs::check(&parsed, &mut diagnostics);
+    ranges::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
     let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);
-    hyper::check_accumulation(&parsed, &datasets, &mut diagnostics);
+    refs::check_accumulation(&parsed, &datasets, &mut diagnostics);
     callbacks::check(&parsed, &graph, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
     diagnostics.dedup();

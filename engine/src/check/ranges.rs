@@ -1,0 +1,250 @@
+//! Hyperparameter ranges. Each rule is one line: where the value is, whether it holds,
+//! what was expected, what was found, and a hint.
+
+use crate::diag::Diagnostic;
+use crate::parse::{ParsedPipeline, Seg};
+use crate::spec::{
+    CallbackSpec, LrSchedule, OptimizerSpec, Schedule, SourceSpec, SplitSpec, Stage, Trigger,
+};
+
+/// One range rule.
+struct Rule {
+    at: Vec<Seg>,
+    ok: bool,
+    expected: &'static str,
+    found: String,
+    hint: &'static str,
+}
+
+/// Collects rules under a base path.
+struct Rules<'a> {
+    base: Vec<Seg>,
+    all: &'a mut Vec<Rule>,
+}
+
+impl Rules<'_> {
+    fn under(&mut self, keys: &[Seg]) -> Rules<'_> {
+        Rules {
+            base: [self.base.as_slice(), keys].concat(),
+            all: self.all,
+        }
+    }
+
+    /// Adds a rule about the value at `key` (a field name, `key.index`, or `""` for the
+    /// base itself).
+    fn rule(
+        &mut self,
+        key: &str,
+        ok: bool,
+        expected: &'static str,
+        found: impl ToString,
+        hint: &'static str,
+    ) {
+        let mut at = self.base.clone();
+        for part in key.split('.').filter(|p| !p.is_empty()) {
+            at.push(
+                part.parse()
+                    .map_or_else(|_| Seg::Key(part.into()), Seg::Index),
+            );
+        }
+        self.all.push(Rule {
+            at,
+            ok,
+            expected,
+            found: found.to_string(),
+            hint,
+        });
+    }
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.into())
+}
+
+/// Reports every value outside its range.
+pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
+    let p = &parsed.pipeline;
+    let mut all = Vec::new();
+    let mut root = Rules {
+        base: Vec::new(),
+        all: &mut all,
+    };
+    match p.schedule {
+        Schedule::Epochs(n) => root.under(&[key("schedule")]).rule(
+            "epochs",
+            n > 0,
+            "> 0",
+            n,
+            "train for at least one epoch",
+        ),
+        Schedule::Steps(n) => root.under(&[key("schedule")]).rule(
+            "steps",
+            n > 0,
+            "> 0",
+            n,
+            "train for at least one step",
+        ),
+    }
+    for (name, ds) in &p.datasets {
+        let mut r = root.under(&[key("datasets"), key(name)]);
+        source(&mut r.under(&[key("source")]), &ds.source);
+        if let SplitSpec::Fraction(f) = &ds.split {
+            fractions(&mut r.under(&[key("split")]), f.train, f.val, f.test);
+        }
+        if let crate::spec::Normalize::Scale(s) = &ds.normalize {
+            r.rule(
+                "normalize.factor",
+                s.factor.is_finite() && s.factor != 0.0,
+                "a finite non-zero number",
+                s.factor,
+                "e.g. 0.0625 maps 0..16 to 0..1",
+            );
+        }
+    }
+    for (i, stage) in p.stages.iter().enumerate() {
+        let mut r = root.under(&[key("stages"), Seg::Index(i)]);
+        stage_rules(&mut r, stage);
+    }
+    for rule in all.into_iter().filter(|r| !r.ok) {
+        let what = rule
+            .at
+            .iter()
+            .rev()
+            .find_map(|s| {
+                if let Seg::Key(k) = s {
+                    Some(k.as_str())
+                } else {
+                    None
+                }
+            })
+            .unwrap_or("value");
+        let mut d = Diagnostic::new(
+            "invalid-hyperparameter",
+            format!("`{what}` is out of range"),
+        )
+        .at(parsed.span(&rule.at), format!("must be {}", rule.expected))
+        .expected_found(rule.expected, rule.found)
+        .hint(rule.hint);
+        if let [Seg::Key(stages), Seg::Index(i), ..] = rule.at.as_slice()
+            && stages == "stages"
+        {
+            d = d.stage(p.stages[*i].id());
+        }
+        out.push(d);
+    }
+}
+
+#[rustfmt::skip]
+fn fractions(r: &mut Rules, train: f64, val: f64, test: f64) {
+    for (k, v) in [("train", train), ("val", val), ("test", test)] {
+        r.rule(k, (0.0..=1.0).contains(&v), "in [0, 1]", v, "fractions are shares of the data set");
+    }
+    r.rule("train", train > 0.0, "> 0", train, "the train split cannot be empty");
+    let sum = train + val + test;
+    r.rule("", sum <= 1.0 + 1e-9, "fractions with a sum of at most 1", format!("a sum of {sum}"), "lower one of `train`, `val`, `test`");
+}
+
+#[rustfmt::skip]
+fn source(r: &mut Rules, source: &SourceSpec) {
+    let classes = match source {
+        SourceSpec::Csv(csv) => {
+            let (start, end) = (csv.features.start, csv.features.end);
+            r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
+            r.rule("label", !(start..end).contains(&csv.label), "a column outside the feature columns", csv.label, "the label column must not also be a feature");
+            csv.classes
+        }
+        SourceSpec::Idx(idx) => idx.classes,
+        SourceSpec::Npy(npy) => npy.classes,
+        SourceSpec::Synthetic(s) => {
+            r.rule("samples", s.samples > 0, "> 0", s.samples, "generate at least one sample");
+            r.rule("shape", !s.shape.is_empty() && !s.shape.contains(&0), "non-empty, every dimension > 0", format!("{:?}", s.shape), "e.g. [784]");
+            s.classes
+        }
+    };
+    r.rule("classes", classes >= 2, ">= 2", classes, "classification needs at least two classes");
+}
+
+#[rustfmt::skip]
+fn stage_rules(r: &mut Rules, stage: &Stage) {
+    match stage {
+        Stage::Load(l) => r.rule("batch_size", l.batch_size > 0, "> 0", l.batch_size, "a batch holds at least one sample"),
+        Stage::Eval(e) => {
+            r.rule("batch_size", e.batch_size > 0, "> 0", e.batch_size, "a batch holds at least one sample");
+            every_n(r, &e.on);
+        }
+        Stage::Loss(l) => r.rule("label_smoothing", (0.0..1.0).contains(&l.label_smoothing), "in [0, 1)", l.label_smoothing, "0.1 is a common choice"),
+        Stage::Accumulate(a) => r.rule("steps", a.steps > 0, "> 0", a.steps, "accumulate over at least one micro-batch"),
+        Stage::Step(st) => {
+            optimizer(&mut r.under(&[key("optimizer")]), &st.optimizer);
+            if let Some(clip) = st.clip_grad_norm {
+                r.rule("clip_grad_norm", clip > 0.0 && clip.is_finite(), "> 0", clip, "1.0 is a common choice");
+            }
+        }
+        Stage::Callback(cb) => {
+            every_n(r, &cb.triggers());
+            let mut c = r.under(&[key("callback")]);
+            match &cb.callback {
+                CallbackSpec::LrSchedule(l) => schedule(&mut c.under(&[key("schedule")]), &l.schedule),
+                CallbackSpec::EarlyStopping(e) => c.rule("patience", e.patience > 0, "> 0", e.patience, "wait at least one evaluation"),
+                CallbackSpec::Checkpoint(k) => {
+                    if let Some(n) = k.keep_last {
+                        c.rule("keep_last", n > 0, "> 0", n, "keep at least one checkpoint");
+                    }
+                }
+                _ => {}
+            }
+        }
+        Stage::Forward(_) | Stage::Backward(_) => {}
+    }
+}
+
+fn every_n(r: &mut Rules, triggers: &[Trigger]) {
+    for (k, t) in triggers.iter().enumerate() {
+        if let Trigger::EveryNSteps(n) = t {
+            r.rule(
+                &format!("on.{k}.every_n_steps"),
+                *n > 0,
+                "> 0",
+                n,
+                "fire every 1 or more steps",
+            );
+        }
+    }
+}
+
+#[rustfmt::skip]
+fn optimizer(r: &mut Rules, opt: &OptimizerSpec) {
+    let lr = opt.lr();
+    r.rule("lr", lr > 0.0 && lr.is_finite(), "> 0", lr, "typical values: 0.1 for sgd, 0.001 for adam");
+    match opt {
+        OptimizerSpec::Sgd(sgd) => {
+            r.rule("momentum", (0.0..1.0).contains(&sgd.momentum), "in [0, 1)", sgd.momentum, "0.9 is common");
+            r.rule("nesterov", !sgd.nesterov || sgd.momentum > 0.0, "only with momentum > 0", "nesterov with momentum 0", "set `momentum`, e.g. 0.9");
+            r.rule("weight_decay", sgd.weight_decay >= 0.0, ">= 0", sgd.weight_decay, "e.g. 5e-4");
+        }
+        OptimizerSpec::Adam(a) | OptimizerSpec::Adamw(a) => {
+            for (k, b) in a.betas.iter().enumerate() {
+                r.rule(&format!("betas.{k}"), (0.0..1.0).contains(b), "in [0, 1)", b, "defaults are [0.9, 0.999]");
+            }
+            r.rule("eps", a.eps > 0.0, "> 0", a.eps, "1e-8 is the default");
+            r.rule("weight_decay", a.weight_decay >= 0.0, ">= 0", a.weight_decay, "0.01 is common for adamw");
+        }
+    }
+}
+
+#[rustfmt::skip]
+fn schedule(r: &mut Rules, schedule: &LrSchedule) {
+    match schedule {
+        LrSchedule::Step(d) => {
+            r.rule("every", d.every > 0, "> 0", d.every, "decay every N optimizer steps");
+            r.rule("gamma", d.gamma > 0.0 && d.gamma <= 1.0, "in (0, 1]", d.gamma, "0.1 or 0.5 are common");
+        }
+        LrSchedule::LinearWarmup(w) => r.rule("warmup_steps", w.warmup_steps > 0, "> 0", w.warmup_steps, "warm up over at least one step"),
+        LrSchedule::WarmupCosine(w) => {
+            r.rule("warmup_steps", w.warmup_steps > 0, "> 0", w.warmup_steps, "warm up over at least one step");
+            r.rule("min_lr", w.min_lr >= 0.0, ">= 0", w.min_lr, "0 decays fully");
+        }
+        LrSchedule::Cosine(c) => r.rule("min_lr", c.min_lr >= 0.0, ">= 0", c.min_lr, "0 decays fully"),
+        LrSchedule::Constant => {}
+    }
+}

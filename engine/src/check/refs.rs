@@ -1,0 +1,173 @@
+//! References to data sets and models, the format version, and accumulation against the
+//! number of batches per epoch.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::parse::{ParsedPipeline, Seg};
+use crate::spec::{SplitSpec, Stage};
+
+use super::DatasetInfo;
+use super::graph::field_path;
+
+struct Ctx<'a> {
+    parsed: &'a ParsedPipeline,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
+    let p = &parsed.pipeline;
+    if p.version != 1 {
+        out.push(
+            Diagnostic::new(
+                "unsupported-version",
+                format!("pipeline format version {} is not supported", p.version),
+            )
+            .at(
+                parsed.span(&[Seg::Key("version".into())]),
+                "unknown version",
+            )
+            .expected_found("1", p.version.to_string())
+            .hint("this engine reads pipeline format version 1; write `version: 1`"),
+        );
+    }
+    let mut c = Ctx { parsed, out };
+    for (i, stage) in p.stages.iter().enumerate() {
+        match stage {
+            Stage::Load(l) => dataset_ref(&mut c, &l.dataset, i, stage, l.split),
+            Stage::Eval(e) => {
+                dataset_ref(&mut c, &e.dataset, i, stage, e.split);
+                model_ref(&mut c, &e.model, i, stage);
+            }
+            Stage::Forward(f) => model_ref(&mut c, &f.model, i, stage),
+            _ => {}
+        }
+    }
+}
+
+fn dataset_ref(c: &mut Ctx, name: &str, i: usize, stage: &Stage, split: crate::spec::SplitName) {
+    let datasets = &c.parsed.pipeline.datasets;
+    let Some(ds) = datasets.get(name) else {
+        let names: Vec<&str> = datasets.keys().map(String::as_str).collect();
+        c.out.push(
+            Diagnostic::new("unknown-dataset", format!("unknown data set `{name}`"))
+                .at(
+                    c.parsed.span(&field_path(i, "dataset")),
+                    "not defined under `datasets:`",
+                )
+                .stage(stage.id())
+                .expected_found(
+                    format!("one of {}", super::graph::list(&names)),
+                    format!("`{name}`"),
+                )
+                .maybe_hint(did_you_mean(name, names.iter().copied())),
+        );
+        return;
+    };
+    let has_split = match &ds.split {
+        SplitSpec::Fraction(f) => match split {
+            crate::spec::SplitName::Train => f.train > 0.0,
+            crate::spec::SplitName::Val => f.val > 0.0,
+            crate::spec::SplitName::Test => f.test > 0.0,
+        },
+        SplitSpec::Files(files) => match split {
+            crate::spec::SplitName::Train => true,
+            crate::spec::SplitName::Val => files.val.is_some(),
+            crate::spec::SplitName::Test => files.test.is_some(),
+        },
+    };
+    if !has_split {
+        c.out.push(
+            Diagnostic::new(
+                "unknown-split",
+                format!("data set `{name}` has no `{}` split", split.as_str()),
+            )
+            .at(
+                c.parsed.span(&field_path(i, "split")),
+                "this split is empty",
+            )
+            .stage(stage.id())
+            .hint(format!(
+                "give `datasets.{name}.split` a `{}` fraction or file",
+                split.as_str()
+            )),
+        );
+    }
+}
+
+fn model_ref(c: &mut Ctx, name: &str, i: usize, stage: &Stage) {
+    let models = &c.parsed.pipeline.models;
+    if !models.contains_key(name) {
+        let names: Vec<&str> = models.keys().map(String::as_str).collect();
+        c.out.push(
+            Diagnostic::new("unknown-model", format!("unknown model `{name}`"))
+                .at(
+                    c.parsed.span(&field_path(i, "model")),
+                    "not defined under `models:`",
+                )
+                .stage(stage.id())
+                .expected_found(
+                    format!("one of {}", super::graph::list(&names)),
+                    format!("`{name}`"),
+                )
+                .maybe_hint(did_you_mean(name, names.iter().copied())),
+        );
+    }
+}
+
+/// Batches per epoch of each load stage against the accumulation that follows it.
+pub(super) fn check_accumulation(
+    parsed: &ParsedPipeline,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let stages = &parsed.pipeline.stages;
+    let Some(load) = stages.iter().find_map(|s| match s {
+        Stage::Load(l) => Some(l),
+        _ => None,
+    }) else {
+        return;
+    };
+    let Some(samples) = datasets
+        .get(&load.dataset)
+        .and_then(|d| d.splits.get(&load.split))
+    else {
+        return;
+    };
+    if load.batch_size == 0 {
+        return;
+    }
+    let batches = if load.drop_last {
+        samples / load.batch_size
+    } else {
+        samples.div_ceil(load.batch_size)
+    };
+    for (i, stage) in stages.iter().enumerate() {
+        if let Stage::Accumulate(a) = stage
+            && a.steps as usize > batches
+        {
+            out.push(
+                Diagnostic::new(
+                    "accumulation-too-long",
+                    format!(
+                        "accumulating {} micro-batches, but an epoch has only {batches}",
+                        a.steps
+                    ),
+                )
+                .at(
+                    parsed.span(&field_path(i, "steps")),
+                    "more than one epoch of batches",
+                )
+                .stage(stage.id())
+                .expected_found(
+                    format!(
+                        "at most {batches} ({samples} samples / batch size {})",
+                        load.batch_size
+                    ),
+                    a.steps.to_string(),
+                )
+                .hint("lower `steps` or the load stage's `batch_size`"),
+            );
+        }
+    }
+}
