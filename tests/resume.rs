@@ -249,3 +249,37 @@ fn exported_weights_load_with_the_safetensors_crate() {
     );
     assert_eq!(tensors.tensor("layers.0.weight").unwrap().shape(), [24, 12]);
 }
+
+#[test]
+fn checkpoints_taken_at_epoch_start_or_inside_a_batch_resume_exactly() {
+    let set = ["--set", "stages.save.on=[epoch_start, batch_end]"];
+    let reference = dir("reference-in-batch");
+    ok(&run(&reference, &set));
+    let last = "checkpoints/step-00000029-micro-00000117/weights.safetensors";
+    // epoch 1 starts; a batch ends mid-group; a batch ends where a group completes.
+    for name in [
+        "step-00000009",
+        "step-00000009-micro-00000038",
+        "step-00000014-micro-00000058",
+        "step-00000015-micro-00000060",
+    ] {
+        let resumed = dir(&format!("in-batch-{name}"));
+        copy_dir(&reference, &resumed);
+        let checkpoint = resumed.join("checkpoints").join(name);
+        assert!(checkpoint.exists(), "no checkpoint {name}");
+        let mut args = set.to_vec();
+        let path = checkpoint.display().to_string();
+        args.extend(["--resume", &path]);
+        ok(&run(&resumed, &args));
+        assert_eq!(
+            metrics(&resumed),
+            metrics(&reference),
+            "metrics differ after resuming at {name}"
+        );
+        let (a, b) = (
+            std::fs::read(reference.join(last)).unwrap(),
+            std::fs::read(resumed.join(last)).unwrap(),
+        );
+        assert!(a == b, "final weights differ after resuming at {name}");
+    }
+}

@@ -228,7 +228,9 @@ fn main() -> ExitCode {
                         engine::run::RunError::Gpu(ops::gpu::GpuError::ParamMismatch {
                             ..
                         }) => 1,
-                        engine::run::RunError::Checkpoint(_) => 1,
+                        engine::run::RunError::Checkpoint(
+                            engine::run::checkpoint::CheckpointError::Corrupt { .. },
+                        ) => 1,
                         _ => 2,
                     }
                 }

@@ -21,7 +21,8 @@ use crate::{LoadError, load_pipeline};
 /// accuracy, rounded to 6 significant digits so that the text is stable on one adapter
 /// and reviewable as a diff. Wall-clock times are left out.
 ///
-/// The adapter is taken from `ENGINE_TEST_BACKEND` (`vulkan`, `gl` or `auto`, the default).
+/// The adapter is taken from `ENGINE_TEST_BACKEND` (`vulkan` or `gl`), else from the
+/// pipeline's `device:`.
 /// Errors (an invalid pipeline, no adapter) come back as readable text.
 pub fn snapshot_run(
     pipeline: impl AsRef<Path>,
@@ -62,8 +63,9 @@ pub fn snapshot_run(
         metrics_every_steps: Some(1),
     };
     run_pipeline(&checked, &options).map_err(|e| e.to_string())?;
-    let metrics =
-        std::fs::read_to_string(out_dir.join("metrics.jsonl")).map_err(|e| e.to_string())?;
+    let file = crate::run::metrics_file_name(&checked.parsed.pipeline)
+        .unwrap_or_else(|| "metrics.jsonl".into());
+    let metrics = std::fs::read_to_string(out_dir.join(file)).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&out_dir);
     let mut text = plan;
     text.push_str("\nmetrics (event stage step epoch loss accuracy)\n");

@@ -56,6 +56,8 @@ pub(super) struct Moment {
     pub elapsed: f64,
     /// Training sums since the last step-window report.
     pub window: MetricSums,
+    /// Global gradient norm at the last read of the device sums.
+    pub grad_norm: f32,
     pub samples: u64,
 }
 
@@ -221,24 +223,6 @@ impl<'a> Callbacks<'a> {
             .any(|(t, ids)| *t == trigger && !ids.is_empty())
     }
 
-    /// True when a callback at this trigger reports the training window (log, nan_guard),
-    /// so the runner reads the device accumulators first.
-    pub fn reads_train_window(&self, trigger: Trigger) -> bool {
-        self.order(trigger).iter().any(|id| {
-            matches!(
-                self.callback(id),
-                Some(CallbackSpec::Log | CallbackSpec::NanGuard(_))
-            )
-        })
-    }
-
-    fn callback(&self, id: &str) -> Option<&'a CallbackSpec> {
-        self.pipeline.stages.iter().find_map(|s| match s {
-            Stage::Callback(c) if c.id.0 == id => Some(&c.callback),
-            _ => None,
-        })
-    }
-
     /// Learning rate for optimizer step `step`, with monitors' reductions applied.
     pub fn lr(&self, step: u64, total: u64, base: f64) -> f64 {
         self.memory.lr_scale
@@ -324,7 +308,7 @@ impl<'a> Callbacks<'a> {
                     Trigger::EveryNSteps(_) => StepMetricsSummary::from(at.window).loss,
                     _ => self.memory.train.map_or(0.0, |t| t.loss),
                 };
-                let norm = at.window.last_grad_norm;
+                let norm = at.grad_norm;
                 if loss.is_finite() && norm.is_finite() {
                     return Ok(Action::Continue);
                 }
@@ -334,8 +318,15 @@ impl<'a> Callbacks<'a> {
                     format!("loss {loss}")
                 };
                 let message = format!(
-                    "nan_guard `{id}`: non-finite {what} at step {} (stages `loss` and `step`)",
-                    at.step
+                    "nan_guard `{id}`: non-finite {what} at step {} (stages {})",
+                    at.step,
+                    self.pipeline
+                        .stages
+                        .iter()
+                        .filter(|s| matches!(s, Stage::Loss(_) | Stage::Step(_)))
+                        .map(|s| format!("`{}`", s.id()))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 );
                 match g.action {
                     NanAction::Stop => Err(RunError::NonFinite(message)),
@@ -458,7 +449,14 @@ impl<'a> Callbacks<'a> {
     /// The current value of a monitored metric: an eval's, or the training loss.
     fn metric_value(&self, metric: &crate::spec::PortRef, at: &Moment) -> Option<f64> {
         let (stage, port) = metric.split()?;
-        if let Some(m) = self.memory.evals.get(stage) {
+        let is_eval = self
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| matches!(s, Stage::Eval(e) if e.id.0 == stage));
+        if is_eval {
+            // An eval that has not run yet has no value to watch.
+            let m = self.memory.evals.get(stage)?;
             return Some(match port {
                 "loss" => m.loss,
                 "accuracy" => m.accuracy,

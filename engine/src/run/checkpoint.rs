@@ -98,6 +98,11 @@ pub struct TrainingState {
     pub monitor_max: Option<bool>,
     /// Run seed.
     pub seed: u64,
+    /// The trigger the checkpoint was taken at (`epoch_end`, `every 3 steps`, ...). A
+    /// resumed run does not fire it again where the position does not move past it
+    /// (`fit_start`, `epoch_start`, `batch_start`, `fit_end`).
+    #[serde(default)]
+    pub taken_at: String,
 }
 
 /// A checkpoint's tensors and state.
@@ -124,6 +129,8 @@ pub struct CheckpointInfo {
     pub step: u64,
     /// Epoch of the next batch.
     pub epoch: u64,
+    /// Micro-batches done.
+    pub micro: u64,
     /// Monitored metric, when configured.
     pub monitor: Option<f64>,
     /// Whether a larger monitored metric is better.
@@ -218,7 +225,21 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 /// checkpoint under a real name.
 pub fn save(root: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
     fs::create_dir_all(root).map_err(io(root))?;
-    let name = format!("step-{:08}", checkpoint.state.step);
+    let state = &checkpoint.state;
+    // Hooks inside a batch can save several times per optimizer step; the micro-batch
+    // count tells those apart.
+    let in_batch = [
+        "batch_start",
+        "after_forward",
+        "after_backward",
+        "batch_end",
+    ]
+    .contains(&state.taken_at.as_str());
+    let name = if in_batch {
+        format!("step-{:08}-micro-{:08}", state.step, state.micro)
+    } else {
+        format!("step-{:08}", state.step)
+    };
     let tmp = root.join(format!(".tmp-{name}"));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -367,6 +388,7 @@ pub fn list(root: &Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
         match state {
             Some(s) => found.push(CheckpointInfo {
                 path,
+                micro: s.micro,
                 step: s.step,
                 epoch: s.epoch,
                 monitor: s.monitor,
@@ -374,6 +396,7 @@ pub fn list(root: &Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
             }),
             None => found.push(CheckpointInfo {
                 path,
+                micro: 0,
                 step: name[5..].parse().unwrap_or(0),
                 epoch: 0,
                 monitor: None,
@@ -381,16 +404,20 @@ pub fn list(root: &Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
             }),
         }
     }
-    found.sort_by_key(|c| c.step);
+    found.sort_by_key(|c| (c.step, c.micro));
     Ok(found)
 }
 
-/// The newest finished checkpoint under `root`.
+/// The newest checkpoint under `root` that verifies; newer corrupt ones are skipped with
+/// a warning on stderr.
 pub fn latest(root: &Path) -> Result<PathBuf, CheckpointError> {
-    list(root)?
-        .pop()
-        .map(|c| c.path)
-        .ok_or_else(|| CheckpointError::NotFound(root.to_path_buf()))
+    for info in list(root)?.into_iter().rev() {
+        match load(&info.path) {
+            Ok(_) => return Ok(info.path),
+            Err(e) => eprintln!("warning: skipping {e}"),
+        }
+    }
+    Err(CheckpointError::NotFound(root.to_path_buf()))
 }
 
 /// The best checkpoint by its monitored metric.

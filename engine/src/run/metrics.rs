@@ -123,10 +123,15 @@ impl MetricsWriter {
     /// Starts the file afresh, or, when resuming, keeps its first `keep` lines (those
     /// written up to the checkpoint) and appends after them.
     pub fn open(path: &Path, hash: &str, keep: u64) -> std::io::Result<Self> {
+        let existing = match std::fs::read_to_string(path) {
+            // Resuming into a fresh directory: the history before the checkpoint is elsewhere.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            other => other?,
+        };
         let kept: Vec<String> = if keep == 0 {
             Vec::new()
         } else {
-            std::fs::read_to_string(path)?
+            existing
                 .lines()
                 .take(keep as usize)
                 .map(str::to_string)

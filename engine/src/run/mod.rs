@@ -36,7 +36,7 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Overrides the pipeline's `device:`.
     pub device: Option<DeviceRequest>,
-    /// Print nothing but errors.
+    /// Print only errors (the caller prints its own summary).
     pub quiet: bool,
     /// Continue from this checkpoint directory.
     pub resume: Option<PathBuf>,
@@ -173,6 +173,12 @@ struct Runner<'a> {
     rollback: Option<(u64, f64)>,
     /// Record training metrics every N optimizer steps (a run option).
     every_steps: Option<u64>,
+    /// A trigger a resumed run must not fire again (the checkpoint was taken there).
+    skip_once: Option<Trigger>,
+    /// Gradient norm at the last read of the device sums.
+    last_grad_norm: f32,
+    /// Samples processed before this process started (a resumed run).
+    samples_at_start: u64,
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -180,6 +186,11 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The metrics file of a pipeline (its metrics callback's `file`), if it has one.
+pub fn metrics_file_name(p: &crate::spec::Pipeline) -> Option<String> {
+    callbacks::metrics_file(p)
 }
 
 /// The checkpoint directory of a pipeline (its checkpoint callback's `dir`).
@@ -277,6 +288,9 @@ pub fn run_pipeline(
         clock: profile::StageClock::default(),
         rollback: None,
         every_steps: None,
+        skip_once: None,
+        last_grad_norm: 0.0,
+        samples_at_start: 0,
         plan,
     };
     let mut pos = Position {
@@ -355,6 +369,15 @@ impl Runner<'_> {
         self.hooks.import_state(&s.callbacks, ckpt.best.clone());
         self.results = self.hooks.eval_results();
         self.monitor = s.monitor;
+        self.skip_once = [
+            Trigger::FitStart,
+            Trigger::EpochStart,
+            Trigger::BatchStart,
+            Trigger::FitEnd,
+        ]
+        .into_iter()
+        .find(|t| t.to_string() == s.taken_at);
+        self.samples_at_start = s.samples;
         *pos = Position {
             step: s.step,
             micro: s.micro,
@@ -430,6 +453,16 @@ impl Runner<'_> {
                 self.train.record_step(&self.gpu, lr, pos.micro)?;
                 self.clock
                     .add("train step (encode + submit)", started.elapsed());
+                // The position advances before any hook sees the batch, so a checkpoint
+                // taken by one resumes at the next batch.
+                pos.micro += 1;
+                pos.samples += batch.rows as u64;
+                pos.next_batch = batch.index_in_epoch + 1;
+                prefetch.recycle(batch);
+                let stepped = pos.micro.is_multiple_of(accumulation);
+                if stepped {
+                    pos.step += 1;
+                }
                 // The whole step is one submission, so these fire after it.
                 let after = [
                     Trigger::AfterForward,
@@ -441,23 +474,31 @@ impl Runner<'_> {
                         stop |= self.fire(trigger, pos)?;
                     }
                 }
-                pos.micro += 1;
-                pos.samples += batch.rows as u64;
-                pos.next_batch = batch.index_in_epoch + 1;
-                prefetch.recycle(batch);
-                if !pos.micro.is_multiple_of(accumulation) {
+                if !stepped || self.rollback.is_some() {
+                    if self.rollback.is_some() {
+                        break;
+                    }
                     continue;
                 }
-                pos.step += 1;
-                for trigger in self.hooks.every_n_due(pos.step) {
+                let due = self.hooks.every_n_due(pos.step);
+                let record = self.every_steps.is_some_and(|n| pos.step.is_multiple_of(n));
+                if record || !due.is_empty() {
+                    // One read of the device sums serves every trigger due at this step.
+                    self.read_train(pos)?;
+                }
+                for trigger in due.iter().copied() {
                     stop |= self.fire(trigger, pos)?;
+                    if self.rollback.is_some() {
+                        break;
+                    }
                 }
                 if self.rollback.is_some() {
                     break;
                 }
-                if self.every_steps.is_some_and(|n| pos.step.is_multiple_of(n)) {
-                    self.read_train(pos)?;
+                if record {
                     self.record_steps(pos)?;
+                }
+                if record || !due.is_empty() {
                     pos.window = MetricSums::default();
                 }
                 // An epoch schedule finishes its epochs (their end hooks fire even when a
@@ -516,7 +557,7 @@ impl Runner<'_> {
                 self.gpu.adapter().name,
                 self.gpu.adapter().backend
             ),
-            samples_per_second: pos.samples as f64 / elapsed.max(1e-9),
+            samples_per_second: (pos.samples - self.samples_at_start) as f64 / elapsed.max(1e-9),
         };
         let run_json = self.out_dir.join("run.json");
         let facts = serde_json::json!({
@@ -583,6 +624,9 @@ impl Runner<'_> {
     /// Reads the device training accumulators (one read-back) into the host sums.
     fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
         let m = self.train.read_train_metrics(&self.gpu)?;
+        if m.samples > 0 {
+            self.last_grad_norm = m.last_grad_norm;
+        }
         pos.window.add(&m);
         pos.epoch_sums.add(&m);
         Ok(())
@@ -602,6 +646,11 @@ impl Runner<'_> {
     /// runner acts. Checkpoints are taken after the whole trigger, so a resume never
     /// repeats or skips part of it.
     fn fire(&mut self, trigger: Trigger, pos: &mut Position) -> Result<bool, RunError> {
+        if let Some(skip) = self.skip_once.take()
+            && skip == trigger
+        {
+            return Ok(false);
+        }
         let mut stop = false;
         let mut checkpoints = Vec::new();
         // Epoch-end hooks run after the epoch counter advanced (so a checkpoint taken
@@ -609,9 +658,7 @@ impl Runner<'_> {
         let epoch = pos
             .epoch
             .saturating_sub(u64::from(trigger == Trigger::EpochEnd));
-        if matches!(trigger, Trigger::EveryNSteps(_)) && self.hooks.reads_train_window(trigger) {
-            self.read_train(pos)?;
-        }
+
         for id in self.hooks.order(trigger) {
             if let Some(i) = self.evals.iter().position(|e| e.stage.id.0 == id) {
                 let started = Instant::now();
@@ -638,7 +685,8 @@ impl Runner<'_> {
                 epoch,
                 elapsed: self.started.elapsed().as_secs_f64(),
                 window: pos.window,
-                samples: pos.samples,
+                grad_norm: self.last_grad_norm,
+                samples: pos.samples - self.samples_at_start,
             };
             match self.hooks.on_hook(&id, &moment)? {
                 Action::Continue => {}
@@ -674,9 +722,6 @@ impl Runner<'_> {
                 }
             }
         }
-        if matches!(trigger, Trigger::EveryNSteps(_)) && self.hooks.reads_train_window(trigger) {
-            pos.window = MetricSums::default();
-        }
         let started = Instant::now();
         let saving = !checkpoints.is_empty();
         for c in checkpoints {
@@ -687,7 +732,7 @@ impl Runner<'_> {
                     _ => m.top5,
                 })
             });
-            self.save_checkpoint(&c, pos)?;
+            self.save_checkpoint(&c, trigger, pos)?;
         }
         if saving {
             self.clock.add("checkpoint", started.elapsed());
@@ -698,6 +743,7 @@ impl Runner<'_> {
     fn save_checkpoint(
         &mut self,
         c: &callbacks::CheckpointRequest,
+        trigger: Trigger,
         pos: &mut Position,
     ) -> Result<(), RunError> {
         // Fold the device accumulators into the host sums: both an interrupted and an
@@ -717,13 +763,20 @@ impl Runner<'_> {
             samples: pos.samples,
             accumulation_micro: accumulation.micro,
             accumulation_rows: accumulation.group_rows,
-            window: pos.window,
+            // The step window is emptied once this step's every-N-steps hooks have run,
+            // which is where a resumed run starts.
+            window: if matches!(trigger, Trigger::EveryNSteps(_)) {
+                MetricSums::default()
+            } else {
+                pos.window
+            },
             epoch_sums: pos.epoch_sums,
             metrics_lines: self.writer.as_ref().map_or(0, MetricsWriter::lines),
             callbacks: self.hooks.export_state(),
             monitor: self.monitor,
             monitor_max: c.keep_best_max,
             seed: p.seed,
+            taken_at: trigger.to_string(),
         };
         let checkpoint = Checkpoint {
             state,

@@ -18,11 +18,13 @@ pub enum Trigger {
     EpochStart,
     /// Before each batch is uploaded.
     BatchStart,
-    /// After the forward pass and loss of each batch.
+    /// After each batch's forward pass and loss. A training step is one GPU submission,
+    /// so this fires once it is submitted, like `after_backward` and `batch_end`.
     AfterForward,
-    /// After the backward pass of each batch.
+    /// After each batch's backward pass (once the step is submitted; see `after_forward`).
     AfterBackward,
-    /// After each batch's optimizer step.
+    /// After each batch's step, including the optimizer update when its accumulation
+    /// group completes.
     BatchEnd,
     /// After each epoch's last batch.
     EpochEnd,
@@ -235,7 +237,9 @@ pub enum NanAction {
     /// Stop training with a message naming the step and stage.
     #[default]
     Stop,
-    /// Skip the optimizer step and continue.
+    /// Report and continue. The check runs where the device sums are read back (every N
+    /// steps, epoch ends), after those steps were applied; to undo them, use a `monitor`
+    /// with a `rollback` action.
     SkipStep,
 }
 
