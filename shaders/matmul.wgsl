@@ -23,7 +23,7 @@ const C_BATCH: u32 = {{C_BATCH}}u;
 const REDUCE: u32 = {{REDUCE}}u;
 const A_REDUCE: u32 = {{A_REDUCE}}u;
 const B_REDUCE: u32 = {{B_REDUCE}}u;
-const BIAS: u32 = {{BIAS}}u;            // 0 none, 1 per column, 2 per row
+const BIAS: u32 = {{BIAS}}u;            // 0 none, 1 per column
 const ACCUMULATE: u32 = {{ACCUMULATE}}u;
 const RELU: u32 = {{RELU}}u;            // 1: out = max(out, 0) (fused activation)
 const MASKED: u32 = {{MASKED}}u;        // 1: out = select(0, out, mask[z][m][n] > 0) (fused relu backward)
@@ -41,7 +41,6 @@ fn epilogue(z: u32, m: u32, n: u32, v: f32) {
     let i = z * C_BATCH + m * N + n;
     var out = v;
     if (BIAS == 1u) { out += bias[n]; }
-    if (BIAS == 2u) { out += bias[m]; }
     if (ACCUMULATE == 1u) { out += c[i]; }
     if (RELU == 1u) { out = max(out, 0.0); }
 {{MASK_APPLY}}

@@ -1,5 +1,8 @@
 // max_pool2d_forward: one invocation per output element; y = window max, arg = first
-// position (iy * W + ix within the channel plane) holding it.
+// position (iy * W + ix within the channel plane) holding it. RELU_ARG (the pool follows a
+// relu fused into the layer before it): a window whose maximum is not positive records no
+// arg-max (0xffffffff), so the backward passes no gradient there: the relu's backward.
+const RELU_ARG: u32 = {{RELU_ARG}}u;
 {{GEOM}}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -27,6 +30,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
         y[i] = best;
+        if (RELU_ARG == 1u && !(best > 0.0)) {
+            best_i = 0xffffffffu;
+        }
         arg[i] = best_i;
     }
 }

@@ -3,8 +3,8 @@
 
 use ops::rng::Rng;
 use ops::{
-    BackendChoice, DeviceRequest, Gpu, Init, LayerSpec, LossKind, ModelDef, OptimizerKind,
-    TrainConfig, TrainStep,
+    BackendChoice, DeviceRequest, Gpu, Init, LossKind, ModelDef, OptimizerKind, TrainConfig,
+    TrainStep,
 };
 
 fn main() {

@@ -1,19 +1,20 @@
 //! 2-D convolution over `[channels, height, width]` samples, weight `[out, in, k, k]`.
-//! GPU: im2col into a per-layer scratch `[batch, in*k*k, out_h*out_w]`, then the tiled GEMM;
-//! backward reuses the scratch for the column gradient and folds it back with a gather
-//! (col2im), so no atomics are needed.
+//! GPU (see `conv2d_direct`): the forward reads the input directly (no im2col buffer), with
+//! an optional fused relu; the weight and bias gradients are per-chunk partial sums in the
+//! layer's scratch, folded in a fixed order; the input gradient is, for stride 1, the same
+//! direct kernel over `dy` with the transposed, flipped weights, and otherwise the column
+//! gradient `Wᵀ · dy` (tiled GEMM into the scratch) gathered back by col2im. No atomics.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::conv2d_direct::{DirectConv, WeightGrad};
 use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::linear::default_true;
-use crate::matmul::{Bias, Gemm};
+use crate::matmul::Gemm;
 use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
-use crate::reduce::bias_grad;
 use crate::tensor::Tensor;
 
-const IM2COL_WGSL: &str = include_str!("../../shaders/conv2d_im2col.wgsl");
 const COL2IM_WGSL: &str = include_str!("../../shaders/conv2d_col2im.wgsl");
 
 /// Attributes of a 2-D convolution. Input samples are `[channels, height, width]`.
@@ -111,6 +112,68 @@ impl Conv2d {
         })
     }
 
+    fn weight_grad(&self, g: &Geometry, batch: usize) -> WeightGrad {
+        WeightGrad {
+            batch,
+            c: g.c,
+            co: g.co,
+            h: g.h,
+            w: g.w,
+            ho: g.ho,
+            wo: g.wo,
+            k: g.k,
+            s: g.s,
+            p: g.p,
+            bias: self.attrs.bias,
+        }
+    }
+
+    /// The input gradient runs as a direct convolution of `dy` (stride 1, padding < kernel);
+    /// otherwise through the column-gradient GEMM and col2im.
+    fn direct_dx(g: &Geometry) -> bool {
+        g.s == 1 && g.p < g.k
+    }
+
+    /// Forward dispatches; `relu` fuses a following relu (`y = max(conv + bias, 0)`).
+    pub(crate) fn forward_dispatches(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        relu: bool,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let g = self
+            .geometry(&io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let conv = DirectConv {
+            batch: io.batch,
+            ci: g.c,
+            co: g.co,
+            h: g.h,
+            w: g.w,
+            ho: g.ho,
+            wo: g.wo,
+            k: g.k,
+            s: g.s,
+            p: g.p as i64,
+            w_co: g.col_rows(),
+            w_ci: g.k * g.k,
+            flip: false,
+        };
+        let bias = if self.attrs.bias {
+            io.params.get(1)
+        } else {
+            None
+        };
+        Ok(vec![conv.dispatch(
+            k,
+            &io.x,
+            &io.params[0],
+            bias,
+            &io.y,
+            relu,
+        )?])
+    }
+
     /// Input pixel feeding output `(oy, ox)` at kernel offset `(ky, kx)`, if inside the image.
     fn source(g: &Geometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
         let iy = (oy * g.s + ky).checked_sub(g.p)?;
@@ -171,8 +234,14 @@ impl Op for Conv2d {
         false
     }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
-        self.geometry(input)
-            .map_or(0, |g| batch * g.col_rows() * g.col_cols())
+        self.geometry(input).map_or(0, |g| {
+            let dcol = if Self::direct_dx(&g) {
+                0
+            } else {
+                batch * g.col_rows() * g.col_cols()
+            };
+            self.weight_grad(&g, batch).scratch_words().max(dcol)
+        })
     }
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         let Ok(g) = self.geometry(x.sample_shape()) else {
@@ -267,87 +336,70 @@ impl Op for Conv2d {
         )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self
-            .geometry(&io.input_shape)
-            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let col = io
-            .scratch
-            .as_ref()
-            .ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
-        let (kr, hw) = (g.col_rows(), g.col_cols());
-        let n = io.batch * kr * hw;
-        let (groups, stride) = grid_1d(n);
-        let im2col = k.compute(
-            "conv2d_im2col",
-            &[IM2COL_WGSL],
-            &[
-                ("N", n.to_string()),
-                ("STRIDE", stride.to_string()),
-                ("GEOM", geometry_consts(&g)),
-            ],
-            &[&io.x, col],
-            groups,
-        )?;
-        // y[n][co, hw] = W[co, kr] · col[n][kr, hw] (+ bias[co])
-        let gemm = Gemm {
-            batch: io.batch,
-            b_batch: kr * hw,
-            c_batch: g.co * hw,
-            bias: if self.attrs.bias {
-                Bias::PerRow
-            } else {
-                Bias::None
-            },
-            ..Gemm::nn(g.co, hw, kr)
-        };
-        let mm = gemm.dispatch(k, &io.params[0], col, io.params.get(1), &io.y)?;
-        Ok(vec![im2col, mm])
+        self.forward_dispatches(k, io, false)
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let g = self
             .geometry(&io.input_shape)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let col = io
+        let scratch = io
             .scratch
             .as_ref()
             .ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
-        let (kr, hw) = (g.col_rows(), g.col_cols());
-        let mut d = Vec::new();
-        // dW[co, kr] += sum_n dy[n][co, hw] · col[n][kr, hw]ᵀ (batch summed inside the kernel)
-        let dw = Gemm {
-            reduce: io.batch,
-            a_reduce: g.co * hw,
-            b_reduce: kr * hw,
-            accumulate: true,
-            ..Gemm::nt(g.co, kr, hw)
-        };
-        d.push(dw.dispatch(k, &io.dy, col, None, &io.grads[0])?);
-        if self.attrs.bias {
-            d.push(bias_grad(k, &io.dy, &io.grads[1], io.batch, g.co, hw)?);
-        }
-        if let Some(dx) = &io.dx {
-            // dcol[n][kr, hw] = W[co, kr]ᵀ · dy[n][co, hw], written over the (now consumed) col.
-            let dcol = Gemm {
+        // dW += sum over samples and pixels of dy ⊗ x (and db += sum dy), via partial sums.
+        let mut d = self.weight_grad(&g, io.batch).dispatches(
+            k,
+            &io.x,
+            &io.dy,
+            scratch,
+            &io.grads[0],
+            io.grads.get(1),
+        )?;
+        let Some(dx) = &io.dx else { return Ok(d) };
+        if Self::direct_dx(&g) {
+            // dx = dy convolved with the kernel rotated by 180 degrees, channels swapped,
+            // padding k - 1 - p (stride 1).
+            let conv = DirectConv {
                 batch: io.batch,
-                b_batch: g.co * hw,
-                c_batch: kr * hw,
-                ..Gemm::tn(kr, hw, g.co)
+                ci: g.co,
+                co: g.c,
+                h: g.ho,
+                w: g.wo,
+                ho: g.h,
+                wo: g.w,
+                k: g.k,
+                s: 1,
+                p: (g.k - 1 - g.p) as i64,
+                w_co: g.k * g.k,
+                w_ci: g.col_rows(),
+                flip: true,
             };
-            d.push(dcol.dispatch(k, &io.params[0], &io.dy, None, col)?);
-            let n = io.batch * g.c * g.h * g.w;
-            let (groups, stride) = grid_1d(n);
-            d.push(k.compute(
-                "conv2d_col2im",
-                &[COL2IM_WGSL],
-                &[
-                    ("N", n.to_string()),
-                    ("STRIDE", stride.to_string()),
-                    ("GEOM", geometry_consts(&g)),
-                ],
-                &[col, dx],
-                groups,
-            )?);
+            d.push(conv.dispatch(k, &io.dy, &io.params[0], None, dx, false)?);
+            return Ok(d);
         }
+        let (kr, hw) = (g.col_rows(), g.col_cols());
+        let col = scratch.words(0, (io.batch * kr * hw) as u64);
+        // dcol[n][kr, hw] = W[co, kr]ᵀ · dy[n][co, hw], then gathered into dx (col2im).
+        let dcol = Gemm {
+            batch: io.batch,
+            b_batch: g.co * hw,
+            c_batch: kr * hw,
+            ..Gemm::tn(kr, hw, g.co)
+        };
+        d.push(dcol.dispatch(k, &io.params[0], &io.dy, None, &col)?);
+        let n = io.batch * g.c * g.h * g.w;
+        let (groups, stride) = grid_1d(n);
+        d.push(k.compute(
+            "conv2d_col2im",
+            &[COL2IM_WGSL],
+            &[
+                ("N", n.to_string()),
+                ("STRIDE", stride.to_string()),
+                ("GEOM", geometry_consts(&g)),
+            ],
+            &[&col, dx],
+            groups,
+        )?);
         Ok(d)
     }
 }

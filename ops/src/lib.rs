@@ -24,6 +24,7 @@ pub mod tanh;
 pub mod tensor;
 pub mod train;
 
+mod conv2d_direct;
 mod elementwise;
 mod matmul;
 mod reduce;

@@ -128,8 +128,6 @@ pub(crate) enum Bias {
     None = 0,
     /// `bias[n]` (linear).
     PerColumn = 1,
-    /// `bias[m]` (conv2d: one per output channel).
-    PerRow = 2,
 }
 
 /// Shape and strides of one GEMM. `A(m, k) = a[z*a_batch + r*a_reduce + m*a_row + k*a_col]`,

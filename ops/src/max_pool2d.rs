@@ -11,6 +11,8 @@ use crate::tensor::Tensor;
 
 const FORWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_forward.wgsl");
 const BACKWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_backward.wgsl");
+const BACKWARD_DISJOINT_WGSL: &str =
+    include_str!("../../shaders/max_pool2d_backward_disjoint.wgsl");
 
 /// Attributes of a pooling layer (max or average).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +124,40 @@ impl MaxPool2d {
         }
         out
     }
+
+    /// Forward dispatches. `relu_arg`: the input is the output of a relu fused into the
+    /// layer before (see `model::fused_relus`); windows whose maximum is not positive record
+    /// no arg-max, so the backward also applies that relu's backward.
+    pub(crate) fn forward_dispatches(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        relu_arg: bool,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let g = self
+            .attrs
+            .geometry("max_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let n = io.batch * g.out_len();
+        let (groups, stride) = grid_1d(n);
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("GEOM", g.consts()),
+            ("RELU_ARG", (relu_arg as u32).to_string()),
+        ];
+        Ok(vec![k.compute(
+            "max_pool2d_forward",
+            &[FORWARD_WGSL],
+            &s,
+            &[&io.x, &io.y, arg],
+            groups,
+        )?])
+    }
 }
 
 impl Op for MaxPool2d {
@@ -185,28 +221,7 @@ impl Op for MaxPool2d {
         (dx, vec![])
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self
-            .attrs
-            .geometry("max_pool2d", &io.input_shape)
-            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let arg = io
-            .scratch
-            .as_ref()
-            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
-        let n = io.batch * g.out_len();
-        let (groups, stride) = grid_1d(n);
-        let s = [
-            ("N", n.to_string()),
-            ("STRIDE", stride.to_string()),
-            ("GEOM", g.consts()),
-        ];
-        Ok(vec![k.compute(
-            "max_pool2d_forward",
-            &[FORWARD_WGSL],
-            &s,
-            &[&io.x, &io.y, arg],
-            groups,
-        )?])
+        self.forward_dispatches(k, io, false)
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
@@ -218,16 +233,27 @@ impl Op for MaxPool2d {
             .scratch
             .as_ref()
             .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
-        let n = io.batch * g.in_len();
+        // Disjoint windows: one invocation per window (covering the grid past HO/WO too).
+        let disjoint = g.s == g.k;
+        let n = if disjoint {
+            io.batch * g.c * g.h.div_ceil(g.k) * g.w.div_ceil(g.k)
+        } else {
+            io.batch * g.in_len()
+        };
         let (groups, stride) = grid_1d(n);
         let s = [
             ("N", n.to_string()),
             ("STRIDE", stride.to_string()),
             ("GEOM", g.consts()),
         ];
+        let (name, src) = if disjoint {
+            ("max_pool2d_backward_disjoint", BACKWARD_DISJOINT_WGSL)
+        } else {
+            ("max_pool2d_backward", BACKWARD_WGSL)
+        };
         Ok(vec![k.compute(
-            "max_pool2d_backward",
-            &[BACKWARD_WGSL],
+            name,
+            &[src],
             &s,
             &[&io.dy, arg, dx],
             groups,

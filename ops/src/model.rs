@@ -2,10 +2,12 @@
 //! the CPU reference forward/backward of the whole model, and its GPU buffers and
 //! dispatch lists.
 
+use crate::conv2d::Conv2d;
 use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES};
 use crate::init::Init;
 use crate::layer::LayerSpec;
 use crate::linear::Linear;
+use crate::max_pool2d::MaxPool2d;
 use crate::op::{CpuCtx, Op, ParamSpec, numel};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -222,24 +224,26 @@ impl Sequential {
     }
 }
 
-/// Which layers are relus folded into the linear layers around them: a relu between two
-/// linear layers costs no dispatch. The linear before it applies `max(y, 0)` in its GEMM
-/// epilogue (so the relu's output aliases the linear's), and the linear after it zeroes its
-/// input gradient where that output is not positive (the relu's backward) in the epilogue of
-/// its `dx` GEMM (so the relu's input gradient aliases its output gradient).
+/// Which layers are relus folded into the layers around them (they cost no dispatch):
+///
+/// - between two linear layers: the linear before it applies `max(y, 0)` in its GEMM
+///   epilogue (so the relu's output aliases the linear's), and the linear after it zeroes
+///   its input gradient where that output is not positive (the relu's backward) in the
+///   epilogue of its `dx` GEMM (so the relu's input gradient aliases its output gradient);
+/// - between a conv2d and a max_pool2d: the conv applies `max(y, 0)` in its store, and the
+///   pool records no arg-max for a window whose maximum is not positive, so its backward
+///   writes the relu's input gradient (`max_pool(relu(x)) = relu(max_pool(x))`; the arg-max
+///   of a positive maximum is a position where the relu passes the gradient).
 pub fn fused_relus(model: &Sequential) -> Vec<bool> {
-    let is_linear = |i: usize| {
-        model
-            .layers
-            .get(i)
-            .is_some_and(|l| matches!(l.spec, LayerSpec::Linear(_)))
-    };
+    let spec = |i: usize| model.layers.get(i).map(|l| &l.spec);
+    let is_linear = |i: usize| matches!(spec(i), Some(LayerSpec::Linear(_)));
     (0..model.layers.len())
         .map(|i| {
             matches!(model.layers[i].spec, LayerSpec::Relu)
                 && i > 0
-                && is_linear(i - 1)
-                && is_linear(i + 1)
+                && ((is_linear(i - 1) && is_linear(i + 1))
+                    || (matches!(spec(i - 1), Some(LayerSpec::Conv2d(_)))
+                        && matches!(spec(i + 1), Some(LayerSpec::MaxPool2d(_)))))
         })
         .collect()
 }
@@ -356,9 +360,23 @@ impl GpuModel {
             let relu_after = fused.get(i + 1).copied().unwrap_or(false);
             let relu_before = i > 0 && fused[i - 1];
             match &l.spec {
-                // Folded into the linear layers around it (see `fused_relus`).
+                // Folded into the layers around it (see `fused_relus`).
                 LayerSpec::Relu if fused[i] => {
                     backward_per_layer.push(Vec::new());
+                }
+                LayerSpec::Conv2d(attrs) if relu_after => {
+                    let conv = Conv2d { attrs: *attrs };
+                    forward.extend(conv.forward_dispatches(&mut k, &io, true)?);
+                    if train {
+                        backward_per_layer.push(conv.gpu_backward(&mut k, &io)?);
+                    }
+                }
+                LayerSpec::MaxPool2d(attrs) if relu_before => {
+                    let pool = MaxPool2d { attrs: *attrs };
+                    forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
+                    if train {
+                        backward_per_layer.push(pool.gpu_backward(&mut k, &io)?);
+                    }
                 }
                 LayerSpec::Linear(attrs) if relu_after || relu_before => {
                     let lin = Linear { attrs: *attrs };

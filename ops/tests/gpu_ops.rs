@@ -117,6 +117,36 @@ fn conv2d() {
     );
 }
 
+/// The direct kernels' tiling edges: rows wider than one pixel block (19 -> 2 blocks of 10),
+/// channel counts that leave partial channel blocks (11, 20 with 8- and 16-wide blocks,
+/// kernel 5's 5-wide weight-gradient blocks), batch 1, kernel 1, stride 2 with padding,
+/// padding >= kernel at stride 1 (input gradient through the GEMM + col2im fallback), and
+/// a weight gradient split into row bands that do not divide the height (23 rows, 2 per band).
+#[test]
+fn conv2d_direct_edges() {
+    let mut rng = Rng::new(15);
+    let cases: [(&str, &[usize]); 7] = [
+        ("{out_channels: 11, kernel: 3, padding: 1}", &[1, 3, 5, 19]),
+        ("{out_channels: 20, kernel: 5, padding: 2}", &[2, 2, 6, 9]),
+        ("{out_channels: 9, kernel: 1, bias: false}", &[2, 5, 3, 4]),
+        (
+            "{out_channels: 4, kernel: 3, stride: 2, padding: 1}",
+            &[2, 3, 9, 20],
+        ),
+        ("{out_channels: 3, kernel: 2, padding: 3}", &[1, 2, 4, 3]),
+        ("{out_channels: 16, kernel: 3, padding: 1}", &[4, 16, 23, 5]),
+        ("{out_channels: 1, kernel: 3}", &[3, 1, 3, 17]),
+    ];
+    for (i, (a, shape)) in cases.into_iter().enumerate() {
+        check(
+            LayerSpec::Conv2d(attrs(a)),
+            random(&mut rng, shape, -1.0, 1.0),
+            20 + i as u64,
+            true,
+        );
+    }
+}
+
 #[test]
 fn pools() {
     let mut rng = Rng::new(9);

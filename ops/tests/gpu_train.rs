@@ -224,6 +224,33 @@ fn fused_linear_relu_gradients_match_cpu_and_finite_differences() {
     check_model_gradients(def, 9, 9);
 }
 
+/// A relu between a conv2d and a max_pool2d runs no kernel of its own: the conv stores
+/// `max(y, 0)` and the pool records no arg-max for windows whose maximum is not positive
+/// (the relu's backward). Disjoint and overlapping pools, odd channels, padded rows.
+#[test]
+fn fused_conv_relu_pool_gradients_match_cpu_and_finite_differences() {
+    let def = ModelDef {
+        input: vec![2, 8, 8],
+        layers: layers(
+            "[{conv2d: {out_channels: 11, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 5, kernel: 3, stride: 2, padding: 1, bias: false}}, relu, {max_pool2d: {kernel: 2, stride: 1}}, flatten, {linear: {out: 4}}]",
+        ),
+        init: Init::KaimingUniform,
+    };
+    let seq = Sequential::new(&def).unwrap();
+    assert_eq!(
+        ops::model::fused_relus(&seq),
+        [false, true, false, false, true, false, false, false]
+    );
+    let step = TrainStep::new(gpu(), &def, &config(5, sgd())).unwrap();
+    let kernels = step.kernel_names();
+    assert!(
+        !kernels.iter().any(|k| k.starts_with("relu")),
+        "fused relus run no kernels: {kernels:?}"
+    );
+    check_model_gradients(def.clone(), 5, 5);
+    check_model_gradients(def, 3, 5);
+}
+
 #[test]
 fn mlp_gradients_match_cpu_and_finite_differences() {
     check_model_gradients(mlp(), 7, 7);

@@ -1,0 +1,364 @@
+//! Convolution kernels that read their input directly (no im2col buffer): the forward (and,
+//! for stride 1, the input gradient as a convolution of `dy` with the transposed, flipped
+//! weights) in `shaders/conv2d_direct.wgsl`, and the weight/bias gradient as per-chunk
+//! partial sums (`shaders/conv2d_wgrad.wgsl`) folded in a fixed order by
+//! `shaders/conv2d_wgrad_reduce.wgsl`. This module writes their register-tile code.
+
+use std::fmt::Write;
+
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+
+const DIRECT_WGSL: &str = include_str!("../../shaders/conv2d_direct.wgsl");
+const WGRAD_WGSL: &str = include_str!("../../shaders/conv2d_wgrad.wgsl");
+const REDUCE_WGSL: &str = include_str!("../../shaders/conv2d_wgrad_reduce.wgsl");
+
+/// Most output channels per invocation of the direct kernel.
+const TC_MAX: usize = 8;
+/// Most output pixels (of one row) per invocation of the direct kernel.
+const TP_MAX: usize = 16;
+/// Most accumulators per invocation of the weight-gradient kernel.
+const WGRAD_ACC: usize = 144;
+/// Invocations the weight-gradient kernel aims for (enough to fill the workgroups of a
+/// few cores); the batch is split further into bands of output rows to get there.
+const WGRAD_TARGET: usize = 1024;
+
+/// A convolution as the direct kernel sees it: `ci` input channels of `h x w`, `co` output
+/// channels of `ho x wo`, square kernel `k`, stride `s`, padding `p` (may be any value
+/// that keeps `ho`/`wo` as given), weights addressed as
+/// `o * w_co + c * w_ci + offset(ky, kx)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirectConv {
+    pub batch: usize,
+    pub ci: usize,
+    pub co: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub k: usize,
+    pub s: usize,
+    pub p: i64,
+    pub w_co: usize,
+    pub w_ci: usize,
+    /// Read the kernel rotated by 180 degrees (`offset = (k-1-ky) * k + (k-1-kx)`).
+    pub flip: bool,
+}
+
+impl DirectConv {
+    fn offset(&self, ky: usize, kx: usize) -> usize {
+        if self.flip {
+            (self.k - 1 - ky) * self.k + (self.k - 1 - kx)
+        } else {
+            ky * self.k + kx
+        }
+    }
+
+    /// Pixels per invocation: rows split into equal blocks of at most `TP_MAX`.
+    fn tp(&self) -> usize {
+        self.wo.div_ceil(self.wo.div_ceil(TP_MAX))
+    }
+
+    /// `y = conv(x, wt) (+ bias) (relu)`.
+    pub fn dispatch(
+        &self,
+        kb: &mut KernelBuilder,
+        x: &BufferRef,
+        wt: &BufferRef,
+        bias: Option<&BufferRef>,
+        y: &BufferRef,
+        relu: bool,
+    ) -> Result<Dispatch, GpuError> {
+        let tp = self.tp();
+        let tc = self.co.min(TC_MAX);
+        let (xb, cb) = (self.wo.div_ceil(tp), self.co.div_ceil(tc));
+        let n = self.batch * cb * self.ho * xb;
+        let (groups, stride) = grid_1d(n);
+        let cols = (tp - 1) * self.s + self.k;
+        let mut setup = String::new();
+        for t in 0..cols {
+            let _ = writeln!(
+                setup,
+                "        let ix{t} = i32(ox0 * S + {t}u) - P;\n        let cx{t} = u32(clamp(ix{t}, 0, i32(W) - 1));\n        let vx{t} = ix{t} >= 0 && ix{t} < i32(W);"
+            );
+        }
+        for j in 0..tc {
+            let _ = writeln!(
+                setup,
+                "        let wb{j} = min(co0 + {j}u, CO - 1u) * W_CO;"
+            );
+            for p in 0..tp {
+                let _ = writeln!(setup, "        var a{j}_{p} = 0.0;");
+            }
+        }
+        let mut body = String::new();
+        for ky in 0..self.k {
+            let _ = writeln!(
+                body,
+                "            {{\n            let iy = i32(oy * S + {ky}u) - P;\n            let vy = iy >= 0 && iy < i32(H);\n            let row = (xplane + u32(clamp(iy, 0, i32(H) - 1))) * W;"
+            );
+            for t in 0..cols {
+                let _ = writeln!(
+                    body,
+                    "            let xv{t} = select(0.0, x[row + cx{t}], vy && vx{t});"
+                );
+            }
+            for kx in 0..self.k {
+                for j in 0..tc {
+                    let _ = writeln!(
+                        body,
+                        "            let w{kx}_{j} = wt[wb{j} + wc + {}u];",
+                        self.offset(ky, kx)
+                    );
+                    for p in 0..tp {
+                        let _ = writeln!(
+                            body,
+                            "            a{j}_{p} = fma(w{kx}_{j}, xv{}, a{j}_{p});",
+                            p * self.s + kx
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(body, "            }}");
+        }
+        let mut stores = String::new();
+        for p in 0..tp {
+            let _ = writeln!(stores, "        if (ox0 + {p}u < WO) {{");
+            for j in 0..tc {
+                let _ = writeln!(
+                    stores,
+                    "            if (co0 + {j}u < CO) {{ store(n, co0 + {j}u, oy, ox0 + {p}u, a{j}_{p}); }}"
+                );
+            }
+            let _ = writeln!(stores, "        }}");
+        }
+        let s = |v: usize| v.to_string();
+        let subst = [
+            ("CI", s(self.ci)),
+            ("CO", s(self.co)),
+            ("H", s(self.h)),
+            ("W", s(self.w)),
+            ("HO", s(self.ho)),
+            ("WO", s(self.wo)),
+            ("S", s(self.s)),
+            ("P", self.p.to_string()),
+            ("TP", s(tp)),
+            ("TC", s(tc)),
+            ("XB", s(xb)),
+            ("CB", s(cb)),
+            ("W_CO", s(self.w_co)),
+            ("W_CI", s(self.w_ci)),
+            ("BIAS", s(bias.is_some() as usize)),
+            ("RELU", s(relu as usize)),
+            ("N", s(n)),
+            ("STRIDE", stride.to_string()),
+            ("SETUP", setup),
+            ("BODY", body),
+            ("STORES", stores),
+        ];
+        let name = if self.flip {
+            "conv2d_direct_dx"
+        } else {
+            "conv2d_direct"
+        };
+        kb.compute(
+            name,
+            &[DIRECT_WGSL],
+            &subst,
+            &[x, wt, bias.unwrap_or(wt), y],
+            groups,
+        )
+    }
+}
+
+/// Weight (and bias) gradient of a convolution with `c` input channels of `h x w`, `co`
+/// output channels of `ho x wo`, kernel `k`, stride `s`, padding `p`, weights `[co][c][k][k]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WeightGrad {
+    pub batch: usize,
+    pub c: usize,
+    pub co: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub k: usize,
+    pub s: usize,
+    pub p: usize,
+    pub bias: bool,
+}
+
+impl WeightGrad {
+    fn tc(&self) -> usize {
+        (WGRAD_ACC / (self.k * self.k)).clamp(1, 16).min(self.co)
+    }
+
+    /// (row bands per sample, rows per band).
+    fn bands(&self) -> (usize, usize) {
+        let per_sample = self.co.div_ceil(self.tc()) * self.c;
+        let want = WGRAD_TARGET
+            .div_ceil(per_sample * self.batch)
+            .clamp(1, self.ho);
+        let rpg = self.ho.div_ceil(want);
+        (self.ho.div_ceil(rpg), rpg)
+    }
+
+    fn chunk_words(&self) -> usize {
+        self.co * self.c * self.k * self.k + if self.bias { self.co } else { 0 }
+    }
+
+    /// Scratch words for the partial sums.
+    pub fn scratch_words(&self) -> usize {
+        self.batch * self.bands().0 * self.chunk_words()
+    }
+
+    /// `dw += sum conv-correlation(dy, x)` (and `db += sum dy`) through `part` (scratch of
+    /// at least [`WeightGrad::scratch_words`] words).
+    pub fn dispatches(
+        &self,
+        kb: &mut KernelBuilder,
+        x: &BufferRef,
+        dy: &BufferRef,
+        part: &BufferRef,
+        dw: &BufferRef,
+        db: Option<&BufferRef>,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let tc = self.tc();
+        let kk = self.k * self.k;
+        let cb = self.co.div_ceil(tc);
+        let (rg, rpg) = self.bands();
+        let chunks = self.batch * rg;
+        let wn = self.chunk_words();
+        let n = chunks * self.c * cb;
+        let (groups, stride) = grid_1d(n);
+        let bias = self.bias && db.is_some();
+        let mut setup = String::new();
+        for j in 0..tc {
+            let _ = writeln!(
+                setup,
+                "        let dyo{j} = (n * CO + min(co0 + {j}u, CO - 1u)) * HO * WO;"
+            );
+            for q in 0..kk {
+                let _ = writeln!(setup, "        var g{j}_{q} = 0.0;");
+            }
+            if bias {
+                let _ = writeln!(setup, "        var b{j} = 0.0;");
+            }
+        }
+        let mut body = String::new();
+        for j in 0..tc {
+            let _ = writeln!(body, "                let d{j} = dy[dyo{j} + p];");
+        }
+        for kx in 0..self.k {
+            let _ = writeln!(
+                body,
+                "                let ix{kx} = i32(ox * S + {kx}u) - P;\n                let cx{kx} = u32(clamp(ix{kx}, 0, i32(W) - 1));\n                let vx{kx} = ix{kx} >= 0 && ix{kx} < i32(W);"
+            );
+        }
+        for ky in 0..self.k {
+            let _ = writeln!(
+                body,
+                "                let iy{ky} = i32(oy * S + {ky}u) - P;\n                let vy{ky} = iy{ky} >= 0 && iy{ky} < i32(H);\n                let row{ky} = (xplane + u32(clamp(iy{ky}, 0, i32(H) - 1))) * W;"
+            );
+            for kx in 0..self.k {
+                let _ = writeln!(
+                    body,
+                    "                let xv{ky}_{kx} = select(0.0, x[row{ky} + cx{kx}], vy{ky} && vx{kx});"
+                );
+            }
+        }
+        for j in 0..tc {
+            for ky in 0..self.k {
+                for kx in 0..self.k {
+                    let q = ky * self.k + kx;
+                    let _ = writeln!(
+                        body,
+                        "                g{j}_{q} = fma(d{j}, xv{ky}_{kx}, g{j}_{q});"
+                    );
+                }
+            }
+            if bias {
+                let _ = writeln!(body, "                b{j} += d{j};");
+            }
+        }
+        let mut stores = String::new();
+        for j in 0..tc {
+            let _ = writeln!(stores, "        if (co0 + {j}u < CO) {{");
+            let _ = writeln!(
+                stores,
+                "            let w{j} = base + ((co0 + {j}u) * C + c) * KK;"
+            );
+            for q in 0..kk {
+                let _ = writeln!(stores, "            part[w{j} + {q}u] = g{j}_{q};");
+            }
+            if bias {
+                let _ = writeln!(
+                    stores,
+                    "            if (c == 0u) {{ part[base + CO * C * KK + co0 + {j}u] = b{j}; }}"
+                );
+            }
+            let _ = writeln!(stores, "        }}");
+        }
+        let s = |v: usize| v.to_string();
+        let subst = [
+            ("C", s(self.c)),
+            ("CO", s(self.co)),
+            ("H", s(self.h)),
+            ("W", s(self.w)),
+            ("HO", s(self.ho)),
+            ("WO", s(self.wo)),
+            ("S", s(self.s)),
+            ("P", s(self.p)),
+            ("TC", s(tc)),
+            ("CB", s(cb)),
+            ("RG", s(rg)),
+            ("RPG", s(rpg)),
+            ("WN", s(wn)),
+            ("KK", s(kk)),
+            ("BIAS", s(bias as usize)),
+            ("N", s(n)),
+            ("STRIDE", stride.to_string()),
+            ("SETUP", setup),
+            ("BODY", body),
+            ("STORES", stores),
+        ];
+        let part = part.words(0, (chunks * wn) as u64);
+        let wgrad = kb.compute(
+            "conv2d_wgrad",
+            &[WGRAD_WGSL],
+            &subst,
+            &[x, dy, &part],
+            groups,
+        )?;
+        let (groups, stride) = grid_1d(wn);
+        let ww = self.co * self.c * kk;
+        let (db_binding, db_add) = if bias {
+            (
+                "@group(0) @binding(2) var<storage, read_write> db: array<f32>;",
+                "            db[i - WW] += acc;",
+            )
+        } else {
+            ("", "")
+        };
+        let subst = [
+            ("WW", s(ww)),
+            ("WN", s(wn)),
+            ("CHUNKS", s(chunks)),
+            ("BIAS", s(bias as usize)),
+            ("STRIDE", stride.to_string()),
+            ("DB_BINDING", db_binding.to_string()),
+            ("DB_ADD", db_add.to_string()),
+        ];
+        let mut bindings = vec![&part, dw];
+        if bias {
+            bindings.extend(db);
+        }
+        let reduce = kb.compute(
+            "conv2d_wgrad_reduce",
+            &[REDUCE_WGSL],
+            &subst,
+            &bindings,
+            groups,
+        )?;
+        Ok(vec![wgrad, reduce])
+    }
+}
