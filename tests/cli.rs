@@ -61,7 +61,10 @@ fn schema_command_prints_the_committed_schema() {
     let (code, stdout, _) = engine(&["schema"]);
     assert_eq!(code, 0);
     let committed = std::fs::read_to_string("pipelines/pipeline.schema.json").unwrap();
-    assert!(stdout == committed, "`engine schema` differs from pipelines/pipeline.schema.json");
+    assert!(
+        stdout == committed,
+        "`engine schema` differs from pipelines/pipeline.schema.json"
+    );
 }
 
 #[test]

@@ -101,13 +101,13 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
         /// Timed steps per repetition.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         steps: u32,
         /// Untimed warm-up steps.
         #[arg(long, default_value_t = 20)]
         warmup: u32,
         /// Repetitions (the median is reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         repeats: u32,
         /// Print JSON.
         #[arg(long)]

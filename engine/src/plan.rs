@@ -159,12 +159,9 @@ pub fn canonical_yaml(pipeline: &Pipeline) -> String {
 pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let p = &checked.parsed.pipeline;
     let stages = &p.stages;
-    let load = stages.iter().find_map(|s| {
-        if let Stage::Load(l) = s {
-            Some(l)
-        } else {
-            None
-        }
+    let load = checked.chain.and_then(|c| match &stages[c.load] {
+        Stage::Load(l) => Some(l),
+        _ => None,
     });
     let batch_size = load.map_or(0, |l| l.batch_size);
     let train_samples = load
@@ -176,14 +173,12 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         })
         .copied()
         .unwrap_or(0);
-    let accumulation = stages
-        .iter()
-        .find_map(|s| {
-            if let Stage::Accumulate(a) = s {
-                Some(a.steps)
-            } else {
-                None
-            }
+    let accumulation = checked
+        .chain
+        .and_then(|c| c.accumulate)
+        .and_then(|a| match &stages[a] {
+            Stage::Accumulate(a) => Some(a.steps),
+            _ => None,
         })
         .unwrap_or(1);
     let drop_last = load.is_some_and(|l| l.drop_last);
@@ -461,15 +456,18 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
     result
 }
 
+/// The trained model's shapes.
+fn trained_model(checked: &CheckedPipeline) -> Option<&ModelShapes> {
+    let chain = checked.chain?;
+    match &checked.parsed.pipeline.stages[chain.forward] {
+        Stage::Forward(f) => checked.models.get(&f.model),
+        _ => None,
+    }
+}
+
 fn memory(checked: &CheckedPipeline, batch: usize, accumulation: u32) -> MemoryPlan {
     let stages = &checked.parsed.pipeline.stages;
-    let model = stages.iter().find_map(|s| {
-        if let Stage::Forward(f) = s {
-            checked.models.get(&f.model)
-        } else {
-            None
-        }
-    });
+    let model = trained_model(checked);
     let state_per_param = stages
         .iter()
         .find_map(|s| {
@@ -492,19 +490,20 @@ fn memory(checked: &CheckedPipeline, batch: usize, accumulation: u32) -> MemoryP
     let params = model.param_count() as u64 * 4;
     let grads = params * if accumulation > 1 { 2 } else { 1 };
     let optimizer_state = params * state_per_param as u64;
-    let values: usize = model.input.iter().product::<usize>()
-        + model
-            .layers
-            .iter()
-            .map(|l| l.output.iter().product::<usize>())
-            .sum::<usize>();
-    let activations = (values * batch * 4 * 2) as u64;
+    let values: u64 = std::iter::once(&model.input)
+        .chain(model.layers.iter().map(|l| &l.output))
+        .map(|s| s.iter().product::<usize>() as u64)
+        .sum();
+    let activations = values.saturating_mul(batch as u64).saturating_mul(8);
     MemoryPlan {
         params,
         grads,
         optimizer_state,
         activations,
-        total: params + grads + optimizer_state + activations,
+        total: params
+            .saturating_add(grads)
+            .saturating_add(optimizer_state)
+            .saturating_add(activations),
     }
 }
 
@@ -553,13 +552,7 @@ fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
 fn kernels(checked: &CheckedPipeline) -> Vec<String> {
     let stages = &checked.parsed.pipeline.stages;
     let mut kernels = Vec::new();
-    let model = stages.iter().find_map(|s| {
-        if let Stage::Forward(f) = s {
-            checked.models.get(&f.model)
-        } else {
-            None
-        }
-    });
+    let model = trained_model(checked);
     let Some(model) = model else { return kernels };
     for l in &model.layers {
         if l.kind != "flatten" {

@@ -96,6 +96,38 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
             .hint("remove one `after:` or `before:` so that one order exists"),
         );
     }
+    // Callbacks that configure one thing for the whole run may appear once.
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let Stage::Callback(cb) = stage else { continue };
+        let kind = cb.callback.name();
+        if !matches!(kind, "lr_schedule" | "checkpoint" | "metrics" | "profile") {
+            continue;
+        }
+        match seen.iter().find(|(k, _)| *k == kind) {
+            Some(&(_, first)) => out.push(
+                Diagnostic::new(
+                    "duplicate-callback",
+                    format!("a second `{kind}` callback `{}`", stage.id()),
+                )
+                .at(
+                    parsed.span(&[
+                        Seg::Key("stages".into()),
+                        Seg::Index(i),
+                        Seg::Key("callback".into()),
+                    ]),
+                    "only one is used",
+                )
+                .stage(stage.id())
+                .expected_found(
+                    format!("one `{kind}` callback"),
+                    format!("`{}` and `{}`", stages[first].id(), stage.id()),
+                )
+                .hint(format!("merge them into `{}`", stages[first].id())),
+            ),
+            None => seen.push((kind, i)),
+        }
+    }
     for (i, stage) in stages.iter().enumerate() {
         let Stage::Callback(cb) = stage else { continue };
         let at = |keys: &[&str]| {

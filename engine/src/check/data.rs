@@ -109,8 +109,10 @@ fn probe_source(
                 return Err((field("features"), format!("the file has {cols} columns, but features are columns {}..{} and the label is column {}", csv.features.start, csv.features.end, csv.label)));
             }
             let shape = csv.shape.clone().unwrap_or(vec![width]);
-            if shape.iter().product::<usize>() != width {
-                return Err((field("shape"), format!("shape {shape:?} holds {} values but {width} feature columns are selected", shape.iter().product::<usize>())));
+            let values = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+            if values != Some(width) {
+                let held = values.map_or("more".to_string(), |v| v.to_string());
+                return Err((field("shape"), format!("shape {shape:?} holds {held} values but {width} feature columns are selected")));
             }
             Ok(Probe { samples: rows, shape, classes: csv.classes })
         }),
@@ -195,9 +197,11 @@ fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
     reader
         .read_exact(&mut magic)
         .map_err(|_| format!("`{}` is too short for an IDX header", path.display()))?;
-    if magic[0] != 0 || magic[1] != 0 || magic[2] != 8 || magic[3] == 0 {
+    // Element types the loader reads: u8, i8, i16, i32, f32, f64.
+    let known_type = [0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e].contains(&magic[2]);
+    if magic[0] != 0 || magic[1] != 0 || !known_type || magic[3] == 0 {
         return Err(format!(
-            "`{}` is not an IDX file of u8 values (magic {magic:02x?})",
+            "`{}` is not an IDX file (magic {magic:02x?})",
             path.display()
         ));
     }

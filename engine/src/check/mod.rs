@@ -2,12 +2,14 @@
 //! found, located. Each pass is a small function over the graph.
 
 mod callbacks;
+mod chain;
 mod data;
 mod graph;
 mod ranges;
 mod refs;
 mod shapes;
 
+pub use chain::TrainChain;
 pub use data::DatasetInfo;
 pub use graph::{Edge, PortType, StageGraph};
 pub use shapes::ModelShapes;
@@ -28,6 +30,8 @@ pub struct CheckedPipeline {
     pub models: BTreeMap<String, ModelShapes>,
     /// Sizes and shapes of each data set.
     pub datasets: BTreeMap<String, DatasetInfo>,
+    /// The training chain (present in every valid pipeline: it has a step stage).
+    pub chain: Option<TrainChain>,
 }
 
 /// Builds the stage graph and runs every check, collecting all problems.
@@ -41,7 +45,14 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     ranges::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
     let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);
-    refs::check_accumulation(&parsed, &datasets, &mut diagnostics);
+    let chain = if acyclic && references_ok {
+        chain::trace(&parsed, &graph, &mut diagnostics)
+    } else {
+        None
+    };
+    if let Some(chain) = &chain {
+        refs::check_batches(&parsed, chain, &datasets, &mut diagnostics);
+    }
     callbacks::check(&parsed, &graph, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
     diagnostics.dedup();
@@ -51,6 +62,7 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
             graph,
             models,
             datasets,
+            chain,
         })
     } else {
         Err(diagnostics)

@@ -167,9 +167,9 @@ fn source(r: &mut Rules, source: &SourceSpec) {
 #[rustfmt::skip]
 fn stage_rules(r: &mut Rules, stage: &Stage) {
     match stage {
-        Stage::Load(l) => r.rule("batch_size", l.batch_size > 0, "> 0", l.batch_size, "a batch holds at least one sample"),
+        Stage::Load(l) => batch_size(r, l.batch_size),
         Stage::Eval(e) => {
-            r.rule("batch_size", e.batch_size > 0, "> 0", e.batch_size, "a batch holds at least one sample");
+            batch_size(r, e.batch_size);
             every_n(r, &e.on);
         }
         Stage::Loss(l) => r.rule("label_smoothing", (0.0..1.0).contains(&l.label_smoothing), "in [0, 1)", l.label_smoothing, "0.1 is a common choice"),
@@ -196,6 +196,26 @@ fn stage_rules(r: &mut Rules, stage: &Stage) {
         }
         Stage::Forward(_) | Stage::Backward(_) => {}
     }
+}
+
+/// Largest batch accepted: far beyond what fits a device, small enough for safe arithmetic.
+const MAX_BATCH: usize = 1 << 20;
+
+fn batch_size(r: &mut Rules, batch: usize) {
+    r.rule(
+        "batch_size",
+        batch > 0,
+        "> 0",
+        batch,
+        "a batch holds at least one sample",
+    );
+    r.rule(
+        "batch_size",
+        batch <= MAX_BATCH,
+        "at most 1048576",
+        batch,
+        "check the batch size for a typo",
+    );
 }
 
 fn every_n(r: &mut Rules, triggers: &[Trigger]) {

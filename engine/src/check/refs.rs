@@ -115,20 +115,19 @@ fn model_ref(c: &mut Ctx, name: &str, i: usize, stage: &Stage) {
     }
 }
 
-/// Batches per epoch of each load stage against the accumulation that follows it.
-pub(super) fn check_accumulation(
+/// Batches per epoch of the training load stage: at least one, and at least the
+/// accumulation that follows it.
+pub(super) fn check_batches(
     parsed: &ParsedPipeline,
+    chain: &super::TrainChain,
     datasets: &BTreeMap<String, DatasetInfo>,
     out: &mut Vec<Diagnostic>,
 ) {
     let stages = &parsed.pipeline.stages;
-    let Some(load) = stages.iter().find_map(|s| match s {
-        Stage::Load(l) => Some(l),
-        _ => None,
-    }) else {
+    let Stage::Load(load) = &stages[chain.load] else {
         return;
     };
-    let Some(samples) = datasets
+    let Some(&samples) = datasets
         .get(&load.dataset)
         .and_then(|d| d.splits.get(&load.split))
     else {
@@ -137,37 +136,54 @@ pub(super) fn check_accumulation(
     if load.batch_size == 0 {
         return;
     }
-    let batches = if load.drop_last {
-        samples / load.batch_size
-    } else {
-        samples.div_ceil(load.batch_size)
-    };
-    for (i, stage) in stages.iter().enumerate() {
-        if let Stage::Accumulate(a) = stage
-            && a.steps as usize > batches
-        {
-            out.push(
-                Diagnostic::new(
-                    "accumulation-too-long",
-                    format!(
-                        "accumulating {} micro-batches, but an epoch has only {batches}",
-                        a.steps
-                    ),
-                )
-                .at(
-                    parsed.span(&field_path(i, "steps")),
-                    "more than one epoch of batches",
-                )
-                .stage(stage.id())
-                .expected_found(
-                    format!(
-                        "at most {batches} ({samples} samples / batch size {})",
-                        load.batch_size
-                    ),
-                    a.steps.to_string(),
-                )
-                .hint("lower `steps` or the load stage's `batch_size`"),
-            );
-        }
+    let batches = crate::data::batches_per_epoch(samples, load.batch_size, load.drop_last);
+    if batches == 0 {
+        out.push(
+            Diagnostic::new(
+                "empty-epoch",
+                format!("load stage `{}` yields no batch in an epoch", load.id),
+            )
+            .at(
+                parsed.span(&field_path(chain.load, "batch_size")),
+                "larger than the split",
+            )
+            .stage(&load.id)
+            .expected_found(
+                format!(
+                    "a batch size of at most {samples} (the {} split's samples)",
+                    load.split.as_str()
+                ),
+                load.batch_size.to_string(),
+            )
+            .hint("lower `batch_size`, or set `drop_last: false` to keep the partial batch"),
+        );
+        return;
+    }
+    if let Some(a) = chain.accumulate
+        && let Stage::Accumulate(acc) = &stages[a]
+        && acc.steps as usize > batches
+    {
+        out.push(
+            Diagnostic::new(
+                "accumulation-too-long",
+                format!(
+                    "accumulating {} micro-batches, but an epoch has only {batches}",
+                    acc.steps
+                ),
+            )
+            .at(
+                parsed.span(&field_path(a, "steps")),
+                "more than one epoch of batches",
+            )
+            .stage(&acc.id)
+            .expected_found(
+                format!(
+                    "at most {batches} ({samples} samples / batch size {})",
+                    load.batch_size
+                ),
+                acc.steps.to_string(),
+            )
+            .hint("lower `steps` or the load stage's `batch_size`"),
+        );
     }
 }

@@ -83,8 +83,32 @@ pub fn describe_layer(layer: &LayerSpec) -> String {
     }
 }
 
+/// Values per sample above which a tensor cannot be a GPU buffer (1 GiB of f32).
+const MAX_SAMPLE_VALUES: usize = 1 << 28;
+
+/// Values in a shape, saturating instead of overflowing on absurd input.
 fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(*d))
+        .unwrap_or(usize::MAX)
+}
+
+/// A diagnostic when a per-sample tensor is too large to hold, or when a layer's weights
+/// (input x output values) would be.
+fn too_large(input: &[usize], output: &[usize]) -> Option<String> {
+    let (i, o) = (numel(input), numel(output));
+    if o > MAX_SAMPLE_VALUES {
+        return Some(format!(
+            "its output {output:?} holds {o} values per sample, more than the {MAX_SAMPLE_VALUES} a GPU buffer can"
+        ));
+    }
+    match i.checked_mul(o) {
+        Some(w) if w <= 1 << 40 => None,
+        _ => Some(format!(
+            "input {input:?} times output {output:?} is too large to be a layer"
+        )),
+    }
 }
 
 pub(super) fn check(
@@ -97,7 +121,10 @@ pub(super) fn check(
     let mut models = BTreeMap::new();
     for (name, model) in &parsed.pipeline.models {
         let base = vec![Seg::Key("models".into()), Seg::Key(name.clone())];
-        if model.input.is_empty() || model.input.contains(&0) {
+        if model.input.is_empty()
+            || model.input.contains(&0)
+            || numel(&model.input) > MAX_SAMPLE_VALUES
+        {
             out.push(
                 Diagnostic::new(
                     "invalid-shape",
@@ -133,6 +160,26 @@ pub(super) fn check(
                 ok = false;
             }
             match op.output_shape(&shape) {
+                Ok(next) if too_large(&shape, &next).is_some() => {
+                    let message = too_large(&shape, &next).unwrap_or_default();
+                    out.push(
+                        Diagnostic::new(
+                            "invalid-shape",
+                            format!(
+                                "layer {i} ({}) of model `{name}` is too large: {message}",
+                                op.kind()
+                            ),
+                        )
+                        .at(parsed.span(&path), "too large")
+                        .expected_found(
+                            format!("at most {MAX_SAMPLE_VALUES} values per sample"),
+                            format!("{next:?}"),
+                        )
+                        .hint("check the layer's size attributes for a typo"),
+                    );
+                    ok = false;
+                    break;
+                }
                 Ok(next) => {
                     layers.push(LayerShape {
                         describe: describe_layer(layer),

@@ -55,7 +55,19 @@ pub enum Seg {
     Index(usize),
 }
 
+/// Values alias expansion may copy in one file.
+const MAX_ALIAS_NODES: usize = 100_000;
+
 impl Node {
+    /// Number of nodes in this tree.
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries) => entries.iter().map(|e| e.value.size()).sum(),
+            _ => 0,
+        }
+    }
+
     /// The mapping entries, if this is a mapping.
     pub fn entries(&self) -> Option<&[Entry]> {
         match &self.value {
@@ -225,6 +237,8 @@ struct Builder<'a> {
     documents: usize,
     second_document: Option<Span>,
     diagnostics: Vec<Diagnostic>,
+    /// Nodes copied by alias expansion so far (bounded: an alias bomb is an error).
+    expanded: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -241,6 +255,7 @@ impl<'a> Builder<'a> {
             documents: 0,
             second_document: None,
             diagnostics: Vec::new(),
+            expanded: 0,
         }
     }
 
@@ -378,10 +393,29 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::Alias(anchor) => {
                 let span = self.span_at(mark, 1);
-                let node = self.anchors.get(&anchor).cloned().unwrap_or(Node {
-                    value: Value::Null,
-                    span,
-                });
+                let size = self.anchors.get(&anchor).map_or(1, Node::size);
+                self.expanded = self.expanded.saturating_add(size);
+                let node = match self.anchors.get(&anchor) {
+                    Some(node) if self.expanded <= MAX_ALIAS_NODES => node.clone(),
+                    Some(_) => {
+                        if self.expanded.saturating_sub(size) <= MAX_ALIAS_NODES {
+                            self.diagnostics.push(
+                                Diagnostic::new("yaml-syntax", "aliases expand to too many values")
+                                    .at(Some(span), "this alias")
+                                    .expected_found(format!("at most {MAX_ALIAS_NODES} values copied by aliases"), format!("more than {MAX_ALIAS_NODES}"))
+                                    .hint("pipelines need few aliases; write the values out or use fewer nested anchors"),
+                            );
+                        }
+                        Node {
+                            value: Value::Null,
+                            span,
+                        }
+                    }
+                    None => Node {
+                        value: Value::Null,
+                        span,
+                    },
+                };
                 self.push_node(Node { span, ..node }, 0);
             }
             Event::SequenceStart(anchor, _) => {

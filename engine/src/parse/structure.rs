@@ -380,6 +380,10 @@ fn expected_found(message: &str) -> (Option<String>, Option<String>) {
         "i64" | "i32" => "an integer".to_string(),
         "f64" | "f32" => "a number".to_string(),
         "a boolean" => "`true` or `false`".to_string(),
+        // serde names the Rust type ("struct LinearAttrs"); users write a mapping.
+        other if other.starts_with("struct ") => {
+            "a mapping of its settings, e.g. `{out: 10}`".to_string()
+        }
         other => other.to_string(),
     };
     (Some(friendly), Some(found.to_string()))

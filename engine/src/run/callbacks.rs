@@ -67,6 +67,10 @@ struct EarlyStop {
     best: Option<f64>,
     bad: u32,
     seen: u32,
+    /// Number of the last evaluation counted (an eval that has not run again since is
+    /// not a new evaluation).
+    #[serde(default)]
+    last_eval: u64,
 }
 
 /// A monitor's state.
@@ -77,6 +81,9 @@ struct MonitorState {
     rollbacks: u32,
     /// Step of the last check at which the condition did not hold.
     last_healthy: Option<u64>,
+    /// Number of the last evaluation counted (see [`EarlyStop`]).
+    #[serde(default)]
+    last_eval: u64,
 }
 
 /// What callbacks remember, saved in checkpoints.
@@ -87,6 +94,9 @@ struct Memory {
     early: BTreeMap<String, EarlyStop>,
     #[serde(default)]
     monitors: BTreeMap<String, MonitorState>,
+    /// How many times each eval has run.
+    #[serde(default)]
+    eval_runs: BTreeMap<String, u64>,
     /// Product of the learning-rate reductions monitors made.
     #[serde(default = "one")]
     lr_scale: f64,
@@ -103,6 +113,7 @@ impl Default for Memory {
             evals: BTreeMap::new(),
             early: BTreeMap::new(),
             monitors: BTreeMap::new(),
+            eval_runs: BTreeMap::new(),
             lr_scale: 1.0,
         }
     }
@@ -258,6 +269,7 @@ impl<'a> Callbacks<'a> {
 
     pub fn set_eval(&mut self, id: &str, m: StepMetricsSummary) {
         self.memory.evals.insert(id.to_string(), m);
+        *self.memory.eval_runs.entry(id.to_string()).or_default() += 1;
     }
 
     pub fn eval_results(&self) -> BTreeMap<String, StepMetricsSummary> {
@@ -413,7 +425,12 @@ impl<'a> Callbacks<'a> {
             "accuracy" => m.accuracy,
             _ => m.top5,
         };
+        let runs = self.memory.eval_runs.get(stage).copied().unwrap_or(0);
         let state = self.memory.early.entry(id.to_string()).or_default();
+        if state.last_eval == runs {
+            return Action::Continue; // no new evaluation since the last check
+        }
+        state.last_eval = runs;
         state.seen += 1;
         if state.seen <= e.warmup {
             return Action::Continue;
@@ -483,7 +500,17 @@ impl<'a> Callbacks<'a> {
             Mode::Min => a < b,
             Mode::Max => a > b,
         };
+        let eval_runs = m
+            .metric
+            .split()
+            .and_then(|(stage, _)| self.memory.eval_runs.get(stage).copied());
         let state = self.memory.monitors.entry(id.to_string()).or_default();
+        if let Some(runs) = eval_runs {
+            if state.last_eval == runs {
+                return Action::Continue; // the watched eval has not run again
+            }
+            state.last_eval = runs;
+        }
         let best = state.best;
         let (holds, why) = match &m.condition {
             MonitorCondition::NonFinite => (!value.is_finite(), "is not finite".to_string()),

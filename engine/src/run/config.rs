@@ -20,7 +20,6 @@ use super::RunError;
 /// The stages one training step runs: load → forward → loss → backward → [accumulate] → step.
 pub(super) struct TrainChain {
     pub load: LoadStage,
-    pub model_name: String,
     pub model_def: ModelDef,
     pub train_config: TrainConfig,
     pub base_lr: f64,
@@ -31,55 +30,25 @@ pub(super) struct TrainChain {
 impl TrainChain {
     pub fn find(checked: &CheckedPipeline) -> Result<TrainChain, RunError> {
         let p = &checked.parsed.pipeline;
-        let g = &checked.graph;
-        let unsupported = |m: &str| {
-            RunError::Unsupported(format!(
-                "{m}; this executor runs one load → forward → loss → backward → [accumulate] → step chain"
-            ))
+        // The checks traced the chain and reported what cannot run; a checked pipeline
+        // has one.
+        let unsupported = || RunError::Unsupported("the pipeline has no training chain".into());
+        let chain = checked.chain.ok_or_else(unsupported)?;
+        let (Stage::Step(step), Stage::Loss(loss), Stage::Forward(fwd), Stage::Load(load)) = (
+            &p.stages[chain.step],
+            &p.stages[chain.loss],
+            &p.stages[chain.forward],
+            &p.stages[chain.load],
+        ) else {
+            return Err(unsupported());
         };
-        let steps: Vec<usize> = p
-            .stages
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, Stage::Step(_)))
-            .map(|(i, _)| i)
-            .collect();
-        let [step_index] = steps[..] else {
-            return Err(unsupported("the pipeline needs exactly one step stage"));
+        let accumulation = match chain.accumulate.map(|a| &p.stages[a]) {
+            Some(Stage::Accumulate(a)) => a.steps,
+            _ => 1,
         };
-        let Stage::Step(step) = &p.stages[step_index] else {
-            return Err(unsupported("no step"));
+        let Some(model) = p.models.get(&fwd.model) else {
+            return Err(unsupported());
         };
-        let (mut grads_from, _) = g
-            .source_of(step_index, "grads")
-            .ok_or_else(|| unsupported("the step has no gradients"))?;
-        let mut accumulation = 1;
-        if let Stage::Accumulate(a) = &p.stages[grads_from] {
-            accumulation = a.steps;
-            grads_from = g
-                .source_of(grads_from, "grads")
-                .ok_or_else(|| unsupported("accumulate has no input"))?
-                .0;
-        }
-        let (loss_index, _) = g
-            .source_of(grads_from, "loss")
-            .ok_or_else(|| unsupported("backward has no loss"))?;
-        let Stage::Loss(loss) = &p.stages[loss_index] else {
-            return Err(unsupported("backward is not fed by a loss"));
-        };
-        let (fwd_index, _) = g
-            .source_of(loss_index, "logits")
-            .ok_or_else(|| unsupported("the loss has no logits"))?;
-        let Stage::Forward(fwd) = &p.stages[fwd_index] else {
-            return Err(unsupported("the loss is not fed by a forward stage"));
-        };
-        let (load_index, _) = g
-            .source_of(fwd_index, "input")
-            .ok_or_else(|| unsupported("the forward has no input"))?;
-        let Stage::Load(load) = &p.stages[load_index] else {
-            return Err(unsupported("chained models are not run yet"));
-        };
-        let model = &p.models[&fwd.model];
         let classes = checked.datasets.get(&load.dataset).map_or(0, |d| d.classes);
         let optimizer = match &step.optimizer {
             OptimizerSpec::Sgd(s) => OptimizerKind::Sgd {
@@ -108,7 +77,6 @@ impl TrainChain {
         };
         Ok(TrainChain {
             load: load.clone(),
-            model_name: fwd.model.clone(),
             model_def: ModelDef {
                 input: model.input.clone(),
                 layers: model.layers.clone(),

@@ -226,6 +226,15 @@ pub fn run_pipeline(
     let plan_path = options.out_dir.join("plan.txt");
     std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
 
+    if options.resume.is_none() {
+        let root = options.out_dir.join(checkpoint_dir(pipeline));
+        if checkpoint::list(&root).is_ok_and(|found| !found.is_empty()) {
+            return Err(RunError::Unsupported(format!(
+                "`{}` already holds checkpoints of an earlier run; continue it with `--resume latest`, or start afresh in another `--out` directory",
+                root.display()
+            )));
+        }
+    }
     let request = options
         .device
         .clone()
@@ -257,12 +266,6 @@ pub fn run_pipeline(
     let mut evals = Vec::new();
     for stage in &pipeline.stages {
         if let Stage::Eval(e) = stage {
-            if e.model != chain.model_name {
-                return Err(RunError::Unsupported(format!(
-                    "eval `{}` evaluates model `{}`, but only the trained model `{}` can be evaluated",
-                    e.id, e.model, chain.model_name
-                )));
-            }
             let step = EvalStep::new(&gpu, &train, e.batch_size)?;
             evals.push(EvalRoutine {
                 stage: e,
@@ -431,6 +434,7 @@ impl Runner<'_> {
             ]
             .map(|t| self.hooks.has(t));
             let mut waited = Instant::now();
+            let first_batch = pos.next_batch;
             while let Some(batch) = prefetch.next() {
                 self.clock
                     .add("data (waiting for the next batch)", waited.elapsed());
@@ -509,6 +513,13 @@ impl Runner<'_> {
                 waited = Instant::now();
             }
             drop(prefetch);
+            if first_batch == 0 && pos.next_batch == 0 && self.rollback.is_none() && !stop {
+                // The checks reject empty epochs; this guards the loop against spinning.
+                return Err(RunError::Unsupported(format!(
+                    "epoch {} produced no batch",
+                    pos.epoch
+                )));
+            }
             if let Some((before_step, factor)) = self.rollback.take() {
                 stop |= self.roll_back(before_step, factor, pos)?;
                 continue;
