@@ -283,3 +283,53 @@ fn checkpoints_taken_at_epoch_start_or_inside_a_batch_resume_exactly() {
         assert!(a == b, "final weights differ after resuming at {name}");
     }
 }
+
+#[test]
+fn fine_tuning_starts_from_trained_weights_on_another_split() {
+    let reference = reference("finetune");
+    let weights = reference.join("weights.safetensors");
+    ok(&engine(&[
+        "export",
+        &reference.join(FINAL).display().to_string(),
+        "--out",
+        &weights.display().to_string(),
+    ]));
+    let first_loss = |out: &Path| -> f64 {
+        let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            first["split"], "val",
+            "the fine-tuning run trains on the val split"
+        );
+        first["loss"].as_f64().unwrap()
+    };
+    let on_val = [
+        "--set",
+        "stages.batch.split=val",
+        "--set",
+        "schedule.epochs=1",
+    ];
+    let (fresh, tuned) = (dir("fresh-on-val"), dir("tuned-on-val"));
+    ok(&run(&fresh, &on_val));
+    let mut args = on_val.to_vec();
+    let from = weights.display().to_string();
+    args.extend(["--init-from", &from]);
+    ok(&run(&tuned, &args));
+    let (fresh_loss, tuned_loss) = (first_loss(&fresh), first_loss(&tuned));
+    assert!(
+        tuned_loss < fresh_loss / 2.0,
+        "fine-tuning starts from trained weights: {tuned_loss} vs fresh {fresh_loss}"
+    );
+    // The weights must fit the pipeline's model.
+    let mismatch = run(
+        &dir("tuned-mismatch"),
+        &[
+            "--init-from",
+            &from,
+            "--set",
+            "models.net.layers.0.linear.out=25",
+        ],
+    );
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&mismatch.stderr).contains("layers.0.weight"));
+}

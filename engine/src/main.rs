@@ -66,8 +66,12 @@ enum Command {
         #[arg(long)]
         quiet: bool,
         /// Continue exactly from a checkpoint directory, or `latest` in the output directory.
-        #[arg(long, value_name = "PATH|latest")]
+        #[arg(long, value_name = "PATH|latest", conflicts_with = "init_from")]
         resume: Option<String>,
+        /// Start from the weights of a checkpoint directory or a `.safetensors` file, with a
+        /// fresh optimizer and schedule (fine-tuning, e.g. on another split).
+        #[arg(long, value_name = "PATH")]
+        init_from: Option<PathBuf>,
     },
     /// List the checkpoints in a directory with step, epoch and metric; marks latest and best.
     Checkpoints {
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
             out,
             quiet,
             resume,
+            init_from,
         } => with_pipeline(&file, &set, |checked| {
             let out_dir =
                 out.unwrap_or_else(|| PathBuf::from("runs").join(&checked.parsed.pipeline.name));
@@ -196,6 +201,7 @@ fn main() -> ExitCode {
                 quiet,
                 resume,
                 metrics_every_steps: None,
+                init_from,
             };
             match engine::run::run_pipeline(checked, &options) {
                 Ok(summary) => {

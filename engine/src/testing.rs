@@ -61,6 +61,7 @@ pub fn snapshot_run(
         quiet: true,
         resume: None,
         metrics_every_steps: Some(1),
+        init_from: None,
     };
     run_pipeline(&checked, &options).map_err(|e| e.to_string())?;
     let file = crate::run::metrics_file_name(&checked.parsed.pipeline)

@@ -371,6 +371,19 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
+/// Weights from a checkpoint directory (verified) or a `.safetensors` file (as written by
+/// `engine export`).
+pub fn load_weights(path: &Path) -> Result<Vec<NamedTensor>, CheckpointError> {
+    if path.is_dir() {
+        return Ok(load(path)?.weights);
+    }
+    let bytes = fs::read(path).map_err(io(path))?;
+    parse_safetensors(&bytes).map_err(|reason| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
 /// Checkpoints under `root` whose save finished (they have a manifest), oldest first.
 pub fn list(root: &Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
     let mut found = Vec::new();

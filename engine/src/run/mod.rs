@@ -43,6 +43,9 @@ pub struct RunOptions {
     /// Also write a `steps` metrics record every N optimizer steps (to `metrics.jsonl`,
     /// even without a metrics callback); used by [`crate::testing`].
     pub metrics_every_steps: Option<u64>,
+    /// Start from these weights (a checkpoint directory or a `.safetensors` file), with a
+    /// fresh optimizer and data position: fine-tuning, e.g. on another split.
+    pub init_from: Option<PathBuf>,
 }
 
 /// Why a run stopped early.
@@ -262,7 +265,22 @@ pub fn run_pipeline(
         })
     };
     let train_split = split_of(&chain.load.dataset, chain.load.split)?;
-    let train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
+    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
+    if let Some(path) = &options.init_from {
+        let weights = checkpoint::load_weights(path)?;
+        train.load_params(&gpu, &weights).map_err(|e| match e {
+            ops::gpu::GpuError::ParamMismatch { name, message } => {
+                ops::gpu::GpuError::ParamMismatch {
+                    name,
+                    message: format!(
+                        "{message}; the pipeline's model (expected) does not match `{}` (found)",
+                        path.display()
+                    ),
+                }
+            }
+            other => other,
+        })?;
+    }
     let mut evals = Vec::new();
     for stage in &pipeline.stages {
         if let Stage::Eval(e) = stage {
