@@ -384,6 +384,10 @@ fn expected_found(message: &str) -> (Option<String>, Option<String>) {
         other if other.starts_with("struct ") => {
             "a mapping of its settings, e.g. `{out: 10}`".to_string()
         }
+        "map with a single key" => {
+            "exactly one key, e.g. `{epochs: 10}` or `{steps: 500}`".to_string()
+        }
+        "a sequence" => "a list, e.g. `[epoch_end]`".to_string(),
         other => other.to_string(),
     };
     (Some(friendly), Some(found.to_string()))
