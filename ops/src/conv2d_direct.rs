@@ -22,6 +22,24 @@ const WGRAD_ACC: usize = 144;
 /// few cores); the batch is split further into bands of output rows to get there.
 const WGRAD_TARGET: usize = 1024;
 
+/// WGSL for input column `ix{i} = {ox} * S + i - P` of an output column `ox`: `cx{i}`, the
+/// column clamped into the row, and `vx{i}`, whether it lies inside (outside reads as zero).
+fn input_column(out: &mut String, indent: &str, ox: &str, i: usize) {
+    let _ = writeln!(
+        out,
+        "{indent}let ix{i} = i32({ox} * S + {i}u) - P;\n{indent}let cx{i} = u32(clamp(ix{i}, 0, i32(W) - 1));\n{indent}let vx{i} = ix{i} >= 0 && ix{i} < i32(W);"
+    );
+}
+
+/// WGSL for input row `iy{tag} = oy * S + ky - P`: `vy{tag}`, whether it lies inside the
+/// plane, and `row{tag}`, the first word of the clamped row in plane `xplane`.
+fn input_row(out: &mut String, indent: &str, ky: usize, tag: &str) {
+    let _ = writeln!(
+        out,
+        "{indent}let iy{tag} = i32(oy * S + {ky}u) - P;\n{indent}let vy{tag} = iy{tag} >= 0 && iy{tag} < i32(H);\n{indent}let row{tag} = (xplane + u32(clamp(iy{tag}, 0, i32(H) - 1))) * W;"
+    );
+}
+
 /// A convolution as the direct kernel sees it: `ci` input channels of `h x w`, `co` output
 /// channels of `ho x wo`, square kernel `k`, stride `s`, padding `p` (may be any value
 /// that keeps `ho`/`wo` as given), weights addressed as
@@ -76,10 +94,7 @@ impl DirectConv {
         let cols = (tp - 1) * self.s + self.k;
         let mut setup = String::new();
         for t in 0..cols {
-            let _ = writeln!(
-                setup,
-                "        let ix{t} = i32(ox0 * S + {t}u) - P;\n        let cx{t} = u32(clamp(ix{t}, 0, i32(W) - 1));\n        let vx{t} = ix{t} >= 0 && ix{t} < i32(W);"
-            );
+            input_column(&mut setup, "        ", "ox0", t);
         }
         for j in 0..tc {
             let _ = writeln!(
@@ -92,10 +107,8 @@ impl DirectConv {
         }
         let mut body = String::new();
         for ky in 0..self.k {
-            let _ = writeln!(
-                body,
-                "            {{\n            let iy = i32(oy * S + {ky}u) - P;\n            let vy = iy >= 0 && iy < i32(H);\n            let row = (xplane + u32(clamp(iy, 0, i32(H) - 1))) * W;"
-            );
+            let _ = writeln!(body, "            {{");
+            input_row(&mut body, "            ", ky, "");
             for t in 0..cols {
                 let _ = writeln!(
                     body,
@@ -249,16 +262,10 @@ impl WeightGrad {
             let _ = writeln!(body, "                let d{j} = dy[dyo{j} + p];");
         }
         for kx in 0..self.k {
-            let _ = writeln!(
-                body,
-                "                let ix{kx} = i32(ox * S + {kx}u) - P;\n                let cx{kx} = u32(clamp(ix{kx}, 0, i32(W) - 1));\n                let vx{kx} = ix{kx} >= 0 && ix{kx} < i32(W);"
-            );
+            input_column(&mut body, "                ", "ox", kx);
         }
         for ky in 0..self.k {
-            let _ = writeln!(
-                body,
-                "                let iy{ky} = i32(oy * S + {ky}u) - P;\n                let vy{ky} = iy{ky} >= 0 && iy{ky} < i32(H);\n                let row{ky} = (xplane + u32(clamp(iy{ky}, 0, i32(H) - 1))) * W;"
-            );
+            input_row(&mut body, "                ", ky, &ky.to_string());
             for kx in 0..self.k {
                 let _ = writeln!(
                     body,

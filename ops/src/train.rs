@@ -335,10 +335,9 @@ impl TrainStep {
         } else {
             self.opt_t.max(1)
         };
-        let (bc1, bc2) = match self.cfg.optimizer {
-            OptimizerKind::Adam { beta1, beta2, .. }
-            | OptimizerKind::AdamW { beta1, beta2, .. } => bias_corrections(beta1, beta2, t),
-            OptimizerKind::Sgd { .. } => (1.0, 1.0),
+        let (bc1, bc2) = match self.cfg.optimizer.adam_hyper() {
+            Some(h) => bias_corrections(h.beta1, h.beta2, t),
+            None => (1.0, 1.0),
         };
         let uniform = StepUniform {
             lr,
@@ -388,31 +387,13 @@ impl TrainStep {
     /// The current parameters, named `layers.{i}.{weight|bias|gamma|beta}`.
     pub fn param_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
-        Ok(self
-            .model
-            .slots
-            .iter()
-            .map(|s| NamedTensor {
-                name: s.name.clone(),
-                shape: s.shape.clone(),
-                data: flat[s.offset..s.offset + s.len].to_vec(),
-            })
-            .collect())
+        Ok(unpack(&self.model, &flat, ""))
     }
 
     /// The accumulated (not yet applied) gradient sums, same names as the parameters.
     pub fn grad_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.grads))?;
-        Ok(self
-            .model
-            .slots
-            .iter()
-            .map(|s| NamedTensor {
-                name: s.name.clone(),
-                shape: s.shape.clone(),
-                data: flat[s.offset..s.offset + s.len].to_vec(),
-            })
-            .collect())
+        Ok(unpack(&self.model, &flat, ""))
     }
 
     /// Optimizer state for checkpoints: `layers.{i}.{param}.{exp_avg|exp_avg_sq|momentum_buffer}`
@@ -423,13 +404,7 @@ impl TrainStep {
             let flat = gpu.read_f32(&BufferRef::whole(state))?;
             for (k, suffix) in self.cfg.optimizer.state_names().iter().enumerate() {
                 let base = k * self.model.packed_len;
-                for s in &self.model.slots {
-                    out.push(NamedTensor {
-                        name: format!("{}.{suffix}", s.name),
-                        shape: s.shape.clone(),
-                        data: flat[base + s.offset..base + s.offset + s.len].to_vec(),
-                    });
-                }
+                out.extend(unpack(&self.model, &flat[base..], &format!(".{suffix}")));
             }
         }
         out.push(NamedTensor {
@@ -450,11 +425,12 @@ impl TrainStep {
         let len = self.model.packed_len;
         let mut flat = vec![0.0f32; len * names.len()];
         for (k, suffix) in names.iter().enumerate() {
-            for s in &self.model.slots {
-                let name = format!("{}.{suffix}", s.name);
-                let t = find_tensor(tensors, &name, &s.shape)?;
-                flat[k * len + s.offset..k * len + s.offset + s.len].copy_from_slice(&t.data);
-            }
+            pack(
+                &self.model,
+                tensors,
+                &format!(".{suffix}"),
+                &mut flat[k * len..],
+            )?;
         }
         let step = find_tensor(tensors, "optimizer.step", &[1])?;
         if let Some(state) = &self.state {
@@ -467,10 +443,7 @@ impl TrainStep {
     /// Replaces all parameters. Every parameter must be present with its exact shape.
     pub fn load_params(&mut self, gpu: &Gpu, params: &[NamedTensor]) -> Result<(), GpuError> {
         let mut flat = vec![0.0f32; self.model.packed_len];
-        for s in &self.model.slots {
-            let t = find_tensor(params, &s.name, &s.shape)?;
-            flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
-        }
+        pack(&self.model, params, "", &mut flat)?;
         for t in params {
             if !self.model.slots.iter().any(|s| s.name == t.name) {
                 return Err(GpuError::ParamMismatch {
@@ -588,15 +561,41 @@ impl TrainStep {
         state: &AccumulationState,
     ) -> Result<(), GpuError> {
         let mut flat = vec![0.0f32; self.model.packed_len];
-        for s in &self.model.slots {
-            let t = find_tensor(&state.grads, &s.name, &s.shape)?;
-            flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
-        }
+        pack(&self.model, &state.grads, "", &mut flat)?;
         gpu.write(&self.grads, 0, &flat);
         self.micro = state.micro;
         self.group_rows = state.group_rows;
         Ok(())
     }
+}
+
+/// One tensor per parameter slot, named `{param}{suffix}`, cut from a buffer in the packed
+/// parameter layout (`flat[0]` is the layout's first word).
+fn unpack(model: &Sequential, flat: &[f32], suffix: &str) -> Vec<NamedTensor> {
+    model
+        .slots
+        .iter()
+        .map(|s| NamedTensor {
+            name: format!("{}{suffix}", s.name),
+            shape: s.shape.clone(),
+            data: flat[s.offset..s.offset + s.len].to_vec(),
+        })
+        .collect()
+}
+
+/// The inverse of [`unpack`]: copies `{param}{suffix}` from `tensors` (each must be present
+/// with its exact shape) into `flat`, in the packed parameter layout.
+fn pack(
+    model: &Sequential,
+    tensors: &[NamedTensor],
+    suffix: &str,
+    flat: &mut [f32],
+) -> Result<(), GpuError> {
+    for s in &model.slots {
+        let t = find_tensor(tensors, &format!("{}{suffix}", s.name), &s.shape)?;
+        flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
+    }
+    Ok(())
 }
 
 fn find_tensor<'a>(

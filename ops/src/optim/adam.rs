@@ -2,11 +2,25 @@
 //! `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g²`,
 //! `p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)`, `bc = 1 - beta^t`.
 //! Weight decay is L2 (added to `g`) for Adam, decoupled for AdamW (`p *= 1 - lr wd` first).
+//!
+//! AdamW (Loshchilov & Hutter) is this same code and `shaders/adam.wgsl`, specialised with
+//! `DECOUPLED = 1` ([`AdamHyper::decoupled`]).
 
 use crate::elementwise::wgsl_f32;
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 
 const WGSL: &str = include_str!("../../../shaders/adam.wgsl");
+
+/// Hyperparameters shared by Adam and AdamW (see [`super::OptimizerKind::adam_hyper`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay `p` directly instead of adding `weight_decay * p` to the gradient.
+    pub decoupled: bool,
+}
 
 /// Bias corrections `(1 - beta1^t, 1 - beta2^t)` as the host writes them to the step uniform.
 pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
@@ -18,19 +32,21 @@ pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
 }
 
 /// CPU reference; `state` is `[m (len), v (len)]`.
-#[allow(clippy::too_many_arguments)]
 pub fn step_cpu(
     params: &mut [f32],
     grads: &[f32],
     state: &mut [f32],
     lr: f32,
     t: u64,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    decoupled: bool,
+    h: &AdamHyper,
 ) {
+    let AdamHyper {
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+    } = *h;
     let n = params.len();
     let (bc1, bc2) = bias_corrections(beta1, beta2, t);
     let (m, v) = state.split_at_mut(n);
@@ -49,6 +65,7 @@ pub fn step_cpu(
     }
 }
 
+/// `kernel` is `"adam"` or `"adamw"` (the pipeline's name; the WGSL is the same).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch(
     k: &mut KernelBuilder,
@@ -59,11 +76,7 @@ pub(crate) fn dispatch(
     state: Option<&BufferRef>,
     params: &BufferRef,
     len: usize,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    decoupled: bool,
+    h: &AdamHyper,
 ) -> Result<Dispatch, GpuError> {
     let state = state.ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
     let (groups, stride) = grid_1d(len);
@@ -73,11 +86,11 @@ pub(crate) fn dispatch(
         &[
             ("N", len.to_string()),
             ("STRIDE", stride.to_string()),
-            ("BETA1", wgsl_f32(beta1)),
-            ("BETA2", wgsl_f32(beta2)),
-            ("EPS", wgsl_f32(eps)),
-            ("WEIGHT_DECAY", wgsl_f32(weight_decay)),
-            ("DECOUPLED", (decoupled as u32).to_string()),
+            ("BETA1", wgsl_f32(h.beta1)),
+            ("BETA2", wgsl_f32(h.beta2)),
+            ("EPS", wgsl_f32(h.eps)),
+            ("WEIGHT_DECAY", wgsl_f32(h.weight_decay)),
+            ("DECOUPLED", (h.decoupled as u32).to_string()),
         ],
         &[step, scalars, grads, state, params],
         groups,

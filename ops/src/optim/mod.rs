@@ -8,11 +8,11 @@
 //! zeroes the gradients.
 
 pub mod adam;
-pub mod adamw;
 pub mod clip;
 pub mod sgd;
 
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
+use adam::AdamHyper;
 
 /// Which optimizer updates the parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,25 +83,15 @@ impl OptimizerKind {
                 }
                 Ok(())
             }
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | OptimizerKind::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                for (n, b) in [("beta1", beta1), ("beta2", beta2)] {
+            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
+                let h = self.adam();
+                for (n, b) in [("beta1", h.beta1), ("beta2", h.beta2)] {
                     if !(0.0..1.0).contains(&b) {
                         return Err(format!("{n} must be in [0, 1), found {b}"));
                     }
                 }
-                finite_nonneg("eps", eps)?;
-                finite_nonneg("weight_decay", weight_decay)
+                finite_nonneg("eps", h.eps)?;
+                finite_nonneg("weight_decay", h.weight_decay)
             }
         }
     }
@@ -114,6 +104,36 @@ impl OptimizerKind {
         }
     }
 
+    /// Adam's and AdamW's hyperparameters (`decoupled` for AdamW); `None` for SGD.
+    pub fn adam_hyper(&self) -> Option<AdamHyper> {
+        match *self {
+            OptimizerKind::Sgd { .. } => None,
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | OptimizerKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Some(AdamHyper {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled: matches!(self, OptimizerKind::AdamW { .. }),
+            }),
+        }
+    }
+
+    /// [`Self::adam_hyper`] for the match arms that already matched Adam or AdamW.
+    fn adam(&self) -> AdamHyper {
+        self.adam_hyper().expect("an Adam-family optimizer")
+    }
+
     /// One CPU reference update. `grads` are already scaled (mean gradient, clipped);
     /// `t` is the 1-based update count; `state` has `state_names().len()` slots of
     /// `params.len()` each, laid out one after the other.
@@ -124,40 +144,9 @@ impl OptimizerKind {
                 nesterov,
                 weight_decay,
             } => sgd::step_cpu(params, grads, state, lr, momentum, nesterov, weight_decay),
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => adam::step_cpu(
-                params,
-                grads,
-                state,
-                lr,
-                t,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                false,
-            ),
-            OptimizerKind::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => adam::step_cpu(
-                params,
-                grads,
-                state,
-                lr,
-                t,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                true,
-            ),
+            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
+                adam::step_cpu(params, grads, state, lr, t, &self.adam())
+            }
         }
     }
 
@@ -190,43 +179,16 @@ impl OptimizerKind {
                 nesterov,
                 weight_decay,
             ),
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => adam::dispatch(
+            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => adam::dispatch(
                 k,
-                "adam",
+                self.kernel(),
                 step,
                 scalars,
                 grads,
                 state,
                 params,
                 len,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                false,
-            ),
-            OptimizerKind::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => adamw::dispatch(
-                k,
-                step,
-                scalars,
-                grads,
-                state,
-                params,
-                len,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
+                &self.adam(),
             ),
         }
     }
