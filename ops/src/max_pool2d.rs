@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::op::{CpuCtx, Op, ParamSpec, ShapeError};
 use crate::tensor::Tensor;
 
@@ -125,6 +125,22 @@ impl MaxPool2d {
         out
     }
 
+    /// Window geometry for this input and the arg-max scratch both passes use.
+    fn geometry_and_argmax<'a>(
+        &self,
+        io: &'a LayerIo,
+    ) -> Result<(PoolGeometry, &'a BufferRef), GpuError> {
+        let g = self
+            .attrs
+            .geometry("max_pool2d", &io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        let arg = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        Ok((g, arg))
+    }
+
     /// Forward dispatches. `relu_arg`: the input is the output of a relu fused into the
     /// layer before (see `model::fused_relus`); windows whose maximum is not positive record
     /// no arg-max, so the backward also applies that relu's backward.
@@ -134,14 +150,7 @@ impl MaxPool2d {
         io: &LayerIo,
         relu_arg: bool,
     ) -> Result<Vec<Dispatch>, GpuError> {
-        let g = self
-            .attrs
-            .geometry("max_pool2d", &io.input_shape)
-            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let arg = io
-            .scratch
-            .as_ref()
-            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let (g, arg) = self.geometry_and_argmax(io)?;
         let n = io.batch * g.out_len();
         let (groups, stride) = grid_1d(n);
         let s = [
@@ -225,14 +234,7 @@ impl Op for MaxPool2d {
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
-        let g = self
-            .attrs
-            .geometry("max_pool2d", &io.input_shape)
-            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let arg = io
-            .scratch
-            .as_ref()
-            .ok_or_else(|| GpuError::InvalidModel("max_pool2d needs scratch".into()))?;
+        let (g, arg) = self.geometry_and_argmax(io)?;
         // Disjoint windows: one invocation per window (covering the grid past HO/WO too).
         let disjoint = g.s == g.k;
         let n = if disjoint {

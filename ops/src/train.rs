@@ -317,9 +317,15 @@ impl TrainStep {
         targets: Option<&[f32]>,
         rows: usize,
     ) {
-        let input = self.gpu_model.acts[0].clone();
-        self.loss
-            .upload(gpu, &input, features, labels, targets, rows);
+        // Disjoint field borrows: no handle is cloned on this per-batch path.
+        self.loss.upload(
+            gpu,
+            &self.gpu_model.acts[0],
+            features,
+            labels,
+            targets,
+            rows,
+        );
     }
 
     /// Records and submits one training micro-step: forward, loss (+ device metrics),
@@ -670,9 +676,15 @@ impl EvalStep {
         targets: Option<&[f32]>,
         rows: usize,
     ) {
-        let input = self.gpu_model.acts[0].clone();
-        self.loss
-            .upload(gpu, &input, features, labels, targets, rows);
+        // Disjoint field borrows: no handle is cloned on this per-batch path.
+        self.loss.upload(
+            gpu,
+            &self.gpu_model.acts[0],
+            features,
+            labels,
+            targets,
+            rows,
+        );
     }
 
     /// Forward and loss in one submission; metrics accumulate on the device.
