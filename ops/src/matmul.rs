@@ -33,7 +33,13 @@ fn tile() -> (usize, usize, usize) {
 }
 
 /// The generated parts of `shaders/matmul.wgsl` for a `tm x tn` tile unrolled `unroll` times.
-fn tile_code(tm: usize, tn: usize, unroll: usize, masked: bool) -> Vec<(&'static str, String)> {
+fn tile_code(
+    tm: usize,
+    tn: usize,
+    unroll: usize,
+    bias: bool,
+    masked: bool,
+) -> Vec<(&'static str, String)> {
     use std::fmt::Write;
     let mut setup = String::new();
     for i in 0..tm {
@@ -85,30 +91,57 @@ fn tile_code(tm: usize, tn: usize, unroll: usize, masked: bool) -> Vec<(&'static
         "        for (; k < K; k++) {{\n{}        }}",
         step("k")
     );
-    let mut stores = String::new();
-    for j in 0..tn {
-        let _ = writeln!(stores, "    let nn{j} = n0 + {j}u * WG;");
-        let _ = writeln!(stores, "    if (nn{j} < N) {{");
-        for i in 0..tm {
-            let guard = if i == 0 {
-                String::new()
-            } else {
-                format!("if (m0 + {i}u * WG < M) ")
-            };
-            let _ = writeln!(
-                stores,
-                "        {guard}{{ epilogue(z, m0 + {i}u * WG, nn{j}, c{i}_{j}); }}"
-            );
+    // `m0 < M` and `n0 < N` hold here (the kernel returned otherwise).
+    let mut stores = String::from("    let rows = min(TM, (M - m0 + WG - 1u) / WG);\n");
+    let value = |j: usize| {
+        if bias {
+            format!("c0_{j} + bv{j}")
+        } else {
+            format!("c0_{j}")
         }
-        let _ = writeln!(stores, "    }}");
+    };
+    if bias {
+        for j in 0..tn {
+            let _ = writeln!(stores, "    let bv{j} = bias[min(n0 + {j}u * WG, N - 1u)];");
+        }
     }
-    let (mask_binding, mask_apply) = if masked {
-        (
-            "@group(0) @binding(4) var<storage, read> mask: array<f32>;".to_string(),
-            "    if (MASKED == 1u) { out = select(0.0, out, mask[i] > 0.0); }".to_string(),
-        )
+    let _ = writeln!(
+        stores,
+        "    for (var i = 0u; i < rows; i++) {{\n        let m = m0 + i * WG;"
+    );
+    for j in 0..tn {
+        let guard = if j == 0 {
+            String::new()
+        } else {
+            format!("if (n0 + {j}u * WG < N) ")
+        };
+        let _ = writeln!(
+            stores,
+            "        {guard}{{ epilogue(z, m, n0 + {j}u * WG, {}); }}",
+            value(j)
+        );
+    }
+    for i in 1..tm {
+        for j in 0..tn {
+            let _ = writeln!(stores, "        c{}_{j} = c{i}_{j};", i - 1);
+        }
+    }
+    stores.push_str("    }\n");
+    let mut bindings = String::new();
+    let mut next = 3;
+    for (present, decl) in [(bias, "bias"), (masked, "mask")] {
+        if present {
+            let _ = writeln!(
+                bindings,
+                "@group(0) @binding({next}) var<storage, read> {decl}: array<f32>;"
+            );
+            next += 1;
+        }
+    }
+    let mask_apply = if masked {
+        "    if (MASKED == 1u) { out = select(0.0, out, mask[i] > 0.0); }"
     } else {
-        (String::new(), String::new())
+        ""
     };
     vec![
         ("TM", tm.to_string()),
@@ -117,8 +150,8 @@ fn tile_code(tm: usize, tn: usize, unroll: usize, masked: bool) -> Vec<(&'static
         ("SETUP", setup),
         ("K_LOOPS", loops),
         ("STORES", stores),
-        ("MASK_BINDING", mask_binding),
-        ("MASK_APPLY", mask_apply),
+        ("EXTRA_BINDINGS", bindings),
+        ("MASK_APPLY", mask_apply.to_string()),
     ]
 }
 
@@ -247,20 +280,19 @@ impl Gemm {
             ("REDUCE", s(self.reduce)),
             ("A_REDUCE", s(self.a_reduce)),
             ("B_REDUCE", s(self.b_reduce)),
-            ("BIAS", s(self.bias as usize)),
             ("ACCUMULATE", s(self.accumulate as usize)),
             ("RELU", s(self.relu as usize)),
             ("MASKED", s(mask.is_some() as usize)),
         ];
-        subst.extend(tile_code(tm, tn, unroll, mask.is_some()));
-        // Without a bias the binding still has to exist: bind A again (never read).
-        let bias = bias.unwrap_or(a);
+        let bias = bias.filter(|_| self.bias == Bias::PerColumn);
+        subst.extend(tile_code(tm, tn, unroll, bias.is_some(), mask.is_some()));
         let groups = [
             self.n.div_ceil(WG * tn) as u32,
             self.m.div_ceil(WG * tm) as u32,
             self.batch as u32,
         ];
-        let mut bindings = vec![a, b, bias, c];
+        let mut bindings = vec![a, b, c];
+        bindings.extend(bias);
         bindings.extend(mask);
         k.compute(&self.name(), &[WGSL], &subst, &bindings, groups)
     }
