@@ -33,10 +33,10 @@ fn input_column(out: &mut String, indent: &str, ox: &str, i: usize) {
 
 /// WGSL for input row `iy{tag} = oy * S + ky - P`: `vy{tag}`, whether it lies inside the
 /// plane, and `row{tag}`, the first word of the clamped row in plane `xplane`.
-fn input_row(out: &mut String, indent: &str, ky: usize, tag: &str) {
+fn input_row(out: &mut String, indent: &str, ky: &str, tag: &str) {
     let _ = writeln!(
         out,
-        "{indent}let iy{tag} = i32(oy * S + {ky}u) - P;\n{indent}let vy{tag} = iy{tag} >= 0 && iy{tag} < i32(H);\n{indent}let row{tag} = (xplane + u32(clamp(iy{tag}, 0, i32(H) - 1))) * W;"
+        "{indent}let iy{tag} = i32(oy * S + {ky}) - P;\n{indent}let vy{tag} = iy{tag} >= 0 && iy{tag} < i32(H);\n{indent}let row{tag} = (xplane + u32(clamp(iy{tag}, 0, i32(H) - 1))) * W;"
     );
 }
 
@@ -63,14 +63,6 @@ pub(crate) struct DirectConv {
 }
 
 impl DirectConv {
-    fn offset(&self, ky: usize, kx: usize) -> usize {
-        if self.flip {
-            (self.k - 1 - ky) * self.k + (self.k - 1 - kx)
-        } else {
-            ky * self.k + kx
-        }
-    }
-
     /// Pixels per invocation: rows split into equal blocks of at most `TP_MAX`.
     fn tp(&self) -> usize {
         self.wo.div_ceil(self.wo.div_ceil(TP_MAX))
@@ -105,45 +97,86 @@ impl DirectConv {
                 let _ = writeln!(setup, "        var a{j}_{p} = 0.0;");
             }
         }
+        // One kernel row per iteration of a loop (not unrolled): the code holds one row's
+        // loads, which is what the CPU adapters' compile time grows with.
         let mut body = String::new();
-        for ky in 0..self.k {
-            let _ = writeln!(body, "            {{");
-            input_row(&mut body, "            ", ky, "");
-            for t in 0..cols {
+        let row_offset = if self.flip {
+            "(KS - 1u - ky) * KS"
+        } else {
+            "ky * KS"
+        };
+        let _ = writeln!(
+            body,
+            "            for (var ky = 0u; ky < KS; ky++) {{\n            let wk = wc + {row_offset};"
+        );
+        input_row(&mut body, "            ", "ky", "");
+        for t in 0..cols {
+            let _ = writeln!(
+                body,
+                "            let xv{t} = select(0.0, x[row + cx{t}], vy && vx{t});"
+            );
+        }
+        for kx in 0..self.k {
+            let kx_offset = if self.flip { self.k - 1 - kx } else { kx };
+            for j in 0..tc {
                 let _ = writeln!(
                     body,
-                    "            let xv{t} = select(0.0, x[row + cx{t}], vy && vx{t});"
+                    "            let w{kx}_{j} = wt[wb{j} + wk + {kx_offset}u];"
                 );
-            }
-            for kx in 0..self.k {
-                for j in 0..tc {
+                for p in 0..tp {
                     let _ = writeln!(
                         body,
-                        "            let w{kx}_{j} = wt[wb{j} + wc + {}u];",
-                        self.offset(ky, kx)
+                        "            a{j}_{p} = fma(w{kx}_{j}, xv{}, a{j}_{p});",
+                        p * self.s + kx
                     );
-                    for p in 0..tp {
-                        let _ = writeln!(
-                            body,
-                            "            a{j}_{p} = fma(w{kx}_{j}, xv{}, a{j}_{p});",
-                            p * self.s + kx
-                        );
-                    }
                 }
             }
-            let _ = writeln!(body, "            }}");
         }
+        let _ = writeln!(body, "            }}");
+        // Stores: a loop over the tile's pixels that shifts the accumulators down by one
+        // pixel per iteration, so each channel's store appears once in the code. The bound
+        // includes `arrayLength` (never the smaller) so that it is not a compile-time
+        // constant when a row is one block: the compiler would unroll the loop again.
         let mut stores = String::new();
-        for p in 0..tp {
-            let _ = writeln!(stores, "        if (ox0 + {p}u < WO) {{");
+        if bias.is_some() {
             for j in 0..tc {
                 let _ = writeln!(
                     stores,
-                    "            if (co0 + {j}u < CO) {{ store(n, co0 + {j}u, oy, ox0 + {p}u, a{j}_{p}); }}"
+                    "        let bv{j} = bias[min(co0 + {j}u, CO - 1u)];"
                 );
             }
-            let _ = writeln!(stores, "        }}");
         }
+        let _ = writeln!(
+            stores,
+            "        let pixels = min(min(TP, WO - ox0), arrayLength(&y));\n        for (var p = 0u; p < pixels; p++) {{"
+        );
+        for j in 0..tc {
+            let value = if bias.is_some() {
+                format!("a{j}_0 + bv{j}")
+            } else {
+                format!("a{j}_0")
+            };
+            let guard = if j == 0 {
+                String::new()
+            } else {
+                format!("if (co0 + {j}u < CO) ")
+            };
+            let _ = writeln!(
+                stores,
+                "            {guard}{{ store(n, co0 + {j}u, oy, ox0 + p, {value}); }}"
+            );
+        }
+        for p in 1..tp {
+            for j in 0..tc {
+                let _ = writeln!(stores, "            a{j}_{} = a{j}_{p};", p - 1);
+            }
+        }
+        stores.push_str("        }\n");
+        let bias_binding = if bias.is_some() {
+            "@group(0) @binding(3) var<storage, read> bias: array<f32>;"
+        } else {
+            ""
+        };
         let s = |v: usize| v.to_string();
         let subst = [
             ("CI", s(self.ci)),
@@ -154,13 +187,14 @@ impl DirectConv {
             ("WO", s(self.wo)),
             ("S", s(self.s)),
             ("P", self.p.to_string()),
+            ("KS", s(self.k)),
             ("TP", s(tp)),
             ("TC", s(tc)),
             ("XB", s(xb)),
             ("CB", s(cb)),
             ("W_CO", s(self.w_co)),
             ("W_CI", s(self.w_ci)),
-            ("BIAS", s(bias.is_some() as usize)),
+            ("BIAS_BINDING", bias_binding.to_string()),
             ("RELU", s(relu as usize)),
             ("N", s(n)),
             ("STRIDE", stride.to_string()),
@@ -173,13 +207,9 @@ impl DirectConv {
         } else {
             "conv2d_direct"
         };
-        kb.compute(
-            name,
-            &[DIRECT_WGSL],
-            &subst,
-            &[x, wt, bias.unwrap_or(wt), y],
-            groups,
-        )
+        let mut bindings = vec![x, wt, y];
+        bindings.extend(bias);
+        kb.compute(name, &[DIRECT_WGSL], &subst, &bindings, groups)
     }
 }
 
@@ -265,7 +295,12 @@ impl WeightGrad {
             input_column(&mut body, "                ", "ox", kx);
         }
         for ky in 0..self.k {
-            input_row(&mut body, "                ", ky, &ky.to_string());
+            input_row(
+                &mut body,
+                "                ",
+                &format!("{ky}u"),
+                &ky.to_string(),
+            );
             for kx in 0..self.k {
                 let _ = writeln!(
                     body,
@@ -287,24 +322,31 @@ impl WeightGrad {
                 let _ = writeln!(body, "                b{j} += d{j};");
             }
         }
-        let mut stores = String::new();
-        for j in 0..tc {
-            let _ = writeln!(stores, "        if (co0 + {j}u < CO) {{");
+        // Stores: a loop over the block's channels that shifts the accumulators down by one
+        // channel per iteration, so the KS * KS stores appear once in the code (`arrayLength`
+        // keeps the bound from being a constant the compiler would unroll, as for the
+        // direct kernel's stores).
+        let mut stores = String::from(
+            "        let channels = min(min(TC, CO - co0), arrayLength(&part));\n        for (var j = 0u; j < channels; j++) {\n            let w = base + ((co0 + j) * C + c) * KK;\n",
+        );
+        for q in 0..kk {
+            let _ = writeln!(stores, "            part[w + {q}u] = g0_{q};");
+        }
+        if bias {
             let _ = writeln!(
                 stores,
-                "            let w{j} = base + ((co0 + {j}u) * C + c) * KK;"
+                "            if (c == 0u) {{ part[base + CO * C * KK + co0 + j] = b0; }}"
             );
+        }
+        for j in 1..tc {
             for q in 0..kk {
-                let _ = writeln!(stores, "            part[w{j} + {q}u] = g{j}_{q};");
+                let _ = writeln!(stores, "            g{}_{q} = g{j}_{q};", j - 1);
             }
             if bias {
-                let _ = writeln!(
-                    stores,
-                    "            if (c == 0u) {{ part[base + CO * C * KK + co0 + {j}u] = b{j}; }}"
-                );
+                let _ = writeln!(stores, "            b{} = b{j};", j - 1);
             }
-            let _ = writeln!(stores, "        }}");
         }
+        stores.push_str("        }\n");
         let s = |v: usize| v.to_string();
         let subst = [
             ("C", s(self.c)),
