@@ -1,5 +1,6 @@
 //! `cargo bench`: training-step throughput of the benchmark workloads W1 (MLP) and W2
-//! (CNN) on the preferred adapter (`ENGINE_BENCH_DEVICE=vulkan|gl|<name>` to choose).
+//! (CNN) on the preferred adapter (`ENGINE_BENCH_DEVICE=vulkan|gl|<name>` to choose). The
+//! drivers' shader caches are off unless `ENGINE_BENCH_WARM_CACHE` is set.
 
 use std::path::Path;
 
@@ -12,6 +13,11 @@ fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // SAFETY: set before any thread starts; silences Mesa's warning on every start.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+    if std::env::var_os("ENGINE_BENCH_WARM_CACHE").is_none() {
+        // SAFETY: no other thread has started yet. The first step then includes compiling
+        // every kernel, as on a fresh machine.
+        unsafe { engine::run::turn_off_shader_caches() };
     }
     let device = std::env::var("ENGINE_BENCH_DEVICE")
         .ok()

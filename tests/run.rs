@@ -186,3 +186,42 @@ fn bad_data_names_the_file_and_row() {
         );
     }
 }
+
+/// `engine bench --json`: one submission per step (plus the closing read-back's), one
+/// read-back per repetition, no allocation once running, and the drivers' shader caches
+/// turned off so that the first step includes compilation.
+#[test]
+fn bench_reports_one_submission_per_step_and_a_cold_first_step() {
+    let device = device();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "bench",
+            "pipelines/bench_mlp.yaml",
+            "--device",
+            &device,
+            "--steps",
+            "4",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("engine runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let number = |key: &str| report[key].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(number("submissions_per_step") * 4.0, 5.0, "{stdout}");
+    assert_eq!(number("readbacks_per_step") * 4.0, 1.0, "{stdout}");
+    assert_eq!(number("allocations_in_steady_state"), 0.0, "{stdout}");
+    assert_eq!(report["shader_caches_off"], true, "{stdout}");
+    assert!(number("median_samples_per_s") > 0.0, "{stdout}");
+    assert!(number("first_step_ms") > 0.0, "{stdout}");
+}

@@ -116,6 +116,11 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Keep the drivers' on-disk shader caches. By default `bench` turns them off for
+        /// itself, so that the first step includes compiling every kernel, as on a fresh
+        /// machine.
+        #[arg(long)]
+        warm_cache: bool,
     },
 }
 
@@ -139,6 +144,13 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
     let cli = Cli::parse();
+    if let Command::Bench {
+        warm_cache: false, ..
+    } = cli.command
+    {
+        // SAFETY: no other thread has started yet.
+        unsafe { engine::run::turn_off_shader_caches() };
+    }
     match cli.command {
         Command::Validate { files, set } => {
             let mut worst = 0;
@@ -305,6 +317,7 @@ fn main() -> ExitCode {
             warmup,
             repeats,
             json,
+            warm_cache: _,
         } => with_pipeline(&file, &set, |checked| {
             let options = engine::run::BenchOptions {
                 warmup,

@@ -14,6 +14,32 @@ use crate::data::{Batch, BatchConfig, BatchIter, prepare};
 use super::RunError;
 use super::config::{TrainChain, data_config, device_request, one_hot};
 
+/// Environment variables that turn off the drivers' on-disk shader caches (Mesa's, and
+/// NVIDIA's), so that a first step compiles every kernel, as on a fresh machine.
+const SHADER_CACHE_OFF: [(&str, &str); 2] = [
+    ("MESA_SHADER_CACHE_DISABLE", "true"),
+    ("__GL_SHADER_DISK_CACHE", "0"),
+];
+
+/// Turns off the drivers' on-disk shader caches for this process (see
+/// [`BenchReport::shader_caches_off`]).
+///
+/// # Safety
+/// Sets environment variables: call it before any other thread starts.
+pub unsafe fn turn_off_shader_caches() {
+    for (key, value) in SHADER_CACHE_OFF {
+        // SAFETY: the caller guarantees no other thread runs (or reads the environment).
+        unsafe { std::env::set_var(key, value) };
+    }
+}
+
+/// Whether [`turn_off_shader_caches`] (or the user) turned the caches off.
+fn shader_caches_off() -> bool {
+    SHADER_CACHE_OFF
+        .iter()
+        .all(|(key, value)| std::env::var(key).is_ok_and(|v| v == *value))
+}
+
 /// How long to measure.
 #[derive(Debug, Clone, Copy)]
 pub struct BenchOptions {
@@ -52,6 +78,9 @@ pub struct BenchReport {
     pub ms_per_step: f64,
     /// Plan-to-first-step latency: buffers, shader compilation, one step and its read-back.
     pub first_step_ms: f64,
+    /// Whether the drivers' on-disk shader caches were off, so that `first_step_ms`
+    /// includes compiling every kernel (with them on, a repeated run loads the kernels).
+    pub shader_caches_off: bool,
     /// Floating-point operations per step (forward, backward, optimizer).
     pub flops_per_step: u64,
     /// Achieved GFLOP/s at the median.
@@ -143,6 +172,7 @@ pub fn bench_pipeline(
         median_samples_per_s: median,
         ms_per_step,
         first_step_ms,
+        shader_caches_off: shader_caches_off(),
         flops_per_step: flops,
         gflops: flops as f64 / (ms_per_step / 1e3) / 1e9,
         submissions_per_step: (after.submissions - before.submissions) as f64 / timed,
@@ -212,9 +242,14 @@ impl std::fmt::Display for BenchReport {
             self.median_samples_per_s, lo, hi, self.batch
         )?;
         writeln!(f, "  ms/step        {:.3}", self.ms_per_step)?;
+        let compilation = if self.shader_caches_off {
+            "compiling every kernel (shader caches off)"
+        } else {
+            "kernels compiled or loaded from the driver's shader cache"
+        };
         writeln!(
             f,
-            "  first step     {:.0} ms (buffers, shader compilation, one step, one read-back)",
+            "  first step     {:.0} ms (buffers, {compilation}, one step, one read-back)",
             self.first_step_ms
         )?;
         writeln!(

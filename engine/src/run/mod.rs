@@ -9,7 +9,7 @@ mod config;
 mod metrics;
 mod profile;
 
-pub use bench::{BenchOptions, BenchReport, bench_pipeline};
+pub use bench::{BenchOptions, BenchReport, bench_pipeline, turn_off_shader_caches};
 pub use metrics::MetricsRecord;
 
 use std::collections::BTreeMap;

@@ -262,6 +262,12 @@ impl<'a> KernelBuilder<'a> {
                 message: format!("placeholder {} was not substituted", &source[pos..end]),
             });
         }
+        // Kernel development: `OPS_DUMP_WGSL=DIR` writes every specialised kernel's source,
+        // numbered in build order (see `ops/examples/compile_time.rs`). Best effort.
+        if let Ok(dir) = std::env::var("OPS_DUMP_WGSL") {
+            let n = cache.len();
+            let _ = std::fs::write(format!("{dir}/{n:02}_{kernel}.wgsl"), &source);
+        }
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
