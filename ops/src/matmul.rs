@@ -12,13 +12,18 @@ const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 const WG: usize = 8;
 /// Most rows of C per invocation (strided by `WG`); each holds `TM x TN` accumulators.
 const TM: usize = 16;
-/// Most columns per invocation (strided by `WG`).
+/// Most columns per invocation (strided by `WG`) on software adapters: 8 FMAs per loaded
+/// element, where loads are what costs (W1: ~25% faster than 8 columns on lavapipe).
+const TN_CPU: usize = 16;
+/// Most columns per invocation on GPUs, where smaller tiles give small GEMMs more
+/// workgroups (measured on an H100; 16 was not measured there).
 const TN: usize = 8;
 /// k steps per iteration of the unrolled inner loop.
 const UNROLL: usize = 1;
 
-/// Tile shape `(TM, TN, UNROLL)`; `OPS_MATMUL_TILE=8x2x4` overrides it (experiments).
-fn tile() -> (usize, usize, usize) {
+/// Tile shape `(TM, TN, UNROLL)` for an adapter; `OPS_MATMUL_TILE=8x2x4` overrides it
+/// (experiments).
+fn tile(cpu_adapter: bool) -> (usize, usize, usize) {
     if let Ok(v) = std::env::var("OPS_MATMUL_TILE") {
         let p: Vec<usize> = v.split('x').filter_map(|t| t.parse().ok()).collect();
         if let [tm, tn, u] = p[..]
@@ -29,7 +34,7 @@ fn tile() -> (usize, usize, usize) {
             return (tm, tn, u);
         }
     }
-    (TM, TN, UNROLL)
+    (TM, if cpu_adapter { TN_CPU } else { TN }, UNROLL)
 }
 
 /// The generated parts of `shaders/matmul.wgsl` for a `tm x tn` tile unrolled `unroll` times.
@@ -262,7 +267,7 @@ impl Gemm {
         mask: Option<&BufferRef>,
     ) -> Result<Dispatch, GpuError> {
         let s = |v: usize| v.to_string();
-        let (tm_max, tn_max, unroll) = tile();
+        let (tm_max, tn_max, unroll) = tile(k.gpu().adapter().is_cpu());
         // No bigger than the problem: a tile row or column past the edge only repeats loads.
         let tm = self.m.div_ceil(WG).clamp(1, tm_max);
         let tn = self.n.div_ceil(WG).clamp(1, tn_max);

@@ -44,6 +44,14 @@ pub struct AdapterSummary {
     pub max_storage_buffers_per_shader_stage: u32,
 }
 
+impl AdapterSummary {
+    /// Whether the adapter runs on the CPU (lavapipe, llvmpipe): kernels are tuned
+    /// differently there (loads, not arithmetic, are the cost).
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+    }
+}
+
 /// How much work reached the device. A steady-state training step does exactly one
 /// submission, no read-back and no allocation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
