@@ -1,14 +1,21 @@
 // matmul: C[z] (+)= sum_r A[z,r] . B[z,r] (+ bias) (then relu, then * mask), operands
 // addressed through strides (see ops/src/matmul.rs, which generates the tile code).
 //
-// Layout of the work: a workgroup of WG x WG invocations; invocation (x, y) owns rows
-// m0 + i * WG (i < TM) and columns n0 + j * WG (j < TN) of C, held in TM * TN scalar
-// accumulators. Per k it loads TM values of A and TN of B and does TM * TN FMAs: on the
-// software adapters (lavapipe/llvmpipe run invocations as SIMD lanes and load storage
-// buffers lane by lane, with a bounds check per element) the loads dominate, so the tile
-// is made as large as the problem allows. Neighbouring invocations own neighbouring
-// columns (coalesced on a GPU). No workgroup memory and no barriers. Edges: rows and
-// columns are clamped (always in bounds, no branches in the k loop), stores are masked.
+// Layout of the work, one of two (ops/src/matmul.rs picks):
+// - rows per invocation: a workgroup of WG x WG invocations; invocation (x, y) owns rows
+//   m0 + i * WG (i < TM) and columns n0 + j * WG (j < TN) of C, and loads its rows of A
+//   itself.
+// - rows shared by a subgroup (CPU adapters with 8-wide subgroups): a workgroup is one
+//   subgroup of WG invocations owning TM consecutive rows; per k each invocation loads
+//   every WG-th of those rows' A values and `subgroupBroadcast` hands them to the others,
+//   so the subgroup loads TM / WG values of A instead of TM per invocation.
+// Either way an invocation holds TM * TN scalar accumulators and per k does TM * TN FMAs:
+// on the software adapters (lavapipe/llvmpipe run invocations as SIMD lanes and load
+// storage buffers lane by lane, with a bounds check per element) the loads dominate, so
+// the tile is made as large as the problem allows and shared loads are worth the most.
+// Neighbouring invocations own neighbouring columns (coalesced on a GPU). No workgroup
+// memory and no barriers. Edges: rows and columns are clamped (always in bounds, no
+// branches in the k loop), stores are masked.
 //
 // Stores run in a loop over the tile's rows that shifts the accumulator rows up by one per
 // iteration, so the epilogue's loads and stores appear TN times in the code, not TM * TN:
@@ -34,6 +41,7 @@ const MASKED: u32 = {{MASKED}}u;        // 1: out = select(0, out, mask[z][m][n]
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const WG: u32 = {{WG}}u;
+const RS: u32 = {{RS}}u;                // invocations along y = distance between an invocation's rows
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -50,15 +58,13 @@ fn epilogue(z: u32, m: u32, n: u32, v: f32) {
     c[i] = out;
 }
 
-@compute @workgroup_size({{WG}}, {{WG}}, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+@compute @workgroup_size({{WG}}, {{RS}}, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>{{LANE}}) {
     let z = wid.z;
-    let m0 = wid.y * (WG * TM) + lid.y;
+    let m0 = wid.y * (RS * TM) + lid.y;
     let n0 = wid.x * (WG * TN) + lid.x;
-    if (m0 >= M || n0 >= N) {
-        return;
-    }
-    // Clamped row offsets (uniform) and column offsets (per invocation).
+{{EARLY_EXIT}}
+    // Clamped row offsets and column offsets.
 {{SETUP}}
     for (var r = 0u; r < REDUCE; r++) {
         let abase = z * A_BATCH + r * A_REDUCE;

@@ -365,8 +365,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             for a in adapters {
+                let subgroups = a
+                    .subgroup_size
+                    .map_or("no subgroup operations".to_string(), |n| {
+                        format!("subgroups of {n}")
+                    });
                 println!(
-                    "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}",
+                    "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}, {subgroups}",
                     a.name,
                     a.backend,
                     a.device_type,

@@ -1,15 +1,17 @@
-//! How long the adapter takes to compile each WGSL file: pipeline creation and the first
-//! dispatch (lavapipe/llvmpipe compile a kernel when it first runs), then a second
-//! dispatch for comparison. For kernel work together with `OPS_DUMP_WGSL=DIR`, which
-//! writes every kernel the engine builds:
+//! How long the adapter takes to compile each WGSL file (pipeline creation and the first
+//! dispatch: lavapipe/llvmpipe compile a kernel when it first runs), and how long a
+//! dispatch then takes (best of 5 submissions of `--reps` dispatches). For kernel work
+//! together with `OPS_DUMP_WGSL=DIR`, which writes every kernel the engine builds, so
+//! that hand-edited variants can be timed against the generated one:
 //!
 //! ```text
 //! OPS_DUMP_WGSL=/tmp/k ./target/release/examples/kernel_profile mlp
-//! MESA_SHADER_CACHE_DISABLE=true ./target/release/examples/compile_time /tmp/k/*.wgsl
+//! MESA_SHADER_CACHE_DISABLE=true ./target/release/examples/compile_time [--grid 2,1,1] [--reps 20] /tmp/k/*.wgsl
 //! ```
 //!
-//! Each storage binding the kernel uses gets an 8 MiB buffer, each uniform 256 bytes; one
-//! workgroup is dispatched.
+//! Each storage binding the kernel uses gets an 8 MiB buffer (zeros), each uniform 256
+//! bytes; `--grid` workgroups are dispatched (default one). Subgroup operations are
+//! enabled where the adapter has them.
 
 fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -20,9 +22,28 @@ fn main() {
     let adapter =
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .expect("an adapter");
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
-            .expect("a device");
+    let features = adapter.features() & wgpu::Features::SUBGROUP;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: features,
+        ..Default::default()
+    }))
+    .expect("a device");
+    let mut grid = [1u32; 3];
+    let mut reps = 1u32;
+    let mut files = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--grid" => {
+                let text = args.next().unwrap_or_default();
+                for (g, v) in grid.iter_mut().zip(text.split(',')) {
+                    *g = v.parse().expect("--grid X,Y,Z");
+                }
+            }
+            "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
+            _ => files.push(arg),
+        }
+    }
     println!("{}", adapter.get_info().name);
     let buffer = |size: u64, usage| {
         device.create_buffer(&wgpu::BufferDescriptor {
@@ -36,7 +57,7 @@ fn main() {
         .map(|_| buffer(8 << 20, wgpu::BufferUsages::STORAGE))
         .collect();
     let uniform = buffer(256, wgpu::BufferUsages::UNIFORM);
-    for path in std::env::args().skip(1) {
+    for path in files {
         let source = std::fs::read_to_string(&path).expect("readable WGSL file");
         let started = std::time::Instant::now();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -68,27 +89,32 @@ fn main() {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut runs = [0.0; 2];
-        for run in &mut runs {
+        let submit = |dispatches: u32| {
             let started = std::time::Instant::now();
             let mut encoder = device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(1, 1, 1);
+                for _ in 0..dispatches {
+                    pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+                }
             }
             queue.submit([encoder.finish()]);
             device
                 .poll(wgpu::PollType::wait_indefinitely())
                 .expect("device alive");
-            *run = started.elapsed().as_secs_f64();
-        }
+            started.elapsed().as_secs_f64()
+        };
+        let first = submit(1);
+        let best = (0..5)
+            .map(|_| submit(reps) / f64::from(reps))
+            .fold(f64::INFINITY, f64::min);
         println!(
-            "{path}: create {:.0} ms, first dispatch {:.0} ms, second {:.1} ms",
+            "{path}: create {:.0} ms, first dispatch {:.0} ms, then {:.3} ms per dispatch",
             created * 1e3,
-            runs[0] * 1e3,
-            runs[1] * 1e3
+            first * 1e3,
+            best * 1e3
         );
     }
 }

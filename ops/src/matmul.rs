@@ -4,7 +4,7 @@
 //! strides, so one kernel covers A·B, Aᵀ·B and A·Bᵀ, batched (over `z`, the dispatch's third
 //! dimension) and batch-reduced (over `r`, summed in a fixed order inside an invocation).
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
+use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder};
 
 const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 
@@ -18,12 +18,45 @@ const TN_CPU: usize = 16;
 /// Most columns per invocation on GPUs, where smaller tiles give small GEMMs more
 /// workgroups (measured on an H100; 16 was not measured there).
 const TN: usize = 8;
+/// Most rows of a subgroup-shared tile (loaded `WG` at a time, so they cost little).
+const TM_SHARED: usize = 32;
+/// Most columns per invocation of a subgroup-shared tile.
+const TN_SHARED: usize = 8;
 /// k steps per iteration of the unrolled inner loop.
 const UNROLL: usize = 1;
 
+/// How the invocations of a workgroup split the rows of a tile (see `shaders/matmul.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rows {
+    /// `WG x WG` invocations, each loading its own rows of A.
+    PerInvocation,
+    /// One subgroup of `WG` invocations sharing its rows of A through `subgroupBroadcast`.
+    SharedBySubgroup,
+}
+
+impl Rows {
+    /// Shared rows where broadcasts are register shuffles and loads are not: CPU adapters
+    /// whose subgroups are exactly one workgroup row.
+    fn for_adapter(adapter: &AdapterSummary) -> Rows {
+        if adapter.is_cpu() && adapter.subgroup_size == Some(WG as u32) {
+            Rows::SharedBySubgroup
+        } else {
+            Rows::PerInvocation
+        }
+    }
+
+    /// Invocations along y, which is also the distance between an invocation's rows.
+    fn stride(self) -> usize {
+        match self {
+            Rows::PerInvocation => WG,
+            Rows::SharedBySubgroup => 1,
+        }
+    }
+}
+
 /// Tile shape `(TM, TN, UNROLL)` for an adapter; `OPS_MATMUL_TILE=8x2x4` overrides it
 /// (experiments).
-fn tile(cpu_adapter: bool) -> (usize, usize, usize) {
+fn tile(cpu_adapter: bool, rows: Rows) -> (usize, usize, usize) {
     if let Ok(v) = std::env::var("OPS_MATMUL_TILE") {
         let p: Vec<usize> = v.split('x').filter_map(|t| t.parse().ok()).collect();
         if let [tm, tn, u] = p[..]
@@ -34,11 +67,16 @@ fn tile(cpu_adapter: bool) -> (usize, usize, usize) {
             return (tm, tn, u);
         }
     }
-    (TM, if cpu_adapter { TN_CPU } else { TN }, UNROLL)
+    match rows {
+        Rows::SharedBySubgroup => (TM_SHARED, TN_SHARED, UNROLL),
+        Rows::PerInvocation if cpu_adapter => (TM, TN_CPU, UNROLL),
+        Rows::PerInvocation => (TM, TN, UNROLL),
+    }
 }
 
 /// The generated parts of `shaders/matmul.wgsl` for a `tm x tn` tile unrolled `unroll` times.
 fn tile_code(
+    rows: Rows,
     tm: usize,
     tn: usize,
     unroll: usize,
@@ -46,12 +84,24 @@ fn tile_code(
     masked: bool,
 ) -> Vec<(&'static str, String)> {
     use std::fmt::Write;
+    let shared = rows == Rows::SharedBySubgroup;
     let mut setup = String::new();
-    for i in 0..tm {
-        let _ = writeln!(
-            setup,
-            "    let ar{i} = min(m0 + {i}u * WG, M - 1u) * A_ROW;"
-        );
+    if shared {
+        // This invocation loads rows m0 + lane, m0 + lane + WG, ... of the tile.
+        for q in 0..tm.div_ceil(WG) {
+            let _ = writeln!(
+                setup,
+                "    let lr{q} = min(m0 + lane + {}u, M - 1u) * A_ROW;",
+                q * WG
+            );
+        }
+    } else {
+        for i in 0..tm {
+            let _ = writeln!(
+                setup,
+                "    let ar{i} = min(m0 + {i}u * RS, M - 1u) * A_ROW;"
+            );
+        }
     }
     for j in 0..tn {
         let _ = writeln!(
@@ -69,8 +119,22 @@ fn tile_code(
         let _ = writeln!(s, "            {{");
         let _ = writeln!(s, "            let ak = abase + ({kk}) * A_COL;");
         let _ = writeln!(s, "            let bk = bbase + ({kk}) * B_ROW;");
-        for i in 0..tm {
-            let _ = writeln!(s, "            let a{i} = a[ak + ar{i}];");
+        if shared {
+            for q in 0..tm.div_ceil(WG) {
+                let _ = writeln!(s, "            let la{q} = a[ak + lr{q}];");
+            }
+            for i in 0..tm {
+                let _ = writeln!(
+                    s,
+                    "            let a{i} = subgroupBroadcast(la{}, {}u);",
+                    i / WG,
+                    i % WG
+                );
+            }
+        } else {
+            for i in 0..tm {
+                let _ = writeln!(s, "            let a{i} = a[ak + ar{i}];");
+            }
         }
         for j in 0..tn {
             let _ = writeln!(s, "            let b{j} = b[bk + bc{j}];");
@@ -96,8 +160,9 @@ fn tile_code(
         "        for (; k < K; k++) {{\n{}        }}",
         step("k")
     );
-    // `m0 < M` and `n0 < N` hold here (the kernel returned otherwise).
-    let mut stores = String::from("    let rows = min(TM, (M - m0 + WG - 1u) / WG);\n");
+    // `m0 < M` holds here (the grid, or the early exit, ensures it), and so does `n0 < N`
+    // unless the rows are shared: every invocation of a subgroup must reach the broadcasts.
+    let mut stores = String::from("    let rows = min(TM, (M - m0 + RS - 1u) / RS);\n");
     let value = |j: usize| {
         if bias {
             format!("c0_{j} + bv{j}")
@@ -112,10 +177,10 @@ fn tile_code(
     }
     let _ = writeln!(
         stores,
-        "    for (var i = 0u; i < rows; i++) {{\n        let m = m0 + i * WG;"
+        "    for (var i = 0u; i < rows; i++) {{\n        let m = m0 + i * RS;"
     );
     for j in 0..tn {
-        let guard = if j == 0 {
+        let guard = if j == 0 && !shared {
             String::new()
         } else {
             format!("if (n0 + {j}u * WG < N) ")
@@ -148,10 +213,18 @@ fn tile_code(
     } else {
         ""
     };
+    let (lane, early_exit) = if shared {
+        (", @builtin(subgroup_invocation_id) lane: u32", "")
+    } else {
+        ("", "    if (m0 >= M || n0 >= N) {\n        return;\n    }")
+    };
     vec![
         ("TM", tm.to_string()),
         ("TN", tn.to_string()),
         ("WG", WG.to_string()),
+        ("RS", rows.stride().to_string()),
+        ("LANE", lane.to_string()),
+        ("EARLY_EXIT", early_exit.to_string()),
         ("SETUP", setup),
         ("K_LOOPS", loops),
         ("STORES", stores),
@@ -267,9 +340,11 @@ impl Gemm {
         mask: Option<&BufferRef>,
     ) -> Result<Dispatch, GpuError> {
         let s = |v: usize| v.to_string();
-        let (tm_max, tn_max, unroll) = tile(k.gpu().adapter().is_cpu());
+        let adapter = k.gpu().adapter();
+        let rows = Rows::for_adapter(adapter);
+        let (tm_max, tn_max, unroll) = tile(adapter.is_cpu(), rows);
         // No bigger than the problem: a tile row or column past the edge only repeats loads.
-        let tm = self.m.div_ceil(WG).clamp(1, tm_max);
+        let tm = self.m.div_ceil(rows.stride()).clamp(1, tm_max);
         let tn = self.n.div_ceil(WG).clamp(1, tn_max);
         let mut subst = vec![
             ("M", s(self.m)),
@@ -290,10 +365,17 @@ impl Gemm {
             ("MASKED", s(mask.is_some() as usize)),
         ];
         let bias = bias.filter(|_| self.bias == Bias::PerColumn);
-        subst.extend(tile_code(tm, tn, unroll, bias.is_some(), mask.is_some()));
+        subst.extend(tile_code(
+            rows,
+            tm,
+            tn,
+            unroll,
+            bias.is_some(),
+            mask.is_some(),
+        ));
         let groups = [
             self.n.div_ceil(WG * tn) as u32,
-            self.m.div_ceil(WG * tm) as u32,
+            self.m.div_ceil(rows.stride() * tm) as u32,
             self.batch as u32,
         ];
         let mut bindings = vec![a, b, c];

@@ -42,6 +42,9 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroup_size_x: u32,
     pub max_storage_buffers_per_shader_stage: u32,
+    /// Invocations per subgroup when the adapter supports WGSL subgroup operations and
+    /// runs them at one fixed size (lavapipe: 8, its SIMD width).
+    pub subgroup_size: Option<u32>,
 }
 
 impl AdapterSummary {
@@ -97,6 +100,9 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+        subgroup_size: (adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size),
     }
 }
 
@@ -176,7 +182,11 @@ impl Gpu {
         }
         let desc = wgpu::DeviceDescriptor {
             label: Some("engine"),
-            required_features: wgpu::Features::empty(),
+            required_features: if summary.subgroup_size.is_some() {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::default(),
             memory_hints: wgpu::MemoryHints::Performance,
