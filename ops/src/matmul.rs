@@ -38,7 +38,7 @@ impl Rows {
     /// Shared rows where broadcasts are register shuffles and loads are not: CPU adapters
     /// whose subgroups are exactly one workgroup row.
     fn for_adapter(adapter: &AdapterSummary) -> Rows {
-        if adapter.is_cpu() && adapter.subgroup_size == Some(WG as u32) {
+        if adapter.broadcast_lanes() == Some(WG) {
             Rows::SharedBySubgroup
         } else {
             Rows::PerInvocation

@@ -122,10 +122,14 @@ fn conv2d() {
 /// kernel 5's 5-wide weight-gradient blocks), batch 1, kernel 1, stride 2 with padding,
 /// padding >= kernel at stride 1 (input gradient through the GEMM + col2im fallback), and
 /// a weight gradient split into row bands that do not divide the height (23 rows, 2 per band).
+/// On adapters with 8-wide subgroups the kernels share loads across a subgroup: pixel
+/// blocks not a multiple of 8 (10, padded to 16), fewer weights than lanes (kernel 2 x 3
+/// channels), and input channels in groups of 8 (8, 16, 24) with partial output channel
+/// blocks (20 = 16 + 4; 5) and stride 2.
 #[test]
 fn conv2d_direct_edges() {
     let mut rng = Rng::new(15);
-    let cases: [(&str, &[usize]); 7] = [
+    let cases: [(&str, &[usize]); 9] = [
         ("{out_channels: 11, kernel: 3, padding: 1}", &[1, 3, 5, 19]),
         ("{out_channels: 20, kernel: 5, padding: 2}", &[2, 2, 6, 9]),
         ("{out_channels: 9, kernel: 1, bias: false}", &[2, 5, 3, 4]),
@@ -136,6 +140,11 @@ fn conv2d_direct_edges() {
         ("{out_channels: 3, kernel: 2, padding: 3}", &[1, 2, 4, 3]),
         ("{out_channels: 16, kernel: 3, padding: 1}", &[4, 16, 23, 5]),
         ("{out_channels: 1, kernel: 3}", &[3, 1, 3, 17]),
+        ("{out_channels: 20, kernel: 3, padding: 1}", &[2, 8, 6, 7]),
+        (
+            "{out_channels: 5, kernel: 3, stride: 2, padding: 1}",
+            &[2, 24, 9, 8],
+        ),
     ];
     for (i, (a, shape)) in cases.into_iter().enumerate() {
         check(

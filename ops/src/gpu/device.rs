@@ -53,6 +53,13 @@ impl AdapterSummary {
     pub fn is_cpu(&self) -> bool {
         self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
     }
+
+    /// Subgroup size when kernels should share loaded values through `subgroupBroadcast`:
+    /// on CPU adapters with fixed 8-wide subgroups (lavapipe) a subgroup is one SIMD
+    /// vector, loads are issued lane by lane and a broadcast is a register shuffle.
+    pub fn broadcast_lanes(&self) -> Option<usize> {
+        (self.is_cpu() && self.subgroup_size == Some(8)).then_some(8)
+    }
 }
 
 /// How much work reached the device. A steady-state training step does exactly one

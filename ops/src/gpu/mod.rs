@@ -10,4 +10,4 @@ pub use device::{
     AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
 };
 pub use error::GpuError;
-pub use kernel::{BufferRef, Dispatch, KernelBuilder, LayerIo, encode_dispatches, grid_1d};
+pub use kernel::{BufferRef, Dispatch, KernelBuilder, LayerIo, WG_1D, encode_dispatches, grid_1d};
