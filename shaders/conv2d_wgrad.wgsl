@@ -43,6 +43,7 @@ fn main({{BUILTINS}}) {
         let xplane = (n * C + c) * H;
 {{SETUP}}
         for (var oy = oy_lo; oy < oy_hi; oy++) {
+{{ROW}}
             for (var ox = 0u; ox < WO; ox++) {
                 let p = oy * WO + ox;
 {{BODY}}

@@ -428,21 +428,42 @@ impl WeightGrad {
                 }
             }
         }
-        for kx in 0..self.k {
-            input_column(&mut body, "                ", "ox", kx);
-        }
+        // Input rows depend on the output row only.
+        let mut row = String::new();
         for ky in 0..self.k {
-            input_row(
-                &mut body,
-                "                ",
-                &format!("{ky}u"),
-                &ky.to_string(),
+            input_row(&mut row, "            ", &format!("{ky}u"), &ky.to_string());
+        }
+        let load = |out: &mut String, indent: &str, decl: &str, ky: usize, kx: usize| {
+            let _ = writeln!(
+                out,
+                "{indent}{decl}xv{ky}_{kx} = select(0.0, x[row{ky} + cx{kx}], vy{ky} && vx{kx});"
             );
+        };
+        let sliding = self.s == 1;
+        if sliding {
+            // Stride 1: the window slides one column per pixel, so each pixel loads only
+            // its right column and shifts the others left (register moves).
+            for kx in 0..self.k - 1 {
+                input_column(&mut row, "            ", "0u", kx);
+            }
+            for ky in 0..self.k {
+                for kx in 0..self.k - 1 {
+                    load(&mut row, "            ", "var ", ky, kx);
+                }
+                let _ = writeln!(row, "            var xv{ky}_{} = 0.0;", self.k - 1);
+            }
+            input_column(&mut body, "                ", "ox", self.k - 1);
+            for ky in 0..self.k {
+                load(&mut body, "                ", "", ky, self.k - 1);
+            }
+        } else {
             for kx in 0..self.k {
-                let _ = writeln!(
-                    body,
-                    "                let xv{ky}_{kx} = select(0.0, x[row{ky} + cx{kx}], vy{ky} && vx{kx});"
-                );
+                input_column(&mut body, "                ", "ox", kx);
+            }
+            for ky in 0..self.k {
+                for kx in 0..self.k {
+                    load(&mut body, "                ", "let ", ky, kx);
+                }
             }
         }
         for j in 0..tc {
@@ -457,6 +478,13 @@ impl WeightGrad {
             }
             if bias {
                 let _ = writeln!(body, "                b{j} += d{j};");
+            }
+        }
+        if sliding {
+            for ky in 0..self.k {
+                for kx in 0..self.k - 1 {
+                    let _ = writeln!(body, "                xv{ky}_{kx} = xv{ky}_{};", kx + 1);
+                }
             }
         }
         // Stores: a loop over the block's channels that shifts the accumulators down by one
@@ -509,6 +537,7 @@ impl WeightGrad {
             ("INDEX", index),
             ("STRIDE", stride.to_string()),
             ("SETUP", setup),
+            ("ROW", row),
             ("BODY", body),
             ("STORES", stores),
         ];
