@@ -1,10 +1,11 @@
-// adam / adamw: one fused pass over the packed parameter buffer (grid-stride). state holds
-// m in [0, N) and v in [N, 2N). Gradients are scaled by grad_scale * clip, consumed and zeroed.
+// adam / adamw: one fused pass over the packed parameter buffer (grid-stride, four
+// parameters per invocation as vec4). state holds m in [0, N) and v in [N, 2N) (N vec4s).
+// Gradients are scaled by grad_scale * clip, consumed and zeroed.
 @group(0) @binding(0) var<uniform> S: Step;
 @group(0) @binding(1) var<storage, read> scalars: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state: array<f32>;
-@group(0) @binding(4) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> state: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> params: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -17,7 +18,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sqrt_bc2 = sqrt(S.bias_correction2);
     for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
         var g = grads[i] * scale;
-        grads[i] = 0.0;
+        grads[i] = vec4<f32>(0.0);
         var p = params[i];
         if ({{DECOUPLED}}u == 1u) {
             p = p * (1.0 - S.lr * wd);

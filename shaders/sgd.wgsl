@@ -1,11 +1,12 @@
-// sgd: one fused pass over the packed parameter buffer (grid-stride):
+// sgd: one fused pass over the packed parameter buffer (grid-stride, four parameters per
+// invocation as vec4):
 // g = grad * grad_scale * clip (+ wd p); buf = momentum buf + g; g = nesterov ? g + momentum buf : buf;
 // p -= lr g; grad = 0 (ready for the next accumulation group).
 @group(0) @binding(0) var<uniform> S: Step;
 @group(0) @binding(1) var<storage, read> scalars: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state: array<f32>;
-@group(0) @binding(4) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> state: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> params: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -14,7 +15,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let scale = S.grad_scale * scalars[0];
     for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
         var g = grads[i] * scale;
-        grads[i] = 0.0;
+        grads[i] = vec4<f32>(0.0);
         let p = params[i];
         if (wd != 0.0) { g += wd * p; }
         if ({{HAS_STATE}}u == 1u) {

@@ -75,16 +75,16 @@ pub(crate) fn dispatch(
     grads: &BufferRef,
     state: Option<&BufferRef>,
     params: &BufferRef,
-    len: usize,
+    vectors: usize,
     h: &AdamHyper,
 ) -> Result<Dispatch, GpuError> {
     let state = state.ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
-    let (groups, stride) = grid_1d(len);
+    let (groups, stride) = grid_1d(vectors);
     k.compute(
         kernel,
         &[WGSL],
         &[
-            ("N", len.to_string()),
+            ("N", vectors.to_string()),
             ("STRIDE", stride.to_string()),
             ("BETA1", wgsl_f32(h.beta1)),
             ("BETA2", wgsl_f32(h.beta2)),

@@ -162,6 +162,15 @@ impl OptimizerKind {
         params: &BufferRef,
         len: usize,
     ) -> Result<Dispatch, GpuError> {
+        // The kernels update four parameters per invocation (vec4 loads and stores: on the
+        // CPU adapters a vector access costs little more than a scalar one). The packed
+        // layout pads every tensor to 64 words, so this holds; the padding stays zero.
+        if !len.is_multiple_of(4) {
+            return Err(GpuError::InvalidConfig(format!(
+                "the optimizer updates parameters in groups of 4; {len} is not a multiple of 4"
+            )));
+        }
+        let vectors = len / 4;
         match *self {
             OptimizerKind::Sgd {
                 momentum,
@@ -174,7 +183,7 @@ impl OptimizerKind {
                 grads,
                 state,
                 params,
-                len,
+                vectors,
                 momentum,
                 nesterov,
                 weight_decay,
@@ -187,7 +196,7 @@ impl OptimizerKind {
                 grads,
                 state,
                 params,
-                len,
+                vectors,
                 &self.adam(),
             ),
         }

@@ -38,19 +38,19 @@ pub(crate) fn dispatch(
     grads: &BufferRef,
     state: Option<&BufferRef>,
     params: &BufferRef,
-    len: usize,
+    vectors: usize,
     momentum: f32,
     nesterov: bool,
     weight_decay: f32,
 ) -> Result<Dispatch, GpuError> {
-    let (groups, stride) = grid_1d(len);
+    let (groups, stride) = grid_1d(vectors);
     // Without momentum there is no state: bind the gradients again (never read).
     let state = state.unwrap_or(grads);
     k.compute(
         "sgd",
         &[WGSL],
         &[
-            ("N", len.to_string()),
+            ("N", vectors.to_string()),
             ("STRIDE", stride.to_string()),
             ("MOMENTUM", wgsl_f32(momentum)),
             ("NESTEROV", (nesterov as u32).to_string()),
