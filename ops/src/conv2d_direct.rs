@@ -44,24 +44,66 @@ fn input_row(out: &mut String, indent: &str, ky: &str, tag: &str) {
     );
 }
 
-/// Workgroups (of one subgroup each) for a loop over `groups` subgroup-sized groups of
-/// items, and the loop's stride in groups.
-fn subgroup_grid(groups: usize) -> ([u32; 3], u32) {
-    const MAX_GROUPS: usize = 1 << 15;
-    let count = groups.clamp(1, MAX_GROUPS) as u32;
-    ([count, 1, 1], count)
+/// How a kernel's grid-stride loop (`for g = FIRST; g < GROUPS; g += STRIDE`) walks its
+/// items: one item per invocation in workgroups of 64, or, with `lanes`, workgroups of one
+/// subgroup whose invocations take `lanes` consecutive items per step (`lane` is the
+/// invocation's index in it), so that they can share loads by broadcast.
+struct LoopGrid {
+    lanes: Option<usize>,
+    workgroups: [u32; 3],
+    stride: u32,
+    steps: usize,
+    /// WGSL deriving the item's coordinates from `g` (and `lane`).
+    index: String,
 }
 
-/// The entry point's builtins and the first group of its grid-stride loop: per invocation
-/// (`gid`), or per subgroup-sized workgroup (`wid`, and the invocation's `lane`).
-fn entry_builtins(lanes: Option<usize>) -> (&'static str, &'static str) {
-    if lanes.is_some() {
-        (
-            "@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32",
-            "wid.x",
-        )
-    } else {
-        ("@builtin(global_invocation_id) gid: vec3<u32>", "gid.x")
+impl LoopGrid {
+    fn per_invocation(items: usize, index: &str) -> LoopGrid {
+        let (workgroups, stride) = grid_1d(items);
+        LoopGrid {
+            lanes: None,
+            workgroups,
+            stride,
+            steps: items,
+            index: index.to_string(),
+        }
+    }
+
+    fn per_subgroup(lanes: usize, groups: usize, index: String) -> LoopGrid {
+        const MAX_WORKGROUPS: usize = 1 << 15;
+        let count = groups.clamp(1, MAX_WORKGROUPS) as u32;
+        LoopGrid {
+            lanes: Some(lanes),
+            workgroups: [count, 1, 1],
+            stride: count,
+            steps: groups,
+            index,
+        }
+    }
+
+    /// The template's `{{WG}}`, `{{BUILTINS}}`, `{{FIRST}}`, `{{GROUPS}}`, `{{STRIDE}}`
+    /// and `{{INDEX}}`.
+    fn substitutions(&self) -> [(&'static str, String); 6] {
+        let (wg, builtins, first) = match self.lanes {
+            Some(l) => (
+                l,
+                "@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32",
+                "wid.x",
+            ),
+            None => (
+                WG_1D as usize,
+                "@builtin(global_invocation_id) gid: vec3<u32>",
+                "gid.x",
+            ),
+        };
+        [
+            ("WG", wg.to_string()),
+            ("BUILTINS", builtins.to_string()),
+            ("FIRST", first.to_string()),
+            ("GROUPS", self.steps.to_string()),
+            ("STRIDE", self.stride.to_string()),
+            ("INDEX", self.index.clone()),
+        ]
     }
 }
 
@@ -111,25 +153,24 @@ impl DirectConv {
             TC_MAX
         });
         let (xb, cb) = (self.wo.div_ceil(tp), self.co.div_ceil(tc));
-        let n = self.batch * cb * self.ho * xb;
-        let (groups, stride, index) = match lanes {
+        let grid = match lanes {
             // Groups of `l` pixel blocks of one sample and channel block (padded: the
             // invocations past the last block compute clamped values and store nothing).
             Some(l) => {
                 let per_plane = (self.ho * xb).div_ceil(l);
-                let (groups, stride) = subgroup_grid(self.batch * cb * per_plane);
-                let index = format!(
-                    "        let plane = g / {per_plane}u;\n        let block = (g % {per_plane}u) * {l}u + lane;\n        let valid = block < XB * HO;\n        let blockc = min(block, XB * HO - 1u);\n        let xb = blockc % XB;\n        let oy = blockc / XB;\n        let cb = plane % CB;\n        let n = plane / CB;"
-                );
-                (groups, stride, (index, self.batch * cb * per_plane))
+                LoopGrid::per_subgroup(
+                    l,
+                    self.batch * cb * per_plane,
+                    format!(
+                        "        let plane = g / {per_plane}u;\n        let block = (g % {per_plane}u) * {l}u + lane;\n        let valid = block < XB * HO;\n        let blockc = min(block, XB * HO - 1u);\n        let xb = blockc % XB;\n        let oy = blockc / XB;\n        let cb = plane % CB;\n        let n = plane / CB;"
+                    ),
+                )
             }
-            None => {
-                let (groups, stride) = grid_1d(n);
-                let index = "        let i = g;\n        let valid = true;\n        let xb = i % XB;\n        let oy = (i / XB) % HO;\n        let cb = (i / (XB * HO)) % CB;\n        let n = i / (XB * HO * CB);".to_string();
-                (groups, stride, (index, n))
-            }
+            None => LoopGrid::per_invocation(
+                self.batch * cb * self.ho * xb,
+                "        let valid = true;\n        let xb = g % XB;\n        let oy = (g / XB) % HO;\n        let cb = (g / (XB * HO)) % CB;\n        let n = g / (XB * HO * CB);",
+            ),
         };
-        let (index, loop_groups) = index;
         let cols = (tp - 1) * self.s + self.k;
         let kx_offset = |kx: usize| if self.flip { self.k - 1 - kx } else { kx };
         let mut setup = String::new();
@@ -261,9 +302,8 @@ impl DirectConv {
         } else {
             ""
         };
-        let (builtins, first) = entry_builtins(lanes);
         let s = |v: usize| v.to_string();
-        let subst = [
+        let mut subst = vec![
             ("CI", s(self.ci)),
             ("CO", s(self.co)),
             ("H", s(self.h)),
@@ -281,16 +321,11 @@ impl DirectConv {
             ("W_CI", s(self.w_ci)),
             ("BIAS_BINDING", bias_binding.to_string()),
             ("RELU", s(relu as usize)),
-            ("WG", s(lanes.unwrap_or(WG_1D as usize))),
-            ("BUILTINS", builtins.to_string()),
-            ("FIRST", first.to_string()),
-            ("GROUPS", s(loop_groups)),
-            ("INDEX", index),
-            ("STRIDE", stride.to_string()),
             ("SETUP", setup),
             ("BODY", body),
             ("STORES", stores),
         ];
+        subst.extend(grid.substitutions());
         let name = if self.flip {
             "conv2d_direct_dx"
         } else {
@@ -298,7 +333,7 @@ impl DirectConv {
         };
         let mut bindings = vec![x, wt, y];
         bindings.extend(bias);
-        kb.compute(name, &[DIRECT_WGSL], &subst, &bindings, groups)
+        kb.compute(name, &[DIRECT_WGSL], &subst, &bindings, grid.workgroups)
     }
 }
 
@@ -366,20 +401,19 @@ impl WeightGrad {
             .adapter()
             .broadcast_lanes()
             .filter(|l| self.c.is_multiple_of(*l));
-        let (groups, stride, index) = match lanes {
+        let grid = match lanes {
             // Groups of `l` consecutive input channels (C is a multiple of `l`).
-            Some(l) => {
-                let (groups, stride) = subgroup_grid(n / l);
-                let index = format!(
+            Some(l) => LoopGrid::per_subgroup(
+                l,
+                n / l,
+                format!(
                     "        let c = (g * {l}u) % C + lane;\n        let cb = (g * {l}u / C) % CB;\n        let chunk = g * {l}u / (C * CB);"
-                );
-                (groups, stride, index)
-            }
-            None => {
-                let (groups, stride) = grid_1d(n);
-                let index = "        let i = g;\n        let cb = i % CB;\n        let c = (i / CB) % C;\n        let chunk = i / (CB * C);".to_string();
-                (groups, stride, index)
-            }
+                ),
+            ),
+            None => LoopGrid::per_invocation(
+                n,
+                "        let cb = g % CB;\n        let c = (g / CB) % C;\n        let chunk = g / (CB * C);",
+            ),
         };
         let bias = self.bias && db.is_some();
         let mut setup = String::new();
@@ -512,9 +546,8 @@ impl WeightGrad {
             }
         }
         stores.push_str("        }\n");
-        let (builtins, first) = entry_builtins(lanes);
         let s = |v: usize| v.to_string();
-        let subst = [
+        let mut subst = vec![
             ("C", s(self.c)),
             ("CO", s(self.co)),
             ("H", s(self.h)),
@@ -530,24 +563,19 @@ impl WeightGrad {
             ("WN", s(wn)),
             ("KK", s(kk)),
             ("BIAS", s(bias as usize)),
-            ("WG", s(lanes.unwrap_or(WG_1D as usize))),
-            ("BUILTINS", builtins.to_string()),
-            ("FIRST", first.to_string()),
-            ("GROUPS", s(lanes.map_or(n, |l| n / l))),
-            ("INDEX", index),
-            ("STRIDE", stride.to_string()),
             ("SETUP", setup),
             ("ROW", row),
             ("BODY", body),
             ("STORES", stores),
         ];
+        subst.extend(grid.substitutions());
         let part = part.words(0, (chunks * wn) as u64);
         let wgrad = kb.compute(
             "conv2d_wgrad",
             &[WGRAD_WGSL],
             &subst,
             &[x, dy, &part],
-            groups,
+            grid.workgroups,
         )?;
         let (groups, stride) = grid_1d(wn);
         let ww = self.co * self.c * kk;
