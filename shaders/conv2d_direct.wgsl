@@ -37,11 +37,13 @@ const CB: u32 = {{CB}}u;       // channel blocks
 const W_CO: u32 = {{W_CO}}u;   // weight stride per output channel
 const W_CI: u32 = {{W_CI}}u;   // weight stride per input channel
 const RELU: u32 = {{RELU}}u;
+const HP: u32 = {{HP}}u;       // pooled height, width (when the kernel stores a 2x2 max pool)
+const WP: u32 = {{WP}}u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-{{BIAS_BINDING}}
+{{EXTRA_BINDINGS}}
 
 // `v` has the bias added already (loaded once per channel, before the store loop).
 fn store(n: u32, o: u32, oy: u32, ox: u32, v: f32) {

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::conv2d_direct::{DirectConv, WeightGrad};
-use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::linear::default_true;
 use crate::matmul::Gemm;
 use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
@@ -141,10 +141,39 @@ impl Conv2d {
         io: &LayerIo,
         relu: bool,
     ) -> Result<Vec<Dispatch>, GpuError> {
+        let conv = self.direct(io)?;
+        Ok(vec![conv.dispatch(
+            k,
+            &io.x,
+            &io.params[0],
+            self.bias(io),
+            &io.y,
+            relu,
+        )?])
+    }
+
+    /// The forward of this conv, the relu after it and a 2x2, stride-2 max pool after
+    /// that, as one dispatch writing the pool's output `pool` and arg-max `arg` (see
+    /// [`DirectConv::dispatch_pooled`]); `None` where the adapter or the shapes do not
+    /// allow it.
+    pub(crate) fn forward_pooled_dispatches(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        pool: &BufferRef,
+        arg: &BufferRef,
+    ) -> Result<Option<Vec<Dispatch>>, GpuError> {
+        let conv = self.direct(io)?;
+        Ok(conv
+            .dispatch_pooled(k, &io.x, &io.params[0], self.bias(io), pool, arg)?
+            .map(|d| vec![d]))
+    }
+
+    fn direct(&self, io: &LayerIo) -> Result<DirectConv, GpuError> {
         let g = self
             .geometry(&io.input_shape)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        let conv = DirectConv {
+        Ok(DirectConv {
             batch: io.batch,
             ci: g.c,
             co: g.co,
@@ -158,20 +187,15 @@ impl Conv2d {
             w_co: g.col_rows(),
             w_ci: g.k * g.k,
             flip: false,
-        };
-        let bias = if self.attrs.bias {
+        })
+    }
+
+    fn bias<'a>(&self, io: &'a LayerIo) -> Option<&'a BufferRef> {
+        if self.attrs.bias {
             io.params.get(1)
         } else {
             None
-        };
-        Ok(vec![conv.dispatch(
-            k,
-            &io.x,
-            &io.params[0],
-            bias,
-            &io.y,
-            relu,
-        )?])
+        }
     }
 
     /// Input pixel feeding output `(oy, ox)` at kernel offset `(ky, kx)`, if inside the image.

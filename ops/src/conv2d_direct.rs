@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, grid_1d};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, grid_1d, shift_tile};
 
 const DIRECT_WGSL: &str = include_str!("../../shaders/conv2d_direct.wgsl");
 const WGRAD_WGSL: &str = include_str!("../../shaders/conv2d_wgrad.wgsl");
@@ -145,6 +145,47 @@ impl DirectConv {
         y: &BufferRef,
         relu: bool,
     ) -> Result<Dispatch, GpuError> {
+        self.build(kb, x, wt, bias, &Output::Plain { y, relu })
+    }
+
+    /// `pool = max_pool_2x2(relu(conv(x, wt) (+ bias)))` and the pool's arg-max (`arg`,
+    /// laid out like `pool`; no arg-max, `0xffffffff`, where the window's maximum is not
+    /// positive, as `max_pool2d_forward` records it after a fused relu), without storing
+    /// the convolution's output. The two rows of a window belong to two invocations of a
+    /// subgroup, which exchange them with `subgroupShuffleXor`. `None` where that layout
+    /// does not apply: adapters without 8-wide subgroups on the CPU, odd pixel blocks, or
+    /// rows split into blocks that do not pair up within a subgroup.
+    pub fn dispatch_pooled(
+        &self,
+        kb: &mut KernelBuilder,
+        x: &BufferRef,
+        wt: &BufferRef,
+        bias: Option<&BufferRef>,
+        pool: &BufferRef,
+        arg: &BufferRef,
+    ) -> Result<Option<Dispatch>, GpuError> {
+        let tp = self.tp();
+        let blocks_per_row = self.wo.div_ceil(tp);
+        let pairs_in_subgroup = kb
+            .gpu()
+            .adapter()
+            .broadcast_lanes()
+            .is_some_and(|l| l % (2 * blocks_per_row) == 0);
+        if !pairs_in_subgroup || !tp.is_multiple_of(2) || self.flip {
+            return Ok(None);
+        }
+        self.build(kb, x, wt, bias, &Output::Pooled { pool, arg })
+            .map(Some)
+    }
+
+    fn build(
+        &self,
+        kb: &mut KernelBuilder,
+        x: &BufferRef,
+        wt: &BufferRef,
+        bias: Option<&BufferRef>,
+        output: &Output,
+    ) -> Result<Dispatch, GpuError> {
         let tp = self.tp();
         let lanes = kb.gpu().adapter().broadcast_lanes();
         let tc = self.co.min(if lanes.is_some() {
@@ -271,37 +312,59 @@ impl DirectConv {
                 );
             }
         }
-        let _ = writeln!(
-            stores,
-            "        let pixels = select(0u, min(min(TP, WO - ox0), arrayLength(&y)), valid);\n        for (var p = 0u; p < pixels; p++) {{"
-        );
-        for j in 0..tc {
-            let value = if bias.is_some() {
-                format!("a{j}_0 + bv{j}")
-            } else {
-                format!("a{j}_0")
-            };
-            let guard = if j == 0 {
-                String::new()
-            } else {
-                format!("if (co0 + {j}u < CO) ")
-            };
-            let _ = writeln!(
-                stores,
-                "            {guard}{{ store(n, co0 + {j}u, oy, ox0 + p, {value}); }}"
-            );
+        match output {
+            Output::Plain { .. } => {
+                let _ = writeln!(
+                    stores,
+                    "        let pixels = select(0u, min(min(TP, WO - ox0), arrayLength(&y)), valid);\n        for (var p = 0u; p < pixels; p++) {{"
+                );
+                for j in 0..tc {
+                    let value = if bias.is_some() {
+                        format!("a{j}_0 + bv{j}")
+                    } else {
+                        format!("a{j}_0")
+                    };
+                    let guard = if j == 0 {
+                        String::new()
+                    } else {
+                        format!("if (co0 + {j}u < CO) ")
+                    };
+                    let _ = writeln!(
+                        stores,
+                        "            {guard}{{ store(n, co0 + {j}u, oy, ox0 + p, {value}); }}"
+                    );
+                }
+                shift_tile(&mut stores, "            ", tp, tc, 1, |p, j| {
+                    format!("a{j}_{p}")
+                });
+                stores.push_str("        }\n");
+            }
+            Output::Pooled { .. } => pooled_stores(&mut stores, tp, tc, bias.is_some()),
         }
-        for p in 1..tp {
-            for j in 0..tc {
-                let _ = writeln!(stores, "            a{j}_{} = a{j}_{p};", p - 1);
+        let (y, relu) = match output {
+            Output::Plain { y, relu } => (*y, *relu),
+            Output::Pooled { pool, .. } => (*pool, true),
+        };
+        let mut extra_bindings = String::new();
+        let mut bindings = vec![x, wt, y];
+        for (buffer, decl) in [
+            (bias, "bias: array<f32>"),
+            (output.arg(), "arg: array<u32>"),
+        ] {
+            if let Some(buffer) = buffer {
+                let _ = writeln!(
+                    extra_bindings,
+                    "@group(0) @binding({}) var<storage, {}> {decl};",
+                    bindings.len(),
+                    if decl.starts_with("arg") {
+                        "read_write"
+                    } else {
+                        "read"
+                    }
+                );
+                bindings.push(buffer);
             }
         }
-        stores.push_str("        }\n");
-        let bias_binding = if bias.is_some() {
-            "@group(0) @binding(3) var<storage, read> bias: array<f32>;"
-        } else {
-            ""
-        };
         let s = |v: usize| v.to_string();
         let mut subst = vec![
             ("CI", s(self.ci)),
@@ -319,7 +382,9 @@ impl DirectConv {
             ("CB", s(cb)),
             ("W_CO", s(self.w_co)),
             ("W_CI", s(self.w_ci)),
-            ("BIAS_BINDING", bias_binding.to_string()),
+            ("EXTRA_BINDINGS", extra_bindings),
+            ("HP", s(self.ho / 2)),
+            ("WP", s(self.wo / 2)),
             ("RELU", s(relu as usize)),
             ("SETUP", setup),
             ("BODY", body),
@@ -331,10 +396,60 @@ impl DirectConv {
         } else {
             "conv2d_direct"
         };
-        let mut bindings = vec![x, wt, y];
-        bindings.extend(bias);
         kb.compute(name, &[DIRECT_WGSL], &subst, &bindings, grid.workgroups)
     }
+}
+
+/// Where the direct kernel writes.
+enum Output<'a> {
+    /// The convolution's output (`relu`: `max(., 0)`).
+    Plain { y: &'a BufferRef, relu: bool },
+    /// A 2x2, stride-2 max pool of the relu'd output, and its arg-max.
+    Pooled {
+        pool: &'a BufferRef,
+        arg: &'a BufferRef,
+    },
+}
+
+impl Output<'_> {
+    fn arg(&self) -> Option<&BufferRef> {
+        match self {
+            Output::Plain { .. } => None,
+            Output::Pooled { arg, .. } => Some(arg),
+        }
+    }
+}
+
+/// The direct kernel's pooled stores: per pair of pixels, for each channel, the relu'd
+/// values of this row and (`subgroupShuffleXor` by `XB`, the blocks per row) of the next
+/// row form a 2x2 window; the invocation holding its top row stores the maximum (first
+/// wins on ties, in row-major order, as `max_pool2d_forward`) and its arg-max. The loop
+/// bound is the same in every invocation (shuffles need all of them), and shifts the
+/// accumulators by two pixels per iteration.
+fn pooled_stores(stores: &mut String, tp: usize, tc: usize, bias: bool) {
+    let _ = writeln!(
+        stores,
+        "        let top = valid && oy % 2u == 0u;\n        let prow = oy / 2u;\n        let pairs = min(TP / 2u, arrayLength(&y));\n        for (var p = 0u; p < pairs; p++) {{\n            let pcol = ox0 / 2u + p;\n            let keep = top && prow < HP && pcol < WP;\n            let first = 2u * prow * WO + 2u * pcol;"
+    );
+    for j in 0..tc {
+        let biased = |p: usize| {
+            if bias {
+                format!("a{j}_{p} + bv{j}")
+            } else {
+                format!("a{j}_{p}")
+            }
+        };
+        let _ = writeln!(
+            stores,
+            "            {{\n            let v0 = max({}, 0.0);\n            let v1 = max({}, 0.0);\n            let v2 = subgroupShuffleXor(v0, XB);\n            let v3 = subgroupShuffleXor(v1, XB);\n            var best = v0;\n            var at = first;\n            if (v1 > best) {{ best = v1; at = first + 1u; }}\n            if (v2 > best) {{ best = v2; at = first + WO; }}\n            if (v3 > best) {{ best = v3; at = first + WO + 1u; }}\n            if (keep && co0 + {j}u < CO) {{\n                let o = ((n * CO + co0 + {j}u) * HP + prow) * WP + pcol;\n                y[o] = best;\n                arg[o] = select(0xffffffffu, at, best > 0.0);\n            }}\n            }}",
+            biased(0),
+            biased(1)
+        );
+    }
+    shift_tile(stores, "            ", tp, tc, 2, |p, j| {
+        format!("a{j}_{p}")
+    });
+    stores.push_str("        }\n");
 }
 
 /// Weight (and bias) gradient of a convolution with `c` input channels of `h x w`, `co`
@@ -537,13 +652,13 @@ impl WeightGrad {
                 "            if (c == 0u) {{ part[base + CO * C * KK + co0 + j] = b0; }}"
             );
         }
-        for j in 1..tc {
-            for q in 0..kk {
-                let _ = writeln!(stores, "            g{}_{q} = g{j}_{q};", j - 1);
-            }
-            if bias {
-                let _ = writeln!(stores, "            b{} = b{j};", j - 1);
-            }
+        shift_tile(&mut stores, "            ", tc, kk, 1, |j, q| {
+            format!("g{j}_{q}")
+        });
+        if bias {
+            shift_tile(&mut stores, "            ", tc, 1, 1, |j, _| {
+                format!("b{j}")
+            });
         }
         stores.push_str("        }\n");
         let s = |v: usize| v.to_string();

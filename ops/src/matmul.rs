@@ -4,7 +4,7 @@
 //! strides, so one kernel covers A·B, Aᵀ·B and A·Bᵀ, batched (over `z`, the dispatch's third
 //! dimension) and batch-reduced (over `r`, summed in a fixed order inside an invocation).
 
-use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder};
+use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, shift_tile};
 
 const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 
@@ -191,11 +191,9 @@ fn tile_code(
             value(j)
         );
     }
-    for i in 1..tm {
-        for j in 0..tn {
-            let _ = writeln!(stores, "        c{}_{j} = c{i}_{j};", i - 1);
-        }
-    }
+    shift_tile(&mut stores, "        ", tm, tn, 1, |i, j| {
+        format!("c{i}_{j}")
+    });
     stores.push_str("    }\n");
     let mut bindings = String::new();
     let mut next = 3;

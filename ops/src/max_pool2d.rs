@@ -102,6 +102,12 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
+    /// 2x2 windows at stride 2: what a convolution can pool in its own stores
+    /// ([`crate::conv2d::Conv2d::forward_pooled_dispatches`]).
+    pub(crate) fn is_2x2_stride_2(&self) -> bool {
+        self.attrs.kernel == 2 && self.attrs.stride.unwrap_or(self.attrs.kernel) == 2
+    }
+
     /// Per output element: (max value, arg-max as `iy * W + ix` within its channel plane).
     fn windows(&self, g: &PoolGeometry, x: &[f32], batch: usize) -> Vec<(f32, usize)> {
         let mut out = Vec::with_capacity(batch * g.out_len());

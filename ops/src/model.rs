@@ -248,6 +248,22 @@ pub fn fused_relus(model: &Sequential) -> Vec<bool> {
         .collect()
 }
 
+/// The scratch buffer layer `i` asks for at `batch`, if any.
+fn scratch_buffer(
+    gpu: &Gpu,
+    model: &Sequential,
+    i: usize,
+    batch: usize,
+) -> Result<Option<BufferRef>, GpuError> {
+    let l = &model.layers[i];
+    let words = l.op.scratch_words(&l.input, batch);
+    if words == 0 {
+        return Ok(None);
+    }
+    let buffer = gpu.storage_buffer(&format!("scratch.{i}"), words as u64 * 4)?;
+    Ok(Some(BufferRef::whole(&buffer).words(0, words as u64)))
+}
+
 /// The model's activation buffers and pre-built dispatches for one batch size.
 pub struct GpuModel {
     pub batch: usize,
@@ -303,6 +319,9 @@ impl GpuModel {
         let mut forward = Vec::new();
         let mut backward_per_layer = Vec::new();
         let mut slots = model.slots.iter();
+        // A max pool whose forward a conv before it did (its index and arg-max scratch).
+        let mut pooled_by_conv: Option<(usize, BufferRef)> = None;
+        let mut pool_forward_done = None;
         for (i, l) in model.layers.iter().enumerate() {
             let mut p = Vec::new();
             let mut g = Vec::new();
@@ -323,16 +342,9 @@ impl GpuModel {
                     });
                 }
             }
-            let scratch_words = l.op.scratch_words(&l.input, batch);
-            let scratch = if scratch_words > 0 {
-                Some(
-                    BufferRef::whole(
-                        &gpu.storage_buffer(&format!("scratch.{i}"), scratch_words as u64 * 4)?,
-                    )
-                    .words(0, scratch_words as u64),
-                )
-            } else {
-                None
+            let scratch = match pooled_by_conv.take_if(|(pool, _)| *pool == i) {
+                Some((_, arg)) => Some(arg),
+                None => scratch_buffer(gpu, model, i, batch)?,
             };
             let io = LayerIo {
                 layer: i,
@@ -366,14 +378,39 @@ impl GpuModel {
                 }
                 LayerSpec::Conv2d(attrs) if relu_after => {
                     let conv = Conv2d { attrs: *attrs };
-                    forward.extend(conv.forward_dispatches(&mut k, &io, true)?);
+                    // conv -> relu -> 2x2 max pool: the conv's kernel can store the pool.
+                    let pool = i + 2;
+                    let pooled = match model.layers.get(pool).map(|l| &l.spec) {
+                        Some(LayerSpec::MaxPool2d(p))
+                            if (MaxPool2d { attrs: *p }).is_2x2_stride_2() =>
+                        {
+                            let arg =
+                                scratch_buffer(gpu, model, pool, batch)?.ok_or_else(|| {
+                                    GpuError::InvalidModel("max_pool2d needs scratch".into())
+                                })?;
+                            let d =
+                                conv.forward_pooled_dispatches(&mut k, &io, &acts[pool + 1], &arg)?;
+                            d.map(|d| (d, arg))
+                        }
+                        _ => None,
+                    };
+                    match pooled {
+                        Some((d, arg)) => {
+                            forward.extend(d);
+                            pooled_by_conv = Some((pool, arg));
+                            pool_forward_done = Some(pool);
+                        }
+                        None => forward.extend(conv.forward_dispatches(&mut k, &io, true)?),
+                    }
                     if train {
                         backward_per_layer.push(conv.gpu_backward(&mut k, &io)?);
                     }
                 }
                 LayerSpec::MaxPool2d(attrs) if relu_before => {
                     let pool = MaxPool2d { attrs: *attrs };
-                    forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
+                    if pool_forward_done != Some(i) {
+                        forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
+                    }
                     if train {
                         backward_per_layer.push(pool.gpu_backward(&mut k, &io)?);
                     }

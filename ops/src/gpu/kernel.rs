@@ -123,6 +123,26 @@ pub fn encode_dispatches<'a>(
     }
 }
 
+/// WGSL moving a register tile `by` places along its first axis, `name(i, j) = name(i + by,
+/// j)` for every `i + by < len` and `j < width`: how the generated store loops walk a tile
+/// of scalar accumulators without indexing it (an indexed local array would live in
+/// memory).
+pub(crate) fn shift_tile(
+    out: &mut String,
+    indent: &str,
+    len: usize,
+    width: usize,
+    by: usize,
+    name: impl Fn(usize, usize) -> String,
+) {
+    use std::fmt::Write;
+    for i in by..len {
+        for j in 0..width {
+            let _ = writeln!(out, "{indent}{} = {};", name(i - by, j), name(i, j));
+        }
+    }
+}
+
 /// Workgroup counts for a grid-stride loop over `n` items with [`WG_1D`] invocations per
 /// group, and the stride the kernel must use (`{{STRIDE}}`).
 pub fn grid_1d(n: usize) -> ([u32; 3], u32) {
