@@ -339,11 +339,42 @@ impl Gemm {
     ) -> Result<Dispatch, GpuError> {
         let s = |v: usize| v.to_string();
         let adapter = k.gpu().adapter();
-        let rows = Rows::for_adapter(adapter);
-        let (tm_max, tn_max, unroll) = tile(adapter.is_cpu(), rows);
-        // No bigger than the problem: a tile row or column past the edge only repeats loads.
-        let tm = self.m.div_ceil(rows.stride()).clamp(1, tm_max);
-        let tn = self.n.div_ceil(WG).clamp(1, tn_max);
+        let limit = u64::from(adapter.max_compute_workgroups_per_dimension);
+        // The tile for a row layout, no bigger than the problem (a tile row or column past
+        // the edge only repeats loads), and the workgroup grid it needs.
+        let layout = |rows: Rows| {
+            let (tm_max, tn_max, unroll) = tile(adapter.is_cpu(), rows);
+            let tm = self.m.div_ceil(rows.stride()).clamp(1, tm_max);
+            let tn = self.n.div_ceil(WG).clamp(1, tn_max);
+            let groups = [
+                self.n.div_ceil(WG * tn) as u64,
+                self.m.div_ceil(rows.stride() * tm) as u64,
+                self.batch as u64,
+            ];
+            (rows, tm, tn, unroll, groups)
+        };
+        // Shared rows make 4x more workgroups along y: past the limit (millions of rows),
+        // the per-invocation layout still fits.
+        let (rows, tm, tn, unroll, groups) = match layout(Rows::for_adapter(adapter)) {
+            (Rows::SharedBySubgroup, ..) if self.m.div_ceil(TM_SHARED) as u64 > limit => {
+                layout(Rows::PerInvocation)
+            }
+            chosen => chosen,
+        };
+        if let Some(&needed) = groups.iter().find(|&&g| g > limit) {
+            return Err(GpuError::TooLarge {
+                what: format!(
+                    "the workgroups along one axis of a {} of {}x{}x{} (batch {})",
+                    self.name(),
+                    self.m,
+                    self.n,
+                    self.k,
+                    self.batch
+                ),
+                needed,
+                limit,
+            });
+        }
         let mut subst = vec![
             ("M", s(self.m)),
             ("N", s(self.n)),
@@ -371,11 +402,8 @@ impl Gemm {
             bias.is_some(),
             mask.is_some(),
         ));
-        let groups = [
-            self.n.div_ceil(WG * tn) as u32,
-            self.m.div_ceil(rows.stride() * tm) as u32,
-            self.batch as u32,
-        ];
+        // Each fits in a u32: it is at most `limit` (checked above).
+        let groups = groups.map(|g| g as u32);
         let mut bindings = vec![a, b, c];
         bindings.extend(bias);
         bindings.extend(mask);

@@ -775,3 +775,26 @@ fn invalid_models_are_errors_not_panics() {
         "{err}"
     );
 }
+
+/// A layer with millions of outputs: its weight-gradient GEMM has 2.2M rows, more row
+/// blocks than a dispatch allows along one axis in the subgroup-shared layout (32 rows
+/// each, limit 65,535), so it runs in the per-invocation layout; one step goes through
+/// without a validation error and changes the weights.
+#[test]
+fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
+    let gpu = gpu();
+    let def = ModelDef {
+        input: vec![2],
+        layers: layers("[{linear: {out: 2200000}}]"),
+        init: Init::KaimingUniform,
+    };
+    let mut step = TrainStep::new(gpu, &def, &config(2, sgd())).unwrap();
+    let before = flat(&step.param_tensors(gpu).unwrap());
+    step.upload_batch(gpu, &[0.5, -1.0, 2.0, 0.25], &[0, 1_000_000], None, 2);
+    step.record_step(gpu, 0.1, 0).unwrap();
+    let metrics = step.read_train_metrics(gpu).unwrap();
+    gpu.take_error().unwrap();
+    assert_eq!(metrics.samples, 2);
+    let after = flat(&step.param_tensors(gpu).unwrap());
+    assert_ne!(before, after);
+}

@@ -42,6 +42,7 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroup_size_x: u32,
     pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroups_per_dimension: u32,
     /// Invocations per subgroup when the adapter supports WGSL subgroup operations and
     /// runs them at one fixed size (lavapipe: 8, its SIMD width).
     pub subgroup_size: Option<u32>,
@@ -107,6 +108,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         subgroup_size: (adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == info.subgroup_max_size)
             .then_some(info.subgroup_min_size),
