@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::conv2d_direct::{DirectConv, WeightGrad};
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::linear::default_true;
 use crate::matmul::Gemm;
 use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
@@ -141,7 +141,7 @@ impl Conv2d {
         io: &LayerIo,
         relu: bool,
     ) -> Result<Vec<Dispatch>, GpuError> {
-        let conv = self.direct(io)?;
+        let conv = self.direct(&io.input_shape, io.batch)?;
         Ok(vec![conv.dispatch(
             k,
             &io.x,
@@ -154,27 +154,40 @@ impl Conv2d {
 
     /// The forward of this conv, the relu after it and a 2x2, stride-2 max pool after
     /// that, as one dispatch writing the pool's output `pool` and arg-max `arg` (see
-    /// [`DirectConv::dispatch_pooled`]); `None` where the adapter or the shapes do not
-    /// allow it.
+    /// [`DirectConv::dispatch_pooled`]). Only where [`Conv2d::can_store_pool`] said so.
     pub(crate) fn forward_pooled_dispatches(
         &self,
         k: &mut KernelBuilder,
         io: &LayerIo,
         pool: &BufferRef,
         arg: &BufferRef,
-    ) -> Result<Option<Vec<Dispatch>>, GpuError> {
-        let conv = self.direct(io)?;
-        Ok(conv
-            .dispatch_pooled(k, &io.x, &io.params[0], self.bias(io), pool, arg)?
-            .map(|d| vec![d]))
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let conv = self.direct(&io.input_shape, io.batch)?;
+        conv.dispatch_pooled(k, &io.x, &io.params[0], self.bias(io), pool, arg)?
+            .map(|d| vec![d])
+            .ok_or_else(|| {
+                GpuError::InvalidModel("conv2d cannot store this max pool on this adapter".into())
+            })
     }
 
-    fn direct(&self, io: &LayerIo) -> Result<DirectConv, GpuError> {
+    /// Whether this conv, over `input` at `batch`, can store a 2x2 max pool after it on
+    /// `adapter` ([`Conv2d::forward_pooled_dispatches`]).
+    pub(crate) fn can_store_pool(
+        &self,
+        adapter: &AdapterSummary,
+        input: &[usize],
+        batch: usize,
+    ) -> bool {
+        self.direct(input, batch)
+            .is_ok_and(|conv| conv.stores_pool(adapter))
+    }
+
+    fn direct(&self, input: &[usize], batch: usize) -> Result<DirectConv, GpuError> {
         let g = self
-            .geometry(&io.input_shape)
+            .geometry(input)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
         Ok(DirectConv {
-            batch: io.batch,
+            batch,
             ci: g.c,
             co: g.co,
             h: g.h,

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, grid_1d, shift_tile};
+use crate::gpu::{
+    AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, grid_1d, shift_tile,
+};
 
 const DIRECT_WGSL: &str = include_str!("../../shaders/conv2d_direct.wgsl");
 const WGRAD_WGSL: &str = include_str!("../../shaders/conv2d_wgrad.wgsl");
@@ -164,18 +166,21 @@ impl DirectConv {
         pool: &BufferRef,
         arg: &BufferRef,
     ) -> Result<Option<Dispatch>, GpuError> {
-        let tp = self.tp();
-        let blocks_per_row = self.wo.div_ceil(tp);
-        let pairs_in_subgroup = kb
-            .gpu()
-            .adapter()
-            .broadcast_lanes()
-            .is_some_and(|l| l % (2 * blocks_per_row) == 0);
-        if !pairs_in_subgroup || !tp.is_multiple_of(2) || self.flip {
+        if !self.stores_pool(kb.gpu().adapter()) {
             return Ok(None);
         }
         self.build(kb, x, wt, bias, &Output::Pooled { pool, arg })
             .map(Some)
+    }
+
+    /// Whether [`DirectConv::dispatch_pooled`] applies on `adapter`.
+    pub fn stores_pool(&self, adapter: &AdapterSummary) -> bool {
+        let tp = self.tp();
+        let blocks_per_row = self.wo.div_ceil(tp);
+        let pairs_in_subgroup = adapter
+            .broadcast_lanes()
+            .is_some_and(|l| l % (2 * blocks_per_row) == 0);
+        pairs_in_subgroup && tp.is_multiple_of(2) && !self.flip
     }
 
     fn build(

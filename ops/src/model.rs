@@ -3,7 +3,9 @@
 //! dispatch lists.
 
 use crate::conv2d::Conv2d;
-use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES};
+use crate::gpu::{
+    AdapterSummary, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
+};
 use crate::init::Init;
 use crate::layer::LayerSpec;
 use crate::linear::Linear;
@@ -248,6 +250,32 @@ pub fn fused_relus(model: &Sequential) -> Vec<bool> {
         .collect()
 }
 
+/// For each layer, whether it is a conv whose kernel stores the 2x2 max pool after its
+/// fused relu (conv -> relu -> max pool, on adapters where
+/// [`Conv2d::can_store_pool`]): that pool then dispatches only its backward.
+fn convs_storing_pools(
+    model: &Sequential,
+    fused: &[bool],
+    adapter: &AdapterSummary,
+    batch: usize,
+) -> Vec<bool> {
+    let spec = |i: usize| model.layers.get(i).map(|l| &l.spec);
+    (0..model.layers.len())
+        .map(|i| match (spec(i), spec(i + 2)) {
+            (Some(LayerSpec::Conv2d(conv)), Some(LayerSpec::MaxPool2d(pool))) => {
+                fused.get(i + 1) == Some(&true)
+                    && (MaxPool2d { attrs: *pool }).is_2x2_stride_2()
+                    && (Conv2d { attrs: *conv }).can_store_pool(
+                        adapter,
+                        &model.layers[i].input,
+                        batch,
+                    )
+            }
+            _ => false,
+        })
+        .collect()
+}
+
 /// The scratch buffer layer `i` asks for at `batch`, if any.
 fn scratch_buffer(
     gpu: &Gpu,
@@ -267,7 +295,9 @@ fn scratch_buffer(
 /// The model's activation buffers and pre-built dispatches for one batch size.
 pub struct GpuModel {
     pub batch: usize,
-    /// `acts[0]` is the input; `acts[i + 1]` the output of layer `i` (views alias).
+    /// `acts[0]` is the input; `acts[i + 1]` the output of layer `i` (views alias; a conv
+    /// whose kernel stores the max pool after it, and its fused relu, have a one-word
+    /// placeholder: their outputs are never materialised).
     pub acts: Vec<BufferRef>,
     /// Gradients of the activations (`dacts[0]` unused: the input needs no gradient).
     pub dacts: Vec<BufferRef>,
@@ -291,11 +321,17 @@ impl GpuModel {
         let bytes = |shape: &[usize]| (batch * numel(shape) * 4) as u64;
         let input = BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
             .words(0, (batch * numel(&model.input)) as u64);
+        let stores_pool = convs_storing_pools(model, &fused, gpu.adapter(), batch);
+        // The output of a conv that stores its pool is never written or read: a word of
+        // placeholder stands for it (and for the fused relu's alias of it).
+        let unwritten = BufferRef::whole(&gpu.storage_buffer("act.unwritten", 4)?);
         let mut acts = vec![input];
         let mut dacts = vec![acts[0].clone()];
         for (i, l) in model.layers.iter().enumerate() {
             let words = (batch * numel(&l.output)) as u64;
-            if l.op.is_view() || fused[i] {
+            if stores_pool[i] || (i > 0 && stores_pool[i - 1]) {
+                acts.push(unwritten.clone());
+            } else if l.op.is_view() || fused[i] {
                 acts.push(acts[i].words(0, words));
             } else {
                 acts.push(
@@ -321,7 +357,6 @@ impl GpuModel {
         let mut slots = model.slots.iter();
         // A max pool whose forward a conv before it did (its index and arg-max scratch).
         let mut pooled_by_conv: Option<(usize, BufferRef)> = None;
-        let mut pool_forward_done = None;
         for (i, l) in model.layers.iter().enumerate() {
             let mut p = Vec::new();
             let mut g = Vec::new();
@@ -378,29 +413,21 @@ impl GpuModel {
                 }
                 LayerSpec::Conv2d(attrs) if relu_after => {
                     let conv = Conv2d { attrs: *attrs };
-                    // conv -> relu -> 2x2 max pool: the conv's kernel can store the pool.
-                    let pool = i + 2;
-                    let pooled = match model.layers.get(pool).map(|l| &l.spec) {
-                        Some(LayerSpec::MaxPool2d(p))
-                            if (MaxPool2d { attrs: *p }).is_2x2_stride_2() =>
-                        {
-                            let arg =
-                                scratch_buffer(gpu, model, pool, batch)?.ok_or_else(|| {
-                                    GpuError::InvalidModel("max_pool2d needs scratch".into())
-                                })?;
-                            let d =
-                                conv.forward_pooled_dispatches(&mut k, &io, &acts[pool + 1], &arg)?;
-                            d.map(|d| (d, arg))
-                        }
-                        _ => None,
-                    };
-                    match pooled {
-                        Some((d, arg)) => {
-                            forward.extend(d);
-                            pooled_by_conv = Some((pool, arg));
-                            pool_forward_done = Some(pool);
-                        }
-                        None => forward.extend(conv.forward_dispatches(&mut k, &io, true)?),
+                    // conv -> relu -> 2x2 max pool: the conv's kernel stores the pool.
+                    if stores_pool[i] {
+                        let pool = i + 2;
+                        let arg = scratch_buffer(gpu, model, pool, batch)?.ok_or_else(|| {
+                            GpuError::InvalidModel("max_pool2d needs scratch".into())
+                        })?;
+                        forward.extend(conv.forward_pooled_dispatches(
+                            &mut k,
+                            &io,
+                            &acts[pool + 1],
+                            &arg,
+                        )?);
+                        pooled_by_conv = Some((pool, arg));
+                    } else {
+                        forward.extend(conv.forward_dispatches(&mut k, &io, true)?);
                     }
                     if train {
                         backward_per_layer.push(conv.gpu_backward(&mut k, &io)?);
@@ -408,7 +435,7 @@ impl GpuModel {
                 }
                 LayerSpec::MaxPool2d(attrs) if relu_before => {
                     let pool = MaxPool2d { attrs: *attrs };
-                    if pool_forward_done != Some(i) {
+                    if !(i >= 2 && stores_pool[i - 2]) {
                         forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
                     }
                     if train {
