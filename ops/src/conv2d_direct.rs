@@ -7,7 +7,8 @@
 use std::fmt::Write;
 
 use crate::gpu::{
-    AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, grid_1d, shift_tile,
+    AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, broadcast, grid_1d,
+    shared_loads, shift_tile,
 };
 
 const DIRECT_WGSL: &str = include_str!("../../shaders/conv2d_direct.wgsl");
@@ -270,30 +271,17 @@ impl DirectConv {
             );
         }
         if let Some(l) = lanes {
-            for q in 0..(self.k * tc).div_ceil(l) {
-                let _ = writeln!(body, "            let lw{q} = wt[lwo{q} + wk];");
-            }
+            shared_loads(&mut body, "            ", self.k * tc, l, "lw", |q| {
+                format!("wt[lwo{q} + wk]")
+            });
         }
         for kx in 0..self.k {
             for j in 0..tc {
-                match lanes {
-                    Some(l) => {
-                        let t = kx * tc + j;
-                        let _ = writeln!(
-                            body,
-                            "            let w{kx}_{j} = subgroupBroadcast(lw{}, {}u);",
-                            t / l,
-                            t % l
-                        );
-                    }
-                    None => {
-                        let _ = writeln!(
-                            body,
-                            "            let w{kx}_{j} = wt[wb{j} + wk + {}u];",
-                            kx_offset(kx)
-                        );
-                    }
-                }
+                let weight = match lanes {
+                    Some(l) => broadcast("lw", kx * tc + j, l),
+                    None => format!("wt[wb{j} + wk + {}u]", kx_offset(kx)),
+                };
+                let _ = writeln!(body, "            let w{kx}_{j} = {weight};");
                 for p in 0..tp {
                     let _ = writeln!(
                         body,
@@ -562,25 +550,17 @@ impl WeightGrad {
             }
         }
         let mut body = String::new();
-        match lanes {
-            Some(l) => {
-                for q in 0..tc.div_ceil(l) {
-                    let _ = writeln!(body, "                let dl{q} = dy[dyl{q} + p];");
-                }
-                for j in 0..tc {
-                    let _ = writeln!(
-                        body,
-                        "                let d{j} = subgroupBroadcast(dl{}, {}u);",
-                        j / l,
-                        j % l
-                    );
-                }
-            }
-            None => {
-                for j in 0..tc {
-                    let _ = writeln!(body, "                let d{j} = dy[dyo{j} + p];");
-                }
-            }
+        if let Some(l) = lanes {
+            shared_loads(&mut body, "                ", tc, l, "dl", |q| {
+                format!("dy[dyl{q} + p]")
+            });
+        }
+        for j in 0..tc {
+            let d = match lanes {
+                Some(l) => broadcast("dl", j, l),
+                None => format!("dy[dyo{j} + p]"),
+            };
+            let _ = writeln!(body, "                let d{j} = {d};");
         }
         // Input rows depend on the output row only.
         let mut row = String::new();

@@ -4,7 +4,10 @@
 //! strides, so one kernel covers A·B, Aᵀ·B and A·Bᵀ, batched (over `z`, the dispatch's third
 //! dimension) and batch-reduced (over `r`, summed in a fixed order inside an invocation).
 
-use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, shift_tile};
+use crate::gpu::{
+    AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, broadcast, shared_loads,
+    shift_tile,
+};
 
 const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 
@@ -120,16 +123,11 @@ fn tile_code(
         let _ = writeln!(s, "            let ak = abase + ({kk}) * A_COL;");
         let _ = writeln!(s, "            let bk = bbase + ({kk}) * B_ROW;");
         if shared {
-            for q in 0..tm.div_ceil(WG) {
-                let _ = writeln!(s, "            let la{q} = a[ak + lr{q}];");
-            }
+            shared_loads(&mut s, "            ", tm, WG, "la", |q| {
+                format!("a[ak + lr{q}]")
+            });
             for i in 0..tm {
-                let _ = writeln!(
-                    s,
-                    "            let a{i} = subgroupBroadcast(la{}, {}u);",
-                    i / WG,
-                    i % WG
-                );
+                let _ = writeln!(s, "            let a{i} = {};", broadcast("la", i, WG));
             }
         } else {
             for i in 0..tm {

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{assert_close, gpu, random, random_away_from_zero, random_distinct, run_layer};
+use common::{
+    assert_close, attrs, gpu, random, random_away_from_zero, random_distinct, random_params,
+    run_layer,
+};
 use ops::layer::LayerSpec;
 use ops::rng::Rng;
 use ops::{CpuCtx, Tensor};
@@ -14,11 +17,7 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64, train: bool) {
     let op = spec.build();
     let mut rng = Rng::new(seed);
     let input = x.sample_shape().to_vec();
-    let params: Vec<Tensor> = op
-        .params(&input)
-        .iter()
-        .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
-        .collect();
+    let params = random_params(&mut rng, op.as_ref(), &input);
     let grad_init: Vec<Tensor> = params
         .iter()
         .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
@@ -55,10 +54,6 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64, train: bool) {
             TOL,
         );
     }
-}
-
-fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
-    serde_yaml::from_str(yaml).unwrap()
 }
 
 #[test]

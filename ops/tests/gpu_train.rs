@@ -734,46 +734,35 @@ fn checkpoint_round_trip_and_mismatch_errors() {
 
 #[test]
 fn invalid_models_are_errors_not_panics() {
-    let gpu = gpu();
-    let bad = ModelDef {
-        input: vec![1, 8, 8],
-        layers: layers("[{linear: {out: 3}}]"),
-        init: Init::default(),
-    };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("linear expects 1 dim [features] but input is [1, 8, 8]"),
-        "{err}"
-    );
-    let bad = ModelDef {
-        input: vec![64],
-        layers: layers("[{conv2d: {out_channels: 3, kernel: 3}}]"),
-        init: Init::default(),
-    };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("conv2d expects [channels, height, width] but input is [64]"),
-        "{err}"
-    );
-    let bad = ModelDef {
-        input: vec![4],
-        layers: layers("[{dropout: {p: 1.5}}]"),
-        init: Init::default(),
-    };
-    let err = TrainStep::new(gpu, &bad, &config(2, sgd()))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("dropout p must be in [0, 1), found 1.5"),
-        "{err}"
-    );
+    let cases: [(&[usize], &str, &str); 3] = [
+        (
+            &[1, 8, 8],
+            "[{linear: {out: 3}}]",
+            "linear expects 1 dim [features] but input is [1, 8, 8]",
+        ),
+        (
+            &[64],
+            "[{conv2d: {out_channels: 3, kernel: 3}}]",
+            "conv2d expects [channels, height, width] but input is [64]",
+        ),
+        (
+            &[4],
+            "[{dropout: {p: 1.5}}]",
+            "dropout p must be in [0, 1), found 1.5",
+        ),
+    ];
+    for (input, yaml, expected) in cases {
+        let bad = ModelDef {
+            input: input.to_vec(),
+            layers: layers(yaml),
+            init: Init::default(),
+        };
+        let err = TrainStep::new(gpu(), &bad, &config(2, sgd()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
 }
 
 /// A layer with millions of outputs: its weight-gradient GEMM has 2.2M rows, more row

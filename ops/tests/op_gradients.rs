@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{random, random_away_from_zero, random_distinct};
+use common::{attrs, random, random_away_from_zero, random_distinct, random_params};
 use ops::layer::LayerSpec;
 use ops::rng::Rng;
 use ops::{CpuCtx, Tensor};
@@ -12,11 +12,7 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64) {
     let op = spec.build();
     let mut rng = Rng::new(seed);
     let input = x.sample_shape().to_vec();
-    let params: Vec<Tensor> = op
-        .params(&input)
-        .iter()
-        .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
-        .collect();
+    let params = random_params(&mut rng, op.as_ref(), &input);
     let ctx = CpuCtx {
         train: true,
         seed: 7,
@@ -66,10 +62,6 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64) {
             );
         }
     }
-}
-
-fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
-    serde_yaml::from_str(yaml).unwrap()
 }
 
 #[test]

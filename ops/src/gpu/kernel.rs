@@ -143,6 +143,28 @@ pub(crate) fn shift_tile(
     }
 }
 
+/// WGSL loading `count` values once per subgroup of `lanes` invocations: invocation `lane`
+/// loads entries `lane + q * lanes` as `{tag}{q}`, `load(q)` being the WGSL that loads
+/// entry `lane + q * lanes`. [`broadcast`] then hands entry `t` to every invocation.
+pub(crate) fn shared_loads(
+    out: &mut String,
+    indent: &str,
+    count: usize,
+    lanes: usize,
+    tag: &str,
+    load: impl Fn(usize) -> String,
+) {
+    use std::fmt::Write;
+    for q in 0..count.div_ceil(lanes) {
+        let _ = writeln!(out, "{indent}let {tag}{q} = {};", load(q));
+    }
+}
+
+/// The WGSL expression for entry `t` of values loaded by [`shared_loads`] under `tag`.
+pub(crate) fn broadcast(tag: &str, t: usize, lanes: usize) -> String {
+    format!("subgroupBroadcast({tag}{}, {}u)", t / lanes, t % lanes)
+}
+
 /// Workgroup counts for a grid-stride loop over `n` items with [`WG_1D`] invocations per
 /// group, and the stride the kernel must use (`{{STRIDE}}`).
 pub fn grid_1d(n: usize) -> ([u32; 3], u32) {

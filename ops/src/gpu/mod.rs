@@ -10,5 +10,5 @@ pub use device::{
     AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
 };
 pub use error::GpuError;
-pub(crate) use kernel::shift_tile;
 pub use kernel::{BufferRef, Dispatch, KernelBuilder, LayerIo, WG_1D, encode_dispatches, grid_1d};
+pub(crate) use kernel::{broadcast, shared_loads, shift_tile};

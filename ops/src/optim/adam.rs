@@ -6,8 +6,9 @@
 //! AdamW (Loshchilov & Hutter) is this same code and `shaders/adam.wgsl`, specialised with
 //! `DECOUPLED = 1` ([`AdamHyper::decoupled`]).
 
+use super::PackedUpdate;
 use crate::elementwise::wgsl_f32;
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+use crate::gpu::{Dispatch, GpuError, KernelBuilder};
 
 const WGSL: &str = include_str!("../../../shaders/adam.wgsl");
 
@@ -66,33 +67,26 @@ pub fn step_cpu(
 }
 
 /// `kernel` is `"adam"` or `"adamw"` (the pipeline's name; the WGSL is the same).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch(
     k: &mut KernelBuilder,
     kernel: &str,
-    step: &BufferRef,
-    scalars: &BufferRef,
-    grads: &BufferRef,
-    state: Option<&BufferRef>,
-    params: &BufferRef,
-    vectors: usize,
+    update: &PackedUpdate,
     h: &AdamHyper,
 ) -> Result<Dispatch, GpuError> {
-    let state = state.ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
-    let (groups, stride) = grid_1d(vectors);
-    k.compute(
+    let state = update
+        .state
+        .ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
+    update.compute(
+        k,
         kernel,
-        &[WGSL],
+        WGSL,
+        state,
         &[
-            ("N", vectors.to_string()),
-            ("STRIDE", stride.to_string()),
             ("BETA1", wgsl_f32(h.beta1)),
             ("BETA2", wgsl_f32(h.beta2)),
             ("EPS", wgsl_f32(h.eps)),
             ("WEIGHT_DECAY", wgsl_f32(h.weight_decay)),
             ("DECOUPLED", (h.decoupled as u32).to_string()),
         ],
-        &[step, scalars, grads, state, params],
-        groups,
     )
 }

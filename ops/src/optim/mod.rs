@@ -11,8 +11,46 @@ pub mod adam;
 pub mod clip;
 pub mod sgd;
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 use adam::AdamHyper;
+
+/// What one fused optimizer pass binds (`shaders/sgd.wgsl`, `shaders/adam.wgsl`), and how
+/// many vec4s of packed parameters it updates.
+pub(crate) struct PackedUpdate<'a> {
+    step: &'a BufferRef,
+    scalars: &'a BufferRef,
+    grads: &'a BufferRef,
+    state: Option<&'a BufferRef>,
+    params: &'a BufferRef,
+    vectors: usize,
+}
+
+impl PackedUpdate<'_> {
+    /// A grid-stride dispatch of `wgsl` over the vec4s, `{{N}}` and `{{STRIDE}}` filled in
+    /// besides `subst`, binding step, scalars, grads, `state`, params.
+    fn compute(
+        &self,
+        k: &mut KernelBuilder,
+        kernel: &str,
+        wgsl: &str,
+        state: &BufferRef,
+        subst: &[(&str, String)],
+    ) -> Result<Dispatch, GpuError> {
+        let (groups, stride) = grid_1d(self.vectors);
+        let mut all = vec![
+            ("N", self.vectors.to_string()),
+            ("STRIDE", stride.to_string()),
+        ];
+        all.extend(subst.iter().cloned());
+        k.compute(
+            kernel,
+            &[wgsl],
+            &all,
+            &[self.step, self.scalars, self.grads, state, self.params],
+            groups,
+        )
+    }
+}
 
 /// Which optimizer updates the parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,35 +208,23 @@ impl OptimizerKind {
                 "the optimizer updates parameters in groups of 4; {len} is not a multiple of 4"
             )));
         }
-        let vectors = len / 4;
+        let update = PackedUpdate {
+            step,
+            scalars,
+            grads,
+            state,
+            params,
+            vectors: len / 4,
+        };
         match *self {
             OptimizerKind::Sgd {
                 momentum,
                 nesterov,
                 weight_decay,
-            } => sgd::dispatch(
-                k,
-                step,
-                scalars,
-                grads,
-                state,
-                params,
-                vectors,
-                momentum,
-                nesterov,
-                weight_decay,
-            ),
-            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => adam::dispatch(
-                k,
-                self.kernel(),
-                step,
-                scalars,
-                grads,
-                state,
-                params,
-                vectors,
-                &self.adam(),
-            ),
+            } => sgd::dispatch(k, &update, momentum, nesterov, weight_decay),
+            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
+                adam::dispatch(k, self.kernel(), &update, &self.adam())
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! SGD with momentum (PyTorch semantics: `buf = momentum * buf + g`, no dampening),
 //! optional Nesterov (`g + momentum * buf`) and L2 weight decay (`g + wd * p`).
 
+use super::PackedUpdate;
 use crate::elementwise::wgsl_f32;
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+use crate::gpu::{Dispatch, GpuError, KernelBuilder};
 
 const WGSL: &str = include_str!("../../../shaders/sgd.wgsl");
 
@@ -30,34 +31,25 @@ pub fn step_cpu(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch(
     k: &mut KernelBuilder,
-    step: &BufferRef,
-    scalars: &BufferRef,
-    grads: &BufferRef,
-    state: Option<&BufferRef>,
-    params: &BufferRef,
-    vectors: usize,
+    update: &PackedUpdate,
     momentum: f32,
     nesterov: bool,
     weight_decay: f32,
 ) -> Result<Dispatch, GpuError> {
-    let (groups, stride) = grid_1d(vectors);
     // Without momentum there is no state: bind the gradients again (never read).
-    let state = state.unwrap_or(grads);
-    k.compute(
+    let state = update.state.unwrap_or(update.grads);
+    update.compute(
+        k,
         "sgd",
-        &[WGSL],
+        WGSL,
+        state,
         &[
-            ("N", vectors.to_string()),
-            ("STRIDE", stride.to_string()),
             ("MOMENTUM", wgsl_f32(momentum)),
             ("NESTEROV", (nesterov as u32).to_string()),
             ("WEIGHT_DECAY", wgsl_f32(weight_decay)),
             ("HAS_STATE", ((momentum != 0.0) as u32).to_string()),
         ],
-        &[step, scalars, grads, state, params],
-        groups,
     )
 }

@@ -7,6 +7,19 @@ use ops::gpu::{BufferRef, KernelBuilder, LayerIo, encode_dispatches};
 use ops::rng::Rng;
 use ops::{BackendChoice, CpuCtx, DeviceRequest, Gpu, Op, Tensor};
 
+/// Layer attributes written as YAML, e.g. `attrs("{out: 5}")`.
+pub fn attrs<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+/// Random parameters (uniform in [-1, 1)) for `op` over per-sample `input`.
+pub fn random_params(rng: &mut Rng, op: &dyn Op, input: &[usize]) -> Vec<Tensor> {
+    op.params(input)
+        .iter()
+        .map(|p| random(rng, &p.shape, -1.0, 1.0))
+        .collect()
+}
+
 /// The backend named by `ENGINE_TEST_BACKEND` (vulkan | gl | auto, default auto).
 pub fn request() -> DeviceRequest {
     let backend = match std::env::var("ENGINE_TEST_BACKEND")
