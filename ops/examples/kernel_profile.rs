@@ -6,10 +6,10 @@
 //! `MESA_SHADER_CACHE_DISABLE=true` to see the cold-cache cost).
 
 use ops::rng::Rng;
-use ops::{
-    BackendChoice, DeviceRequest, Gpu, Init, LossKind, ModelDef, OptimizerKind, TrainConfig,
-    TrainStep,
-};
+use ops::{BackendChoice, DeviceRequest, Gpu, TrainStep};
+
+#[path = "shared/workloads.rs"]
+mod workloads;
 
 fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -23,17 +23,9 @@ fn main() {
         _ => BackendChoice::Vulkan,
     };
     let reps: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
-    let (input, layers, batch) = match workload {
-        "mlp" => (
-            vec![784],
-            "[{linear: {out: 256}}, relu, {linear: {out: 256}}, relu, {linear: {out: 10}}]",
-            128,
-        ),
-        _ => (
-            vec![1, 28, 28],
-            "[{conv2d: {out_channels: 16, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 32, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {out: 10}}]",
-            64,
-        ),
+    let (def, batch) = match workload {
+        "mlp" => workloads::mlp(),
+        _ => workloads::cnn(),
     };
     let started = std::time::Instant::now();
     let gpu = Gpu::new(&DeviceRequest {
@@ -41,26 +33,8 @@ fn main() {
         name: None,
     })
     .expect("device");
-    let def = ModelDef {
-        input: input.clone(),
-        layers: serde_yaml::from_str(layers).expect("layers"),
-        init: Init::KaimingUniform,
-    };
-    let cfg = TrainConfig {
-        batch,
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.0,
-        },
-        optimizer: OptimizerKind::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
-        clip_grad_norm: None,
-        accumulation_steps: 1,
-        seed: 1,
-    };
-    let features: usize = input.iter().product();
+    let cfg = workloads::sgd_config(batch, 0.9);
+    let features: usize = def.input.iter().product();
     let mut rng = Rng::new(3);
     let x = rng.vec_uniform(batch * features, 0.0, 1.0);
     let labels: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();

@@ -6,31 +6,11 @@
 use std::time::Instant;
 
 use ops::rng::Rng;
-use ops::{
-    BackendChoice, DeviceRequest, EvalStep, Gpu, Init, LayerSpec, LossKind, ModelDef,
-    OptimizerKind, TrainConfig, TrainStep,
-};
+use ops::{BackendChoice, DeviceRequest, EvalStep, Gpu, Init, ModelDef, TrainStep};
 
-fn layers(yaml: &str) -> Vec<LayerSpec> {
-    serde_yaml::from_str(yaml).expect("layer list")
-}
-
-fn config(batch: usize, momentum: f32) -> TrainConfig {
-    TrainConfig {
-        batch,
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.0,
-        },
-        optimizer: OptimizerKind::Sgd {
-            momentum,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
-        clip_grad_norm: None,
-        accumulation_steps: 1,
-        seed: 1,
-    }
-}
+#[path = "shared/workloads.rs"]
+mod workloads;
+use workloads::{cnn, layers, mlp, sgd_config as config};
 
 fn bench(gpu_req: &DeviceRequest, name: &str, def: ModelDef, batch: usize, steps: u32) {
     let per: usize = def.input.iter().product();
@@ -137,34 +117,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
     if what == "mlp" || what == "all" {
-        bench(
-            &req,
-            "W1 mlp",
-            ModelDef {
-                input: vec![784],
-                layers: layers(
-                    "[{linear: {out: 256}}, relu, {linear: {out: 256}}, relu, {linear: {out: 10}}]",
-                ),
-                init: Init::KaimingUniform,
-            },
-            128,
-            steps,
-        );
+        let (def, batch) = mlp();
+        bench(&req, "W1 mlp", def, batch, steps);
     }
     if what == "cnn" || what == "all" {
-        bench(
-            &req,
-            "W2 cnn",
-            ModelDef {
-                input: vec![1, 28, 28],
-                layers: layers(
-                    "[{conv2d: {out_channels: 16, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 32, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {out: 10}}]",
-                ),
-                init: Init::KaimingUniform,
-            },
-            64,
-            steps,
-        );
+        let (def, batch) = cnn();
+        bench(&req, "W2 cnn", def, batch, steps);
     }
     if what == "matmul" || what == "all" {
         matmul(&req, 512);
