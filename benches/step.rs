@@ -42,7 +42,11 @@ fn main() {
             Err(LoadError::Invalid(d)) => panic!("{}", render(&d, &sources, false)),
             Err(LoadError::Io(e)) => panic!("{e}"),
         };
-        match bench_pipeline(&checked, device.clone(), BenchOptions::default()) {
+        match bench_pipeline(
+            &engine::plan::plan_pipeline(&checked),
+            device.clone(),
+            BenchOptions::default(),
+        ) {
             Ok(report) => print!("{report}"),
             Err(e) => eprintln!("{file}: {e}"),
         }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{copy_dir, metrics};
+
 const PIPELINE: &str = "tests/resume.yaml";
 const FINAL: &str = "checkpoints/step-00000029";
 
@@ -49,34 +52,8 @@ fn ok(output: &Output) {
     );
 }
 
-/// metrics.jsonl without the wall-clock field.
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("wall_time_s");
-            v
-        })
-        .collect()
-}
-
 fn weights(out: &Path) -> Vec<u8> {
     std::fs::read(out.join(FINAL).join("weights.safetensors")).expect("final checkpoint")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// An uninterrupted run (each test makes its own: tests run in parallel).

@@ -191,12 +191,12 @@ fn main() -> ExitCode {
             resume,
             init_from,
         } => with_pipeline(&file, &set, |checked| {
-            let out_dir =
-                out.unwrap_or_else(|| PathBuf::from("runs").join(&checked.parsed.pipeline.name));
+            let plan = engine::plan::plan_pipeline(checked);
+            let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
             let resume = match resume.as_deref() {
                 None => None,
                 Some("latest") => {
-                    let root = out_dir.join(engine::run::checkpoint_dir(&checked.parsed.pipeline));
+                    let root = out_dir.join(&plan.checkpoint_dir);
                     match engine::run::checkpoint::latest(&root) {
                         Ok(path) => Some(path),
                         Err(e) => {
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
                 metrics_every_steps: None,
                 init_from,
             };
-            match engine::run::run_pipeline(checked, &options) {
+            match engine::run::run_plan(&plan, &options) {
                 Ok(summary) => {
                     for (name, m) in &summary.evals {
                         println!(
@@ -325,7 +325,7 @@ fn main() -> ExitCode {
                 repeats,
             };
             match engine::run::bench_pipeline(
-                checked,
+                &engine::plan::plan_pipeline(checked),
                 device.as_deref().map(device_request),
                 options,
             ) {

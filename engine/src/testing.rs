@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::diag::{Sources, render};
-use crate::run::{RunOptions, run_pipeline};
+use crate::run::{RunOptions, run_plan};
 use crate::{LoadError, load_pipeline};
 
 /// Runs `steps` optimizer steps of a pipeline (with `--set`-style overrides) and returns
@@ -37,10 +37,11 @@ pub fn snapshot_run(
         Err(LoadError::Invalid(d)) => return Err(render(&d, &sources, false)),
         Err(LoadError::Io(e)) => return Err(e),
     };
-    let plan = crate::plan::plan_pipeline(&checked).to_string();
+    let lowered = crate::plan::plan_pipeline(&checked);
+    let plan = lowered.to_string();
     let out_dir = std::env::temp_dir().join(format!(
         "engine-snapshot-{}-{}",
-        checked.parsed.pipeline.name,
+        lowered.name,
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -63,8 +64,10 @@ pub fn snapshot_run(
         metrics_every_steps: Some(1),
         init_from: None,
     };
-    run_pipeline(&checked, &options).map_err(|e| e.to_string())?;
-    let file = crate::run::metrics_file_name(&checked.parsed.pipeline)
+    run_plan(&lowered, &options).map_err(|e| e.to_string())?;
+    let file = lowered
+        .metrics_file
+        .clone()
         .unwrap_or_else(|| "metrics.jsonl".into());
     let metrics = std::fs::read_to_string(out_dir.join(file)).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&out_dir);

@@ -97,18 +97,26 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
         );
     }
     // Callbacks that configure one thing for the whole run may appear once.
-    let mut seen: Vec<(&str, usize)> = Vec::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let Stage::Callback(cb) = stage else { continue };
+        // One schedule per step stage; the others once per pipeline.
         let kind = cb.callback.name();
-        if !matches!(kind, "lr_schedule" | "checkpoint" | "metrics" | "profile") {
-            continue;
-        }
-        match seen.iter().find(|(k, _)| *k == kind) {
+        let (key, scope) = match &cb.callback {
+            CallbackSpec::LrSchedule(l) => (
+                format!("lr_schedule {}", l.stage),
+                format!(" for step stage `{}`", l.stage),
+            ),
+            _ if matches!(kind, "checkpoint" | "metrics" | "profile") => {
+                (kind.to_string(), String::new())
+            }
+            _ => continue,
+        };
+        match seen.iter().find(|(k, _)| *k == key) {
             Some(&(_, first)) => out.push(
                 Diagnostic::new(
                     "duplicate-callback",
-                    format!("a second `{kind}` callback `{}`", stage.id()),
+                    format!("a second `{kind}` callback `{}`{scope}", stage.id()),
                 )
                 .at(
                     parsed.span(&[
@@ -120,12 +128,12 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                 )
                 .stage(stage.id())
                 .expected_found(
-                    format!("one `{kind}` callback"),
+                    format!("one `{kind}` callback{scope}"),
                     format!("`{}` and `{}`", stages[first].id(), stage.id()),
                 )
                 .hint(format!("merge them into `{}`", stages[first].id())),
             ),
-            None => seen.push((kind, i)),
+            None => seen.push((key, i)),
         }
     }
     for (i, stage) in stages.iter().enumerate() {

@@ -30,8 +30,9 @@ pub struct CheckedPipeline {
     pub models: BTreeMap<String, ModelShapes>,
     /// Sizes and shapes of each data set.
     pub datasets: BTreeMap<String, DatasetInfo>,
-    /// The training chain (present in every valid pipeline: it has a step stage).
-    pub chain: Option<TrainChain>,
+    /// The training chains, one per step stage in file order (a valid pipeline has at
+    /// least one).
+    pub chains: Vec<TrainChain>,
 }
 
 /// Builds the stage graph and runs every check, collecting all problems.
@@ -45,12 +46,12 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     ranges::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
     let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);
-    let chain = if acyclic && references_ok {
+    let chains = if acyclic && references_ok {
         chain::trace(&parsed, &graph, &mut diagnostics)
     } else {
-        None
+        Vec::new()
     };
-    if let Some(chain) = &chain {
+    for chain in &chains {
         refs::check_batches(&parsed, chain, &datasets, &mut diagnostics);
     }
     callbacks::check(&parsed, &graph, &mut diagnostics);
@@ -62,7 +63,7 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
             graph,
             models,
             datasets,
-            chain,
+            chains,
         })
     } else {
         Err(diagnostics)

@@ -27,6 +27,9 @@ pub struct MetricPoint {
     pub event: String,
     /// The eval stage id, or `train`.
     pub stage: String,
+    /// Training records: the training chain (its step stage's id).
+    #[serde(default)]
+    pub chain: Option<String>,
     /// `train`, `val` or `test`.
     #[serde(default)]
     pub split: String,

@@ -18,17 +18,31 @@ pub struct Group<'a> {
 }
 
 /// Splits the history into groups; records of events other than `train` and `eval`
-/// are left out.
+/// are left out. With several training chains, each has its group, `train <chain>`.
 pub fn group_metrics(metrics: &[MetricPoint]) -> Vec<Group<'_>> {
     let mut groups: Vec<Group> = Vec::new();
-    // The training group comes first whenever there is one, so it is always colour 0.
-    if metrics.iter().any(|m| m.event == "train") {
-        groups.push(Group {
-            label: "train".into(),
-            is_train: true,
-            index: 0,
-            records: Vec::new(),
-        });
+    let mut chains: Vec<&str> = Vec::new();
+    for m in metrics.iter().filter(|m| m.event == "train") {
+        let chain = m.chain.as_deref().unwrap_or("");
+        if !chains.contains(&chain) {
+            chains.push(chain);
+        }
+    }
+    let train_label = |record: &MetricPoint| match &record.chain {
+        Some(chain) if chains.len() > 1 => format!("train {chain}"),
+        _ => "train".to_string(),
+    };
+    // The training groups come first whenever there are any, so they keep colours 0...
+    for record in metrics.iter().filter(|m| m.event == "train") {
+        let label = train_label(record);
+        if !groups.iter().any(|g| g.label == label) {
+            groups.push(Group {
+                label,
+                is_train: true,
+                index: groups.len(),
+                records: Vec::new(),
+            });
+        }
     }
     for record in metrics {
         let is_train = match record.event.as_str() {
@@ -38,7 +52,7 @@ pub fn group_metrics(metrics: &[MetricPoint]) -> Vec<Group<'_>> {
         };
         let label = if is_train || record.split.is_empty() || record.split == record.stage {
             if is_train {
-                "train".to_string()
+                train_label(record)
             } else {
                 record.stage.clone()
             }

@@ -8,11 +8,11 @@ use ops::layer::LayerSpec;
 use ops::train::{EvalStep, LossKind, ModelDef, OptimizerKind, TrainConfig, TrainStep};
 use serde::Serialize;
 
-use crate::check::CheckedPipeline;
 use crate::data::{Batch, BatchConfig, BatchIter, prepare};
+use crate::plan::Plan;
 
 use super::RunError;
-use super::config::{TrainChain, data_config, device_request, one_hot};
+use super::chain::one_hot;
 
 /// Environment variables that turn off the drivers' on-disk shader caches (Mesa's, and
 /// NVIDIA's), so that a first step compiles every kernel, as on a fresh machine.
@@ -95,21 +95,22 @@ pub struct BenchReport {
     pub matmul_gflops: Vec<(usize, f64)>,
 }
 
-/// Times the training step of a checked pipeline.
+/// Times the training step of a plan's lead chain.
 pub fn bench_pipeline(
-    checked: &CheckedPipeline,
+    plan: &Plan,
     device: Option<DeviceRequest>,
     options: BenchOptions,
 ) -> Result<BenchReport, RunError> {
-    let pipeline = &checked.parsed.pipeline;
-    let chain = TrainChain::find(checked)?;
-    let request = device.unwrap_or_else(|| device_request(&pipeline.device));
-    let data = prepare(&data_config(checked, &chain.load.dataset)?)?;
+    let chain = plan
+        .chains
+        .first()
+        .ok_or_else(|| RunError::Unsupported("the pipeline has no training chain".into()))?;
+    let request = device.unwrap_or_else(|| plan.device_request.clone());
+    let data = prepare(&plan.datasets[chain.dataset.0].config)?;
     let config = BatchConfig {
-        batch_size: chain.load.batch_size,
         shuffle: true,
         drop_last: true,
-        seed: pipeline.seed,
+        ..chain.batches.clone()
     };
     let mut batch = Batch::default();
     if !BatchIter::new(data.train.clone(), config, 0)?.next_into(&mut batch) {
@@ -118,11 +119,12 @@ pub fn bench_pipeline(
         ));
     }
     let mut targets = Vec::new();
-    let target = one_hot(chain.classes, chain.mse, &batch, &mut targets).map(<[f32]>::to_vec);
+    let target =
+        one_hot(chain.classes, chain.one_hot_targets, &batch, &mut targets).map(<[f32]>::to_vec);
 
     let started = Instant::now();
     let gpu = Gpu::new(&request)?;
-    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train_config)?;
+    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train)?;
     let step = |train: &mut TrainStep, i: u64| -> Result<(), RunError> {
         train.upload_batch(
             &gpu,
@@ -165,7 +167,7 @@ pub fn bench_pipeline(
         .map(|n| matmul(&gpu, n).map(|g| (n, g)))
         .collect::<Result<_, _>>()?;
     Ok(BenchReport {
-        pipeline: pipeline.name.clone(),
+        pipeline: plan.name.clone(),
         adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
         batch: batch.rows,
         samples_per_s: rates,

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ops::train::NamedTensor;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Plan, fire_order};
-use crate::spec::{CallbackSpec, LrSchedule, Mode, NanAction, Pipeline, Stage, Trigger};
+use crate::plan::{CallbackId, Plan};
+use crate::spec::{CallbackSpec, Mode, NanAction, Trigger};
 
 use super::checkpoint::MetricSums;
 use super::{RunError, StepMetricsSummary};
@@ -49,16 +49,32 @@ pub(super) struct CheckpointRequest {
 }
 
 /// When a callback fires.
-pub(super) struct Moment {
+pub(super) struct Moment<'m> {
     pub trigger: Trigger,
+    /// The run's step clock (the lead chain's optimizer steps).
     pub step: u64,
     pub epoch: u64,
     pub elapsed: f64,
-    /// Training sums since the last step-window report.
-    pub window: MetricSums,
-    /// Global gradient norm at the last read of the device sums.
-    pub grad_norm: f32,
+    /// Training samples of every chain since this process started.
     pub samples: u64,
+    /// Each training chain, in plan order.
+    pub chains: &'m [ChainMoment<'m>],
+}
+
+/// Where one training chain stands when a callback fires.
+pub(super) struct ChainMoment<'m> {
+    /// The chain's name (its step stage).
+    pub name: &'m str,
+    /// Its loss stage (`<loss>.loss` names its training loss).
+    pub loss: &'m str,
+    /// Its optimizer steps.
+    pub step: u64,
+    /// At an `every_n_steps` trigger: its training sums since that period's last report.
+    pub window: MetricSums,
+    /// Global gradient norm at the last read of its device sums.
+    pub grad_norm: f32,
+    /// Learning rate of its last step.
+    pub lr: f64,
 }
 
 /// Early-stopping counters.
@@ -89,7 +105,8 @@ struct MonitorState {
 /// What callbacks remember, saved in checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Memory {
-    train: Option<StepMetricsSummary>,
+    /// Last epoch's training metrics of each chain.
+    train: BTreeMap<String, StepMetricsSummary>,
     evals: BTreeMap<String, StepMetricsSummary>,
     early: BTreeMap<String, EarlyStop>,
     #[serde(default)]
@@ -109,7 +126,7 @@ fn one() -> f64 {
 impl Default for Memory {
     fn default() -> Self {
         Memory {
-            train: None,
+            train: BTreeMap::new(),
             evals: BTreeMap::new(),
             early: BTreeMap::new(),
             monitors: BTreeMap::new(),
@@ -120,55 +137,20 @@ impl Default for Memory {
 }
 
 /// The run's callbacks and what they remember between triggers.
-pub(super) struct Callbacks<'a> {
-    pipeline: &'a Pipeline,
-    order: Vec<(Trigger, Vec<String>)>,
-    schedule: Option<LrSchedule>,
+pub(super) struct Callbacks<'p> {
+    plan: &'p Plan,
     progress: Option<ProgressBar>,
     quiet: bool,
-    total_steps: u64,
-    epochs: Option<u32>,
-    base_lr: f64,
     memory: Memory,
     best_params: Option<Vec<NamedTensor>>,
 }
 
-/// The metrics file name, when a metrics callback exists.
-pub(super) fn metrics_file(p: &Pipeline) -> Option<String> {
-    p.stages.iter().find_map(|s| match s {
-        Stage::Callback(c) => match &c.callback {
-            CallbackSpec::Metrics(m) => Some(m.file.clone()),
-            _ => None,
-        },
-        _ => None,
-    })
-}
-
-impl<'a> Callbacks<'a> {
-    pub fn new(pipeline: &'a Pipeline, plan: &Plan, quiet: bool) -> Self {
-        let order: Vec<(Trigger, Vec<String>)> = fire_order(pipeline)
-            .into_iter()
-            .map(|(t, members)| {
-                (
-                    t,
-                    members
-                        .into_iter()
-                        .map(|i| pipeline.stages[i].id().0.clone())
-                        .collect(),
-                )
-            })
-            .collect();
-        let schedule = pipeline.stages.iter().find_map(|s| match s {
-            Stage::Callback(c) => match &c.callback {
-                CallbackSpec::LrSchedule(l) => Some(l.schedule.clone()),
-                _ => None,
-            },
-            _ => None,
-        });
-        let has_log = pipeline
-            .stages
+impl<'p> Callbacks<'p> {
+    pub fn new(plan: &'p Plan, quiet: bool) -> Self {
+        let has_log = plan
+            .callbacks
             .iter()
-            .any(|s| matches!(s, Stage::Callback(c) if matches!(c.callback, CallbackSpec::Log)));
+            .any(|c| matches!(c.spec, CallbackSpec::Log));
         let progress = (has_log && !quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(plan.schedule.total_steps);
             bar.set_style(
@@ -180,24 +162,9 @@ impl<'a> Callbacks<'a> {
             bar
         });
         Callbacks {
-            pipeline,
-            order,
-            schedule,
+            plan,
             progress,
             quiet: quiet || !has_log,
-            total_steps: plan.schedule.total_steps,
-            epochs: plan.schedule.epochs,
-            base_lr: pipeline
-                .stages
-                .iter()
-                .find_map(|s| {
-                    if let Stage::Step(st) = s {
-                        Some(st.optimizer.lr())
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or(0.0),
             memory: Memory::default(),
             best_params: None,
         }
@@ -207,18 +174,22 @@ impl<'a> Callbacks<'a> {
         self.quiet
     }
 
-    /// Stage ids fired at a trigger, in plan order.
-    pub fn order(&self, trigger: Trigger) -> Vec<String> {
-        self.order
+    /// The `every_n_steps` periods something fires at.
+    pub fn periods(&self) -> Vec<u64> {
+        self.plan
+            .hook_table
             .iter()
-            .filter(|(t, _)| *t == trigger)
-            .flat_map(|(_, ids)| ids.clone())
+            .filter_map(|(t, hooks)| match t {
+                Trigger::EveryNSteps(n) if *n > 0 && !hooks.is_empty() => Some(*n),
+                _ => None,
+            })
             .collect()
     }
 
     /// Every-N-steps triggers due after optimizer step `step`, in plan order.
     pub fn every_n_due(&self, step: u64) -> Vec<Trigger> {
-        self.order
+        self.plan
+            .hook_table
             .iter()
             .filter_map(|(t, _)| match t {
                 Trigger::EveryNSteps(n) if *n > 0 && step.is_multiple_of(*n) => Some(*t),
@@ -229,18 +200,16 @@ impl<'a> Callbacks<'a> {
 
     /// True when anything fires at this trigger.
     pub fn has(&self, trigger: Trigger) -> bool {
-        self.order
+        self.plan
+            .hook_table
             .iter()
             .any(|(t, ids)| *t == trigger && !ids.is_empty())
     }
 
-    /// Learning rate for optimizer step `step`, with monitors' reductions applied.
-    pub fn lr(&self, step: u64, total: u64, base: f64) -> f64 {
+    /// The product of the learning-rate reductions monitors made (applies to every
+    /// chain's schedule).
+    pub fn lr_scale(&self) -> f64 {
         self.memory.lr_scale
-            * self
-                .schedule
-                .as_ref()
-                .map_or(base, |s| s.lr_at(base, step, total))
     }
 
     /// Monitor rollback counters and the learning-rate scale: kept across a rollback,
@@ -263,8 +232,8 @@ impl<'a> Callbacks<'a> {
         self.memory.lr_scale = lr_scale;
     }
 
-    pub fn set_train(&mut self, m: StepMetricsSummary) {
-        self.memory.train = Some(m);
+    pub fn set_train(&mut self, chain: &str, m: StepMetricsSummary) {
+        self.memory.train.insert(chain.to_string(), m);
     }
 
     pub fn set_eval(&mut self, id: &str, m: StepMetricsSummary) {
@@ -290,9 +259,15 @@ impl<'a> Callbacks<'a> {
     }
 
     /// Restores what [`Callbacks::export_state`] saved.
-    pub fn import_state(&mut self, state: &serde_json::Value, best: Option<Vec<NamedTensor>>) {
-        self.memory = serde_json::from_value(state.clone()).unwrap_or_default();
+    pub fn import_state(
+        &mut self,
+        state: &serde_json::Value,
+        best: Option<Vec<NamedTensor>>,
+    ) -> Result<(), String> {
+        self.memory = serde_json::from_value(state.clone())
+            .map_err(|e| format!("its callback state does not load: {e}"))?;
         self.best_params = best;
+        Ok(())
     }
 
     fn print(&self, line: String) {
@@ -306,49 +281,42 @@ impl<'a> Callbacks<'a> {
     }
 
     /// A callback at its trigger.
-    pub fn on_hook(&mut self, id: &str, at: &Moment) -> Result<Action, RunError> {
-        let Some(Stage::Callback(c)) = self.pipeline.stages.iter().find(|s| s.id().0 == id) else {
-            return Ok(Action::Continue);
-        };
-        match &c.callback {
+    pub fn on_hook(&mut self, id: CallbackId, at: &Moment) -> Result<Action, RunError> {
+        let plan = self.plan;
+        let callback = &plan.callbacks[id.0];
+        let name = callback.name.as_str();
+        match &callback.spec {
             CallbackSpec::Log => {
                 self.log(at);
                 Ok(Action::Continue)
             }
             CallbackSpec::NanGuard(g) => {
-                let loss = match at.trigger {
-                    Trigger::EveryNSteps(_) => StepMetricsSummary::from(at.window).loss,
-                    _ => self.memory.train.map_or(0.0, |t| t.loss),
-                };
-                let norm = at.grad_norm;
-                if loss.is_finite() && norm.is_finite() {
-                    return Ok(Action::Continue);
-                }
-                let what = if loss.is_finite() {
-                    format!("gradient norm {norm}")
-                } else {
-                    format!("loss {loss}")
-                };
-                let message = format!(
-                    "nan_guard `{id}`: non-finite {what} at step {} (stages {})",
-                    at.step,
-                    self.pipeline
-                        .stages
-                        .iter()
-                        .filter(|s| matches!(s, Stage::Loss(_) | Stage::Step(_)))
-                        .map(|s| format!("`{}`", s.id()))
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                );
-                match g.action {
-                    NanAction::Stop => Err(RunError::NonFinite(message)),
-                    NanAction::SkipStep => {
-                        self.print(format!("{message}; continuing"));
-                        Ok(Action::Continue)
+                for chain in at.chains {
+                    let loss = match at.trigger {
+                        Trigger::EveryNSteps(_) => StepMetricsSummary::from(chain.window).loss,
+                        _ => self.memory.train.get(chain.name).map_or(0.0, |t| t.loss),
+                    };
+                    let norm = chain.grad_norm;
+                    if loss.is_finite() && norm.is_finite() {
+                        continue;
+                    }
+                    let what = if loss.is_finite() {
+                        format!("gradient norm {norm}")
+                    } else {
+                        format!("loss {loss}")
+                    };
+                    let message = format!(
+                        "nan_guard `{name}`: non-finite {what} at step {} (stages `{}` and `{}`)",
+                        chain.step, chain.loss, chain.name
+                    );
+                    match g.action {
+                        NanAction::Stop => return Err(RunError::NonFinite(message)),
+                        NanAction::SkipStep => self.print(format!("{message}; continuing")),
                     }
                 }
+                Ok(Action::Continue)
             }
-            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(id, e)),
+            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(name, e)),
             CallbackSpec::Checkpoint(k) => Ok(Action::Checkpoint(CheckpointRequest {
                 dir: k.dir.clone(),
                 keep_last: k.keep_last,
@@ -360,7 +328,7 @@ impl<'a> Callbacks<'a> {
                     .map(|(s, m)| (s.to_string(), m.to_string())),
             })),
             CallbackSpec::Profile => Ok(Action::Profile),
-            CallbackSpec::Monitor(m) => Ok(self.monitor(id, m, at)),
+            CallbackSpec::Monitor(m) => Ok(self.monitor(name, m, at)),
             CallbackSpec::Metrics(_) if matches!(at.trigger, Trigger::EveryNSteps(_)) => {
                 Ok(Action::RecordSteps)
             }
@@ -369,19 +337,42 @@ impl<'a> Callbacks<'a> {
     }
 
     fn log(&self, at: &Moment) {
+        let total = self.plan.schedule.total_steps;
+        let several = at.chains.len() > 1;
         if let Trigger::EveryNSteps(_) = at.trigger {
-            let w = StepMetricsSummary::from(at.window);
             let rate = at.samples as f64 / at.elapsed.max(1e-9);
-            let lr = self.lr(at.step.saturating_sub(1), self.total_steps, self.base_lr);
-            match &self.progress {
-                Some(bar) => {
-                    bar.set_position(at.step);
-                    bar.set_message(format!("epoch {} loss {:.4} {rate:.0} samples/s", at.epoch + 1, w.loss));
-                }
-                None => self.print(format!(
-                    "epoch {:>3}  step {:>6}/{}  loss {:.4}  acc {:>5.1}%  lr {lr:.2e}  {rate:.0} samples/s",
-                    at.epoch + 1, at.step, self.total_steps, w.loss, w.accuracy * 100.0
-                )),
+            if let Some(bar) = &self.progress {
+                let losses: Vec<String> = at
+                    .chains
+                    .iter()
+                    .map(|c| {
+                        let w = StepMetricsSummary::from(c.window);
+                        if several {
+                            format!("{} loss {:.4}", c.name, w.loss)
+                        } else {
+                            format!("loss {:.4}", w.loss)
+                        }
+                    })
+                    .collect();
+                bar.set_position(at.step);
+                bar.set_message(format!(
+                    "epoch {} {} {rate:.0} samples/s",
+                    at.epoch + 1,
+                    losses.join(" ")
+                ));
+                return;
+            }
+            for c in at.chains {
+                let w = StepMetricsSummary::from(c.window);
+                let who = if several {
+                    format!("  {}", c.name)
+                } else {
+                    String::new()
+                };
+                self.print(format!(
+                    "epoch {:>3}  step {:>6}/{total}{who}  loss {:.4}  acc {:>5.1}%  lr {:.2e}  {rate:.0} samples/s",
+                    at.epoch + 1, at.step, w.loss, w.accuracy * 100.0, c.lr
+                ));
             }
             return;
         }
@@ -393,15 +384,27 @@ impl<'a> Callbacks<'a> {
             _ => format!(
                 "epoch {}/{}",
                 at.epoch + 1,
-                self.epochs.map_or("-".into(), |e| e.to_string())
+                self.plan
+                    .schedule
+                    .epochs
+                    .map_or("-".into(), |e| e.to_string())
             ),
         }];
-        if let (Some(t), Trigger::EpochEnd) = (self.memory.train, at.trigger) {
-            parts.push(format!(
-                "train loss {:.4} acc {:.1}%",
-                t.loss,
-                t.accuracy * 100.0
-            ));
+        if at.trigger == Trigger::EpochEnd {
+            for c in at.chains {
+                if let Some(t) = self.memory.train.get(c.name) {
+                    let who = if several {
+                        format!("{} ", c.name)
+                    } else {
+                        String::new()
+                    };
+                    parts.push(format!(
+                        "{who}train loss {:.4} acc {:.1}%",
+                        t.loss,
+                        t.accuracy * 100.0
+                    ));
+                }
+            }
         }
         for (name, m) in &self.memory.evals {
             parts.push(format!(
@@ -463,15 +466,11 @@ impl<'a> Callbacks<'a> {
         }
     }
 
-    /// The current value of a monitored metric: an eval's, or the training loss.
+    /// The current value of a monitored metric: an eval's, or a chain's training loss
+    /// (or accuracy).
     fn metric_value(&self, metric: &crate::spec::PortRef, at: &Moment) -> Option<f64> {
         let (stage, port) = metric.split()?;
-        let is_eval = self
-            .pipeline
-            .stages
-            .iter()
-            .any(|s| matches!(s, Stage::Eval(e) if e.id.0 == stage));
-        if is_eval {
+        if self.plan.evals.iter().any(|e| e.name == stage) {
             // An eval that has not run yet has no value to watch.
             let m = self.memory.evals.get(stage)?;
             return Some(match port {
@@ -480,9 +479,16 @@ impl<'a> Callbacks<'a> {
                 _ => m.top5,
             });
         }
+        let chain = at
+            .chains
+            .iter()
+            .find(|c| c.loss == stage)
+            .or_else(|| at.chains.first())?;
         let train = match at.trigger {
-            Trigger::EveryNSteps(_) if at.window.samples > 0 => StepMetricsSummary::from(at.window),
-            _ => self.memory.train?,
+            Trigger::EveryNSteps(_) if chain.window.samples > 0 => {
+                StepMetricsSummary::from(chain.window)
+            }
+            _ => *self.memory.train.get(chain.name)?,
         };
         Some(if port == "accuracy" {
             train.accuracy

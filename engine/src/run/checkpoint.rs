@@ -9,6 +9,7 @@
 //! - `state.json` — [`TrainingState`]: position, accumulators, callback state, pipeline
 //! - `manifest.json` — SHA-256 and size of every other file; written last
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,26 +69,14 @@ pub struct TrainingState {
     pub pipeline_hash: String,
     /// The resolved pipeline (YAML).
     pub resolved_pipeline: String,
-    /// Optimizer steps completed.
+    /// Optimizer steps of the lead chain (the run's step clock).
     pub step: u64,
-    /// Micro-batches completed (seeds dropout: the dropout stream is a counter-based hash
-    /// of (seed, layer, micro-batch, element), so this is its whole state).
+    /// Micro-batches of the lead chain.
     pub micro: u64,
     /// Epoch the next batch belongs to.
     pub epoch: u64,
-    /// Index of the next batch within that epoch (the epoch's order is a pure function of
-    /// (seed, epoch), so this is the shuffle stream's whole state).
-    pub next_batch: usize,
-    /// Training samples processed.
-    pub samples: u64,
-    /// Micro-batches in the current accumulation group.
-    pub accumulation_micro: u32,
-    /// Samples in the current accumulation group.
-    pub accumulation_rows: usize,
-    /// Training metric sums since the last step-window report.
-    pub window: MetricSums,
-    /// Training metric sums of the current epoch.
-    pub epoch_sums: MetricSums,
+    /// Where each training chain stands, in plan order.
+    pub chains: Vec<ChainState>,
     /// Lines of `metrics.jsonl` written when this checkpoint was taken.
     pub metrics_lines: u64,
     /// Callback state (early stopping counters, last metrics), as JSON.
@@ -103,6 +92,33 @@ pub struct TrainingState {
     /// (`fit_start`, `epoch_start`, `batch_start`, `fit_end`).
     #[serde(default)]
     pub taken_at: String,
+}
+
+/// Where one training chain stands: with its device tensors, all it needs to continue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChainState {
+    /// The chain's name (its step stage).
+    pub name: String,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Micro-batches completed (seeds dropout: the dropout stream is a counter-based hash
+    /// of (seed, layer, micro-batch, element), so this is its whole state).
+    pub micro: u64,
+    /// Index of the next batch within the current epoch (the epoch's order is a pure
+    /// function of (seed, epoch), so this is the shuffle stream's whole state).
+    pub next_batch: usize,
+    /// Training samples processed.
+    pub samples: u64,
+    /// Micro-batches in the current accumulation group.
+    pub accumulation_micro: u32,
+    /// Samples in the current accumulation group.
+    pub accumulation_rows: usize,
+    /// Training metric sums since the last report of each `every_n_steps` period.
+    pub windows: BTreeMap<u64, MetricSums>,
+    /// Training metric sums of the current epoch.
+    pub epoch_sums: MetricSums,
+    /// Gradient norm at the last read of the device sums.
+    pub last_grad_norm: f32,
 }
 
 /// A checkpoint's tensors and state.

@@ -18,6 +18,9 @@ pub struct MetricsRecord {
     pub event: &'static str,
     /// The stage that produced it (`train` for training records).
     pub stage: String,
+    /// Training records: the training chain (its step stage's id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     /// The split: `train`, `val` or `test`.
     pub split: String,
     /// Optimizer steps completed.
@@ -46,6 +49,7 @@ pub struct MetricsRecord {
 impl MetricsRecord {
     /// Training since the previous `steps` record (every-N-steps metrics).
     pub(super) fn steps(
+        chain: &str,
         split: &str,
         step: u64,
         epoch: u64,
@@ -55,12 +59,13 @@ impl MetricsRecord {
     ) -> Self {
         MetricsRecord {
             event: "steps",
-            ..MetricsRecord::train(split, step, epoch, m, lr, wall)
+            ..MetricsRecord::train(chain, split, step, epoch, m, lr, wall)
         }
     }
 
-    /// One epoch of training on `split` (the load stage's split).
+    /// One epoch of training of `chain` on `split` (its load stage's split).
     pub(super) fn train(
+        chain: &str,
         split: &str,
         step: u64,
         epoch: u64,
@@ -71,6 +76,7 @@ impl MetricsRecord {
         MetricsRecord {
             event: "train",
             stage: "train".into(),
+            chain: Some(chain.into()),
             split: split.into(),
             step,
             epoch,
@@ -97,6 +103,7 @@ impl MetricsRecord {
         MetricsRecord {
             event: "eval",
             stage: stage.into(),
+            chain: None,
             split: split.into(),
             step,
             epoch,

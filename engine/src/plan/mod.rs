@@ -1,7 +1,15 @@
-//! Plan: a checked pipeline ordered into what runs when — stages grouped by lifecycle,
-//! callbacks per trigger, tensor shapes, parameters, memory, LR preview and kernels.
+//! Plan: a checked pipeline lowered into what runs — training chains, eval routines,
+//! callbacks, data sets and the hook table, by typed id — with what it reports: stages
+//! grouped by lifecycle, callbacks per trigger, tensor shapes, parameters, memory, LR
+//! preview and kernels. The executor reads only the plan.
 //!
 //! The plan is deterministic text (and JSON) so it can be snapshot-tested and diffed.
+
+mod lower;
+
+pub use lower::{
+    CallbackId, CallbackPlan, ChainId, ChainPlan, DataPlan, DatasetId, EvalId, EvalPlan, HookId,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,8 +18,10 @@ use petgraph::graph::DiGraph;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::check::{CheckedPipeline, ModelShapes};
-use crate::spec::{CallbackSpec, LrSchedule, Pipeline, Schedule, Stage, StageId, Trigger};
+use ops::gpu::DeviceRequest;
+
+use crate::check::{CheckedPipeline, ModelShapes, TrainChain};
+use crate::spec::{CallbackSpec, Pipeline, Schedule, Stage, StageId, Trigger};
 
 /// What runs, in which order, with which shapes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,8 +34,30 @@ pub struct Plan {
     pub seed: u64,
     /// Adapter preference.
     pub device: String,
-    /// Training length and batching.
+    /// The run's clock: the length and batching of the lead chain (the first).
     pub schedule: SchedulePlan,
+    /// Training chains, one per step stage, in file order; they advance in lockstep.
+    pub chains: Vec<ChainPlan>,
+    /// Eval routines, in file order.
+    pub evals: Vec<EvalPlan>,
+    /// Callbacks, in file order.
+    pub callbacks: Vec<CallbackPlan>,
+    /// Data sets the run reads.
+    pub datasets: Vec<DataPlan>,
+    /// Evals and callbacks per trigger, in firing order (the executor fires exactly this).
+    #[serde(skip)]
+    pub hook_table: Vec<(Trigger, Vec<HookId>)>,
+    /// The adapter to open.
+    #[serde(skip)]
+    pub device_request: DeviceRequest,
+    /// The resolved pipeline as YAML (written next to the run's outputs, and kept in
+    /// checkpoints).
+    #[serde(skip)]
+    pub resolved_yaml: String,
+    /// The metrics file, when a `metrics` callback asks for one.
+    pub metrics_file: Option<String>,
+    /// Where checkpoints go (and `--resume latest` and rollbacks look).
+    pub checkpoint_dir: String,
     /// Stages run once per batch, in execution order.
     pub batch_stages: Vec<PlannedStage>,
     /// Callbacks and evals per trigger, in firing order.
@@ -155,14 +187,14 @@ pub fn canonical_yaml(pipeline: &Pipeline) -> String {
         .unwrap_or_default()
 }
 
-/// Orders a checked pipeline into a plan.
-pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
+/// The length and batching of one training chain.
+fn schedule_of(checked: &CheckedPipeline, chain: &TrainChain) -> SchedulePlan {
     let p = &checked.parsed.pipeline;
     let stages = &p.stages;
-    let load = checked.chain.and_then(|c| match &stages[c.load] {
+    let load = match &stages[chain.load] {
         Stage::Load(l) => Some(l),
         _ => None,
-    });
+    };
     let batch_size = load.map_or(0, |l| l.batch_size);
     let train_samples = load
         .and_then(|l| {
@@ -173,9 +205,8 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         })
         .copied()
         .unwrap_or(0);
-    let accumulation = checked
-        .chain
-        .and_then(|c| c.accumulate)
+    let accumulation = chain
+        .accumulate
         .and_then(|a| match &stages[a] {
             Stage::Accumulate(a) => Some(a.steps),
             _ => None,
@@ -203,7 +234,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         ),
         Schedule::Steps(n) => (None, n),
     };
-    let schedule = SchedulePlan {
+    SchedulePlan {
         epochs,
         train_samples,
         batch_size,
@@ -213,17 +244,52 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         effective_batch: batch_size * accumulation as usize,
         steps_per_epoch,
         total_steps,
-    };
+    }
+}
+
+/// Lowers a checked pipeline into the plan that runs.
+pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
+    let p = &checked.parsed.pipeline;
+    let program = lower::lower_program(checked);
+    let schedule = program.chains.first().map_or(
+        SchedulePlan {
+            epochs: match p.schedule {
+                Schedule::Epochs(n) => Some(n),
+                Schedule::Steps(_) => None,
+            },
+            train_samples: 0,
+            batch_size: 0,
+            batches_per_epoch: 0,
+            last_batch: 0,
+            accumulation: 1,
+            effective_batch: 0,
+            steps_per_epoch: 0,
+            total_steps: 0,
+        },
+        |c| c.schedule.clone(),
+    );
     let models: Vec<ModelPlan> = checked
         .models
         .iter()
         .map(|(name, m)| model_plan(name, m))
         .collect();
-    let batch_stages = batch_order(checked, batch_size);
+    let batch_stages = batch_order(checked);
     let hooks = hook_order(p);
-    let memory = memory(checked, batch_size, accumulation);
-    let lr_preview = lr_preview(p, total_steps);
-    let kernels = kernels(checked);
+    let memory = memory(checked, &program.chains);
+    let lr_preview = program.chains.first().map_or_else(Vec::new, lr_preview);
+    let kernels = kernels(checked, &program.chains);
+    let metrics_file = program.callbacks.iter().find_map(|c| match &c.spec {
+        CallbackSpec::Metrics(m) => Some(m.file.clone()),
+        _ => None,
+    });
+    let checkpoint_dir = program
+        .callbacks
+        .iter()
+        .find_map(|c| match &c.spec {
+            CallbackSpec::Checkpoint(k) => Some(k.dir.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "checkpoints".into());
     Plan {
         name: p.name.clone(),
         hash: pipeline_hash(p),
@@ -233,6 +299,15 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
             None => format!("{:?}", p.device.backend).to_lowercase(),
         },
         schedule,
+        chains: program.chains,
+        evals: program.evals,
+        callbacks: program.callbacks,
+        datasets: program.datasets,
+        hook_table: program.hook_table,
+        device_request: program.device_request,
+        resolved_yaml: canonical_yaml(p),
+        metrics_file,
+        checkpoint_dir,
         batch_stages,
         hooks,
         models,
@@ -274,8 +349,20 @@ fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 /// Per-batch stages in topological order of the data edges (ties: file order).
-fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
+fn batch_order(checked: &CheckedPipeline) -> Vec<PlannedStage> {
     let stages = &checked.parsed.pipeline.stages;
+    // Each stage's tensors carry the batch of the chain it is on.
+    let batch_of = |i: usize| -> usize {
+        checked
+            .chains
+            .iter()
+            .find(|c| [c.load, c.forward, c.loss, c.backward, c.step].contains(&i))
+            .and_then(|c| match &stages[c.load] {
+                Stage::Load(l) => Some(l.batch_size),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
     let g = &checked.graph.graph;
     let mut indegree: Vec<usize> = g
         .node_indices()
@@ -304,6 +391,7 @@ fn batch_order(checked: &CheckedPipeline, batch: usize) -> Vec<PlannedStage> {
         .into_iter()
         .filter_map(|i| {
             let stage = &stages[i];
+            let batch = batch_of(i);
             let (detail, outputs) = match stage {
                 Stage::Load(l) => {
                     let shape = checked
@@ -456,82 +544,50 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
     result
 }
 
-/// The trained model's shapes.
-fn trained_model(checked: &CheckedPipeline) -> Option<&ModelShapes> {
-    let chain = checked.chain?;
-    match &checked.parsed.pipeline.stages[chain.forward] {
-        Stage::Forward(f) => checked.models.get(&f.model),
-        _ => None,
-    }
-}
-
-fn memory(checked: &CheckedPipeline, batch: usize, accumulation: u32) -> MemoryPlan {
-    let stages = &checked.parsed.pipeline.stages;
-    let model = trained_model(checked);
-    let state_per_param = stages
-        .iter()
-        .find_map(|s| {
-            if let Stage::Step(st) = s {
-                Some(st.optimizer.state_per_param())
-            } else {
-                None
-            }
-        })
-        .unwrap_or(0);
-    let Some(model) = model else {
-        return MemoryPlan {
-            params: 0,
-            grads: 0,
-            optimizer_state: 0,
-            activations: 0,
-            total: 0,
+fn memory(checked: &CheckedPipeline, chains: &[ChainPlan]) -> MemoryPlan {
+    let mut total = MemoryPlan {
+        params: 0,
+        grads: 0,
+        optimizer_state: 0,
+        activations: 0,
+        total: 0,
+    };
+    for chain in chains {
+        let Some(model) = checked.models.get(&chain.model) else {
+            continue;
         };
-    };
-    let params = model.param_count() as u64 * 4;
-    let grads = params * if accumulation > 1 { 2 } else { 1 };
-    let optimizer_state = params * state_per_param as u64;
-    let values: u64 = std::iter::once(&model.input)
-        .chain(model.layers.iter().map(|l| &l.output))
-        .map(|s| s.iter().product::<usize>() as u64)
-        .sum();
-    let activations = values.saturating_mul(batch as u64).saturating_mul(8);
-    MemoryPlan {
-        params,
-        grads,
-        optimizer_state,
-        activations,
-        total: params
-            .saturating_add(grads)
-            .saturating_add(optimizer_state)
-            .saturating_add(activations),
+        let batch = chain.schedule.batch_size;
+        let params = model.param_count() as u64 * 4;
+        let grads = params
+            * if chain.schedule.accumulation > 1 {
+                2
+            } else {
+                1
+            };
+        let optimizer_state = params * chain.train.optimizer.state_names().len() as u64;
+        let values: u64 = std::iter::once(&model.input)
+            .chain(model.layers.iter().map(|l| &l.output))
+            .map(|s| s.iter().product::<usize>() as u64)
+            .sum();
+        let activations = values.saturating_mul(batch as u64).saturating_mul(8);
+        total.params = total.params.saturating_add(params);
+        total.grads = total.grads.saturating_add(grads);
+        total.optimizer_state = total.optimizer_state.saturating_add(optimizer_state);
+        total.activations = total.activations.saturating_add(activations);
     }
+    total.total = total
+        .params
+        .saturating_add(total.grads)
+        .saturating_add(total.optimizer_state)
+        .saturating_add(total.activations);
+    total
 }
 
-fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
-    let Some(step) = p.stages.iter().find_map(|s| {
-        if let Stage::Step(st) = s {
-            Some(st)
-        } else {
-            None
-        }
-    }) else {
-        return Vec::new();
-    };
-    let schedule = p
-        .stages
-        .iter()
-        .find_map(|s| match s {
-            Stage::Callback(c) => match &c.callback {
-                CallbackSpec::LrSchedule(l) if l.stage == step.id => Some(l.schedule.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .unwrap_or(LrSchedule::Constant);
-    let base = step.optimizer.lr();
+fn lr_preview(chain: &ChainPlan) -> Vec<LrPoint> {
+    let total = chain.schedule.total_steps;
     let last = total.saturating_sub(1);
     let mut points: Vec<(u64, &'static str)> = vec![(0, "first"), (1, "second")];
-    if let Some(w) = schedule.warmup_steps() {
+    if let Some(w) = chain.lr_schedule.warmup_steps() {
         points.push((w.saturating_sub(1), "warmup end"));
     }
     points.push((total / 2, "middle"));
@@ -543,39 +599,48 @@ fn lr_preview(p: &Pipeline, total: u64) -> Vec<LrPoint> {
         .filter(|(s, _)| *s <= last)
         .map(|(s, note)| LrPoint {
             step: s,
-            lr: schedule.lr_at(base, s, total),
+            lr: chain.lr_at(s),
             note,
         })
         .collect()
 }
 
-fn kernels(checked: &CheckedPipeline) -> Vec<String> {
+/// Kernels per step of every chain, in chain order (prefixed by the chain's name when
+/// there are several).
+fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan]) -> Vec<String> {
     let stages = &checked.parsed.pipeline.stages;
     let mut kernels = Vec::new();
-    let model = trained_model(checked);
-    let Some(model) = model else { return kernels };
-    for l in &model.layers {
-        if l.kind != "flatten" {
-            kernels.push(format!("{}.forward", l.kind));
+    for (chain, traced) in chains.iter().zip(&checked.chains) {
+        let Some(model) = checked.models.get(&chain.model) else {
+            continue;
+        };
+        let prefix = if chains.len() > 1 {
+            format!("{}: ", chain.name)
+        } else {
+            String::new()
+        };
+        for l in &model.layers {
+            if l.kind != "flatten" {
+                kernels.push(format!("{prefix}{}.forward", l.kind));
+            }
         }
-    }
-    for s in stages {
-        if let Stage::Loss(l) = s {
-            kernels.push(format!("{}.forward_backward", loss_name(l.function)));
+        if let Stage::Loss(l) = &stages[traced.loss] {
+            kernels.push(format!(
+                "{prefix}{}.forward_backward",
+                loss_name(l.function)
+            ));
         }
-    }
-    for l in model.layers.iter().rev() {
-        if l.kind != "flatten" {
-            kernels.push(format!("{}.backward", l.kind));
+        for l in model.layers.iter().rev() {
+            if l.kind != "flatten" {
+                kernels.push(format!("{prefix}{}.backward", l.kind));
+            }
         }
-    }
-    // Backward kernels add into the gradient buffer, so accumulation needs no kernel of
-    // its own; the global gradient norm is reduced on every update (it is reported, and
-    // clipping uses it).
-    for s in stages {
-        if let Stage::Step(st) = s {
-            kernels.push("grad_norm.reduce".into());
-            kernels.push(format!("{}.update", st.optimizer.name()));
+        // Backward kernels add into the gradient buffer, so accumulation needs no kernel
+        // of its own; the global gradient norm is reduced on every update (it is
+        // reported, and clipping uses it).
+        if let Stage::Step(st) = &stages[traced.step] {
+            kernels.push(format!("{prefix}grad_norm.reduce"));
+            kernels.push(format!("{prefix}{}.update", st.optimizer.name()));
         }
     }
     kernels
@@ -648,6 +713,48 @@ impl fmt::Display for Plan {
             s.accumulation,
             s.effective_batch
         )?;
+        if self.chains.len() > 1 {
+            writeln!(
+                f,
+                "chains (lockstep: each batch tick runs one micro-batch of every chain with batches left in the epoch, in this order; the epoch ends when every chain has seen its split; the step clock is `{}`'s)",
+                self.chains[0].name
+            )?;
+            for c in &self.chains {
+                let s = &c.schedule;
+                writeln!(
+                    f,
+                    "  {}. {}: model {} on {}/{} batch {} (last {}), {} batches per epoch, accumulation {}, {} optimizer steps, {} lr {}",
+                    c.id.0 + 1,
+                    c.name,
+                    c.model,
+                    self.datasets[c.dataset.0].name,
+                    c.split.as_str(),
+                    s.batch_size,
+                    s.last_batch,
+                    s.batches_per_epoch,
+                    s.accumulation,
+                    s.total_steps,
+                    c.optimizer,
+                    c.base_lr
+                )?;
+            }
+        }
+        if !self.evals.is_empty() {
+            let evals: Vec<String> = self
+                .evals
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} ({} on {}/{})",
+                        e.name,
+                        self.chains[e.chain.0].model,
+                        self.datasets[e.dataset.0].name,
+                        e.split.as_str()
+                    )
+                })
+                .collect();
+            writeln!(f, "evals: {}", evals.join(", "))?;
+        }
         writeln!(f)?;
         writeln!(f, "lifecycle")?;
         let print_hooks =
@@ -671,7 +778,13 @@ impl fmt::Display for Plan {
                 ))
         )?;
         print_hooks(f, "epoch_start", "      ")?;
-        writeln!(f, "      batch (x{})", s.batches_per_epoch)?;
+        let ticks = self
+            .chains
+            .iter()
+            .map(|c| c.schedule.batches_per_epoch)
+            .max()
+            .unwrap_or(s.batches_per_epoch);
+        writeln!(f, "      batch (x{ticks})")?;
         print_hooks(f, "batch_start", "        ")?;
         for (i, stage) in self.batch_stages.iter().enumerate() {
             let outs: Vec<String> = stage

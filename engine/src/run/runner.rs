@@ -1,0 +1,850 @@
+//! The executor: interprets a [`Plan`] — its chains in lockstep, its hook table at each
+//! trigger — and acts on what callbacks decide.
+//!
+//! Lockstep: a batch tick runs one micro-batch of every chain that still has batches in
+//! the current epoch, in plan order; the epoch ends when every chain has seen its whole
+//! split. Each chain counts its own micro-batches and optimizer steps; the run's step
+//! clock (`every_n_steps`, `schedule: {steps}`, the `step` of records) is the lead
+//! chain's, the first in the plan.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ops::gpu::Gpu;
+use ops::train::{AccumulationState, EvalStep, NamedTensor};
+
+use crate::data::{Batch, BatchIter, Prefetcher, Split, prepare};
+use crate::plan::{EvalPlan, HookId, Plan};
+use crate::spec::{SplitName, Trigger};
+
+use super::callbacks::{self, Action, Callbacks, ChainMoment};
+use super::chain::{ChainRun, one_hot};
+use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
+use super::metrics::{MetricsRecord, MetricsWriter};
+use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
+
+struct EvalRoutine {
+    plan: EvalPlan,
+    split: Split,
+    step: EvalStep,
+    one_hot_targets: bool,
+}
+
+/// Where the run stands; with the device tensors, a checkpoint's content.
+struct Position {
+    epoch: u64,
+    chains: Vec<ChainState>,
+}
+
+impl Position {
+    /// The run's step clock: the lead chain's optimizer steps.
+    fn step(&self) -> u64 {
+        self.chains.first().map_or(0, |c| c.step)
+    }
+
+    /// Training samples of every chain.
+    fn samples(&self) -> u64 {
+        self.chains.iter().map(|c| c.samples).sum()
+    }
+}
+
+/// Everything the loop touches besides its position.
+struct Runner<'p> {
+    plan: &'p Plan,
+    gpu: Gpu,
+    chains: Vec<ChainRun>,
+    evals: Vec<EvalRoutine>,
+    hooks: Callbacks<'p>,
+    writer: Option<MetricsWriter>,
+    results: BTreeMap<String, StepMetricsSummary>,
+    out_dir: PathBuf,
+    started: Instant,
+    monitor: Option<f64>,
+    clock: profile::StageClock,
+    /// Set by a monitor: roll back to the newest checkpoint before a step, scaling the
+    /// learning rate.
+    rollback: Option<(u64, f64)>,
+    /// Record training metrics every N optimizer steps (a run option).
+    every_steps: Option<u64>,
+    /// The `every_n_steps` periods that keep a training window, ascending.
+    periods: Vec<u64>,
+    /// A trigger a resumed run must not fire again (the checkpoint was taken there).
+    skip_once: Option<Trigger>,
+    /// Samples processed before this process started (a resumed run).
+    samples_at_start: u64,
+}
+
+/// Trains a plan end to end (or from a checkpoint).
+pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
+    if plan.chains.is_empty() {
+        return Err(RunError::Unsupported(
+            "the pipeline has no training chain".into(),
+        ));
+    }
+    std::fs::create_dir_all(&options.out_dir).map_err(io_error(&options.out_dir))?;
+    let resolved = options.out_dir.join("pipeline.resolved.yaml");
+    std::fs::write(
+        &resolved,
+        format!("# pipeline hash {}\n{}", plan.hash, plan.resolved_yaml),
+    )
+    .map_err(io_error(&resolved))?;
+    let plan_path = options.out_dir.join("plan.txt");
+    std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
+
+    if options.resume.is_none() {
+        let root = options.out_dir.join(&plan.checkpoint_dir);
+        if checkpoint::list(&root).is_ok_and(|found| !found.is_empty()) {
+            return Err(RunError::Unsupported(format!(
+                "`{}` already holds checkpoints of an earlier run; continue it with `--resume latest`, or start afresh in another `--out` directory",
+                root.display()
+            )));
+        }
+    }
+    let request = options
+        .device
+        .clone()
+        .unwrap_or_else(|| plan.device_request.clone());
+    let gpu = Gpu::new(&request)?;
+    let mut prepared = Vec::with_capacity(plan.datasets.len());
+    for d in &plan.datasets {
+        prepared.push(prepare(&d.config)?);
+    }
+    let split_of = |dataset: usize, split: SplitName| -> Result<Split, RunError> {
+        let data = &prepared[dataset];
+        match split {
+            SplitName::Train => Some(data.train.clone()),
+            SplitName::Val => data.val.clone(),
+            SplitName::Test => data.test.clone(),
+        }
+        .ok_or_else(|| {
+            RunError::Unsupported(format!(
+                "data set `{}` has no {} split",
+                plan.datasets[dataset].name,
+                split.as_str()
+            ))
+        })
+    };
+    let several = plan.chains.len() > 1;
+    let mut chains = Vec::with_capacity(plan.chains.len());
+    for c in &plan.chains {
+        chains.push(ChainRun::new(
+            &gpu,
+            c,
+            split_of(c.dataset.0, c.split)?,
+            several,
+        )?);
+    }
+    if let Some(path) = &options.init_from {
+        let weights = checkpoint::load_weights(path)?;
+        for chain in &mut chains {
+            chain
+                .train
+                .load_params(&gpu, &chain.own(&weights))
+                .map_err(mismatch(
+                    path,
+                    "the pipeline's model (expected) does not match",
+                ))?;
+        }
+    }
+    let mut evals = Vec::with_capacity(plan.evals.len());
+    for e in &plan.evals {
+        let chain = &chains[e.chain.0];
+        evals.push(EvalRoutine {
+            step: EvalStep::new(&gpu, &chain.train, e.batch_size)?,
+            split: split_of(e.dataset.0, e.split)?,
+            one_hot_targets: chain.plan.one_hot_targets,
+            plan: e.clone(),
+        });
+    }
+    let hooks = Callbacks::new(plan, options.quiet);
+    let every_steps = options.metrics_every_steps.filter(|n| *n > 0);
+    let mut periods = hooks.periods();
+    periods.extend(every_steps);
+    periods.sort_unstable();
+    periods.dedup();
+    let mut runner = Runner {
+        plan,
+        gpu,
+        evals,
+        hooks,
+        writer: None,
+        results: BTreeMap::new(),
+        out_dir: options.out_dir.clone(),
+        started: Instant::now(),
+        monitor: None,
+        clock: profile::StageClock::default(),
+        rollback: None,
+        every_steps,
+        periods,
+        skip_once: None,
+        samples_at_start: 0,
+        chains,
+    };
+    let mut pos = Position {
+        epoch: 0,
+        chains: runner.chains.iter().map(ChainRun::start_state).collect(),
+    };
+    let mut metrics_lines = 0;
+    if let Some(path) = &options.resume {
+        metrics_lines = runner.restore(path, &mut pos)?;
+    }
+    let metrics_file = plan.metrics_file.clone().or_else(|| {
+        options
+            .metrics_every_steps
+            .map(|_| "metrics.jsonl".to_string())
+    });
+    if let Some(file) = metrics_file {
+        let path = options.out_dir.join(file);
+        runner.writer =
+            Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
+    }
+    runner.train_loop(&mut pos, options.resume.is_some())
+}
+
+/// Adds which file did not match to a parameter mismatch.
+fn mismatch<'a>(
+    path: &'a Path,
+    what: &'a str,
+) -> impl Fn(ops::gpu::GpuError) -> ops::gpu::GpuError + 'a {
+    move |e| match e {
+        ops::gpu::GpuError::ParamMismatch { name, message } => ops::gpu::GpuError::ParamMismatch {
+            name,
+            message: format!("{message}; {what} `{}` (found)", path.display()),
+        },
+        other => other,
+    }
+}
+
+impl Runner<'_> {
+    /// Restores a checkpoint into the device and `pos`; returns the metrics lines to keep.
+    fn restore(&mut self, path: &Path, pos: &mut Position) -> Result<u64, RunError> {
+        let ckpt = checkpoint::load(path)?;
+        let s = &ckpt.state;
+        if s.resolved_pipeline != self.plan.resolved_yaml && !self.hooks.is_quiet() {
+            eprintln!(
+                "note: resuming `{}` with a pipeline that differs from the checkpoint's (hash {} vs {})",
+                path.display(),
+                self.plan.hash,
+                s.pipeline_hash
+            );
+        }
+        let what = "the pipeline's model (expected) does not match checkpoint";
+        let mut chains = Vec::with_capacity(self.chains.len());
+        for chain in &mut self.chains {
+            let Some(state) = s.chains.iter().find(|c| c.name == chain.plan.name) else {
+                return Err(RunError::Checkpoint(checkpoint::CheckpointError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "it holds no state of training chain `{}` (it has {})",
+                        chain.plan.name,
+                        s.chains
+                            .iter()
+                            .map(|c| format!("`{}`", c.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }));
+            };
+            chain
+                .train
+                .load_params(&self.gpu, &chain.own(&ckpt.weights))
+                .map_err(mismatch(path, what))?;
+            chain
+                .train
+                .load_optimizer_state(&self.gpu, &chain.own(&ckpt.optimizer))
+                .map_err(mismatch(path, what))?;
+            chain.train.restore_accumulation(
+                &self.gpu,
+                &AccumulationState {
+                    micro: state.accumulation_micro,
+                    group_rows: state.accumulation_rows,
+                    grads: chain.own(&ckpt.grads),
+                },
+            )?;
+            chains.push(state.clone());
+        }
+        self.hooks
+            .import_state(&s.callbacks, ckpt.best.clone())
+            .map_err(|reason| {
+                RunError::Checkpoint(checkpoint::CheckpointError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason,
+                })
+            })?;
+        self.results = self.hooks.eval_results();
+        self.monitor = s.monitor;
+        self.skip_once = [
+            Trigger::FitStart,
+            Trigger::EpochStart,
+            Trigger::BatchStart,
+            Trigger::FitEnd,
+        ]
+        .into_iter()
+        .find(|t| t.to_string() == s.taken_at);
+        *pos = Position {
+            epoch: s.epoch,
+            chains,
+        };
+        self.samples_at_start = pos.samples();
+        Ok(s.metrics_lines)
+    }
+
+    fn train_loop(&mut self, pos: &mut Position, resumed: bool) -> Result<RunSummary, RunError> {
+        let total_steps = self.plan.schedule.total_steps;
+        let epochs = self.plan.schedule.epochs;
+        let mut stop = if resumed {
+            false
+        } else {
+            self.fire(Trigger::FitStart, pos)?
+        };
+        let finished = |pos: &Position| match epochs {
+            Some(e) => pos.epoch >= u64::from(e),
+            None => pos.step() >= total_steps,
+        };
+        let in_batch = [
+            Trigger::BatchStart,
+            Trigger::AfterForward,
+            Trigger::AfterBackward,
+            Trigger::BatchEnd,
+        ]
+        .map(|t| self.hooks.has(t));
+        let mut batches: Vec<Option<Batch>> = self.chains.iter().map(|_| None).collect();
+        while !stop && !finished(pos) {
+            if pos.chains.iter().all(|c| c.next_batch == 0) {
+                stop |= self.fire(Trigger::EpochStart, pos)?;
+            }
+            // One prefetcher per chain that has batches left in this epoch.
+            let mut feeds: Vec<Option<Prefetcher>> = Vec::with_capacity(self.chains.len());
+            for (chain, state) in self.chains.iter().zip(&pos.chains) {
+                let left = state.next_batch < chain.plan.schedule.batches_per_epoch;
+                feeds.push(if left {
+                    let iter =
+                        BatchIter::new(chain.split.clone(), chain.plan.batches.clone(), pos.epoch)?
+                            .starting_at(state.next_batch);
+                    Some(Prefetcher::spawn(iter, 2)?)
+                } else {
+                    None
+                });
+            }
+            let progress_at_start: Vec<usize> = pos.chains.iter().map(|c| c.next_batch).collect();
+            let mut waited = Instant::now();
+            loop {
+                for (slot, feed) in batches.iter_mut().zip(feeds.iter_mut()) {
+                    *slot = feed.as_mut().and_then(Prefetcher::next);
+                }
+                if batches.iter().all(Option::is_none) {
+                    break;
+                }
+                self.clock
+                    .add("data (waiting for the next batch)", waited.elapsed());
+                if in_batch[0] {
+                    stop |= self.fire(Trigger::BatchStart, pos)?;
+                }
+                let lead_step = pos.step();
+                for (i, slot) in batches.iter_mut().enumerate() {
+                    let Some(batch) = slot.take() else { continue };
+                    let chain = &mut self.chains[i];
+                    let state = &mut pos.chains[i];
+                    let lr = (self.hooks.lr_scale() * chain.plan.lr_at(state.step)) as f32;
+                    let started = Instant::now();
+                    chain.upload(&self.gpu, &batch);
+                    self.clock.add("upload", started.elapsed());
+                    let started = Instant::now();
+                    chain.train.record_step(&self.gpu, lr, state.micro)?;
+                    self.clock
+                        .add("train step (encode + submit)", started.elapsed());
+                    // The position advances before any hook sees the batch, so a
+                    // checkpoint taken by one resumes at the next batch.
+                    state.micro += 1;
+                    state.samples += batch.rows as u64;
+                    state.next_batch = batch.index_in_epoch + 1;
+                    let accumulation = u64::from(chain.plan.train.accumulation_steps.max(1));
+                    if state.micro.is_multiple_of(accumulation) {
+                        state.step += 1;
+                    }
+                    if let Some(feed) = feeds[i].as_mut() {
+                        feed.recycle(batch);
+                    }
+                }
+                let stepped = pos.step() > lead_step;
+                // The whole tick is one submission per chain, so these fire after it.
+                let after = [
+                    Trigger::AfterForward,
+                    Trigger::AfterBackward,
+                    Trigger::BatchEnd,
+                ];
+                for (fires, trigger) in in_batch[1..].iter().zip(after) {
+                    if *fires {
+                        stop |= self.fire(trigger, pos)?;
+                    }
+                }
+                if self.rollback.is_some() {
+                    break;
+                }
+                if !stepped {
+                    waited = Instant::now();
+                    continue;
+                }
+                let step = pos.step();
+                let due = self.hooks.every_n_due(step);
+                let record = self.every_steps.filter(|n| step.is_multiple_of(*n));
+                if record.is_some() || !due.is_empty() {
+                    // One read of the device sums serves every trigger due at this step.
+                    self.read_train(pos)?;
+                }
+                // Checkpoints wait for every trigger due at this step, so a resumed run,
+                // which starts at the next batch, misses none of them.
+                let mut checkpoints = Vec::new();
+                for trigger in due.iter().copied() {
+                    stop |= self.fire_hooks(trigger, pos, &mut checkpoints)?;
+                    if self.rollback.is_some() {
+                        break;
+                    }
+                }
+                if self.rollback.is_some() {
+                    break;
+                }
+                if let Some(n) = record {
+                    self.record_steps(pos, n)?;
+                }
+                // Each period's window restarts once its trigger has fired.
+                for n in due
+                    .iter()
+                    .filter_map(|t| match t {
+                        Trigger::EveryNSteps(n) => Some(*n),
+                        _ => None,
+                    })
+                    .chain(record)
+                {
+                    for c in &mut pos.chains {
+                        c.windows.insert(n, MetricSums::default());
+                    }
+                }
+                if let Some(&trigger) = due.last() {
+                    self.save_checkpoints(checkpoints, trigger, pos)?;
+                }
+                // An epoch schedule finishes its epochs (their end hooks fire even when a
+                // trailing incomplete accumulation group is left unapplied).
+                if stop || (epochs.is_none() && pos.step() >= total_steps) {
+                    break;
+                }
+                waited = Instant::now();
+            }
+            drop(feeds);
+            let moved = pos
+                .chains
+                .iter()
+                .zip(&progress_at_start)
+                .any(|(c, &start)| c.next_batch != start);
+            let any_left = self
+                .chains
+                .iter()
+                .zip(&pos.chains)
+                .any(|(c, s)| s.next_batch < c.plan.schedule.batches_per_epoch);
+            if !moved && any_left && self.rollback.is_none() && !stop {
+                // The checks reject empty epochs; this guards the loop against spinning.
+                return Err(RunError::Unsupported(format!(
+                    "epoch {} produced no batch",
+                    pos.epoch
+                )));
+            }
+            if let Some((before_step, factor)) = self.rollback.take() {
+                stop |= self.roll_back(before_step, factor, pos)?;
+                continue;
+            }
+            self.read_train(pos)?;
+            let plan = self.plan;
+            for (chain, state) in plan.chains.iter().zip(&pos.chains) {
+                let lr = self.hooks.lr_scale() * chain.lr_at(state.step.saturating_sub(1));
+                let record = MetricsRecord::train(
+                    &chain.name,
+                    chain.split.as_str(),
+                    state.step,
+                    pos.epoch,
+                    state.epoch_sums.into(),
+                    lr,
+                    self.started.elapsed().as_secs_f64(),
+                );
+                self.write(&record)?;
+                self.hooks.set_train(&chain.name, state.epoch_sums.into());
+            }
+            if any_left {
+                break;
+            }
+            for c in &mut pos.chains {
+                c.epoch_sums = MetricSums::default();
+                for w in c.windows.values_mut() {
+                    *w = MetricSums::default();
+                }
+                c.next_batch = 0;
+            }
+            pos.epoch += 1;
+            stop |= self.fire(Trigger::EpochEnd, pos)?;
+            if let Some((before_step, factor)) = self.rollback.take() {
+                stop |= self.roll_back(before_step, factor, pos)?;
+            }
+        }
+        self.fire(Trigger::FitEnd, pos)?;
+        self.hooks.finish();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let summary = RunSummary {
+            evals: self.results.clone(),
+            steps: pos.step(),
+            chain_steps: pos
+                .chains
+                .iter()
+                .map(|c| (c.name.clone(), c.step))
+                .collect(),
+            metrics_path: self.writer.as_ref().map(|w| w.path().to_path_buf()),
+            adapter: format!(
+                "{} ({})",
+                self.gpu.adapter().name,
+                self.gpu.adapter().backend
+            ),
+            samples_per_second: (pos.samples() - self.samples_at_start) as f64 / elapsed.max(1e-9),
+        };
+        let run_json = self.out_dir.join("run.json");
+        let facts = serde_json::json!({
+            "adapter": summary.adapter,
+            "samples_per_second": summary.samples_per_second,
+            "steps": summary.steps,
+            "chain_steps": summary.chain_steps,
+            "wall_time_s": elapsed,
+        });
+        std::fs::write(&run_json, format!("{facts:#}\n")).map_err(io_error(&run_json))?;
+        Ok(summary)
+    }
+
+    /// Restores the newest checkpoint in process and scales the learning rate; returns
+    /// true (stop) when there is no checkpoint to return to.
+    fn roll_back(
+        &mut self,
+        before_step: u64,
+        factor: f64,
+        pos: &mut Position,
+    ) -> Result<bool, RunError> {
+        let root = self.out_dir.join(&self.plan.checkpoint_dir);
+        let older = checkpoint::list(&root)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find(|c| c.step < before_step);
+        let Some(path) = older.map(|c| c.path) else {
+            if !self.hooks.is_quiet() {
+                println!(
+                    "rollback: no checkpoint older than step {before_step} in `{}`; stopping",
+                    root.display()
+                );
+            }
+            return Ok(true);
+        };
+        let (counts, scale) = self.hooks.rollback_memory();
+        self.restore(&path, pos)?;
+        self.hooks.after_rollback(counts, scale * factor);
+        // Forget the device sums of the abandoned steps.
+        for chain in &mut self.chains {
+            chain.train.read_train_metrics(&self.gpu)?;
+        }
+        Ok(false)
+    }
+
+    /// Writes a `steps` record per chain of the training window of period `n`.
+    fn record_steps(&mut self, pos: &Position, n: u64) -> Result<(), RunError> {
+        let wall = self.started.elapsed().as_secs_f64();
+        for (chain, state) in self.chains.iter().zip(&pos.chains) {
+            let lr = self.hooks.lr_scale() * chain.plan.lr_at(state.step.saturating_sub(1));
+            let window = state.windows.get(&n).copied().unwrap_or_default();
+            if window.samples == 0 {
+                // A chain waiting for the others at the end of an epoch trained nothing.
+                continue;
+            }
+            let record = MetricsRecord::steps(
+                &chain.plan.name,
+                chain.plan.split.as_str(),
+                state.step,
+                pos.epoch,
+                window.into(),
+                lr,
+                wall,
+            );
+            if let Some(w) = self.writer.as_mut() {
+                w.write(&record).map_err(|source| RunError::Io {
+                    path: w.path().to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every chain's device training accumulators (one read-back each) into the
+    /// host sums: each period's window and the epoch's.
+    fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
+        for (chain, state) in self.chains.iter_mut().zip(&mut pos.chains) {
+            let m = chain.train.read_train_metrics(&self.gpu)?;
+            if m.samples > 0 {
+                state.last_grad_norm = m.last_grad_norm;
+            }
+            for &n in &self.periods {
+                state.windows.entry(n).or_default().add(&m);
+            }
+            state.epoch_sums.add(&m);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, record: &MetricsRecord) -> Result<(), RunError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(record).map_err(|source| RunError::Io {
+                path: w.path().to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fires everything at a trigger in plan order: evals run, callbacks decide, the
+    /// runner acts. Checkpoints are taken after the whole trigger, so a resume never
+    /// repeats or skips part of it.
+    fn fire(&mut self, trigger: Trigger, pos: &mut Position) -> Result<bool, RunError> {
+        let mut checkpoints = Vec::new();
+        let stop = self.fire_hooks(trigger, pos, &mut checkpoints)?;
+        self.save_checkpoints(checkpoints, trigger, pos)?;
+        Ok(stop)
+    }
+
+    /// Fires a trigger's evals and callbacks; the checkpoints they ask for are added to
+    /// `checkpoints` for the caller to save.
+    fn fire_hooks(
+        &mut self,
+        trigger: Trigger,
+        pos: &mut Position,
+        checkpoints: &mut Vec<callbacks::CheckpointRequest>,
+    ) -> Result<bool, RunError> {
+        if let Some(skip) = self.skip_once.take()
+            && skip == trigger
+        {
+            return Ok(false);
+        }
+        let plan = self.plan;
+        let Some((_, hooks)) = plan.hook_table.iter().find(|(t, _)| *t == trigger) else {
+            return Ok(false);
+        };
+        let mut stop = false;
+        // Epoch-end hooks run after the epoch counter advanced (so a checkpoint taken
+        // there resumes at the next epoch); they report the epoch that just ended.
+        let epoch = pos
+            .epoch
+            .saturating_sub(u64::from(trigger == Trigger::EpochEnd));
+
+        for hook in hooks {
+            let id = match *hook {
+                HookId::Eval(e) => {
+                    let started = Instant::now();
+                    let routine = &mut self.evals[e.0];
+                    let result = evaluate(&self.gpu, routine)?;
+                    let name = &plan.evals[e.0].name;
+                    self.clock.add(&format!("eval {name}"), started.elapsed());
+                    self.results.insert(name.clone(), result);
+                    let e = &plan.evals[e.0];
+                    let record = MetricsRecord::eval(
+                        name,
+                        e.split.as_str(),
+                        pos.step(),
+                        epoch,
+                        result,
+                        &e.metrics,
+                        self.started.elapsed().as_secs_f64(),
+                    );
+                    self.write(&record)?;
+                    self.hooks.set_eval(name, result);
+                    continue;
+                }
+                HookId::Callback(c) => c,
+            };
+            let period = match trigger {
+                Trigger::EveryNSteps(n) => Some(n),
+                _ => None,
+            };
+            let chains: Vec<ChainMoment> = self
+                .chains
+                .iter()
+                .zip(&pos.chains)
+                .map(|(chain, state)| ChainMoment {
+                    name: &chain.plan.name,
+                    loss: &chain.plan.loss,
+                    step: state.step,
+                    window: period
+                        .and_then(|n| state.windows.get(&n).copied())
+                        .unwrap_or_default(),
+                    grad_norm: state.last_grad_norm,
+                    lr: self.hooks.lr_scale() * chain.plan.lr_at(state.step.saturating_sub(1)),
+                })
+                .collect();
+            let moment = callbacks::Moment {
+                trigger,
+                step: pos.step(),
+                epoch,
+                elapsed: self.started.elapsed().as_secs_f64(),
+                samples: pos.samples() - self.samples_at_start,
+                chains: &chains,
+            };
+            match self.hooks.on_hook(id, &moment)? {
+                Action::Continue => {}
+                Action::Stop => stop = true,
+                Action::RestoreBest(params) => {
+                    for chain in &mut self.chains {
+                        chain.train.load_params(&self.gpu, &chain.own(&params))?;
+                    }
+                    stop = true;
+                }
+                Action::SnapshotBest => {
+                    let params = self.weights()?;
+                    self.hooks.store_best(params);
+                }
+                Action::Checkpoint(c) => checkpoints.push(c),
+                Action::Rollback {
+                    before_step,
+                    lr_factor,
+                } => {
+                    self.rollback = Some((before_step, lr_factor));
+                    break;
+                }
+                Action::RecordSteps => {
+                    if let Some(n) = period {
+                        self.record_steps(pos, n)?;
+                    }
+                }
+                Action::Profile => {
+                    self.read_train(pos)?;
+                    let several = self.chains.len() > 1;
+                    let mut kernels = Vec::new();
+                    for chain in &mut self.chains {
+                        let timings = chain.train.profile_kernels(&self.gpu, 5)?;
+                        // The profiled kernels added their losses to the device sums.
+                        chain.train.read_train_metrics(&self.gpu)?;
+                        kernels.extend(timings.into_iter().map(|mut t| {
+                            if several {
+                                t.kernel = format!("{}: {}", chain.plan.name, t.kernel);
+                            }
+                            t
+                        }));
+                    }
+                    let micro = pos.chains.first().map_or(0, |c| c.micro);
+                    let path = self.out_dir.join("profile.json");
+                    let table = profile::write(&path, &self.clock, &kernels, micro)
+                        .map_err(io_error(&path))?;
+                    if !self.hooks.is_quiet() {
+                        print!("{table}");
+                    }
+                }
+            }
+        }
+        Ok(stop)
+    }
+
+    /// Saves the checkpoints asked for at `trigger`.
+    fn save_checkpoints(
+        &mut self,
+        checkpoints: Vec<callbacks::CheckpointRequest>,
+        trigger: Trigger,
+        pos: &mut Position,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let saving = !checkpoints.is_empty();
+        for c in checkpoints {
+            self.monitor = c.monitor.as_ref().and_then(|(stage, metric)| {
+                self.results.get(stage).map(|m| match metric.as_str() {
+                    "loss" => m.loss,
+                    "accuracy" => m.accuracy,
+                    _ => m.top5,
+                })
+            });
+            self.save_checkpoint(&c, trigger, pos)?;
+        }
+        if saving {
+            self.clock.add("checkpoint", started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Every chain's parameters under their checkpoint names.
+    fn weights(&self) -> Result<Vec<NamedTensor>, RunError> {
+        let mut out = Vec::new();
+        for chain in &self.chains {
+            out.extend(chain.named(chain.train.param_tensors(&self.gpu)?));
+        }
+        Ok(out)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        c: &callbacks::CheckpointRequest,
+        trigger: Trigger,
+        pos: &mut Position,
+    ) -> Result<(), RunError> {
+        // Fold the device accumulators into the host sums: both an interrupted and an
+        // uninterrupted run do this read here, so their metrics stay identical.
+        self.read_train(pos)?;
+        let mut chains = pos.chains.clone();
+        let mut optimizer = Vec::new();
+        let mut grads = Vec::new();
+        for (chain, state) in self.chains.iter().zip(&mut chains) {
+            let accumulation = chain.train.accumulation_state(&self.gpu)?;
+            state.accumulation_micro = accumulation.micro;
+            state.accumulation_rows = accumulation.group_rows;
+            optimizer.extend(chain.named(chain.train.optimizer_state(&self.gpu)?));
+            grads.extend(chain.named(accumulation.grads));
+        }
+        let lead = pos.chains.first();
+        let state = TrainingState {
+            format: 2,
+            pipeline: self.plan.name.clone(),
+            pipeline_hash: self.plan.hash.clone(),
+            resolved_pipeline: self.plan.resolved_yaml.clone(),
+            step: pos.step(),
+            micro: lead.map_or(0, |c| c.micro),
+            epoch: pos.epoch,
+            chains,
+            metrics_lines: self.writer.as_ref().map_or(0, MetricsWriter::lines),
+            callbacks: self.hooks.export_state(),
+            monitor: self.monitor,
+            monitor_max: c.keep_best_max,
+            seed: self.plan.seed,
+            taken_at: trigger.to_string(),
+        };
+        let checkpoint = Checkpoint {
+            state,
+            weights: self.weights()?,
+            optimizer,
+            grads,
+            best: self.hooks.best_params(),
+        };
+        let root = self.out_dir.join(&c.dir);
+        checkpoint::save(&root, &checkpoint)?;
+        checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
+        Ok(())
+    }
+}
+
+fn evaluate(gpu: &Gpu, routine: &mut EvalRoutine) -> Result<StepMetricsSummary, RunError> {
+    let config = crate::data::BatchConfig {
+        batch_size: routine.plan.batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+    };
+    let mut batch = Batch::default();
+    let mut iter = BatchIter::new(routine.split.clone(), config, 0)?;
+    let mut targets = Vec::new();
+    let classes = routine.split.dataset().classes;
+    while iter.next_into(&mut batch) {
+        let target = one_hot(classes, routine.one_hot_targets, &batch, &mut targets);
+        routine
+            .step
+            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
+        routine.step.record(gpu)?;
+    }
+    Ok(MetricSums::from(routine.step.read_metrics(gpu)?).into())
+}

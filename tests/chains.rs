@@ -1,0 +1,193 @@
+//! Several training chains in one pipeline: they train side by side in lockstep, each
+//! with its own records, and a run interrupted at any checkpoint (or by SIGKILL) resumes
+//! to the same metrics and final weights of every model, bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{copy_dir, metrics};
+
+fn device() -> String {
+    std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into())
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "engine-chains-{}-{name}-{}",
+        device(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn args<'a>(pipeline: &'a str, out: &'a str, device: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", pipeline, "--quiet", "--device", device, "--out", out];
+    args.extend(extra);
+    args
+}
+
+fn run(pipeline: &str, out: &Path, extra: &[&str]) -> Output {
+    let out = out.display().to_string();
+    let device = device();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args(pipeline, &out, &device, extra))
+        .output()
+        .expect("engine runs");
+    assert!(
+        output.status.success(),
+        "engine failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const FIXTURE: &str = "tests/chains.yaml";
+
+#[test]
+fn two_chains_train_side_by_side_with_their_own_records() {
+    let out = dir("records");
+    run(FIXTURE, &out, &[]);
+    let records = metrics(&out);
+    let train = |chain: &str| -> Vec<&serde_json::Value> {
+        records
+            .iter()
+            .filter(|r| r["event"] == "train" && r["chain"] == chain)
+            .collect()
+    };
+    // 3 epochs: 30 micro-batches (15 steps) of the lead chain, 12 of the other per epoch.
+    let lead = train("step");
+    let other = train("small_step");
+    assert_eq!(lead.len(), 3);
+    assert_eq!(other.len(), 3);
+    assert_eq!(lead[2]["step"], 45);
+    assert_eq!(other[2]["step"], 36);
+    assert_eq!(lead[0]["samples"], 480);
+    assert_eq!(other[0]["samples"], 240);
+    for eval in ["val", "small_test"] {
+        let last = records
+            .iter()
+            .rfind(|r| r["event"] == "eval" && r["stage"] == eval)
+            .unwrap_or_else(|| panic!("no record of eval {eval}"));
+        assert!(
+            last["accuracy"].as_f64().unwrap() > 0.9,
+            "{eval} reached only {}",
+            last["accuracy"]
+        );
+    }
+    // The second chain's LR follows its own cosine schedule over its own 36 steps.
+    let first_lr = other[0]["lr"].as_f64().unwrap();
+    let last_lr = other[2]["lr"].as_f64().unwrap();
+    assert!(first_lr < 0.05 && last_lr < 1e-3, "{first_lr} {last_lr}");
+    assert_eq!(lead[2]["lr"], 0.01);
+    // Checkpoints hold both models under their names.
+    let weights = out.join("checkpoints/step-00000045/weights.safetensors");
+    let tensors = safetensors::SafeTensors::deserialize(&std::fs::read(weights).unwrap())
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(tensors.contains("wide.layers.0.weight"), "{tensors:?}");
+    assert!(tensors.contains("small.layers.2.bias"), "{tensors:?}");
+}
+
+#[test]
+fn several_chains_resume_exactly_from_any_checkpoint() {
+    let reference = dir("reference");
+    run(FIXTURE, &reference, &[]);
+    let final_weights = "checkpoints/step-00000045/weights.safetensors";
+    let expected = metrics(&reference);
+    let expected_weights = bytes(&reference.join(final_weights));
+    // step 3: both chains mid-epoch; step 9: the second chain waits for the first at the
+    // end of the epoch; step 15: epoch end; step 24: waiting again, in the second epoch.
+    for step in [3, 9, 15, 24] {
+        let resumed = dir(&format!("from-{step}"));
+        copy_dir(&reference, &resumed);
+        let checkpoint = resumed.join(format!("checkpoints/step-{step:08}"));
+        assert!(checkpoint.exists(), "no checkpoint at step {step}");
+        for later in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+            let path = later.unwrap().path();
+            if path.file_name() > checkpoint.file_name() {
+                std::fs::remove_dir_all(path).unwrap();
+            }
+        }
+        run(
+            FIXTURE,
+            &resumed,
+            &["--resume", &checkpoint.display().to_string()],
+        );
+        assert_eq!(
+            metrics(&resumed),
+            expected,
+            "metrics differ after resuming at step {step}"
+        );
+        assert!(
+            bytes(&resumed.join(final_weights)) == expected_weights,
+            "final weights differ after resuming at step {step}"
+        );
+    }
+}
+
+/// The MNIST example, shortened to 120 lead-chain steps (past the first epoch end, where
+/// both models are evaluated) with a checkpoint every 20 steps and at the end.
+const MNIST: &str = "pipelines/mnist_two_models.yaml";
+const MNIST_SHORT: [&str; 4] = [
+    "--set",
+    "schedule={steps: 120}",
+    "--set",
+    "stages.ckpt.on=[{every_n_steps: 20}, fit_end]",
+];
+
+#[test]
+fn mnist_two_models_killed_with_sigkill_resume_exactly() {
+    let reference = dir("mnist-reference");
+    run(MNIST, &reference, &MNIST_SHORT);
+    let records = metrics(&reference);
+    for (eval, floor) in [("mlp_test", 0.85), ("cnn_test", 0.9)] {
+        let accuracy = records
+            .iter()
+            .find(|r| r["event"] == "eval" && r["stage"] == eval)
+            .and_then(|r| r["accuracy"].as_f64())
+            .unwrap_or_else(|| panic!("no record of eval {eval}"));
+        assert!(accuracy > floor, "{eval}: {accuracy} after one epoch");
+    }
+
+    let out = dir("mnist-killed");
+    let out_text = out.display().to_string();
+    let device = device();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args(MNIST, &out_text, &device, &MNIST_SHORT))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed_after = out.join("checkpoints/step-00000040");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !killed_after.exists() && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let last = "checkpoints/step-00000120/weights.safetensors";
+    assert!(killed_after.exists(), "no checkpoint before the deadline");
+    assert!(
+        !out.join(last).exists(),
+        "the run finished before it was killed; the test proves nothing"
+    );
+    run(
+        MNIST,
+        &out,
+        &[&MNIST_SHORT[..], &["--resume", "latest"]].concat(),
+    );
+    assert_eq!(metrics(&out), records);
+    assert!(bytes(&out.join(last)) == bytes(&reference.join(last)));
+}
