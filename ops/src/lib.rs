@@ -37,5 +37,6 @@ pub use layer::LayerSpec;
 pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
 pub use tensor::Tensor;
 pub use train::{
-    EvalStep, LossKind, ModelDef, NamedTensor, OptimizerKind, StepMetrics, TrainConfig, TrainStep,
+    ChainInputs, EvalStep, LossKind, ModelDef, ModelParams, NamedTensor, OptimizerKind,
+    StepMetrics, TrainConfig, TrainStep,
 };

@@ -112,6 +112,28 @@ impl Sequential {
         })
     }
 
+    /// Names parameters `{names[i]}.{param}` instead of `layers.{i}.{param}` (a model
+    /// composed of several named models: `encoder.layers.0.weight`, `head.layers.0.bias`).
+    pub fn rename_layers(&mut self, names: &[String]) -> Result<(), String> {
+        if names.len() != self.layers.len() {
+            return Err(format!(
+                "{} layer names for {} layers",
+                names.len(),
+                self.layers.len()
+            ));
+        }
+        // Slots list each layer's parameters in order, layer by layer.
+        let params = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.params.iter().map(move |p| (i, p.name)));
+        for (slot, (layer, param)) in self.slots.iter_mut().zip(params) {
+            slot.name = format!("{}.{param}", names[layer]);
+        }
+        Ok(())
+    }
+
     /// Per-sample output shape.
     pub fn output_shape(&self) -> &[usize] {
         &self.layers[self.layers.len() - 1].output
@@ -307,7 +329,8 @@ pub struct GpuModel {
 
 impl GpuModel {
     /// Allocates activations and scratch and builds the dispatch lists. `grads` is `None`
-    /// for evaluation (no backward).
+    /// for evaluation (no backward). `input` is read instead of a buffer of its own (a
+    /// model fed by another model's output, or sharing its features).
     pub fn build(
         gpu: &Gpu,
         model: &Sequential,
@@ -315,12 +338,24 @@ impl GpuModel {
         params: &wgpu::Buffer,
         grads: Option<&wgpu::Buffer>,
         step: &BufferRef,
+        input: Option<&BufferRef>,
     ) -> Result<GpuModel, GpuError> {
         let train = grads.is_some();
         let fused = fused_relus(model);
         let bytes = |shape: &[usize]| (batch * numel(shape) * 4) as u64;
-        let input = BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
-            .words(0, (batch * numel(&model.input)) as u64);
+        let words = (batch * numel(&model.input)) as u64;
+        let input = match input {
+            Some(given) if given.len_words() == words => given.clone(),
+            Some(given) => {
+                return Err(GpuError::InvalidModel(format!(
+                    "the model reads {} values per batch of {batch} but its input holds {}",
+                    words,
+                    given.len_words()
+                )));
+            }
+            None => BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
+                .words(0, words),
+        };
         let stores_pool = convs_storing_pools(model, &fused, gpu.adapter(), batch);
         // The output of a conv that stores its pool is never written or read: a word of
         // placeholder stands for it (and for the fused relu's alias of it).

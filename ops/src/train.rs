@@ -6,7 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, encode_dispatches};
-use crate::loss::{cross_entropy, mse};
+use crate::loss::{cross_entropy, distill, mse};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
 use crate::optim::{adam::bias_corrections, clip};
@@ -86,6 +86,9 @@ struct LossIo {
 }
 
 impl LossIo {
+    /// `features` is the per-sample size of what is uploaded (the first model's input);
+    /// `teacher` the teacher's logits for a distillation loss.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         gpu: &Gpu,
         model: &Sequential,
@@ -93,6 +96,8 @@ impl LossIo {
         loss: LossKind,
         dlogits: &BufferRef,
         step: wgpu::Buffer,
+        features: usize,
+        teacher: Option<&BufferRef>,
     ) -> Result<LossIo, GpuError> {
         let batch = gm.batch;
         let out = numel(model.output_shape());
@@ -117,6 +122,24 @@ impl LossIo {
                 out,
                 label_smoothing,
             )?,
+            LossKind::Distill { temperature, alpha } => {
+                let teacher = teacher.ok_or_else(|| {
+                    GpuError::InvalidConfig("a distillation loss needs a teacher".into())
+                })?;
+                distill::dispatch(
+                    &mut k,
+                    &step_ref,
+                    logits,
+                    teacher,
+                    &BufferRef::whole(&labels),
+                    dlogits,
+                    &stats_ref,
+                    batch,
+                    out,
+                    temperature,
+                    alpha,
+                )?
+            }
             LossKind::Mse => mse::dispatch(
                 &mut k,
                 &step_ref,
@@ -142,7 +165,7 @@ impl LossIo {
             metrics_staging,
             step,
             dispatches: vec![loss_dispatch, reduce],
-            host_features: vec![0.0; batch * numel(&model.input)],
+            host_features: vec![0.0; batch * features],
             host_labels: vec![0; batch],
             host_targets: vec![0.0; batch * out],
             rows: 0,
@@ -198,6 +221,69 @@ impl LossIo {
     }
 }
 
+/// A model's parameters on the device that no training chain updates: a frozen model
+/// (a pre-trained encoder in front of a trained head, a distillation teacher).
+pub struct ModelParams {
+    def: ModelDef,
+    model: Sequential,
+    params: wgpu::Buffer,
+}
+
+impl ModelParams {
+    /// Validates the model and initialises its parameters from `seed`, named
+    /// `{layer_names[i]}.{param}` when given (default `layers.{i}.{param}`).
+    pub fn new(
+        gpu: &Gpu,
+        def: &ModelDef,
+        seed: u64,
+        layer_names: Option<&[String]>,
+    ) -> Result<ModelParams, GpuError> {
+        let mut model = Sequential::new(def).map_err(GpuError::InvalidModel)?;
+        if let Some(names) = layer_names {
+            model.rename_layers(names).map_err(GpuError::InvalidModel)?;
+        }
+        let params = gpu.storage_buffer("frozen.params", (model.packed_len * 4) as u64)?;
+        gpu.write(&params, 0, &model.pack(&model.init_params(seed)));
+        Ok(ModelParams {
+            def: def.clone(),
+            model,
+            params,
+        })
+    }
+
+    /// Replaces all parameters (see [`TrainStep::load_params`]).
+    pub fn load(&self, gpu: &Gpu, tensors: &[NamedTensor]) -> Result<(), GpuError> {
+        write_params(gpu, &self.model, &self.params, tensors)
+    }
+
+    /// The parameters.
+    pub fn tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
+        let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
+        Ok(unpack(&self.model, &flat, ""))
+    }
+
+    /// The validated model.
+    pub fn model(&self) -> &Sequential {
+        &self.model
+    }
+}
+
+/// What a training chain reads besides its own model.
+#[derive(Default)]
+pub struct ChainInputs<'a> {
+    /// A frozen model in front of the trained one: the features go through it first, in
+    /// evaluation mode, and no gradient flows into it.
+    pub encoder: Option<&'a ModelParams>,
+    /// A frozen teacher the distillation loss compares with, fed the same features.
+    pub teacher: Option<&'a ModelParams>,
+    /// Names of the trained model's layers in parameter names (`{name}.{param}`);
+    /// default `layers.{i}`.
+    pub layer_names: Option<Vec<String>>,
+    /// Name of the optimizer's update counter in [`TrainStep::optimizer_state`];
+    /// default `optimizer.step`.
+    pub step_tensor: Option<String>,
+}
+
 /// One compiled training step for a model, loss and optimizer.
 pub struct TrainStep {
     model: Sequential,
@@ -205,6 +291,11 @@ pub struct TrainStep {
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
     state: Option<wgpu::Buffer>,
+    /// A frozen encoder's forward pass (its output is the model's input).
+    encoder: Option<(Sequential, wgpu::Buffer, GpuModel)>,
+    /// A frozen teacher's forward pass (its logits feed the distillation loss).
+    teacher: Option<GpuModel>,
+    step_tensor: String,
     gpu_model: GpuModel,
     loss: LossIo,
     update: Vec<Dispatch>,
@@ -218,7 +309,28 @@ impl TrainStep {
     /// parameters from `cfg.seed` (the same values as [`Sequential::init_params`]) and builds
     /// every pipeline and bind group.
     pub fn new(gpu: &Gpu, model: &ModelDef, cfg: &TrainConfig) -> Result<TrainStep, GpuError> {
-        let seq = Sequential::new(model).map_err(GpuError::InvalidModel)?;
+        TrainStep::with_inputs(gpu, model, cfg, ChainInputs::default())
+    }
+
+    /// Like [`TrainStep::new`], with a frozen encoder in front of the model, a teacher
+    /// for a distillation loss, and parameter names.
+    pub fn with_inputs(
+        gpu: &Gpu,
+        model: &ModelDef,
+        cfg: &TrainConfig,
+        inputs: ChainInputs,
+    ) -> Result<TrainStep, GpuError> {
+        let mut seq = Sequential::new(model).map_err(GpuError::InvalidModel)?;
+        if let Some(names) = &inputs.layer_names {
+            seq.rename_layers(names).map_err(GpuError::InvalidModel)?;
+        }
+        if let LossKind::Distill { temperature, alpha } = cfg.loss
+            && !(temperature.is_finite() && temperature > 0.0 && (0.0..=1.0).contains(&alpha))
+        {
+            return Err(GpuError::InvalidConfig(format!(
+                "distillation needs temperature > 0 and alpha in [0, 1], found {temperature} and {alpha}"
+            )));
+        }
         if cfg.batch == 0 {
             return Err(GpuError::InvalidConfig("batch must be at least 1".into()));
         }
@@ -260,9 +372,67 @@ impl TrainStep {
         // The step uniform is owned by the loss io; build the model against it.
         let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepUniform>() as u64);
         let step_ref = BufferRef::whole(&step_buf);
-        let gpu_model = GpuModel::build(gpu, &seq, cfg.batch, &params, Some(&grads), &step_ref)?;
+        let encoder = match inputs.encoder {
+            Some(e) => Some((
+                Sequential::new(&e.def).map_err(GpuError::InvalidModel)?,
+                e.params.clone(),
+                GpuModel::build(gpu, &e.model, cfg.batch, &e.params, None, &step_ref, None)?,
+            )),
+            None => None,
+        };
+        let fed = encoder
+            .as_ref()
+            .map(|(_, _, gm)| gm.acts[gm.acts.len() - 1].clone());
+        let gpu_model = GpuModel::build(
+            gpu,
+            &seq,
+            cfg.batch,
+            &params,
+            Some(&grads),
+            &step_ref,
+            fed.as_ref(),
+        )?;
+        let first_input = encoder
+            .as_ref()
+            .map_or(&gpu_model.acts[0], |(_, _, gm)| &gm.acts[0])
+            .clone();
+        let features = inputs
+            .encoder
+            .map_or_else(|| numel(&seq.input), |e| numel(&e.model.input));
+        let teacher = match inputs.teacher {
+            Some(t) => {
+                let gm = GpuModel::build(
+                    gpu,
+                    &t.model,
+                    cfg.batch,
+                    &t.params,
+                    None,
+                    &step_ref,
+                    Some(&first_input),
+                )?;
+                if numel(t.model.output_shape()) != numel(seq.output_shape()) {
+                    return Err(GpuError::InvalidModel(format!(
+                        "the teacher outputs {:?} but the model {:?}",
+                        t.model.output_shape(),
+                        seq.output_shape()
+                    )));
+                }
+                Some(gm)
+            }
+            None => None,
+        };
         let dlogits = gpu_model.dacts[gpu_model.dacts.len() - 1].clone();
-        let loss = LossIo::new(gpu, &seq, &gpu_model, cfg.loss, &dlogits, step_buf)?;
+        let teacher_logits = teacher.as_ref().map(|t| t.acts[t.acts.len() - 1].clone());
+        let loss = LossIo::new(
+            gpu,
+            &seq,
+            &gpu_model,
+            cfg.loss,
+            &dlogits,
+            step_buf,
+            features,
+            teacher_logits.as_ref(),
+        )?;
         let mut k = KernelBuilder::new(gpu);
         let partials = gpu.storage_buffer("grad_norm.partials", (clip::PARTIALS * 4) as u64)?;
         let scalars = gpu.storage_buffer("scalars", 16)?;
@@ -296,6 +466,11 @@ impl TrainStep {
             params,
             grads,
             state,
+            encoder,
+            teacher,
+            step_tensor: inputs
+                .step_tensor
+                .unwrap_or_else(|| "optimizer.step".into()),
             gpu_model,
             loss,
             update,
@@ -318,14 +493,19 @@ impl TrainStep {
         rows: usize,
     ) {
         // Disjoint field borrows: no handle is cloned on this per-batch path.
-        self.loss.upload(
-            gpu,
-            &self.gpu_model.acts[0],
-            features,
-            labels,
-            targets,
-            rows,
-        );
+        let input = match &self.encoder {
+            Some((_, _, gm)) => &gm.acts[0],
+            None => &self.gpu_model.acts[0],
+        };
+        self.loss
+            .upload(gpu, input, features, labels, targets, rows);
+    }
+
+    /// The forward passes of the frozen encoder and teacher, then the model's.
+    fn forward_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        let encoder = self.encoder.iter().flat_map(|(_, _, gm)| &gm.forward);
+        let teacher = self.teacher.iter().flat_map(|gm| &gm.forward);
+        encoder.chain(teacher).chain(&self.gpu_model.forward)
     }
 
     /// Records and submits one training micro-step: forward, loss (+ device metrics),
@@ -368,9 +548,7 @@ impl TrainStep {
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
         encode_dispatches(
             &mut encoder,
-            self.gpu_model
-                .forward
-                .iter()
+            self.forward_dispatches()
                 .chain(&self.loss.dispatches)
                 .chain(&self.gpu_model.backward)
                 .chain(tail),
@@ -414,7 +592,7 @@ impl TrainStep {
             }
         }
         out.push(NamedTensor {
-            name: "optimizer.step".into(),
+            name: self.step_tensor.clone(),
             shape: vec![1],
             data: vec![self.opt_t as f32],
         });
@@ -438,7 +616,7 @@ impl TrainStep {
                 &mut flat[k * len..],
             )?;
         }
-        let step = find_tensor(tensors, "optimizer.step", &[1])?;
+        let step = find_tensor(tensors, &self.step_tensor, &[1])?;
         if let Some(state) = &self.state {
             gpu.write(state, 0, &flat);
         }
@@ -448,18 +626,7 @@ impl TrainStep {
 
     /// Replaces all parameters. Every parameter must be present with its exact shape.
     pub fn load_params(&mut self, gpu: &Gpu, params: &[NamedTensor]) -> Result<(), GpuError> {
-        let mut flat = vec![0.0f32; self.model.packed_len];
-        pack(&self.model, params, "", &mut flat)?;
-        for t in params {
-            if !self.model.slots.iter().any(|s| s.name == t.name) {
-                return Err(GpuError::ParamMismatch {
-                    name: t.name.clone(),
-                    message: "the model has no parameter with this name".into(),
-                });
-            }
-        }
-        gpu.write(&self.params, 0, &flat);
-        Ok(())
+        write_params(gpu, &self.model, &self.params, params)
     }
 
     /// Number of learnable scalars.
@@ -475,9 +642,7 @@ impl TrainStep {
 
     /// Kernels of a step that completes an accumulation group, in dispatch order.
     pub fn kernel_names(&self) -> Vec<String> {
-        self.gpu_model
-            .forward
-            .iter()
+        self.forward_dispatches()
             .chain(&self.loss.dispatches)
             .chain(&self.gpu_model.backward)
             .chain(&self.update)
@@ -525,9 +690,7 @@ impl TrainStep {
     pub fn profile_kernels(&mut self, gpu: &Gpu, reps: u32) -> Result<Vec<KernelTiming>, GpuError> {
         let saved = self.accumulation_state(gpu)?;
         let dispatches: Vec<&Dispatch> = self
-            .gpu_model
-            .forward
-            .iter()
+            .forward_dispatches()
             .chain(&self.loss.dispatches)
             .chain(&self.gpu_model.backward)
             .collect();
@@ -629,42 +792,105 @@ fn find_tensor<'a>(
     Ok(t)
 }
 
+/// Replaces every parameter of `model` in `buffer`; each must be present with its exact
+/// shape, and `tensors` may hold nothing else.
+fn write_params(
+    gpu: &Gpu,
+    model: &Sequential,
+    buffer: &wgpu::Buffer,
+    tensors: &[NamedTensor],
+) -> Result<(), GpuError> {
+    let mut flat = vec![0.0f32; model.packed_len];
+    pack(model, tensors, "", &mut flat)?;
+    for t in tensors {
+        if !model.slots.iter().any(|s| s.name == t.name) {
+            return Err(GpuError::ParamMismatch {
+                name: t.name.clone(),
+                message: "the model has no parameter with this name".into(),
+            });
+        }
+    }
+    gpu.write(buffer, 0, &flat);
+    Ok(())
+}
+
 /// Forward-only evaluation in eval mode (dropout off), sharing a [`TrainStep`]'s parameters.
 pub struct EvalStep {
+    encoder: Option<GpuModel>,
     gpu_model: GpuModel,
     loss: LossIo,
 }
 
 impl EvalStep {
-    /// Builds evaluation buffers for `batch` rows over `train`'s parameter buffer.
+    /// Builds evaluation buffers for `batch` rows over `train`'s parameter buffer (and its
+    /// frozen encoder's). A distillation chain is evaluated with plain cross entropy.
     pub fn new(gpu: &Gpu, train: &TrainStep, batch: usize) -> Result<EvalStep, GpuError> {
+        let loss = match train.cfg.loss {
+            LossKind::Distill { .. } => LossKind::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+            other => other,
+        };
+        let encoder = train
+            .encoder
+            .as_ref()
+            .map(|(model, params, _)| (model, params));
+        EvalStep::build(gpu, encoder, &train.model, &train.params, loss, batch)
+    }
+
+    /// Evaluation of a frozen model with `loss`.
+    pub fn for_params(
+        gpu: &Gpu,
+        model: &ModelParams,
+        loss: LossKind,
+        batch: usize,
+    ) -> Result<EvalStep, GpuError> {
+        EvalStep::build(gpu, None, &model.model, &model.params, loss, batch)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        encoder: Option<(&Sequential, &wgpu::Buffer)>,
+        model: &Sequential,
+        params: &wgpu::Buffer,
+        loss: LossKind,
+        batch: usize,
+    ) -> Result<EvalStep, GpuError> {
         if batch == 0 {
             return Err(GpuError::InvalidConfig(
                 "eval batch must be at least 1".into(),
             ));
         }
+        if matches!(loss, LossKind::Distill { .. }) {
+            return Err(GpuError::InvalidConfig(
+                "an eval reports cross entropy or mse, not distillation".into(),
+            ));
+        }
         let step_buf = gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64);
-        let gpu_model = GpuModel::build(
-            gpu,
-            &train.model,
-            batch,
-            &train.params,
-            None,
-            &BufferRef::whole(&step_buf),
-        )?;
-        let out = numel(train.model.output_shape());
+        let step_ref = BufferRef::whole(&step_buf);
+        let encoder = match encoder {
+            Some((m, p)) => Some(GpuModel::build(gpu, m, batch, p, None, &step_ref, None)?),
+            None => None,
+        };
+        let fed = encoder
+            .as_ref()
+            .map(|gm| gm.acts[gm.acts.len() - 1].clone());
+        let gpu_model = GpuModel::build(gpu, model, batch, params, None, &step_ref, fed.as_ref())?;
+        let out = numel(model.output_shape());
         let dlogits =
             BufferRef::whole(&gpu.storage_buffer("eval.dlogits", (batch * out * 4) as u64)?)
                 .words(0, (batch * out) as u64);
+        let features = encoder.as_ref().map_or(numel(&model.input), |gm| {
+            gm.acts[0].len_words() as usize / batch
+        });
         let loss = LossIo::new(
-            gpu,
-            &train.model,
-            &gpu_model,
-            train.cfg.loss,
-            &dlogits,
-            step_buf,
+            gpu, model, &gpu_model, loss, &dlogits, step_buf, features, None,
         )?;
-        Ok(EvalStep { gpu_model, loss })
+        Ok(EvalStep {
+            encoder,
+            gpu_model,
+            loss,
+        })
     }
 
     /// Like [`TrainStep::upload_batch`].
@@ -677,14 +903,12 @@ impl EvalStep {
         rows: usize,
     ) {
         // Disjoint field borrows: no handle is cloned on this per-batch path.
-        self.loss.upload(
-            gpu,
-            &self.gpu_model.acts[0],
-            features,
-            labels,
-            targets,
-            rows,
-        );
+        let input = match &self.encoder {
+            Some(gm) => &gm.acts[0],
+            None => &self.gpu_model.acts[0],
+        };
+        self.loss
+            .upload(gpu, input, features, labels, targets, rows);
     }
 
     /// Forward and loss in one submission; metrics accumulate on the device.
@@ -695,9 +919,12 @@ impl EvalStep {
         };
         gpu.write(&self.loss.step, 0, &[uniform]);
         let mut encoder = gpu.encoder();
+        let frozen = self.encoder.iter().flat_map(|gm| &gm.forward);
         encode_dispatches(
             &mut encoder,
-            self.gpu_model.forward.iter().chain(&self.loss.dispatches),
+            frozen
+                .chain(&self.gpu_model.forward)
+                .chain(&self.loss.dispatches),
         );
         gpu.submit(encoder.finish());
         gpu.take_error()

@@ -105,6 +105,7 @@ fn cpu_grads(
             cross_entropy_cpu(logits, &d.labels, rows, label_smoothing)
         }
         LossKind::Mse => mse_cpu(logits, targets.unwrap(), rows),
+        LossKind::Distill { .. } => unreachable!("tests/frozen.rs checks distillation"),
     };
     let (_, grads) = seq.backward_cpu(params, &acts, &out.grad, seed, step);
     let g: Vec<f32> = grads

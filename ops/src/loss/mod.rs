@@ -4,6 +4,7 @@
 //! `shaders/metrics_reduce.wgsl`.
 
 pub mod cross_entropy;
+pub mod distill;
 pub mod mse;
 
 use crate::tensor::Tensor;
@@ -15,6 +16,9 @@ pub enum LossKind {
     CrossEntropy { label_smoothing: f32 },
     /// Mean squared error against float targets (mean over features, per sample).
     Mse,
+    /// Knowledge distillation from a teacher's outputs at `temperature`, weighted `alpha`
+    /// against cross entropy on the labels (see [`distill`]).
+    Distill { temperature: f32, alpha: f32 },
 }
 
 /// What a loss produces for one batch (CPU reference).
