@@ -191,3 +191,97 @@ fn mnist_two_models_killed_with_sigkill_resume_exactly() {
     assert_eq!(metrics(&out), records);
     assert!(bytes(&out.join(last)) == bytes(&reference.join(last)));
 }
+
+/// Tensors of a safetensors file by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = bytes(path);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+#[test]
+fn a_trained_encoder_reused_frozen_under_a_new_head_stays_as_it_was() {
+    // Train the chained example end to end (shortened), and export its weights.
+    let pretrain = dir("encoder-head");
+    run(
+        "pipelines/digits_encoder_head.yaml",
+        &pretrain,
+        &["--set", "schedule.epochs=8"],
+    );
+    let exported = pretrain.join("encoder.safetensors");
+    let status = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["export"])
+        .arg(pretrain.join("checkpoints/step-00000360"))
+        .arg("--out")
+        .arg(&exported)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let trained = tensors(&exported);
+    assert!(
+        trained.contains_key("encoder.layers.0.weight"),
+        "{:?}",
+        trained.keys()
+    );
+    assert!(trained.contains_key("head.layers.0.bias"));
+
+    // Reuse the encoder, frozen, under a new head.
+    let out = dir("frozen-encoder");
+    let init = format!("models.encoder.init_from={}", exported.display());
+    run("tests/frozen_encoder.yaml", &out, &["--set", &init]);
+    let after = tensors(&out.join("checkpoints/step-00000270/weights.safetensors"));
+    for (name, data) in trained.iter().filter(|(n, _)| n.starts_with("encoder.")) {
+        assert!(after[name] == *data, "{name} changed while frozen");
+    }
+    assert!(after.contains_key("new_head.layers.0.weight"));
+    let records = metrics(&out);
+    let accuracy = records
+        .iter()
+        .rfind(|r| r["event"] == "eval" && r["stage"] == "test")
+        .and_then(|r| r["accuracy"].as_f64())
+        .unwrap();
+    assert!(accuracy > 0.9, "the new head reached only {accuracy}");
+    // The optimizer state holds the head alone.
+    let optimizer = tensors(&out.join("checkpoints/step-00000270/optimizer.safetensors"));
+    assert!(
+        optimizer.keys().all(|n| !n.contains("encoder.")),
+        "{:?}",
+        optimizer.keys()
+    );
+}
+
+#[test]
+fn a_student_distils_from_a_frozen_teacher_loaded_from_its_file() {
+    let out = dir("distill");
+    run(
+        "pipelines/mnist_distill.yaml",
+        &out,
+        &[
+            "--set",
+            "schedule={steps: 100}",
+            "--set",
+            "stages.kd_test.on=[fit_end]",
+            "--set",
+            "stages.alone_test.on=[fit_end]",
+        ],
+    );
+    let records = metrics(&out);
+    let accuracy = |eval: &str| {
+        records
+            .iter()
+            .rfind(|r| r["event"] == "eval" && r["stage"] == eval)
+            .and_then(|r| r["accuracy"].as_f64())
+            .unwrap_or_else(|| panic!("no record of {eval}"))
+    };
+    // The teacher is the trained CNN of mnist_two_models.yaml, evaluated as loaded.
+    assert!(
+        accuracy("teacher_test") > 0.97,
+        "{}",
+        accuracy("teacher_test")
+    );
+    assert!(accuracy("kd_test") > 0.85, "{}", accuracy("kd_test"));
+    assert!(accuracy("alone_test") > 0.85, "{}", accuracy("alone_test"));
+}

@@ -629,6 +629,24 @@ impl TrainStep {
         write_params(gpu, &self.model, &self.params, params)
     }
 
+    /// Replaces the parameters named in `params` (one model of a chained model, say) and
+    /// keeps the others; each must have its exact shape, and none may be unknown.
+    pub fn load_some_params(&mut self, gpu: &Gpu, params: &[NamedTensor]) -> Result<(), GpuError> {
+        let mut flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
+        for t in params {
+            let Some(slot) = self.model.slots.iter().find(|s| s.name == t.name) else {
+                return Err(GpuError::ParamMismatch {
+                    name: t.name.clone(),
+                    message: "the model has no parameter with this name".into(),
+                });
+            };
+            let found = find_tensor(std::slice::from_ref(t), &slot.name, &slot.shape)?;
+            flat[slot.offset..slot.offset + slot.len].copy_from_slice(&found.data);
+        }
+        gpu.write(&self.params, 0, &flat);
+        Ok(())
+    }
+
     /// Number of learnable scalars.
     pub fn param_count(&self) -> usize {
         self.model.param_count()

@@ -68,7 +68,7 @@ pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
 fn accepts(stage: &Stage, field: &str) -> &'static [PortType] {
     match (stage, field) {
         (Stage::Forward(_), _) => &[PortType::Tensor, PortType::Logits],
-        (Stage::Loss(_), "logits") => &[PortType::Logits],
+        (Stage::Loss(_), "logits" | "teacher") => &[PortType::Logits],
         (Stage::Loss(_), _) => &[PortType::Labels],
         (Stage::Backward(_), _) => &[PortType::Loss],
         (Stage::Accumulate(_) | Stage::Step(_), _) => &[PortType::Grads],

@@ -9,10 +9,10 @@ mod ranges;
 mod refs;
 mod shapes;
 
-pub use chain::TrainChain;
+pub use chain::{TrainChain, model_of, trained_models};
 pub use data::DatasetInfo;
 pub use graph::{Edge, PortType, StageGraph};
-pub use shapes::ModelShapes;
+pub use shapes::{LayerShape, ModelShapes};
 
 use std::collections::BTreeMap;
 

@@ -172,7 +172,12 @@ fn stage_rules(r: &mut Rules, stage: &Stage) {
             batch_size(r, e.batch_size);
             every_n(r, &e.on);
         }
-        Stage::Loss(l) => r.rule("label_smoothing", (0.0..1.0).contains(&l.label_smoothing), "in [0, 1)", l.label_smoothing, "0.1 is a common choice"),
+        Stage::Loss(l) => {
+            r.rule("label_smoothing", (0.0..1.0).contains(&l.label_smoothing), "in [0, 1)", l.label_smoothing, "0.1 is a common choice");
+            let (t, a) = (l.temperature(), l.alpha());
+            r.rule("temperature", t > 0.0 && t.is_finite(), "> 0", t, "2 to 8 is common for distillation");
+            r.rule("alpha", (0.0..=1.0).contains(&a), "in [0, 1]", a, "0.9 weights the teacher's soft targets strongly");
+        }
         Stage::Accumulate(a) => r.rule("steps", a.steps > 0, "> 0", a.steps, "accumulate over at least one micro-batch"),
         Stage::Step(st) => {
             optimizer(&mut r.under(&[key("optimizer")]), &st.optimizer);

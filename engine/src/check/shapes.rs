@@ -248,6 +248,28 @@ fn shape_hint(kind: &str) -> &'static str {
     }
 }
 
+/// The first model of the chain of forwards that ends in `model`: walks back from a
+/// forward stage of `model` through the forwards feeding it (itself when it reads a load).
+fn first_model<'p>(parsed: &'p ParsedPipeline, graph: &StageGraph, model: &'p str) -> &'p str {
+    let stages = &parsed.pipeline.stages;
+    let Some(mut at) = stages
+        .iter()
+        .position(|s| matches!(s, Stage::Forward(f) if f.model == model))
+    else {
+        return model;
+    };
+    for _ in 0..stages.len() {
+        match graph.source_of(at, "input").map(|(s, _)| (s, &stages[s])) {
+            Some((source, Stage::Forward(_))) => at = source,
+            _ => break,
+        }
+    }
+    match &stages[at] {
+        Stage::Forward(f) => &f.model,
+        _ => model,
+    }
+}
+
 /// Per-sample shape of a stage output, when known.
 fn port_shape(
     parsed: &ParsedPipeline,
@@ -303,6 +325,23 @@ fn check_edges(
                 let Some(logits) = port_shape(parsed, datasets, models, src, &port) else {
                     continue;
                 };
+                let teacher = graph
+                    .source_of(i, "teacher")
+                    .and_then(|(t, port)| port_shape(parsed, datasets, models, t, &port));
+                if let (Some(teacher), Some(t)) = (teacher, &l.teacher)
+                    && teacher != logits
+                {
+                    out.push(
+                        Diagnostic::new(
+                            "shape-mismatch",
+                            format!("the teacher `{t}` outputs {teacher:?} but the student `{}` {logits:?}", l.logits),
+                        )
+                        .at(parsed.span(&field_path(i, "teacher")), format!("this is {teacher:?}"))
+                        .stage(stage.id())
+                        .expected_found(format!("{logits:?}"), format!("{teacher:?}"))
+                        .hint("distil from a teacher with the student's classes"),
+                    );
+                }
                 let classes = graph.source_of(i, "target").and_then(|(t, _)| {
                     match &parsed.pipeline.stages[t] {
                         Stage::Load(load) => datasets.get(&load.dataset).map(|d| d.classes),
@@ -313,6 +352,7 @@ fn check_edges(
                 if logits != [classes] {
                     let what = match l.function {
                         LossFn::CrossEntropy => "cross_entropy needs one logit per class",
+                        LossFn::Distill => "distill needs one logit per class",
                         LossFn::Mse => {
                             "mse compares outputs with one-hot targets, one value per class"
                         }
@@ -343,12 +383,17 @@ fn check_edges(
                 else {
                     continue;
                 };
-                if numel(&ds.shape) != numel(&model.input) {
+                // The eval feeds the data to the first model of the chain its model ends.
+                let first = first_model(parsed, graph, &e.model);
+                let Some(input) = models.get(first).map(|m| &m.input) else {
+                    continue;
+                };
+                if numel(&ds.shape) != numel(input) {
                     out.push(
-                        Diagnostic::new("shape-mismatch", format!("model `{}` expects input {:?} but data set `{}` has samples of shape {:?}", e.model, model.input, e.dataset, ds.shape))
+                        Diagnostic::new("shape-mismatch", format!("model `{first}` expects input {input:?} but data set `{}` has samples of shape {:?}", e.dataset, ds.shape))
                             .at(parsed.span(&field_path(i, "dataset")), "samples of this data set")
                             .stage(stage.id())
-                            .expected_found(format!("{:?}", model.input), format!("{:?}", ds.shape))
+                            .expected_found(format!("{input:?}"), format!("{:?}", ds.shape))
                             .hint("evaluate the model on data shaped like its training data"),
                     );
                 } else if model.output() != [ds.classes] {

@@ -3,13 +3,14 @@
 //! executor needs resolved (models, optimizer and loss configuration, data paths); the
 //! hook table lists them per trigger by id. The executor reads only these.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use ops::gpu::{BackendChoice, DeviceRequest};
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
-use crate::check::CheckedPipeline;
+use crate::check::{CheckedPipeline, model_of, trained_models};
 use crate::data::{
     self, BatchConfig, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source,
     SplitBy, SyntheticSource, Task,
@@ -32,6 +33,10 @@ pub struct EvalId(pub usize);
 /// Index of a callback in [`super::Plan::callbacks`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct CallbackId(pub usize);
+
+/// Index of a frozen model in [`super::Plan::frozen`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FrozenId(pub usize);
 
 /// Index of a data set in [`super::Plan::datasets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -64,11 +69,29 @@ pub struct ChainPlan {
     /// How the split is cut into batches.
     #[serde(skip)]
     pub batches: BatchConfig,
-    /// The model it trains.
+    /// The model whose outputs the loss reads (evals of it evaluate this chain).
     pub model: String,
-    /// The model's layers.
+    /// The models it trains, input side first (several for a chained model: an encoder
+    /// and a head trained end to end); their layers run as one model.
+    pub models: Vec<String>,
+    /// Their layers, in order.
     #[serde(skip)]
     pub model_def: ModelDef,
+    /// Names of those layers in parameter names (`<model>.layers.<i>`) when the run has
+    /// several models; `None` keeps `layers.<i>`.
+    #[serde(skip)]
+    pub layer_names: Option<Vec<String>>,
+    /// Each trained model's own layers and init, to initialise it as if it stood alone.
+    #[serde(skip)]
+    pub model_defs: Vec<(String, ModelDef)>,
+    /// Weights to start trained models from (`models.<name>.init_from`).
+    pub init_from: Vec<(String, PathBuf)>,
+    /// A frozen model in front of the trained ones (a pre-trained encoder).
+    pub encoder: Option<FrozenId>,
+    /// The frozen teacher of a distillation loss.
+    pub teacher: Option<FrozenId>,
+    /// The name of its optimizer update counter in checkpoints.
+    pub step_tensor: String,
     /// Loss, optimizer, clipping and accumulation.
     #[serde(skip)]
     pub train: TrainConfig,
@@ -96,6 +119,33 @@ impl ChainPlan {
     }
 }
 
+/// A model no step stage updates: a pre-trained encoder, a distillation teacher.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrozenPlan {
+    /// Its id.
+    pub id: FrozenId,
+    /// Its name under `models:`.
+    pub name: String,
+    /// Its layers.
+    #[serde(skip)]
+    pub model_def: ModelDef,
+    /// Names of its layers in parameter names (see [`ChainPlan::layer_names`]).
+    #[serde(skip)]
+    pub layer_names: Option<Vec<String>>,
+    /// Its weights (`models.<name>.init_from`); without them it keeps its init.
+    pub init_from: Option<PathBuf>,
+}
+
+/// What an eval runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EvalTarget {
+    /// A chain's model (with the frozen encoder in front of it), with the chain's loss
+    /// (cross entropy for a distillation loss).
+    Chain(ChainId),
+    /// A frozen model, with cross entropy.
+    Frozen(FrozenId),
+}
+
 /// One eval routine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvalPlan {
@@ -103,8 +153,10 @@ pub struct EvalPlan {
     pub id: EvalId,
     /// The eval stage's id.
     pub name: String,
-    /// The chain whose model (and loss) it evaluates.
-    pub chain: ChainId,
+    /// The model it evaluates.
+    pub model: String,
+    /// What it runs.
+    pub target: EvalTarget,
     /// The data set it reads.
     pub dataset: DatasetId,
     /// The split.
@@ -142,6 +194,7 @@ pub struct DataPlan {
 /// The executable parts of a plan.
 pub(super) struct Program {
     pub chains: Vec<ChainPlan>,
+    pub frozen: Vec<FrozenPlan>,
     pub evals: Vec<EvalPlan>,
     pub callbacks: Vec<CallbackPlan>,
     pub datasets: Vec<DataPlan>,
@@ -165,6 +218,49 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         });
         id
     };
+    // Parameter names carry the model's name once the run holds several models.
+    let in_use = models_in_use(checked);
+    let several = in_use.len() > 1;
+    let several_chains = checked.chains.len() > 1;
+    let layer_names = |models: &[&str]| -> Option<Vec<String>> {
+        several.then(|| {
+            models
+                .iter()
+                .flat_map(|m| {
+                    let n = p.models.get(*m).map_or(0, |s| s.layers.len());
+                    (0..n).map(move |j| format!("{m}.layers.{j}"))
+                })
+                .collect()
+        })
+    };
+    let model_def = |name: &str| -> Option<ModelDef> {
+        p.models.get(name).map(|m| ModelDef {
+            input: m.input.clone(),
+            layers: m.layers.clone(),
+            init: m.init,
+        })
+    };
+    let init_from = |name: &str| -> Option<PathBuf> {
+        p.models
+            .get(name)
+            .and_then(|m| m.init_from.as_ref())
+            .map(|path| checked.parsed.base_dir.join(path))
+    };
+    let mut frozen: Vec<FrozenPlan> = Vec::new();
+    let mut frozen_id = |name: &str| -> Option<FrozenId> {
+        if let Some(f) = frozen.iter().find(|f| f.name == name) {
+            return Some(f.id);
+        }
+        let id = FrozenId(frozen.len());
+        frozen.push(FrozenPlan {
+            id,
+            name: name.to_string(),
+            model_def: model_def(name)?,
+            layer_names: layer_names(&[name]),
+            init_from: init_from(name),
+        });
+        Some(id)
+    };
     let mut chains = Vec::new();
     for (i, c) in checked.chains.iter().enumerate() {
         let (Stage::Step(step), Stage::Loss(loss), Stage::Forward(fwd), Stage::Load(load)) = (
@@ -175,8 +271,28 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         ) else {
             continue;
         };
-        let Some(model) = p.models.get(&fwd.model) else {
+        let trained = trained_models(p, c);
+        let encoder = c
+            .forwards
+            .first()
+            .map(|&f| model_of(p, f))
+            .filter(|m| !trained.contains(m))
+            .and_then(&mut frozen_id);
+        let teacher = c.teacher.map(|t| model_of(p, t)).and_then(&mut frozen_id);
+        let model_defs: Vec<(String, ModelDef)> = trained
+            .iter()
+            .filter_map(|m| Some((m.to_string(), model_def(m)?)))
+            .collect();
+        let Some((_, first)) = model_defs.first() else {
             continue;
+        };
+        let composed = ModelDef {
+            input: first.input.clone(),
+            layers: model_defs
+                .iter()
+                .flat_map(|(_, d)| d.layers.iter().cloned())
+                .collect(),
+            init: first.init,
         };
         let accumulation = match c.accumulate.map(|a| &p.stages[a]) {
             Some(Stage::Accumulate(a)) => a.steps,
@@ -207,10 +323,20 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 seed: p.seed,
             },
             model: fwd.model.clone(),
-            model_def: ModelDef {
-                input: model.input.clone(),
-                layers: model.layers.clone(),
-                init: model.init,
+            models: trained.iter().map(|m| m.to_string()).collect(),
+            model_def: composed,
+            layer_names: layer_names(&trained),
+            init_from: trained
+                .iter()
+                .filter_map(|m| Some((m.to_string(), init_from(m)?)))
+                .collect(),
+            model_defs,
+            encoder,
+            teacher,
+            step_tensor: if several_chains {
+                format!("{}.optimizer.step", step.id)
+            } else {
+                "optimizer.step".into()
             },
             train: TrainConfig {
                 batch: load.batch_size,
@@ -234,15 +360,20 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
     for (i, stage) in p.stages.iter().enumerate() {
         match stage {
             Stage::Eval(e) => {
-                // The checks refuse evals of models no chain trains.
-                let Some(chain) = chains.iter().find(|c| c.model == e.model) else {
-                    continue;
+                // The checks refuse evals of models that neither end a chain nor are frozen.
+                let target = match chains.iter().find(|c| c.model == e.model) {
+                    Some(chain) => EvalTarget::Chain(chain.id),
+                    None => match frozen_id(&e.model) {
+                        Some(f) => EvalTarget::Frozen(f),
+                        None => continue,
+                    },
                 };
                 let id = EvalId(evals.len());
                 evals.push(EvalPlan {
                     id,
                     name: e.id.0.clone(),
-                    chain: chain.id,
+                    model: e.model.clone(),
+                    target,
                     dataset: dataset_id(&e.dataset),
                     split: e.split,
                     batch_size: e.batch_size,
@@ -276,12 +407,28 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         .collect();
     Program {
         chains,
+        frozen,
         evals,
         callbacks,
         datasets,
         hook_table,
         device_request: device_request(&p.device),
     }
+}
+
+/// Every model the run holds: on a chain, a teacher, or evaluated.
+fn models_in_use(checked: &CheckedPipeline) -> BTreeSet<&str> {
+    let p = &checked.parsed.pipeline;
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for c in &checked.chains {
+        names.extend(c.forwards.iter().chain(&c.teacher).map(|&f| model_of(p, f)));
+    }
+    for s in &p.stages {
+        if let Stage::Eval(e) = s {
+            names.insert(&e.model);
+        }
+    }
+    names
 }
 
 fn optimizer_kind(spec: &OptimizerSpec) -> OptimizerKind {
@@ -312,6 +459,10 @@ fn loss_kind(loss: &spec::LossStage) -> LossKind {
             label_smoothing: loss.label_smoothing as f32,
         },
         LossFn::Mse => LossKind::Mse,
+        LossFn::Distill => LossKind::Distill {
+            temperature: loss.temperature() as f32,
+            alpha: loss.alpha() as f32,
+        },
     }
 }
 

@@ -8,7 +8,8 @@
 mod lower;
 
 pub use lower::{
-    CallbackId, CallbackPlan, ChainId, ChainPlan, DataPlan, DatasetId, EvalId, EvalPlan, HookId,
+    CallbackId, CallbackPlan, ChainId, ChainPlan, DataPlan, DatasetId, EvalId, EvalPlan,
+    EvalTarget, FrozenId, FrozenPlan, HookId,
 };
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use ops::gpu::DeviceRequest;
 
 use crate::check::{CheckedPipeline, ModelShapes, TrainChain};
+
 use crate::spec::{CallbackSpec, Pipeline, Schedule, Stage, StageId, Trigger};
 
 /// What runs, in which order, with which shapes.
@@ -38,6 +40,8 @@ pub struct Plan {
     pub schedule: SchedulePlan,
     /// Training chains, one per step stage, in file order; they advance in lockstep.
     pub chains: Vec<ChainPlan>,
+    /// Frozen models (no step updates them), in order of first use.
+    pub frozen: Vec<FrozenPlan>,
     /// Eval routines, in file order.
     pub evals: Vec<EvalPlan>,
     /// Callbacks, in file order.
@@ -275,7 +279,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         .collect();
     let batch_stages = batch_order(checked);
     let hooks = hook_order(p);
-    let memory = memory(checked, &program.chains);
+    let memory = memory(checked, &program.chains, &program.frozen);
     let lr_preview = program.chains.first().map_or_else(Vec::new, lr_preview);
     let kernels = kernels(checked, &program.chains);
     let metrics_file = program.callbacks.iter().find_map(|c| match &c.spec {
@@ -300,6 +304,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         },
         schedule,
         chains: program.chains,
+        frozen: program.frozen,
         evals: program.evals,
         callbacks: program.callbacks,
         datasets: program.datasets,
@@ -356,7 +361,11 @@ fn batch_order(checked: &CheckedPipeline) -> Vec<PlannedStage> {
         checked
             .chains
             .iter()
-            .find(|c| [c.load, c.forward, c.loss, c.backward, c.step].contains(&i))
+            .find(|c| {
+                [c.load, c.loss, c.backward, c.step].contains(&i)
+                    || c.forwards.contains(&i)
+                    || c.teacher == Some(i)
+            })
             .and_then(|c| match &stages[c.load] {
                 Stage::Load(l) => Some(l.batch_size),
                 _ => None,
@@ -544,7 +553,7 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
     result
 }
 
-fn memory(checked: &CheckedPipeline, chains: &[ChainPlan]) -> MemoryPlan {
+fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]) -> MemoryPlan {
     let mut total = MemoryPlan {
         params: 0,
         grads: 0,
@@ -552,28 +561,40 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan]) -> MemoryPlan {
         activations: 0,
         total: 0,
     };
-    for chain in chains {
-        let Some(model) = checked.models.get(&chain.model) else {
-            continue;
-        };
-        let batch = chain.schedule.batch_size;
-        let params = model.param_count() as u64 * 4;
-        let grads = params
-            * if chain.schedule.accumulation > 1 {
-                2
-            } else {
-                1
-            };
-        let optimizer_state = params * chain.train.optimizer.state_names().len() as u64;
-        let values: u64 = std::iter::once(&model.input)
+    let values = |model: &ModelShapes| -> u64 {
+        std::iter::once(&model.input)
             .chain(model.layers.iter().map(|l| &l.output))
             .map(|s| s.iter().product::<usize>() as u64)
-            .sum();
-        let activations = values.saturating_mul(batch as u64).saturating_mul(8);
-        total.params = total.params.saturating_add(params);
-        total.grads = total.grads.saturating_add(grads);
-        total.optimizer_state = total.optimizer_state.saturating_add(optimizer_state);
-        total.activations = total.activations.saturating_add(activations);
+            .sum()
+    };
+    for chain in chains {
+        let batch = chain.schedule.batch_size as u64;
+        for model in chain.models.iter().filter_map(|m| checked.models.get(m)) {
+            let params = model.param_count() as u64 * 4;
+            let grads = params
+                * if chain.schedule.accumulation > 1 {
+                    2
+                } else {
+                    1
+                };
+            let state = params * chain.train.optimizer.state_names().len() as u64;
+            total.params = total.params.saturating_add(params);
+            total.grads = total.grads.saturating_add(grads);
+            total.optimizer_state = total.optimizer_state.saturating_add(state);
+            // Activations and their gradients.
+            let acts = values(model).saturating_mul(batch).saturating_mul(8);
+            total.activations = total.activations.saturating_add(acts);
+        }
+        // Frozen models in front of the chain or teaching it: activations, no gradients.
+        for f in chain.encoder.iter().chain(&chain.teacher) {
+            if let Some(model) = checked.models.get(&frozen[f.0].name) {
+                let acts = values(model).saturating_mul(batch).saturating_mul(4);
+                total.activations = total.activations.saturating_add(acts);
+            }
+        }
+    }
+    for model in frozen.iter().filter_map(|f| checked.models.get(&f.name)) {
+        total.params = total.params.saturating_add(model.param_count() as u64 * 4);
     }
     total.total = total
         .params
@@ -611,15 +632,31 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan]) -> Vec<String> {
     let stages = &checked.parsed.pipeline.stages;
     let mut kernels = Vec::new();
     for (chain, traced) in chains.iter().zip(&checked.chains) {
-        let Some(model) = checked.models.get(&chain.model) else {
-            continue;
-        };
         let prefix = if chains.len() > 1 {
             format!("{}: ", chain.name)
         } else {
             String::new()
         };
-        for l in &model.layers {
+        let frozen: Vec<&str> = traced
+            .forwards
+            .iter()
+            .chain(&traced.teacher)
+            .map(|&f| crate::check::model_of(&checked.parsed.pipeline, f))
+            .filter(|m| !chain.models.iter().any(|t| t == m))
+            .collect();
+        let layers = |models: &[&str]| -> Vec<&crate::check::LayerShape> {
+            models
+                .iter()
+                .filter_map(|m| checked.models.get(*m))
+                .flat_map(|m| &m.layers)
+                .collect()
+        };
+        let trained: Vec<&str> = chain.models.iter().map(String::as_str).collect();
+        let trained_layers = layers(&trained);
+        for l in layers(&frozen)
+            .into_iter()
+            .chain(trained_layers.iter().copied())
+        {
             if l.kind != "flatten" {
                 kernels.push(format!("{prefix}{}.forward", l.kind));
             }
@@ -630,7 +667,7 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan]) -> Vec<String> {
                 loss_name(l.function)
             ));
         }
-        for l in model.layers.iter().rev() {
+        for l in trained_layers.iter().rev() {
             if l.kind != "flatten" {
                 kernels.push(format!("{prefix}{}.backward", l.kind));
             }
@@ -650,6 +687,7 @@ fn loss_name(function: crate::spec::LossFn) -> &'static str {
     match function {
         crate::spec::LossFn::CrossEntropy => "cross_entropy",
         crate::spec::LossFn::Mse => "mse",
+        crate::spec::LossFn::Distill => "distill",
     }
 }
 
@@ -713,7 +751,26 @@ impl fmt::Display for Plan {
             s.accumulation,
             s.effective_batch
         )?;
-        if self.chains.len() > 1 {
+        let describe = |c: &ChainPlan| -> String {
+            let mut models: Vec<String> = c
+                .encoder
+                .map(|e| format!("{} (frozen)", self.frozen[e.0].name))
+                .into_iter()
+                .chain(c.models.iter().cloned())
+                .collect();
+            if models.len() > 1 {
+                models = vec![models.join(" -> ")];
+            }
+            let teacher = c.teacher.map_or(String::new(), |t| {
+                format!(", teacher {} (frozen)", self.frozen[t.0].name)
+            });
+            format!("{}{teacher}", models.join(""))
+        };
+        let plain = self.chains.len() == 1
+            && self.chains[0].encoder.is_none()
+            && self.chains[0].teacher.is_none()
+            && self.chains[0].models.len() == 1;
+        if !plain && !self.chains.is_empty() {
             writeln!(
                 f,
                 "chains (lockstep: each batch tick runs one micro-batch of every chain with batches left in the epoch, in this order; the epoch ends when every chain has seen its split; the step clock is `{}`'s)",
@@ -726,7 +783,7 @@ impl fmt::Display for Plan {
                     "  {}. {}: model {} on {}/{} batch {} (last {}), {} batches per epoch, accumulation {}, {} optimizer steps, {} lr {}",
                     c.id.0 + 1,
                     c.name,
-                    c.model,
+                    describe(c),
                     self.datasets[c.dataset.0].name,
                     c.split.as_str(),
                     s.batch_size,
@@ -739,6 +796,17 @@ impl fmt::Display for Plan {
                 )?;
             }
         }
+        for m in &self.frozen {
+            writeln!(
+                f,
+                "frozen model {}: {}",
+                m.name,
+                m.init_from.as_ref().map_or(
+                    "initialised from the seed (no `init_from:`)".to_string(),
+                    |p| format!("weights from {}", p.display())
+                )
+            )?;
+        }
         if !self.evals.is_empty() {
             let evals: Vec<String> = self
                 .evals
@@ -747,7 +815,7 @@ impl fmt::Display for Plan {
                     format!(
                         "{} ({} on {}/{})",
                         e.name,
-                        self.chains[e.chain.0].model,
+                        e.model,
                         self.datasets[e.dataset.0].name,
                         e.split.as_str()
                     )

@@ -1,14 +1,17 @@
-//! One training chain at run time: its compiled step, its split, and how its tensors are
-//! named in checkpoints.
+//! The models of a run: each training chain's compiled step and split, the frozen models,
+//! and which checkpoint tensors belong to which.
 
-use ops::gpu::Gpu;
-use ops::train::{NamedTensor, TrainStep};
+use std::path::Path;
+
+use ops::gpu::{Gpu, GpuError};
+use ops::model::Sequential;
+use ops::train::{ChainInputs, ModelParams, NamedTensor, TrainStep};
 
 use crate::data::{Batch, Split};
-use crate::plan::ChainPlan;
+use crate::plan::{ChainPlan, FrozenPlan};
 
 use super::RunError;
-use super::checkpoint::ChainState;
+use super::checkpoint::{self, ChainState};
 
 /// A chain's device step and data.
 pub(super) struct ChainRun {
@@ -17,9 +20,38 @@ pub(super) struct ChainRun {
     pub split: Split,
     /// One-hot targets of the current batch (mse), reused.
     pub targets: Vec<f32>,
-    /// Checkpoint names are `<model>.<tensor>` when the run trains several models, the
-    /// bare tensor names (`layers.0.weight`) when it trains one.
-    pub prefix: String,
+}
+
+/// A frozen model's parameters.
+pub(super) struct FrozenRun {
+    pub plan: FrozenPlan,
+    pub params: ModelParams,
+}
+
+impl FrozenRun {
+    pub fn new(gpu: &Gpu, plan: &FrozenPlan, seed: u64) -> Result<FrozenRun, RunError> {
+        let params = ModelParams::new(gpu, &plan.model_def, seed, plan.layer_names.as_deref())?;
+        if let Some(path) = &plan.init_from {
+            let tensors = model_tensors(path, &plan.name, plan.layer_names.is_some())?;
+            params
+                .load(gpu, &tensors)
+                .map_err(mismatch(path, &plan.name))?;
+        }
+        Ok(FrozenRun {
+            plan: plan.clone(),
+            params,
+        })
+    }
+
+    /// Its tensors out of a checkpoint's.
+    pub fn own(&self, tensors: &[NamedTensor]) -> Vec<NamedTensor> {
+        own(
+            tensors,
+            self.plan.layer_names.is_some(),
+            &[&self.plan.name],
+            None,
+        )
+    }
 }
 
 impl ChainRun {
@@ -27,17 +59,48 @@ impl ChainRun {
         gpu: &Gpu,
         plan: &ChainPlan,
         split: Split,
-        several: bool,
+        frozen: &[FrozenRun],
     ) -> Result<ChainRun, RunError> {
+        let inputs = ChainInputs {
+            encoder: plan.encoder.map(|f| &frozen[f.0].params),
+            teacher: plan.teacher.map(|f| &frozen[f.0].params),
+            layer_names: plan.layer_names.clone(),
+            step_tensor: Some(plan.step_tensor.clone()),
+        };
+        let mut train = TrainStep::with_inputs(gpu, &plan.model_def, &plan.train, inputs)?;
+        if plan.model_defs.len() > 1 {
+            // Each model of a chained model starts as it would alone, with its own init.
+            let mut start = Vec::new();
+            for (name, def) in &plan.model_defs {
+                let mut seq = Sequential::new(def).map_err(GpuError::InvalidModel)?;
+                let names: Vec<String> = (0..def.layers.len())
+                    .map(|j| format!("{name}.layers.{j}"))
+                    .collect();
+                seq.rename_layers(&names).map_err(GpuError::InvalidModel)?;
+                let params = seq.init_params(plan.train.seed);
+                start.extend(
+                    seq.slots
+                        .iter()
+                        .zip(params.iter().flatten())
+                        .map(|(slot, t)| NamedTensor {
+                            name: slot.name.clone(),
+                            shape: t.shape.clone(),
+                            data: t.data.clone(),
+                        }),
+                );
+            }
+            train.load_params(gpu, &start)?;
+        }
+        for (model, path) in &plan.init_from {
+            let tensors = model_tensors(path, model, plan.layer_names.is_some())?;
+            train
+                .load_some_params(gpu, &tensors)
+                .map_err(mismatch(path, model))?;
+        }
         Ok(ChainRun {
-            train: TrainStep::new(gpu, &plan.model_def, &plan.train)?,
+            train,
             split,
             targets: Vec::new(),
-            prefix: if several {
-                format!("{}.", plan.model)
-            } else {
-                String::new()
-            },
             plan: plan.clone(),
         })
     }
@@ -50,29 +113,15 @@ impl ChainRun {
         }
     }
 
-    /// `tensors` with this chain's checkpoint prefix added.
-    pub fn named(&self, tensors: Vec<NamedTensor>) -> Vec<NamedTensor> {
-        tensors
-            .into_iter()
-            .map(|mut t| {
-                t.name.insert_str(0, &self.prefix);
-                t
-            })
-            .collect()
-    }
-
-    /// This chain's tensors out of a checkpoint's (prefix removed).
+    /// This chain's tensors out of a checkpoint's (its models' and its step counter).
     pub fn own(&self, tensors: &[NamedTensor]) -> Vec<NamedTensor> {
-        tensors
-            .iter()
-            .filter_map(|t| {
-                t.name.strip_prefix(&self.prefix).map(|name| NamedTensor {
-                    name: name.to_string(),
-                    shape: t.shape.clone(),
-                    data: t.data.clone(),
-                })
-            })
-            .collect()
+        let models: Vec<&str> = self.plan.models.iter().map(String::as_str).collect();
+        own(
+            tensors,
+            self.plan.layer_names.is_some(),
+            &models,
+            Some(&self.plan.step_tensor),
+        )
     }
 
     /// Uploads one micro-batch.
@@ -85,6 +134,72 @@ impl ChainRun {
         );
         self.train
             .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
+    }
+}
+
+/// The tensors of `models` (named `<model>.…` when `prefixed`, else every tensor) and the
+/// step counter `step`.
+fn own(
+    tensors: &[NamedTensor],
+    prefixed: bool,
+    models: &[&str],
+    step: Option<&str>,
+) -> Vec<NamedTensor> {
+    tensors
+        .iter()
+        .filter(|t| {
+            !prefixed
+                || Some(t.name.as_str()) == step
+                || models.iter().any(|m| {
+                    t.name
+                        .strip_prefix(m)
+                        .is_some_and(|rest| rest.starts_with('.'))
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// One model's weights from a checkpoint or `.safetensors` file, named as the run names
+/// them: a file written by a run of several models holds `<model>.…` tensors; one of a
+/// single model (or `engine export` of it) holds `layers.…`.
+fn model_tensors(path: &Path, model: &str, prefixed: bool) -> Result<Vec<NamedTensor>, RunError> {
+    let all = checkpoint::load_weights(path)?;
+    let prefix = format!("{model}.");
+    let mine: Vec<NamedTensor> = all
+        .iter()
+        .filter(|t| t.name.starts_with(&prefix))
+        .cloned()
+        .collect();
+    let (tensors, has_prefix) = if mine.is_empty() {
+        (all, false)
+    } else {
+        (mine, true)
+    };
+    Ok(tensors
+        .into_iter()
+        .map(|mut t| {
+            match (prefixed, has_prefix) {
+                (true, false) => t.name.insert_str(0, &prefix),
+                (false, true) => t.name = t.name[prefix.len()..].to_string(),
+                _ => {}
+            }
+            t
+        })
+        .collect())
+}
+
+/// Names the file and model a parameter mismatch came from.
+fn mismatch<'a>(path: &'a Path, model: &'a str) -> impl Fn(GpuError) -> GpuError + 'a {
+    move |e| match e {
+        GpuError::ParamMismatch { name, message } => GpuError::ParamMismatch {
+            name,
+            message: format!(
+                "{message}; model `{model}` (expected) does not match `init_from: {}` (found)",
+                path.display()
+            ),
+        },
+        other => other,
     }
 }
 

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ops::gpu::Gpu;
-use ops::train::{AccumulationState, EvalStep, NamedTensor};
+use ops::train::{AccumulationState, EvalStep, LossKind, NamedTensor};
 
 use crate::data::{Batch, BatchIter, Prefetcher, Split, prepare};
-use crate::plan::{EvalPlan, HookId, Plan};
+use crate::plan::{EvalPlan, EvalTarget, HookId, Plan};
 use crate::spec::{SplitName, Trigger};
 
 use super::callbacks::{self, Action, Callbacks, ChainMoment};
-use super::chain::{ChainRun, one_hot};
+use super::chain::{ChainRun, FrozenRun, one_hot};
 use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
 use super::metrics::{MetricsRecord, MetricsWriter};
 use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
@@ -54,6 +54,7 @@ struct Runner<'p> {
     plan: &'p Plan,
     gpu: Gpu,
     chains: Vec<ChainRun>,
+    frozen: Vec<FrozenRun>,
     evals: Vec<EvalRoutine>,
     hooks: Callbacks<'p>,
     writer: Option<MetricsWriter>,
@@ -125,35 +126,61 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             ))
         })
     };
-    let several = plan.chains.len() > 1;
+    let mut frozen = Vec::with_capacity(plan.frozen.len());
+    for f in &plan.frozen {
+        frozen.push(FrozenRun::new(&gpu, f, plan.seed)?);
+    }
     let mut chains = Vec::with_capacity(plan.chains.len());
     for c in &plan.chains {
         chains.push(ChainRun::new(
             &gpu,
             c,
             split_of(c.dataset.0, c.split)?,
-            several,
+            &frozen,
         )?);
     }
     if let Some(path) = &options.init_from {
         let weights = checkpoint::load_weights(path)?;
+        let what = "the pipeline's model (expected) does not match";
         for chain in &mut chains {
             chain
                 .train
                 .load_params(&gpu, &chain.own(&weights))
-                .map_err(mismatch(
-                    path,
-                    "the pipeline's model (expected) does not match",
-                ))?;
+                .map_err(mismatch(path, what))?;
+        }
+        for f in &frozen {
+            let own = f.own(&weights);
+            if !own.is_empty() {
+                f.params.load(&gpu, &own).map_err(mismatch(path, what))?;
+            }
         }
     }
     let mut evals = Vec::with_capacity(plan.evals.len());
     for e in &plan.evals {
-        let chain = &chains[e.chain.0];
+        let (step, one_hot_targets) = match e.target {
+            EvalTarget::Chain(c) => {
+                let chain = &chains[c.0];
+                (
+                    EvalStep::new(&gpu, &chain.train, e.batch_size)?,
+                    chain.plan.one_hot_targets,
+                )
+            }
+            EvalTarget::Frozen(f) => (
+                EvalStep::for_params(
+                    &gpu,
+                    &frozen[f.0].params,
+                    LossKind::CrossEntropy {
+                        label_smoothing: 0.0,
+                    },
+                    e.batch_size,
+                )?,
+                false,
+            ),
+        };
         evals.push(EvalRoutine {
-            step: EvalStep::new(&gpu, &chain.train, e.batch_size)?,
+            step,
             split: split_of(e.dataset.0, e.split)?,
-            one_hot_targets: chain.plan.one_hot_targets,
+            one_hot_targets,
             plan: e.clone(),
         });
     }
@@ -180,6 +207,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         skip_once: None,
         samples_at_start: 0,
         chains,
+        frozen,
     };
     let mut pos = Position {
         epoch: 0,
@@ -263,6 +291,11 @@ impl Runner<'_> {
                 },
             )?;
             chains.push(state.clone());
+        }
+        for f in &self.frozen {
+            f.params
+                .load(&self.gpu, &f.own(&ckpt.weights))
+                .map_err(mismatch(path, what))?;
         }
         self.hooks
             .import_state(&s.callbacks, ckpt.best.clone())
@@ -769,11 +802,14 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Every chain's parameters under their checkpoint names.
+    /// Every model's parameters under their checkpoint names.
     fn weights(&self) -> Result<Vec<NamedTensor>, RunError> {
         let mut out = Vec::new();
         for chain in &self.chains {
-            out.extend(chain.named(chain.train.param_tensors(&self.gpu)?));
+            out.extend(chain.train.param_tensors(&self.gpu)?);
+        }
+        for f in &self.frozen {
+            out.extend(f.params.tensors(&self.gpu)?);
         }
         Ok(out)
     }
@@ -794,8 +830,8 @@ impl Runner<'_> {
             let accumulation = chain.train.accumulation_state(&self.gpu)?;
             state.accumulation_micro = accumulation.micro;
             state.accumulation_rows = accumulation.group_rows;
-            optimizer.extend(chain.named(chain.train.optimizer_state(&self.gpu)?));
-            grads.extend(chain.named(accumulation.grads));
+            optimizer.extend(chain.train.optimizer_state(&self.gpu)?);
+            grads.extend(accumulation.grads);
         }
         let lead = pos.chains.first();
         let state = TrainingState {

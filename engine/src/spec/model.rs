@@ -14,4 +14,14 @@ pub struct ModelSpec {
     pub init: Init,
     /// Layers applied in order, e.g. `- linear: {out: 100}` then `- relu`.
     pub layers: Vec<LayerSpec>,
+    /// Start from these weights instead of the init: a checkpoint directory or a
+    /// `.safetensors` file (relative to the pipeline file), e.g. one `engine export` wrote.
+    /// Tensors named `<model>.<tensor>` are this model's; otherwise `layers.<i>.<param>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
+    /// No step stage updates this model: no gradients, no optimizer state, evaluation mode
+    /// (dropout off). A frozen model can feed the first forward of a training chain (a
+    /// pre-trained encoder) or a distillation loss's `teacher`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }

@@ -70,7 +70,11 @@ impl Stage {
         match self {
             Stage::Load(_) | Stage::Eval(_) => vec![],
             Stage::Forward(s) => vec![("input", &s.input)],
-            Stage::Loss(s) => vec![("logits", &s.logits), ("target", &s.target)],
+            Stage::Loss(s) => {
+                let mut inputs = vec![("logits", &s.logits), ("target", &s.target)];
+                inputs.extend(s.teacher.iter().map(|t| ("teacher", t)));
+                inputs
+            }
             Stage::Backward(s) => vec![("loss", &s.loss)],
             Stage::Accumulate(s) => vec![("grads", &s.grads)],
             Stage::Step(s) => vec![("grads", &s.grads)],
@@ -98,6 +102,18 @@ pub struct LoadStage {
     /// Drop the last batch of an epoch when it is smaller than `batch_size`.
     #[serde(default)]
     pub drop_last: bool,
+}
+
+impl LossStage {
+    /// The distillation temperature, default applied.
+    pub fn temperature(&self) -> f64 {
+        self.temperature.unwrap_or(4.0)
+    }
+
+    /// The distillation weight, default applied.
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(0.9)
+    }
 }
 
 fn train() -> SplitName {
@@ -128,6 +144,9 @@ pub enum LossFn {
     CrossEntropy,
     /// Mean squared error between outputs and one-hot targets.
     Mse,
+    /// Knowledge distillation: cross entropy on the labels mixed with the KL divergence
+    /// to a frozen teacher's outputs softened by `temperature` (Hinton et al. 2015).
+    Distill,
 }
 
 /// A `loss` stage.
@@ -142,6 +161,16 @@ pub struct LossStage {
     /// Label smoothing for `cross_entropy`, in [0, 1).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// `distill`: the teacher's outputs, e.g. `teacher_fwd.logits` (a frozen model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PortRef>,
+    /// `distill`: softmax temperature T (> 0) of both outputs in the KL term; default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// `distill`: weight α in [0, 1] of the KL term (scaled by T²); cross entropy on the
+    /// labels gets 1 − α. Default 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
     /// Model outputs, e.g. `fwd.logits`.
     pub logits: PortRef,
     /// Targets, e.g. `batch.labels`.
