@@ -38,6 +38,13 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also build every chain and eval on the adapter and list the exact dispatches of
+        /// one step and one eval batch (kernel, grid, bound buffers).
+        #[arg(long)]
+        dispatches: bool,
+        /// Adapter for `--dispatches`: auto, vulkan, gl, or part of an adapter name.
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Print the stage graph as Graphviz DOT.
     Graph {
@@ -163,14 +170,46 @@ fn main() -> ExitCode {
             }
             ExitCode::from(worst)
         }
-        Command::Plan { file, set, format } => with_pipeline(&file, &set, |checked| {
+        Command::Plan {
+            file,
+            set,
+            format,
+            dispatches,
+            device,
+        } => with_pipeline(&file, &set, |checked| {
             let plan = engine::plan::plan_pipeline(checked);
+            let listed = if dispatches {
+                match engine::run::dispatch_plan(&plan, device.as_deref().map(device_request)) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                None
+            };
             match format {
-                Format::Text => print!("{plan}"),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
-                ),
+                Format::Text => {
+                    print!("{plan}");
+                    if let Some(d) = &listed {
+                        println!();
+                        print!("{d}");
+                    }
+                }
+                Format::Json => {
+                    let mut value = serde_json::to_value(&plan).unwrap_or_default();
+                    if let (Some(d), Some(map)) = (&listed, value.as_object_mut()) {
+                        map.insert(
+                            "dispatches".into(),
+                            serde_json::to_value(d).unwrap_or_default(),
+                        );
+                    }
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&value).unwrap_or_default()
+                    );
+                }
             }
             0
         }),
@@ -214,6 +253,7 @@ fn main() -> ExitCode {
                 resume,
                 metrics_every_steps: None,
                 init_from,
+                record_dispatches: false,
             };
             match engine::run::run_plan(&plan, &options) {
                 Ok(summary) => {

@@ -63,6 +63,7 @@ pub fn snapshot_run(
         resume: None,
         metrics_every_steps: Some(1),
         init_from: None,
+        record_dispatches: false,
     };
     run_plan(&lowered, &options).map_err(|e| e.to_string())?;
     let file = lowered

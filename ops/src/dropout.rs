@@ -54,6 +54,7 @@ impl Dropout {
         let n = io.batch * numel(&io.input_shape);
         if !io.train || self.attrs.p == 0.0 {
             return Ok(Dispatch::copy(
+                k.gpu(),
                 &format!("{name}_copy"),
                 &src.words(0, n as u64),
                 &dst.words(0, n as u64),

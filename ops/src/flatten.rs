@@ -48,22 +48,18 @@ impl Op for Flatten {
     ) -> (Tensor, Vec<Tensor>) {
         (dy.clone().reshaped(&x.shape), vec![])
     }
-    fn gpu_forward(&self, _k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         // The model aliases y to x; copy only when it did not.
         if io.x.buffer == io.y.buffer && io.x.offset == io.y.offset {
             Ok(vec![])
         } else {
-            Ok(vec![Dispatch::copy("flatten_copy", &io.x, &io.y)])
+            Ok(vec![Dispatch::copy(k.gpu(), "flatten_copy", &io.x, &io.y)])
         }
     }
-    fn gpu_backward(
-        &self,
-        _k: &mut KernelBuilder,
-        io: &LayerIo,
-    ) -> Result<Vec<Dispatch>, GpuError> {
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         match &io.dx {
             Some(dx) if !(dx.buffer == io.dy.buffer && dx.offset == io.dy.offset) => {
-                Ok(vec![Dispatch::copy("flatten_copy", &io.dy, dx)])
+                Ok(vec![Dispatch::copy(k.gpu(), "flatten_copy", &io.dy, dx)])
             }
             _ => Ok(vec![]),
         }

@@ -5,7 +5,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, encode_dispatches};
+use crate::gpu::{
+    BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder, encode_dispatches,
+};
 use crate::loss::{cross_entropy, distill, mse};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
@@ -546,6 +548,17 @@ impl TrainStep {
         gpu.write(&self.loss.step, 0, &[uniform]);
         let mut encoder = gpu.encoder();
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
+        if gpu.is_recording() {
+            gpu.push_recorded(
+                "train",
+                self.forward_dispatches()
+                    .chain(&self.loss.dispatches)
+                    .chain(&self.gpu_model.backward)
+                    .chain(tail)
+                    .map(|d| d.info().clone())
+                    .collect(),
+            );
+        }
         encode_dispatches(
             &mut encoder,
             self.forward_dispatches()
@@ -656,6 +669,23 @@ impl TrainStep {
     pub fn flops_per_step(&self) -> u64 {
         let fwd = self.model.forward_flops() * self.cfg.batch as u64;
         3 * fwd + self.param_count() as u64 * self.cfg.optimizer.flops_per_param()
+    }
+
+    /// The dispatches of a step that completes an accumulation group, in order (a step
+    /// inside a group stops before the last `update_len()`).
+    pub fn step_dispatches(&self) -> Vec<DispatchInfo> {
+        self.forward_dispatches()
+            .chain(&self.loss.dispatches)
+            .chain(&self.gpu_model.backward)
+            .chain(&self.update)
+            .map(|d| d.info().clone())
+            .collect()
+    }
+
+    /// How many dispatches the update at the end of an accumulation group adds (gradient
+    /// norm, clipping, optimizer).
+    pub fn update_len(&self) -> usize {
+        self.update.len()
     }
 
     /// Kernels of a step that completes an accumulation group, in dispatch order.
@@ -937,6 +967,9 @@ impl EvalStep {
         };
         gpu.write(&self.loss.step, 0, &[uniform]);
         let mut encoder = gpu.encoder();
+        if gpu.is_recording() {
+            gpu.push_recorded("eval", self.dispatches());
+        }
         let frozen = self.encoder.iter().flat_map(|gm| &gm.forward);
         encode_dispatches(
             &mut encoder,
@@ -951,5 +984,16 @@ impl EvalStep {
     /// Reads and resets the accumulated metrics (one read-back).
     pub fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
         self.loss.read_metrics(gpu)
+    }
+
+    /// The dispatches of one eval batch, in order.
+    pub fn dispatches(&self) -> Vec<DispatchInfo> {
+        self.encoder
+            .iter()
+            .flat_map(|gm| &gm.forward)
+            .chain(&self.gpu_model.forward)
+            .chain(&self.loss.dispatches)
+            .map(|d| d.info().clone())
+            .collect()
     }
 }

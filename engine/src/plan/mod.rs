@@ -925,7 +925,7 @@ impl fmt::Display for Plan {
         writeln!(f, "lr: {}", lr.join(", "))?;
         writeln!(
             f,
-            "kernels per step (by op; `engine bench` lists the exact dispatches): {}",
+            "kernels per step (by op; `engine plan --dispatches` lists the exact dispatches): {}",
             self.kernels.join(", ")
         )
     }

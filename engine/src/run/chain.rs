@@ -61,44 +61,8 @@ impl ChainRun {
         split: Split,
         frozen: &[FrozenRun],
     ) -> Result<ChainRun, RunError> {
-        let inputs = ChainInputs {
-            encoder: plan.encoder.map(|f| &frozen[f.0].params),
-            teacher: plan.teacher.map(|f| &frozen[f.0].params),
-            layer_names: plan.layer_names.clone(),
-            step_tensor: Some(plan.step_tensor.clone()),
-        };
-        let mut train = TrainStep::with_inputs(gpu, &plan.model_def, &plan.train, inputs)?;
-        if plan.model_defs.len() > 1 {
-            // Each model of a chained model starts as it would alone, with its own init.
-            let mut start = Vec::new();
-            for (name, def) in &plan.model_defs {
-                let mut seq = Sequential::new(def).map_err(GpuError::InvalidModel)?;
-                let names: Vec<String> = (0..def.layers.len())
-                    .map(|j| format!("{name}.layers.{j}"))
-                    .collect();
-                seq.rename_layers(&names).map_err(GpuError::InvalidModel)?;
-                let params = seq.init_params(plan.train.seed);
-                start.extend(
-                    seq.slots
-                        .iter()
-                        .zip(params.iter().flatten())
-                        .map(|(slot, t)| NamedTensor {
-                            name: slot.name.clone(),
-                            shape: t.shape.clone(),
-                            data: t.data.clone(),
-                        }),
-                );
-            }
-            train.load_params(gpu, &start)?;
-        }
-        for (model, path) in &plan.init_from {
-            let tensors = model_tensors(path, model, plan.layer_names.is_some())?;
-            train
-                .load_some_params(gpu, &tensors)
-                .map_err(mismatch(path, model))?;
-        }
         Ok(ChainRun {
-            train,
+            train: train_step(gpu, plan, frozen)?,
             split,
             targets: Vec::new(),
             plan: plan.clone(),
@@ -135,6 +99,53 @@ impl ChainRun {
         self.train
             .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
     }
+}
+
+/// A chain's compiled training step: its model (each of a chained model's models
+/// initialised as it would be alone, then from `init_from:`), its frozen encoder and
+/// teacher.
+pub(super) fn train_step(
+    gpu: &Gpu,
+    plan: &ChainPlan,
+    frozen: &[FrozenRun],
+) -> Result<TrainStep, RunError> {
+    let inputs = ChainInputs {
+        encoder: plan.encoder.map(|f| &frozen[f.0].params),
+        teacher: plan.teacher.map(|f| &frozen[f.0].params),
+        layer_names: plan.layer_names.clone(),
+        step_tensor: Some(plan.step_tensor.clone()),
+    };
+    let mut train = TrainStep::with_inputs(gpu, &plan.model_def, &plan.train, inputs)?;
+    if plan.model_defs.len() > 1 {
+        // Each model of a chained model starts as it would alone, with its own init.
+        let mut start = Vec::new();
+        for (name, def) in &plan.model_defs {
+            let mut seq = Sequential::new(def).map_err(GpuError::InvalidModel)?;
+            let names: Vec<String> = (0..def.layers.len())
+                .map(|j| format!("{name}.layers.{j}"))
+                .collect();
+            seq.rename_layers(&names).map_err(GpuError::InvalidModel)?;
+            let params = seq.init_params(plan.train.seed);
+            start.extend(
+                seq.slots
+                    .iter()
+                    .zip(params.iter().flatten())
+                    .map(|(slot, t)| NamedTensor {
+                        name: slot.name.clone(),
+                        shape: t.shape.clone(),
+                        data: t.data.clone(),
+                    }),
+            );
+        }
+        train.load_params(gpu, &start)?;
+    }
+    for (model, path) in &plan.init_from {
+        let tensors = model_tensors(path, model, plan.layer_names.is_some())?;
+        train
+            .load_some_params(gpu, &tensors)
+            .map_err(mismatch(path, model))?;
+    }
+    Ok(train)
 }
 
 /// The tensors of `models` (named `<model>.…` when `prefixed`, else every tensor) and the

@@ -6,11 +6,13 @@ mod bench;
 mod callbacks;
 mod chain;
 pub mod checkpoint;
+mod dispatches;
 mod metrics;
 mod profile;
 mod runner;
 
 pub use bench::{BenchOptions, BenchReport, bench_pipeline, turn_off_shader_caches};
+pub use dispatches::{ChainDispatches, DispatchPlan, EvalDispatches, dispatch_plan};
 pub use metrics::MetricsRecord;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,9 @@ pub struct RunOptions {
     /// Start from these weights (a checkpoint directory or a `.safetensors` file), with a
     /// fresh optimizer and data position: fine-tuning, e.g. on another split.
     pub init_from: Option<PathBuf>,
+    /// Record the dispatches of every training step and eval batch submitted (in
+    /// [`RunSummary::recorded`]); tests compare them with [`dispatch_plan`].
+    pub record_dispatches: bool,
 }
 
 /// Why a run stopped early.
@@ -86,6 +91,9 @@ pub struct RunSummary {
     pub adapter: String,
     /// Mean training throughput.
     pub samples_per_second: f64,
+    /// With [`RunOptions::record_dispatches`]: each submission, `train` or `eval`, with
+    /// its dispatches, in order.
+    pub recorded: Vec<(&'static str, Vec<ops::gpu::DispatchInfo>)>,
 }
 
 /// Mean loss and accuracies of one evaluation or training window.

@@ -213,6 +213,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         epoch: 0,
         chains: runner.chains.iter().map(ChainRun::start_state).collect(),
     };
+    runner.gpu.record_dispatches(options.record_dispatches);
     let mut metrics_lines = 0;
     if let Some(path) = &options.resume {
         metrics_lines = runner.restore(path, &mut pos)?;
@@ -536,6 +537,7 @@ impl Runner<'_> {
                 self.gpu.adapter().backend
             ),
             samples_per_second: (pos.samples() - self.samples_at_start) as f64 / elapsed.max(1e-9),
+            recorded: self.gpu.take_recorded(),
         };
         let run_json = self.out_dir.join("run.json");
         let facts = serde_json::json!({

@@ -89,6 +89,11 @@ pub struct Gpu {
     counters: CounterCells,
     pub(crate) pipelines: Mutex<HashMap<(String, String), wgpu::ComputePipeline>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Labels of the buffers allocated here, for describing dispatches (plan time only).
+    labels: Mutex<HashMap<wgpu::Buffer, String>>,
+    /// Whether submitted steps are recorded (tests compare them with the plan's list).
+    recording: std::sync::atomic::AtomicBool,
+    recorded: Mutex<Vec<(&'static str, Vec<super::kernel::DispatchInfo>)>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -221,6 +226,9 @@ impl Gpu {
             counters: CounterCells::default(),
             pipelines: Mutex::default(),
             errors,
+            labels: Mutex::default(),
+            recording: std::sync::atomic::AtomicBool::new(false),
+            recorded: Mutex::default(),
         })
     }
 
@@ -269,25 +277,75 @@ impl Gpu {
             });
         }
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        });
+        self.label(&buffer, label);
+        Ok(buffer)
     }
 
     /// A uniform buffer of `bytes` (rounded up to 16) written with `queue.write_buffer`.
     pub fn uniform_buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(16) * 16,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        });
+        self.label(&buffer, label);
+        buffer
+    }
+
+    fn label(&self, buffer: &wgpu::Buffer, label: &str) {
+        self.labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(buffer.clone(), label.to_string());
+    }
+
+    /// The label a buffer was allocated with.
+    pub(crate) fn label_of(&self, buffer: &wgpu::Buffer) -> String {
+        self.labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(buffer)
+            .cloned()
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// Starts (or stops) recording the dispatches of every step and eval submitted.
+    pub fn record_dispatches(&self, on: bool) {
+        self.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether submissions are being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.recording.load(Ordering::Relaxed)
+    }
+
+    /// Records one submission's dispatches, `what` it was (`train`, `eval`; see
+    /// [`Gpu::record_dispatches`]).
+    pub(crate) fn push_recorded(
+        &self,
+        what: &'static str,
+        dispatches: Vec<super::kernel::DispatchInfo>,
+    ) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((what, dispatches));
+    }
+
+    /// The submissions recorded so far, each what it was and its dispatches; clears the
+    /// record.
+    pub fn take_recorded(&self) -> Vec<(&'static str, Vec<super::kernel::DispatchInfo>)> {
+        std::mem::take(&mut *self.recorded.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// A host-readable staging buffer.

@@ -55,6 +55,47 @@ pub struct Dispatch {
     /// Kernel name (for plans and profiles), e.g. `"matmul_nt"`.
     pub kernel: String,
     pub(crate) work: Work,
+    /// What it reads and writes, and its grid, for plans.
+    pub(crate) info: DispatchInfo,
+}
+
+/// A dispatch as `engine plan` prints it: kernel, the buffer ranges it binds (inputs first,
+/// outputs last), and its workgroup grid (`None` for a buffer copy).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DispatchInfo {
+    /// Kernel name.
+    pub kernel: String,
+    /// Bound ranges as `label[start..end)` in 4-byte words (`label` for a whole buffer).
+    pub bindings: Vec<String>,
+    /// Workgroups per axis.
+    pub grid: Option<[u32; 3]>,
+}
+
+impl std::fmt::Display for DispatchInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.grid {
+            Some([x, y, z]) => write!(f, "{} [{x}, {y}, {z}]", self.kernel)?,
+            None => write!(f, "{} (copy)", self.kernel)?,
+        }
+        write!(f, " {}", self.bindings.join(", "))
+    }
+}
+
+/// `label[start..end)` of a bound range, in words.
+fn describe(gpu: &Gpu, b: &BufferRef) -> String {
+    let label = gpu.label_of(&b.buffer);
+    if b.offset == 0 && b.size == b.buffer.size() {
+        label
+    } else {
+        format!("{label}[{}..{})", b.offset / 4, (b.offset + b.size) / 4)
+    }
+}
+
+impl Dispatch {
+    /// What it reads and writes, and its grid.
+    pub fn info(&self) -> &DispatchInfo {
+        &self.info
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -72,12 +113,17 @@ pub(crate) enum Work {
 
 impl Dispatch {
     /// A buffer-to-buffer copy of `src.size` bytes.
-    pub fn copy(kernel: &str, src: &BufferRef, dst: &BufferRef) -> Dispatch {
+    pub fn copy(gpu: &Gpu, kernel: &str, src: &BufferRef, dst: &BufferRef) -> Dispatch {
         Dispatch {
             kernel: kernel.to_string(),
             work: Work::Copy {
                 src: src.clone(),
                 dst: dst.clone(),
+            },
+            info: DispatchInfo {
+                kernel: kernel.to_string(),
+                bindings: vec![describe(gpu, src), describe(gpu, dst)],
+                grid: None,
             },
         }
     }
@@ -271,6 +317,11 @@ impl<'a> KernelBuilder<'a> {
                 pipeline,
                 bind_group,
                 workgroups,
+            },
+            info: DispatchInfo {
+                kernel: kernel.to_string(),
+                bindings: bindings.iter().map(|b| describe(self.gpu, b)).collect(),
+                grid: Some(workgroups),
             },
         })
     }

@@ -10,5 +10,7 @@ pub use device::{
     AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
 };
 pub use error::GpuError;
-pub use kernel::{BufferRef, Dispatch, KernelBuilder, LayerIo, WG_1D, encode_dispatches, grid_1d};
+pub use kernel::{
+    BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, encode_dispatches, grid_1d,
+};
 pub(crate) use kernel::{broadcast, shared_loads, shift_tile};

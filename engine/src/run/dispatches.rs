@@ -1,0 +1,120 @@
+//! `engine plan --dispatches`: the exact dispatch list of one training step of each chain
+//! and of one batch of each eval, as the executor records them on an adapter (fusion,
+//! tile sizes and grids depend on it).
+
+use std::fmt;
+
+use ops::gpu::{DeviceRequest, DispatchInfo, Gpu};
+use ops::train::{EvalStep, LossKind};
+use serde::Serialize;
+
+use crate::plan::{EvalTarget, Plan};
+
+use super::RunError;
+use super::chain::{FrozenRun, train_step};
+
+/// The dispatches of one step of each chain and one batch of each eval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchPlan {
+    /// The adapter they were built for.
+    pub adapter: String,
+    /// Per chain, in plan order.
+    pub chains: Vec<ChainDispatches>,
+    /// Per eval, in plan order.
+    pub evals: Vec<EvalDispatches>,
+}
+
+/// One chain's step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainDispatches {
+    /// The chain's name (its step stage).
+    pub chain: String,
+    /// A step that completes an accumulation group, in order.
+    pub step: Vec<DispatchInfo>,
+    /// How many of the last dispatches only such a step runs (gradient norm, clipping,
+    /// optimizer update); a micro-batch inside a group stops before them.
+    pub update: usize,
+}
+
+/// One eval's batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalDispatches {
+    /// The eval stage's id.
+    pub eval: String,
+    /// One batch, in order.
+    pub batch: Vec<DispatchInfo>,
+}
+
+/// Builds every chain and eval of `plan` on the adapter (no data is read) and lists what
+/// they dispatch.
+pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<DispatchPlan, RunError> {
+    let gpu = Gpu::new(&device.unwrap_or_else(|| plan.device_request.clone()))?;
+    let mut frozen = Vec::with_capacity(plan.frozen.len());
+    for f in &plan.frozen {
+        frozen.push(FrozenRun::new(&gpu, f, plan.seed)?);
+    }
+    let mut steps = Vec::with_capacity(plan.chains.len());
+    let mut chains = Vec::with_capacity(plan.chains.len());
+    for c in &plan.chains {
+        let train = train_step(&gpu, c, &frozen)?;
+        chains.push(ChainDispatches {
+            chain: c.name.clone(),
+            step: train.step_dispatches(),
+            update: train.update_len(),
+        });
+        steps.push(train);
+    }
+    let mut evals = Vec::with_capacity(plan.evals.len());
+    for e in &plan.evals {
+        let step = match e.target {
+            EvalTarget::Chain(c) => EvalStep::new(&gpu, &steps[c.0], e.batch_size)?,
+            EvalTarget::Frozen(f) => EvalStep::for_params(
+                &gpu,
+                &frozen[f.0].params,
+                LossKind::CrossEntropy {
+                    label_smoothing: 0.0,
+                },
+                e.batch_size,
+            )?,
+        };
+        evals.push(EvalDispatches {
+            eval: e.name.clone(),
+            batch: step.dispatches(),
+        });
+    }
+    Ok(DispatchPlan {
+        adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
+        chains,
+        evals,
+    })
+}
+
+impl fmt::Display for DispatchPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "dispatches on {}", self.adapter)?;
+        for c in &self.chains {
+            writeln!(
+                f,
+                "  chain {}: {} dispatches per step (the last {} only when an accumulation group completes), one submission",
+                c.chain,
+                c.step.len(),
+                c.update
+            )?;
+            for (i, d) in c.step.iter().enumerate() {
+                writeln!(f, "    {:>3}. {d}", i + 1)?;
+            }
+        }
+        for e in &self.evals {
+            writeln!(
+                f,
+                "  eval {}: {} dispatches per batch",
+                e.eval,
+                e.batch.len()
+            )?;
+            for (i, d) in e.batch.iter().enumerate() {
+                writeln!(f, "    {:>3}. {d}", i + 1)?;
+            }
+        }
+        Ok(())
+    }
+}
