@@ -5,7 +5,7 @@ use petgraph::graph::DiGraph;
 
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{CallbackSpec, PortRef, Stage, StageId};
+use crate::spec::{CallbackSpec, PortRef, Stage, StageId, Trigger};
 
 use super::graph::{StageGraph, field_path, list};
 
@@ -17,7 +17,72 @@ fn ordering(stage: &Stage) -> Option<(&[StageId], &[StageId])> {
     }
 }
 
+/// Triggers the executor cannot honour, and `on:` lists a callback does not read.
+fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
+    for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
+        let (on, explicit) = match stage {
+            Stage::Eval(e) => (e.on.clone(), true),
+            Stage::Callback(c) => (c.triggers(), c.on.is_some()),
+            _ => continue,
+        };
+        for (k, t) in on.iter().enumerate() {
+            if matches!(t, Trigger::AfterForward | Trigger::AfterBackward) && explicit {
+                out.push(
+                    Diagnostic::new(
+                        "unsupported-trigger",
+                        format!("`{t}` cannot fire where it says: a training step is one device submission, so nothing runs between its forward, backward and update"),
+                    )
+                    .at(parsed.span(&[field_path(i, "on"), vec![Seg::Index(k)]].concat()), "inside the step")
+                    .stage(stage.id())
+                    .expected_found("`batch_start`, `batch_end`, `every_n_steps`, `epoch_start`, `epoch_end`, `fit_start` or `fit_end`", format!("`{t}`"))
+                    .hint("use `batch_end`: it fires after the step, with the updated weights"),
+                );
+            }
+        }
+        if let Stage::Callback(c) = stage
+            && c.on.is_some()
+        {
+            let ignored = match &c.callback {
+                CallbackSpec::LrSchedule(_) => Some((
+                    "the schedule sets the learning rate of every micro-batch of its step stage; `on:` is not read",
+                    "remove `on:`",
+                )),
+                CallbackSpec::Metrics(_)
+                    if on.iter().any(|t| {
+                        !matches!(
+                            t,
+                            Trigger::EpochEnd | Trigger::FitEnd | Trigger::EveryNSteps(_)
+                        )
+                    }) =>
+                {
+                    Some((
+                        "train records are written at every epoch end and eval records at every evaluation (at `fit_end` too); `every_n_steps` triggers add steps records; other triggers mean nothing here",
+                        "keep only `epoch_end`, `fit_end` and `every_n_steps` triggers in `on:`",
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((why, hint)) = ignored {
+                out.push(
+                    Diagnostic::new(
+                        "ignored-trigger",
+                        format!("callback `{}` would not fire as its `on:` says", c.id),
+                    )
+                    .at(
+                        parsed.span(&field_path(i, "on")),
+                        "not what this callback does",
+                    )
+                    .stage(stage.id())
+                    .note(why)
+                    .hint(hint),
+                );
+            }
+        }
+    }
+}
+
 pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<Diagnostic>) {
+    triggers(parsed, out);
     let stages = &parsed.pipeline.stages;
     let hooks: Vec<&str> = stages
         .iter()

@@ -124,7 +124,11 @@ pub fn bench_pipeline(
 
     let started = Instant::now();
     let gpu = Gpu::new(&request)?;
-    let mut train = TrainStep::new(&gpu, &chain.model_def, &chain.train)?;
+    let mut frozen = Vec::with_capacity(plan.frozen.len());
+    for f in &plan.frozen {
+        frozen.push(super::chain::FrozenRun::new(&gpu, f, plan.seed)?);
+    }
+    let mut train = super::chain::train_step(&gpu, chain, &frozen)?;
     let step = |train: &mut TrainStep, i: u64| -> Result<(), RunError> {
         train.upload_batch(
             &gpu,
