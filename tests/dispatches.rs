@@ -36,7 +36,7 @@ fn snapshot(name: &str, listed: &engine::run::DispatchPlan) {
     let adapters = ops::gpu::list_adapters();
     let Some(adapter) = adapters
         .iter()
-        .find(|a| listed.adapter.starts_with(&a.name))
+        .find(|a| listed.adapter == format!("{} ({})", a.name, a.backend))
     else {
         return;
     };
