@@ -4,7 +4,8 @@
 
 use crate::conv2d::Conv2d;
 use crate::gpu::{
-    AdapterSummary, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
+    AdapterSummary, Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo,
+    STORAGE_ALIGN_BYTES,
 };
 use crate::init::Init;
 use crate::layer::LayerSpec;
@@ -335,8 +336,8 @@ impl GpuModel {
         gpu: &Gpu,
         model: &Sequential,
         batch: usize,
-        params: &wgpu::Buffer,
-        grads: Option<&wgpu::Buffer>,
+        params: &Buffer,
+        grads: Option<&Buffer>,
         step: &BufferRef,
         input: Option<&BufferRef>,
     ) -> Result<GpuModel, GpuError> {

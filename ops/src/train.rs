@@ -5,9 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{
-    BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder, encode_dispatches,
-};
+use crate::gpu::{Buffer, BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder};
 use crate::loss::{cross_entropy, distill, mse};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
@@ -75,11 +73,11 @@ const METRIC_WORDS: usize = 8;
 
 /// Buffers for the loss of one batch size: labels/targets in, gradient and stats out.
 struct LossIo {
-    labels: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    metrics: wgpu::Buffer,
-    metrics_staging: wgpu::Buffer,
-    step: wgpu::Buffer,
+    labels: Buffer,
+    targets: Buffer,
+    metrics: Buffer,
+    metrics_staging: Buffer,
+    step: Buffer,
     dispatches: Vec<Dispatch>,
     host_features: Vec<f32>,
     host_labels: Vec<u32>,
@@ -97,7 +95,7 @@ impl LossIo {
         gm: &GpuModel,
         loss: LossKind,
         dlogits: &BufferRef,
-        step: wgpu::Buffer,
+        step: Buffer,
         features: usize,
         teacher: Option<&BufferRef>,
     ) -> Result<LossIo, GpuError> {
@@ -228,7 +226,7 @@ impl LossIo {
 pub struct ModelParams {
     def: ModelDef,
     model: Sequential,
-    params: wgpu::Buffer,
+    params: Buffer,
 }
 
 impl ModelParams {
@@ -290,11 +288,11 @@ pub struct ChainInputs<'a> {
 pub struct TrainStep {
     model: Sequential,
     cfg: TrainConfig,
-    params: wgpu::Buffer,
-    grads: wgpu::Buffer,
-    state: Option<wgpu::Buffer>,
+    params: Buffer,
+    grads: Buffer,
+    state: Option<Buffer>,
     /// A frozen encoder's forward pass (its output is the model's input).
-    encoder: Option<(Sequential, wgpu::Buffer, GpuModel)>,
+    encoder: Option<(Sequential, Buffer, GpuModel)>,
     /// A frozen teacher's forward pass (its logits feed the distillation loss).
     teacher: Option<GpuModel>,
     step_tensor: String,
@@ -546,7 +544,6 @@ impl TrainStep {
             pad1: 0,
         };
         gpu.write(&self.loss.step, 0, &[uniform]);
-        let mut encoder = gpu.encoder();
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
         if gpu.is_recording() {
             gpu.push_recorded(
@@ -559,14 +556,12 @@ impl TrainStep {
                     .collect(),
             );
         }
-        encode_dispatches(
-            &mut encoder,
+        gpu.submit_dispatches(
             self.forward_dispatches()
                 .chain(&self.loss.dispatches)
                 .chain(&self.gpu_model.backward)
                 .chain(tail),
         );
-        gpu.submit(encoder.finish());
         if complete {
             self.opt_t += 1;
             self.micro = 0;
@@ -746,9 +741,7 @@ impl TrainStep {
         for d in dispatches {
             let started = std::time::Instant::now();
             for _ in 0..reps.max(1) {
-                let mut encoder = gpu.encoder();
-                encode_dispatches(&mut encoder, [d]);
-                gpu.submit(encoder.finish());
+                gpu.submit_dispatches([d]);
                 gpu.wait_idle()?;
             }
             timings.push(KernelTiming {
@@ -845,7 +838,7 @@ fn find_tensor<'a>(
 fn write_params(
     gpu: &Gpu,
     model: &Sequential,
-    buffer: &wgpu::Buffer,
+    buffer: &Buffer,
     tensors: &[NamedTensor],
 ) -> Result<(), GpuError> {
     let mut flat = vec![0.0f32; model.packed_len];
@@ -898,9 +891,9 @@ impl EvalStep {
 
     fn build(
         gpu: &Gpu,
-        encoder: Option<(&Sequential, &wgpu::Buffer)>,
+        encoder: Option<(&Sequential, &Buffer)>,
         model: &Sequential,
-        params: &wgpu::Buffer,
+        params: &Buffer,
         loss: LossKind,
         batch: usize,
     ) -> Result<EvalStep, GpuError> {
@@ -966,18 +959,15 @@ impl EvalStep {
             ..StepUniform::default()
         };
         gpu.write(&self.loss.step, 0, &[uniform]);
-        let mut encoder = gpu.encoder();
         if gpu.is_recording() {
             gpu.push_recorded("eval", self.dispatches());
         }
         let frozen = self.encoder.iter().flat_map(|gm| &gm.forward);
-        encode_dispatches(
-            &mut encoder,
+        gpu.submit_dispatches(
             frozen
                 .chain(&self.gpu_model.forward)
                 .chain(&self.loss.dispatches),
         );
-        gpu.submit(encoder.finish());
         gpu.take_error()
     }
 

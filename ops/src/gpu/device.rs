@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::GpuError;
-use super::kernel::BufferRef;
+use super::kernel::{Buffer, BufferRef, Dispatch, encode_dispatches};
 
 /// Offsets of tensors packed into one buffer are multiples of this (bytes); it satisfies
 /// `min_storage_buffer_offset_alignment` on every adapter we know of (checked at start).
@@ -90,7 +90,7 @@ pub struct Gpu {
     pub(crate) pipelines: Mutex<HashMap<(String, String), wgpu::ComputePipeline>>,
     errors: Arc<Mutex<Vec<String>>>,
     /// Labels of the buffers allocated here, for describing dispatches (plan time only).
-    labels: Mutex<HashMap<wgpu::Buffer, String>>,
+    labels: Mutex<HashMap<Buffer, String>>,
     /// Whether submitted steps are recorded (tests compare them with the plan's list).
     recording: std::sync::atomic::AtomicBool,
     recorded: Mutex<Vec<(&'static str, Vec<super::kernel::DispatchInfo>)>>,
@@ -267,7 +267,7 @@ impl Gpu {
     }
 
     /// A storage buffer of `bytes` (rounded up to 16) usable as copy source and destination.
-    pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+    pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<Buffer, GpuError> {
         let size = bytes.max(16).div_ceil(16) * 16;
         if size > self.summary.max_buffer_size {
             return Err(GpuError::TooLarge {
@@ -277,32 +277,32 @@ impl Gpu {
             });
         }
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
+        }));
         self.label(&buffer, label);
         Ok(buffer)
     }
 
     /// A uniform buffer of `bytes` (rounded up to 16) written with `queue.write_buffer`.
-    pub fn uniform_buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+    pub fn uniform_buffer(&self, label: &str, bytes: u64) -> Buffer {
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(16) * 16,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
+        }));
         self.label(&buffer, label);
         buffer
     }
 
-    fn label(&self, buffer: &wgpu::Buffer, label: &str) {
+    fn label(&self, buffer: &Buffer, label: &str) {
         self.labels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -310,7 +310,7 @@ impl Gpu {
     }
 
     /// The label a buffer was allocated with.
-    pub(crate) fn label_of(&self, buffer: &wgpu::Buffer) -> String {
+    pub(crate) fn label_of(&self, buffer: &Buffer) -> String {
         self.labels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -349,29 +349,37 @@ impl Gpu {
     }
 
     /// A host-readable staging buffer.
-    pub fn readback_buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+    pub fn readback_buffer(&self, label: &str, bytes: u64) -> Buffer {
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(16) * 16,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// Queues a write of `data` at byte `offset` (lands before the next submission).
-    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset: u64, data: &[T]) {
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &Buffer, offset: u64, data: &[T]) {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         if bytes.is_empty() {
             return;
         }
         if bytes.len().is_multiple_of(4) {
-            self.queue.write_buffer(buffer, offset, bytes);
+            self.queue.write_buffer(&buffer.0, offset, bytes);
         }
     }
 
+    /// Encodes `dispatches` in order into one command buffer and submits it: the whole of
+    /// a training step or an eval batch.
+    pub fn submit_dispatches<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
+        let mut encoder = self.encoder();
+        encode_dispatches(&mut encoder, dispatches);
+        self.submit(encoder.finish());
+    }
+
     /// Submits one command buffer.
-    pub fn submit(&self, commands: wgpu::CommandBuffer) {
+    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) {
         self.counters.submissions.fetch_add(1, Ordering::Relaxed);
         self.queue.submit(std::iter::once(commands));
     }
@@ -385,7 +393,7 @@ impl Gpu {
     }
 
     /// A fresh command encoder.
-    pub fn encoder(&self) -> wgpu::CommandEncoder {
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
     }
@@ -395,14 +403,14 @@ impl Gpu {
     pub fn read_bytes(
         &self,
         src: &BufferRef,
-        staging: &wgpu::Buffer,
+        staging: &Buffer,
         what: &str,
     ) -> Result<Vec<u8>, GpuError> {
         let mut encoder = self.encoder();
-        encoder.copy_buffer_to_buffer(&src.buffer, src.offset, staging, 0, src.size);
+        encoder.copy_buffer_to_buffer(&src.buffer.0, src.offset, &staging.0, 0, src.size);
         self.submit(encoder.finish());
         self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
-        let slice = staging.slice(0..src.size);
+        let slice = staging.0.slice(0..src.size);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -421,7 +429,7 @@ impl Gpu {
             let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
             view.to_vec()
         };
-        staging.unmap();
+        staging.0.unmap();
         self.take_error()?;
         Ok(bytes)
     }

@@ -14,10 +14,22 @@ pub const WG_1D: u32 = 64;
 /// Most workgroups a one-dimensional kernel launches; kernels loop with a grid stride.
 const MAX_GROUPS_1D: u32 = 4096;
 
+/// A device buffer. Only `ops::gpu` sees the wgpu buffer inside; the rest of the crate
+/// and the engine hold this handle (cheap to clone: it is reference counted).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Buffer(pub(crate) wgpu::Buffer);
+
+impl Buffer {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.0.size()
+    }
+}
+
 /// A byte range of a buffer.
 #[derive(Clone, Debug)]
 pub struct BufferRef {
-    pub buffer: wgpu::Buffer,
+    pub buffer: Buffer,
     /// Byte offset (a multiple of [`super::STORAGE_ALIGN_BYTES`] for storage bindings).
     pub offset: u64,
     /// Byte length.
@@ -26,7 +38,7 @@ pub struct BufferRef {
 
 impl BufferRef {
     /// The whole buffer.
-    pub fn whole(buffer: &wgpu::Buffer) -> BufferRef {
+    pub fn whole(buffer: &Buffer) -> BufferRef {
         BufferRef {
             buffer: buffer.clone(),
             offset: 0,
@@ -131,7 +143,7 @@ impl Dispatch {
 
 /// Records `dispatches` in order; consecutive compute dispatches share one compute pass
 /// (wgpu inserts the barriers between dependent dispatches).
-pub fn encode_dispatches<'a>(
+pub(crate) fn encode_dispatches<'a>(
     encoder: &mut wgpu::CommandEncoder,
     dispatches: impl IntoIterator<Item = &'a Dispatch>,
 ) {
@@ -158,9 +170,9 @@ pub fn encode_dispatches<'a>(
             Work::Copy { src, dst } => {
                 pass = None;
                 encoder.copy_buffer_to_buffer(
-                    &src.buffer,
+                    &src.buffer.0,
                     src.offset,
-                    &dst.buffer,
+                    &dst.buffer.0,
                     dst.offset,
                     src.size,
                 );
@@ -293,7 +305,7 @@ impl<'a> KernelBuilder<'a> {
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &b.buffer,
+                    buffer: &b.buffer.0,
                     offset: b.offset,
                     size: NonZeroU64::new(b.size.max(4)),
                 }),

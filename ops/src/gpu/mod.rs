@@ -11,6 +11,6 @@ pub use device::{
 };
 pub use error::GpuError;
 pub use kernel::{
-    BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, encode_dispatches, grid_1d,
+    Buffer, BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, grid_1d,
 };
 pub(crate) use kernel::{broadcast, shared_loads, shift_tile};

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use ops::gpu::{BufferRef, KernelBuilder, LayerIo, encode_dispatches};
+use ops::gpu::{BufferRef, KernelBuilder, LayerIo};
 use ops::rng::Rng;
 use ops::{BackendChoice, CpuCtx, DeviceRequest, Gpu, Op, Tensor};
 
@@ -177,13 +177,9 @@ pub fn run_layer(
     let mut k = KernelBuilder::new(gpu);
     let fwd = op.gpu_forward(&mut k, &io).unwrap();
     let bwd = op.gpu_backward(&mut k, &io).unwrap();
-    let mut enc = gpu.encoder();
-    encode_dispatches(&mut enc, fwd.iter());
-    gpu.submit(enc.finish());
+    gpu.submit_dispatches(fwd.iter());
     let y = gpu.read_f32(&io.y).unwrap();
-    let mut enc = gpu.encoder();
-    encode_dispatches(&mut enc, bwd.iter());
-    gpu.submit(enc.finish());
+    gpu.submit_dispatches(bwd.iter());
     let dx = gpu.read_f32(io.dx.as_ref().unwrap()).unwrap();
     let grads = io.grads.iter().map(|g| gpu.read_f32(g).unwrap()).collect();
     gpu.take_error().unwrap();
