@@ -157,39 +157,8 @@ fn trace_one(
     forwards.reverse();
     let p = &parsed.pipeline;
     let frozen = |f: usize| p.models.get(model_of(p, f)).is_some_and(|m| m.frozen);
-    for (at, &f) in forwards.iter().enumerate() {
-        let model = model_of(p, f);
-        if at > 0 && frozen(f) {
-            out.push(
-                Diagnostic::new(
-                    "unsupported",
-                    format!("frozen model `{model}` is behind model `{}` on the chain of `{}`: gradients do not flow through frozen models", model_of(p, forwards[at - 1]), stages[step].id()),
-                )
-                .at(parsed.span(&field_path(f, "model")), "frozen, but not the chain's first model")
-                .stage(stages[f].id())
-                .hint("only the first model of a chain may be frozen (a pre-trained encoder); unfreeze this one"),
-            );
-            return None;
-        }
-        if forwards[..at].iter().any(|&g| model_of(p, g) == model) {
-            out.push(
-                Diagnostic::new(
-                    "unsupported",
-                    format!(
-                        "model `{model}` appears twice on the chain of `{}`",
-                        stages[step].id()
-                    ),
-                )
-                .at(
-                    parsed.span(&field_path(f, "model")),
-                    "second use on this chain",
-                )
-                .stage(stages[f].id())
-                .hint("define a second model with the same layers (weights are not shared)"),
-            );
-            return None;
-        }
-    }
+    // Problems are reported and the chain is still returned, so that evals of its model
+    // are not reported as well; the pipeline is invalid either way.
     if forwards.iter().all(|&f| frozen(f)) {
         out.push(
             Diagnostic::new(
@@ -200,9 +169,42 @@ fn trace_one(
             .stage(stages[step].id())
             .hint("remove `frozen: true` from the model this step should train, or remove the step stage"),
         );
-        return None;
+    } else if let Some(at) = (1..forwards.len()).find(|&at| frozen(forwards[at])) {
+        let f = forwards[at];
+        out.push(
+            Diagnostic::new(
+                "unsupported",
+                format!("frozen model `{}` is behind model `{}` on the chain of `{}`: gradients do not flow through frozen models", model_of(p, f), model_of(p, forwards[at - 1]), stages[step].id()),
+            )
+            .at(parsed.span(&field_path(f, "model")), "frozen, but not the chain's first model")
+            .stage(stages[f].id())
+            .hint("only the first model of a chain may be frozen (a pre-trained encoder); unfreeze this one"),
+        );
     }
-    let teacher = teacher_of(parsed, g, loss, load, out)?;
+    if let Some(at) = (1..forwards.len()).find(|&at| {
+        forwards[..at]
+            .iter()
+            .any(|&g| model_of(p, g) == model_of(p, forwards[at]))
+    }) {
+        let f = forwards[at];
+        out.push(
+            Diagnostic::new(
+                "unsupported",
+                format!(
+                    "model `{}` appears twice on the chain of `{}`",
+                    model_of(p, f),
+                    stages[step].id()
+                ),
+            )
+            .at(
+                parsed.span(&field_path(f, "model")),
+                "second use on this chain",
+            )
+            .stage(stages[f].id())
+            .hint("define a second model with the same layers (weights are not shared)"),
+        );
+    }
+    let teacher = teacher_of(parsed, g, loss, load, out).flatten();
     Some(TrainChain {
         load,
         forward,
@@ -253,26 +255,38 @@ fn teacher_of(
                 );
                 return None;
             }
-            if g.source_of(t, "input").map(|(s, _)| s) != Some(load) {
-                out.push(
-                    Diagnostic::new(
-                        "unsupported",
-                        format!(
-                            "the teacher of loss `{}` reads other data than the student",
-                            l.id
-                        ),
-                    )
-                    .at(
-                        parsed.span(&field_path(t, "input")),
-                        "not the student's load stage",
-                    )
-                    .stage(p.stages[t].id())
-                    .hint(format!(
-                        "feed the teacher `{}.features`",
-                        p.stages[load].id()
-                    )),
-                );
-                return None;
+            match g.source_of(t, "input").map(|(s, _)| s) {
+                Some(source) if source == load => {}
+                Some(source) if matches!(p.stages[source], Stage::Forward(_)) => {
+                    out.push(
+                        Diagnostic::new("unsupported", format!("the teacher `{model}` of loss `{}` reads another model's outputs: a teacher is one frozen model", l.id))
+                            .at(parsed.span(&field_path(t, "input")), "another model's outputs")
+                            .stage(p.stages[t].id())
+                            .hint(format!("teach with one model fed `{}.features` (define it with the layers of the models chained here)", p.stages[load].id())),
+                    );
+                    return None;
+                }
+                _ => {
+                    out.push(
+                        Diagnostic::new(
+                            "unsupported",
+                            format!(
+                                "the teacher of loss `{}` reads other data than the student",
+                                l.id
+                            ),
+                        )
+                        .at(
+                            parsed.span(&field_path(t, "input")),
+                            "not the student's load stage",
+                        )
+                        .stage(p.stages[t].id())
+                        .hint(format!(
+                            "feed the teacher `{}.features`",
+                            p.stages[load].id()
+                        )),
+                    );
+                    return None;
+                }
             }
             Some(Some(t))
         }

@@ -31,6 +31,33 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
             .hint("this engine reads pipeline format version 1; write `version: 1`"),
         );
     }
+    for (name, model) in &p.models {
+        let Some(path) = &model.init_from else {
+            continue;
+        };
+        let full = parsed.base_dir.join(path);
+        if !full.exists() {
+            out.push(
+                Diagnostic::new(
+                    "bad-init-from",
+                    format!("model `{name}` starts from `{path}`, which does not exist"),
+                )
+                .at(
+                    parsed.span(&[
+                        Seg::Key("models".into()),
+                        Seg::Key(name.clone()),
+                        Seg::Key("init_from".into()),
+                    ]),
+                    "no such file or directory",
+                )
+                .expected_found(
+                    "a checkpoint directory or a `.safetensors` file, relative to the pipeline file",
+                    format!("`{}`", full.display()),
+                )
+                .hint("write the path relative to the pipeline file, e.g. the output of `engine export`"),
+            );
+        }
+    }
     let mut c = Ctx { parsed, out };
     for (i, stage) in p.stages.iter().enumerate() {
         match stage {

@@ -249,24 +249,30 @@ fn shape_hint(kind: &str) -> &'static str {
 }
 
 /// The first model of the chain of forwards that ends in `model`: walks back from a
-/// forward stage of `model` through the forwards feeding it (itself when it reads a load).
-fn first_model<'p>(parsed: &'p ParsedPipeline, graph: &StageGraph, model: &'p str) -> &'p str {
+/// forward stage of `model` through the forwards feeding it (itself when it reads a load,
+/// or when no forward runs it). `None` when a forward on the way has no resolved input.
+fn first_model<'p>(
+    parsed: &'p ParsedPipeline,
+    graph: &StageGraph,
+    model: &'p str,
+) -> Option<&'p str> {
     let stages = &parsed.pipeline.stages;
     let Some(mut at) = stages
         .iter()
         .position(|s| matches!(s, Stage::Forward(f) if f.model == model))
     else {
-        return model;
+        return Some(model);
     };
     for _ in 0..stages.len() {
         match graph.source_of(at, "input").map(|(s, _)| (s, &stages[s])) {
             Some((source, Stage::Forward(_))) => at = source,
-            _ => break,
+            Some(_) => break,
+            None => return None,
         }
     }
     match &stages[at] {
-        Stage::Forward(f) => &f.model,
-        _ => model,
+        Stage::Forward(f) => Some(&f.model),
+        _ => Some(model),
     }
 }
 
@@ -383,8 +389,11 @@ fn check_edges(
                 else {
                     continue;
                 };
-                // The eval feeds the data to the first model of the chain its model ends.
-                let first = first_model(parsed, graph, &e.model);
+                // The eval feeds the data to the first model of the chain its model ends
+                // (unknown while the chain has a broken reference: reported already).
+                let Some(first) = first_model(parsed, graph, &e.model) else {
+                    continue;
+                };
                 let Some(input) = models.get(first).map(|m| &m.input) else {
                     continue;
                 };
