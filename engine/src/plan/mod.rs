@@ -917,12 +917,20 @@ impl fmt::Display for Plan {
             s.batch_size,
             bytes(m.total)
         )?;
-        let lr: Vec<String> = self
-            .lr_preview
-            .iter()
-            .map(|p| format!("step {} {:.6e} ({})", p.step, p.lr, p.note))
-            .collect();
-        writeln!(f, "lr: {}", lr.join(", "))?;
+        let preview = |points: &[LrPoint]| -> String {
+            points
+                .iter()
+                .map(|p| format!("step {} {:.6e} ({})", p.step, p.lr, p.note))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.chains.len() > 1 {
+            for c in &self.chains {
+                writeln!(f, "lr {}: {}", c.name, preview(&lr_preview(c)))?;
+            }
+        } else {
+            writeln!(f, "lr: {}", preview(&self.lr_preview))?;
+        }
         writeln!(
             f,
             "kernels per step (by op; `engine plan --dispatches` lists the exact dispatches): {}",
