@@ -257,12 +257,21 @@ fn main() -> ExitCode {
             };
             match engine::run::run_plan(&plan, &options) {
                 Ok(summary) => {
-                    for (name, m) in &summary.evals {
+                    // In firing order, with the metrics each eval computes.
+                    for e in &plan.evals {
+                        let Some(m) = summary.evals.get(&e.name) else {
+                            continue;
+                        };
+                        let top5 = if e.metrics.contains(&engine::spec::EvalMetric::Top5) {
+                            format!(", top-5 {:.2}%", m.top5 * 100.0)
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "{name}: loss {:.4}, accuracy {:.2}%, top-5 {:.2}% ({} samples)",
+                            "{}: loss {:.4}, accuracy {:.2}%{top5} ({} samples)",
+                            e.name,
                             m.loss,
                             m.accuracy * 100.0,
-                            m.top5 * 100.0,
                             m.samples
                         );
                     }
