@@ -406,12 +406,15 @@ impl<'p> Callbacks<'p> {
                 }
             }
         }
-        for (name, m) in &self.memory.evals {
-            parts.push(format!(
-                "{name} loss {:.4} acc {:.2}%",
-                m.loss,
-                m.accuracy * 100.0
-            ));
+        for e in &self.plan.evals {
+            if let Some(m) = self.memory.evals.get(&e.name) {
+                parts.push(format!(
+                    "{} loss {:.4} acc {:.2}%",
+                    e.name,
+                    m.loss,
+                    m.accuracy * 100.0
+                ));
+            }
         }
         self.print(parts.join("  "));
     }
