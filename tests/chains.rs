@@ -285,3 +285,33 @@ fn a_student_distils_from_a_frozen_teacher_loaded_from_its_file() {
     assert!(accuracy("kd_test") > 0.85, "{}", accuracy("kd_test"));
     assert!(accuracy("alone_test") > 0.85, "{}", accuracy("alone_test"));
 }
+
+#[test]
+fn a_batch_end_checkpoint_at_a_step_with_every_n_steps_hooks_resumes_exactly() {
+    // `metrics` writes steps records every 4 lead steps; a checkpoint after every batch
+    // is saved after those hooks too, so resuming from one at step 8 loses nothing.
+    let set = ["--set", "stages.save.on=[batch_end]"];
+    let reference = dir("batch-end-reference");
+    run(FIXTURE, &reference, &set);
+    let expected = metrics(&reference);
+    let last = "checkpoints/step-00000045-micro-00000090/weights.safetensors";
+    let expected_weights = bytes(&reference.join(last));
+    let resumed = dir("batch-end-resumed");
+    copy_dir(&reference, &resumed);
+    let checkpoint = resumed.join("checkpoints/step-00000008");
+    assert!(checkpoint.exists(), "no checkpoint after step 8");
+    for later in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+        let path = later.unwrap().path();
+        if path.file_name() > checkpoint.file_name() {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+    let path = checkpoint.display().to_string();
+    run(
+        FIXTURE,
+        &resumed,
+        &[&set[..], &["--resume", &path]].concat(),
+    );
+    assert_eq!(metrics(&resumed), expected);
+    assert!(bytes(&resumed.join(last)) == expected_weights);
+}

@@ -32,6 +32,20 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
         );
     }
     for (name, model) in &p.models {
+        // Checkpoints keep accumulated gradients as `grads.<tensor>`; with several models a
+        // tensor is `<model>.<tensor>`, so a model named `grads` would be ambiguous.
+        if name == "grads" {
+            out.push(
+                Diagnostic::new("reserved-name", "a model may not be named `grads`")
+                    .at(
+                        parsed.span(&[Seg::Key("models".into()), Seg::Key(name.clone())]),
+                        "reserved",
+                    )
+                    .hint(
+                        "checkpoints name accumulated gradients `grads.<tensor>`; rename the model",
+                    ),
+            );
+        }
         let Some(path) = &model.init_from else {
             continue;
         };

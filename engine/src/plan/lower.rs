@@ -405,6 +405,9 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             )
         })
         .collect();
+    if let crate::spec::Schedule::Steps(n) = p.schedule {
+        steps_of_other_chains(&mut chains, n);
+    }
     Program {
         chains,
         frozen,
@@ -429,6 +432,28 @@ fn models_in_use(checked: &CheckedPipeline) -> BTreeSet<&str> {
         }
     }
     names
+}
+
+/// Under `schedule: {steps: n}` the run ends when the lead chain has made `n` steps; the
+/// other chains make as many as their batches in those ticks allow (a chain waits at an
+/// epoch end for the others). Their LR schedules run over that count.
+fn steps_of_other_chains(chains: &mut [ChainPlan], n: u64) {
+    let Some(lead) = chains.first().map(|c| c.schedule.clone()) else {
+        return;
+    };
+    let lead_bpe = lead.batches_per_epoch as u64;
+    let micro = n * u64::from(lead.accumulation.max(1));
+    if lead_bpe == 0 || micro == 0 {
+        return;
+    }
+    // The lead's last micro-batch is tick `last` of epoch `full` (0-based epochs).
+    let full = (micro - 1) / lead_bpe;
+    let last = micro - full * lead_bpe;
+    for c in chains.iter_mut().skip(1) {
+        let bpe = c.schedule.batches_per_epoch as u64;
+        let own = full * bpe + last.min(bpe);
+        c.schedule.total_steps = own / u64::from(c.schedule.accumulation.max(1));
+    }
 }
 
 fn optimizer_kind(spec: &OptimizerSpec) -> OptimizerKind {

@@ -141,6 +141,19 @@ pub(super) fn train_step(
     }
     for (model, path) in &plan.init_from {
         let tensors = model_tensors(path, model, plan.layer_names.is_some())?;
+        // Every parameter of the model must be in the file, as for a frozen model.
+        let prefix = format!("{model}.");
+        let missing = train.model().slots.iter().find(|slot| {
+            (plan.layer_names.is_none() || slot.name.starts_with(&prefix))
+                && !tensors.iter().any(|t| t.name == slot.name)
+        });
+        if let Some(slot) = missing {
+            return Err(mismatch(path, model)(GpuError::ParamMismatch {
+                name: slot.name.clone(),
+                message: format!("missing (expected shape {:?})", slot.shape),
+            })
+            .into());
+        }
         train
             .load_some_params(gpu, &tensors)
             .map_err(mismatch(path, model))?;

@@ -374,7 +374,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let grads = grads
         .into_iter()
         .map(|g| NamedTensor {
-            name: g.name.trim_start_matches("grads.").to_string(),
+            name: g.name.strip_prefix("grads.").unwrap_or(&g.name).to_string(),
             ..g
         })
         .collect();

@@ -70,8 +70,9 @@ struct Runner<'p> {
     every_steps: Option<u64>,
     /// The `every_n_steps` periods that keep a training window, ascending.
     periods: Vec<u64>,
-    /// A trigger a resumed run must not fire again (the checkpoint was taken there).
-    skip_once: Option<Trigger>,
+    /// Triggers a resumed run must not fire again (the checkpoint was taken at the first;
+    /// a `batch_start` checkpoint at an epoch's first batch also skips `epoch_start`).
+    skip_once: Vec<Trigger>,
     /// Samples processed before this process started (a resumed run).
     samples_at_start: u64,
 }
@@ -204,7 +205,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         rollback: None,
         every_steps,
         periods,
-        skip_once: None,
+        skip_once: Vec::new(),
         samples_at_start: 0,
         chains,
         frozen,
@@ -308,7 +309,7 @@ impl Runner<'_> {
             })?;
         self.results = self.hooks.eval_results();
         self.monitor = s.monitor;
-        self.skip_once = [
+        let taken_at = [
             Trigger::FitStart,
             Trigger::EpochStart,
             Trigger::BatchStart,
@@ -316,6 +317,13 @@ impl Runner<'_> {
         ]
         .into_iter()
         .find(|t| t.to_string() == s.taken_at);
+        let epoch_begins = chains.iter().all(|c| c.next_batch == 0);
+        self.skip_once = match taken_at {
+            Some(Trigger::BatchStart) if epoch_begins => {
+                vec![Trigger::EpochStart, Trigger::BatchStart]
+            }
+            other => other.into_iter().collect(),
+        };
         *pos = Position {
             epoch: s.epoch,
             chains,
@@ -408,15 +416,24 @@ impl Runner<'_> {
                     Trigger::AfterBackward,
                     Trigger::BatchEnd,
                 ];
+                // Checkpoints wait for every trigger of this tick (batch_end, then the
+                // every_n_steps ones due at this step), so a resumed run, which starts at
+                // the next batch, misses none of them.
+                let mut checkpoints = Vec::new();
                 for (fires, trigger) in in_batch[1..].iter().zip(after) {
                     if *fires {
-                        stop |= self.fire(trigger, pos)?;
+                        stop |= self.fire_hooks(trigger, pos, &mut checkpoints)?;
                     }
                 }
                 if self.rollback.is_some() {
                     break;
                 }
                 if !stepped {
+                    self.save_checkpoints(checkpoints, Trigger::BatchEnd, pos)?;
+                    // A stop while the lead chain waits at an epoch end stops the others.
+                    if stop {
+                        break;
+                    }
                     waited = Instant::now();
                     continue;
                 }
@@ -427,9 +444,6 @@ impl Runner<'_> {
                     // One read of the device sums serves every trigger due at this step.
                     self.read_train(pos)?;
                 }
-                // Checkpoints wait for every trigger due at this step, so a resumed run,
-                // which starts at the next batch, misses none of them.
-                let mut checkpoints = Vec::new();
                 for trigger in due.iter().copied() {
                     stop |= self.fire_hooks(trigger, pos, &mut checkpoints)?;
                     if self.rollback.is_some() {
@@ -455,9 +469,8 @@ impl Runner<'_> {
                         c.windows.insert(n, MetricSums::default());
                     }
                 }
-                if let Some(&trigger) = due.last() {
-                    self.save_checkpoints(checkpoints, trigger, pos)?;
-                }
+                let last = due.last().copied().unwrap_or(Trigger::BatchEnd);
+                self.save_checkpoints(checkpoints, last, pos)?;
                 // An epoch schedule finishes its epochs (their end hooks fire even when a
                 // trailing incomplete accumulation group is left unapplied).
                 if stop || (epochs.is_none() && pos.step() >= total_steps) {
@@ -657,9 +670,8 @@ impl Runner<'_> {
         pos: &mut Position,
         checkpoints: &mut Vec<callbacks::CheckpointRequest>,
     ) -> Result<bool, RunError> {
-        if let Some(skip) = self.skip_once.take()
-            && skip == trigger
-        {
+        if let Some(at) = self.skip_once.iter().position(|t| *t == trigger) {
+            self.skip_once.remove(at);
             return Ok(false);
         }
         let plan = self.plan;
