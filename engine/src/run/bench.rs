@@ -124,10 +124,7 @@ pub fn bench_pipeline(
 
     let started = Instant::now();
     let gpu = Gpu::new(&request)?;
-    let mut frozen = Vec::with_capacity(plan.frozen.len());
-    for f in &plan.frozen {
-        frozen.push(super::chain::FrozenRun::new(&gpu, f, plan.seed)?);
-    }
+    let frozen = super::chain::frozen_runs(&gpu, plan)?;
     let mut train = super::chain::train_step(&gpu, chain, &frozen)?;
     let step = |train: &mut TrainStep, i: u64| -> Result<(), RunError> {
         train.upload_batch(

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use ops::gpu::{Gpu, GpuError};
 use ops::model::Sequential;
-use ops::train::{ChainInputs, ModelParams, NamedTensor, TrainStep};
+use ops::train::{ChainInputs, EvalStep, LossKind, ModelParams, NamedTensor, TrainStep};
 
 use crate::data::{Batch, Split};
-use crate::plan::{ChainPlan, FrozenPlan};
+use crate::plan::{ChainPlan, EvalPlan, EvalTarget, FrozenPlan, Plan};
 
 use super::RunError;
 use super::checkpoint::{self, ChainState};
@@ -99,6 +99,35 @@ impl ChainRun {
         self.train
             .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
     }
+}
+
+/// Every frozen model of the plan, initialised and loaded from its `init_from:`.
+pub(super) fn frozen_runs(gpu: &Gpu, plan: &Plan) -> Result<Vec<FrozenRun>, RunError> {
+    plan.frozen
+        .iter()
+        .map(|f| FrozenRun::new(gpu, f, plan.seed))
+        .collect()
+}
+
+/// An eval's compiled step: over its chain's step (`chains[i]` is chain `i`'s), or over a
+/// frozen model with cross entropy.
+pub(super) fn eval_step(
+    gpu: &Gpu,
+    eval: &EvalPlan,
+    chains: &[&TrainStep],
+    frozen: &[FrozenRun],
+) -> Result<EvalStep, RunError> {
+    Ok(match eval.target {
+        EvalTarget::Chain(c) => EvalStep::new(gpu, chains[c.0], eval.batch_size)?,
+        EvalTarget::Frozen(f) => EvalStep::for_params(
+            gpu,
+            &frozen[f.0].params,
+            LossKind::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+            eval.batch_size,
+        )?,
+    })
 }
 
 /// A chain's compiled training step: its model (each of a chained model's models

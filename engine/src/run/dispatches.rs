@@ -5,13 +5,12 @@
 use std::fmt;
 
 use ops::gpu::{DeviceRequest, DispatchInfo, Gpu};
-use ops::train::{EvalStep, LossKind};
 use serde::Serialize;
 
-use crate::plan::{EvalTarget, Plan};
+use crate::plan::Plan;
 
 use super::RunError;
-use super::chain::{FrozenRun, train_step};
+use super::chain::{eval_step, frozen_runs, train_step};
 
 /// The dispatches of one step of each chain and one batch of each eval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -49,10 +48,7 @@ pub struct EvalDispatches {
 /// they dispatch.
 pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<DispatchPlan, RunError> {
     let gpu = Gpu::new(&device.unwrap_or_else(|| plan.device_request.clone()))?;
-    let mut frozen = Vec::with_capacity(plan.frozen.len());
-    for f in &plan.frozen {
-        frozen.push(FrozenRun::new(&gpu, f, plan.seed)?);
-    }
+    let frozen = frozen_runs(&gpu, plan)?;
     let mut steps = Vec::with_capacity(plan.chains.len());
     let mut chains = Vec::with_capacity(plan.chains.len());
     for c in &plan.chains {
@@ -64,22 +60,12 @@ pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<Dispa
         });
         steps.push(train);
     }
+    let steps: Vec<&ops::train::TrainStep> = steps.iter().collect();
     let mut evals = Vec::with_capacity(plan.evals.len());
     for e in &plan.evals {
-        let step = match e.target {
-            EvalTarget::Chain(c) => EvalStep::new(&gpu, &steps[c.0], e.batch_size)?,
-            EvalTarget::Frozen(f) => EvalStep::for_params(
-                &gpu,
-                &frozen[f.0].params,
-                LossKind::CrossEntropy {
-                    label_smoothing: 0.0,
-                },
-                e.batch_size,
-            )?,
-        };
         evals.push(EvalDispatches {
             eval: e.name.clone(),
-            batch: step.dispatches(),
+            batch: eval_step(&gpu, e, &steps, &frozen)?.dispatches(),
         });
     }
     Ok(DispatchPlan {

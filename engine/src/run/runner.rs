@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ops::gpu::Gpu;
-use ops::train::{AccumulationState, EvalStep, LossKind, NamedTensor};
+use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
 use crate::data::{Batch, BatchIter, Prefetcher, Split, prepare};
 use crate::plan::{EvalPlan, EvalTarget, HookId, Plan};
 use crate::spec::{SplitName, Trigger};
 
 use super::callbacks::{self, Action, Callbacks, ChainMoment};
-use super::chain::{ChainRun, FrozenRun, one_hot};
+use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs, one_hot};
 use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
 use super::metrics::{MetricsRecord, MetricsWriter};
 use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
@@ -127,10 +127,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             ))
         })
     };
-    let mut frozen = Vec::with_capacity(plan.frozen.len());
-    for f in &plan.frozen {
-        frozen.push(FrozenRun::new(&gpu, f, plan.seed)?);
-    }
+    let frozen = frozen_runs(&gpu, plan)?;
     let mut chains = Vec::with_capacity(plan.chains.len());
     for c in &plan.chains {
         chains.push(ChainRun::new(
@@ -156,30 +153,15 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             }
         }
     }
+    let steps: Vec<&ops::train::TrainStep> = chains.iter().map(|c| &c.train).collect();
     let mut evals = Vec::with_capacity(plan.evals.len());
     for e in &plan.evals {
-        let (step, one_hot_targets) = match e.target {
-            EvalTarget::Chain(c) => {
-                let chain = &chains[c.0];
-                (
-                    EvalStep::new(&gpu, &chain.train, e.batch_size)?,
-                    chain.plan.one_hot_targets,
-                )
-            }
-            EvalTarget::Frozen(f) => (
-                EvalStep::for_params(
-                    &gpu,
-                    &frozen[f.0].params,
-                    LossKind::CrossEntropy {
-                        label_smoothing: 0.0,
-                    },
-                    e.batch_size,
-                )?,
-                false,
-            ),
+        let one_hot_targets = match e.target {
+            EvalTarget::Chain(c) => chains[c.0].plan.one_hot_targets,
+            EvalTarget::Frozen(_) => false,
         };
         evals.push(EvalRoutine {
-            step,
+            step: eval_step(&gpu, e, &steps, &frozen)?,
             split: split_of(e.dataset.0, e.split)?,
             one_hot_targets,
             plan: e.clone(),

@@ -38,9 +38,9 @@ pub fn cross_entropy_cpu(
             let q = eps / classes as f64 + if j == label { 1.0 - eps } else { 0.0 };
             grad.data[r * classes + j] = ((z[j] as f64 - max).exp() / sum - q) as f32;
         }
-        let argmax = (0..classes).fold(0, |best, j| if z[j] > z[best] { j } else { best });
-        correct += (argmax == label) as u64;
-        top5 += (z.iter().filter(|&&v| v > z[label]).count() < 5) as u64;
+        let (hit, hit5) = super::rank_hits(z, label);
+        correct += hit;
+        top5 += hit5;
     }
     LossOutput {
         loss_sum,

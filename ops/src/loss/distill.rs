@@ -63,9 +63,9 @@ pub fn distill_cpu(
             let hard = p[j] - if j == label { 1.0 } else { 0.0 };
             grad.data[r * classes + j] = (a * t * (ps[j] - pt[j]) + (1.0 - a) * hard) as f32;
         }
-        let argmax = (0..classes).fold(0, |best, j| if z[j] > z[best] { j } else { best });
-        correct += (argmax == label) as u64;
-        top5 += (z.iter().filter(|&&v| v > z[label]).count() < 5) as u64;
+        let (hit, hit5) = super::rank_hits(z, label);
+        correct += hit;
+        top5 += hit5;
     }
     LossOutput {
         loss_sum,

@@ -33,3 +33,11 @@ pub struct LossOutput {
     /// Gradient of the summed loss w.r.t. the outputs; zero in padded rows.
     pub grad: Tensor,
 }
+
+/// Whether `label` is the arg-max of `z` (first maximum on ties) and among its 5 largest
+/// values: the accuracy counts of the classification losses' CPU references.
+pub(crate) fn rank_hits(z: &[f32], label: usize) -> (u64, u64) {
+    let argmax = (0..z.len()).fold(0, |best, j| if z[j] > z[best] { j } else { best });
+    let above = z.iter().filter(|&&v| v > z[label]).count();
+    ((argmax == label) as u64, (above < 5) as u64)
+}
