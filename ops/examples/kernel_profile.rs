@@ -43,7 +43,8 @@ fn main() {
         "device + step built in {:.3} s",
         started.elapsed().as_secs_f64()
     );
-    step.upload_batch(&gpu, &x, &labels, None, batch);
+    step.upload_batch(&gpu, &x, &labels, None, batch)
+        .expect("upload");
     let first = step.profile_kernels(&gpu, 1).expect("profile");
     let optimizer_started = std::time::Instant::now();
     step.record_step(&gpu, 0.01, 0).expect("step");

@@ -21,7 +21,8 @@ fn bench(gpu_req: &DeviceRequest, name: &str, def: ModelDef, batch: usize, steps
     let gpu = Gpu::new(gpu_req).expect("device");
     let mut step = TrainStep::new(&gpu, &def, &config(batch, 0.9)).expect("train step");
     let run = |step: &mut TrainStep, i: u64| {
-        step.upload_batch(&gpu, &x, &labels, None, batch);
+        step.upload_batch(&gpu, &x, &labels, None, batch)
+            .expect("upload");
         step.record_step(&gpu, 0.01, i).expect("step");
     };
     run(&mut step, 0);
@@ -80,7 +81,8 @@ fn matmul(gpu_req: &DeviceRequest, n: usize) {
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
         .collect();
     let labels: Vec<u32> = (0..n as u32).collect();
-    eval.upload_batch(&gpu, &features, &labels, None, n);
+    eval.upload_batch(&gpu, &features, &labels, None, n)
+        .expect("upload");
     eval.record(&gpu).expect("record");
     eval.read_metrics(&gpu).expect("metrics");
     let reps = if n <= 512 { 20 } else { 5 };

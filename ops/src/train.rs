@@ -105,7 +105,7 @@ impl LossIo {
         let targets = gpu.storage_buffer("targets", (batch * out * 4) as u64)?;
         let row_stats = gpu.storage_buffer("row_stats", (batch * 3 * 4) as u64)?;
         let metrics = gpu.storage_buffer("metrics", (METRIC_WORDS * 4) as u64)?;
-        let metrics_staging = gpu.readback_buffer("metrics.readback", (METRIC_WORDS * 4) as u64);
+        let metrics_staging = gpu.readback_buffer("metrics.readback", (METRIC_WORDS * 4) as u64)?;
         let mut k = KernelBuilder::new(gpu);
         let step_ref = BufferRef::whole(&step);
         let logits = &gm.acts[gm.acts.len() - 1];
@@ -180,7 +180,7 @@ impl LossIo {
         labels: &[u32],
         targets: Option<&[f32]>,
         rows: usize,
-    ) {
+    ) -> Result<(), GpuError> {
         let batch = self.host_labels.len();
         let rows = rows.min(batch);
         let per = self.host_features.len() / batch.max(1);
@@ -190,16 +190,17 @@ impl LossIo {
         let nl = rows.min(labels.len());
         self.host_labels[..nl].copy_from_slice(&labels[..nl]);
         self.host_labels[nl..].fill(u32::MAX);
-        gpu.write(&input.buffer, input.offset, &self.host_features);
-        gpu.write(&self.labels, 0, &self.host_labels);
+        gpu.write(&input.buffer, input.offset, &self.host_features)?;
+        gpu.write(&self.labels, 0, &self.host_labels)?;
         if let Some(t) = targets {
             let out = self.host_targets.len() / batch.max(1);
             let nt = (rows * out).min(t.len());
             self.host_targets[..nt].copy_from_slice(&t[..nt]);
             self.host_targets[nt..].fill(0.0);
-            gpu.write(&self.targets, 0, &self.host_targets);
+            gpu.write(&self.targets, 0, &self.host_targets)?;
         }
         self.rows = rows;
+        Ok(())
     }
 
     fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
@@ -216,7 +217,7 @@ impl LossIo {
             samples: w[4] as u64,
             last_grad_norm: f32::from_bits(w[5]),
         };
-        gpu.write(&self.metrics, 0, &[0u32; 5]);
+        gpu.write(&self.metrics, 0, &[0u32; 5])?;
         Ok(m)
     }
 }
@@ -243,7 +244,7 @@ impl ModelParams {
             model.rename_layers(names).map_err(GpuError::InvalidModel)?;
         }
         let params = gpu.storage_buffer("frozen.params", (model.packed_len * 4) as u64)?;
-        gpu.write(&params, 0, &model.pack(&model.init_params(seed)));
+        gpu.write(&params, 0, &model.pack(&model.init_params(seed)))?;
         Ok(ModelParams {
             def: def.clone(),
             model,
@@ -364,13 +365,13 @@ impl TrainStep {
         } else {
             None
         };
-        gpu.write(&params, 0, &seq.pack(&seq.init_params(cfg.seed)));
-        gpu.write(&grads, 0, &vec![0.0f32; len]);
+        gpu.write(&params, 0, &seq.pack(&seq.init_params(cfg.seed)))?;
+        gpu.write(&grads, 0, &vec![0.0f32; len])?;
         if let Some(s) = &state {
-            gpu.write(s, 0, &vec![0.0f32; len * n_state]);
+            gpu.write(s, 0, &vec![0.0f32; len * n_state])?;
         }
         // The step uniform is owned by the loss io; build the model against it.
-        let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepUniform>() as u64);
+        let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepUniform>() as u64)?;
         let step_ref = BufferRef::whole(&step_buf);
         let encoder = match inputs.encoder {
             Some(e) => Some((
@@ -436,7 +437,7 @@ impl TrainStep {
         let mut k = KernelBuilder::new(gpu);
         let partials = gpu.storage_buffer("grad_norm.partials", (clip::PARTIALS * 4) as u64)?;
         let scalars = gpu.storage_buffer("scalars", 16)?;
-        gpu.write(&scalars, 0, &[1.0f32, 0.0, 0.0, 0.0]);
+        gpu.write(&scalars, 0, &[1.0f32, 0.0, 0.0, 0.0])?;
         let step_ref = BufferRef::whole(&loss.step);
         let mut update = clip::dispatches(
             &mut k,
@@ -491,14 +492,14 @@ impl TrainStep {
         labels: &[u32],
         targets: Option<&[f32]>,
         rows: usize,
-    ) {
+    ) -> Result<(), GpuError> {
         // Disjoint field borrows: no handle is cloned on this per-batch path.
         let input = match &self.encoder {
             Some((_, _, gm)) => &gm.acts[0],
             None => &self.gpu_model.acts[0],
         };
         self.loss
-            .upload(gpu, input, features, labels, targets, rows);
+            .upload(gpu, input, features, labels, targets, rows)
     }
 
     /// The forward passes of the frozen encoder and teacher, then the model's.
@@ -543,7 +544,7 @@ impl TrainStep {
             pad0: 0,
             pad1: 0,
         };
-        gpu.write(&self.loss.step, 0, &[uniform]);
+        gpu.write(&self.loss.step, 0, &[uniform])?;
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
         if gpu.is_recording() {
             gpu.push_recorded(
@@ -561,7 +562,7 @@ impl TrainStep {
                 .chain(&self.loss.dispatches)
                 .chain(&self.gpu_model.backward)
                 .chain(tail),
-        );
+        )?;
         if complete {
             self.opt_t += 1;
             self.micro = 0;
@@ -626,7 +627,7 @@ impl TrainStep {
         }
         let step = find_tensor(tensors, &self.step_tensor, &[1])?;
         if let Some(state) = &self.state {
-            gpu.write(state, 0, &flat);
+            gpu.write(state, 0, &flat)?;
         }
         self.opt_t = step.data[0].max(0.0) as u64;
         Ok(())
@@ -651,7 +652,7 @@ impl TrainStep {
             let found = find_tensor(std::slice::from_ref(t), &slot.name, &slot.shape)?;
             flat[slot.offset..slot.offset + slot.len].copy_from_slice(&found.data);
         }
-        gpu.write(&self.params, 0, &flat);
+        gpu.write(&self.params, 0, &flat)?;
         Ok(())
     }
 
@@ -741,7 +742,7 @@ impl TrainStep {
         for d in dispatches {
             let started = std::time::Instant::now();
             for _ in 0..reps.max(1) {
-                gpu.submit_dispatches([d]);
+                gpu.submit_dispatches([d])?;
                 gpu.wait_idle()?;
             }
             timings.push(KernelTiming {
@@ -772,7 +773,7 @@ impl TrainStep {
     ) -> Result<(), GpuError> {
         let mut flat = vec![0.0f32; self.model.packed_len];
         pack(&self.model, &state.grads, "", &mut flat)?;
-        gpu.write(&self.grads, 0, &flat);
+        gpu.write(&self.grads, 0, &flat)?;
         self.micro = state.micro;
         self.group_rows = state.group_rows;
         Ok(())
@@ -851,7 +852,7 @@ fn write_params(
             });
         }
     }
-    gpu.write(buffer, 0, &flat);
+    gpu.write(buffer, 0, &flat)?;
     Ok(())
 }
 
@@ -907,7 +908,8 @@ impl EvalStep {
                 "an eval reports cross entropy or mse, not distillation".into(),
             ));
         }
-        let step_buf = gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64);
+        let step_buf =
+            gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64)?;
         let step_ref = BufferRef::whole(&step_buf);
         let encoder = match encoder {
             Some((m, p)) => Some(GpuModel::build(gpu, m, batch, p, None, &step_ref, None)?),
@@ -942,14 +944,14 @@ impl EvalStep {
         labels: &[u32],
         targets: Option<&[f32]>,
         rows: usize,
-    ) {
+    ) -> Result<(), GpuError> {
         // Disjoint field borrows: no handle is cloned on this per-batch path.
         let input = match &self.encoder {
             Some(gm) => &gm.acts[0],
             None => &self.gpu_model.acts[0],
         };
         self.loss
-            .upload(gpu, input, features, labels, targets, rows);
+            .upload(gpu, input, features, labels, targets, rows)
     }
 
     /// Forward and loss in one submission; metrics accumulate on the device.
@@ -958,7 +960,7 @@ impl EvalStep {
             rows: self.loss.rows as u32,
             ..StepUniform::default()
         };
-        gpu.write(&self.loss.step, 0, &[uniform]);
+        gpu.write(&self.loss.step, 0, &[uniform])?;
         if gpu.is_recording() {
             gpu.push_recorded("eval", self.dispatches());
         }
@@ -967,7 +969,7 @@ impl EvalStep {
             frozen
                 .chain(&self.gpu_model.forward)
                 .chain(&self.loss.dispatches),
-        );
+        )?;
         gpu.take_error()
     }
 

@@ -103,7 +103,8 @@ fn student_distilled_from_a_frozen_teacher_matches_the_cpu_reference() {
     let mut rng = Rng::new(1);
     let x = rng.vec_uniform(rows * 10, -1.0, 1.0);
     let labels: Vec<u32> = (0..rows).map(|r| (r % classes) as u32).collect();
-    step.upload_batch(gpu, &x, &labels, None, rows);
+    step.upload_batch(gpu, &x, &labels, None, rows)
+        .expect("upload");
     step.record_step(gpu, 0.1, 0).unwrap();
 
     let t_seq = Sequential::new(&teacher_def).unwrap();
@@ -176,7 +177,8 @@ fn head_behind_a_frozen_encoder_matches_the_cpu_reference() {
     let mut rng = Rng::new(2);
     let x = rng.vec_uniform(rows * 9, -1.0, 1.0);
     let labels: Vec<u32> = (0..rows).map(|r| (r % 4) as u32).collect();
-    step.upload_batch(gpu, &x, &labels, None, rows);
+    step.upload_batch(gpu, &x, &labels, None, rows)
+        .expect("upload");
     step.record_step(gpu, 0.1, 0).unwrap();
 
     // The frozen encoder runs in evaluation mode: its dropout is off.
@@ -214,7 +216,8 @@ fn head_behind_a_frozen_encoder_matches_the_cpu_reference() {
 
     // Evaluating the chain runs the encoder too.
     let mut eval = EvalStep::new(gpu, &step, 4).unwrap();
-    eval.upload_batch(gpu, &x[..4 * 9], &labels[..4], None, 4);
+    eval.upload_batch(gpu, &x[..4 * 9], &labels[..4], None, 4)
+        .expect("upload");
     eval.record(gpu).unwrap();
     let m = eval.read_metrics(gpu).unwrap();
     let first4 = ops::loss::cross_entropy::cross_entropy_cpu(

@@ -149,7 +149,8 @@ fn check_model(def: ModelDef, rows: usize, batch: usize, finite_differences: boo
     };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
     let d = data(&def, rows, classes, 9);
-    step.upload_batch(gpu, &d.x, &d.labels, None, rows);
+    step.upload_batch(gpu, &d.x, &d.labels, None, rows)
+        .expect("upload");
     step.record_step(gpu, 0.1, 0).unwrap();
     let gpu_grads = flat(&step.grad_tensors(gpu).unwrap());
     let seq = Sequential::new(&def).unwrap();
@@ -329,7 +330,8 @@ fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
         let d = data(&def, rows, 5, 100 + s);
         let targets: Vec<f32> = Rng::new(s).vec_uniform(rows * 5, -1.0, 1.0);
         let t = (loss == LossKind::Mse).then_some(&targets[..]);
-        step.upload_batch(gpu, &d.x, &d.labels, t, rows);
+        step.upload_batch(gpu, &d.x, &d.labels, t, rows)
+            .expect("upload");
         step.record_step(gpu, lr, s).unwrap();
         let (g, _) = cpu_grads(&seq, &params, &d, rows, loss, t, cfg.seed, s);
         let scaled: Vec<f32> = g.iter().map(|v| v * (1.0 / rows as f32)).collect();
@@ -522,12 +524,17 @@ fn accumulation_equals_one_big_batch() {
     let per = 13;
     for s in 0..3u64 {
         let d = data(&def, 8, 5, 200 + s);
-        big.upload_batch(gpu, &d.x, &d.labels, None, 8);
+        big.upload_batch(gpu, &d.x, &d.labels, None, 8)
+            .expect("upload");
         big.record_step(gpu, 0.01, s).unwrap();
         // Unequal micro-batches (5 + 3): the mean is still over all 8 samples.
-        small.upload_batch(gpu, &d.x[..5 * per], &d.labels[..5], None, 5);
+        small
+            .upload_batch(gpu, &d.x[..5 * per], &d.labels[..5], None, 5)
+            .expect("upload");
         small.record_step(gpu, 0.01, 2 * s).unwrap();
-        small.upload_batch(gpu, &d.x[5 * per..], &d.labels[5..], None, 3);
+        small
+            .upload_batch(gpu, &d.x[5 * per..], &d.labels[5..], None, 3)
+            .expect("upload");
         small.record_step(gpu, 0.01, 2 * s + 1).unwrap();
     }
     assert_close(
@@ -563,11 +570,13 @@ fn steady_state_step_is_one_submission_no_readback_no_allocation() {
     };
     let mut step = TrainStep::new(&gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 4, 1);
-    step.upload_batch(&gpu, &d.x, &d.labels, None, 4);
+    step.upload_batch(&gpu, &d.x, &d.labels, None, 4)
+        .expect("upload");
     step.record_step(&gpu, 0.01, 0).unwrap();
     for s in 1..5 {
         let before = gpu.counters();
-        step.upload_batch(&gpu, &d.x, &d.labels, None, 4);
+        step.upload_batch(&gpu, &d.x, &d.labels, None, 4)
+            .expect("upload");
         step.record_step(&gpu, 0.01, s).unwrap();
         let after = gpu.counters();
         assert_eq!(after.submissions - before.submissions, 1);
@@ -593,7 +602,8 @@ fn run_twice_bits(def: &ModelDef, cfg: &TrainConfig) -> (Vec<u32>, ops::StepMetr
     let mut step = TrainStep::new(gpu, def, cfg).unwrap();
     for s in 0..3u64 {
         let d = data(def, cfg.batch, 4, 300 + s);
-        step.upload_batch(gpu, &d.x, &d.labels, None, cfg.batch);
+        step.upload_batch(gpu, &d.x, &d.labels, None, cfg.batch)
+            .expect("upload");
         step.record_step(gpu, 0.05, s).unwrap();
     }
     let m = step.read_train_metrics(gpu).unwrap();
@@ -652,7 +662,8 @@ fn eval_step_matches_cpu_forward() {
     let mut want = (0.0, 0, 0, 0);
     for (i, rows) in [7usize, 2].into_iter().enumerate() {
         let d = data(&def, rows, 5, 400 + i as u64);
-        eval.upload_batch(gpu, &d.x, &d.labels, None, rows);
+        eval.upload_batch(gpu, &d.x, &d.labels, None, rows)
+            .expect("upload");
         eval.record(gpu).unwrap();
         let x = Tensor {
             shape: vec![rows, 13],
@@ -697,7 +708,8 @@ fn checkpoint_round_trip_and_mismatch_errors() {
     );
     let mut a = TrainStep::new(gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 5, 7);
-    a.upload_batch(gpu, &d.x, &d.labels, None, 4);
+    a.upload_batch(gpu, &d.x, &d.labels, None, 4)
+        .expect("upload");
     a.record_step(gpu, 0.01, 0).unwrap();
     let saved = a.param_tensors(gpu).unwrap();
     let state = a.optimizer_state(gpu).unwrap();
@@ -716,7 +728,8 @@ fn checkpoint_round_trip_and_mismatch_errors() {
     b.load_params(gpu, &saved).unwrap();
     b.load_optimizer_state(gpu, &state).unwrap();
     for s in [&mut a, &mut b] {
-        s.upload_batch(gpu, &d.x, &d.labels, None, 4);
+        s.upload_batch(gpu, &d.x, &d.labels, None, 4)
+            .expect("upload");
         s.record_step(gpu, 0.01, 1).unwrap();
     }
     assert_eq!(
@@ -780,7 +793,8 @@ fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
     };
     let mut step = TrainStep::new(gpu, &def, &config(2, sgd())).unwrap();
     let before = flat(&step.param_tensors(gpu).unwrap());
-    step.upload_batch(gpu, &[0.5, -1.0, 2.0, 0.25], &[0, 1_000_000], None, 2);
+    step.upload_batch(gpu, &[0.5, -1.0, 2.0, 0.25], &[0, 1_000_000], None, 2)
+        .expect("upload");
     step.record_step(gpu, 0.1, 0).unwrap();
     let metrics = step.read_train_metrics(gpu).unwrap();
     gpu.take_error().unwrap();

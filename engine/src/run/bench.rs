@@ -133,7 +133,7 @@ pub fn bench_pipeline(
             &batch.labels,
             target.as_deref(),
             batch.rows,
-        );
+        )?;
         train.record_step(&gpu, chain.base_lr as f32, i)?;
         Ok(())
     };
@@ -217,7 +217,7 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
         .collect();
     let labels: Vec<u32> = (0..n as u32).map(|i| i % n as u32).collect();
-    eval.upload_batch(gpu, &features, &labels, None, n);
+    eval.upload_batch(gpu, &features, &labels, None, n)?;
     eval.record(gpu)?;
     eval.read_metrics(gpu)?;
     let reps = if n <= 512 { 20 } else { 5 };

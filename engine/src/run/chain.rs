@@ -89,7 +89,7 @@ impl ChainRun {
     }
 
     /// Uploads one micro-batch.
-    pub fn upload(&mut self, gpu: &Gpu, batch: &Batch) {
+    pub fn upload(&mut self, gpu: &Gpu, batch: &Batch) -> Result<(), ops::GpuError> {
         let target = one_hot(
             self.plan.classes,
             self.plan.one_hot_targets,
@@ -97,7 +97,7 @@ impl ChainRun {
             &mut self.targets,
         );
         self.train
-            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
+            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows)
     }
 }
 

@@ -372,7 +372,7 @@ impl Runner<'_> {
                     let state = &mut pos.chains[i];
                     let lr = (self.hooks.lr_scale() * chain.plan.lr_at(state.step)) as f32;
                     let started = Instant::now();
-                    chain.upload(&self.gpu, &batch);
+                    chain.upload(&self.gpu, &batch)?;
                     self.clock.add("upload", started.elapsed());
                     let started = Instant::now();
                     chain.train.record_step(&self.gpu, lr, state.micro)?;
@@ -875,7 +875,7 @@ fn evaluate(gpu: &Gpu, routine: &mut EvalRoutine) -> Result<StepMetricsSummary, 
         let target = one_hot(classes, routine.one_hot_targets, &batch, &mut targets);
         routine
             .step
-            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows);
+            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows)?;
         routine.step.record(gpu)?;
     }
     Ok(MetricSums::from(routine.step.read_metrics(gpu)?).into())

@@ -1,11 +1,13 @@
-//! Adapter selection, the device, buffer helpers and counters.
+//! The device-neutral front over one [`Backend`]: buffer helpers with labels, the kernel
+//! cache, counters and dispatch recording.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::backend::{Backend, BufferUsage, Handle, KernelSource};
 use super::error::GpuError;
-use super::kernel::{Buffer, BufferRef, Dispatch, encode_dispatches};
+use super::kernel::{Buffer, BufferRef, Dispatch, DispatchInfo};
 
 /// Offsets of tensors packed into one buffer are multiples of this (bytes); it satisfies
 /// `min_storage_buffer_offset_alignment` on every adapter we know of (checked at start).
@@ -52,7 +54,7 @@ impl AdapterSummary {
     /// Whether the adapter runs on the CPU (lavapipe, llvmpipe): kernels are tuned
     /// differently there (loads, not arithmetic, are the cost).
     pub fn is_cpu(&self) -> bool {
-        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+        self.device_type == "Cpu"
     }
 
     /// Subgroup size when kernels should share loaded values through `subgroupBroadcast`:
@@ -81,160 +83,45 @@ struct CounterCells {
     pipelines_compiled: AtomicU64,
 }
 
-/// An open device and queue, with the pipeline cache and counters.
+/// An open device: one [`Backend`] with the kernel cache, counters, buffer labels and the
+/// dispatch recorder every backend shares.
 pub struct Gpu {
-    pub(crate) device: wgpu::Device,
-    pub(crate) queue: wgpu::Queue,
-    summary: AdapterSummary,
+    backend: Box<dyn Backend>,
     counters: CounterCells,
-    pub(crate) pipelines: Mutex<HashMap<(String, String), wgpu::ComputePipeline>>,
-    errors: Arc<Mutex<Vec<String>>>,
+    next_buffer: AtomicU64,
+    /// Compiled kernels by name and specialisation.
+    kernels: Mutex<HashMap<(String, String), Handle>>,
     /// Labels of the buffers allocated here, for describing dispatches (plan time only).
-    labels: Mutex<HashMap<Buffer, String>>,
+    labels: Mutex<HashMap<u64, String>>,
     /// Whether submitted steps are recorded (tests compare them with the plan's list).
-    recording: std::sync::atomic::AtomicBool,
-    recorded: Mutex<Vec<(&'static str, Vec<super::kernel::DispatchInfo>)>>,
-}
-
-fn instance() -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::GL;
-    wgpu::Instance::new(desc)
-}
-
-fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
-    let info = adapter.get_info();
-    let limits = adapter.limits();
-    AdapterSummary {
-        name: info.name,
-        backend: format!("{:?}", info.backend).to_lowercase(),
-        device_type: format!("{:?}", info.device_type),
-        max_buffer_size: limits.max_buffer_size,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-        max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
-        max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
-        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-        subgroup_size: (adapter.features().contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size == info.subgroup_max_size)
-            .then_some(info.subgroup_min_size),
-    }
-}
-
-fn adapters() -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::VULKAN | wgpu::Backends::GL))
-}
-
-/// Every adapter wgpu can see on the Vulkan and GL backends.
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters().iter().map(summarize).collect()
-}
-
-fn backend_matches(choice: BackendChoice, backend: wgpu::Backend) -> bool {
-    match choice {
-        BackendChoice::Auto => matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Gl),
-        BackendChoice::Vulkan => backend == wgpu::Backend::Vulkan,
-        BackendChoice::Gl => backend == wgpu::Backend::Gl,
-    }
-}
-
-fn pick_adapter(req: &DeviceRequest) -> Result<wgpu::Adapter, GpuError> {
-    let all = adapters();
-    if all.is_empty() {
-        return Err(GpuError::NoAdapter);
-    }
-    let wanted = req.name.as_ref().map(|n| n.to_lowercase());
-    let mut candidates: Vec<&wgpu::Adapter> = all
-        .iter()
-        .filter(|a| {
-            let info = a.get_info();
-            backend_matches(req.backend, info.backend)
-                && wanted
-                    .as_ref()
-                    .is_none_or(|w| info.name.to_lowercase().contains(w))
-        })
-        .collect();
-    // Vulkan before GL; real GPUs before CPU adapters; then by name for a stable choice.
-    candidates.sort_by_key(|a| {
-        let info = a.get_info();
-        (
-            info.backend != wgpu::Backend::Vulkan,
-            info.device_type == wgpu::DeviceType::Cpu,
-            info.name.clone(),
-        )
-    });
-    match candidates.first() {
-        Some(a) => Ok((*a).clone()),
-        None => Err(GpuError::NoMatchingAdapter {
-            backend: format!("{:?}", req.backend).to_lowercase(),
-            wanted: req.name.clone(),
-            available: all
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({:?})", i.name, i.backend)
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
+    recording: AtomicBool,
+    recorded: Mutex<Vec<(&'static str, Vec<DispatchInfo>)>>,
 }
 
 impl Gpu {
-    /// Opens the adapter `req` describes.
+    /// Opens the wgpu adapter `req` describes.
     pub fn new(req: &DeviceRequest) -> Result<Gpu, GpuError> {
-        let adapter = pick_adapter(req)?;
-        let summary = summarize(&adapter);
-        let limits = adapter.limits();
-        if limits.min_storage_buffer_offset_alignment as u64 > STORAGE_ALIGN_BYTES {
-            return Err(GpuError::RequestDevice {
-                adapter: summary.name,
-                message: format!(
-                    "storage buffer offsets must be aligned to {} bytes; this engine packs tensors at {STORAGE_ALIGN_BYTES}",
-                    limits.min_storage_buffer_offset_alignment
-                ),
-            });
-        }
-        let desc = wgpu::DeviceDescriptor {
-            label: Some("engine"),
-            required_features: if summary.subgroup_size.is_some() {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
-            required_limits: limits,
-            experimental_features: wgpu::ExperimentalFeatures::default(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            GpuError::RequestDevice {
-                adapter: summary.name.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
-            }
-        }));
-        Ok(Gpu {
-            device,
-            queue,
-            summary,
+        Ok(Gpu::with_backend(Box::new(super::wgpu::WgpuBackend::open(
+            req,
+        )?)))
+    }
+
+    /// A front over any backend.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Gpu {
+        Gpu {
+            backend,
             counters: CounterCells::default(),
-            pipelines: Mutex::default(),
-            errors,
+            next_buffer: AtomicU64::new(0),
+            kernels: Mutex::default(),
             labels: Mutex::default(),
-            recording: std::sync::atomic::AtomicBool::new(false),
+            recording: AtomicBool::new(false),
             recorded: Mutex::default(),
-        })
+        }
     }
 
     /// The opened adapter.
     pub fn adapter(&self) -> &AdapterSummary {
-        &self.summary
+        self.backend.summary()
     }
 
     /// A snapshot of the work counters.
@@ -248,65 +135,44 @@ impl Gpu {
         }
     }
 
-    pub(crate) fn count_pipeline(&self) {
-        self.counters
-            .pipelines_compiled
-            .fetch_add(1, Ordering::Relaxed);
+    /// Returns the first asynchronous device error since the last call, if any.
+    pub fn take_error(&self) -> Result<(), GpuError> {
+        self.backend.take_error()
     }
 
-    /// Returns the first uncaptured wgpu error since the last call, if any.
-    pub fn take_error(&self) -> Result<(), GpuError> {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            let all = errors.join("; ");
-            errors.clear();
-            Err(GpuError::Validation(all))
+    fn allocate(&self, label: &str, bytes: u64, usage: BufferUsage) -> Result<Buffer, GpuError> {
+        let size = bytes.max(16).div_ceil(16) * 16;
+        let limit = self.adapter().max_buffer_size;
+        if size > limit {
+            return Err(GpuError::TooLarge {
+                what: label.to_string(),
+                needed: size,
+                limit,
+            });
         }
+        let handle = self.backend.allocate(label, size, usage)?;
+        self.counters.allocations.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_buffer.fetch_add(1, Ordering::Relaxed);
+        self.labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, label.to_string());
+        Ok(Buffer::new(id, size, handle))
     }
 
     /// A storage buffer of `bytes` (rounded up to 16) usable as copy source and destination.
     pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<Buffer, GpuError> {
-        let size = bytes.max(16).div_ceil(16) * 16;
-        if size > self.summary.max_buffer_size {
-            return Err(GpuError::TooLarge {
-                what: label.to_string(),
-                needed: size,
-                limit: self.summary.max_buffer_size,
-            });
-        }
-        self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        let buffer = Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }));
-        self.label(&buffer, label);
-        Ok(buffer)
+        self.allocate(label, bytes, BufferUsage::Storage)
     }
 
-    /// A uniform buffer of `bytes` (rounded up to 16) written with `queue.write_buffer`.
-    pub fn uniform_buffer(&self, label: &str, bytes: u64) -> Buffer {
-        self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        let buffer = Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(16).div_ceil(16) * 16,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }));
-        self.label(&buffer, label);
-        buffer
+    /// A uniform buffer of `bytes` (rounded up to 16) written with [`Gpu::write`].
+    pub fn uniform_buffer(&self, label: &str, bytes: u64) -> Result<Buffer, GpuError> {
+        self.allocate(label, bytes, BufferUsage::Uniform)
     }
 
-    fn label(&self, buffer: &Buffer, label: &str) {
-        self.labels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(buffer.clone(), label.to_string());
+    /// A host-readable staging buffer.
+    pub fn readback_buffer(&self, label: &str, bytes: u64) -> Result<Buffer, GpuError> {
+        self.allocate(label, bytes, BufferUsage::Readback)
     }
 
     /// The label a buffer was allocated with.
@@ -314,9 +180,44 @@ impl Gpu {
         self.labels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(buffer)
+            .get(&buffer.id())
             .cloned()
             .unwrap_or_else(|| "?".into())
+    }
+
+    /// The compiled kernel for `source`, compiling it on first use.
+    pub(crate) fn kernel(
+        &self,
+        source: &KernelSource<'_>,
+        spec: String,
+    ) -> Result<Handle, GpuError> {
+        let key = (source.name.to_string(), spec);
+        let mut cache = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = cache.get(&key) {
+            return Ok(k.clone());
+        }
+        // Kernel development: `OPS_DUMP_WGSL=DIR` writes every specialised kernel's source,
+        // numbered in build order (see `ops/examples/compile_time.rs`). Best effort.
+        if let Ok(dir) = std::env::var("OPS_DUMP_WGSL") {
+            let n = cache.len();
+            let _ = std::fs::write(format!("{dir}/{n:02}_{}.wgsl", source.name), source.wgsl);
+        }
+        let kernel = self.backend.compile(source)?;
+        self.counters
+            .pipelines_compiled
+            .fetch_add(1, Ordering::Relaxed);
+        cache.insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Binds buffers to a compiled kernel (see [`Backend::bind`]).
+    pub(crate) fn bind(
+        &self,
+        kernel: &Handle,
+        name: &str,
+        bindings: &[&BufferRef],
+    ) -> Result<Handle, GpuError> {
+        self.backend.bind(kernel, name, bindings)
     }
 
     /// Starts (or stops) recording the dispatches of every step and eval submitted.
@@ -331,11 +232,7 @@ impl Gpu {
 
     /// Records one submission's dispatches, `what` it was (`train`, `eval`; see
     /// [`Gpu::record_dispatches`]).
-    pub(crate) fn push_recorded(
-        &self,
-        what: &'static str,
-        dispatches: Vec<super::kernel::DispatchInfo>,
-    ) {
+    pub(crate) fn push_recorded(&self, what: &'static str, dispatches: Vec<DispatchInfo>) {
         self.recorded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -344,58 +241,47 @@ impl Gpu {
 
     /// The submissions recorded so far, each what it was and its dispatches; clears the
     /// record.
-    pub fn take_recorded(&self) -> Vec<(&'static str, Vec<super::kernel::DispatchInfo>)> {
+    pub fn take_recorded(&self) -> Vec<(&'static str, Vec<DispatchInfo>)> {
         std::mem::take(&mut *self.recorded.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A host-readable staging buffer.
-    pub fn readback_buffer(&self, label: &str, bytes: u64) -> Buffer {
-        self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        Buffer(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(16).div_ceil(16) * 16,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
-    }
-
-    /// Queues a write of `data` at byte `offset` (lands before the next submission).
-    pub fn write<T: bytemuck::Pod>(&self, buffer: &Buffer, offset: u64, data: &[T]) {
+    /// Queues a write of `data` at byte `offset` (lands before the next submission). The
+    /// data's size must be a multiple of 4 bytes (every tensor and uniform here is).
+    pub fn write<T: bytemuck::Pod>(
+        &self,
+        buffer: &Buffer,
+        offset: u64,
+        data: &[T],
+    ) -> Result<(), GpuError> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         if bytes.is_empty() {
-            return;
+            return Ok(());
         }
-        if bytes.len().is_multiple_of(4) {
-            self.queue.write_buffer(&buffer.0, offset, bytes);
+        if !bytes.len().is_multiple_of(4) || offset + bytes.len() as u64 > buffer.size() {
+            return Err(GpuError::Validation(format!(
+                "a write of {} bytes at {offset} into {} ({} bytes) is not whole words inside the buffer",
+                bytes.len(),
+                self.label_of(buffer),
+                buffer.size()
+            )));
         }
+        self.backend.upload(buffer, offset, bytes)
     }
 
-    /// Encodes `dispatches` in order into one command buffer and submits it: the whole of
-    /// a training step or an eval batch.
-    pub fn submit_dispatches<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
-        let mut encoder = self.encoder();
-        encode_dispatches(&mut encoder, dispatches);
-        self.submit(encoder.finish());
-    }
-
-    /// Submits one command buffer.
-    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) {
+    /// Runs `dispatches` in order as one submission: the whole of a training step or an
+    /// eval batch.
+    pub fn submit_dispatches<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    ) -> Result<(), GpuError> {
         self.counters.submissions.fetch_add(1, Ordering::Relaxed);
-        self.queue.submit(std::iter::once(commands));
+        self.backend.submit(&mut dispatches.into_iter())
     }
 
     /// Blocks until all submitted work has finished (profiling only; steps never wait).
     pub fn wait_idle(&self) -> Result<(), GpuError> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Validation(e.to_string()))?;
+        self.backend.wait_idle()?;
         self.take_error()
-    }
-
-    /// A fresh command encoder.
-    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
     }
 
     /// Copies `src` into `staging` (which must be at least as large) in one submission,
@@ -406,44 +292,39 @@ impl Gpu {
         staging: &Buffer,
         what: &str,
     ) -> Result<Vec<u8>, GpuError> {
-        let mut encoder = self.encoder();
-        encoder.copy_buffer_to_buffer(&src.buffer.0, src.offset, &staging.0, 0, src.size);
-        self.submit(encoder.finish());
+        if staging.size() < src.size {
+            return Err(GpuError::Readback {
+                what: what.to_string(),
+                message: format!(
+                    "{} bytes do not fit the {}-byte staging buffer",
+                    src.size,
+                    staging.size()
+                ),
+            });
+        }
+        self.counters.submissions.fetch_add(1, Ordering::Relaxed);
         self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
-        let slice = staging.0.slice(0..src.size);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        let fail = |message: String| GpuError::Readback {
-            what: what.to_string(),
-            message,
-        };
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| fail(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(e.to_string()))?;
-        let bytes = {
-            let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
-            view.to_vec()
-        };
-        staging.0.unmap();
+        let bytes = self.backend.read_back(src, staging).map_err(|e| match e {
+            GpuError::Readback { message, .. } => GpuError::Readback {
+                what: what.to_string(),
+                message,
+            },
+            e => e,
+        })?;
         self.take_error()?;
         Ok(bytes)
     }
 
     /// Reads `src` as `f32`s through a temporary staging buffer (tests, checkpoints).
     pub fn read_f32(&self, src: &BufferRef) -> Result<Vec<f32>, GpuError> {
-        let staging = self.readback_buffer("readback", src.size);
+        let staging = self.readback_buffer("readback", src.size)?;
         let bytes = self.read_bytes(src, &staging, "buffer")?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Reads `src` as `u32`s through a temporary staging buffer.
     pub fn read_u32(&self, src: &BufferRef) -> Result<Vec<u32>, GpuError> {
-        let staging = self.readback_buffer("readback", src.size);
+        let staging = self.readback_buffer("readback", src.size)?;
         let bytes = self.read_bytes(src, &staging, "buffer")?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }

@@ -1,7 +1,6 @@
 //! Kernels: WGSL assembly and specialisation, the pipeline cache, pre-built dispatches.
 
-use std::num::NonZeroU64;
-
+use super::backend::{Handle, KernelSource};
 use super::device::Gpu;
 use super::error::GpuError;
 
@@ -14,15 +13,47 @@ pub const WG_1D: u32 = 64;
 /// Most workgroups a one-dimensional kernel launches; kernels loop with a grid stride.
 const MAX_GROUPS_1D: u32 = 4096;
 
-/// A device buffer. Only `ops::gpu` sees the wgpu buffer inside; the rest of the crate
-/// and the engine hold this handle (cheap to clone: it is reference counted).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Buffer(pub(crate) wgpu::Buffer);
+/// A device buffer: an id, its size, and the backend's resource behind a [`Handle`]
+/// (cheap to clone: it is reference counted). Equal when it is the same allocation.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    id: u64,
+    size: u64,
+    handle: Handle,
+}
 
 impl Buffer {
+    pub(crate) fn new(id: u64, size: u64, handle: Handle) -> Buffer {
+        Buffer { id, size, handle }
+    }
+
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        self.0.size()
+        self.size
+    }
+
+    /// The allocation's id, unique on its device.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The backend's resource.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl PartialEq for Buffer {
+    fn eq(&self, other: &Buffer) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Buffer {}
+
+impl std::hash::Hash for Buffer {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
     }
 }
 
@@ -108,19 +139,20 @@ impl Dispatch {
     pub fn info(&self) -> &DispatchInfo {
         &self.info
     }
+
+    /// What the backend runs.
+    pub fn work(&self) -> &Work {
+        &self.work
+    }
 }
 
+/// What one dispatch does, as a backend runs it.
 #[derive(Clone, Debug)]
-pub(crate) enum Work {
-    Compute {
-        pipeline: wgpu::ComputePipeline,
-        bind_group: wgpu::BindGroup,
-        workgroups: [u32; 3],
-    },
-    Copy {
-        src: BufferRef,
-        dst: BufferRef,
-    },
+pub enum Work {
+    /// A kernel with its buffers bound ([`super::Backend::bind`]) over a workgroup grid.
+    Compute { bound: Handle, workgroups: [u32; 3] },
+    /// A buffer-to-buffer copy of `src.size` bytes.
+    Copy { src: BufferRef, dst: BufferRef },
 }
 
 impl Dispatch {
@@ -137,46 +169,6 @@ impl Dispatch {
                 bindings: vec![describe(gpu, src), describe(gpu, dst)],
                 grid: None,
             },
-        }
-    }
-}
-
-/// Records `dispatches` in order; consecutive compute dispatches share one compute pass
-/// (wgpu inserts the barriers between dependent dispatches).
-pub(crate) fn encode_dispatches<'a>(
-    encoder: &mut wgpu::CommandEncoder,
-    dispatches: impl IntoIterator<Item = &'a Dispatch>,
-) {
-    let mut pass: Option<wgpu::ComputePass<'_>> = None;
-    for d in dispatches {
-        match &d.work {
-            Work::Compute {
-                pipeline,
-                bind_group,
-                workgroups,
-            } => {
-                let p = pass.get_or_insert_with(|| {
-                    encoder
-                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: None,
-                            timestamp_writes: None,
-                        })
-                        .forget_lifetime()
-                });
-                p.set_pipeline(pipeline);
-                p.set_bind_group(0, bind_group, &[]);
-                p.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-            }
-            Work::Copy { src, dst } => {
-                pass = None;
-                encoder.copy_buffer_to_buffer(
-                    &src.buffer.0,
-                    src.offset,
-                    &dst.buffer.0,
-                    dst.offset,
-                    src.size,
-                );
-            }
         }
     }
 }
@@ -298,38 +290,11 @@ impl<'a> KernelBuilder<'a> {
                 limit,
             });
         }
-        let pipeline = self.pipeline(kernel, sources, subst)?;
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &b.buffer.0,
-                    offset: b.offset,
-                    size: NonZeroU64::new(b.size.max(4)),
-                }),
-            })
-            .collect();
-        let device = &self.gpu.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation(format!(
-                "binding kernel {kernel}: {e}"
-            )));
-        }
+        let compiled = self.kernel(kernel, sources, subst)?;
+        let bound = self.gpu.bind(&compiled, kernel, bindings)?;
         Ok(Dispatch {
             kernel: kernel.to_string(),
-            work: Work::Compute {
-                pipeline,
-                bind_group,
-                workgroups,
-            },
+            work: Work::Compute { bound, workgroups },
             info: DispatchInfo {
                 kernel: kernel.to_string(),
                 bindings: bindings.iter().map(|b| describe(self.gpu, b)).collect(),
@@ -338,18 +303,13 @@ impl<'a> KernelBuilder<'a> {
         })
     }
 
-    fn pipeline(
+    fn kernel(
         &mut self,
         kernel: &str,
         sources: &[&str],
         subst: &[(&str, String)],
-    ) -> Result<wgpu::ComputePipeline, GpuError> {
+    ) -> Result<Handle, GpuError> {
         let spec: String = subst.iter().map(|(k, v)| format!("{k}={v};")).collect();
-        let key = (kernel.to_string(), spec);
-        let mut cache = self.gpu.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
-        }
         let mut source = String::from(COMMON_WGSL);
         for s in sources {
             source.push('\n');
@@ -367,34 +327,13 @@ impl<'a> KernelBuilder<'a> {
                 message: format!("placeholder {} was not substituted", &source[pos..end]),
             });
         }
-        // Kernel development: `OPS_DUMP_WGSL=DIR` writes every specialised kernel's source,
-        // numbered in build order (see `ops/examples/compile_time.rs`). Best effort.
-        if let Ok(dir) = std::env::var("OPS_DUMP_WGSL") {
-            let n = cache.len();
-            let _ = std::fs::write(format!("{dir}/{n:02}_{kernel}.wgsl"), &source);
-        }
-        let device = &self.gpu.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(kernel),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Shader {
-                kernel: kernel.to_string(),
-                message: e.to_string(),
-            });
-        }
-        self.gpu.count_pipeline();
-        cache.insert(key, pipeline.clone());
-        Ok(pipeline)
+        self.gpu.kernel(
+            &KernelSource {
+                name: kernel,
+                wgsl: &source,
+                constants: subst,
+            },
+            spec,
+        )
     }
 }

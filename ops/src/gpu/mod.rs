@@ -1,16 +1,21 @@
-//! The wgpu runtime: adapters and devices, buffers, the pipeline cache, dispatch lists and
-//! counters. Ops build [`Dispatch`]es through a [`KernelBuilder`] once at plan time; a step
-//! only encodes them.
+//! The device layer: the [`Backend`] trait (allocate, upload, compile, bind, submit, read
+//! back), the device-neutral [`Gpu`] front over one backend (buffers with labels, the kernel
+//! cache, counters, dispatch recording), and the wgpu backend behind it. Ops build
+//! [`Dispatch`]es through a [`KernelBuilder`] once at plan time; a step only submits them.
 
+mod backend;
 mod device;
 mod error;
 mod kernel;
+mod wgpu;
 
+pub use backend::{Backend, BufferUsage, Handle, KernelSource, foreign};
 pub use device::{
-    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
+    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES,
 };
 pub use error::GpuError;
 pub use kernel::{
-    Buffer, BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, grid_1d,
+    Buffer, BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, Work, grid_1d,
 };
 pub(crate) use kernel::{broadcast, shared_loads, shift_tile};
+pub use wgpu::list_adapters;

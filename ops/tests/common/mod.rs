@@ -91,7 +91,7 @@ pub fn upload(gpu: &Gpu, label: &str, data: &[f32]) -> BufferRef {
     let b = gpu
         .storage_buffer(label, (data.len().max(1) * 4) as u64)
         .unwrap();
-    gpu.write(&b, 0, data);
+    gpu.write(&b, 0, data).expect("write");
     BufferRef::whole(&b).words(0, data.len().max(1) as u64)
 }
 
@@ -122,7 +122,7 @@ pub fn run_layer(
     let input_shape = x.sample_shape().to_vec();
     let output_shape = op.output_shape(&input_shape).unwrap();
     let out_len = batch * output_shape.iter().product::<usize>();
-    let step = gpu.uniform_buffer("step", 48);
+    let step = gpu.uniform_buffer("step", 48).expect("uniform buffer");
     let words: [u32; 12] = [
         0,
         batch as u32,
@@ -137,7 +137,7 @@ pub fn run_layer(
         0,
         0,
     ];
-    gpu.write(&step, 0, &words);
+    gpu.write(&step, 0, &words).expect("write");
     // Parameters and gradients packed at 256-byte offsets, like the model does.
     let mut offsets = Vec::new();
     let mut total = 0usize;
@@ -177,9 +177,9 @@ pub fn run_layer(
     let mut k = KernelBuilder::new(gpu);
     let fwd = op.gpu_forward(&mut k, &io).unwrap();
     let bwd = op.gpu_backward(&mut k, &io).unwrap();
-    gpu.submit_dispatches(fwd.iter());
+    gpu.submit_dispatches(fwd.iter()).expect("submit");
     let y = gpu.read_f32(&io.y).unwrap();
-    gpu.submit_dispatches(bwd.iter());
+    gpu.submit_dispatches(bwd.iter()).expect("submit");
     let dx = gpu.read_f32(io.dx.as_ref().unwrap()).unwrap();
     let grads = io.grads.iter().map(|g| gpu.read_f32(g).unwrap()).collect();
     gpu.take_error().unwrap();
