@@ -72,6 +72,31 @@ fn every_example_runs_the_dispatches_its_plan_lists() {
         let plan = plan(&file, &overrides);
         let listed = dispatch_plan(&plan, device()).unwrap();
         snapshot(&plan.name, &listed);
+        // The plan's kernels by op come from the same fusion the step is built with: a
+        // relu listed on its own dispatches its kernels, a folded one none.
+        for (op, kernel) in [
+            ("relu.forward", "relu_forward"),
+            ("relu.backward", "relu_backward"),
+        ] {
+            let planned = plan
+                .kernels
+                .iter()
+                .filter(|k| k.rsplit(": ").next() == Some(op))
+                .count();
+            let dispatched = listed
+                .chains
+                .iter()
+                .flat_map(|c| &c.step)
+                .filter(|d| d.kernel == kernel)
+                .count();
+            assert_eq!(
+                planned,
+                dispatched,
+                "{}: {op} in {:?}",
+                file.display(),
+                plan.kernels
+            );
+        }
         let out = std::env::temp_dir().join(format!(
             "engine-dispatches-{}-{}",
             plan.name,

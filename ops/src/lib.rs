@@ -5,6 +5,7 @@ pub mod avg_pool2d;
 pub mod conv2d;
 pub mod dropout;
 pub mod flatten;
+pub mod fusion;
 pub mod gelu;
 pub mod gpu;
 pub mod init;

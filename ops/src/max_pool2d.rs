@@ -148,7 +148,7 @@ impl MaxPool2d {
     }
 
     /// Forward dispatches. `relu_arg`: the input is the output of a relu fused into the
-    /// layer before (see `model::fused_relus`); windows whose maximum is not positive record
+    /// layer before (see `crate::fusion`); windows whose maximum is not positive record
     /// no arg-max, so the backward also applies that relu's backward.
     pub(crate) fn forward_dispatches(
         &self,

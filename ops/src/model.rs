@@ -3,9 +3,9 @@
 //! dispatch lists.
 
 use crate::conv2d::Conv2d;
+use crate::fusion::{FusedLayer, Fusion, PoolInConv};
 use crate::gpu::{
-    AdapterSummary, Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo,
-    STORAGE_ALIGN_BYTES,
+    Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
 };
 use crate::init::Init;
 use crate::layer::LayerSpec;
@@ -249,56 +249,6 @@ impl Sequential {
     }
 }
 
-/// Which layers are relus folded into the layers around them (they cost no dispatch):
-///
-/// - between two linear layers: the linear before it applies `max(y, 0)` in its GEMM
-///   epilogue (so the relu's output aliases the linear's), and the linear after it zeroes
-///   its input gradient where that output is not positive (the relu's backward) in the
-///   epilogue of its `dx` GEMM (so the relu's input gradient aliases its output gradient);
-/// - between a conv2d and a max_pool2d: the conv applies `max(y, 0)` in its store, and the
-///   pool records no arg-max for a window whose maximum is not positive, so its backward
-///   writes the relu's input gradient (`max_pool(relu(x)) = relu(max_pool(x))`; the arg-max
-///   of a positive maximum is a position where the relu passes the gradient).
-pub fn fused_relus(model: &Sequential) -> Vec<bool> {
-    let spec = |i: usize| model.layers.get(i).map(|l| &l.spec);
-    let is_linear = |i: usize| matches!(spec(i), Some(LayerSpec::Linear(_)));
-    (0..model.layers.len())
-        .map(|i| {
-            matches!(model.layers[i].spec, LayerSpec::Relu)
-                && i > 0
-                && ((is_linear(i - 1) && is_linear(i + 1))
-                    || (matches!(spec(i - 1), Some(LayerSpec::Conv2d(_)))
-                        && matches!(spec(i + 1), Some(LayerSpec::MaxPool2d(_)))))
-        })
-        .collect()
-}
-
-/// For each layer, whether it is a conv whose kernel stores the 2x2 max pool after its
-/// fused relu (conv -> relu -> max pool, on adapters where
-/// [`Conv2d::can_store_pool`]): that pool then dispatches only its backward.
-fn convs_storing_pools(
-    model: &Sequential,
-    fused: &[bool],
-    adapter: &AdapterSummary,
-    batch: usize,
-) -> Vec<bool> {
-    let spec = |i: usize| model.layers.get(i).map(|l| &l.spec);
-    (0..model.layers.len())
-        .map(|i| match (spec(i), spec(i + 2)) {
-            (Some(LayerSpec::Conv2d(conv)), Some(LayerSpec::MaxPool2d(pool))) => {
-                fused.get(i + 1) == Some(&true)
-                    && (MaxPool2d { attrs: *pool }).is_2x2_stride_2()
-                    && (Conv2d { attrs: *conv }).can_store_pool(
-                        adapter,
-                        &model.layers[i].input,
-                        batch,
-                    )
-            }
-            _ => false,
-        })
-        .collect()
-}
-
 /// The scratch buffer layer `i` asks for at `batch`, if any.
 fn scratch_buffer(
     gpu: &Gpu,
@@ -329,12 +279,16 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Allocates activations and scratch and builds the dispatch lists. `grads` is `None`
-    /// for evaluation (no backward). `input` is read instead of a buffer of its own (a
-    /// model fed by another model's output, or sharing its features).
+    /// Allocates activations and scratch and builds the dispatch lists of `model` run as
+    /// `fusion` says (the planner's [`crate::fusion::fuse`], settled for this adapter by
+    /// [`Fusion::on_device`]). `grads` is `None` for evaluation (no backward). `input` is
+    /// read instead of a buffer of its own (a model fed by another model's output, or
+    /// sharing its features).
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         gpu: &Gpu,
         model: &Sequential,
+        fusion: &Fusion,
         batch: usize,
         params: &Buffer,
         grads: Option<&Buffer>,
@@ -342,7 +296,13 @@ impl GpuModel {
         input: Option<&BufferRef>,
     ) -> Result<GpuModel, GpuError> {
         let train = grads.is_some();
-        let fused = fused_relus(model);
+        fusion.check(model).map_err(GpuError::InvalidModel)?;
+        let fusion = fusion.on_device(model, gpu.adapter(), batch);
+        let fused: Vec<bool> = fusion
+            .layers
+            .iter()
+            .map(|f| *f == FusedLayer::Folded)
+            .collect();
         let bytes = |shape: &[usize]| (batch * numel(shape) * 4) as u64;
         let words = (batch * numel(&model.input)) as u64;
         let input = match input {
@@ -357,7 +317,15 @@ impl GpuModel {
             None => BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
                 .words(0, words),
         };
-        let stores_pool = convs_storing_pools(model, &fused, gpu.adapter(), batch);
+        let stores_pool: Vec<bool> = fusion
+            .layers
+            .iter()
+            .map(|f| {
+                *f == FusedLayer::Conv {
+                    pool: PoolInConv::Yes,
+                }
+            })
+            .collect();
         // The output of a conv that stores its pool is never written or read: a word of
         // placeholder stands for it (and for the fused relu's alias of it).
         let unwritten = BufferRef::whole(&gpu.storage_buffer("act.unwritten", 4)?);
@@ -440,17 +408,15 @@ impl GpuModel {
                 grads: g,
                 scratch,
             };
-            let relu_after = fused.get(i + 1).copied().unwrap_or(false);
-            let relu_before = i > 0 && fused[i - 1];
-            match &l.spec {
-                // Folded into the layers around it (see `fused_relus`).
-                LayerSpec::Relu if fused[i] => {
+            match (fusion.layers[i], &l.spec) {
+                // Folded into the layers around it (see `crate::fusion`).
+                (FusedLayer::Folded, _) => {
                     backward_per_layer.push(Vec::new());
                 }
-                LayerSpec::Conv2d(attrs) if relu_after => {
+                (FusedLayer::Conv { pool }, LayerSpec::Conv2d(attrs)) => {
                     let conv = Conv2d { attrs: *attrs };
                     // conv -> relu -> 2x2 max pool: the conv's kernel stores the pool.
-                    if stores_pool[i] {
+                    if pool == PoolInConv::Yes {
                         let pool = i + 2;
                         let arg = scratch_buffer(gpu, model, pool, batch)?.ok_or_else(|| {
                             GpuError::InvalidModel("max_pool2d needs scratch".into())
@@ -469,20 +435,26 @@ impl GpuModel {
                         backward_per_layer.push(conv.gpu_backward(&mut k, &io)?);
                     }
                 }
-                LayerSpec::MaxPool2d(attrs) if relu_before => {
+                (FusedLayer::PoolAfterRelu, LayerSpec::MaxPool2d(attrs)) => {
                     let pool = MaxPool2d { attrs: *attrs };
-                    if !(i >= 2 && stores_pool[i - 2]) {
+                    if !fusion.pool_stored_by_conv(i) {
                         forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
                     }
                     if train {
                         backward_per_layer.push(pool.gpu_backward(&mut k, &io)?);
                     }
                 }
-                LayerSpec::Linear(attrs) if relu_after || relu_before => {
+                (
+                    FusedLayer::Linear {
+                        relu_after,
+                        mask_before,
+                    },
+                    LayerSpec::Linear(attrs),
+                ) => {
                     let lin = Linear { attrs: *attrs };
                     forward.extend(lin.forward_dispatches(&mut k, &io, relu_after)?);
                     if train {
-                        let mask = relu_before.then(|| acts[i].clone());
+                        let mask = mask_before.then(|| acts[i].clone());
                         backward_per_layer.push(lin.backward_dispatches(
                             &mut k,
                             &io,

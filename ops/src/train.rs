@@ -5,6 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::fusion::{Fusion, fuse};
 use crate::gpu::{Buffer, BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder};
 use crate::loss::{cross_entropy, distill, mse};
 use crate::model::{GpuModel, Sequential};
@@ -227,6 +228,7 @@ impl LossIo {
 pub struct ModelParams {
     def: ModelDef,
     model: Sequential,
+    fusion: Fusion,
     params: Buffer,
 }
 
@@ -247,9 +249,18 @@ impl ModelParams {
         gpu.write(&params, 0, &model.pack(&model.init_params(seed)))?;
         Ok(ModelParams {
             def: def.clone(),
+            fusion: fuse(&model),
             model,
             params,
         })
+    }
+
+    /// Runs the model as `fusion` says (the planner's; [`ModelParams::new`] runs
+    /// [`fuse`]).
+    pub fn set_fusion(&mut self, fusion: Fusion) -> Result<(), GpuError> {
+        fusion.check(&self.model).map_err(GpuError::InvalidModel)?;
+        self.fusion = fusion;
+        Ok(())
     }
 
     /// Replaces all parameters (see [`TrainStep::load_params`]).
@@ -283,6 +294,8 @@ pub struct ChainInputs<'a> {
     /// Name of the optimizer's update counter in [`TrainStep::optimizer_state`];
     /// default `optimizer.step`.
     pub step_tensor: Option<String>,
+    /// How the trained model's layers are fused (the planner's); default [`fuse`].
+    pub fusion: Option<Fusion>,
 }
 
 /// One compiled training step for a model, loss and optimizer.
@@ -292,8 +305,10 @@ pub struct TrainStep {
     params: Buffer,
     grads: Buffer,
     state: Option<Buffer>,
-    /// A frozen encoder's forward pass (its output is the model's input).
-    encoder: Option<(Sequential, Buffer, GpuModel)>,
+    /// How the model's layers are fused.
+    fusion: Fusion,
+    /// A frozen encoder and its forward pass (its output is the model's input).
+    encoder: Option<(Sequential, Fusion, Buffer, GpuModel)>,
     /// A frozen teacher's forward pass (its logits feed the distillation loss).
     teacher: Option<GpuModel>,
     step_tensor: String,
@@ -376,17 +391,22 @@ impl TrainStep {
         let encoder = match inputs.encoder {
             Some(e) => Some((
                 Sequential::new(&e.def).map_err(GpuError::InvalidModel)?,
+                e.fusion.clone(),
                 e.params.clone(),
-                GpuModel::build(gpu, &e.model, cfg.batch, &e.params, None, &step_ref, None)?,
+                GpuModel::build(
+                    gpu, &e.model, &e.fusion, cfg.batch, &e.params, None, &step_ref, None,
+                )?,
             )),
             None => None,
         };
         let fed = encoder
             .as_ref()
-            .map(|(_, _, gm)| gm.acts[gm.acts.len() - 1].clone());
+            .map(|(_, _, _, gm)| gm.acts[gm.acts.len() - 1].clone());
+        let fusion = inputs.fusion.unwrap_or_else(|| fuse(&seq));
         let gpu_model = GpuModel::build(
             gpu,
             &seq,
+            &fusion,
             cfg.batch,
             &params,
             Some(&grads),
@@ -395,7 +415,7 @@ impl TrainStep {
         )?;
         let first_input = encoder
             .as_ref()
-            .map_or(&gpu_model.acts[0], |(_, _, gm)| &gm.acts[0])
+            .map_or(&gpu_model.acts[0], |(_, _, _, gm)| &gm.acts[0])
             .clone();
         let features = inputs
             .encoder
@@ -405,6 +425,7 @@ impl TrainStep {
                 let gm = GpuModel::build(
                     gpu,
                     &t.model,
+                    &t.fusion,
                     cfg.batch,
                     &t.params,
                     None,
@@ -463,6 +484,7 @@ impl TrainStep {
         gpu.take_error()?;
         Ok(TrainStep {
             model: seq,
+            fusion,
             cfg: cfg.clone(),
             params,
             grads,
@@ -495,7 +517,7 @@ impl TrainStep {
     ) -> Result<(), GpuError> {
         // Disjoint field borrows: no handle is cloned on this per-batch path.
         let input = match &self.encoder {
-            Some((_, _, gm)) => &gm.acts[0],
+            Some((_, _, _, gm)) => &gm.acts[0],
             None => &self.gpu_model.acts[0],
         };
         self.loss
@@ -504,7 +526,7 @@ impl TrainStep {
 
     /// The forward passes of the frozen encoder and teacher, then the model's.
     fn forward_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        let encoder = self.encoder.iter().flat_map(|(_, _, gm)| &gm.forward);
+        let encoder = self.encoder.iter().flat_map(|(_, _, _, gm)| &gm.forward);
         let teacher = self.teacher.iter().flat_map(|gm| &gm.forward);
         encoder.chain(teacher).chain(&self.gpu_model.forward)
     }
@@ -876,8 +898,15 @@ impl EvalStep {
         let encoder = train
             .encoder
             .as_ref()
-            .map(|(model, params, _)| (model, params));
-        EvalStep::build(gpu, encoder, &train.model, &train.params, loss, batch)
+            .map(|(model, fusion, params, _)| (model, fusion, params));
+        EvalStep::build(
+            gpu,
+            encoder,
+            (&train.model, &train.fusion),
+            &train.params,
+            loss,
+            batch,
+        )
     }
 
     /// Evaluation of a frozen model with `loss`.
@@ -887,13 +916,20 @@ impl EvalStep {
         loss: LossKind,
         batch: usize,
     ) -> Result<EvalStep, GpuError> {
-        EvalStep::build(gpu, None, &model.model, &model.params, loss, batch)
+        EvalStep::build(
+            gpu,
+            None,
+            (&model.model, &model.fusion),
+            &model.params,
+            loss,
+            batch,
+        )
     }
 
     fn build(
         gpu: &Gpu,
-        encoder: Option<(&Sequential, &Buffer)>,
-        model: &Sequential,
+        encoder: Option<(&Sequential, &Fusion, &Buffer)>,
+        (model, fusion): (&Sequential, &Fusion),
         params: &Buffer,
         loss: LossKind,
         batch: usize,
@@ -912,13 +948,22 @@ impl EvalStep {
             gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64)?;
         let step_ref = BufferRef::whole(&step_buf);
         let encoder = match encoder {
-            Some((m, p)) => Some(GpuModel::build(gpu, m, batch, p, None, &step_ref, None)?),
+            Some((m, f, p)) => Some(GpuModel::build(gpu, m, f, batch, p, None, &step_ref, None)?),
             None => None,
         };
         let fed = encoder
             .as_ref()
             .map(|gm| gm.acts[gm.acts.len() - 1].clone());
-        let gpu_model = GpuModel::build(gpu, model, batch, params, None, &step_ref, fed.as_ref())?;
+        let gpu_model = GpuModel::build(
+            gpu,
+            model,
+            fusion,
+            batch,
+            params,
+            None,
+            &step_ref,
+            fed.as_ref(),
+        )?;
         let out = numel(model.output_shape());
         let dlogits =
             BufferRef::whole(&gpu.storage_buffer("eval.dlogits", (batch * out * 4) as u64)?)

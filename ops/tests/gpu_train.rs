@@ -4,13 +4,15 @@
 mod common;
 
 use common::{assert_close, gpu, new_gpu, request};
+use ops::fusion::{FusedLayer, Fusion, PoolInConv, fuse};
 use ops::loss::cross_entropy::cross_entropy_cpu;
 use ops::loss::mse::mse_cpu;
 use ops::model::Sequential;
 use ops::optim::clip::clip_factor_cpu;
 use ops::rng::Rng;
 use ops::{
-    EvalStep, Init, LayerSpec, LossKind, ModelDef, OptimizerKind, Tensor, TrainConfig, TrainStep,
+    ChainInputs, EvalStep, Init, LayerSpec, LossKind, ModelDef, OptimizerKind, Tensor, TrainConfig,
+    TrainStep,
 };
 
 fn layers(yaml: &str) -> Vec<LayerSpec> {
@@ -137,6 +139,17 @@ fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
 /// One step of `def` on the GPU against the CPU reference: gradients, loss, accuracy; and,
 /// with `finite_differences`, the CPU gradients against finite differences of its loss.
 fn check_model(def: ModelDef, rows: usize, batch: usize, finite_differences: bool) {
+    check_model_as(def, rows, batch, finite_differences, None);
+}
+
+/// [`check_model`] with the layers fused as `fusion` says (default: the fusion pass).
+fn check_model_as(
+    def: ModelDef,
+    rows: usize,
+    batch: usize,
+    finite_differences: bool,
+    fusion: Option<Fusion>,
+) {
     let gpu = gpu();
     let classes = *Sequential::new(&def)
         .unwrap()
@@ -147,7 +160,11 @@ fn check_model(def: ModelDef, rows: usize, batch: usize, finite_differences: boo
         accumulation_steps: 1000,
         ..config(batch, sgd())
     };
-    let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
+    let inputs = ChainInputs {
+        fusion,
+        ..ChainInputs::default()
+    };
+    let mut step = TrainStep::with_inputs(gpu, &def, &cfg, inputs).unwrap();
     let d = data(&def, rows, classes, 9);
     step.upload_batch(gpu, &d.x, &d.labels, None, rows)
         .expect("upload");
@@ -216,9 +233,23 @@ fn fused_linear_relu_gradients_match_cpu_and_finite_differences() {
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
+    let linear = |relu_after, mask_before| FusedLayer::Linear {
+        relu_after,
+        mask_before,
+    };
+    use FusedLayer::{Alone, Folded};
     assert_eq!(
-        ops::model::fused_relus(&seq),
-        [false, true, false, true, false, true, false, false]
+        fuse(&seq).layers,
+        [
+            linear(true, false),
+            Folded,
+            linear(true, true),
+            Folded,
+            linear(true, true),
+            Folded,
+            linear(false, true),
+            Alone
+        ]
     );
     let cfg = config(9, sgd());
     let step = TrainStep::new(gpu(), &def, &cfg).unwrap();
@@ -247,9 +278,20 @@ fn fused_conv_relu_pool_gradients_match_cpu_and_finite_differences() {
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
+    use FusedLayer::{Alone, Folded, PoolAfterRelu};
+    let conv = |pool| FusedLayer::Conv { pool };
     assert_eq!(
-        ops::model::fused_relus(&seq),
-        [false, true, false, false, true, false, false, false]
+        fuse(&seq).layers,
+        [
+            conv(PoolInConv::WhereDeviceAllows),
+            Folded,
+            PoolAfterRelu,
+            conv(PoolInConv::No),
+            Folded,
+            PoolAfterRelu,
+            Alone,
+            Alone
+        ]
     );
     let step = TrainStep::new(gpu(), &def, &config(5, sgd())).unwrap();
     let kernels = step.kernel_names();
@@ -295,6 +337,75 @@ fn conv_pooled_stores_match_cpu() {
     );
     check_model(def.clone(), 4, 4, false);
     check_model(def, 2, 3, false);
+}
+
+/// With fusion off every layer runs its own kernels, and the step computes the same
+/// gradients, loss and accuracy as the CPU reference (and so as the fused step).
+#[test]
+fn unfused_models_match_cpu() {
+    for (def, rows, batch) in [
+        (
+            ModelDef {
+                input: vec![11],
+                layers: layers(
+                    "[{linear: {out: 37}}, relu, {linear: {out: 19}}, relu, {linear: {out: 5}}]",
+                ),
+                init: Init::KaimingUniform,
+            },
+            7,
+            9,
+        ),
+        (
+            ModelDef {
+                input: vec![2, 8, 8],
+                layers: layers(
+                    "[{conv2d: {out_channels: 11, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {out: 4}}]",
+                ),
+                init: Init::KaimingUniform,
+            },
+            3,
+            5,
+        ),
+    ] {
+        let seq = Sequential::new(&def).unwrap();
+        let unfused = Fusion::unfused(&seq);
+        let inputs = ChainInputs {
+            fusion: Some(unfused.clone()),
+            ..ChainInputs::default()
+        };
+        let step = TrainStep::with_inputs(gpu(), &def, &config(batch, sgd()), inputs).unwrap();
+        let kernels = step.kernel_names();
+        let relus = def.layers.iter().filter(|l| **l == LayerSpec::Relu).count();
+        assert_eq!(
+            kernels.iter().filter(|k| k.starts_with("relu")).count(),
+            2 * relus,
+            "every relu runs its forward and backward: {kernels:?}"
+        );
+        check_model_as(def, rows, batch, false, Some(unfused));
+    }
+}
+
+/// A fusion the kernels do not implement is refused when the step is built.
+#[test]
+fn a_fusion_that_does_not_fit_the_model_is_refused() {
+    let def = mlp();
+    let seq = Sequential::new(&def).unwrap();
+    let mut wrong = fuse(&seq);
+    wrong.layers[1] = FusedLayer::Alone; // the linears around it still do the relu's work
+    let inputs = ChainInputs {
+        fusion: Some(wrong),
+        ..ChainInputs::default()
+    };
+    let err = TrainStep::with_inputs(gpu(), &def, &config(4, sgd()), inputs)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("layer 0 (linear) cannot run as"),
+        "{err}"
+    );
+    let mut short = fuse(&seq);
+    short.layers.pop();
+    assert!(short.check(&seq).is_err());
 }
 
 #[test]

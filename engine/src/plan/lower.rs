@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use ops::fusion::{Fusion, fuse};
 use ops::gpu::{BackendChoice, DeviceRequest};
+use ops::model::Sequential;
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
@@ -81,6 +83,8 @@ pub struct ChainPlan {
     /// several models; `None` keeps `layers.<i>`.
     #[serde(skip)]
     pub layer_names: Option<Vec<String>>,
+    /// How those layers run fused (the fusion pass; the adapter settles what depends on it).
+    pub fusion: Fusion,
     /// Each trained model's own layers and init, to initialise it as if it stood alone.
     #[serde(skip)]
     pub model_defs: Vec<(String, ModelDef)>,
@@ -132,6 +136,8 @@ pub struct FrozenPlan {
     /// Names of its layers in parameter names (see [`ChainPlan::layer_names`]).
     #[serde(skip)]
     pub layer_names: Option<Vec<String>>,
+    /// How its layers run fused.
+    pub fusion: Fusion,
     /// Its weights (`models.<name>.init_from`); without them it keeps its init.
     pub init_from: Option<PathBuf>,
 }
@@ -252,10 +258,12 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             return Some(f.id);
         }
         let id = FrozenId(frozen.len());
+        let def = model_def(name)?;
         frozen.push(FrozenPlan {
             id,
             name: name.to_string(),
-            model_def: model_def(name)?,
+            fusion: fusion_of(&def),
+            model_def: def,
             layer_names: layer_names(&[name]),
             init_from: init_from(name),
         });
@@ -324,6 +332,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             },
             model: fwd.model.clone(),
             models: trained.iter().map(|m| m.to_string()).collect(),
+            fusion: fusion_of(&composed),
             model_def: composed,
             layer_names: layer_names(&trained),
             init_from: trained
@@ -420,6 +429,12 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
 }
 
 /// Every model the run holds: on a chain, a teacher, or evaluated.
+/// The fusion pass over a model. Checked models always build; were one not to, its empty
+/// fusion is refused when the executor builds the model, after the model's own error.
+fn fusion_of(def: &ModelDef) -> Fusion {
+    Sequential::new(def).map_or(Fusion { layers: Vec::new() }, |seq| fuse(&seq))
+}
+
 fn models_in_use(checked: &CheckedPipeline) -> BTreeSet<&str> {
     let p = &checked.parsed.pipeline;
     let mut names: BTreeSet<&str> = BTreeSet::new();

@@ -281,7 +281,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let hooks = hook_order(p);
     let memory = memory(checked, &program.chains, &program.frozen);
     let lr_preview = program.chains.first().map_or_else(Vec::new, lr_preview);
-    let kernels = kernels(checked, &program.chains);
+    let kernels = kernels(checked, &program.chains, &program.frozen);
     let metrics_file = program.callbacks.iter().find_map(|c| match &c.spec {
         CallbackSpec::Metrics(m) => Some(m.file.clone()),
         _ => None,
@@ -626,10 +626,15 @@ fn lr_preview(chain: &ChainPlan) -> Vec<LrPoint> {
         .collect()
 }
 
-/// Kernels per step of every chain, in chain order (prefixed by the chain's name when
-/// there are several).
-fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan]) -> Vec<String> {
+/// Kernels per step of every chain after fusion, in chain order (prefixed by the chain's
+/// name when there are several): the frozen models' forwards, the trained model's forward,
+/// the loss, the trained model's backward, the gradient norm and the update.
+fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]) -> Vec<String> {
     let stages = &checked.parsed.pipeline.stages;
+    let run = |def: &ops::ModelDef, fusion: &ops::fusion::Fusion| {
+        ops::model::Sequential::new(def)
+            .map_or((Vec::new(), Vec::new()), |seq| fusion.kernels(&seq))
+    };
     let mut kernels = Vec::new();
     for (chain, traced) in chains.iter().zip(&checked.chains) {
         let prefix = if chains.len() > 1 {
@@ -637,48 +642,24 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan]) -> Vec<String> {
         } else {
             String::new()
         };
-        let frozen: Vec<&str> = traced
-            .forwards
-            .iter()
-            .chain(&traced.teacher)
-            .map(|&f| crate::check::model_of(&checked.parsed.pipeline, f))
-            .filter(|m| !chain.models.iter().any(|t| t == m))
-            .collect();
-        let layers = |models: &[&str]| -> Vec<&crate::check::LayerShape> {
-            models
-                .iter()
-                .filter_map(|m| checked.models.get(*m))
-                .flat_map(|m| &m.layers)
-                .collect()
-        };
-        let trained: Vec<&str> = chain.models.iter().map(String::as_str).collect();
-        let trained_layers = layers(&trained);
-        for l in layers(&frozen)
-            .into_iter()
-            .chain(trained_layers.iter().copied())
-        {
-            if l.kind != "flatten" {
-                kernels.push(format!("{prefix}{}.forward", l.kind));
-            }
+        let mut names = Vec::new();
+        for f in chain.encoder.iter().chain(&chain.teacher) {
+            names.extend(run(&frozen[f.0].model_def, &frozen[f.0].fusion).0);
         }
+        let (forward, backward) = run(&chain.model_def, &chain.fusion);
+        names.extend(forward);
         if let Stage::Loss(l) = &stages[traced.loss] {
-            kernels.push(format!(
-                "{prefix}{}.forward_backward",
-                loss_name(l.function)
-            ));
+            names.push(format!("{}.forward_backward", loss_name(l.function)));
         }
-        for l in trained_layers.iter().rev() {
-            if l.kind != "flatten" {
-                kernels.push(format!("{prefix}{}.backward", l.kind));
-            }
-        }
+        names.extend(backward);
         // Backward kernels add into the gradient buffer, so accumulation needs no kernel
         // of its own; the global gradient norm is reduced on every update (it is
         // reported, and clipping uses it).
         if let Stage::Step(st) = &stages[traced.step] {
-            kernels.push(format!("{prefix}grad_norm.reduce"));
-            kernels.push(format!("{prefix}{}.update", st.optimizer.name()));
+            names.push("grad_norm.reduce".into());
+            names.push(format!("{}.update", st.optimizer.name()));
         }
+        kernels.extend(names.into_iter().map(|k| format!("{prefix}{k}")));
     }
     kernels
 }

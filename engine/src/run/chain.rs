@@ -30,7 +30,8 @@ pub(super) struct FrozenRun {
 
 impl FrozenRun {
     pub fn new(gpu: &Gpu, plan: &FrozenPlan, seed: u64) -> Result<FrozenRun, RunError> {
-        let params = ModelParams::new(gpu, &plan.model_def, seed, plan.layer_names.as_deref())?;
+        let mut params = ModelParams::new(gpu, &plan.model_def, seed, plan.layer_names.as_deref())?;
+        params.set_fusion(plan.fusion.clone())?;
         if let Some(path) = &plan.init_from {
             let tensors = model_tensors(path, &plan.name, plan.layer_names.is_some())?;
             params
@@ -143,6 +144,7 @@ pub(super) fn train_step(
         teacher: plan.teacher.map(|f| &frozen[f.0].params),
         layer_names: plan.layer_names.clone(),
         step_tensor: Some(plan.step_tensor.clone()),
+        fusion: Some(plan.fusion.clone()),
     };
     let mut train = TrainStep::with_inputs(gpu, &plan.model_def, &plan.train, inputs)?;
     if plan.model_defs.len() > 1 {
