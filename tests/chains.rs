@@ -315,3 +315,48 @@ fn a_batch_end_checkpoint_at_a_step_with_every_n_steps_hooks_resumes_exactly() {
     assert_eq!(metrics(&resumed), expected);
     assert!(bytes(&resumed.join(last)) == expected_weights);
 }
+
+/// A monitor of a chain's training loss at `every_n_steps` checks only periods in which
+/// that chain trained: the second chain of `chains.yaml` trains 12 of the lead chain's 30
+/// batch ticks per epoch (6 of its 15 steps, accumulation 2), and waits idle for the rest.
+#[test]
+fn a_monitor_of_an_idle_chain_sees_no_new_value() {
+    let out = dir("idle-monitor");
+    let fixture = std::fs::read_to_string(FIXTURE).unwrap();
+    // Never improves by 1000: the plateau holds at its 14th check. (A log callback prints
+    // what callbacks say.)
+    let pipeline = format!(
+        "{fixture}  - id: watch\n    kind: callback\n    callback: {{type: monitor, metric: small_loss.loss, condition: {{kind: plateau, patience: 13, min_delta: 1000}}, action: {{kind: stop}}}}\n    on: [{{every_n_steps: 1}}]\n  - {{id: log, kind: callback, callback: {{type: log}}, on: [fit_end]}}\n"
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    let file = out.join("idle.yaml");
+    std::fs::write(&file, pipeline).unwrap();
+    let (out_text, device) = (out.join("run").display().to_string(), device());
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "run",
+            &file.display().to_string(),
+            "--device",
+            &device,
+            "--out",
+            &out_text,
+        ])
+        .output()
+        .expect("engine runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find(|l| l.starts_with("monitor `watch`"))
+        .unwrap_or_else(|| panic!("the monitor fired: {stdout}"));
+    // Six checks an epoch at the steps the chain trained: the 14th is epoch 3's second,
+    // step 2 * 15 + 2. (Counting its idle steps too, it fired in epoch 2, at step 23.)
+    assert!(line.contains(" at step 32 "), "{line}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -183,6 +183,18 @@ pub struct CallbackPlan {
     /// What it does.
     #[serde(skip)]
     pub spec: CallbackSpec,
+    /// The metric it watches (early stopping, a monitor, a checkpoint keeping its best),
+    /// resolved to what computes it.
+    pub watches: Option<Watched>,
+}
+
+/// A metric a callback watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Watched {
+    /// One of an eval's metrics (`<eval>.<metric>`).
+    Eval { eval: EvalId, metric: EvalMetric },
+    /// A chain's training loss (`<loss stage>.loss`).
+    TrainLoss(ChainId),
 }
 
 /// One data set the run reads.
@@ -396,6 +408,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                     id,
                     name: c.id.0.clone(),
                     spec: c.callback.clone(),
+                    watches: None,
                 });
                 hook_of.insert(i, HookId::Callback(id));
             }
@@ -417,6 +430,9 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
     if let crate::spec::Schedule::Steps(n) = p.schedule {
         steps_of_other_chains(&mut chains, n);
     }
+    for c in &mut callbacks {
+        c.watches = watched(&c.spec, &evals, &chains);
+    }
     Program {
         chains,
         frozen,
@@ -433,6 +449,26 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
 /// fusion is refused when the executor builds the model, after the model's own error.
 fn fusion_of(def: &ModelDef) -> Fusion {
     Sequential::new(def).map_or(Fusion { layers: Vec::new() }, |seq| fuse(&seq))
+}
+
+/// What a callback's monitored metric names. Checking made sure it names an eval's metric
+/// or a chain's training loss; a callback watching nothing does nothing.
+fn watched(spec: &CallbackSpec, evals: &[EvalPlan], chains: &[ChainPlan]) -> Option<Watched> {
+    let reference = match spec {
+        CallbackSpec::EarlyStopping(e) => &e.monitor,
+        CallbackSpec::Monitor(m) => &m.metric,
+        CallbackSpec::Checkpoint(k) => &k.keep_best.as_ref()?.monitor,
+        _ => return None,
+    };
+    let (stage, port) = reference.split()?;
+    if let Some(e) = evals.iter().find(|e| e.name == stage) {
+        let metric = e.metrics.iter().copied().find(|m| m.as_str() == port)?;
+        return Some(Watched::Eval { eval: e.id, metric });
+    }
+    chains
+        .iter()
+        .find(|c| c.loss == stage && port == "loss")
+        .map(|c| Watched::TrainLoss(c.id))
 }
 
 fn models_in_use(checked: &CheckedPipeline) -> BTreeSet<&str> {

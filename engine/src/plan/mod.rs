@@ -9,7 +9,7 @@ mod lower;
 
 pub use lower::{
     CallbackId, CallbackPlan, ChainId, ChainPlan, DataPlan, DatasetId, EvalId, EvalPlan,
-    EvalTarget, FrozenId, FrozenPlan, HookId,
+    EvalTarget, FrozenId, FrozenPlan, HookId, Watched,
 };
 
 use std::collections::BTreeMap;

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ops::train::NamedTensor;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{CallbackId, Plan};
-use crate::spec::{CallbackSpec, Mode, NanAction, Trigger};
+use crate::plan::{CallbackId, Plan, Watched};
+use crate::spec::{CallbackSpec, EvalMetric, Mode, NanAction, Trigger};
 
 use super::checkpoint::MetricSums;
 use super::{RunError, StepMetricsSummary};
@@ -44,8 +44,8 @@ pub(super) struct CheckpointRequest {
     pub keep_last: Option<u32>,
     /// Keep the best checkpoint: `Some(true)` when larger is better.
     pub keep_best_max: Option<bool>,
-    /// The monitored `(eval stage, metric)`.
-    pub monitor: Option<(String, String)>,
+    /// The monitored metric.
+    pub monitor: Option<Watched>,
 }
 
 /// When a callback fires.
@@ -316,19 +316,15 @@ impl<'p> Callbacks<'p> {
                 }
                 Ok(Action::Continue)
             }
-            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(name, e)),
+            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(name, e, callback.watches)),
             CallbackSpec::Checkpoint(k) => Ok(Action::Checkpoint(CheckpointRequest {
                 dir: k.dir.clone(),
                 keep_last: k.keep_last,
                 keep_best_max: k.keep_best.as_ref().map(|b| b.mode == Mode::Max),
-                monitor: k
-                    .keep_best
-                    .as_ref()
-                    .and_then(|b| b.monitor.split())
-                    .map(|(s, m)| (s.to_string(), m.to_string())),
+                monitor: callback.watches,
             })),
             CallbackSpec::Profile => Ok(Action::Profile),
-            CallbackSpec::Monitor(m) => Ok(self.monitor(name, m, at)),
+            CallbackSpec::Monitor(m) => Ok(self.monitor(name, m, callback.watches, at)),
             CallbackSpec::Metrics(_) if matches!(at.trigger, Trigger::EveryNSteps(_)) => {
                 Ok(Action::RecordSteps)
             }
@@ -419,18 +415,20 @@ impl<'p> Callbacks<'p> {
         self.print(parts.join("  "));
     }
 
-    fn early_stopping(&mut self, id: &str, e: &crate::spec::EarlyStopping) -> Action {
-        let Some((stage, metric)) = e.monitor.split() else {
+    fn early_stopping(
+        &mut self,
+        id: &str,
+        e: &crate::spec::EarlyStopping,
+        watches: Option<Watched>,
+    ) -> Action {
+        let Some(Watched::Eval { eval, metric }) = watches else {
             return Action::Continue;
         };
+        let stage = self.plan.evals[eval.0].name.as_str();
         let Some(m) = self.memory.evals.get(stage) else {
             return Action::Continue;
         };
-        let value = match metric {
-            "loss" => m.loss,
-            "accuracy" => m.accuracy,
-            _ => m.top5,
-        };
+        let value = metric_of(m, metric);
         let runs = self.memory.eval_runs.get(stage).copied().unwrap_or(0);
         let state = self.memory.early.entry(id.to_string()).or_default();
         if state.last_eval == runs {
@@ -469,50 +467,54 @@ impl<'p> Callbacks<'p> {
         }
     }
 
-    /// The current value of a monitored metric: an eval's, or a chain's training loss
-    /// (or accuracy).
-    fn metric_value(&self, metric: &crate::spec::PortRef, at: &Moment) -> Option<f64> {
-        let (stage, port) = metric.split()?;
-        if self.plan.evals.iter().any(|e| e.name == stage) {
-            // An eval that has not run yet has no value to watch.
-            let m = self.memory.evals.get(stage)?;
-            return Some(match port {
-                "loss" => m.loss,
-                "accuracy" => m.accuracy,
-                _ => m.top5,
-            });
-        }
-        let chain = at
-            .chains
-            .iter()
-            .find(|c| c.loss == stage)
-            .or_else(|| at.chains.first())?;
-        let train = match at.trigger {
-            Trigger::EveryNSteps(_) if chain.window.samples > 0 => {
-                StepMetricsSummary::from(chain.window)
+    /// The current value of a watched metric: an eval's last, or a chain's training loss
+    /// (over the period at `every_n_steps`, else its last epoch's). `None` when there is no
+    /// value yet, or at `every_n_steps` when the chain trained no sample since the last
+    /// report (a chain whose data ran out waits for the others; its old value is not new).
+    fn metric_value(&self, watched: Watched, at: &Moment) -> Option<f64> {
+        match watched {
+            Watched::Eval { eval, metric } => {
+                let m = self.memory.evals.get(&self.plan.evals[eval.0].name)?;
+                Some(metric_of(m, metric))
             }
-            _ => *self.memory.train.get(chain.name)?,
-        };
-        Some(if port == "accuracy" {
-            train.accuracy
-        } else {
-            train.loss
-        })
+            Watched::TrainLoss(chain) => {
+                let c = at.chains.get(chain.0)?;
+                match at.trigger {
+                    Trigger::EveryNSteps(_) => {
+                        (c.window.samples > 0).then(|| StepMetricsSummary::from(c.window).loss)
+                    }
+                    _ => Some(self.memory.train.get(c.name)?.loss),
+                }
+            }
+        }
     }
 
-    fn monitor(&mut self, id: &str, m: &crate::spec::MonitorCallback, at: &Moment) -> Action {
+    fn monitor(
+        &mut self,
+        id: &str,
+        m: &crate::spec::MonitorCallback,
+        watches: Option<Watched>,
+        at: &Moment,
+    ) -> Action {
         use crate::spec::{MonitorAction, MonitorCondition};
-        let Some(value) = self.metric_value(&m.metric, at) else {
+        let Some(watched) = watches else {
+            return Action::Continue;
+        };
+        let Some(value) = self.metric_value(watched, at) else {
             return Action::Continue;
         };
         let better = |a: f64, b: f64| match m.mode {
             Mode::Min => a < b,
             Mode::Max => a > b,
         };
-        let eval_runs = m
-            .metric
-            .split()
-            .and_then(|(stage, _)| self.memory.eval_runs.get(stage).copied());
+        let eval_runs = match watched {
+            Watched::Eval { eval, .. } => self
+                .memory
+                .eval_runs
+                .get(&self.plan.evals[eval.0].name)
+                .copied(),
+            Watched::TrainLoss(_) => None,
+        };
         let state = self.memory.monitors.entry(id.to_string()).or_default();
         if let Some(runs) = eval_runs {
             if state.last_eval == runs {
@@ -606,5 +608,14 @@ impl<'p> Callbacks<'p> {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// One of an eval's metrics out of its summary.
+pub(super) fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
+    match metric {
+        EvalMetric::Loss => m.loss,
+        EvalMetric::Accuracy => m.accuracy,
+        EvalMetric::Top5 => m.top5,
     }
 }

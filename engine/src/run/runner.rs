@@ -15,10 +15,10 @@ use ops::gpu::Gpu;
 use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
 use crate::data::{Batch, BatchIter, Prefetcher, Split, prepare};
-use crate::plan::{EvalPlan, EvalTarget, HookId, Plan};
+use crate::plan::{EvalPlan, EvalTarget, HookId, Plan, Watched};
 use crate::spec::{SplitName, Trigger};
 
-use super::callbacks::{self, Action, Callbacks, ChainMoment};
+use super::callbacks::{self, Action, Callbacks, ChainMoment, metric_of};
 use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs, one_hot};
 use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
 use super::metrics::{MetricsRecord, MetricsWriter};
@@ -783,13 +783,13 @@ impl Runner<'_> {
         let started = Instant::now();
         let saving = !checkpoints.is_empty();
         for c in checkpoints {
-            self.monitor = c.monitor.as_ref().and_then(|(stage, metric)| {
-                self.results.get(stage).map(|m| match metric.as_str() {
-                    "loss" => m.loss,
-                    "accuracy" => m.accuracy,
-                    _ => m.top5,
-                })
-            });
+            self.monitor = match c.monitor {
+                Some(Watched::Eval { eval, metric }) => self
+                    .results
+                    .get(&self.plan.evals[eval.0].name)
+                    .map(|m| metric_of(m, metric)),
+                _ => None,
+            };
             self.save_checkpoint(&c, trigger, pos)?;
         }
         if saving {
