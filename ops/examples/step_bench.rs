@@ -73,6 +73,7 @@ fn matmul(gpu_req: &DeviceRequest, n: usize) {
     let def = ModelDef {
         input: vec![n],
         layers: layers(&format!("[{{linear: {{out: {n}, bias: false}}}}]")),
+        inputs: Vec::new(),
         init: Init::default(),
     };
     let train = TrainStep::new(&gpu, &def, &config(n, 0.0)).expect("train step");

@@ -68,6 +68,8 @@ pub fn fuse(model: &Sequential) -> Fusion {
         .map(|i| {
             matches!(spec(i), Some(LayerSpec::Relu))
                 && i > 0
+                && model.is_chain_link(i)
+                && model.is_chain_link(i + 1)
                 && ((is_linear(i - 1) && is_linear(i + 1))
                     || (matches!(spec(i - 1), Some(LayerSpec::Conv2d(_)))
                         && matches!(spec(i + 1), Some(LayerSpec::MaxPool2d(_)))))
@@ -107,8 +109,8 @@ impl Fusion {
         }
     }
 
-    /// The fusion on `adapter` at `batch`: [`PoolInConv::WhereDeviceAllows`] becomes
-    /// `Yes` or `No`.
+    /// The fusion on `adapter` at `batch`: every conv's pool ([`PoolInConv::WhereDeviceAllows`],
+    /// or `Yes`) becomes `Yes` where the conv's kernel can store it there, else `No`.
     pub fn on_device(&self, model: &Sequential, adapter: &AdapterSummary, batch: usize) -> Fusion {
         let layers = self
             .layers
@@ -117,7 +119,7 @@ impl Fusion {
             .map(|(f, l)| match (f, &l.spec) {
                 (
                     FusedLayer::Conv {
-                        pool: PoolInConv::WhereDeviceAllows,
+                        pool: PoolInConv::WhereDeviceAllows | PoolInConv::Yes,
                     },
                     LayerSpec::Conv2d(attrs),
                 ) => FusedLayer::Conv {
@@ -143,8 +145,9 @@ impl Fusion {
     }
 
     /// Checks that this fusion is one the kernels implement for `model`: each entry fits
-    /// its layer and agrees with its neighbours (a folded relu has a fused layer on each
-    /// side that does its work).
+    /// its layer and agrees with its neighbours (a folded relu is a link of a chain with a
+    /// fused layer on each side that does its work). Whether a conv can store its pool
+    /// depends on the adapter: [`Fusion::on_device`] settles that.
     pub fn check(&self, model: &Sequential) -> Result<(), String> {
         if self.layers.len() != model.layers.len() {
             return Err(format!(
@@ -159,7 +162,9 @@ impl Fusion {
             let prev = i.checked_sub(1);
             let ok = match (f, &l.spec) {
                 (FusedLayer::Alone, _) => !folded(prev) && !folded(Some(i + 1)),
-                (FusedLayer::Folded, LayerSpec::Relu) => {
+                (FusedLayer::Folded, LayerSpec::Relu)
+                    if model.is_chain_link(i) && model.is_chain_link(i + 1) =>
+                {
                     let before = prev.and_then(at);
                     let after = at(i + 1);
                     matches!(
@@ -211,7 +216,9 @@ impl Fusion {
 
     /// The kernels this model runs, by op (`linear.forward+relu`,
     /// `max_pool2d.backward+relu`): its forward, and its backward in the order it runs
-    /// (last layer first). A view (flatten) and a folded relu run none.
+    /// (last layer first). A view (flatten) and a folded relu run none, and a layer
+    /// without parameters that reads only the model's input (which needs no gradient)
+    /// runs no backward.
     pub fn kernels(&self, model: &Sequential) -> (Vec<String>, Vec<String>) {
         let mut forward = Vec::new();
         let mut backward = Vec::new();
@@ -258,7 +265,9 @@ impl Fusion {
                 _ => (Some(format!("{kind}.forward")), format!("{kind}.backward")),
             };
             forward.extend(fwd);
-            backward.push(bwd);
+            if !(l.params.is_empty() && l.inputs.iter().all(|&t| t == 0)) {
+                backward.push(bwd);
+            }
         }
         backward.reverse();
         (forward, backward)

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer, EnumAccess, MapAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::add::Add;
 use crate::avg_pool2d::AvgPool2d;
 use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
@@ -52,6 +53,11 @@ pub enum LayerSpec {
     /// Normalises the last dimension to zero mean and unit variance, then scales and shifts
     /// it with learned `gamma` and `beta`.
     LayerNorm(LayerNormAttrs),
+    /// Element-wise sum of two inputs of equal shape (a residual connection's merge). It
+    /// needs a model wired as a graph (`ModelDef::inputs`), which pipelines cannot write
+    /// yet, so YAML and the schema do not offer it.
+    #[schemars(skip)]
+    Add,
 }
 
 /// Every layer kind, with an example spec (the registry walked by tests and docs).
@@ -100,6 +106,7 @@ impl LayerSpec {
             LayerSpec::LeakyRelu(attrs) => Box::new(LeakyRelu { attrs }),
             LayerSpec::Dropout(attrs) => Box::new(Dropout { attrs }),
             LayerSpec::LayerNorm(attrs) => Box::new(LayerNorm { attrs }),
+            LayerSpec::Add => Box::new(Add),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Tensor ops for the training engine: shape rules, parameter init, CPU reference
 //! forward/backward, WGSL kernels, the wgpu runtime, and the compiled training step.
 
+pub mod add;
 pub mod avg_pool2d;
 pub mod conv2d;
 pub mod dropout;

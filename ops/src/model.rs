@@ -15,19 +15,41 @@ use crate::op::{CpuCtx, Op, ParamSpec, numel};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
-/// What the user declared: per-sample input shape, layers, init scheme.
+/// What the user declared: per-sample input shape, layers, how they are wired, init
+/// scheme.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelDef {
     pub input: Vec<usize>,
     pub layers: Vec<LayerSpec>,
+    /// The tensors each layer reads, by id: `0` is the model's input and `i + 1` the output
+    /// of layer `i`, so a layer reads only earlier tensors. Empty: a chain, layer `i`
+    /// reads tensor `i`. The model's output is its last layer's.
+    pub inputs: Vec<Vec<usize>>,
     pub init: Init,
+}
+
+impl ModelDef {
+    /// A chain of `layers` (each reads the one before).
+    pub fn chain(input: Vec<usize>, layers: Vec<LayerSpec>, init: Init) -> ModelDef {
+        ModelDef {
+            input,
+            layers,
+            inputs: Vec::new(),
+            init,
+        }
+    }
 }
 
 /// One layer with its resolved shapes.
 pub struct Layer {
     pub spec: LayerSpec,
     pub op: Box<dyn Op>,
+    /// The tensors it reads (see [`ModelDef::inputs`]).
+    pub inputs: Vec<usize>,
+    /// Per-sample shape of its first input.
     pub input: Vec<usize>,
+    /// Per-sample shapes of all its inputs.
+    pub input_shapes: Vec<Vec<usize>>,
     pub output: Vec<usize>,
     pub params: Vec<ParamSpec>,
 }
@@ -43,10 +65,14 @@ pub struct ParamSlot {
     pub len: usize,
 }
 
-/// A validated sequential model.
+/// A validated model: layers in an order where each reads only earlier tensors (a chain,
+/// or a graph with merges and tensors read by several layers).
 pub struct Sequential {
     pub input: Vec<usize>,
     pub layers: Vec<Layer>,
+    /// For each tensor (`0` the input, `i + 1` layer `i`'s output), the `(layer, input
+    /// slot)` pairs that read it, in layer order.
+    pub consumers: Vec<Vec<(usize, usize)>>,
     pub init: Init,
     /// Packed layout of all parameters, 256-byte aligned; total words in `packed_len`.
     pub slots: Vec<ParamSlot>,
@@ -67,7 +93,15 @@ impl Sequential {
         if def.layers.is_empty() {
             return Err("model has no layers".into());
         }
-        let mut shape = def.input.clone();
+        if !def.inputs.is_empty() && def.inputs.len() != def.layers.len() {
+            return Err(format!(
+                "inputs are given for {} of the {} layers",
+                def.inputs.len(),
+                def.layers.len()
+            ));
+        }
+        let mut shapes = vec![def.input.clone()];
+        let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
         let mut layers = Vec::new();
         let mut slots = Vec::new();
         let mut offset = 0usize;
@@ -75,8 +109,35 @@ impl Sequential {
             let op = spec.build();
             op.check_attrs()
                 .map_err(|e| format!("layer {i} ({}): {e}", op.kind()))?;
+            let inputs = def.inputs.get(i).cloned().unwrap_or_else(|| vec![i]);
+            let (min, max) = op.arity();
+            if inputs.len() < min || inputs.len() > max {
+                return Err(format!(
+                    "layer {i} ({}) reads {} input{} but takes {}",
+                    op.kind(),
+                    inputs.len(),
+                    if inputs.len() == 1 { "" } else { "s" },
+                    if min == max {
+                        min.to_string()
+                    } else {
+                        format!("{min} to {max}")
+                    }
+                ));
+            }
+            if let Some(t) = inputs.iter().find(|&&t| t > i) {
+                return Err(format!(
+                    "layer {i} ({}) reads tensor {t}, which is not computed before it (0 is the input, {i} the layer before)",
+                    op.kind()
+                ));
+            }
+            for (slot, &t) in inputs.iter().enumerate() {
+                consumers[t].push((i, slot));
+            }
+            let input_shapes: Vec<Vec<usize>> = inputs.iter().map(|&t| shapes[t].clone()).collect();
+            let shape = input_shapes[0].clone();
+            let refs: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
             let output = op
-                .output_shape(&shape)
+                .output_shape_of(&refs)
                 .map_err(|e| format!("layer {i}: {e}"))?;
             if output.is_empty() || output.contains(&0) {
                 return Err(format!(
@@ -98,15 +159,29 @@ impl Sequential {
             layers.push(Layer {
                 spec: spec.clone(),
                 op,
-                input: shape.clone(),
+                inputs,
+                input: shape,
+                input_shapes,
                 output: output.clone(),
                 params,
             });
-            shape = output;
+            shapes.push(output);
+            consumers.push(Vec::new());
+        }
+        // Every tensor but the output feeds a layer (one that feeds none is a mistake, and
+        // would get no gradient).
+        let last = def.layers.len();
+        if let Some(t) = (1..last).find(|&t| consumers[t].is_empty()) {
+            return Err(format!(
+                "the output of layer {} ({}) is not read by any layer",
+                t - 1,
+                layers[t - 1].op.kind()
+            ));
         }
         Ok(Sequential {
             input: def.input.clone(),
             layers,
+            consumers,
             init: def.init,
             slots,
             packed_len: offset.max(ALIGN_WORDS),
@@ -198,7 +273,15 @@ impl Sequential {
         out
     }
 
-    /// CPU forward; returns every activation `[x, y_0, ..., y_last]`.
+    /// Whether layer `i` is a link of a chain: it reads only tensor `i` (the layer
+    /// before's output, or the input) and nothing else reads that tensor. Fusions fold
+    /// only such links.
+    pub fn is_chain_link(&self, i: usize) -> bool {
+        self.layers.get(i).is_some_and(|l| l.inputs == [i])
+            && self.consumers.get(i).is_some_and(|c| c.len() == 1)
+    }
+
+    /// CPU forward; returns every tensor `[x, y_0, ..., y_last]`.
     pub fn forward_cpu(
         &self,
         params: &[Vec<Tensor>],
@@ -215,14 +298,16 @@ impl Sequential {
                 step,
                 layer: i,
             };
-            let y = l.op.forward_cpu(&acts[i], &params[i], &ctx);
+            let xs: Vec<&Tensor> = l.inputs.iter().map(|&t| &acts[t]).collect();
+            let y = l.op.forward_cpu_of(&xs, &params[i], &ctx);
             acts.push(y);
         }
         acts
     }
 
-    /// CPU backward from the gradient of the last activation; returns per-layer parameter
-    /// gradients and the input gradient.
+    /// CPU backward from the gradient of the last tensor, layers in reverse order, the
+    /// gradients of a tensor read by several layers summed in layer order; returns
+    /// per-layer parameter gradients and the input gradient.
     pub fn backward_cpu(
         &self,
         params: &[Vec<Tensor>],
@@ -232,7 +317,24 @@ impl Sequential {
         step: u64,
     ) -> (Tensor, Vec<Vec<Tensor>>) {
         let mut grads: Vec<Vec<Tensor>> = self.layers.iter().map(|_| Vec::new()).collect();
-        let mut d = dy.clone();
+        // Each tensor's gradient parts, by consumer, summed when its producer is reached.
+        let mut parts: Vec<Vec<(usize, Tensor)>> = acts.iter().map(|_| Vec::new()).collect();
+        let n = self.layers.len();
+        parts[n].push((0, dy.clone()));
+        let sum = |mut p: Vec<(usize, Tensor)>, like: &Tensor| -> Tensor {
+            p.sort_by_key(|(order, _)| *order);
+            let mut it = p.into_iter().map(|(_, t)| t);
+            let mut total = it.next().unwrap_or_else(|| Tensor {
+                shape: like.shape.clone(),
+                data: vec![0.0; like.len()],
+            });
+            for t in it {
+                for (a, b) in total.data.iter_mut().zip(&t.data) {
+                    *a += b;
+                }
+            }
+            total
+        };
         for (i, l) in self.layers.iter().enumerate().rev() {
             let ctx = CpuCtx {
                 train: true,
@@ -240,12 +342,20 @@ impl Sequential {
                 step,
                 layer: i,
             };
-            let (dx, dp) =
-                l.op.backward_cpu(&acts[i], &params[i], &acts[i + 1], &d, &ctx);
+            let d = sum(std::mem::take(&mut parts[i + 1]), &acts[i + 1]);
+            let xs: Vec<&Tensor> = l.inputs.iter().map(|&t| &acts[t]).collect();
+            let (dxs, dp) =
+                l.op.backward_cpu_of(&xs, &params[i], &acts[i + 1], &d, &ctx);
             grads[i] = dp;
-            d = dx;
+            for (slot, (dx, &t)) in dxs.into_iter().zip(&l.inputs).enumerate() {
+                let order = self.consumers[t]
+                    .iter()
+                    .position(|&c| c == (i, slot))
+                    .unwrap_or(0);
+                parts[t].push((order, dx));
+            }
         }
-        (d, grads)
+        (sum(std::mem::take(&mut parts[0]), &acts[0]), grads)
     }
 }
 
@@ -331,30 +441,53 @@ impl GpuModel {
         let unwritten = BufferRef::whole(&gpu.storage_buffer("act.unwritten", 4)?);
         let mut acts = vec![input];
         let mut dacts = vec![acts[0].clone()];
+        let own = |label: String, words: u64| -> Result<BufferRef, GpuError> {
+            Ok(BufferRef::whole(&gpu.storage_buffer(&label, words * 4)?).words(0, words))
+        };
         for (i, l) in model.layers.iter().enumerate() {
             let words = (batch * numel(&l.output)) as u64;
+            let first = l.inputs[0];
             if stores_pool[i] || (i > 0 && stores_pool[i - 1]) {
                 acts.push(unwritten.clone());
             } else if l.op.is_view() || fused[i] {
-                acts.push(acts[i].words(0, words));
+                acts.push(acts[first].words(0, words));
             } else {
-                acts.push(
-                    BufferRef::whole(&gpu.storage_buffer(&format!("act.{i}"), words * 4)?)
-                        .words(0, words),
-                );
+                acts.push(own(format!("act.{i}"), words)?);
             }
             if train {
-                if (l.op.is_view() && i > 0) || fused[i] {
-                    dacts.push(dacts[i].words(0, words));
+                // A view or a folded relu shares its input's gradient buffer when it is the
+                // only reader of a tensor that needs one.
+                if (l.op.is_view() || fused[i]) && first > 0 && model.consumers[first].len() == 1 {
+                    dacts.push(dacts[first].words(0, words));
                 } else {
-                    dacts.push(
-                        BufferRef::whole(&gpu.storage_buffer(&format!("grad_act.{i}"), words * 4)?)
-                            .words(0, words),
-                    );
+                    dacts.push(own(format!("grad_act.{i}"), words)?);
                 }
             }
         }
-        // A view over layer 0's input has no input gradient buffer; give it its own.
+        // Where a tensor is read by several layers, each writes its part of the gradient
+        // into a buffer of its own; they are summed before the tensor's producer runs.
+        let mut parts: Vec<Vec<BufferRef>> = vec![Vec::new(); acts.len()];
+        if train {
+            for (t, readers) in model.consumers.iter().enumerate().skip(1) {
+                if readers.len() > 1 {
+                    let words = dacts[t].len_words();
+                    for k in 0..readers.len() {
+                        parts[t].push(own(format!("grad_act.{}.part{k}", t - 1), words)?);
+                    }
+                }
+            }
+        }
+        // The gradient layer `i` writes for its input `slot`.
+        let dx_of = |i: usize, slot: usize| -> Option<BufferRef> {
+            let t = model.layers[i].inputs[slot];
+            if !train || t == 0 {
+                return None;
+            }
+            match model.consumers[t].iter().position(|&c| c == (i, slot)) {
+                Some(k) if parts[t].len() > 1 => Some(parts[t][k].clone()),
+                _ => Some(dacts[t].clone()),
+            }
+        };
         let mut k = KernelBuilder::new(gpu);
         let mut forward = Vec::new();
         let mut backward_per_layer = Vec::new();
@@ -385,6 +518,7 @@ impl GpuModel {
                 Some((_, arg)) => Some(arg),
                 None => scratch_buffer(gpu, model, i, batch)?,
             };
+            let dxs: Vec<Option<BufferRef>> = (0..l.inputs.len()).map(|s| dx_of(i, s)).collect();
             let io = LayerIo {
                 layer: i,
                 batch,
@@ -392,27 +526,30 @@ impl GpuModel {
                 output_shape: l.output.clone(),
                 train,
                 step: step.clone(),
-                x: acts[i].clone(),
+                x: acts[l.inputs[0]].clone(),
+                xs: l.inputs.iter().map(|&t| acts[t].clone()).collect(),
                 y: acts[i + 1].clone(),
                 dy: if train {
                     dacts[i + 1].clone()
                 } else {
                     acts[i + 1].clone()
                 },
-                dx: if train && i > 0 {
-                    Some(dacts[i].clone())
-                } else {
-                    None
-                },
+                dx: dxs[0].clone(),
+                dxs,
                 params: p,
                 grads: g,
                 scratch,
             };
+            // The gradient of this layer's output, summed from its readers' parts, before
+            // its backward.
+            let mut backward = if parts[i + 1].len() > 1 {
+                crate::add::sum_dispatches(&mut k, &parts[i + 1], &dacts[i + 1])?
+            } else {
+                Vec::new()
+            };
             match (fusion.layers[i], &l.spec) {
                 // Folded into the layers around it (see `crate::fusion`).
-                (FusedLayer::Folded, _) => {
-                    backward_per_layer.push(Vec::new());
-                }
+                (FusedLayer::Folded, _) => {}
                 (FusedLayer::Conv { pool }, LayerSpec::Conv2d(attrs)) => {
                     let conv = Conv2d { attrs: *attrs };
                     // conv -> relu -> 2x2 max pool: the conv's kernel stores the pool.
@@ -432,7 +569,7 @@ impl GpuModel {
                         forward.extend(conv.forward_dispatches(&mut k, &io, true)?);
                     }
                     if train {
-                        backward_per_layer.push(conv.gpu_backward(&mut k, &io)?);
+                        backward.extend(conv.gpu_backward(&mut k, &io)?);
                     }
                 }
                 (FusedLayer::PoolAfterRelu, LayerSpec::MaxPool2d(attrs)) => {
@@ -441,7 +578,7 @@ impl GpuModel {
                         forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
                     }
                     if train {
-                        backward_per_layer.push(pool.gpu_backward(&mut k, &io)?);
+                        backward.extend(pool.gpu_backward(&mut k, &io)?);
                     }
                 }
                 (
@@ -454,21 +591,18 @@ impl GpuModel {
                     let lin = Linear { attrs: *attrs };
                     forward.extend(lin.forward_dispatches(&mut k, &io, relu_after)?);
                     if train {
-                        let mask = mask_before.then(|| acts[i].clone());
-                        backward_per_layer.push(lin.backward_dispatches(
-                            &mut k,
-                            &io,
-                            mask.as_ref(),
-                        )?);
+                        let mask = mask_before.then(|| io.x.clone());
+                        backward.extend(lin.backward_dispatches(&mut k, &io, mask.as_ref())?);
                     }
                 }
                 _ => {
                     forward.extend(l.op.gpu_forward(&mut k, &io)?);
                     if train {
-                        backward_per_layer.push(l.op.gpu_backward(&mut k, &io)?);
+                        backward.extend(l.op.gpu_backward(&mut k, &io)?);
                     }
                 }
             }
+            backward_per_layer.push(backward);
         }
         let backward = backward_per_layer.into_iter().rev().flatten().collect();
         gpu.take_error()?;

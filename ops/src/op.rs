@@ -116,6 +116,35 @@ pub trait Op: Send + Sync {
         dy: &Tensor,
         ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>);
+    /// How many inputs it reads, `(min, max)`: one for every layer but merges (`add`).
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+    /// Per-sample output shape over its inputs' shapes (`inputs.len()` within
+    /// [`Op::arity`]); an op reading one input defers to [`Op::output_shape`].
+    fn output_shape_of(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeError> {
+        match inputs {
+            [one] => self.output_shape(one),
+            _ => Err(ShapeError::new(self.kind(), "one input", &[])),
+        }
+    }
+    /// CPU reference forward over its inputs (`xs.len()` within [`Op::arity`], checked when
+    /// the model was built, so `xs[0]` exists).
+    fn forward_cpu_of(&self, xs: &[&Tensor], params: &[Tensor], ctx: &CpuCtx) -> Tensor {
+        self.forward_cpu(xs[0], params, ctx)
+    }
+    /// CPU reference backward over its inputs: `(dxs, dparams)`, one gradient per input.
+    fn backward_cpu_of(
+        &self,
+        xs: &[&Tensor],
+        params: &[Tensor],
+        y: &Tensor,
+        dy: &Tensor,
+        ctx: &CpuCtx,
+    ) -> (Vec<Tensor>, Vec<Tensor>) {
+        let (dx, dp) = self.backward_cpu(xs[0], params, y, dy, ctx);
+        (vec![dx], dp)
+    }
     /// Builds the forward dispatches once at plan time; they are replayed every step.
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
     /// Builds the backward dispatches: writes `io.dx` (when present) and adds parameter

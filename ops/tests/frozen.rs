@@ -17,6 +17,7 @@ fn model(input: usize, yaml: &str) -> ModelDef {
     ModelDef {
         input: vec![input],
         layers: serde_yaml::from_str::<Vec<LayerSpec>>(yaml).unwrap(),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     }
 }

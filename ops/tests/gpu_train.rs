@@ -23,6 +23,7 @@ fn mlp() -> ModelDef {
     ModelDef {
         input: vec![13],
         layers: layers("[{linear: {out: 9}}, relu, {linear: {out: 6}}, tanh, {linear: {out: 5}}]"),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     }
 }
@@ -33,6 +34,7 @@ fn cnn() -> ModelDef {
         layers: layers(
             "[{conv2d: {out_channels: 3, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 4, kernel: 2}}, gelu, flatten, {layer_norm: {}}, {linear: {out: 4}}]",
         ),
+        inputs: Vec::new(),
         init: Init::XavierUniform,
     }
 }
@@ -230,6 +232,7 @@ fn fused_linear_relu_gradients_match_cpu_and_finite_differences() {
         layers: layers(
             "[{linear: {out: 37}}, relu, {linear: {out: 19}}, relu, {linear: {out: 6, bias: false}}, relu, {linear: {out: 5}}, relu]",
         ),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
@@ -275,6 +278,7 @@ fn fused_conv_relu_pool_gradients_match_cpu_and_finite_differences() {
         layers: layers(
             "[{conv2d: {out_channels: 11, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 5, kernel: 3, stride: 2, padding: 1, bias: false}}, relu, {max_pool2d: {kernel: 2, stride: 1}}, flatten, {linear: {out: 4}}]",
         ),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
@@ -325,6 +329,7 @@ fn conv_pooled_stores_match_cpu() {
         layers: layers(
             "[{conv2d: {out_channels: 19, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2, stride: 2}}, flatten, {linear: {out: 3}}]",
         ),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     let step = TrainStep::new(gpu(), &def, &config(4, sgd())).unwrap();
@@ -350,6 +355,7 @@ fn unfused_models_match_cpu() {
                 layers: layers(
                     "[{linear: {out: 37}}, relu, {linear: {out: 19}}, relu, {linear: {out: 5}}]",
                 ),
+                inputs: Vec::new(),
                 init: Init::KaimingUniform,
             },
             7,
@@ -361,6 +367,7 @@ fn unfused_models_match_cpu() {
                 layers: layers(
                     "[{conv2d: {out_channels: 11, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {out: 4}}]",
                 ),
+                inputs: Vec::new(),
                 init: Init::KaimingUniform,
             },
             3,
@@ -880,6 +887,7 @@ fn invalid_models_are_errors_not_panics() {
         let bad = ModelDef {
             input: input.to_vec(),
             layers: layers(yaml),
+            inputs: Vec::new(),
             init: Init::default(),
         };
         let err = TrainStep::new(gpu(), &bad, &config(2, sgd()))
@@ -900,6 +908,7 @@ fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
     let def = ModelDef {
         input: vec![2],
         layers: layers("[{linear: {out: 2200000}}]"),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     let mut step = TrainStep::new(gpu, &def, &config(2, sgd())).unwrap();
@@ -912,4 +921,144 @@ fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
     assert_eq!(metrics.samples, 2);
     let after = flat(&step.param_tensors(gpu).unwrap());
     assert_ne!(before, after);
+}
+
+/// A model wired as a graph: `layers` with the tensors each reads (0 is the input, `i + 1`
+/// layer `i`'s output).
+fn graph(input: Vec<usize>, yaml: &str, inputs: Vec<Vec<usize>>) -> ModelDef {
+    // Pipelines cannot write `add` yet (no graph wiring in YAML), so it is not a YAML name.
+    let items: Vec<serde_yaml::Value> = serde_yaml::from_str(yaml).unwrap();
+    let layers = items
+        .into_iter()
+        .map(|v| match v.as_str() {
+            Some("add") => LayerSpec::Add,
+            _ => serde_yaml::from_value(v).unwrap(),
+        })
+        .collect();
+    ModelDef {
+        input,
+        layers,
+        inputs,
+        init: Init::KaimingUniform,
+    }
+}
+
+/// Residual connections: a tensor read by several layers gets the sum of their
+/// gradients (two parts: one `grad_sum`; three: `grad_sum` then `grad_sum_into`; a tensor
+/// added to itself), `add` hands its gradient to both inputs. GPU against the CPU
+/// reference, and the CPU reference against finite differences.
+#[test]
+fn residual_graphs_match_cpu_and_finite_differences() {
+    let mlp = graph(
+        vec![11],
+        "[{linear: {out: 16}}, relu, {linear: {out: 16}}, add, relu, {linear: {out: 5}}]",
+        vec![vec![0], vec![1], vec![2], vec![3, 2], vec![4], vec![5]],
+    );
+    let seq = Sequential::new(&mlp).unwrap();
+    assert_eq!(seq.consumers[2], [(2, 0), (3, 1)]);
+    assert!(
+        fuse(&seq).layers.iter().all(|f| *f == FusedLayer::Alone),
+        "the relu whose output the add also reads is not folded: {:?}",
+        fuse(&seq)
+    );
+    let step = TrainStep::new(gpu(), &mlp, &config(7, sgd())).unwrap();
+    let kernels = step.kernel_names();
+    assert_eq!(
+        kernels.iter().filter(|k| *k == "add").count(),
+        1,
+        "{kernels:?}"
+    );
+    assert_eq!(
+        kernels.iter().filter(|k| *k == "grad_sum").count(),
+        1,
+        "{kernels:?}"
+    );
+    check_model_gradients(mlp, 7, 7);
+
+    let fan_out = graph(
+        vec![6],
+        "[{linear: {out: 8}}, tanh, {linear: {out: 8}}, add, add, add, {linear: {out: 4}}]",
+        vec![
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![3, 2],
+            vec![4, 2],
+            vec![5, 5],
+            vec![6],
+        ],
+    );
+    let step = TrainStep::new(gpu(), &fan_out, &config(5, sgd())).unwrap();
+    let kernels = step.kernel_names();
+    assert!(kernels.iter().any(|k| k == "grad_sum_into"), "{kernels:?}");
+    check_model_gradients(fan_out.clone(), 5, 5);
+    check_model_gradients(fan_out, 3, 5);
+
+    let conv = graph(
+        vec![2, 6, 6],
+        "[{conv2d: {out_channels: 4, kernel: 3, padding: 1}}, tanh, {conv2d: {out_channels: 4, kernel: 3, padding: 1}}, add, gelu, flatten, {linear: {out: 3}}]",
+        vec![
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![3, 2],
+            vec![4],
+            vec![5],
+            vec![6],
+        ],
+    );
+    check_model_gradients(conv, 3, 4);
+    // With relus the finite differences of so many outputs cross kinks: GPU against CPU.
+    let relu_conv = graph(
+        vec![2, 6, 6],
+        "[{conv2d: {out_channels: 4, kernel: 3, padding: 1}}, relu, {conv2d: {out_channels: 4, kernel: 3, padding: 1}}, add, relu, flatten, {linear: {out: 3}}]",
+        vec![
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![3, 2],
+            vec![4],
+            vec![5],
+            vec![6],
+        ],
+    );
+    check_model(relu_conv, 3, 4, false);
+}
+
+/// Graph wiring mistakes are errors naming the layer, not panics.
+#[test]
+fn miswired_graphs_are_errors() {
+    let cases = [
+        (
+            "[{linear: {out: 4}}, relu, {linear: {out: 4}}]",
+            vec![vec![0], vec![1], vec![1]],
+            "the output of layer 1 (relu) is not read by any layer",
+        ),
+        (
+            "[{linear: {out: 4}}, add]",
+            vec![vec![0], vec![1]],
+            "layer 1 (add) reads 1 input but takes 2",
+        ),
+        (
+            "[{linear: {out: 4}}, relu]",
+            vec![vec![0], vec![2]],
+            "layer 1 (relu) reads tensor 2, which is not computed before it",
+        ),
+        (
+            "[{linear: {out: 4}}, add]",
+            vec![vec![0], vec![1, 0]],
+            "layer 1: add expects equal shapes",
+        ),
+        (
+            "[{linear: {out: 4}}, relu]",
+            vec![vec![0]],
+            "inputs are given for 1 of the 2 layers",
+        ),
+    ];
+    for (yaml, inputs, message) in cases {
+        let err = Sequential::new(&graph(vec![3], yaml, inputs))
+            .err()
+            .expect("refused");
+        assert!(err.contains(message), "{err}");
+    }
 }

@@ -255,6 +255,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         p.models.get(name).map(|m| ModelDef {
             input: m.input.clone(),
             layers: m.layers.clone(),
+            inputs: Vec::new(),
             init: m.init,
         })
     };
@@ -312,6 +313,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 .iter()
                 .flat_map(|(_, d)| d.layers.iter().cloned())
                 .collect(),
+            inputs: Vec::new(),
             init: first.init,
         };
         let accumulation = match c.accumulate.map(|a| &p.stages[a]) {
@@ -444,7 +446,6 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
     }
 }
 
-/// Every model the run holds: on a chain, a teacher, or evaluated.
 /// The fusion pass over a model. Checked models always build; were one not to, its empty
 /// fusion is refused when the executor builds the model, after the model's own error.
 fn fusion_of(def: &ModelDef) -> Fusion {
@@ -471,6 +472,7 @@ fn watched(spec: &CallbackSpec, evals: &[EvalPlan], chains: &[ChainPlan]) -> Opt
         .map(|c| Watched::TrainLoss(c.id))
 }
 
+/// Every model the run holds: on a chain, a teacher, or evaluated.
 fn models_in_use(checked: &CheckedPipeline) -> BTreeSet<&str> {
     let p = &checked.parsed.pipeline;
     let mut names: BTreeSet<&str> = BTreeSet::new();

@@ -195,6 +195,7 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
     let model = ModelDef {
         input: vec![n],
         layers: vec![attrs],
+        inputs: Vec::new(),
         init: ops::init::Init::default(),
     };
     let config = TrainConfig {

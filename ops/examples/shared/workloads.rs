@@ -14,6 +14,7 @@ pub fn mlp() -> (ModelDef, usize) {
         layers: layers(
             "[{linear: {out: 256}}, relu, {linear: {out: 256}}, relu, {linear: {out: 10}}]",
         ),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     (def, 128)
@@ -26,6 +27,7 @@ pub fn cnn() -> (ModelDef, usize) {
         layers: layers(
             "[{conv2d: {out_channels: 16, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, {conv2d: {out_channels: 32, kernel: 3, padding: 1}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {out: 10}}]",
         ),
+        inputs: Vec::new(),
         init: Init::KaimingUniform,
     };
     (def, 64)

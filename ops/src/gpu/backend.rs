@@ -1,5 +1,5 @@
-//! The backend boundary: the five things the engine asks of a device — allocate, upload,
-//! compile a kernel, record (bind) a dispatch, submit and read back. [`super::Gpu`] is the
+//! The backend boundary: what the engine asks of a device — allocate, upload, compile a
+//! kernel, bind a dispatch's buffers, submit and read back. [`super::Gpu`] is the
 //! device-neutral front over one [`Backend`]; the wgpu implementation lives in
 //! `gpu/wgpu.rs`, the only file that names wgpu.
 //!
@@ -96,7 +96,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<Handle, GpuError>;
 
     /// Runs `dispatches` in order as one submission (a training step, an eval batch):
-    /// each dispatch sees the writes of those before it. Must not allocate per call.
+    /// each dispatch sees the writes of those before it. Must not allocate device memory
+    /// per call.
     fn submit(&self, dispatches: &mut dyn Iterator<Item = &Dispatch>) -> Result<(), GpuError>;
 
     /// Copies `src` into `staging` (a [`BufferUsage::Readback`] buffer at least as large),

@@ -274,8 +274,9 @@ impl Gpu {
         &self,
         dispatches: impl IntoIterator<Item = &'a Dispatch>,
     ) -> Result<(), GpuError> {
+        self.backend.submit(&mut dispatches.into_iter())?;
         self.counters.submissions.fetch_add(1, Ordering::Relaxed);
-        self.backend.submit(&mut dispatches.into_iter())
+        Ok(())
     }
 
     /// Blocks until all submitted work has finished (profiling only; steps never wait).

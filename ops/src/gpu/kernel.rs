@@ -1,4 +1,5 @@
-//! Kernels: WGSL assembly and specialisation, the pipeline cache, pre-built dispatches.
+//! Kernels: WGSL assembly and specialisation, buffers and pre-built dispatches (the kernel
+//! cache is the front's, [`Gpu`]).
 
 use super::backend::{Handle, KernelSource};
 use super::device::Gpu;
@@ -239,14 +240,18 @@ pub struct LayerIo {
     pub train: bool,
     /// The per-step uniform (`Step` in `common.wgsl`).
     pub step: BufferRef,
-    /// Input activations `[batch, input]`.
+    /// Input activations `[batch, input]` (the first input of an op reading several).
     pub x: BufferRef,
+    /// Every input, in order (`xs[0]` is `x`); ops reading one input use `x`.
+    pub xs: Vec<BufferRef>,
     /// Output activations `[batch, output]`.
     pub y: BufferRef,
     /// Gradient w.r.t. the output.
     pub dy: BufferRef,
-    /// Gradient w.r.t. the input; `None` for the first layer (not needed).
+    /// Gradient w.r.t. the input; `None` when it is not needed (the model's input).
     pub dx: Option<BufferRef>,
+    /// Gradients w.r.t. every input, in order (`dxs[0]` is `dx`).
+    pub dxs: Vec<Option<BufferRef>>,
     /// Parameters, in [`crate::op::Op::params`] order.
     pub params: Vec<BufferRef>,
     /// Gradient accumulators, same order.
@@ -255,13 +260,13 @@ pub struct LayerIo {
     pub scratch: Option<BufferRef>,
 }
 
-/// Compiles (once, cached) and binds kernels.
+/// Assembles, compiles (once: [`Gpu`] caches them) and binds kernels.
 pub struct KernelBuilder<'a> {
     gpu: &'a Gpu,
 }
 
 impl<'a> KernelBuilder<'a> {
-    /// A builder over `gpu`'s pipeline cache.
+    /// A builder over `gpu`'s kernel cache.
     pub fn new(gpu: &'a Gpu) -> KernelBuilder<'a> {
         KernelBuilder { gpu }
     }

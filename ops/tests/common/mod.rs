@@ -167,12 +167,19 @@ pub fn run_layer(
         train: ctx.train,
         step: BufferRef::whole(&step),
         x: upload(gpu, "x", &x.data),
+        xs: Vec::new(),
         y: poisoned(gpu, "y", out_len),
         dy: upload(gpu, "dy", &dy.data),
         dx: Some(poisoned(gpu, "dx", x.len())),
+        dxs: Vec::new(),
         params: (0..params.len()).map(|i| slot(&pbuf, i)).collect(),
         grads: (0..params.len()).map(|i| slot(&gbuf, i)).collect(),
         scratch: (scratch_words > 0).then(|| poisoned(gpu, "scratch", scratch_words)),
+    };
+    let io = LayerIo {
+        xs: vec![io.x.clone()],
+        dxs: vec![io.dx.clone()],
+        ..io
     };
     let mut k = KernelBuilder::new(gpu);
     let fwd = op.gpu_forward(&mut k, &io).unwrap();

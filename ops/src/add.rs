@@ -1,0 +1,145 @@
+//! Element-wise sum of two tensors of equal shape: `y = a + b`, the merge of a residual
+//! connection. Its backward hands `dy` to both inputs (the model aliases their gradients
+//! to `dy` where it can; otherwise it copies). [`sum_dispatches`] also adds up the
+//! gradients of a tensor that feeds several ops.
+
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};
+use crate::tensor::Tensor;
+
+const WGSL: &str = include_str!("../../shaders/add.wgsl");
+const INTO_WGSL: &str = include_str!("../../shaders/add_into.wgsl");
+
+/// The add op.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Add;
+
+impl Op for Add {
+    fn kind(&self) -> &'static str {
+        "add"
+    }
+    fn check_attrs(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn arity(&self) -> (usize, usize) {
+        (2, 2)
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
+        Err(ShapeError::new("add", "two inputs", input))
+    }
+    fn output_shape_of(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeError> {
+        match inputs {
+            [a, b] if a == b => Ok(a.to_vec()),
+            [a, b] => Err(ShapeError::new(
+                "add",
+                format!("equal shapes, found {a:?} and"),
+                b,
+            )),
+            _ => Err(ShapeError::new("add", "two inputs", &[])),
+        }
+    }
+    fn params(&self, _input: &[usize]) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn forward_flops(&self, input: &[usize]) -> u64 {
+        numel(input) as u64
+    }
+    fn is_elementwise(&self) -> bool {
+        true
+    }
+    fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
+        x.clone()
+    }
+    fn forward_cpu_of(&self, xs: &[&Tensor], _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
+        let mut y = xs[0].clone();
+        for x in &xs[1..] {
+            for (a, b) in y.data.iter_mut().zip(&x.data) {
+                *a += b;
+            }
+        }
+        y
+    }
+    fn backward_cpu(
+        &self,
+        _x: &Tensor,
+        _params: &[Tensor],
+        _y: &Tensor,
+        dy: &Tensor,
+        _ctx: &CpuCtx,
+    ) -> (Tensor, Vec<Tensor>) {
+        (dy.clone(), vec![])
+    }
+    fn backward_cpu_of(
+        &self,
+        xs: &[&Tensor],
+        _params: &[Tensor],
+        _y: &Tensor,
+        dy: &Tensor,
+        _ctx: &CpuCtx,
+    ) -> (Vec<Tensor>, Vec<Tensor>) {
+        (xs.iter().map(|_| dy.clone()).collect(), vec![])
+    }
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let [a, b] = io.xs.as_slice() else {
+            return Err(GpuError::InvalidModel(format!(
+                "add reads two inputs, given {}",
+                io.xs.len()
+            )));
+        };
+        Ok(vec![add(k, "add", a, b, &io.y)?])
+    }
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        Ok(io
+            .dxs
+            .iter()
+            .flatten()
+            .filter(|dx| !(dx.buffer == io.dy.buffer && dx.offset == io.dy.offset))
+            .map(|dx| Dispatch::copy(k.gpu(), "add_grad_copy", &io.dy, dx))
+            .collect())
+    }
+}
+
+fn add(
+    k: &mut KernelBuilder,
+    kernel: &str,
+    a: &BufferRef,
+    b: &BufferRef,
+    y: &BufferRef,
+) -> Result<Dispatch, GpuError> {
+    let n = y.len_words() as usize;
+    let (groups, stride) = grid_1d(n);
+    k.compute(
+        kernel,
+        &[WGSL],
+        &[("N", n.to_string()), ("STRIDE", stride.to_string())],
+        &[a, b, y],
+        groups,
+    )
+}
+
+/// `total = parts[0] + parts[1] + ...`, in that order: the gradient of a tensor that feeds
+/// several ops, from each op's contribution. At least two parts.
+pub(crate) fn sum_dispatches(
+    k: &mut KernelBuilder,
+    parts: &[BufferRef],
+    total: &BufferRef,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let [first, second, rest @ ..] = parts else {
+        return Err(GpuError::InvalidModel(
+            "a gradient sum needs two or more parts".into(),
+        ));
+    };
+    let mut out = vec![add(k, "grad_sum", first, second, total)?];
+    let n = total.len_words() as usize;
+    let (groups, stride) = grid_1d(n);
+    for part in rest {
+        out.push(k.compute(
+            "grad_sum_into",
+            &[INTO_WGSL],
+            &[("N", n.to_string()), ("STRIDE", stride.to_string())],
+            &[part, total],
+            groups,
+        )?);
+    }
+    Ok(out)
+}
