@@ -225,3 +225,51 @@ fn bench_reports_one_submission_per_step_and_a_cold_first_step() {
     assert!(number("median_samples_per_s") > 0.0, "{stdout}");
     assert!(number("first_step_ms") > 0.0, "{stdout}");
 }
+
+/// A model written as nodes (residual blocks) trains to the digits' bar, and its
+/// checkpoints name parameters after the nodes.
+#[test]
+fn digits_residual_mlp_reaches_96_percent_with_node_names() {
+    let out = out_dir("residual");
+    std::fs::create_dir_all(&out).unwrap();
+    // The example plus a checkpoint at the end, its data path made absolute.
+    let example = std::fs::read_to_string("pipelines/digits_residual_mlp.yaml").unwrap();
+    let data = std::fs::canonicalize("pipelines/data/digits.csv.gz").unwrap();
+    let pipeline = format!(
+        "{}\n  - {{id: save, kind: callback, callback: {{type: checkpoint}}, on: [fit_end]}}\n",
+        example.trim_end().replace(
+            "path: data/digits.csv.gz",
+            &format!("path: {}", data.display())
+        )
+    );
+    let file = out.join("residual.yaml");
+    std::fs::write(&file, pipeline).unwrap();
+    let run_dir = out.join("run");
+    let (code, _, stderr) = run(
+        &file.display().to_string(),
+        &run_dir,
+        &["--set", "schedule.epochs=10"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let test = last(&records(&run_dir), "test");
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.96,
+        "test accuracy {}",
+        test["accuracy"]
+    );
+    let checkpoint = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .expect("a checkpoint");
+    let bytes = std::fs::read(checkpoint.join("weights.safetensors")).unwrap();
+    let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = weights.names().into_iter().map(String::from).collect();
+    names.sort();
+    let expected: Vec<String> = ["fc1", "fc2", "fc3", "fc4", "head", "stem"]
+        .iter()
+        .flat_map(|n| [format!("{n}.bias"), format!("{n}.weight")])
+        .collect();
+    assert_eq!(names, expected);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -32,7 +32,7 @@ impl Op for Add {
             [a, b] if a == b => Ok(a.to_vec()),
             [a, b] => Err(ShapeError::new(
                 "add",
-                format!("equal shapes, found {a:?} and"),
+                format!("inputs of equal shapes, found {a:?} and {b:?}"),
                 b,
             )),
             _ => Err(ShapeError::new("add", "two inputs", &[])),

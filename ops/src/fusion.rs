@@ -216,7 +216,8 @@ impl Fusion {
 
     /// The kernels this model runs, by op (`linear.forward+relu`,
     /// `max_pool2d.backward+relu`): its forward, and its backward in the order it runs
-    /// (last layer first). A view (flatten) and a folded relu run none, and a layer
+    /// (last layer first), with a `grad_sum` before the backward of a layer whose output
+    /// several layers read. A view (flatten) and a folded relu run none, and a layer
     /// without parameters that reads only the model's input (which needs no gradient)
     /// runs no backward.
     pub fn kernels(&self, model: &Sequential) -> (Vec<String>, Vec<String>) {
@@ -224,7 +225,11 @@ impl Fusion {
         let mut backward = Vec::new();
         for (i, (f, l)) in self.layers.iter().zip(&model.layers).enumerate() {
             let kind = l.op.kind();
+            let summed = model.consumers.get(i + 1).is_some_and(|c| c.len() > 1);
             if l.op.is_view() || *f == FusedLayer::Folded {
+                if summed {
+                    backward.push("grad_sum".to_string());
+                }
                 continue;
             }
             let (fwd, bwd) = match f {
@@ -267,6 +272,11 @@ impl Fusion {
             forward.extend(fwd);
             if !(l.params.is_empty() && l.inputs.iter().all(|&t| t == 0)) {
                 backward.push(bwd);
+            }
+            // Built forward, run reversed: the sum of the gradient parts of this layer's
+            // output (read by several layers) runs just before its backward.
+            if summed {
+                backward.push("grad_sum".to_string());
             }
         }
         backward.reverse();

@@ -53,10 +53,8 @@ pub enum LayerSpec {
     /// Normalises the last dimension to zero mean and unit variance, then scales and shifts
     /// it with learned `gamma` and `beta`.
     LayerNorm(LayerNormAttrs),
-    /// Element-wise sum of two inputs of equal shape (a residual connection's merge). It
-    /// needs a model wired as a graph (`ModelDef::inputs`), which pipelines cannot write
-    /// yet, so YAML and the schema do not offer it.
-    #[schemars(skip)]
+    /// Element-wise sum of two inputs of equal shape: the merge of a residual connection.
+    /// Only in a model written as `nodes:`, with `inputs: [a, b]`.
     Add,
 }
 
@@ -87,6 +85,7 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::LeakyRelu(LeakyReluAttrs { slope: 0.01 }),
         LayerSpec::Dropout(DropoutAttrs { p: 0.5 }),
         LayerSpec::LayerNorm(LayerNormAttrs { eps: 1e-5 }),
+        LayerSpec::Add,
     ]
 }
 
@@ -130,6 +129,7 @@ pub const LAYER_KINDS: &[&str] = &[
     "leaky_relu",
     "dropout",
     "layer_norm",
+    "add",
 ];
 
 /// `relu: {}` or `relu: null` in map form: no attributes allowed.
@@ -144,6 +144,7 @@ fn unit(name: &str) -> Option<LayerSpec> {
         "gelu" => LayerSpec::Gelu,
         "tanh" => LayerSpec::Tanh,
         "sigmoid" => LayerSpec::Sigmoid,
+        "add" => LayerSpec::Add,
         _ => return None,
     })
 }

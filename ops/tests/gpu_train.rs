@@ -926,18 +926,9 @@ fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
 /// A model wired as a graph: `layers` with the tensors each reads (0 is the input, `i + 1`
 /// layer `i`'s output).
 fn graph(input: Vec<usize>, yaml: &str, inputs: Vec<Vec<usize>>) -> ModelDef {
-    // Pipelines cannot write `add` yet (no graph wiring in YAML), so it is not a YAML name.
-    let items: Vec<serde_yaml::Value> = serde_yaml::from_str(yaml).unwrap();
-    let layers = items
-        .into_iter()
-        .map(|v| match v.as_str() {
-            Some("add") => LayerSpec::Add,
-            _ => serde_yaml::from_value(v).unwrap(),
-        })
-        .collect();
     ModelDef {
         input,
-        layers,
+        layers: layers(yaml),
         inputs,
         init: Init::KaimingUniform,
     }
@@ -994,35 +985,26 @@ fn residual_graphs_match_cpu_and_finite_differences() {
     check_model_gradients(fan_out.clone(), 5, 5);
     check_model_gradients(fan_out, 3, 5);
 
-    let conv = graph(
-        vec![2, 6, 6],
-        "[{conv2d: {out_channels: 4, kernel: 3, padding: 1}}, tanh, {conv2d: {out_channels: 4, kernel: 3, padding: 1}}, add, gelu, flatten, {linear: {out: 3}}]",
-        vec![
-            vec![0],
-            vec![1],
-            vec![2],
-            vec![3, 2],
-            vec![4],
-            vec![5],
-            vec![6],
-        ],
-    );
-    check_model_gradients(conv, 3, 4);
+    let conv_block = |first: &str, second: &str| {
+        graph(
+            vec![2, 6, 6],
+            &format!(
+                "[{{conv2d: {{out_channels: 4, kernel: 3, padding: 1}}}}, {first}, {{conv2d: {{out_channels: 4, kernel: 3, padding: 1}}}}, add, {second}, flatten, {{linear: {{out: 3}}}}]"
+            ),
+            vec![
+                vec![0],
+                vec![1],
+                vec![2],
+                vec![3, 2],
+                vec![4],
+                vec![5],
+                vec![6],
+            ],
+        )
+    };
+    check_model_gradients(conv_block("tanh", "gelu"), 3, 4);
     // With relus the finite differences of so many outputs cross kinks: GPU against CPU.
-    let relu_conv = graph(
-        vec![2, 6, 6],
-        "[{conv2d: {out_channels: 4, kernel: 3, padding: 1}}, relu, {conv2d: {out_channels: 4, kernel: 3, padding: 1}}, add, relu, flatten, {linear: {out: 3}}]",
-        vec![
-            vec![0],
-            vec![1],
-            vec![2],
-            vec![3, 2],
-            vec![4],
-            vec![5],
-            vec![6],
-        ],
-    );
-    check_model(relu_conv, 3, 4, false);
+    check_model(conv_block("relu", "relu"), 3, 4, false);
 }
 
 /// Graph wiring mistakes are errors naming the layer, not panics.

@@ -8,6 +8,7 @@ mod graph;
 mod ranges;
 mod refs;
 mod shapes;
+mod wiring;
 
 pub use chain::{TrainChain, model_of, trained_models};
 pub use data::DatasetInfo;

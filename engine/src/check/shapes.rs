@@ -44,6 +44,12 @@ impl ModelShapes {
 /// One layer's shapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerShape {
+    /// Its node id (`None` in a `layers:` list).
+    pub name: Option<String>,
+    /// The layer.
+    pub spec: LayerSpec,
+    /// The tensors it reads (`0` the model's input, `i + 1` layer `i`'s output).
+    pub inputs: Vec<usize>,
     /// The layer as written, e.g. `linear(out=100)`.
     pub describe: String,
     /// Op kind.
@@ -142,31 +148,85 @@ pub(super) fn check(
             );
             continue;
         }
-        let mut shape = model.input.clone();
+        let Some(wired) = super::wiring::wire(parsed, name, model, &base, out) else {
+            continue;
+        };
+        let mut shapes: Vec<Vec<usize>> = vec![model.input.clone()];
         let mut layers = Vec::new();
         let mut ok = true;
-        for (i, layer) in model.layers.iter().enumerate() {
-            let path = [base.clone(), vec![Seg::Key("layers".into()), Seg::Index(i)]].concat();
+        for (i, w) in wired.iter().enumerate() {
+            let (layer, path) = (&w.spec, w.path.clone());
+            let shape = shapes[w.inputs[0]].clone();
+            let input_shapes: Vec<&[usize]> =
+                w.inputs.iter().map(|&t| shapes[t].as_slice()).collect();
+            // What produced tensor `t`, for messages.
+            let source = |t: usize| -> String {
+                match t {
+                    0 => "the model input".to_string(),
+                    t => format!(
+                        "{} ({})",
+                        wired[t - 1].label(t - 1),
+                        layers.get(t - 1).map_or("?", |l: &LayerShape| l.kind)
+                    ),
+                }
+            };
             let op = layer.build();
             if let Err(message) = op.check_attrs() {
                 out.push(
                     Diagnostic::new(
                         "invalid-hyperparameter",
-                        format!("layer {i} ({}) of model `{name}`: {message}", op.kind()),
+                        format!(
+                            "{} ({}) of model `{name}`: {message}",
+                            w.label(i),
+                            op.kind()
+                        ),
                     )
                     .at(parsed.span(&path), message.clone())
                     .hint("see docs/pipeline.md for the layer's valid values"),
                 );
                 ok = false;
             }
-            match op.output_shape(&shape) {
+            let result = op.output_shape_of(&input_shapes);
+            if w.inputs.len() > 1
+                && let Err(err) = &result
+            {
+                let found: Vec<String> = w
+                    .inputs
+                    .iter()
+                    .map(|&t| format!("{:?} from {}", shapes[t], source(t)))
+                    .collect();
+                out.push(
+                    Diagnostic::new(
+                        "shape-mismatch",
+                        format!(
+                            "{} of model `{name}`: {} expects {}",
+                            w.label(i),
+                            err.op,
+                            err.expected
+                        ),
+                    )
+                    .at(
+                        parsed.span(&path),
+                        format!("inputs here are {}", found.join(" and ")),
+                    )
+                    .expected_found(
+                        format!("{} inputs of equal shapes", w.inputs.len()),
+                        found.join(", "),
+                    )
+                    .hint(shape_hint(op.kind())),
+                );
+                ok = false;
+                break;
+            }
+            match result {
                 Ok(next) if too_large(&shape, &next).is_some() => {
                     let message = too_large(&shape, &next).unwrap_or_default();
                     out.push(
                         Diagnostic::new(
                             "invalid-shape",
                             format!(
-                                "layer {i} ({}) of model `{name}` is too large: {message}",
+                                "{} ({}) of model `{name}` is too large: {message}",
+                                w.label(i),
                                 op.kind()
                             ),
                         )
@@ -182,6 +242,9 @@ pub(super) fn check(
                 }
                 Ok(next) => {
                     layers.push(LayerShape {
+                        name: w.name.clone(),
+                        spec: layer.clone(),
+                        inputs: w.inputs.clone(),
                         describe: describe_layer(layer),
                         kind: op.kind(),
                         params: op
@@ -192,22 +255,14 @@ pub(super) fn check(
                         flops: op.forward_flops(&shape),
                         output: next.clone(),
                     });
-                    shape = next;
+                    shapes.push(next);
                 }
                 Err(err) => {
-                    let previous = if i == 0 {
-                        "the model input".to_string()
-                    } else {
-                        format!(
-                            "layer {} ({})",
-                            i - 1,
-                            layers.last().map_or("?", |l: &LayerShape| l.kind)
-                        )
-                    };
+                    let previous = source(w.inputs[0]);
                     out.push(
                         Diagnostic::new(
                             "shape-mismatch",
-                            format!("layer {i} of model `{name}`: {err}"),
+                            format!("{} of model `{name}`: {err}", w.label(i)),
                         )
                         .at(parsed.span(&path), format!("input here is {:?}", err.found))
                         .expected_found(

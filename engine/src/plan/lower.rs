@@ -79,10 +79,13 @@ pub struct ChainPlan {
     /// Their layers, in order.
     #[serde(skip)]
     pub model_def: ModelDef,
-    /// Names of those layers in parameter names (`<model>.layers.<i>`) when the run has
-    /// several models; `None` keeps `layers.<i>`.
+    /// Names of those layers in parameter names (`<model>.layers.<i>` when the run has
+    /// several models, `<node id>` for a model written as nodes); `None` keeps
+    /// `layers.<i>`.
     #[serde(skip)]
     pub layer_names: Option<Vec<String>>,
+    /// Whether parameter names start with the model's name (the run has several models).
+    pub prefixed: bool,
     /// How those layers run fused (the fusion pass; the adapter settles what depends on it).
     pub fusion: Fusion,
     /// Each trained model's own layers and init, to initialise it as if it stood alone.
@@ -136,6 +139,8 @@ pub struct FrozenPlan {
     /// Names of its layers in parameter names (see [`ChainPlan::layer_names`]).
     #[serde(skip)]
     pub layer_names: Option<Vec<String>>,
+    /// Whether parameter names start with the model's name.
+    pub prefixed: bool,
     /// How its layers run fused.
     pub fusion: Fusion,
     /// Its weights (`models.<name>.init_from`); without them it keeps its init.
@@ -240,23 +245,36 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
     let in_use = models_in_use(checked);
     let several = in_use.len() > 1;
     let several_chains = checked.chains.len() > 1;
+    // A layer's parameters are `layers.<i>.<param>`, or `<node id>.<param>` in a model
+    // written as nodes; `<model>.` in front when the run holds several models.
     let layer_names = |models: &[&str]| -> Option<Vec<String>> {
-        several.then(|| {
+        let nodes = models
+            .iter()
+            .any(|m| p.models.get(*m).is_some_and(|s| !s.nodes.is_empty()));
+        (several || nodes).then(|| {
             models
                 .iter()
                 .flat_map(|m| {
-                    let n = p.models.get(*m).map_or(0, |s| s.layers.len());
-                    (0..n).map(move |j| format!("{m}.layers.{j}"))
+                    let layers = checked.models.get(*m).map_or(&[][..], |s| &s.layers[..]);
+                    layers.iter().enumerate().map(move |(j, l)| {
+                        let own = l.name.clone().unwrap_or_else(|| format!("layers.{j}"));
+                        if several { format!("{m}.{own}") } else { own }
+                    })
                 })
                 .collect()
         })
     };
     let model_def = |name: &str| -> Option<ModelDef> {
-        p.models.get(name).map(|m| ModelDef {
-            input: m.input.clone(),
-            layers: m.layers.clone(),
-            inputs: Vec::new(),
-            init: m.init,
+        let (spec, shapes) = (p.models.get(name)?, checked.models.get(name)?);
+        Some(ModelDef {
+            input: spec.input.clone(),
+            layers: shapes.layers.iter().map(|l| l.spec.clone()).collect(),
+            inputs: if spec.nodes.is_empty() {
+                Vec::new()
+            } else {
+                shapes.layers.iter().map(|l| l.inputs.clone()).collect()
+            },
+            init: spec.init,
         })
     };
     let init_from = |name: &str| -> Option<PathBuf> {
@@ -278,6 +296,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             fusion: fusion_of(&def),
             model_def: def,
             layer_names: layer_names(&[name]),
+            prefixed: several,
             init_from: init_from(name),
         });
         Some(id)
@@ -307,13 +326,26 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         let Some((_, first)) = model_defs.first() else {
             continue;
         };
+        // One model of all the trained ones: model `k`'s tensor `t` (its input `0`, the
+        // previous model's output) is tensor `t + offset` of the whole.
+        let mut inputs = Vec::new();
+        if model_defs.iter().any(|(_, d)| !d.inputs.is_empty()) {
+            let mut offset = 0;
+            for (_, d) in &model_defs {
+                for j in 0..d.layers.len() {
+                    let own = d.inputs.get(j).cloned().unwrap_or_else(|| vec![j]);
+                    inputs.push(own.into_iter().map(|t| t + offset).collect());
+                }
+                offset += d.layers.len();
+            }
+        }
         let composed = ModelDef {
             input: first.input.clone(),
             layers: model_defs
                 .iter()
                 .flat_map(|(_, d)| d.layers.iter().cloned())
                 .collect(),
-            inputs: Vec::new(),
+            inputs,
             init: first.init,
         };
         let accumulation = match c.accumulate.map(|a| &p.stages[a]) {
@@ -349,6 +381,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             fusion: fusion_of(&composed),
             model_def: composed,
             layer_names: layer_names(&trained),
+            prefixed: several,
             init_from: trained
                 .iter()
                 .filter_map(|m| Some((m.to_string(), init_from(m)?)))

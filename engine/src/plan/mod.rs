@@ -325,6 +325,13 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
 fn model_plan(name: &str, m: &ModelShapes) -> ModelPlan {
     let mut shape = m.input.clone();
     let mut flops = 0;
+    // A node reads the tensors it names: `stem = linear(out=64) <- input`.
+    let source = |t: usize| -> String {
+        match t.checked_sub(1).and_then(|i| m.layers.get(i)) {
+            None => "input".to_string(),
+            Some(l) => l.name.clone().unwrap_or_else(|| format!("{}", t - 1)),
+        }
+    };
     let layers = m
         .layers
         .iter()
@@ -332,7 +339,18 @@ fn model_plan(name: &str, m: &ModelShapes) -> ModelPlan {
             flops += l.flops;
             shape = l.output.clone();
             LayerPlan {
-                layer: l.describe.clone(),
+                layer: match &l.name {
+                    Some(id) => format!(
+                        "{id} = {} <- {}",
+                        l.describe,
+                        l.inputs
+                            .iter()
+                            .map(|&t| source(t))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => l.describe.clone(),
+                },
                 output: l.output.clone(),
                 params: l.params.iter().map(|p| p.1.iter().product::<usize>()).sum(),
             }

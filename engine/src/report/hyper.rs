@@ -173,10 +173,21 @@ fn model_summary(name: &str, model: &Value) -> ModelSummary {
             header.push(format!("{key} {}", inline(v)));
         }
     }
-    let layers = get(model, "layers")
+    let mut layers: Vec<String> = get(model, "layers")
         .and_then(Value::as_sequence)
         .map(|l| l.iter().map(variant_text).collect())
         .unwrap_or_default();
+    // A model written as nodes: `id = op(inputs)`.
+    if let Some(nodes) = get(model, "nodes").and_then(Value::as_sequence) {
+        layers.extend(nodes.iter().map(|n| {
+            let id = get(n, "id").map(inline).unwrap_or_default();
+            let op = get(n, "op").map(variant_text).unwrap_or_default();
+            match get(n, "inputs") {
+                Some(inputs) => format!("{id} = {op} <- {}", inline(inputs)),
+                None => format!("{id} = {op}"),
+            }
+        }));
+    }
     ModelSummary {
         name: name.to_string(),
         header: header.join(", "),

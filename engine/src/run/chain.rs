@@ -33,7 +33,7 @@ impl FrozenRun {
         let mut params = ModelParams::new(gpu, &plan.model_def, seed, plan.layer_names.as_deref())?;
         params.set_fusion(plan.fusion.clone())?;
         if let Some(path) = &plan.init_from {
-            let tensors = model_tensors(path, &plan.name, plan.layer_names.is_some())?;
+            let tensors = model_tensors(path, &plan.name, plan.prefixed)?;
             params
                 .load(gpu, &tensors)
                 .map_err(mismatch(path, &plan.name))?;
@@ -46,12 +46,7 @@ impl FrozenRun {
 
     /// Its tensors out of a checkpoint's.
     pub fn own(&self, tensors: &[NamedTensor]) -> Vec<NamedTensor> {
-        own(
-            tensors,
-            self.plan.layer_names.is_some(),
-            &[&self.plan.name],
-            None,
-        )
+        own(tensors, self.plan.prefixed, &[&self.plan.name], None)
     }
 }
 
@@ -83,7 +78,7 @@ impl ChainRun {
         let models: Vec<&str> = self.plan.models.iter().map(String::as_str).collect();
         own(
             tensors,
-            self.plan.layer_names.is_some(),
+            self.plan.prefixed,
             &models,
             Some(&self.plan.step_tensor),
         )
@@ -150,11 +145,17 @@ pub(super) fn train_step(
     if plan.model_defs.len() > 1 {
         // Each model of a chained model starts as it would alone, with its own init.
         let mut start = Vec::new();
+        let all_names = plan.layer_names.as_deref().unwrap_or_default();
+        let mut offset = 0;
         for (name, def) in &plan.model_defs {
             let mut seq = Sequential::new(def).map_err(GpuError::InvalidModel)?;
-            let names: Vec<String> = (0..def.layers.len())
-                .map(|j| format!("{name}.layers.{j}"))
-                .collect();
+            let names: Vec<String> = match all_names.get(offset..offset + def.layers.len()) {
+                Some(own) => own.to_vec(),
+                None => (0..def.layers.len())
+                    .map(|j| format!("{name}.layers.{j}"))
+                    .collect(),
+            };
+            offset += def.layers.len();
             seq.rename_layers(&names).map_err(GpuError::InvalidModel)?;
             let params = seq.init_params(plan.train.seed);
             start.extend(
@@ -171,11 +172,11 @@ pub(super) fn train_step(
         train.load_params(gpu, &start)?;
     }
     for (model, path) in &plan.init_from {
-        let tensors = model_tensors(path, model, plan.layer_names.is_some())?;
+        let tensors = model_tensors(path, model, plan.prefixed)?;
         // Every parameter of the model must be in the file, as for a frozen model.
         let prefix = format!("{model}.");
         let missing = train.model().slots.iter().find(|slot| {
-            (plan.layer_names.is_none() || slot.name.starts_with(&prefix))
+            (!plan.prefixed || slot.name.starts_with(&prefix))
                 && !tensors.iter().any(|t| t.name == slot.name)
         });
         if let Some(slot) = missing {
