@@ -11,6 +11,7 @@ use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
 use crate::flatten::Flatten;
 use crate::gelu::Gelu;
+use crate::global_avg_pool::GlobalAvgPool;
 use crate::layer_norm::{LayerNorm, LayerNormAttrs};
 use crate::leaky_relu::{LeakyRelu, LeakyReluAttrs};
 use crate::linear::{Linear, LinearAttrs};
@@ -53,6 +54,8 @@ pub enum LayerSpec {
     /// Normalises the last dimension to zero mean and unit variance, then scales and shifts
     /// it with learned `gamma` and `beta`.
     LayerNorm(LayerNormAttrs),
+    /// Mean over each channel of `[channels, ...]` (`[C, H, W]` or `[C, L]`): `[channels]`.
+    GlobalAvgPool,
     /// Element-wise sum of two inputs of equal shape: the merge of a residual connection.
     /// Only in a model written as `nodes:`, with `inputs: [a, b]`.
     Add,
@@ -85,6 +88,7 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::LeakyRelu(LeakyReluAttrs { slope: 0.01 }),
         LayerSpec::Dropout(DropoutAttrs { p: 0.5 }),
         LayerSpec::LayerNorm(LayerNormAttrs { eps: 1e-5 }),
+        LayerSpec::GlobalAvgPool,
         LayerSpec::Add,
     ]
 }
@@ -105,6 +109,7 @@ impl LayerSpec {
             LayerSpec::LeakyRelu(attrs) => Box::new(LeakyRelu { attrs }),
             LayerSpec::Dropout(attrs) => Box::new(Dropout { attrs }),
             LayerSpec::LayerNorm(attrs) => Box::new(LayerNorm { attrs }),
+            LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
             LayerSpec::Add => Box::new(Add),
         }
     }
@@ -129,6 +134,7 @@ pub const LAYER_KINDS: &[&str] = &[
     "leaky_relu",
     "dropout",
     "layer_norm",
+    "global_avg_pool",
     "add",
 ];
 
@@ -144,6 +150,7 @@ fn unit(name: &str) -> Option<LayerSpec> {
         "gelu" => LayerSpec::Gelu,
         "tanh" => LayerSpec::Tanh,
         "sigmoid" => LayerSpec::Sigmoid,
+        "global_avg_pool" => LayerSpec::GlobalAvgPool,
         "add" => LayerSpec::Add,
         _ => return None,
     })

@@ -8,6 +8,7 @@ pub mod dropout;
 pub mod flatten;
 pub mod fusion;
 pub mod gelu;
+pub mod global_avg_pool;
 pub mod gpu;
 pub mod init;
 pub mod layer;

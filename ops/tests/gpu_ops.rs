@@ -184,6 +184,19 @@ fn pools() {
         14,
         true,
     );
+    // Over a 2-D map and a 1-D signal; 3 x 7 x 5 values a channel, 13 a channel.
+    check(
+        LayerSpec::GlobalAvgPool,
+        random(&mut rng, &[2, 3, 7, 5], -1.0, 1.0),
+        15,
+        true,
+    );
+    check(
+        LayerSpec::GlobalAvgPool,
+        random(&mut rng, &[3, 5, 13], -1.0, 1.0),
+        16,
+        true,
+    );
 }
 
 #[test]

@@ -1029,7 +1029,7 @@ fn miswired_graphs_are_errors() {
         (
             "[{linear: {out: 4}}, add]",
             vec![vec![0], vec![1, 0]],
-            "layer 1: add expects equal shapes",
+            "layer 1: add expects inputs of equal shapes, found [4] and [3]",
         ),
         (
             "[{linear: {out: 4}}, relu]",

@@ -119,6 +119,16 @@ fn pools() {
         random(&mut rng, &[1, 2, 5, 6], -1.0, 1.0),
         11,
     );
+    check(
+        LayerSpec::GlobalAvgPool,
+        random(&mut rng, &[2, 3, 5, 4], -1.0, 1.0),
+        12,
+    );
+    check(
+        LayerSpec::GlobalAvgPool,
+        random(&mut rng, &[3, 4, 9], -1.0, 1.0),
+        13,
+    );
 }
 
 #[test]

@@ -1,0 +1,110 @@
+//! Global average pooling: `[channels, ...]` per sample (a 2-D `[C, H, W]` or 1-D `[C, L]`
+//! feature map) becomes `[channels]`, the mean over each channel's values — what a
+//! ResNet's head reads.
+
+use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};
+use crate::tensor::Tensor;
+
+const FORWARD_WGSL: &str = include_str!("../../shaders/global_avg_pool_forward.wgsl");
+const BACKWARD_WGSL: &str = include_str!("../../shaders/global_avg_pool_backward.wgsl");
+
+/// The global average-pooling op.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalAvgPool;
+
+/// Values per channel of a per-sample `input` shape `[C, ...]`.
+fn plane(input: &[usize]) -> usize {
+    numel(&input[1..])
+}
+
+impl Op for GlobalAvgPool {
+    fn kind(&self) -> &'static str {
+        "global_avg_pool"
+    }
+    fn check_attrs(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
+        if input.len() < 2 {
+            return Err(ShapeError::new(
+                "global_avg_pool",
+                "at least 2 dims [channels, ...] (e.g. [C, H, W] or [C, L])",
+                input,
+            ));
+        }
+        Ok(vec![input[0]])
+    }
+    fn params(&self, _input: &[usize]) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn forward_flops(&self, input: &[usize]) -> u64 {
+        numel(input) as u64
+    }
+    fn is_elementwise(&self) -> bool {
+        false
+    }
+    fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
+        let shape = x.sample_shape();
+        let (c, p) = (shape[0], plane(shape));
+        let mut y = Tensor::zeros(&[x.batch(), c]);
+        for (i, out) in y.data.iter_mut().enumerate() {
+            let sum: f64 = x.data[i * p..(i + 1) * p].iter().map(|&v| v as f64).sum();
+            *out = (sum / p as f64) as f32;
+        }
+        y
+    }
+    fn backward_cpu(
+        &self,
+        x: &Tensor,
+        _params: &[Tensor],
+        _y: &Tensor,
+        dy: &Tensor,
+        _ctx: &CpuCtx,
+    ) -> (Tensor, Vec<Tensor>) {
+        let p = plane(x.sample_shape());
+        let data = (0..x.len())
+            .map(|i| (dy.data[i / p] as f64 / p as f64) as f32)
+            .collect();
+        (
+            Tensor {
+                shape: x.shape.clone(),
+                data,
+            },
+            vec![],
+        )
+    }
+    fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let n = io.batch * io.input_shape[0];
+        let (groups, stride) = grid_1d(n);
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("PLANE", plane(&io.input_shape).to_string()),
+        ];
+        Ok(vec![k.compute(
+            "global_avg_pool_forward",
+            &[FORWARD_WGSL],
+            &s,
+            &[&io.x, &io.y],
+            groups,
+        )?])
+    }
+    fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let Some(dx) = &io.dx else { return Ok(vec![]) };
+        let n = io.batch * numel(&io.input_shape);
+        let (groups, stride) = grid_1d(n);
+        let s = [
+            ("N", n.to_string()),
+            ("STRIDE", stride.to_string()),
+            ("PLANE", plane(&io.input_shape).to_string()),
+        ];
+        Ok(vec![k.compute(
+            "global_avg_pool_backward",
+            &[BACKWARD_WGSL],
+            &s,
+            &[&io.dy, dx],
+            groups,
+        )?])
+    }
+}
