@@ -3,7 +3,7 @@
 //! to `dy` where it can; otherwise it copies). [`sum_dispatches`] also adds up the
 //! gradients of a tensor that feeds several ops.
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};
 use crate::tensor::Tensor;
 
@@ -106,15 +106,7 @@ fn add(
     b: &BufferRef,
     y: &BufferRef,
 ) -> Result<Dispatch, GpuError> {
-    let n = y.len_words() as usize;
-    let (groups, stride) = grid_1d(n);
-    k.compute(
-        kernel,
-        &[WGSL],
-        &[("N", n.to_string()), ("STRIDE", stride.to_string())],
-        &[a, b, y],
-        groups,
-    )
+    k.compute_1d(kernel, &[WGSL], y.len_words() as usize, &[], &[a, b, y])
 }
 
 /// `total = parts[0] + parts[1] + ...`, in that order: the gradient of a tensor that feeds
@@ -131,15 +123,8 @@ pub(crate) fn sum_dispatches(
     };
     let mut out = vec![add(k, "grad_sum", first, second, total)?];
     let n = total.len_words() as usize;
-    let (groups, stride) = grid_1d(n);
     for part in rest {
-        out.push(k.compute(
-            "grad_sum_into",
-            &[INTO_WGSL],
-            &[("N", n.to_string()), ("STRIDE", stride.to_string())],
-            &[part, total],
-            groups,
-        )?);
+        out.push(k.compute_1d("grad_sum_into", &[INTO_WGSL], n, &[], &[part, total])?);
     }
     Ok(out)
 }

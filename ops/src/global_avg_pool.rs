@@ -2,7 +2,7 @@
 //! feature map) becomes `[channels]`, the mean over each channel's values — what a
 //! ResNet's head reads.
 
-use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
+use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};
 use crate::tensor::Tensor;
 
@@ -75,36 +75,28 @@ impl Op for GlobalAvgPool {
         )
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
+        let plane = [("PLANE", plane(&io.input_shape).to_string())];
         let n = io.batch * io.input_shape[0];
-        let (groups, stride) = grid_1d(n);
-        let s = [
-            ("N", n.to_string()),
-            ("STRIDE", stride.to_string()),
-            ("PLANE", plane(&io.input_shape).to_string()),
-        ];
-        Ok(vec![k.compute(
+        let d = k.compute_1d(
             "global_avg_pool_forward",
             &[FORWARD_WGSL],
-            &s,
+            n,
+            &plane,
             &[&io.x, &io.y],
-            groups,
-        )?])
+        )?;
+        Ok(vec![d])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
+        let plane = [("PLANE", plane(&io.input_shape).to_string())];
         let n = io.batch * numel(&io.input_shape);
-        let (groups, stride) = grid_1d(n);
-        let s = [
-            ("N", n.to_string()),
-            ("STRIDE", stride.to_string()),
-            ("PLANE", plane(&io.input_shape).to_string()),
-        ];
-        Ok(vec![k.compute(
+        let d = k.compute_1d(
             "global_avg_pool_backward",
             &[BACKWARD_WGSL],
-            &s,
+            n,
+            &plane,
             &[&io.dy, dx],
-            groups,
-        )?])
+        )?;
+        Ok(vec![d])
     }
 }

@@ -308,6 +308,22 @@ impl<'a> KernelBuilder<'a> {
         })
     }
 
+    /// A grid-stride dispatch over `n` items ([`grid_1d`]): `{{N}}` and `{{STRIDE}}` are
+    /// substituted, then `subst`.
+    pub fn compute_1d(
+        &mut self,
+        kernel: &str,
+        sources: &[&str],
+        n: usize,
+        subst: &[(&str, String)],
+        bindings: &[&BufferRef],
+    ) -> Result<Dispatch, GpuError> {
+        let (groups, stride) = grid_1d(n);
+        let mut all = vec![("N", n.to_string()), ("STRIDE", stride.to_string())];
+        all.extend(subst.iter().cloned());
+        self.compute(kernel, sources, &all, bindings, groups)
+    }
+
     fn kernel(
         &mut self,
         kernel: &str,
