@@ -7,7 +7,7 @@ use crate::op::{ParamFill, ParamSpec};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
-/// How weights are initialised. Biases start at zero, LayerNorm gamma at one and beta at zero,
+/// How weights are initialised. Biases start at zero, LayerNorm's weight (gamma) at one and bias (beta) at zero,
 /// whatever the scheme.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]

@@ -52,7 +52,7 @@ pub enum LayerSpec {
     /// Randomly zeroes elements with probability `p` during training; identity in evaluation.
     Dropout(DropoutAttrs),
     /// Normalises the last dimension to zero mean and unit variance, then scales and shifts
-    /// it with learned `gamma` and `beta`.
+    /// it with learned `weight` and `bias` (gamma and beta; PyTorch's names).
     LayerNorm(LayerNormAttrs),
     /// Mean over each channel of `[channels, ...]` (`[C, H, W]` or `[C, L]`): `[channels]`.
     GlobalAvgPool,

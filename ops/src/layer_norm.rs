@@ -1,5 +1,6 @@
-//! Layer normalisation over the last dimension, with learnable `gamma` (scale) and `beta`
-//! (shift): `y = (x - mean) / sqrt(var + eps) * gamma + beta` (biased variance).
+//! Layer normalisation over the last dimension, with a learnable scale `weight` (γ) and
+//! shift `bias` (β), PyTorch's names: `y = (x - mean) / sqrt(var + eps) * weight + bias`
+//! (biased variance).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -86,14 +87,14 @@ impl Op for LayerNorm {
         let d = input.last().copied().unwrap_or(0);
         vec![
             ParamSpec {
-                name: "gamma",
+                name: "weight",
                 shape: vec![d],
                 fan_in: d,
                 fan_out: d,
                 fill: ParamFill::Ones,
             },
             ParamSpec {
-                name: "beta",
+                name: "bias",
                 shape: vec![d],
                 fan_in: d,
                 fan_out: d,

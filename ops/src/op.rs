@@ -39,14 +39,14 @@ pub enum ParamFill {
     Random,
     /// All zeros (biases, LayerNorm beta).
     Zeros,
-    /// All ones (LayerNorm gamma).
+    /// All ones (LayerNorm's weight).
     Ones,
 }
 
 /// One learnable tensor of an op.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
-    /// `"weight"`, `"bias"`, `"gamma"` or `"beta"`.
+    /// `"weight"` or `"bias"` (PyTorch's names).
     pub name: &'static str,
     /// Tensor shape.
     pub shape: Vec<usize>,

@@ -599,7 +599,7 @@ impl TrainStep {
         self.loss.read_metrics(gpu)
     }
 
-    /// The current parameters, named `layers.{i}.{weight|bias|gamma|beta}`.
+    /// The current parameters, named `layers.{i}.{weight|bias}` (or after nodes).
     pub fn param_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
         Ok(unpack(&self.model, &flat, ""))
