@@ -84,3 +84,17 @@ fn graph_prints_dot() {
     assert!(stdout.starts_with("digraph"));
     assert!(stdout.contains("\"fwd\" -> \"loss\""));
 }
+
+#[test]
+fn graph_draws_a_models_nodes() {
+    let file = "pipelines/digits_residual_mlp.yaml";
+    let (code, stdout, _) = engine(&["graph", file, "--model", "resmlp"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("digraph \"resmlp\""), "{stdout}");
+    // The residual connection: the block's input feeds its add as well as its first layer.
+    assert!(stdout.contains("\"act0\" -> \"res1\""), "{stdout}");
+    assert!(stdout.contains("\"act0\" -> \"fc1\""), "{stdout}");
+    let (code, _, stderr) = engine(&["graph", file, "--model", "nope"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("its models: resmlp"), "{stderr}");
+}

@@ -1,10 +1,10 @@
-//! Graphviz DOT output of the stage graph (`engine graph`).
+//! Graphviz DOT output of the stage graph and of a model's graph (`engine graph`).
 
 use std::fmt::Write as _;
 
 use petgraph::visit::EdgeRef;
 
-use crate::check::{CheckedPipeline, Edge};
+use crate::check::{CheckedPipeline, Edge, ModelShapes};
 use crate::spec::Stage;
 
 /// The checked stage graph as DOT: data edges solid and labelled, order edges dashed.
@@ -43,4 +43,37 @@ pub fn to_dot(checked: &CheckedPipeline) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Model `name`'s layers as DOT: one box per node (or layer) with its op and output shape,
+/// an edge per tensor read. `None` when the pipeline has no such model.
+pub fn model_to_dot(checked: &CheckedPipeline, name: &str) -> Option<String> {
+    let model: &ModelShapes = checked.models.get(name)?;
+    let mut out = format!(
+        "digraph \"{name}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n  \"input\" [label=\"input\\n{:?}\", shape=ellipse];\n",
+        model.input
+    );
+    let id = |t: usize| -> String {
+        match t.checked_sub(1) {
+            None => "input".to_string(),
+            Some(i) => model.layers[i]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("layers.{i}")),
+        }
+    };
+    for (i, l) in model.layers.iter().enumerate() {
+        let node = id(i + 1);
+        let _ = writeln!(
+            out,
+            "  \"{node}\" [label=\"{node}\\n{}\\n{:?}\"];",
+            l.describe.replace('"', "'"),
+            l.output
+        );
+        for &t in &l.inputs {
+            let _ = writeln!(out, "  \"{}\" -> \"{node}\";", id(t));
+        }
+    }
+    out.push_str("}\n");
+    Some(out)
 }

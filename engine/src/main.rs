@@ -46,10 +46,13 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Print the stage graph as Graphviz DOT.
+    /// Print the stage graph (or, with --model, a model's layers) as Graphviz DOT.
     Graph {
         /// Pipeline file.
         file: PathBuf,
+        /// Draw this model's nodes and the tensors they read instead of the stages.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
         /// Override a value by its YAML path.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
@@ -213,9 +216,25 @@ fn main() -> ExitCode {
             }
             0
         }),
-        Command::Graph { file, set } => with_pipeline(&file, &set, |checked| {
-            print!("{}", engine::dot::to_dot(checked));
-            0
+        Command::Graph { file, set, model } => with_pipeline(&file, &set, |checked| match model {
+            None => {
+                print!("{}", engine::dot::to_dot(checked));
+                0
+            }
+            Some(name) => match engine::dot::model_to_dot(checked, &name) {
+                Some(dot) => {
+                    print!("{dot}");
+                    0
+                }
+                None => {
+                    let models: Vec<&str> = checked.models.keys().map(String::as_str).collect();
+                    eprintln!(
+                        "error: the pipeline has no model `{name}`; its models: {}",
+                        models.join(", ")
+                    );
+                    2
+                }
+            },
         }),
         Command::Schema => {
             print!("{}", engine::schema::pipeline_schema());
