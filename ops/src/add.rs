@@ -80,12 +80,7 @@ impl Op for Add {
         (xs.iter().map(|_| dy.clone()).collect(), vec![])
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
-        let [a, b] = io.xs.as_slice() else {
-            return Err(GpuError::InvalidModel(format!(
-                "add reads two inputs, given {}",
-                io.xs.len()
-            )));
-        };
+        let (a, b) = io.pair("add")?;
         Ok(vec![add(k, "add", a, b, &io.y)?])
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::add::Add;
 use crate::avg_pool2d::AvgPool2d;
+use crate::concat::Concat;
 use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
 use crate::flatten::Flatten;
@@ -56,6 +57,9 @@ pub enum LayerSpec {
     LayerNorm(LayerNormAttrs),
     /// Mean over each channel of `[channels, ...]` (`[C, H, W]` or `[C, L]`): `[channels]`.
     GlobalAvgPool,
+    /// Two inputs joined along their first dimension (channels of `[C, H, W]`, features of
+    /// `[F]`): `[C1, ...]` and `[C2, ...]` become `[C1 + C2, ...]`. Only in `nodes:`.
+    Concat,
     /// Element-wise sum of two inputs of equal shape: the merge of a residual connection.
     /// Only in a model written as `nodes:`, with `inputs: [a, b]`.
     Add,
@@ -90,6 +94,7 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::LayerNorm(LayerNormAttrs { eps: 1e-5 }),
         LayerSpec::GlobalAvgPool,
         LayerSpec::Add,
+        LayerSpec::Concat,
     ]
 }
 
@@ -111,6 +116,7 @@ impl LayerSpec {
             LayerSpec::LayerNorm(attrs) => Box::new(LayerNorm { attrs }),
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
             LayerSpec::Add => Box::new(Add),
+            LayerSpec::Concat => Box::new(Concat),
         }
     }
 
@@ -136,6 +142,7 @@ pub const LAYER_KINDS: &[&str] = &[
     "layer_norm",
     "global_avg_pool",
     "add",
+    "concat",
 ];
 
 /// `relu: {}` or `relu: null` in map form: no attributes allowed.
@@ -152,6 +159,7 @@ fn unit(name: &str) -> Option<LayerSpec> {
         "sigmoid" => LayerSpec::Sigmoid,
         "global_avg_pool" => LayerSpec::GlobalAvgPool,
         "add" => LayerSpec::Add,
+        "concat" => LayerSpec::Concat,
         _ => return None,
     })
 }

@@ -1044,3 +1044,40 @@ fn miswired_graphs_are_errors() {
         assert!(err.contains(message), "{err}");
     }
 }
+
+/// Concatenation of features and of channels (a branch read next to the model's input,
+/// a tensor joined to itself): each input gets its slice of the gradient. GPU against the
+/// CPU reference, and the CPU reference against finite differences.
+#[test]
+fn concat_graphs_match_cpu_and_finite_differences() {
+    let features = graph(
+        vec![6],
+        "[{linear: {out: 5}}, tanh, {linear: {out: 4}}, concat, concat, {linear: {out: 3}}]",
+        vec![vec![0], vec![1], vec![0], vec![2, 3], vec![4, 4], vec![5]],
+    );
+    let seq = Sequential::new(&features).unwrap();
+    assert_eq!(seq.layers[4].output, [18]);
+    check_model_gradients(features.clone(), 5, 5);
+    check_model_gradients(features, 3, 5);
+    let channels = graph(
+        vec![2, 5, 5],
+        "[{conv2d: {out_channels: 3, kernel: 3, padding: 1}}, tanh, {conv2d: {out_channels: 2, kernel: 3, padding: 1}}, concat, flatten, {linear: {out: 3}}]",
+        vec![vec![0], vec![1], vec![0], vec![2, 3], vec![4], vec![5]],
+    );
+    assert_eq!(
+        Sequential::new(&channels).unwrap().layers[3].output,
+        [5, 5, 5]
+    );
+    check_model_gradients(channels, 3, 4);
+    let err = Sequential::new(&graph(
+        vec![2, 5, 5],
+        "[{conv2d: {out_channels: 3, kernel: 3}}, concat]",
+        vec![vec![0], vec![1, 0]],
+    ))
+    .err()
+    .expect("refused");
+    assert!(
+        err.contains("equal in every dimension but the first"),
+        "{err}"
+    );
+}

@@ -260,6 +260,19 @@ pub struct LayerIo {
     pub scratch: Option<BufferRef>,
 }
 
+impl LayerIo {
+    /// The two inputs of a merge (`add`, `concat`) named `kind`.
+    pub fn pair(&self, kind: &str) -> Result<(&BufferRef, &BufferRef), GpuError> {
+        match self.xs.as_slice() {
+            [a, b] => Ok((a, b)),
+            xs => Err(GpuError::InvalidModel(format!(
+                "{kind} reads two inputs, given {}",
+                xs.len()
+            ))),
+        }
+    }
+}
+
 /// Assembles, compiles (once: [`Gpu`] caches them) and binds kernels.
 pub struct KernelBuilder<'a> {
     gpu: &'a Gpu,
