@@ -1,7 +1,7 @@
 //! Element-wise sum of two tensors of equal shape: `y = a + b`, the merge of a residual
-//! connection. Its backward hands `dy` to both inputs (the model aliases their gradients
-//! to `dy` where it can; otherwise it copies). [`sum_dispatches`] also adds up the
-//! gradients of a tensor that feeds several ops.
+//! connection. Its backward copies `dy` into each input's gradient (none where that is
+//! `dy` itself). [`sum_dispatches`] also adds up the gradients of a tensor that feeds
+//! several ops.
 
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};

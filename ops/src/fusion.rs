@@ -217,7 +217,8 @@ impl Fusion {
     /// The kernels this model runs, by op (`linear.forward+relu`,
     /// `max_pool2d.backward+relu`): its forward, and its backward in the order it runs
     /// (last layer first), with a `grad_sum` before the backward of a layer whose output
-    /// several layers read. A view (flatten) and a folded relu run none, and a layer
+    /// several layers read. A folded relu runs none, a view (flatten) none unless several
+    /// layers read its input (then it copies its gradient), and a layer
     /// without parameters that reads only the model's input (which needs no gradient)
     /// runs no backward.
     pub fn kernels(&self, model: &Sequential) -> (Vec<String>, Vec<String>) {
@@ -227,6 +228,15 @@ impl Fusion {
             let kind = l.op.kind();
             let summed = model.consumers.get(i + 1).is_some_and(|c| c.len() > 1);
             if l.op.is_view() || *f == FusedLayer::Folded {
+                // A view shares its input's gradient buffer unless several layers read
+                // that input; then it copies its gradient into its part.
+                let input = l.inputs[0];
+                if l.op.is_view()
+                    && input > 0
+                    && model.consumers.get(input).is_some_and(|c| c.len() > 1)
+                {
+                    backward.push(format!("{kind}.backward"));
+                }
                 if summed {
                     backward.push("grad_sum".to_string());
                 }

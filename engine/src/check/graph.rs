@@ -165,14 +165,7 @@ pub(super) fn build(parsed: &ParsedPipeline, diagnostics: &mut Vec<Diagnostic>) 
             continue;
         }
         let id = &stage.id().0;
-        let well_formed = id
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !well_formed {
+        if !is_well_formed_id(id) {
             diagnostics.push(
                 Diagnostic::new(
                     "invalid-id",
@@ -494,4 +487,15 @@ fn cycle_path<N, E>(graph: &DiGraph<N, E>, scc: &[NodeIndex]) -> Vec<NodeIndex> 
         }
     }
     vec![start]
+}
+
+/// Letters, digits, `_` and `-`, starting with a letter or `_`: an id that references,
+/// parameter names and file names can carry (stage ids, node ids).
+pub(super) fn is_well_formed_id(id: &str) -> bool {
+    id.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

@@ -209,10 +209,7 @@ pub(super) fn check(
                         parsed.span(&path),
                         format!("inputs here are {}", found.join(" and ")),
                     )
-                    .expected_found(
-                        format!("{} inputs of equal shapes", w.inputs.len()),
-                        found.join(", "),
-                    )
+                    .expected_found(err.expected.clone(), found.join(", "))
                     .hint(shape_hint(op.kind())),
                 );
                 ok = false;

@@ -112,18 +112,49 @@ pub(super) fn wire(
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (j, node) in model.nodes.iter().enumerate() {
         let id_path = node_path(j, &[Seg::Key("id".into())]);
-        if node.id == INPUT {
+        // Parameter names are `<node>.<param>` (`<model>.<node>.<param>` with several
+        // models); checkpoints keep gradients as `grads.<tensor>` and tell a model's
+        // tensors by their `<model>.` prefix, so neither may be a node id.
+        let reserved = if node.id == INPUT {
+            Some(format!("`{INPUT}` names the model's input"))
+        } else if node.id == "grads" {
+            Some("checkpoints keep accumulated gradients as `grads.<tensor>`".to_string())
+        } else if parsed.pipeline.models.contains_key(&node.id) {
+            Some(format!(
+                "`{}` is a model's name, and tensors named `{}.<...>` are that model's",
+                node.id, node.id
+            ))
+        } else {
+            None
+        };
+        if !super::graph::is_well_formed_id(&node.id) {
+            out.push(
+                Diagnostic::new(
+                    "invalid-id",
+                    format!(
+                        "node id `{}` in model `{name}` cannot be referred to",
+                        node.id
+                    ),
+                )
+                .at(parsed.span(&id_path), "not a valid id")
+                .expected_found(
+                    "letters, digits, `_` and `-`, starting with a letter or `_`",
+                    format!("`{}`", node.id),
+                )
+                .hint("node ids name parameters (`<id>.weight`); use e.g. `block1_fc`"),
+            );
+        } else if let Some(why) = reserved {
             out.push(
                 Diagnostic::new(
                     "reserved-name",
-                    format!("node id `{INPUT}` in model `{name}` is reserved"),
+                    format!("node id `{}` in model `{name}` is reserved", node.id),
                 )
                 .at(parsed.span(&id_path), "reserved")
-                .hint(format!(
-                    "`{INPUT}` names the model's input; pick another id"
-                )),
+                .hint(format!("{why}; pick another id")),
             );
-        } else if let Some(first) = index.insert(&node.id, j) {
+        }
+        // Indexed whatever its id, so that nodes reading it are not reported too.
+        if let Some(first) = index.insert(&node.id, j) {
             out.push(
                 Diagnostic::new(
                     "duplicate-node",
