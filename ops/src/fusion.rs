@@ -218,21 +218,21 @@ impl Fusion {
     /// `max_pool2d.backward+relu`): its forward, and its backward in the order it runs
     /// (last layer first), with a `grad_sum` before the backward of a layer whose output
     /// several layers read. A folded relu runs none, a view (flatten) none unless several
-    /// layers read its input (then it copies its gradient), and a layer
-    /// without parameters that reads only the model's input (which needs no gradient)
-    /// runs no backward.
+    /// layers read its input (then it copies its gradient), and a layer whose output
+    /// needs no gradient ([`Sequential::needs_grad`]) runs no backward.
     pub fn kernels(&self, model: &Sequential) -> (Vec<String>, Vec<String>) {
         let mut forward = Vec::new();
         let mut backward = Vec::new();
+        let needs = model.needs_grad();
         for (i, (f, l)) in self.layers.iter().zip(&model.layers).enumerate() {
             let kind = l.op.kind();
-            let summed = model.consumers.get(i + 1).is_some_and(|c| c.len() > 1);
+            let summed = needs[i + 1] && model.consumers.get(i + 1).is_some_and(|c| c.len() > 1);
             if l.op.is_view() || *f == FusedLayer::Folded {
                 // A view shares its input's gradient buffer unless several layers read
                 // that input; then it copies its gradient into its part.
                 let input = l.inputs[0];
                 if l.op.is_view()
-                    && input > 0
+                    && needs[input]
                     && model.consumers.get(input).is_some_and(|c| c.len() > 1)
                 {
                     backward.push(format!("{kind}.backward"));
@@ -280,7 +280,7 @@ impl Fusion {
                 _ => (Some(format!("{kind}.forward")), format!("{kind}.backward")),
             };
             forward.extend(fwd);
-            if !(l.params.is_empty() && l.inputs.iter().all(|&t| t == 0)) {
+            if needs[i + 1] {
                 backward.push(bwd);
             }
             // Built forward, run reversed: the sum of the gradient parts of this layer's

@@ -273,6 +273,18 @@ impl Sequential {
         out
     }
 
+    /// For each tensor (`0` the input, `i + 1` layer `i`'s output), whether training needs
+    /// its gradient: it comes from a layer with parameters, or from one reading a tensor
+    /// whose gradient is needed. The input's never is (nothing before it learns).
+    pub fn needs_grad(&self) -> Vec<bool> {
+        let mut needs = vec![false];
+        for l in &self.layers {
+            let own = !l.params.is_empty() || l.inputs.iter().any(|&t| needs[t]);
+            needs.push(own);
+        }
+        needs
+    }
+
     /// Whether layer `i` is a link of a chain: it reads only tensor `i` (the layer
     /// before's output, or the input) and nothing else reads that tensor. Fusions fold
     /// only such links.
@@ -466,10 +478,13 @@ impl GpuModel {
         }
         // Where a tensor is read by several layers, each writes its part of the gradient
         // into a buffer of its own; they are summed before the tensor's producer runs.
+        // A tensor whose gradient nothing needs gets none: its readers skip their input
+        // gradient (a linear after a flatten of the input runs no `dx` GEMM).
+        let needs_grad = model.needs_grad();
         let mut parts: Vec<Vec<BufferRef>> = vec![Vec::new(); acts.len()];
         if train {
             for (t, readers) in model.consumers.iter().enumerate().skip(1) {
-                if readers.len() > 1 {
+                if readers.len() > 1 && needs_grad[t] {
                     let words = dacts[t].len_words();
                     for k in 0..readers.len() {
                         parts[t].push(own(format!("grad_act.{}.part{k}", t - 1), words)?);
@@ -480,7 +495,7 @@ impl GpuModel {
         // The gradient layer `i` writes for its input `slot`.
         let dx_of = |i: usize, slot: usize| -> Option<BufferRef> {
             let t = model.layers[i].inputs[slot];
-            if !train || t == 0 {
+            if !train || !needs_grad[t] {
                 return None;
             }
             match model.consumers[t].iter().position(|&c| c == (i, slot)) {

@@ -1081,3 +1081,27 @@ fn concat_graphs_match_cpu_and_finite_differences() {
         "{err}"
     );
 }
+
+/// No gradient is computed where nothing learns from it: a linear layer after a flatten of
+/// the model's input runs its weight gradient but no input-gradient GEMM.
+#[test]
+fn no_input_gradient_where_nothing_needs_it() {
+    let def = ModelDef {
+        input: vec![1, 4, 4],
+        layers: layers("[flatten, {linear: {out: 5}}, relu, {linear: {out: 3}}]"),
+        inputs: Vec::new(),
+        init: Init::KaimingUniform,
+    };
+    assert_eq!(
+        Sequential::new(&def).unwrap().needs_grad(),
+        [false, false, true, true, true]
+    );
+    let step = TrainStep::new(gpu(), &def, &config(4, sgd())).unwrap();
+    let kernels = step.kernel_names();
+    assert_eq!(
+        kernels.iter().filter(|k| *k == "matmul_nn").count(),
+        1,
+        "only the last linear computes an input gradient: {kernels:?}"
+    );
+    check_model_gradients(def, 3, 4);
+}
