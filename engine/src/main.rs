@@ -228,8 +228,11 @@ fn main() -> ExitCode {
                 }
                 None => {
                     let models: Vec<&str> = checked.models.keys().map(String::as_str).collect();
+                    let hint = engine::diag::did_you_mean(&name, models.iter().copied())
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
                     eprintln!(
-                        "error: the pipeline has no model `{name}`; its models: {}",
+                        "error: the pipeline has no model `{name}`{hint}; its models: {}",
                         models.join(", ")
                     );
                     2

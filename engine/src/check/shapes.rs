@@ -209,7 +209,11 @@ pub(super) fn check(
                         parsed.span(&path),
                         format!("inputs here are {}", found.join(" and ")),
                     )
-                    .expected_found(err.expected.clone(), found.join(", "))
+                    // The op's words without the shapes it found (listed below).
+                    .expected_found(
+                        err.expected.split(", found").next().unwrap_or_default(),
+                        found.join(", "),
+                    )
                     .hint(shape_hint(op.kind())),
                 );
                 ok = false;

@@ -202,7 +202,14 @@ pub(super) fn wire(
                         if names.len() == 1 { "" } else { "s" }
                     ),
                 )
-                .expected_found(format!("{takes} inputs"), format!("{names:?}"))
+                .expected_found(
+                    format!("{takes} inputs"),
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
                 .hint(if min > 1 {
                     format!("write `inputs: [a, b]` with the {min} nodes it merges")
                 } else {
@@ -274,20 +281,37 @@ pub(super) fn wire(
         }
     }
     if order.len() < n {
-        let cycle = find_cycle(&reads, &done);
+        let mut cycle = find_cycle(&reads, &done);
+        // Some node of the cycle reads a node listed after it (indices cannot fall all the
+        // way round): the likely mistake. Start the path there and point at that input.
+        cycle.pop();
+        let back = (0..cycle.len())
+            .find(|&k| cycle[k] > cycle[(k + 1) % cycle.len()])
+            .map_or(0, |k| (k + 1) % cycle.len());
+        cycle.rotate_left(back);
+        let reader = cycle.first().copied().unwrap_or(0);
+        let read = cycle.last().copied().unwrap_or(0);
+        cycle.push(reader);
         let path: Vec<String> = cycle
             .iter()
             .map(|&j| format!("`{}`", model.nodes[j].id))
             .collect();
-        let first = cycle.first().copied().unwrap_or(0);
+        let slot = reads[reader].iter().position(|&i| i == Some(read));
+        let location = match (&model.nodes[reader].inputs, slot) {
+            (Some(_), Some(k)) => node_path(reader, &[Seg::Key("inputs".into()), Seg::Index(k)]),
+            _ => node_path(reader, &[Seg::Key("id".into())]),
+        };
         out.push(
             Diagnostic::new(
                 "node-cycle",
                 format!("the nodes of model `{name}` form a cycle: {}", path.join(" -> ")),
             )
             .at(
-                parsed.span(&node_path(first, &[Seg::Key("inputs".into())])),
-                "reads a node that depends on it",
+                parsed.span(&location),
+                format!(
+                    "reads `{}`, which depends on it",
+                    model.nodes[read].id
+                ),
             )
             .hint("a node may read only nodes that do not read it back; a model computes each node once"),
         );

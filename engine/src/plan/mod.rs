@@ -894,10 +894,18 @@ impl fmt::Display for Plan {
                 thousands(m.params),
                 thousands(m.flops_per_sample as usize)
             )?;
+            // Long node labels (`fc2 = linear(...) <- act1`) widen the column for all.
+            let width = m
+                .layers
+                .iter()
+                .map(|l| l.layer.len())
+                .max()
+                .unwrap_or(0)
+                .max(40);
             for (i, l) in m.layers.iter().enumerate() {
                 writeln!(
                     f,
-                    "  {i:>2} {:<40} -> {:<16} {:>10} params",
+                    "  {i:>2} {:<width$} -> {:<16} {:>10} params",
                     l.layer,
                     shape(&l.output),
                     thousands(l.params)
