@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::add::Add;
 use crate::avg_pool2d::AvgPool2d;
+use crate::batch_norm::{BatchNorm, BatchNormAttrs};
 use crate::concat::Concat;
 use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
@@ -55,6 +56,10 @@ pub enum LayerSpec {
     /// Normalises the last dimension to zero mean and unit variance, then scales and shifts
     /// it with learned `weight` and `bias` (gamma and beta; PyTorch's names).
     LayerNorm(LayerNormAttrs),
+    /// Normalises each channel of `[C, ...]` (features of `[F]`) with the batch's mean and
+    /// variance in training and running statistics in evaluation, then scales and shifts it
+    /// with learned `weight` and `bias` (PyTorch's BatchNorm1d/2d).
+    BatchNorm(BatchNormAttrs),
     /// Mean over each channel of `[channels, ...]` (`[C, H, W]` or `[C, L]`): `[channels]`.
     GlobalAvgPool,
     /// Two inputs joined along their first dimension (channels of `[C, H, W]`, features of
@@ -92,6 +97,7 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::LeakyRelu(LeakyReluAttrs { slope: 0.01 }),
         LayerSpec::Dropout(DropoutAttrs { p: 0.5 }),
         LayerSpec::LayerNorm(LayerNormAttrs { eps: 1e-5 }),
+        LayerSpec::BatchNorm(BatchNormAttrs::default()),
         LayerSpec::GlobalAvgPool,
         LayerSpec::Add,
         LayerSpec::Concat,
@@ -114,6 +120,7 @@ impl LayerSpec {
             LayerSpec::LeakyRelu(attrs) => Box::new(LeakyRelu { attrs }),
             LayerSpec::Dropout(attrs) => Box::new(Dropout { attrs }),
             LayerSpec::LayerNorm(attrs) => Box::new(LayerNorm { attrs }),
+            LayerSpec::BatchNorm(attrs) => Box::new(BatchNorm { attrs }),
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
             LayerSpec::Add => Box::new(Add),
             LayerSpec::Concat => Box::new(Concat),
@@ -140,6 +147,7 @@ pub const LAYER_KINDS: &[&str] = &[
     "leaky_relu",
     "dropout",
     "layer_norm",
+    "batch_norm",
     "global_avg_pool",
     "add",
     "concat",
@@ -175,6 +183,7 @@ macro_rules! with_attrs {
             "leaky_relu" => LayerSpec::LeakyRelu($read!()),
             "dropout" => LayerSpec::Dropout($read!()),
             "layer_norm" => LayerSpec::LayerNorm($read!()),
+            "batch_norm" => LayerSpec::BatchNorm($read!()),
             other => match unit(other) {
                 Some(u) => {
                     $unit;

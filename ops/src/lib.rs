@@ -3,6 +3,7 @@
 
 pub mod add;
 pub mod avg_pool2d;
+pub mod batch_norm;
 pub mod concat;
 pub mod conv2d;
 pub mod dropout;

@@ -51,7 +51,10 @@ pub struct Layer {
     /// Per-sample shapes of all its inputs.
     pub input_shapes: Vec<Vec<usize>>,
     pub output: Vec<usize>,
+    /// Learnable tensors.
     pub params: Vec<ParamSpec>,
+    /// State tensors that are not learned ([`Op::buffers`]).
+    pub buffers: Vec<ParamSpec>,
 }
 
 /// Where one parameter tensor lives in the packed buffers (in 4-byte words).
@@ -63,6 +66,9 @@ pub struct ParamSlot {
     pub shape: Vec<usize>,
     pub offset: usize,
     pub len: usize,
+    /// A learnable parameter (in the optimizer's range `[0, packed_len)`), or a buffer
+    /// (after it).
+    pub learnable: bool,
 }
 
 /// A validated model: layers in an order where each reads only earlier tensors (a chain,
@@ -74,9 +80,13 @@ pub struct Sequential {
     /// slot)` pairs that read it, in layer order.
     pub consumers: Vec<Vec<(usize, usize)>>,
     pub init: Init,
-    /// Packed layout of all parameters, 256-byte aligned; total words in `packed_len`.
+    /// Packed layout of all parameters, 256-byte aligned, layer by layer (each layer's
+    /// learnable tensors, then its buffers). The learnable ones fill the first
+    /// `packed_len` words (what gradients, the optimizer and its state cover); the
+    /// buffers the `state_len` words after them.
     pub slots: Vec<ParamSlot>,
     pub packed_len: usize,
+    pub state_len: usize,
 }
 
 const ALIGN_WORDS: usize = (STORAGE_ALIGN_BYTES / 4) as usize;
@@ -103,8 +113,6 @@ impl Sequential {
         let mut shapes = vec![def.input.clone()];
         let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
         let mut layers = Vec::new();
-        let mut slots = Vec::new();
-        let mut offset = 0usize;
         for (i, spec) in def.layers.iter().enumerate() {
             let op = spec.build();
             op.check_attrs()
@@ -146,16 +154,7 @@ impl Sequential {
                 ));
             }
             let params = op.params(&shape);
-            for p in &params {
-                slots.push(ParamSlot {
-                    name: format!("layers.{i}.{}", p.name),
-                    layer: i,
-                    shape: p.shape.clone(),
-                    offset,
-                    len: p.len(),
-                });
-                offset += p.len().div_ceil(ALIGN_WORDS) * ALIGN_WORDS;
-            }
+            let buffers = op.buffers(&shape);
             layers.push(Layer {
                 spec: spec.clone(),
                 op,
@@ -164,6 +163,7 @@ impl Sequential {
                 input_shapes,
                 output: output.clone(),
                 params,
+                buffers,
             });
             shapes.push(output);
             consumers.push(Vec::new());
@@ -178,13 +178,42 @@ impl Sequential {
                 layers[t - 1].op.kind()
             ));
         }
+        let aligned = |len: usize| len.div_ceil(ALIGN_WORDS) * ALIGN_WORDS;
+        let packed_len = layers
+            .iter()
+            .flat_map(|l| &l.params)
+            .map(|p| aligned(p.len()))
+            .sum::<usize>()
+            .max(ALIGN_WORDS);
+        let (mut learned_at, mut state_at) = (0, packed_len);
+        let mut slots = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let tensors = l.params.iter().map(|p| (p, true));
+            for (p, learnable) in tensors.chain(l.buffers.iter().map(|b| (b, false))) {
+                let at = if learnable {
+                    &mut learned_at
+                } else {
+                    &mut state_at
+                };
+                slots.push(ParamSlot {
+                    name: format!("layers.{i}.{}", p.name),
+                    layer: i,
+                    shape: p.shape.clone(),
+                    offset: *at,
+                    len: p.len(),
+                    learnable,
+                });
+                *at += aligned(p.len());
+            }
+        }
         Ok(Sequential {
             input: def.input.clone(),
             layers,
             consumers,
             init: def.init,
             slots,
-            packed_len: offset.max(ALIGN_WORDS),
+            packed_len,
+            state_len: state_at - packed_len,
         })
     }
 
@@ -198,12 +227,13 @@ impl Sequential {
                 self.layers.len()
             ));
         }
-        // Slots list each layer's parameters in order, layer by layer.
-        let params = self
-            .layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.params.iter().map(move |p| (i, p.name)));
+        // Slots list each layer's parameters and buffers in order, layer by layer.
+        let params = self.layers.iter().enumerate().flat_map(|(i, l)| {
+            l.params
+                .iter()
+                .chain(&l.buffers)
+                .map(move |p| (i, p.name))
+        });
         for (slot, (layer, param)) in self.slots.iter_mut().zip(params) {
             slot.name = format!("{}.{param}", names[layer]);
         }
@@ -217,7 +247,17 @@ impl Sequential {
 
     /// Number of learnable scalars.
     pub fn param_count(&self) -> usize {
-        self.slots.iter().map(|s| s.len).sum()
+        self.slots.iter().filter(|s| s.learnable).map(|s| s.len).sum()
+    }
+
+    /// Number of buffer scalars (state that is not learned).
+    pub fn buffer_count(&self) -> usize {
+        self.slots.iter().filter(|s| !s.learnable).map(|s| s.len).sum()
+    }
+
+    /// Words of the parameter buffer: learnable tensors, then buffers.
+    pub fn params_words(&self) -> usize {
+        self.packed_len + self.state_len
     }
 
     /// Forward FLOPs per sample.
@@ -228,8 +268,8 @@ impl Sequential {
             .sum()
     }
 
-    /// Initial parameters: each tensor from its own stream of `seed`, so adding a layer does
-    /// not change the others.
+    /// Initial parameters and buffers (per layer, in slot order): each tensor from its own
+    /// stream of `seed`, so adding a layer does not change the others.
     pub fn init_params(&self, seed: u64) -> Vec<Vec<Tensor>> {
         self.layers
             .iter()
@@ -237,6 +277,7 @@ impl Sequential {
             .map(|(i, l)| {
                 l.params
                     .iter()
+                    .chain(&l.buffers)
                     .enumerate()
                     .map(|(j, p)| {
                         self.init
@@ -247,9 +288,9 @@ impl Sequential {
             .collect()
     }
 
-    /// Packs per-layer tensors into the flat layout.
+    /// Packs per-layer tensors (parameters, then buffers) into the flat layout.
     pub fn pack(&self, params: &[Vec<Tensor>]) -> Vec<f32> {
-        let mut out = vec![0.0; self.packed_len];
+        let mut out = vec![0.0; self.params_words()];
         let mut it = self.slots.iter();
         for layer in params {
             for t in layer {
@@ -319,7 +360,7 @@ impl Sequential {
 
     /// CPU backward from the gradient of the last tensor, layers in reverse order, the
     /// gradients of a tensor read by several layers summed in layer order; returns
-    /// per-layer parameter gradients and the input gradient.
+    /// per-layer parameter gradients (learnable tensors only) and the input gradient.
     pub fn backward_cpu(
         &self,
         params: &[Vec<Tensor>],
@@ -512,7 +553,7 @@ impl GpuModel {
         for (i, l) in model.layers.iter().enumerate() {
             let mut p = Vec::new();
             let mut g = Vec::new();
-            for _ in &l.params {
+            for _ in l.params.iter().chain(&l.buffers) {
                 let s = slots
                     .next()
                     .ok_or_else(|| GpuError::InvalidModel("parameter layout mismatch".into()))?;
@@ -521,7 +562,7 @@ impl GpuModel {
                     offset: s.offset as u64 * 4,
                     size: s.len as u64 * 4,
                 });
-                if let Some(gb) = grads {
+                if let Some(gb) = grads.filter(|_| s.learnable) {
                     g.push(BufferRef {
                         buffer: gb.clone(),
                         offset: s.offset as u64 * 4,

@@ -93,6 +93,14 @@ pub trait Op: Send + Sync {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError>;
     /// Learnable tensors for this input shape, in a fixed order.
     fn params(&self, input: &[usize]) -> Vec<ParamSpec>;
+    /// State tensors that are not learned (batch norm's running statistics, PyTorch's
+    /// "buffers"): checkpointed, resumed and exported with the parameters, never touched
+    /// by the optimizer. The CPU references and the kernels receive them after the
+    /// learnable tensors (`params[params.len()..]`, `io.params[..]`); they get no
+    /// gradients.
+    fn buffers(&self, _input: &[usize]) -> Vec<ParamSpec> {
+        Vec::new()
+    }
     /// Forward floating-point operations per sample (2 per multiply-add).
     fn forward_flops(&self, input: &[usize]) -> u64;
     /// True when each output element depends only on the same input element.
@@ -107,7 +115,8 @@ pub trait Op: Send + Sync {
     }
     /// CPU reference forward on a batch (`x.shape[0]` is the batch).
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], ctx: &CpuCtx) -> Tensor;
-    /// CPU reference backward: `(dx, dparams)` with `dparams` in [`Op::params`] order.
+    /// CPU reference backward: `(dx, dparams)` with `dparams` in [`Op::params`] order
+    /// (learnable tensors only).
     fn backward_cpu(
         &self,
         x: &Tensor,

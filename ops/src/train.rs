@@ -245,7 +245,7 @@ impl ModelParams {
         if let Some(names) = layer_names {
             model.rename_layers(names).map_err(GpuError::InvalidModel)?;
         }
-        let params = gpu.storage_buffer("frozen.params", (model.packed_len * 4) as u64)?;
+        let params = gpu.storage_buffer("frozen.params", (model.params_words() * 4) as u64)?;
         gpu.write(&params, 0, &model.pack(&model.init_params(seed)))?;
         Ok(ModelParams {
             def: def.clone(),
@@ -271,7 +271,7 @@ impl ModelParams {
     /// The parameters.
     pub fn tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
-        Ok(unpack(&self.model, &flat, ""))
+        Ok(unpack(&self.model, &flat, "", Tensors::All))
     }
 
     /// The validated model.
@@ -372,7 +372,7 @@ impl TrainStep {
         }
         let len = seq.packed_len;
         let bytes = (len * 4) as u64;
-        let params = gpu.storage_buffer("params", bytes)?;
+        let params = gpu.storage_buffer("params", (seq.params_words() * 4) as u64)?;
         let grads = gpu.storage_buffer("grads", bytes)?;
         let n_state = cfg.optimizer.state_names().len();
         let state = if n_state > 0 {
@@ -599,16 +599,17 @@ impl TrainStep {
         self.loss.read_metrics(gpu)
     }
 
-    /// The current parameters, named `layers.{i}.{weight|bias}` (or after nodes).
+    /// The current parameters and buffers, named `layers.{i}.{weight|bias|…}` (or after
+    /// nodes).
     pub fn param_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.params))?;
-        Ok(unpack(&self.model, &flat, ""))
+        Ok(unpack(&self.model, &flat, "", Tensors::All))
     }
 
     /// The accumulated (not yet applied) gradient sums, same names as the parameters.
     pub fn grad_tensors(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>, GpuError> {
         let flat = gpu.read_f32(&BufferRef::whole(&self.grads))?;
-        Ok(unpack(&self.model, &flat, ""))
+        Ok(unpack(&self.model, &flat, "", Tensors::Learnable))
     }
 
     /// Optimizer state for checkpoints: `layers.{i}.{param}.{exp_avg|exp_avg_sq|momentum_buffer}`
@@ -619,7 +620,12 @@ impl TrainStep {
             let flat = gpu.read_f32(&BufferRef::whole(state))?;
             for (k, suffix) in self.cfg.optimizer.state_names().iter().enumerate() {
                 let base = k * self.model.packed_len;
-                out.extend(unpack(&self.model, &flat[base..], &format!(".{suffix}")));
+                out.extend(unpack(
+                    &self.model,
+                    &flat[base..],
+                    &format!(".{suffix}"),
+                    Tensors::Learnable,
+                ));
             }
         }
         out.push(NamedTensor {
@@ -645,6 +651,7 @@ impl TrainStep {
                 tensors,
                 &format!(".{suffix}"),
                 &mut flat[k * len..],
+                Tensors::Learnable,
             )?;
         }
         let step = find_tensor(tensors, &self.step_tensor, &[1])?;
@@ -755,6 +762,9 @@ impl TrainStep {
     /// device metric accumulators receive the extra loss values (read and discard them).
     pub fn profile_kernels(&mut self, gpu: &Gpu, reps: u32) -> Result<Vec<KernelTiming>, GpuError> {
         let saved = self.accumulation_state(gpu)?;
+        // Forward kernels in training mode update buffers (batch norm's running
+        // statistics): keep them as they were.
+        let params = gpu.read_f32(&BufferRef::whole(&self.params))?;
         let dispatches: Vec<&Dispatch> = self
             .forward_dispatches()
             .chain(&self.loss.dispatches)
@@ -773,6 +783,7 @@ impl TrainStep {
             });
         }
         self.restore_accumulation(gpu, &saved)?;
+        gpu.write(&self.params, 0, &params)?;
         Ok(timings)
     }
 }
@@ -794,7 +805,7 @@ impl TrainStep {
         state: &AccumulationState,
     ) -> Result<(), GpuError> {
         let mut flat = vec![0.0f32; self.model.packed_len];
-        pack(&self.model, &state.grads, "", &mut flat)?;
+        pack(&self.model, &state.grads, "", &mut flat, Tensors::Learnable)?;
         gpu.write(&self.grads, 0, &flat)?;
         self.micro = state.micro;
         self.group_rows = state.group_rows;
@@ -802,12 +813,29 @@ impl TrainStep {
     }
 }
 
+/// Which slots of the packed layout a buffer holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tensors {
+    /// Parameters and buffers (the parameter buffer).
+    All,
+    /// Learnable parameters only (gradients, optimizer state).
+    Learnable,
+}
+
+impl Tensors {
+    fn slots(self, model: &Sequential) -> impl Iterator<Item = &crate::model::ParamSlot> {
+        model
+            .slots
+            .iter()
+            .filter(move |s| self == Tensors::All || s.learnable)
+    }
+}
+
 /// One tensor per parameter slot, named `{param}{suffix}`, cut from a buffer in the packed
 /// parameter layout (`flat[0]` is the layout's first word).
-fn unpack(model: &Sequential, flat: &[f32], suffix: &str) -> Vec<NamedTensor> {
-    model
-        .slots
-        .iter()
+fn unpack(model: &Sequential, flat: &[f32], suffix: &str, which: Tensors) -> Vec<NamedTensor> {
+    which
+        .slots(model)
         .map(|s| NamedTensor {
             name: format!("{}{suffix}", s.name),
             shape: s.shape.clone(),
@@ -823,8 +851,9 @@ fn pack(
     tensors: &[NamedTensor],
     suffix: &str,
     flat: &mut [f32],
+    which: Tensors,
 ) -> Result<(), GpuError> {
-    for s in &model.slots {
+    for s in which.slots(model) {
         let t = find_tensor(tensors, &format!("{}{suffix}", s.name), &s.shape)?;
         flat[s.offset..s.offset + s.len].copy_from_slice(&t.data);
     }
@@ -864,8 +893,8 @@ fn write_params(
     buffer: &Buffer,
     tensors: &[NamedTensor],
 ) -> Result<(), GpuError> {
-    let mut flat = vec![0.0f32; model.packed_len];
-    pack(model, tensors, "", &mut flat)?;
+    let mut flat = vec![0.0f32; model.params_words()];
+    pack(model, tensors, "", &mut flat, Tensors::All)?;
     for t in tensors {
         if !model.slots.iter().any(|s| s.name == t.name) {
             return Err(GpuError::ParamMismatch {

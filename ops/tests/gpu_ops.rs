@@ -264,3 +264,62 @@ fn layer_norm() {
         true,
     );
 }
+
+/// Batch norm in training (batch statistics, running statistics updated with momentum) and
+/// in evaluation (running statistics), against the CPU reference.
+#[test]
+fn batch_norm() {
+    use ops::Op;
+    use ops::batch_norm::BatchNorm;
+    let mut rng = Rng::new(41);
+    for (shape, momentum) in [
+        (&[9, 70][..], 0.1),
+        (&[5, 3, 11], 0.25),
+        (&[4, 6, 5, 7], 0.1),
+        (&[300, 2], 1.0),
+    ] {
+        let x = random(&mut rng, shape, -2.0, 3.0);
+        let op = BatchNorm {
+            attrs: attrs(&format!("{{momentum: {momentum}}}")),
+        };
+        let c = shape[1];
+        let mut params = random_params(&mut rng, &op, x.sample_shape());
+        params.push(random(&mut rng, &[c], -1.0, 1.0));
+        params.push(random(&mut rng, &[c], 0.5, 2.0));
+        let grad_init: Vec<Tensor> = params
+            .iter()
+            .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
+            .collect();
+        for train in [true, false] {
+            let ctx = CpuCtx {
+                train,
+                ..CpuCtx::default()
+            };
+            let y = op.forward_cpu(&x, &params, &ctx);
+            let what = format!("batch_norm {shape:?} train={train}");
+            let dy = random(&mut rng, &y.shape, -1.0, 1.0);
+            let run = run_layer(gpu(), &op, &x, &params, &dy, &grad_init, &ctx);
+            assert_close(&format!("{what} forward"), &run.y, &y.data, TOL);
+            let (want_mean, want_var) = if train {
+                op.running_update_cpu(&x, &params[2].data, &params[3].data)
+            } else {
+                (params[2].data.clone(), params[3].data.clone())
+            };
+            assert_close(&format!("{what} running_mean"), &run.params[2], &want_mean, TOL);
+            assert_close(&format!("{what} running_var"), &run.params[3], &want_var, TOL);
+            if train {
+                let (dx, dparams) = op.backward_cpu(&x, &params, &y, &dy, &ctx);
+                assert_close(&format!("{what} dx"), &run.dx, &dx.data, TOL);
+                for j in 0..2 {
+                    let want: Vec<f32> = grad_init[j]
+                        .data
+                        .iter()
+                        .zip(&dparams[j].data)
+                        .map(|(a, b)| a + b)
+                        .collect();
+                    assert_close(&format!("{what} grad {j}"), &run.grads[j], &want, TOL);
+                }
+            }
+        }
+    }
+}

@@ -174,12 +174,22 @@ fn check_model_as(
     let gpu_grads = flat(&step.grad_tensors(gpu).unwrap());
     let seq = Sequential::new(&def).unwrap();
     let params = seq.init_params(cfg.seed);
+    // Learnable parameters (the forward moved batch norm's running statistics).
+    let learnable: Vec<ops::NamedTensor> = step
+        .param_tensors(gpu)
+        .unwrap()
+        .into_iter()
+        .zip(&seq.slots)
+        .filter(|(_, slot)| slot.learnable)
+        .map(|(t, _)| t)
+        .collect();
     assert_close(
         "initial params",
-        &flat(&step.param_tensors(gpu).unwrap()),
+        &flat(&learnable),
         &params
             .iter()
-            .flatten()
+            .zip(&seq.layers)
+            .flat_map(|(p, l)| &p[..l.params.len()])
             .flat_map(|t| t.data.clone())
             .collect::<Vec<_>>(),
         0.0,
@@ -194,7 +204,8 @@ fn check_model_as(
     };
     let mut offset = 0;
     for (li, layer) in params.iter().enumerate().filter(|_| finite_differences) {
-        for (pi, t) in layer.iter().enumerate() {
+        // Learnable tensors only (buffers follow them and get no gradient).
+        for (pi, t) in layer.iter().take(seq.layers[li].params.len()).enumerate() {
             for i in (0..t.len()).step_by((t.len() / 4).max(1)) {
                 let h = 1e-2;
                 let (mut pp, mut pm) = (params.clone(), params.clone());
@@ -1104,4 +1115,113 @@ fn no_input_gradient_where_nothing_needs_it() {
         "only the last linear computes an input gradient: {kernels:?}"
     );
     check_model_gradients(def, 3, 4);
+}
+
+/// Batch norm in a model: over features and over conv channels, in a residual block, with
+/// padded rows (statistics over the valid rows only, no gradient through the padding);
+/// gradients against the CPU reference and finite differences; running statistics after
+/// two steps; evaluation with them; checkpoints carry them.
+#[test]
+fn batch_norm_models_match_cpu() {
+    use ops::Op;
+    use ops::batch_norm::BatchNorm;
+    let gpu = gpu();
+    let features = graph(
+        vec![9],
+        "[{linear: {out: 12}}, {batch_norm: {}}, tanh, {linear: {out: 4}}]",
+        vec![],
+    );
+    check_model_gradients(features.clone(), 5, 8);
+    check_model_gradients(features.clone(), 8, 8);
+    let block = graph(
+        vec![2, 5, 6],
+        "[{conv2d: {out_channels: 3, kernel: 3, padding: 1}}, {batch_norm: {momentum: 0.3}}, tanh, {conv2d: {out_channels: 3, kernel: 3, padding: 1}}, {batch_norm: {}}, add, gelu, global_avg_pool, {linear: {out: 3}}]",
+        vec![
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![3],
+            vec![4],
+            vec![5, 3],
+            vec![6],
+            vec![7],
+            vec![8],
+        ],
+    );
+    check_model_gradients(block.clone(), 3, 4);
+
+    // Running statistics after two training steps of 3 valid rows of 4, SGD at lr 0: the
+    // parameters stay at their initial values, so the CPU reference can replay them.
+    let seq = Sequential::new(&block).unwrap();
+    assert_eq!(seq.buffer_count(), 12);
+    let names: Vec<&str> = seq.slots.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"layers.1.running_var"), "{names:?}");
+    let mut step = TrainStep::new(gpu, &block, &config(4, sgd())).unwrap();
+    let params = seq.init_params(42);
+    let mut running: Vec<(usize, Vec<f32>, Vec<f32>)> = seq
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.op.kind() == "batch_norm")
+        .map(|(i, _)| (i, params[i][2].data.clone(), params[i][3].data.clone()))
+        .collect();
+    for k in 0..2 {
+        let d = data(&block, 3, 3, 70 + k);
+        step.upload_batch(gpu, &d.x, &d.labels, None, 3).unwrap();
+        step.record_step(gpu, 0.0, k).unwrap();
+        let x = Tensor {
+            shape: vec![3, 2, 5, 6],
+            data: d.x.clone(),
+        };
+        let acts = seq.forward_cpu(&params, &x, true, 42, k);
+        for (i, mean, var) in &mut running {
+            let LayerSpec::BatchNorm(attrs) = seq.layers[*i].spec else {
+                unreachable!("filtered on kind")
+            };
+            let input = &acts[seq.layers[*i].inputs[0]];
+            (*mean, *var) = BatchNorm { attrs }.running_update_cpu(input, mean, var);
+        }
+    }
+    let tensors = step.param_tensors(gpu).unwrap();
+    let mut evaluated = params.clone();
+    for (i, mean, var) in &running {
+        for (name, want) in [("running_mean", mean), ("running_var", var)] {
+            let got = tensors
+                .iter()
+                .find(|t| t.name == format!("layers.{i}.{name}"))
+                .unwrap();
+            assert_close(&got.name, &got.data, want, 1e-5);
+        }
+        evaluated[*i][2].data = mean.clone();
+        evaluated[*i][3].data = var.clone();
+    }
+    assert!(
+        step.grad_tensors(gpu)
+            .unwrap()
+            .iter()
+            .all(|t| !t.name.contains("running")),
+        "buffers get no gradients"
+    );
+    // Evaluation uses the running statistics.
+    let mut eval = EvalStep::new(gpu, &step, 5).unwrap();
+    let d = data(&block, 5, 3, 90);
+    eval.upload_batch(gpu, &d.x, &d.labels, None, 5).unwrap();
+    eval.record(gpu).unwrap();
+    let x = Tensor {
+        shape: vec![5, 2, 5, 6],
+        data: d.x.clone(),
+    };
+    let acts = seq.forward_cpu(&evaluated, &x, false, 42, 0);
+    let want = cross_entropy_cpu(acts.last().unwrap(), &d.labels, 5, 0.0);
+    let m = eval.read_metrics(gpu).unwrap();
+    assert!(
+        (m.loss_sum - want.loss_sum).abs() < 1e-4 * want.loss_sum.max(1.0),
+        "eval loss {} vs {}",
+        m.loss_sum,
+        want.loss_sum
+    );
+    // A checkpoint's tensors restore the running statistics.
+    let mut fresh = TrainStep::new(gpu, &block, &config(4, sgd())).unwrap();
+    fresh.load_params(gpu, &tensors).unwrap();
+    assert_eq!(fresh.param_tensors(gpu).unwrap(), tensors);
 }

@@ -162,6 +162,19 @@ fn dropout_and_layer_norm() {
 }
 
 #[test]
+fn batch_norm() {
+    let mut rng = Rng::new(31);
+    // Features [F], channels of [C, L] and of [C, H, W].
+    for (shape, seed) in [(&[7, 5][..], 32), (&[3, 4, 6], 33), (&[2, 3, 3, 4], 34)] {
+        check(
+            LayerSpec::BatchNorm(attrs("{}")),
+            random(&mut rng, shape, -2.0, 2.0),
+            seed,
+        );
+    }
+}
+
+#[test]
 fn losses() {
     use ops::loss::{cross_entropy::cross_entropy_cpu, mse::mse_cpu};
     let mut rng = Rng::new(17);

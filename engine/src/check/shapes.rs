@@ -39,6 +39,11 @@ impl ModelShapes {
             })
             .sum()
     }
+
+    /// Total buffer values (state that is not learned).
+    pub fn buffer_count(&self) -> usize {
+        self.layers.iter().map(|l| l.buffer_values).sum()
+    }
 }
 
 /// One layer's shapes.
@@ -58,6 +63,8 @@ pub struct LayerShape {
     pub output: Vec<usize>,
     /// Parameter names and shapes.
     pub params: Vec<(&'static str, Vec<usize>)>,
+    /// Values of its buffers (state that is not learned: batch norm's running statistics).
+    pub buffer_values: usize,
     /// Forward FLOPs per sample.
     pub flops: u64,
 }
@@ -253,6 +260,7 @@ pub(super) fn check(
                             .into_iter()
                             .map(|p| (p.name, p.shape))
                             .collect(),
+                        buffer_values: op.buffers(&shape).iter().map(|b| b.len()).sum(),
                         flops: op.forward_flops(&shape),
                         output: next.clone(),
                     });

@@ -589,6 +589,7 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]
         let batch = chain.schedule.batch_size as u64;
         for model in chain.models.iter().filter_map(|m| checked.models.get(m)) {
             let params = model.param_count() as u64 * 4;
+            let buffers = model.buffer_count() as u64 * 4;
             let grads = params
                 * if chain.schedule.accumulation > 1 {
                     2
@@ -596,7 +597,7 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]
                     1
                 };
             let state = params * chain.train.optimizer.state_names().len() as u64;
-            total.params = total.params.saturating_add(params);
+            total.params = total.params.saturating_add(params + buffers);
             total.grads = total.grads.saturating_add(grads);
             total.optimizer_state = total.optimizer_state.saturating_add(state);
             // Activations and their gradients.
@@ -612,7 +613,8 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]
         }
     }
     for model in frozen.iter().filter_map(|f| checked.models.get(&f.name)) {
-        total.params = total.params.saturating_add(model.param_count() as u64 * 4);
+        let values = model.param_count() + model.buffer_count();
+        total.params = total.params.saturating_add(values as u64 * 4);
     }
     total.total = total
         .params

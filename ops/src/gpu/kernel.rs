@@ -252,7 +252,8 @@ pub struct LayerIo {
     pub dx: Option<BufferRef>,
     /// Gradients w.r.t. every input, in order (`dxs[0]` is `dx`).
     pub dxs: Vec<Option<BufferRef>>,
-    /// Parameters, in [`crate::op::Op::params`] order.
+    /// Parameters, in [`crate::op::Op::params`] order, then the op's
+    /// [`crate::op::Op::buffers`].
     pub params: Vec<BufferRef>,
     /// Gradient accumulators, same order.
     pub grads: Vec<BufferRef>,

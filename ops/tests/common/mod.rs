@@ -105,6 +105,8 @@ pub struct GpuRun {
     pub dx: Vec<f32>,
     /// Gradient buffers after backward (initial values + computed).
     pub grads: Vec<Vec<f32>>,
+    /// Parameters and buffers after forward and backward (buffers may change).
+    pub params: Vec<Vec<f32>>,
 }
 
 /// Runs `op` forward then backward on the GPU with every output poisoned with NaN first
@@ -189,8 +191,14 @@ pub fn run_layer(
     gpu.submit_dispatches(bwd.iter()).expect("submit");
     let dx = gpu.read_f32(io.dx.as_ref().unwrap()).unwrap();
     let grads = io.grads.iter().map(|g| gpu.read_f32(g).unwrap()).collect();
+    let params = io.params.iter().map(|p| gpu.read_f32(p).unwrap()).collect();
     gpu.take_error().unwrap();
-    GpuRun { y, dx, grads }
+    GpuRun {
+        y,
+        dx,
+        grads,
+        params,
+    }
 }
 
 /// `max |a-b| / max(1, max |b|)` with a readable failure.
