@@ -273,3 +273,113 @@ fn digits_residual_mlp_reaches_96_percent_with_node_names() {
     assert_eq!(names, expected);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Whether `python3` can import NumPy and safetensors (CI installs them and sets
+/// `ENGINE_REQUIRE_PYTHON`, so there the check cannot be skipped).
+fn python_with_numpy() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("ENGINE_REQUIRE_PYTHON").is_some() {
+        panic!("ENGINE_REQUIRE_PYTHON is set but python3 cannot import numpy and safetensors");
+    }
+    ok
+}
+
+/// The ResNet example (residual blocks with batch norm, defined once as a block) trains to
+/// the digits' bar in 4 epochs; its tensors are named after the block instances, running
+/// statistics included; and its exported weights, run through the NumPy forward pass
+/// written from docs/checkpoints.md (tests/python/digits_resnet.py), classify all 1,797
+/// digits as the engine does.
+#[test]
+fn digits_resnet_reaches_97_percent_and_numpy_agrees_from_its_export() {
+    let out = out_dir("resnet");
+    std::fs::create_dir_all(&out).unwrap();
+    let example = std::fs::read_to_string("pipelines/digits_resnet.yaml").unwrap();
+    let data = std::fs::canonicalize("pipelines/data/digits.csv.gz").unwrap();
+    let source = format!("path: {}", data.display());
+    // Every digit as a second data set (its one split, `train`, evaluated at the end), and
+    // a checkpoint at the end.
+    let all = format!(
+        "datasets:\n  all:\n    source: {{kind: csv, {}, features: {{start: 0, end: 64}}, label: 64, classes: 10, shape: [1, 8, 8]}}\n    normalize: {{kind: scale, factor: 0.0625}}\n    split: {{kind: fraction, train: 1.0}}\n",
+        source
+    );
+    let pipeline = format!(
+        "{}\n  - {{id: every_digit, kind: eval, model: resnet, dataset: all, split: train, on: [fit_end]}}\n  - {{id: save, kind: callback, callback: {{type: checkpoint}}, on: [fit_end], after: [every_digit]}}\n",
+        example
+            .trim_end()
+            .replace("path: data/digits.csv.gz", &source)
+            .replacen("datasets:\n", &all, 1)
+    );
+    let file = out.join("resnet.yaml");
+    std::fs::write(&file, pipeline).unwrap();
+    let run_dir = out.join("run");
+    let (code, _, stderr) = run(
+        &file.display().to_string(),
+        &run_dir,
+        &["--set", "schedule.epochs=4"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let records = records(&run_dir);
+    let test = last(&records, "test");
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.97,
+        "test accuracy {}",
+        test["accuracy"]
+    );
+    let every = last(&records, "every_digit");
+    assert_eq!(every["samples"], 1797, "{every}");
+    let checkpoint = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .expect("a checkpoint");
+    let export = out.join("resnet.safetensors");
+    let status = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["export", "--out"])
+        .arg(&export)
+        .arg(&checkpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&export).unwrap();
+    let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<&str> = weights.names().into_iter().collect();
+    for name in [
+        "stem.weight",
+        "stem_bn.running_mean",
+        "block1.conv1.weight",
+        "block1.bn1.running_var",
+        "block3.bn2.bias",
+        "head.bias",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(!names.contains(&"stem.bias"), "bias: false has no bias");
+    if python_with_numpy() {
+        let output = Command::new("python3")
+            .arg("tests/python/digits_resnet.py")
+            .arg(&export)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let numpy: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let engine_correct = (every["accuracy"].as_f64().unwrap() * 1797.0).round() as i64;
+        let numpy_correct = numpy["correct"].as_i64().unwrap();
+        // f32 on the device against f64 in NumPy: a digit on the decision boundary may
+        // go either way, no more.
+        assert!(
+            (engine_correct - numpy_correct).abs() <= 1,
+            "engine {engine_correct} of 1797 correct, NumPy {numpy_correct}"
+        );
+    } else {
+        eprintln!("python3 with numpy and safetensors not found: NumPy forward check skipped");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

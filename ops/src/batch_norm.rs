@@ -182,7 +182,10 @@ impl Op for BatchNorm {
             fan_out: c,
             fill,
         };
-        vec![spec("weight", ParamFill::Ones), spec("bias", ParamFill::Zeros)]
+        vec![
+            spec("weight", ParamFill::Ones),
+            spec("bias", ParamFill::Zeros),
+        ]
     }
     fn buffers(&self, input: &[usize]) -> Vec<ParamSpec> {
         let c = input.first().copied().unwrap_or(0);

@@ -228,12 +228,11 @@ impl Sequential {
             ));
         }
         // Slots list each layer's parameters and buffers in order, layer by layer.
-        let params = self.layers.iter().enumerate().flat_map(|(i, l)| {
-            l.params
-                .iter()
-                .chain(&l.buffers)
-                .map(move |p| (i, p.name))
-        });
+        let params = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.params.iter().chain(&l.buffers).map(move |p| (i, p.name)));
         for (slot, (layer, param)) in self.slots.iter_mut().zip(params) {
             slot.name = format!("{}.{param}", names[layer]);
         }
@@ -247,12 +246,20 @@ impl Sequential {
 
     /// Number of learnable scalars.
     pub fn param_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.learnable).map(|s| s.len).sum()
+        self.slots
+            .iter()
+            .filter(|s| s.learnable)
+            .map(|s| s.len)
+            .sum()
     }
 
     /// Number of buffer scalars (state that is not learned).
     pub fn buffer_count(&self) -> usize {
-        self.slots.iter().filter(|s| !s.learnable).map(|s| s.len).sum()
+        self.slots
+            .iter()
+            .filter(|s| !s.learnable)
+            .map(|s| s.len)
+            .sum()
     }
 
     /// Words of the parameter buffer: learnable tensors, then buffers.

@@ -305,8 +305,18 @@ fn batch_norm() {
             } else {
                 (params[2].data.clone(), params[3].data.clone())
             };
-            assert_close(&format!("{what} running_mean"), &run.params[2], &want_mean, TOL);
-            assert_close(&format!("{what} running_var"), &run.params[3], &want_var, TOL);
+            assert_close(
+                &format!("{what} running_mean"),
+                &run.params[2],
+                &want_mean,
+                TOL,
+            );
+            assert_close(
+                &format!("{what} running_var"),
+                &run.params[3],
+                &want_var,
+                TOL,
+            );
             if train {
                 let (dx, dparams) = op.backward_cpu(&x, &params, &y, &dy, &ctx);
                 assert_close(&format!("{what} dx"), &run.dx, &dx.data, TOL);

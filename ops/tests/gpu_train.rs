@@ -1123,7 +1123,6 @@ fn no_input_gradient_where_nothing_needs_it() {
 /// two steps; evaluation with them; checkpoints carry them.
 #[test]
 fn batch_norm_models_match_cpu() {
-    use ops::Op;
     use ops::batch_norm::BatchNorm;
     let gpu = gpu();
     let features = graph(

@@ -1,6 +1,7 @@
 //! Check: a parsed pipeline to a checked graph with inferred shapes, or every problem
 //! found, located. Each pass is a small function over the graph.
 
+mod blocks;
 mod callbacks;
 mod chain;
 mod data;

@@ -2,11 +2,9 @@
 //! in an order where each reads only earlier tensors, with the tensors each reads. Reports
 //! unknown, duplicate and unused nodes, wrong input counts and cycles, located.
 
-use std::collections::BTreeMap;
-
 use ops::layer::LayerSpec;
 
-use crate::diag::{Diagnostic, did_you_mean};
+use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::ModelSpec;
 
@@ -105,108 +103,37 @@ pub(super) fn wire(
         }
         (true, false) => {}
     }
-    let node_path = |j: usize, tail: &[Seg]| -> Vec<Seg> {
-        [base, &[Seg::Key("nodes".into()), Seg::Index(j)], tail].concat()
-    };
     let errors = out.len();
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    for (j, node) in model.nodes.iter().enumerate() {
-        let id_path = node_path(j, &[Seg::Key("id".into())]);
-        // Parameter names are `<node>.<param>` (`<model>.<node>.<param>` with several
-        // models); checkpoints keep gradients as `grads.<tensor>` and tell a model's
-        // tensors by their `<model>.` prefix, so neither may be a node id.
-        let reserved = if node.id == INPUT {
-            Some(format!("`{INPUT}` names the model's input"))
-        } else if node.id == "grads" {
-            Some("checkpoints keep accumulated gradients as `grads.<tensor>`".to_string())
-        } else if parsed.pipeline.models.contains_key(&node.id) {
-            Some(format!(
-                "`{}` is a model's name, and tensors named `{}.<...>` are that model's",
-                node.id, node.id
-            ))
-        } else {
-            None
-        };
-        if !super::graph::is_well_formed_id(&node.id) {
-            out.push(
-                Diagnostic::new(
-                    "invalid-id",
-                    format!(
-                        "node id `{}` in model `{name}` cannot be referred to",
-                        node.id
-                    ),
-                )
-                .at(parsed.span(&id_path), "not a valid id")
-                .expected_found(
-                    "letters, digits, `_` and `-`, starting with a letter or `_`",
-                    format!("`{}`", node.id),
-                )
-                .hint("node ids name parameters (`<id>.weight`); use e.g. `block1_fc`"),
-            );
-        } else if let Some(why) = reserved {
-            out.push(
-                Diagnostic::new(
-                    "reserved-name",
-                    format!("node id `{}` in model `{name}` is reserved", node.id),
-                )
-                .at(parsed.span(&id_path), "reserved")
-                .hint(format!("{why}; pick another id")),
-            );
-        }
-        // Indexed whatever its id, so that nodes reading it are not reported too.
-        if let Some(first) = index.insert(&node.id, j) {
-            out.push(
-                Diagnostic::new(
-                    "duplicate-node",
-                    format!("model `{name}` has two nodes with id `{}`", node.id),
-                )
-                .at(parsed.span(&id_path), "second node with this id")
-                .note(format!("the first is node {first}"))
-                .hint("give each node its own id"),
-            );
-            index.insert(&node.id, first);
-        }
-    }
-    // Each node's inputs as node indices (`None` for the model's input).
-    let mut reads: Vec<Vec<Option<usize>>> = Vec::new();
-    for (j, node) in model.nodes.iter().enumerate() {
+    let nodes = super::blocks::expand(parsed, name, model, base, out)?;
+    for node in &nodes {
         let op = node.op.build();
-        let names: Vec<String> = match &node.inputs {
-            Some(names) => names.clone(),
-            None if j == 0 => vec![INPUT.to_string()],
-            None => vec![model.nodes[j - 1].id.clone()],
-        };
+        let count = node.reads.len();
         let (min, max) = op.arity();
-        if names.len() < min || names.len() > max {
+        if count < min || count > max {
             let takes = if min == max {
                 min.to_string()
             } else {
                 format!("{min} to {max}")
             };
+            let plural = if count == 1 { "" } else { "s" };
             out.push(
                 Diagnostic::new(
                     "wrong-input-count",
                     format!(
-                        "node `{}` ({}) of model `{name}` reads {} input{} but takes {takes}",
+                        "node `{}` ({}) of model `{name}` reads {count} input{plural} but takes {takes}",
                         node.id,
                         op.kind(),
-                        names.len(),
-                        if names.len() == 1 { "" } else { "s" }
                     ),
                 )
                 .at(
-                    parsed.span(&node_path(j, &[Seg::Key("inputs".into())])),
-                    format!(
-                        "{} input{}",
-                        names.len(),
-                        if names.len() == 1 { "" } else { "s" }
-                    ),
+                    parsed.span(&node.at(&[Seg::Key("inputs".into())])),
+                    format!("{count} input{plural}"),
                 )
                 .expected_found(
                     format!("{takes} inputs"),
-                    names
+                    node.reads
                         .iter()
-                        .map(|n| format!("`{n}`"))
+                        .map(|r| format!("`{}`", r.map_or(INPUT, |i| nodes[i].id.as_str())))
                         .collect::<Vec<_>>()
                         .join(", "),
                 )
@@ -217,41 +144,12 @@ pub(super) fn wire(
                 }),
             );
         }
-        let mut row = Vec::new();
-        for (k, input) in names.iter().enumerate() {
-            if input == INPUT {
-                row.push(None);
-            } else if let Some(&i) = index.get(input.as_str()) {
-                row.push(Some(i));
-            } else {
-                let candidates = model
-                    .nodes
-                    .iter()
-                    .map(|n| n.id.as_str())
-                    .chain([INPUT])
-                    .filter(|c| *c != node.id);
-                out.push(
-                    Diagnostic::new(
-                        "unknown-node",
-                        format!(
-                            "node `{}` of model `{name}` reads `{input}`, which is not a node of the model",
-                            node.id
-                        ),
-                    )
-                    .at(
-                        parsed.span(&node_path(j, &[Seg::Key("inputs".into()), Seg::Index(k)])),
-                        "unknown node",
-                    )
-                    .maybe_hint(did_you_mean(input, candidates)),
-                );
-            }
-        }
-        reads.push(row);
     }
+    let reads: Vec<Vec<Option<usize>>> = nodes.iter().map(|n| n.reads.clone()).collect();
     if out.len() > errors {
         return None;
     }
-    let n = model.nodes.len();
+    let n = nodes.len();
     // Kahn's order, lowest index first; the output (the last node) waits until nothing else
     // is ready, so it comes last whenever every node leads to it.
     let mut pending: Vec<usize> = reads
@@ -294,12 +192,12 @@ pub(super) fn wire(
         cycle.push(reader);
         let path: Vec<String> = cycle
             .iter()
-            .map(|&j| format!("`{}`", model.nodes[j].id))
+            .map(|&j| format!("`{}`", nodes[j].id))
             .collect();
         let slot = reads[reader].iter().position(|&i| i == Some(read));
-        let location = match (&model.nodes[reader].inputs, slot) {
-            (Some(_), Some(k)) => node_path(reader, &[Seg::Key("inputs".into()), Seg::Index(k)]),
-            _ => node_path(reader, &[Seg::Key("id".into())]),
+        let location = match (nodes[reader].inputs_written, slot) {
+            (true, Some(k)) => nodes[reader].at(&[Seg::Key("inputs".into()), Seg::Index(k)]),
+            _ => nodes[reader].at(&[Seg::Key("id".into())]),
         };
         out.push(
             Diagnostic::new(
@@ -310,14 +208,14 @@ pub(super) fn wire(
                 parsed.span(&location),
                 format!(
                     "reads `{}`, which depends on it",
-                    model.nodes[read].id
+                    nodes[read].id
                 ),
             )
             .hint("a node may read only nodes that do not read it back; a model computes each node once"),
         );
         return None;
     }
-    for (j, node) in model.nodes.iter().enumerate().take(n - 1) {
+    for (j, node) in nodes.iter().enumerate().take(n - 1) {
         if readers[j].is_empty() {
             out.push(
                 Diagnostic::new(
@@ -327,10 +225,10 @@ pub(super) fn wire(
                         node.id
                     ),
                 )
-                .at(parsed.span(&node_path(j, &[Seg::Key("id".into())])), "not read")
+                .at(parsed.span(&node.at(&[Seg::Key("id".into())])), "not read")
                 .hint(format!(
                     "read it from another node's `inputs`, or remove it (the output is `{}`, the last node)",
-                    model.nodes[n - 1].id
+                    nodes[n - 1].id
                 )),
             );
         }
@@ -346,13 +244,13 @@ pub(super) fn wire(
         order
             .iter()
             .map(|&j| WiredLayer {
-                name: Some(model.nodes[j].id.clone()),
-                spec: model.nodes[j].op.clone(),
+                name: Some(nodes[j].id.clone()),
+                spec: nodes[j].op.clone(),
                 inputs: reads[j]
                     .iter()
                     .map(|i| i.map_or(0, |i| tensor[i]))
                     .collect(),
-                path: node_path(j, &[Seg::Key("op".into())]),
+                path: nodes[j].at(&[Seg::Key("op".into())]),
             })
             .collect(),
     )

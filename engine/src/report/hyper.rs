@@ -181,7 +181,14 @@ fn model_summary(name: &str, model: &Value) -> ModelSummary {
     if let Some(nodes) = get(model, "nodes").and_then(Value::as_sequence) {
         layers.extend(nodes.iter().map(|n| {
             let id = get(n, "id").map(inline).unwrap_or_default();
-            let op = get(n, "op").map(variant_text).unwrap_or_default();
+            let op = match (get(n, "op"), get(n, "block")) {
+                (Some(op), _) => variant_text(op),
+                (None, Some(block)) => match get(n, "args") {
+                    Some(args) => format!("block {} {}", inline(block), inline(args)),
+                    None => format!("block {}", inline(block)),
+                },
+                (None, None) => String::new(),
+            };
             match get(n, "inputs") {
                 Some(inputs) => format!("{id} = {op} <- {}", inline(inputs)),
                 None => format!("{id} = {op}"),

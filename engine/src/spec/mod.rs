@@ -18,7 +18,7 @@ pub use callback::{
 };
 pub use dataset::{Columns, DatasetSpec, Normalize, SourceSpec, SplitName, SplitSpec};
 pub use ids::{PortRef, StageId};
-pub use model::{ModelSpec, NodeSpec};
+pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
 pub use optim::{LrSchedule, OptimizerSpec};
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{

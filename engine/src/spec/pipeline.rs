@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DatasetSpec, ModelSpec, Stage};
+use super::{BlockSpec, DatasetSpec, ModelSpec, Stage};
 
 /// A training pipeline: data sets, models, and the DAG of stages that trains them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,6 +27,10 @@ pub struct Pipeline {
     pub schedule: Schedule,
     /// Named data sets the `load` and `eval` stages read.
     pub datasets: BTreeMap<String, DatasetSpec>,
+    /// Reusable blocks of nodes with parameters, instantiated by models' nodes
+    /// (`{id: block1, block: residual, args: {channels: 16}}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocks: BTreeMap<String, BlockSpec>,
     /// Named models the `forward` and `eval` stages run.
     pub models: BTreeMap<String, ModelSpec>,
     /// The stages of the training graph. Order here does not matter: the plan orders them.
