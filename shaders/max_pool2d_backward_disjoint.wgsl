@@ -1,11 +1,11 @@
 // max_pool2d_backward_disjoint (stride == kernel: windows do not overlap): one invocation
-// per window of the grid ceil(H / KS) x ceil(W / KS), which covers every input element
+// per window of the grid ceil(H / KH) x ceil(W / KW), which covers every input element
 // exactly once. It loads the window's dy and arg-max once and writes all its inputs: dy at
 // the arg-max, zero elsewhere (also for the partial windows past HO/WO that floor mode
 // drops). Two loads per window instead of two per input element.
 {{GEOM}}
-const GH: u32 = (H + KS - 1u) / KS;
-const GW: u32 = (W + KS - 1u) / KS;
+const GH: u32 = (H + KH - 1u) / KH;
+const GW: u32 = (W + KW - 1u) / KW;
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> arg: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
@@ -24,10 +24,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             a = arg[o];
         }
         let base = plane * H * W;
-        for (var ky = 0u; ky < KS; ky++) {
-            let iy = wy * KS + ky;
-            for (var kx = 0u; kx < KS; kx++) {
-                let ix = wx * KS + kx;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = wy * KH + ky;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = wx * KW + kx;
                 if (iy < H && ix < W) {
                     let p = iy * W + ix;
                     dx[base + p] = select(0.0, v, a == p);

@@ -16,11 +16,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let plane = i / (WO * HO);
         let base = plane * H * W;
         var best = -3.4028235e38;
-        var best_i = oy * S * W + ox * S;
+        var best_i = oy * SH * W + ox * SW;
         var first = true;
-        for (var ky = 0u; ky < KS; ky++) {
-            for (var kx = 0u; kx < KS; kx++) {
-                let p = (oy * S + ky) * W + ox * S + kx;
+        for (var ky = 0u; ky < KH; ky++) {
+            for (var kx = 0u; kx < KW; kx++) {
+                let p = (oy * SH + ky) * W + ox * SW + kx;
                 let v = x[base + p];
                 if (first || v > best) {
                     best = v;

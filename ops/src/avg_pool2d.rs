@@ -31,7 +31,7 @@ impl Op for AvgPool2d {
     fn forward_flops(&self, input: &[usize]) -> u64 {
         self.attrs
             .geometry("avg_pool2d", input)
-            .map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
+            .map_or(0, |g| (g.out_len() * g.kh * g.kw) as u64)
     }
     fn is_elementwise(&self) -> bool {
         false
@@ -41,15 +41,15 @@ impl Op for AvgPool2d {
             return Tensor::zeros(&[0]);
         };
         let mut y = Tensor::zeros(&[x.batch(), g.c, g.ho, g.wo]);
-        let inv = 1.0 / (g.k * g.k) as f64;
+        let inv = 1.0 / (g.kh * g.kw) as f64;
         for plane in 0..x.batch() * g.c {
             let xp = &x.data[plane * g.h * g.w..];
             for oy in 0..g.ho {
                 for ox in 0..g.wo {
                     let mut acc = 0.0f64;
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            acc += xp[(oy * g.s + ky) * g.w + ox * g.s + kx] as f64;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            acc += xp[(oy * g.sh + ky) * g.w + ox * g.sw + kx] as f64;
                         }
                     }
                     y.data[(plane * g.ho + oy) * g.wo + ox] = (acc * inv) as f32;
@@ -70,14 +70,14 @@ impl Op for AvgPool2d {
             return (Tensor::zeros(&[0]), vec![]);
         };
         let mut dx = vec![0.0f64; x.len()];
-        let inv = 1.0 / (g.k * g.k) as f64;
+        let inv = 1.0 / (g.kh * g.kw) as f64;
         for plane in 0..x.batch() * g.c {
             for oy in 0..g.ho {
                 for ox in 0..g.wo {
                     let d = dy.data[(plane * g.ho + oy) * g.wo + ox] as f64 * inv;
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            dx[plane * g.h * g.w + (oy * g.s + ky) * g.w + ox * g.s + kx] += d;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            dx[plane * g.h * g.w + (oy * g.sh + ky) * g.w + ox * g.sw + kx] += d;
                         }
                     }
                 }

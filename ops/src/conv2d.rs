@@ -1,9 +1,13 @@
-//! 2-D convolution over `[channels, height, width]` samples, weight `[out, in, k, k]`.
-//! GPU (see `conv2d_direct`): the forward reads the input directly (no im2col buffer), with
+//! 2-D convolution over `[channels, height, width]` samples, weight `[out, in, kh, kw]`.
+//! GPU, square kernel, stride and padding (see `conv2d_direct`): the forward reads the
+//! input directly (no im2col buffer), with
 //! an optional fused relu; the weight and bias gradients are per-chunk partial sums in the
 //! layer's scratch, folded in a fixed order; the input gradient is, for stride 1, the same
 //! direct kernel over `dy` with the transposed, flipped weights, and otherwise the column
 //! gradient `Wᵀ · dy` (tiled GEMM into the scratch) gathered back by col2im. No atomics.
+//! Rectangular kernels, strides or paddings (and conv1d, a conv over `[C, 1, L]`) run
+//! simpler kernels: one invocation per output, input or weight element, each a sum in a
+//! fixed order.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,10 +16,13 @@ use crate::conv2d_direct::{DirectConv, WeightGrad};
 use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::linear::default_true;
 use crate::matmul::Gemm;
-use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
+use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
 use crate::tensor::Tensor;
 
 const COL2IM_WGSL: &str = include_str!("../../shaders/conv2d_col2im.wgsl");
+const GENERIC_FORWARD_WGSL: &str = include_str!("../../shaders/conv2d_generic_forward.wgsl");
+const GENERIC_DX_WGSL: &str = include_str!("../../shaders/conv2d_generic_dx.wgsl");
+const GENERIC_WGRAD_WGSL: &str = include_str!("../../shaders/conv2d_generic_wgrad.wgsl");
 
 /// Attributes of a 2-D convolution. Input samples are `[channels, height, width]`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +30,26 @@ const COL2IM_WGSL: &str = include_str!("../../shaders/conv2d_col2im.wgsl");
 pub struct Conv2dAttrs {
     /// Number of output channels (filters).
     pub out_channels: usize,
-    /// Side of the square kernel, e.g. 3 for 3x3.
-    pub kernel: usize,
-    /// Step between kernel positions (default 1).
+    /// Kernel size: `3` for 3x3, or `[height, width]` (`[1, 5]`).
+    pub kernel: Size2,
+    /// Step between kernel positions (default 1), or `[height, width]`.
     #[serde(default = "default_one")]
-    pub stride: usize,
-    /// Zeros added on every side of the input (default 0).
-    #[serde(default)]
-    pub padding: usize,
+    pub stride: Size2,
+    /// Zeros added on each side of the input (default 0), or `[height, width]` (added
+    /// above and below, left and right).
+    #[serde(default = "default_zero")]
+    pub padding: Size2,
     /// Learn one additive bias per output channel (default true).
     #[serde(default = "default_true")]
     pub bias: bool,
 }
 
-fn default_one() -> usize {
-    1
+fn default_one() -> Size2 {
+    Size2::Both(1)
+}
+
+fn default_zero() -> Size2 {
+    Size2::Both(0)
 }
 
 /// The conv2d op.
@@ -46,13 +58,20 @@ pub struct Conv2d {
     pub attrs: Conv2dAttrs,
 }
 
-/// Resolved sizes of one convolution.
+/// Resolved sizes of one convolution. `k`, `s`, `p` are the square path's kernel side,
+/// stride and padding (meaningful only when [`Geometry::square`]).
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     c: usize,
     h: usize,
     w: usize,
     co: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
     k: usize,
     s: usize,
     p: usize,
@@ -61,8 +80,12 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// Square kernel, stride and padding: the tiled direct kernels run it.
+    fn square(&self) -> bool {
+        self.kh == self.kw && self.sh == self.sw && self.ph == self.pw
+    }
     fn col_rows(&self) -> usize {
-        self.c * self.k * self.k
+        self.c * self.kh * self.kw
     }
     fn col_cols(&self) -> usize {
         self.ho * self.wo
@@ -86,16 +109,24 @@ impl Conv2d {
                 input,
             ));
         }
-        let (hp, wp) = (h + 2 * a.padding, w + 2 * a.padding);
-        if a.kernel == 0 || a.stride == 0 || hp < a.kernel || wp < a.kernel {
+        let ((kh, kw), (sh, sw), (ph, pw)) = (a.kernel.hw(), a.stride.hw(), a.padding.hw());
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || hp < kh || wp < kw {
+            let least = |k: usize, p: usize| k.saturating_sub(2 * p).max(1);
             return Err(ShapeError::new(
                 "conv2d",
-                format!(
-                    "height and width of at least {} (kernel {} with padding {})",
-                    a.kernel.saturating_sub(2 * a.padding).max(1),
-                    a.kernel,
-                    a.padding
-                ),
+                if (kh, ph) == (kw, pw) {
+                    format!(
+                        "height and width of at least {} (kernel {kh} with padding {ph})",
+                        least(kh, ph)
+                    )
+                } else {
+                    format!(
+                        "a height of at least {} and a width of at least {} (kernel [{kh}, {kw}] with padding [{ph}, {pw}])",
+                        least(kh, ph),
+                        least(kw, pw)
+                    )
+                },
                 input,
             ));
         }
@@ -104,11 +135,17 @@ impl Conv2d {
             h,
             w,
             co: a.out_channels,
-            k: a.kernel,
-            s: a.stride,
-            p: a.padding,
-            ho: (hp - a.kernel) / a.stride + 1,
-            wo: (wp - a.kernel) / a.stride + 1,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            k: kh,
+            s: sh,
+            p: ph,
+            ho: (hp - kh) / sh + 1,
+            wo: (wp - kw) / sw + 1,
         })
     }
 
@@ -141,6 +178,12 @@ impl Conv2d {
         io: &LayerIo,
         relu: bool,
     ) -> Result<Vec<Dispatch>, GpuError> {
+        let g = self
+            .geometry(&io.input_shape)
+            .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        if !g.square() {
+            return self.generic_forward(k, io, &g, relu);
+        }
         let conv = self.direct(&io.input_shape, io.batch)?;
         Ok(vec![conv.dispatch(
             k,
@@ -186,6 +229,11 @@ impl Conv2d {
         let g = self
             .geometry(input)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        if !g.square() {
+            return Err(GpuError::InvalidModel(
+                "the direct conv2d kernels need a square kernel, stride and padding".into(),
+            ));
+        }
         Ok(DirectConv {
             batch,
             ci: g.c,
@@ -213,9 +261,76 @@ impl Conv2d {
 
     /// Input pixel feeding output `(oy, ox)` at kernel offset `(ky, kx)`, if inside the image.
     fn source(g: &Geometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-        let iy = (oy * g.s + ky).checked_sub(g.p)?;
-        let ix = (ox * g.s + kx).checked_sub(g.p)?;
+        let iy = (oy * g.sh + ky).checked_sub(g.ph)?;
+        let ix = (ox * g.sw + kx).checked_sub(g.pw)?;
         (iy < g.h && ix < g.w).then_some((iy, ix))
+    }
+
+    /// `{{GEOM}}` of the generic kernels.
+    fn generic_consts(g: &Geometry, batch: usize) -> String {
+        format!(
+            "const BATCH: u32 = {batch}u; const CI: u32 = {}u; const CO: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u; const KH: u32 = {}u; const KW: u32 = {}u; const SH: u32 = {}u; const SW: u32 = {}u; const PH: i32 = {}; const PW: i32 = {};",
+            g.c, g.co, g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw
+        )
+    }
+
+    /// Forward of a conv the tiled kernels do not run (rectangular kernel, stride or
+    /// padding): one invocation per output element.
+    fn generic_forward(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        g: &Geometry,
+        relu: bool,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let n = io.batch * g.co * g.ho * g.wo;
+        let bias = self.bias(io).unwrap_or(&io.params[0]);
+        Ok(vec![k.compute_1d(
+            "conv2d_generic_forward",
+            &[GENERIC_FORWARD_WGSL],
+            n,
+            &[
+                ("GEOM", Self::generic_consts(g, io.batch)),
+                ("BIAS", self.attrs.bias.to_string()),
+                ("RELU", relu.to_string()),
+            ],
+            &[&io.x, &io.params[0], bias, &io.y],
+        )?])
+    }
+
+    /// Backward of a conv the tiled kernels do not run: the weight (and bias) gradients,
+    /// one invocation per weight element, and the input gradient, one per input element.
+    fn generic_backward(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        g: &Geometry,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let geom = ("GEOM", Self::generic_consts(g, io.batch));
+        let weights = g.co * g.col_rows();
+        let n = weights + if self.attrs.bias { g.co } else { 0 };
+        let dbias = io
+            .grads
+            .get(1)
+            .filter(|_| self.attrs.bias)
+            .unwrap_or(&io.grads[0]);
+        let mut out = vec![k.compute_1d(
+            "conv2d_generic_wgrad",
+            &[GENERIC_WGRAD_WGSL],
+            n,
+            std::slice::from_ref(&geom),
+            &[&io.x, &io.dy, &io.grads[0], dbias],
+        )?];
+        if let Some(dx) = &io.dx {
+            out.push(k.compute_1d(
+                "conv2d_generic_dx",
+                &[GENERIC_DX_WGSL],
+                io.batch * g.c * g.h * g.w,
+                &[geom],
+                &[&io.dy, &io.params[0], dx],
+            )?);
+        }
+        Ok(out)
     }
 }
 
@@ -228,11 +343,17 @@ impl Op for Conv2d {
         if a.out_channels == 0 {
             return Err("conv2d out_channels must be at least 1, found 0".into());
         }
-        if a.kernel == 0 {
-            return Err("conv2d kernel must be at least 1, found 0".into());
+        if a.kernel.has_zero() {
+            return Err(format!(
+                "conv2d kernel must be at least 1, found {:?}",
+                a.kernel.hw()
+            ));
         }
-        if a.stride == 0 {
-            return Err("conv2d stride must be at least 1, found 0".into());
+        if a.stride.has_zero() {
+            return Err(format!(
+                "conv2d stride must be at least 1, found {:?}",
+                a.stride.hw()
+            ));
         }
         Ok(())
     }
@@ -242,20 +363,20 @@ impl Op for Conv2d {
     }
     fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let c = input.first().copied().unwrap_or(0);
-        let (co, k) = (self.attrs.out_channels, self.attrs.kernel);
+        let (co, (kh, kw)) = (self.attrs.out_channels, self.attrs.kernel.hw());
         let mut p = vec![ParamSpec {
             name: "weight",
-            shape: vec![co, c, k, k],
-            fan_in: c * k * k,
-            fan_out: co * k * k,
+            shape: vec![co, c, kh, kw],
+            fan_in: c * kh * kw,
+            fan_out: co * kh * kw,
             fill: ParamFill::Random,
         }];
         if self.attrs.bias {
             p.push(ParamSpec {
                 name: "bias",
                 shape: vec![co],
-                fan_in: c * k * k,
-                fan_out: co * k * k,
+                fan_in: c * kh * kw,
+                fan_out: co * kh * kw,
                 fill: ParamFill::Zeros,
             });
         }
@@ -272,6 +393,9 @@ impl Op for Conv2d {
     }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
         self.geometry(input).map_or(0, |g| {
+            if !g.square() {
+                return 0;
+            }
             let dcol = if Self::direct_dx(&g) {
                 0
             } else {
@@ -297,11 +421,11 @@ impl Op for Conv2d {
                             0.0
                         };
                         for ci in 0..g.c {
-                            for ky in 0..g.k {
-                                for kx in 0..g.k {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
                                     if let Some((iy, ix)) = Self::source(&g, oy, ox, ky, kx) {
                                         let xv = x.data[((n * g.c + ci) * g.h + iy) * g.w + ix];
-                                        let wv = w[((o * g.c + ci) * g.k + ky) * g.k + kx];
+                                        let wv = w[((o * g.c + ci) * g.kh + ky) * g.kw + kx];
                                         acc += xv as f64 * wv as f64;
                                     }
                                 }
@@ -338,11 +462,11 @@ impl Op for Conv2d {
                         let d = dy.data[((n * g.co + o) * g.ho + oy) * g.wo + ox] as f64;
                         db[o] += d;
                         for ci in 0..g.c {
-                            for ky in 0..g.k {
-                                for kx in 0..g.k {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
                                     if let Some((iy, ix)) = Self::source(&g, oy, ox, ky, kx) {
                                         let xi = ((n * g.c + ci) * g.h + iy) * g.w + ix;
-                                        let wi = ((o * g.c + ci) * g.k + ky) * g.k + kx;
+                                        let wi = ((o * g.c + ci) * g.kh + ky) * g.kw + kx;
                                         dx[xi] += d * w[wi] as f64;
                                         dw[wi] += d * x.data[xi] as f64;
                                     }
@@ -379,6 +503,9 @@ impl Op for Conv2d {
         let g = self
             .geometry(&io.input_shape)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
+        if !g.square() {
+            return self.generic_backward(k, io, &g);
+        }
         let scratch = io
             .scratch
             .as_ref()

@@ -6,9 +6,11 @@ use serde::de::{self, Deserializer, EnumAccess, MapAccess, VariantAccess, Visito
 use serde::{Deserialize, Serialize};
 
 use crate::add::Add;
+use crate::avg_pool1d::avg_pool1d;
 use crate::avg_pool2d::AvgPool2d;
 use crate::batch_norm::{BatchNorm, BatchNormAttrs};
 use crate::concat::Concat;
+use crate::conv1d::{Conv1dAttrs, conv1d};
 use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
 use crate::flatten::Flatten;
@@ -17,8 +19,9 @@ use crate::global_avg_pool::GlobalAvgPool;
 use crate::layer_norm::{LayerNorm, LayerNormAttrs};
 use crate::leaky_relu::{LeakyRelu, LeakyReluAttrs};
 use crate::linear::{Linear, LinearAttrs};
+use crate::max_pool1d::{Pool1dAttrs, max_pool1d};
 use crate::max_pool2d::{MaxPool2d, PoolAttrs};
-use crate::op::Op;
+use crate::op::{Op, Size2};
 use crate::relu::Relu;
 use crate::sigmoid::Sigmoid;
 use crate::tanh::Tanh;
@@ -33,12 +36,19 @@ use crate::tanh::Tanh;
 pub enum LayerSpec {
     /// Fully connected layer over a 1-dim input `[features]`: `y = x Wᵀ + b`.
     Linear(LinearAttrs),
-    /// 2-D convolution over `[channels, height, width]`, square kernel.
+    /// 2-D convolution over `[channels, height, width]`; kernel, stride and padding one
+    /// number or `[height, width]`.
     Conv2d(Conv2dAttrs),
-    /// 2-D max pooling over `[channels, height, width]`, square window, no padding.
+    /// 2-D max pooling over `[channels, height, width]`, no padding.
     MaxPool2d(PoolAttrs),
-    /// 2-D average pooling over `[channels, height, width]`, square window, no padding.
+    /// 2-D average pooling over `[channels, height, width]`, no padding.
     AvgPool2d(PoolAttrs),
+    /// 1-D convolution over `[channels, length]` (a 1-D signal, a sequence of features).
+    Conv1d(Conv1dAttrs),
+    /// 1-D max pooling over `[channels, length]`, no padding.
+    MaxPool1d(Pool1dAttrs),
+    /// 1-D average pooling over `[channels, length]`, no padding.
+    AvgPool1d(Pool1dAttrs),
     /// Flattens each sample to one dimension (no computation).
     Flatten,
     /// Rectified linear unit, `max(x, 0)`.
@@ -76,16 +86,31 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::Linear(LinearAttrs { out: 4, bias: true }),
         LayerSpec::Conv2d(Conv2dAttrs {
             out_channels: 2,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
+            kernel: Size2::Both(3),
+            stride: Size2::Both(1),
+            padding: Size2::Both(1),
             bias: true,
         }),
         LayerSpec::MaxPool2d(PoolAttrs {
-            kernel: 2,
+            kernel: Size2::Both(2),
             stride: None,
         }),
         LayerSpec::AvgPool2d(PoolAttrs {
+            kernel: Size2::Both(2),
+            stride: None,
+        }),
+        LayerSpec::Conv1d(Conv1dAttrs {
+            out_channels: 2,
+            kernel: 5,
+            stride: 1,
+            padding: 2,
+            bias: true,
+        }),
+        LayerSpec::MaxPool1d(Pool1dAttrs {
+            kernel: 2,
+            stride: None,
+        }),
+        LayerSpec::AvgPool1d(Pool1dAttrs {
             kernel: 2,
             stride: None,
         }),
@@ -112,6 +137,9 @@ impl LayerSpec {
             LayerSpec::Conv2d(attrs) => Box::new(Conv2d { attrs }),
             LayerSpec::MaxPool2d(attrs) => Box::new(MaxPool2d { attrs }),
             LayerSpec::AvgPool2d(attrs) => Box::new(AvgPool2d { attrs }),
+            LayerSpec::Conv1d(attrs) => conv1d(attrs),
+            LayerSpec::MaxPool1d(attrs) => max_pool1d(attrs),
+            LayerSpec::AvgPool1d(attrs) => avg_pool1d(attrs),
             LayerSpec::Flatten => Box::new(Flatten),
             LayerSpec::Relu => Box::new(Relu),
             LayerSpec::Gelu => Box::new(Gelu),
@@ -139,6 +167,9 @@ pub const LAYER_KINDS: &[&str] = &[
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
+    "conv1d",
+    "max_pool1d",
+    "avg_pool1d",
     "flatten",
     "relu",
     "gelu",
@@ -180,6 +211,9 @@ macro_rules! with_attrs {
             "conv2d" => LayerSpec::Conv2d($read!()),
             "max_pool2d" => LayerSpec::MaxPool2d($read!()),
             "avg_pool2d" => LayerSpec::AvgPool2d($read!()),
+            "conv1d" => LayerSpec::Conv1d($read!()),
+            "max_pool1d" => LayerSpec::MaxPool1d($read!()),
+            "avg_pool1d" => LayerSpec::AvgPool1d($read!()),
             "leaky_relu" => LayerSpec::LeakyRelu($read!()),
             "dropout" => LayerSpec::Dropout($read!()),
             "layer_norm" => LayerSpec::LayerNorm($read!()),

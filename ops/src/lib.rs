@@ -2,9 +2,11 @@
 //! forward/backward, WGSL kernels, the wgpu runtime, and the compiled training step.
 
 pub mod add;
+pub mod avg_pool1d;
 pub mod avg_pool2d;
 pub mod batch_norm;
 pub mod concat;
+pub mod conv1d;
 pub mod conv2d;
 pub mod dropout;
 pub mod flatten;
@@ -18,6 +20,7 @@ pub mod layer_norm;
 pub mod leaky_relu;
 pub mod linear;
 pub mod loss;
+pub mod max_pool1d;
 pub mod max_pool2d;
 pub mod model;
 pub mod op;
@@ -32,6 +35,7 @@ pub mod train;
 mod conv2d_direct;
 mod elementwise;
 mod matmul;
+mod over1d;
 mod reduce;
 
 pub use gpu::{
@@ -39,7 +43,7 @@ pub use gpu::{
 };
 pub use init::Init;
 pub use layer::LayerSpec;
-pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
+pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
 pub use tensor::Tensor;
 pub use train::{
     ChainInputs, EvalStep, LossKind, ModelDef, ModelParams, NamedTensor, OptimizerKind,

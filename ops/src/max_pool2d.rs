@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
-use crate::op::{CpuCtx, Op, ParamSpec, ShapeError};
+use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, Size2};
 use crate::tensor::Tensor;
 
 const FORWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_forward.wgsl");
@@ -18,11 +18,12 @@ const BACKWARD_DISJOINT_WGSL: &str =
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolAttrs {
-    /// Side of the square pooling window, e.g. 2 for 2x2.
-    pub kernel: usize,
-    /// Step between windows (default: equal to `kernel`, i.e. non-overlapping windows).
+    /// Window size: `2` for 2x2, or `[height, width]`.
+    pub kernel: Size2,
+    /// Step between windows (default: equal to `kernel`, i.e. non-overlapping windows), or
+    /// `[height, width]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stride: Option<usize>,
+    pub stride: Option<Size2>,
 }
 
 /// Resolved sizes of a pooling layer.
@@ -31,23 +32,31 @@ pub(crate) struct PoolGeometry {
     pub c: usize,
     pub h: usize,
     pub w: usize,
-    pub k: usize,
-    pub s: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
     pub ho: usize,
     pub wo: usize,
 }
 
 impl PoolAttrs {
-    pub(crate) fn stride(&self) -> usize {
+    pub(crate) fn stride(&self) -> Size2 {
         self.stride.unwrap_or(self.kernel)
     }
 
     pub(crate) fn check(&self, kind: &str) -> Result<(), String> {
-        if self.kernel == 0 {
-            return Err(format!("{kind} kernel must be at least 1, found 0"));
+        if self.kernel.has_zero() {
+            return Err(format!(
+                "{kind} kernel must be at least 1, found {:?}",
+                self.kernel.hw()
+            ));
         }
-        if self.stride == Some(0) {
-            return Err(format!("{kind} stride must be at least 1, found 0"));
+        if self.stride.is_some_and(Size2::has_zero) {
+            return Err(format!(
+                "{kind} stride must be at least 1, found {:?}",
+                self.stride().hw()
+            ));
         }
         Ok(())
     }
@@ -60,11 +69,17 @@ impl PoolAttrs {
         let [c, h, w] = *input else {
             return Err(ShapeError::new(kind, "[channels, height, width]", input));
         };
-        let (k, s) = (self.kernel, self.stride());
-        if c == 0 || k == 0 || s == 0 || h < k || w < k {
+        let ((kh, kw), (sh, sw)) = (self.kernel.hw(), self.stride().hw());
+        if c == 0 || kh == 0 || kw == 0 || sh == 0 || sw == 0 || h < kh || w < kw {
             return Err(ShapeError::new(
                 kind,
-                format!("[channels, height, width] with height and width of at least {k}"),
+                if kh == kw {
+                    format!("[channels, height, width] with height and width of at least {kh}")
+                } else {
+                    format!(
+                        "[channels, height, width] with a height of at least {kh} and a width of at least {kw}"
+                    )
+                },
                 input,
             ));
         }
@@ -72,10 +87,12 @@ impl PoolAttrs {
             c,
             h,
             w,
-            k,
-            s,
-            ho: (h - k) / s + 1,
-            wo: (w - k) / s + 1,
+            kh,
+            kw,
+            sh,
+            sw,
+            ho: (h - kh) / sh + 1,
+            wo: (w - kw) / sw + 1,
         })
     }
 }
@@ -83,8 +100,8 @@ impl PoolAttrs {
 impl PoolGeometry {
     pub(crate) fn consts(&self) -> String {
         format!(
-            "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KS: u32 = {}u; const S: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
-            self.c, self.h, self.w, self.k, self.s, self.ho, self.wo
+            "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KH: u32 = {}u; const KW: u32 = {}u; const SH: u32 = {}u; const SW: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
+            self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw, self.ho, self.wo
         )
     }
     pub(crate) fn out_len(&self) -> usize {
@@ -105,7 +122,7 @@ impl MaxPool2d {
     /// 2x2 windows at stride 2: what a convolution can pool in its own stores
     /// ([`crate::conv2d::Conv2d::forward_pooled_dispatches`]).
     pub(crate) fn is_2x2_stride_2(&self) -> bool {
-        self.attrs.kernel == 2 && self.attrs.stride.unwrap_or(self.attrs.kernel) == 2
+        self.attrs.kernel.hw() == (2, 2) && self.attrs.stride().hw() == (2, 2)
     }
 
     /// Per output element: (max value, arg-max as `iy * W + ix` within its channel plane).
@@ -115,10 +132,10 @@ impl MaxPool2d {
             let xp = &x[plane * g.h * g.w..];
             for oy in 0..g.ho {
                 for ox in 0..g.wo {
-                    let mut best = (f32::NEG_INFINITY, oy * g.s * g.w + ox * g.s);
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            let i = (oy * g.s + ky) * g.w + ox * g.s + kx;
+                    let mut best = (f32::NEG_INFINITY, oy * g.sh * g.w + ox * g.sw);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let i = (oy * g.sh + ky) * g.w + ox * g.sw + kx;
                             if xp[i] > best.0 {
                                 best = (xp[i], i);
                             }
@@ -192,7 +209,7 @@ impl Op for MaxPool2d {
     fn forward_flops(&self, input: &[usize]) -> u64 {
         self.attrs
             .geometry("max_pool2d", input)
-            .map_or(0, |g| (g.out_len() * g.k * g.k) as u64)
+            .map_or(0, |g| (g.out_len() * g.kh * g.kw) as u64)
     }
     fn is_elementwise(&self) -> bool {
         false
@@ -242,9 +259,9 @@ impl Op for MaxPool2d {
         let Some(dx) = &io.dx else { return Ok(vec![]) };
         let (g, arg) = self.geometry_and_argmax(io)?;
         // Disjoint windows: one invocation per window (covering the grid past HO/WO too).
-        let disjoint = g.s == g.k;
+        let disjoint = (g.sh, g.sw) == (g.kh, g.kw);
         let n = if disjoint {
-            io.batch * g.c * g.h.div_ceil(g.k) * g.w.div_ceil(g.k)
+            io.batch * g.c * g.h.div_ceil(g.kh) * g.w.div_ceil(g.kw)
         } else {
             io.batch * g.in_len()
         };

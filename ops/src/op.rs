@@ -161,6 +161,47 @@ pub trait Op: Send + Sync {
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
 }
 
+/// A window size, stride or padding: one number for both dimensions (`3`), or
+/// `[height, width]` (`[1, 5]`).
+#[derive(
+    serde::Serialize, serde::Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq,
+)]
+#[serde(untagged)]
+pub enum Size2 {
+    /// The same along height and width.
+    Both(usize),
+    /// `[height, width]`.
+    HeightWidth([usize; 2]),
+}
+
+impl Size2 {
+    /// `(height, width)`.
+    pub fn hw(self) -> (usize, usize) {
+        match self {
+            Size2::Both(n) => (n, n),
+            Size2::HeightWidth([h, w]) => (h, w),
+        }
+    }
+
+    /// The one number when height and width agree.
+    pub fn square(self) -> Option<usize> {
+        let (h, w) = self.hw();
+        (h == w).then_some(h)
+    }
+
+    /// Whether either dimension is zero.
+    pub fn has_zero(self) -> bool {
+        let (h, w) = self.hw();
+        h == 0 || w == 0
+    }
+}
+
+impl From<usize> for Size2 {
+    fn from(n: usize) -> Size2 {
+        Size2::Both(n)
+    }
+}
+
 /// Product of a shape's dimensions.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()

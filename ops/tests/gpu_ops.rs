@@ -151,6 +151,85 @@ fn conv2d_direct_edges() {
     }
 }
 
+/// Rectangular kernels, strides and paddings (the generic conv kernels), the 1-D conv and
+/// pools over them, and rectangular pooling windows.
+#[test]
+fn rectangular_and_1d() {
+    let mut rng = Rng::new(50);
+    let cases: [(LayerSpec, &[usize], bool); 9] = [
+        (
+            LayerSpec::Conv2d(attrs("{out_channels: 5, kernel: [1, 5], padding: [0, 2]}")),
+            &[3, 4, 1, 37],
+            false,
+        ),
+        (
+            LayerSpec::Conv2d(attrs(
+                "{out_channels: 3, kernel: [3, 2], stride: [2, 1], padding: [1, 0], bias: false}",
+            )),
+            &[2, 2, 7, 6],
+            false,
+        ),
+        (
+            LayerSpec::Conv2d(attrs(
+                "{out_channels: 4, kernel: 3, stride: [1, 2], padding: 1}",
+            )),
+            &[2, 3, 5, 9],
+            false,
+        ),
+        (
+            LayerSpec::Conv1d(attrs("{out_channels: 16, kernel: 7, padding: 3}")),
+            &[5, 2, 64],
+            false,
+        ),
+        (
+            LayerSpec::Conv1d(attrs("{out_channels: 3, kernel: 4, stride: 3}")),
+            &[2, 5, 20],
+            false,
+        ),
+        // Kernel 1: a square conv2d inside, so conv1d runs the tiled kernels.
+        (
+            LayerSpec::Conv1d(attrs("{out_channels: 6, kernel: 1}")),
+            &[3, 4, 10],
+            false,
+        ),
+        (
+            LayerSpec::MaxPool1d(attrs("{kernel: 2}")),
+            &[3, 4, 17],
+            true,
+        ),
+        (
+            LayerSpec::MaxPool1d(attrs("{kernel: 3, stride: 2}")),
+            &[2, 3, 15],
+            true,
+        ),
+        (
+            LayerSpec::AvgPool1d(attrs("{kernel: 4}")),
+            &[2, 3, 18],
+            false,
+        ),
+    ];
+    for (i, (spec, shape, distinct)) in cases.into_iter().enumerate() {
+        let x = if distinct {
+            random_distinct(&mut rng, shape)
+        } else {
+            random(&mut rng, shape, -1.0, 1.0)
+        };
+        check(spec, x, 60 + i as u64, true);
+    }
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: [2, 3], stride: [2, 1]}")),
+        random_distinct(&mut rng, &[2, 2, 6, 7]),
+        70,
+        true,
+    );
+    check(
+        LayerSpec::AvgPool2d(attrs("{kernel: [1, 3]}")),
+        random(&mut rng, &[2, 2, 3, 9], -1.0, 1.0),
+        71,
+        true,
+    );
+}
+
 #[test]
 fn pools() {
     let mut rng = Rng::new(9);

@@ -1224,3 +1224,31 @@ fn batch_norm_models_match_cpu() {
     fresh.load_params(gpu, &tensors).unwrap();
     assert_eq!(fresh.param_tensors(gpu).unwrap(), tensors);
 }
+
+/// A 1-D CNN (conv1d, batch norm over its channels, max_pool1d, avg_pool1d, global average
+/// pooling) and a rectangular conv2d in a model, with padded rows: GPU against the CPU
+/// reference, and the CPU reference against finite differences.
+#[test]
+fn conv1d_and_rectangular_models_match_cpu() {
+    let signal = |pool: &str, act: &str| {
+        graph(
+            vec![2, 24],
+            &format!(
+                "[{{conv1d: {{out_channels: 4, kernel: 5, padding: 2}}}}, {{batch_norm: {{}}}}, {act}, {{{pool}: {{kernel: 2}}}}, {{conv1d: {{out_channels: 3, kernel: 3, stride: 2}}}}, gelu, {{avg_pool1d: {{kernel: 2}}}}, global_avg_pool, {{linear: {{out: 3}}}}]"
+            ),
+            vec![],
+        )
+    };
+    let seq = Sequential::new(&signal("max_pool1d", "relu")).unwrap();
+    assert_eq!(seq.output_shape(), [3]);
+    assert_eq!(seq.layers[4].output, [3, 5]);
+    check_model_gradients(signal("avg_pool1d", "tanh"), 5, 6);
+    // A max (and a relu) cross kinks under finite differences: GPU against CPU.
+    check_model(signal("max_pool1d", "relu"), 5, 6, false);
+    let rect = graph(
+        vec![1, 4, 12],
+        "[{conv2d: {out_channels: 3, kernel: [1, 5], padding: [0, 2]}}, tanh, {conv2d: {out_channels: 2, kernel: [4, 1]}}, flatten, {linear: {out: 3}}]",
+        vec![],
+    );
+    check_model_gradients(rect, 3, 4);
+}

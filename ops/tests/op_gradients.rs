@@ -96,6 +96,53 @@ fn conv2d() {
     );
 }
 
+/// Rectangular kernels, strides and paddings, and the 1-D ops built on them.
+#[test]
+fn rectangular_and_1d() {
+    let mut rng = Rng::new(40);
+    check(
+        LayerSpec::Conv2d(attrs(
+            "{out_channels: 3, kernel: [1, 3], stride: [1, 2], padding: [0, 1]}",
+        )),
+        random(&mut rng, &[2, 2, 3, 7], -1.0, 1.0),
+        41,
+    );
+    check(
+        LayerSpec::Conv2d(attrs(
+            "{out_channels: 2, kernel: [3, 2], stride: [2, 1], padding: [1, 0], bias: false}",
+        )),
+        random(&mut rng, &[1, 3, 6, 5], -1.0, 1.0),
+        42,
+    );
+    check(
+        LayerSpec::Conv1d(attrs("{out_channels: 4, kernel: 5, padding: 2}")),
+        random(&mut rng, &[2, 3, 11], -1.0, 1.0),
+        43,
+    );
+    check(
+        LayerSpec::Conv1d(attrs(
+            "{out_channels: 2, kernel: 3, stride: 2, bias: false}",
+        )),
+        random(&mut rng, &[3, 2, 9], -1.0, 1.0),
+        44,
+    );
+    check(
+        LayerSpec::MaxPool2d(attrs("{kernel: [1, 3], stride: [1, 2]}")),
+        random_distinct(&mut rng, &[2, 2, 3, 9]),
+        45,
+    );
+    check(
+        LayerSpec::MaxPool1d(attrs("{kernel: 2}")),
+        random_distinct(&mut rng, &[2, 3, 9]),
+        46,
+    );
+    check(
+        LayerSpec::AvgPool1d(attrs("{kernel: 3, stride: 2}")),
+        random(&mut rng, &[2, 3, 10], -1.0, 1.0),
+        47,
+    );
+}
+
 #[test]
 fn pools() {
     let mut rng = Rng::new(7);
@@ -225,12 +272,25 @@ fn layer_spec_yaml_forms() {
         specs[2],
         LayerSpec::Conv2d(Conv2dAttrs {
             out_channels: 16,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
+            kernel: 3.into(),
+            stride: 1.into(),
+            padding: 1.into(),
             bias: true
         })
     );
+    let rect: LayerSpec =
+        serde_yaml::from_str("conv2d: {out_channels: 4, kernel: [1, 5], padding: [0, 2]}").unwrap();
+    let LayerSpec::Conv2d(a) = rect else {
+        panic!("{rect:?}")
+    };
+    assert_eq!(
+        (a.kernel.hw(), a.padding.hw(), a.stride.hw()),
+        ((1, 5), (0, 2), (1, 1))
+    );
+    for bad in ["kernel: [1, 2, 3]", "kernel: -1", "kernel: [1]"] {
+        let yaml = format!("conv2d: {{out_channels: 4, {bad}}}");
+        assert!(serde_yaml::from_str::<LayerSpec>(&yaml).is_err(), "{yaml}");
+    }
     assert_eq!(specs.len(), 10);
     for (yaml, needle) in [
         ("- relu2", "unknown variant `relu2`"),
