@@ -274,6 +274,28 @@ fn digits_residual_mlp_reaches_96_percent_with_node_names() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The 1-D CNN on the generated waveforms (conv1d, batch norm, max_pool1d, global average
+/// pooling) learns their shapes: 87% of the 600 test signals after 5 epochs here (94.8%
+/// after the example's 30; a 256-256 MLP on the same data reaches 60%).
+#[test]
+fn signals_cnn1d_reaches_82_percent_in_5_epochs() {
+    let out = out_dir("signals");
+    let (code, _, stderr) = run(
+        "pipelines/signals_cnn1d.yaml",
+        &out,
+        &["--set", "schedule.epochs=5"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let test = last(&records(&out), "test");
+    assert_eq!(test["samples"], 600);
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.82,
+        "test accuracy {}",
+        test["accuracy"]
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Whether `python3` can import NumPy and safetensors (CI installs them and sets
 /// `ENGINE_REQUIRE_PYTHON`, so there the check cannot be skipped).
 fn python_with_numpy() -> bool {

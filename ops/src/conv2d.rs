@@ -5,9 +5,9 @@
 //! layer's scratch, folded in a fixed order; the input gradient is, for stride 1, the same
 //! direct kernel over `dy` with the transposed, flipped weights, and otherwise the column
 //! gradient `Wᵀ · dy` (tiled GEMM into the scratch) gathered back by col2im. No atomics.
-//! Rectangular kernels, strides or paddings (and conv1d, a conv over `[C, 1, L]`) run
-//! simpler kernels: one invocation per output, input or weight element, each a sum in a
-//! fixed order.
+//! Rectangular kernels, strides or paddings (and conv1d, a conv over `[C, 1, L]`) run as
+//! im2col + GEMM: the columns in the layer's scratch, `y = W · col` and `dW += dy · colᵀ`
+//! through the tiled GEMM, `dx` = col2im of `Wᵀ · dy`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,8 @@ use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
 use crate::tensor::Tensor;
 
 const COL2IM_WGSL: &str = include_str!("../../shaders/conv2d_col2im.wgsl");
-const GENERIC_FORWARD_WGSL: &str = include_str!("../../shaders/conv2d_generic_forward.wgsl");
-const GENERIC_DX_WGSL: &str = include_str!("../../shaders/conv2d_generic_dx.wgsl");
-const GENERIC_WGRAD_WGSL: &str = include_str!("../../shaders/conv2d_generic_wgrad.wgsl");
+const IM2COL_WGSL: &str = include_str!("../../shaders/conv2d_im2col.wgsl");
+const BIAS_RELU_WGSL: &str = include_str!("../../shaders/conv2d_bias_relu.wgsl");
 
 /// Attributes of a 2-D convolution. Input samples are `[channels, height, width]`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,16 +265,8 @@ impl Conv2d {
         (iy < g.h && ix < g.w).then_some((iy, ix))
     }
 
-    /// `{{GEOM}}` of the generic kernels.
-    fn generic_consts(g: &Geometry, batch: usize) -> String {
-        format!(
-            "const BATCH: u32 = {batch}u; const CI: u32 = {}u; const CO: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u; const KH: u32 = {}u; const KW: u32 = {}u; const SH: u32 = {}u; const SW: u32 = {}u; const PH: i32 = {}; const PW: i32 = {};",
-            g.c, g.co, g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw
-        )
-    }
-
-    /// Forward of a conv the tiled kernels do not run (rectangular kernel, stride or
-    /// padding): one invocation per output element.
+    /// Forward of a conv the tiled direct kernels do not run (rectangular kernel, stride or
+    /// padding): im2col into the scratch, `y[n] = W · col[n]` (GEMM), then bias and relu.
     fn generic_forward(
         &self,
         k: &mut KernelBuilder,
@@ -283,54 +274,113 @@ impl Conv2d {
         g: &Geometry,
         relu: bool,
     ) -> Result<Vec<Dispatch>, GpuError> {
-        let n = io.batch * g.co * g.ho * g.wo;
-        let bias = self.bias(io).unwrap_or(&io.params[0]);
-        Ok(vec![k.compute_1d(
-            "conv2d_generic_forward",
-            &[GENERIC_FORWARD_WGSL],
+        let (kr, hw) = (g.col_rows(), g.col_cols());
+        let col = Self::columns(io, g)?;
+        let n = io.batch * kr * hw;
+        let mut out = vec![k.compute_1d(
+            "conv2d_im2col",
+            &[IM2COL_WGSL],
             n,
             &[
-                ("GEOM", Self::generic_consts(g, io.batch)),
-                ("BIAS", self.attrs.bias.to_string()),
-                ("RELU", relu.to_string()),
+                ("GEOM", geometry_consts(g)),
+                ("X_LEN", (io.batch * g.c * g.h * g.w).to_string()),
             ],
-            &[&io.x, &io.params[0], bias, &io.y],
-        )?])
+            &[&io.x, &col],
+        )?];
+        let gemm = Gemm {
+            batch: io.batch,
+            b_batch: kr * hw,
+            c_batch: g.co * hw,
+            ..Gemm::nn(g.co, hw, kr)
+        };
+        out.push(gemm.dispatch(k, &io.params[0], &col, None, &io.y)?);
+        if self.attrs.bias || relu {
+            out.push(k.compute_1d(
+                "conv2d_bias_relu",
+                &[BIAS_RELU_WGSL],
+                io.batch * g.co * hw,
+                &[
+                    ("BIAS", self.attrs.bias.to_string()),
+                    ("RELU", relu.to_string()),
+                    ("PLANE", hw.to_string()),
+                    ("CO", g.co.to_string()),
+                ],
+                &[self.bias(io).unwrap_or(&io.params[0]), &io.y],
+            )?);
+        }
+        Ok(out)
     }
 
-    /// Backward of a conv the tiled kernels do not run: the weight (and bias) gradients,
-    /// one invocation per weight element, and the input gradient, one per input element.
+    /// The im2col columns of the generic path: `[batch][C*KH*KW][HO*WO]` in the scratch,
+    /// written by the forward and read by the weight gradient (then reused for the column
+    /// gradient).
+    fn columns(io: &LayerIo, g: &Geometry) -> Result<BufferRef, GpuError> {
+        let scratch = io
+            .scratch
+            .as_ref()
+            .ok_or_else(|| GpuError::InvalidModel("conv2d needs scratch".into()))?;
+        Ok(scratch.words(0, (io.batch * g.col_rows() * g.col_cols()) as u64))
+    }
+
+    /// Backward of a conv the tiled direct kernels do not run: `dW += Σₙ dy[n] · col[n]ᵀ`
+    /// (GEMM, batch-reduced in a fixed order), `db` summed per channel, then
+    /// `dcol[n] = Wᵀ · dy[n]` (GEMM, over the columns) gathered into `dx` by col2im.
     fn generic_backward(
         &self,
         k: &mut KernelBuilder,
         io: &LayerIo,
         g: &Geometry,
     ) -> Result<Vec<Dispatch>, GpuError> {
-        let geom = ("GEOM", Self::generic_consts(g, io.batch));
-        let weights = g.co * g.col_rows();
-        let n = weights + if self.attrs.bias { g.co } else { 0 };
-        let dbias = io
-            .grads
-            .get(1)
-            .filter(|_| self.attrs.bias)
-            .unwrap_or(&io.grads[0]);
-        let mut out = vec![k.compute_1d(
-            "conv2d_generic_wgrad",
-            &[GENERIC_WGRAD_WGSL],
-            n,
-            std::slice::from_ref(&geom),
-            &[&io.x, &io.dy, &io.grads[0], dbias],
-        )?];
+        let (kr, hw) = (g.col_rows(), g.col_cols());
+        let col = Self::columns(io, g)?;
+        let dw = Gemm {
+            reduce: io.batch,
+            a_reduce: g.co * hw,
+            b_reduce: kr * hw,
+            accumulate: true,
+            ..Gemm::nt(g.co, kr, hw)
+        };
+        let mut out = vec![dw.dispatch(k, &io.dy, &col, None, &io.grads[0])?];
+        if let Some(db) = io.grads.get(1).filter(|_| self.attrs.bias) {
+            out.push(crate::reduce::bias_grad(k, &io.dy, db, io.batch, g.co, hw)?);
+        }
         if let Some(dx) = &io.dx {
-            out.push(k.compute_1d(
-                "conv2d_generic_dx",
-                &[GENERIC_DX_WGSL],
-                io.batch * g.c * g.h * g.w,
-                &[geom],
-                &[&io.dy, &io.params[0], dx],
-            )?);
+            out.extend(Self::dx_through_columns(k, io, g, &col, dx)?);
         }
         Ok(out)
+    }
+
+    /// `dcol[n] = Wᵀ · dy[n]` into `col`, then col2im into `dx`.
+    fn dx_through_columns(
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        g: &Geometry,
+        col: &BufferRef,
+        dx: &BufferRef,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let (kr, hw) = (g.col_rows(), g.col_cols());
+        let dcol = Gemm {
+            batch: io.batch,
+            b_batch: g.co * hw,
+            c_batch: kr * hw,
+            ..Gemm::tn(kr, hw, g.co)
+        };
+        let n = io.batch * g.c * g.h * g.w;
+        let (groups, stride) = grid_1d(n);
+        Ok(vec![
+            dcol.dispatch(k, &io.params[0], &io.dy, None, col)?,
+            k.compute(
+                "conv2d_col2im",
+                &[COL2IM_WGSL],
+                &[
+                    ("N", n.to_string()),
+                    ("STRIDE", stride.to_string()),
+                    ("GEOM", geometry_consts(g)),
+                ],
+                &[col, dx],
+                groups,
+            )?,
+        ])
     }
 }
 
@@ -394,7 +444,7 @@ impl Op for Conv2d {
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
         self.geometry(input).map_or(0, |g| {
             if !g.square() {
-                return 0;
+                return batch * g.col_rows() * g.col_cols();
             }
             let dcol = if Self::direct_dx(&g) {
                 0
@@ -541,29 +591,8 @@ impl Op for Conv2d {
             d.push(conv.dispatch(k, &io.dy, &io.params[0], None, dx, false)?);
             return Ok(d);
         }
-        let (kr, hw) = (g.col_rows(), g.col_cols());
-        let col = scratch.words(0, (io.batch * kr * hw) as u64);
-        // dcol[n][kr, hw] = W[co, kr]ᵀ · dy[n][co, hw], then gathered into dx (col2im).
-        let dcol = Gemm {
-            batch: io.batch,
-            b_batch: g.co * hw,
-            c_batch: kr * hw,
-            ..Gemm::tn(kr, hw, g.co)
-        };
-        d.push(dcol.dispatch(k, &io.params[0], &io.dy, None, &col)?);
-        let n = io.batch * g.c * g.h * g.w;
-        let (groups, stride) = grid_1d(n);
-        d.push(k.compute(
-            "conv2d_col2im",
-            &[COL2IM_WGSL],
-            &[
-                ("N", n.to_string()),
-                ("STRIDE", stride.to_string()),
-                ("GEOM", geometry_consts(&g)),
-            ],
-            &[&col, dx],
-            groups,
-        )?);
+        let col = scratch.words(0, (io.batch * g.col_rows() * g.col_cols()) as u64);
+        d.extend(Self::dx_through_columns(k, io, &g, &col, dx)?);
         Ok(d)
     }
 }
@@ -571,7 +600,7 @@ impl Op for Conv2d {
 /// WGSL constants describing the geometry (substituted for `{{GEOM}}`).
 fn geometry_consts(g: &Geometry) -> String {
     format!(
-        "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KS: u32 = {}u; const S: u32 = {}u; const P: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
-        g.c, g.h, g.w, g.k, g.s, g.p, g.ho, g.wo
+        "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KH: u32 = {}u; const KW: u32 = {}u; const SH: u32 = {}u; const SW: u32 = {}u; const PH: u32 = {}u; const PW: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
+        g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.ho, g.wo
     )
 }
