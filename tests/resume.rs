@@ -35,10 +35,14 @@ fn engine(args: &[&str]) -> Output {
 }
 
 fn run(out: &Path, extra: &[&str]) -> Output {
+    run_pipeline(PIPELINE, out, extra)
+}
+
+fn run_pipeline(pipeline: &str, out: &Path, extra: &[&str]) -> Output {
     let out_text = out.display().to_string();
     let device = device();
     let mut args = vec![
-        "run", PIPELINE, "--quiet", "--device", &device, "--out", &out_text,
+        "run", pipeline, "--quiet", "--device", &device, "--out", &out_text,
     ];
     args.extend(extra);
     engine(&args)
@@ -53,7 +57,11 @@ fn ok(output: &Output) {
 }
 
 fn weights(out: &Path) -> Vec<u8> {
-    std::fs::read(out.join(FINAL).join("weights.safetensors")).expect("final checkpoint")
+    weights_at(out, FINAL)
+}
+
+fn weights_at(out: &Path, checkpoint: &str) -> Vec<u8> {
+    std::fs::read(out.join(checkpoint).join("weights.safetensors")).expect("final checkpoint")
 }
 
 /// An uninterrupted run (each test makes its own: tests run in parallel).
@@ -102,19 +110,51 @@ fn resuming_at_any_checkpoint_matches_the_uninterrupted_run() {
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_exactly() {
-    let reference = reference("killed");
-    let out = dir("killed");
+    killed_run_resumes_exactly(PIPELINE, "killed", "checkpoints/step-00000012", FINAL);
+}
+
+/// The same for a ResNet with batch norm written with a block: its running statistics are
+/// state the optimizer does not hold, checkpointed with the weights.
+#[test]
+fn a_resnet_with_batch_norm_killed_with_sigkill_resumes_exactly() {
+    killed_run_resumes_exactly(
+        "tests/resume_resnet.yaml",
+        "killed-resnet",
+        "checkpoints/step-00000009",
+        "checkpoints/step-00000024",
+    );
+    // The statistics are there, and have moved from their initial values.
+    let out = dir("resnet-stats");
+    ok(&run_pipeline("tests/resume_resnet.yaml", &out, &[]));
+    let bytes = weights_at(&out, "checkpoints/step-00000024");
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let var = tensors.tensor("block2.bn1.running_var").unwrap();
+    let values: Vec<f32> = var
+        .data()
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(values.len(), 4);
+    assert!(values.iter().all(|&v| v > 0.0 && v != 1.0), "{values:?}");
+}
+
+/// Runs `pipeline` to the end, then again killed (SIGKILL) once checkpoint `wait_for`
+/// exists, resumes it from `latest`, and compares metrics and the weights of `last`.
+fn killed_run_resumes_exactly(pipeline: &str, name: &str, wait_for: &str, last: &str) {
+    let reference = dir(&format!("reference-{name}"));
+    ok(&run_pipeline(pipeline, &reference, &[]));
+    let out = dir(name);
     let out_text = out.display().to_string();
     let device = device();
     let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args([
-            "run", PIPELINE, "--quiet", "--device", &device, "--out", &out_text,
+            "run", pipeline, "--quiet", "--device", &device, "--out", &out_text,
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !out.join("checkpoints/step-00000012").exists() && Instant::now() < deadline {
+    while !out.join(wait_for).exists() && Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -123,16 +163,16 @@ fn a_run_killed_with_sigkill_resumes_exactly() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     assert!(
-        out.join("checkpoints/step-00000012").exists(),
+        out.join(wait_for).exists(),
         "no checkpoint appeared before the deadline"
     );
     assert!(
-        !out.join(FINAL).exists(),
+        !out.join(last).exists(),
         "the run finished before it was killed; the test proves nothing"
     );
-    ok(&run(&out, &["--resume", "latest"]));
+    ok(&run_pipeline(pipeline, &out, &["--resume", "latest"]));
     assert_eq!(metrics(&out), metrics(&reference));
-    assert!(weights(&out) == weights(&reference));
+    assert!(weights_at(&out, last) == weights_at(&reference, last));
 }
 
 #[test]

@@ -24,6 +24,7 @@ use crate::max_pool2d::{MaxPool2d, PoolAttrs};
 use crate::op::{Op, Size2};
 use crate::relu::Relu;
 use crate::sigmoid::Sigmoid;
+use crate::softmax::Softmax;
 use crate::tanh::Tanh;
 
 /// One layer of a sequential model. Written in YAML as a bare name for layers without
@@ -78,6 +79,12 @@ pub enum LayerSpec {
     /// Element-wise sum of two inputs of equal shape: the merge of a residual connection.
     /// Only in a model written as `nodes:`, with `inputs: [a, b]`.
     Add,
+    /// Probabilities over the last dimension, `exp(x) / Σ exp(x)`: a model whose output
+    /// is probabilities (not before `cross_entropy`, which applies softmax itself).
+    Softmax,
+    /// Log-probabilities over the last dimension, `x - log Σ exp(x)`; before
+    /// `cross_entropy` it trains exactly as the logits would.
+    LogSoftmax,
 }
 
 /// Every layer kind, with an example spec (the registry walked by tests and docs).
@@ -126,6 +133,8 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::GlobalAvgPool,
         LayerSpec::Add,
         LayerSpec::Concat,
+        LayerSpec::Softmax,
+        LayerSpec::LogSoftmax,
     ]
 }
 
@@ -152,6 +161,8 @@ impl LayerSpec {
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
             LayerSpec::Add => Box::new(Add),
             LayerSpec::Concat => Box::new(Concat),
+            LayerSpec::Softmax => Box::new(Softmax { log: false }),
+            LayerSpec::LogSoftmax => Box::new(Softmax { log: true }),
         }
     }
 
@@ -182,6 +193,8 @@ pub const LAYER_KINDS: &[&str] = &[
     "global_avg_pool",
     "add",
     "concat",
+    "softmax",
+    "log_softmax",
 ];
 
 /// `relu: {}` or `relu: null` in map form: no attributes allowed.
@@ -199,6 +212,8 @@ fn unit(name: &str) -> Option<LayerSpec> {
         "global_avg_pool" => LayerSpec::GlobalAvgPool,
         "add" => LayerSpec::Add,
         "concat" => LayerSpec::Concat,
+        "softmax" => LayerSpec::Softmax,
+        "log_softmax" => LayerSpec::LogSoftmax,
         _ => return None,
     })
 }

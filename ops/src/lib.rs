@@ -28,6 +28,7 @@ pub mod optim;
 pub mod relu;
 pub mod rng;
 pub mod sigmoid;
+pub mod softmax;
 pub mod tanh;
 pub mod tensor;
 pub mod train;

@@ -412,3 +412,33 @@ fn batch_norm() {
         }
     }
 }
+
+#[test]
+fn softmax_layers() {
+    let mut rng = Rng::new(80);
+    // Rows of 10 (class scores) and of 300; large logits (no overflow: the max goes first).
+    check(
+        LayerSpec::Softmax,
+        random(&mut rng, &[7, 10], -4.0, 4.0),
+        81,
+        true,
+    );
+    check(
+        LayerSpec::Softmax,
+        random(&mut rng, &[2, 3, 300], -60.0, 90.0),
+        82,
+        true,
+    );
+    check(
+        LayerSpec::LogSoftmax,
+        random(&mut rng, &[7, 10], -4.0, 4.0),
+        83,
+        true,
+    );
+    check(
+        LayerSpec::LogSoftmax,
+        random(&mut rng, &[2, 300], -60.0, 90.0),
+        84,
+        true,
+    );
+}

@@ -1252,3 +1252,20 @@ fn conv1d_and_rectangular_models_match_cpu() {
     );
     check_model_gradients(rect, 3, 4);
 }
+
+/// A model ending in log_softmax: cross entropy of log-probabilities is that of the logits,
+/// so it trains with the same gradients as the model without it.
+#[test]
+fn log_softmax_output_trains_like_logits() {
+    let mut with = mlp();
+    with.layers.push(LayerSpec::LogSoftmax);
+    check_model_gradients(with.clone(), 5, 6);
+    let grads = |def: &ModelDef| {
+        let mut step = TrainStep::new(gpu(), def, &config(6, sgd())).unwrap();
+        let d = data(def, 5, 5, 3);
+        step.upload_batch(gpu(), &d.x, &d.labels, None, 5).unwrap();
+        step.record_step(gpu(), 0.0, 0).unwrap();
+        flat(&step.grad_tensors(gpu()).unwrap())
+    };
+    assert_close("gradients", &grads(&with), &grads(&mlp()), 1e-5);
+}

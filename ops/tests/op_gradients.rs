@@ -222,6 +222,17 @@ fn batch_norm() {
 }
 
 #[test]
+fn softmax_layers() {
+    let mut rng = Rng::new(52);
+    check(LayerSpec::Softmax, random(&mut rng, &[3, 7], -3.0, 3.0), 53);
+    check(
+        LayerSpec::LogSoftmax,
+        random(&mut rng, &[2, 3, 5], -3.0, 3.0),
+        54,
+    );
+}
+
+#[test]
 fn losses() {
     use ops::loss::{cross_entropy::cross_entropy_cpu, mse::mse_cpu};
     let mut rng = Rng::new(17);

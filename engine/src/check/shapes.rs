@@ -412,6 +412,26 @@ fn check_edges(
                         .hint("distil from a teacher with the student's classes"),
                     );
                 }
+                // Cross entropy (and distillation) apply softmax to the logits themselves.
+                if let Stage::Forward(f) = &parsed.pipeline.stages[src]
+                    && let Some(last) = models.get(&f.model).and_then(|m| m.layers.last())
+                    && last.kind == "softmax"
+                    && matches!(l.function, LossFn::CrossEntropy | LossFn::Distill)
+                {
+                    out.push(
+                        Diagnostic::new(
+                            "softmax-before-loss",
+                            format!(
+                                "model `{}` ends in softmax, but `{}` applies softmax to its logits itself",
+                                f.model,
+                                if l.function == LossFn::Distill { "distill" } else { "cross_entropy" }
+                            ),
+                        )
+                        .at(parsed.span(&field_path(i, "logits")), "probabilities, not logits")
+                        .stage(stage.id())
+                        .hint("end the model with `log_softmax` (cross entropy of log-probabilities equals that of the logits) or with its last linear layer"),
+                    );
+                }
                 let classes = graph.source_of(i, "target").and_then(|(t, _)| {
                     match &parsed.pipeline.stages[t] {
                         Stage::Load(load) => datasets.get(&load.dataset).map(|d| d.classes),
