@@ -105,6 +105,58 @@ fn check_id(
     }
 }
 
+/// The `$name` parameters a value uses, in order.
+fn params_used(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.starts_with('$') => out.push(s[1..].to_string()),
+        Value::Array(items) => items.iter().for_each(|v| params_used(v, out)),
+        Value::Object(map) => map.values().for_each(|v| params_used(v, out)),
+        _ => {}
+    }
+}
+
+/// serde's words for the attribute types, as a user reads them.
+fn plain(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected f32", "expected a number")
+        .replace("expected a boolean", "expected true or false")
+}
+
+/// How to fix a model node's input that names no node: a node inside a block use
+/// (`block2.out`, as `engine plan` prints it) is read through the use; else the closest
+/// name, or the names there are.
+fn unknown_node_hint<'a>(
+    input: &str,
+    nodes: &[crate::spec::NodeSpec],
+    candidates: impl Iterator<Item = &'a str> + Clone,
+) -> String {
+    if let Some((prefix, inner)) = input.split_once('.')
+        && let Some(use_) = nodes.iter().find(|n| n.id == prefix && n.block.is_some())
+    {
+        return format!(
+            "`{inner}` is a node inside `{prefix}` (a use of block `{}`), which the model cannot read; read `{prefix}` for the block's output (its last node)",
+            use_.block.as_deref().unwrap_or_default()
+        );
+    }
+    did_you_mean(input, candidates.clone()).unwrap_or_else(|| {
+        format!(
+            "the model's nodes: {}",
+            candidates
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// The declared argument closest to a misspelt one.
+fn closest_arg(arg: &str, args: &[String]) -> Option<String> {
+    args.iter()
+        .min_by_key(|a| strsim::damerau_levenshtein(arg, a))
+        .cloned()
+}
+
 /// `$name` values replaced by the block's arguments; `Err` names an unknown parameter.
 fn fill(value: &Value, args: &BTreeMap<String, Value>) -> Result<Value, String> {
     Ok(match value {
@@ -293,8 +345,9 @@ pub(super) fn expand(
                             parsed.span(&[path.clone(), vec![key("inputs"), Seg::Index(k)]].concat()),
                             "unknown node",
                         )
-                        .maybe_hint(did_you_mean(
+                        .hint(unknown_node_hint(
                             input,
+                            &model.nodes,
                             model_names.iter().copied().filter(|c| *c != node.id),
                         )),
                     );
@@ -393,10 +446,21 @@ impl Instance<'_> {
             .map(String::as_str)
             .chain(block.defaults.keys().map(String::as_str))
             .collect();
+        let unknown: Vec<&String> = given
+            .keys()
+            .filter(|a| !declared.contains(&a.as_str()))
+            .collect();
+        // A misspelt argument is reported once, as unknown with its did-you-mean, not also
+        // as the missing one it was meant to be.
+        let meant: Vec<String> = unknown
+            .iter()
+            .filter(|a| did_you_mean(a, block.args.iter().map(String::as_str)).is_some())
+            .filter_map(|a| closest_arg(a, &block.args))
+            .collect();
         let missing: Vec<&String> = block
             .args
             .iter()
-            .filter(|a| !given.contains_key(*a))
+            .filter(|a| !given.contains_key(*a) && !meant.contains(a))
             .collect();
         if !missing.is_empty() {
             let list = missing
@@ -427,13 +491,16 @@ impl Instance<'_> {
                 )),
             );
         }
-        for arg in given.keys().filter(|a| !declared.contains(&a.as_str())) {
+        for arg in unknown {
             report.push(
                 Diagnostic::new(
                     "unknown-block-arg",
                     format!("block `{block_name}` has no parameter `{arg}`"),
                 )
-                .at(at(&[key("args"), key(arg)]), "not a parameter of the block")
+                .at(
+                    parsed.key_span(&[self.path, &[key("args"), key(arg)]].concat()),
+                    "not a parameter of the block",
+                )
                 .maybe_hint(did_you_mean(arg, declared.iter().copied()).or_else(|| {
                     Some(if declared.is_empty() {
                         format!("block `{block_name}` takes no arguments")
@@ -528,8 +595,29 @@ impl Instance<'_> {
                 Ok(filled) => match serde_json::from_value::<LayerSpec>(filled.clone()) {
                     Ok(op) => Some(op),
                     Err(e) => {
-                        report.push(
-                            Diagnostic::new(
+                        // A value this use gave is the likely culprit: point there (each
+                        // use with a bad argument is then reported); else at the block.
+                        let mut used = Vec::new();
+                        params_used(&node.op, &mut used);
+                        let culprit = used.iter().find(|u| given.contains_key(*u));
+                        let e = plain(&e.to_string());
+                        report.push(match culprit {
+                            Some(arg) => Diagnostic::new(
+                                "invalid-block-op",
+                                format!(
+                                    "argument `{arg}` of `{id}` does not fit node `{}` of block `{block_name}`: {e}",
+                                    node.id
+                                ),
+                            )
+                            .at(at(&[key("args"), key(arg)]), format!("used as `${arg}`"))
+                            .note(format!(
+                                "with it, block `{block_name}`'s node `{}` reads `{filled}`",
+                                node.id
+                            ))
+                            .hint(format!(
+                                "give `{arg}` a value that attribute takes (the layers table in docs/pipeline.md)"
+                            )),
+                            None => Diagnostic::new(
                                 "invalid-block-op",
                                 format!(
                                     "node `{}` of block `{block_name}` is not a valid layer in `{id}`: {e}",
@@ -538,8 +626,8 @@ impl Instance<'_> {
                             )
                             .at(parsed.span(&op_path), "with the arguments filled in")
                             .note(format!("in `{id}` the op reads `{filled}`"))
-                            .hint("write the op as a layer in `layers:` is, with `$arg` for values an instance gives"),
-                        );
+                            .hint("write the op as in a `layers:` list, with `$name` where a use's argument goes"),
+                        });
                         None
                     }
                 },

@@ -221,7 +221,7 @@ pub(super) fn check(
                         err.expected.split(", found").next().unwrap_or_default(),
                         found.join(", "),
                     )
-                    .hint(shape_hint(op.kind())),
+                    .hint(shape_hint(op.kind(), &shapes[w.inputs[0]])),
                 );
                 ok = false;
                 break;
@@ -278,7 +278,7 @@ pub(super) fn check(
                             err.expected.clone(),
                             format!("{:?} from {previous}", err.found),
                         )
-                        .hint(shape_hint(op.kind())),
+                        .hint(shape_hint(op.kind(), &err.found)),
                     );
                     ok = false;
                     break;
@@ -302,13 +302,39 @@ pub(super) fn check(
     models
 }
 
-fn shape_hint(kind: &str) -> &'static str {
-    match kind {
-        "linear" | "layer_norm" => "insert `- flatten` before it, or fix the model's `input` shape",
-        "conv2d" | "max_pool2d" | "avg_pool2d" => {
+/// How to fix a layer that cannot take its input of shape `found`.
+fn shape_hint(kind: &str, found: &[usize]) -> &'static str {
+    let two_d = matches!(kind, "conv2d" | "max_pool2d" | "avg_pool2d");
+    let one_d = matches!(kind, "conv1d" | "max_pool1d" | "avg_pool1d");
+    match (kind, found.len()) {
+        ("linear" | "layer_norm", _) => {
+            "insert `- flatten` before it, or fix the model's `input` shape"
+        }
+        ("add" | "concat", 1) => {
+            "make the inputs agree: e.g. a `linear` on the skip path to change its width"
+        }
+        ("add" | "concat", _) => {
+            "make the inputs agree: e.g. a 1x1 `conv2d` on the skip path (with the same stride) to change its channels and size"
+        }
+        (_, 2) if two_d => {
+            "a [channels, length] signal takes `conv1d`, `max_pool1d` and `avg_pool1d`; an image is [channels, height, width], e.g. [1, 28, 28]"
+        }
+        (_, 3) if two_d => {
+            "keep the height and width at least the kernel's (less twice the padding): a smaller kernel, more padding, or fewer pools before it"
+        }
+        _ if two_d => {
             "declare the input as [channels, height, width], e.g. [1, 28, 28], and keep the spatial size >= the kernel"
         }
-        _ => "check the shapes the previous layers produce (`engine plan` prints them)",
+        (_, 3) if one_d => {
+            "an image [channels, height, width] takes `conv2d` (a `kernel: [1, k]` conv2d slides along the width only)"
+        }
+        (_, 2) if one_d => {
+            "keep the length at least the kernel's (less twice the padding): a smaller kernel, more padding, or fewer pools before it"
+        }
+        _ if one_d => "declare the input as [channels, length], e.g. [1, 128]",
+        _ => {
+            "check the shapes the layers before it produce (the message says where its input comes from)"
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
                 .hint("start from one of the examples in pipelines/"),
         ]);
     }
+    // Repairs remove list items; messages name paths as the user wrote them.
+    let original = doc.clone();
     while diagnostics.len() < MAX_ERRORS {
         let err = match serde_path_to_error::deserialize::<_, Pipeline>(doc.to_json()) {
             Ok(pipeline) if only_renames => return Ok((pipeline, diagnostics)),
@@ -53,7 +55,7 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
             // Already reported as a wrong value that we had to remove.
             break;
         }
-        diagnostics.push(problem.diagnostic(doc, &path));
+        diagnostics.push(problem.diagnostic(doc, &path, &original));
         match problem.repair(doc, &path) {
             Repair::Renamed => {}
             Repair::Done => only_renames = false,
@@ -119,8 +121,10 @@ impl Problem {
         }
     }
 
-    fn diagnostic(&self, doc: &Node, path: &[Seg]) -> Diagnostic {
+    /// The diagnostic at `path` of the repaired `doc`, its paths named as in `original`.
+    fn diagnostic(&self, doc: &Node, path: &[Seg], original: &Node) -> Diagnostic {
         let stage = stage_of(doc, path);
+        let describe_path = |p: &[Seg]| describe_path(&as_written(doc, original, p));
         let place = describe_path(path);
         let diag = match self {
             Problem::UnknownField { field, expected } => {
@@ -228,6 +232,36 @@ impl Problem {
         }
         Repair::Impossible
     }
+}
+
+/// `path` of the repaired `doc` as it reads in the `original` document: list indices
+/// shifted by removed items are mapped back by the items' source spans (each node keeps
+/// where it is written).
+fn as_written(doc: &Node, original: &Node, path: &[Seg]) -> Vec<Seg> {
+    let mut out = Vec::with_capacity(path.len());
+    for (depth, seg) in path.iter().enumerate() {
+        let mapped = match seg {
+            Seg::Index(_) => {
+                let span = doc.get(&path[..=depth]).map(|n| n.span);
+                match (original.get(&out), span) {
+                    (
+                        Some(Node {
+                            value: Value::Seq(items),
+                            ..
+                        }),
+                        Some(span),
+                    ) => items
+                        .iter()
+                        .position(|n| n.span == span)
+                        .map_or(seg.clone(), Seg::Index),
+                    _ => seg.clone(),
+                }
+            }
+            Seg::Key(_) => seg.clone(),
+        };
+        out.push(mapped);
+    }
+    out
 }
 
 /// Removes the innermost list item or named data set / model that contains `path`.
