@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use engine::data::{
     Batch, BatchConfig, BatchIter, Columns, CsvSource, DataConfig, DataError, Dataset, Fractions,
-    IdxSource, Normalize, NpySource, Prefetcher, Source, Split, SplitBy, Task, epoch_order,
-    prepare,
+    IdFeatures, IdxSource, Normalize, NpySource, Prefetcher, Source, Split, SplitBy, Task,
+    epoch_order, prepare,
 };
 
 const DIGIT_CLASS_COUNTS: [usize; 10] = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180];
@@ -33,7 +33,48 @@ fn digits_80_20(normalize: Normalize) -> DataConfig {
             },
         },
         normalize,
+        ids: None,
     }
+}
+
+#[test]
+fn id_features_are_checked_and_left_unnormalised() {
+    // The digits' pixels are whole numbers 0..=16: ids of a 17-row embedding.
+    let mut config = digits_80_20(Normalize::Standardize);
+    config.ids = Some(IdFeatures {
+        range: 0..64,
+        count: 17,
+    });
+    let data = prepare(&config).unwrap();
+    let train = data.train.dataset();
+    assert!(
+        train
+            .features
+            .iter()
+            .all(|v| v.fract() == 0.0 && (0.0..17.0).contains(v))
+    );
+    assert!(data.normalizer.is_identity());
+    // Ids past `count` are refused, naming the sample and the feature.
+    config.ids = Some(IdFeatures {
+        range: 0..64,
+        count: 16,
+    });
+    let error = prepare(&config).unwrap_err().to_string();
+    assert!(
+        error.contains("expected an id (a whole number in 0..16), found 16"),
+        "{error}"
+    );
+    assert!(error.contains("sample "), "{error}");
+    // Standardised features next to ids: only the others change.
+    config.ids = Some(IdFeatures {
+        range: 10..20,
+        count: 17,
+    });
+    let data = prepare(&config).unwrap();
+    let raw = prepare(&digits_80_20(Normalize::None)).unwrap();
+    let (a, b) = (data.train.dataset(), raw.train.dataset());
+    assert_eq!(a.sample(5)[10..20], b.sample(5)[10..20]);
+    assert_ne!(a.sample(5)[20..], b.sample(5)[20..]);
 }
 
 #[test]

@@ -231,39 +231,14 @@ fn bench_reports_one_submission_per_step_and_a_cold_first_step() {
 #[test]
 fn digits_residual_mlp_reaches_96_percent_with_node_names() {
     let out = out_dir("residual");
-    std::fs::create_dir_all(&out).unwrap();
-    // The example plus a checkpoint at the end, its data path made absolute.
-    let example = std::fs::read_to_string("pipelines/digits_residual_mlp.yaml").unwrap();
-    let data = std::fs::canonicalize("pipelines/data/digits.csv.gz").unwrap();
-    let pipeline = format!(
-        "{}\n  - {{id: save, kind: callback, callback: {{type: checkpoint}}, on: [fit_end]}}\n",
-        example.trim_end().replace(
-            "path: data/digits.csv.gz",
-            &format!("path: {}", data.display())
-        )
-    );
-    let file = out.join("residual.yaml");
-    std::fs::write(&file, pipeline).unwrap();
-    let run_dir = out.join("run");
-    let (code, _, stderr) = run(
-        &file.display().to_string(),
-        &run_dir,
-        &["--set", "schedule.epochs=10"],
-    );
-    assert_eq!(code, 0, "{stderr}");
+    let (run_dir, weights) = run_example_with_checkpoint("digits_residual_mlp", &out, 10);
     let test = last(&records(&run_dir), "test");
     assert!(
         test["accuracy"].as_f64().unwrap() >= 0.96,
         "test accuracy {}",
         test["accuracy"]
     );
-    let checkpoint = std::fs::read_dir(run_dir.join("checkpoints"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.is_dir())
-        .expect("a checkpoint");
-    let bytes = std::fs::read(checkpoint.join("weights.safetensors")).unwrap();
-    let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let weights = safetensors::SafeTensors::deserialize(&weights).unwrap();
     let mut names: Vec<String> = weights.names().into_iter().map(String::from).collect();
     names.sort();
     let expected: Vec<String> = ["fc1", "fc2", "fc3", "fc4", "head", "stem"]
@@ -271,6 +246,56 @@ fn digits_residual_mlp_reaches_96_percent_with_node_names() {
         .flat_map(|n| [format!("{n}.bias"), format!("{n}.weight")])
         .collect();
     assert_eq!(names, expected);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Runs `pipelines/<example>.yaml` (on the digits) for `epochs` with a checkpoint at the
+/// end, in `out`: the run directory and the checkpoint's `weights.safetensors` bytes.
+fn run_example_with_checkpoint(example: &str, out: &Path, epochs: usize) -> (PathBuf, Vec<u8>) {
+    std::fs::create_dir_all(out).unwrap();
+    // The example plus a checkpoint at the end, its data path made absolute.
+    let text = std::fs::read_to_string(format!("pipelines/{example}.yaml")).unwrap();
+    let data = std::fs::canonicalize("pipelines/data/digits.csv.gz").unwrap();
+    let pipeline = format!(
+        "{}\n  - {{id: save, kind: callback, callback: {{type: checkpoint}}, on: [fit_end]}}\n",
+        text.trim_end().replace(
+            "path: data/digits.csv.gz",
+            &format!("path: {}", data.display())
+        )
+    );
+    let file = out.join(format!("{example}.yaml"));
+    std::fs::write(&file, pipeline).unwrap();
+    let run_dir = out.join("run");
+    let (code, _, stderr) = run(
+        &file.display().to_string(),
+        &run_dir,
+        &["--set", &format!("schedule.epochs={epochs}")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let checkpoint = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .expect("a checkpoint");
+    let weights = std::fs::read(checkpoint.join("weights.safetensors")).unwrap();
+    (run_dir, weights)
+}
+
+/// Id features through an embedding next to standardised ones (slice, embedding, concat):
+/// 94.7% of the 360 test digits after 10 epochs here (96.4% after the example's 40); the
+/// table is checkpointed as `levels.weight` [17, 4], PyTorch's Embedding layout.
+#[test]
+fn digits_embedding_reaches_93_percent_with_its_table_checkpointed() {
+    let out = out_dir("embedding");
+    let (run_dir, weights) = run_example_with_checkpoint("digits_embedding", &out, 10);
+    let test = last(&records(&run_dir), "test");
+    assert!(
+        test["accuracy"].as_f64().unwrap() >= 0.93,
+        "test accuracy {}",
+        test["accuracy"]
+    );
+    let weights = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    assert_eq!(weights.tensor("levels.weight").unwrap().shape(), [17, 4]);
     let _ = std::fs::remove_dir_all(&out);
 }
 

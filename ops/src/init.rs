@@ -7,8 +7,9 @@ use crate::op::{ParamFill, ParamSpec};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
-/// How weights are initialised. Biases start at zero, LayerNorm's weight (gamma) at one and bias (beta) at zero,
-/// whatever the scheme.
+/// How weights are initialised. Whatever the scheme, biases start at zero, the weights
+/// (gamma) of LayerNorm and batch norm at one and their biases (beta) at zero, and
+/// embedding tables from N(0, 1).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
@@ -30,6 +31,7 @@ impl Init {
         let data = match spec.fill {
             ParamFill::Zeros => vec![0.0; len],
             ParamFill::Ones => vec![1.0; len],
+            ParamFill::StandardNormal => normal(rng, len, 1.0),
             ParamFill::Random => {
                 let fan_in = spec.fan_in.max(1) as f64;
                 let fan_sum = (spec.fan_in + spec.fan_out).max(1) as f64;

@@ -13,6 +13,7 @@ use crate::concat::Concat;
 use crate::conv1d::{Conv1dAttrs, conv1d};
 use crate::conv2d::{Conv2d, Conv2dAttrs};
 use crate::dropout::{Dropout, DropoutAttrs};
+use crate::embedding::{Embedding, EmbeddingAttrs};
 use crate::flatten::Flatten;
 use crate::gelu::Gelu;
 use crate::global_avg_pool::GlobalAvgPool;
@@ -24,6 +25,7 @@ use crate::max_pool2d::{MaxPool2d, PoolAttrs};
 use crate::op::{Op, Size2};
 use crate::relu::Relu;
 use crate::sigmoid::Sigmoid;
+use crate::slice::{Slice, SliceAttrs};
 use crate::softmax::Softmax;
 use crate::tanh::Tanh;
 
@@ -85,6 +87,12 @@ pub enum LayerSpec {
     /// Log-probabilities over the last dimension, `x - log Σ exp(x)`; before
     /// `cross_entropy` it trains exactly as the logits would.
     LogSoftmax,
+    /// Integer ids `[L]` to learned vectors `[L, embedding_dim]` (PyTorch's Embedding); it
+    /// reads the model's input, or a `slice` of it, where the data set declares `ids:`.
+    Embedding(EmbeddingAttrs),
+    /// Positions `start..end` of the first dimension (features of `[F]`, channels of
+    /// `[C, H, W]`): part of a model's input, e.g. the id features an `embedding` reads.
+    Slice(SliceAttrs),
 }
 
 /// Every layer kind, with an example spec (the registry walked by tests and docs).
@@ -135,6 +143,11 @@ pub fn registry() -> Vec<LayerSpec> {
         LayerSpec::Concat,
         LayerSpec::Softmax,
         LayerSpec::LogSoftmax,
+        LayerSpec::Embedding(EmbeddingAttrs {
+            num_embeddings: 5,
+            embedding_dim: 3,
+        }),
+        LayerSpec::Slice(SliceAttrs { start: 0, end: 2 }),
     ]
 }
 
@@ -163,6 +176,8 @@ impl LayerSpec {
             LayerSpec::Concat => Box::new(Concat),
             LayerSpec::Softmax => Box::new(Softmax { log: false }),
             LayerSpec::LogSoftmax => Box::new(Softmax { log: true }),
+            LayerSpec::Embedding(attrs) => Box::new(Embedding { attrs }),
+            LayerSpec::Slice(attrs) => Box::new(Slice { attrs }),
         }
     }
 
@@ -195,6 +210,8 @@ pub const LAYER_KINDS: &[&str] = &[
     "concat",
     "softmax",
     "log_softmax",
+    "embedding",
+    "slice",
 ];
 
 /// `relu: {}` or `relu: null` in map form: no attributes allowed.
@@ -233,6 +250,8 @@ macro_rules! with_attrs {
             "dropout" => LayerSpec::Dropout($read!()),
             "layer_norm" => LayerSpec::LayerNorm($read!()),
             "batch_norm" => LayerSpec::BatchNorm($read!()),
+            "embedding" => LayerSpec::Embedding($read!()),
+            "slice" => LayerSpec::Slice($read!()),
             other => match unit(other) {
                 Some(u) => {
                     $unit;

@@ -41,6 +41,8 @@ pub enum ParamFill {
     Zeros,
     /// All ones (LayerNorm's weight).
     Ones,
+    /// N(0, 1) whatever the model's scheme (an embedding table, as PyTorch's).
+    StandardNormal,
 }
 
 /// One learnable tensor of an op.

@@ -442,3 +442,38 @@ fn softmax_layers() {
         true,
     );
 }
+
+#[test]
+fn embedding_and_slice() {
+    let mut rng = Rng::new(90);
+    // Ids: whole numbers, repeated, some outside the table (zero vectors, no gradient); a
+    // table wider than a workgroup and more positions than one.
+    for (shape, rows, dim, seed) in [
+        (&[5, 7][..], 11, 3, 91),
+        (&[33, 9], 40, 70, 92),
+        (&[3, 2, 4], 5, 2, 93),
+    ] {
+        let mut x = random(&mut rng, shape, -1.0, rows as f32 + 1.0);
+        x.data.iter_mut().for_each(|v| *v = v.floor());
+        check(
+            LayerSpec::Embedding(attrs(&format!(
+                "{{num_embeddings: {rows}, embedding_dim: {dim}}}"
+            ))),
+            x,
+            seed,
+            true,
+        );
+    }
+    check(
+        LayerSpec::Slice(attrs("{start: 3, end: 70}")),
+        random(&mut rng, &[9, 80], -1.0, 1.0),
+        94,
+        true,
+    );
+    check(
+        LayerSpec::Slice(attrs("{start: 0, end: 1}")),
+        random(&mut rng, &[4, 3, 5, 5], -1.0, 1.0),
+        95,
+        true,
+    );
+}

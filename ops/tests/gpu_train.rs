@@ -1269,3 +1269,26 @@ fn log_softmax_output_trains_like_logits() {
     };
     assert_close("gradients", &grads(&with), &grads(&mlp()), 1e-5);
 }
+
+/// Ids and numbers from one input: two slices, an embedding (ids round to -1, 0 and 1 on
+/// the uniform test data: -1 reads zeros), a concat; with a padded row, whose ids must
+/// not reach the table's gradient. GPU against CPU and finite differences.
+#[test]
+fn embedding_and_slice_model_matches_cpu() {
+    let mixed = graph(
+        vec![10],
+        "[{slice: {start: 0, end: 4}}, {embedding: {num_embeddings: 3, embedding_dim: 5}}, flatten, {slice: {start: 4, end: 10}}, {linear: {out: 8}}, concat, relu, {linear: {out: 4}}]",
+        vec![
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![0],
+            vec![4],
+            vec![3, 5],
+            vec![6],
+            vec![7],
+        ],
+    );
+    assert_eq!(Sequential::new(&mixed).unwrap().layers[5].output, [28]);
+    check_model_gradients(mixed, 5, 6);
+}

@@ -232,6 +232,49 @@ fn softmax_layers() {
     );
 }
 
+/// Ids for an embedding of `rows` rows: whole numbers, some repeated, some outside the table.
+fn ids(rng: &mut Rng, shape: &[usize], rows: usize) -> Tensor {
+    let mut t = random(rng, shape, -1.0, rows as f32 + 1.0);
+    t.data.iter_mut().for_each(|v| *v = v.floor());
+    t
+}
+
+#[test]
+fn embedding_and_slice() {
+    let mut rng = Rng::new(61);
+    check(
+        LayerSpec::Embedding(attrs("{num_embeddings: 6, embedding_dim: 3}")),
+        ids(&mut rng, &[4, 5], 6),
+        62,
+    );
+    check(
+        LayerSpec::Slice(attrs("{start: 2, end: 5}")),
+        random(&mut rng, &[3, 7], -1.0, 1.0),
+        63,
+    );
+    check(
+        LayerSpec::Slice(attrs("{start: 1, end: 2}")),
+        random(&mut rng, &[2, 3, 2, 2], -1.0, 1.0),
+        64,
+    );
+}
+
+#[test]
+fn embedding_rows_gather_and_out_of_range_ids_read_zeros() {
+    let op = LayerSpec::Embedding(attrs("{num_embeddings: 3, embedding_dim: 2}")).build();
+    let table = Tensor::from_vec(&[3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let x = Tensor::from_vec(&[1, 4], vec![2.0, 0.0, 3.0, -1.0]).unwrap();
+    let y = op.forward_cpu(&x, std::slice::from_ref(&table), &CpuCtx::default());
+    assert_eq!(y.shape, vec![1, 4, 2]);
+    assert_eq!(y.data, vec![5.0, 6.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    // Two positions holding id 1: its row receives both gradients.
+    let x = Tensor::from_vec(&[2, 1], vec![1.0, 1.0]).unwrap();
+    let dy = Tensor::from_vec(&[2, 1, 2], vec![0.5, 1.0, 2.0, 4.0]).unwrap();
+    let y = op.forward_cpu(&x, std::slice::from_ref(&table), &CpuCtx::default());
+    let (_, grads) = op.backward_cpu(&x, &[table], &y, &dy, &CpuCtx::default());
+    assert_eq!(grads[0].data, vec![0.0, 0.0, 2.5, 5.0, 0.0, 0.0]);
+}
+
 #[test]
 fn losses() {
     use ops::loss::{cross_entropy::cross_entropy_cpu, mse::mse_cpu};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{DatasetSpec, SourceSpec, SplitName, SplitSpec};
+use crate::spec::{DatasetSpec, IdFeatures, SourceSpec, SplitName, SplitSpec};
 
 /// What the checks know about a data set.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,8 @@ pub struct DatasetInfo {
     pub classes: usize,
     /// Samples in each split that exists.
     pub splits: BTreeMap<SplitName, usize>,
+    /// Features holding integer ids, as declared (see [`DatasetInfo::valid_ids`]).
+    pub ids: Option<IdFeatures>,
 }
 
 struct Probe {
@@ -84,11 +86,81 @@ fn probe_dataset(
             }
         }
     }
+    if let Some(ids) = &spec.ids {
+        check_ids(parsed, ids, &main.shape, base, diagnostics);
+    }
+    let ids = spec.ids;
     Some(DatasetInfo {
         shape: main.shape,
         classes: main.classes,
         splits,
+        ids,
     })
+}
+
+impl DatasetInfo {
+    /// Whether the declared `ids` name features a sample has, with a count f32 holds
+    /// exactly (an invalid declaration is reported where it is written).
+    pub fn valid_ids(&self) -> bool {
+        self.ids
+            .is_some_and(|ids| id_problem(&ids, &self.shape).is_none())
+    }
+}
+
+/// What is wrong with `ids` for samples of `shape`: the key, the message, what is expected.
+fn id_problem(ids: &IdFeatures, shape: &[usize]) -> Option<(&'static str, String, String)> {
+    let width: usize = shape.iter().product();
+    if ids.start >= ids.end {
+        Some((
+            "start",
+            format!(
+                "`ids` must name at least one feature, found start {} and end {}",
+                ids.start, ids.end
+            ),
+            "start below end".to_string(),
+        ))
+    } else if ids.end > width {
+        Some((
+            "end",
+            format!(
+                "`ids` ends at feature {} but a sample has {width} features {shape:?}",
+                ids.end
+            ),
+            format!("end <= {width}"),
+        ))
+    } else if ids.count == 0 || ids.count > 1 << 24 {
+        Some((
+            "count",
+            format!(
+                "`ids.count` must be in 1..=2^24 (ids travel as f32), found {}",
+                ids.count
+            ),
+            "1..=16777216".to_string(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Reports an invalid `ids` declaration at the key at fault.
+fn check_ids(
+    parsed: &ParsedPipeline,
+    ids: &IdFeatures,
+    shape: &[usize],
+    base: &[Seg],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let Some((key, message, expected)) = id_problem(ids, shape) else {
+        return;
+    };
+    let at =
+        |key: &str| parsed.span(&[base, &[Seg::Key("ids".into()), Seg::Key(key.into())]].concat());
+    diagnostics.push(
+        Diagnostic::new("invalid-ids", message)
+            .at(at(key), "here")
+            .expected_found(expected, format!("{}..{} of {} ids", ids.start, ids.end, ids.count))
+            .hint("`ids: {start, end, count}` counts positions among the features the source reads (0-based, end excluded)"),
+    );
 }
 
 fn probe_source(

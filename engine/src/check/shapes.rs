@@ -44,6 +44,59 @@ impl ModelShapes {
     pub fn buffer_count(&self) -> usize {
         self.layers.iter().map(|l| l.buffer_values).sum()
     }
+
+    /// Per-sample shape of tensor `t` (`0` the input, `i + 1` layer `i`'s output).
+    fn tensor_shape(&self, t: usize) -> &[usize] {
+        match t {
+            0 => &self.input,
+            t => &self.layers[t - 1].output,
+        }
+    }
+
+    /// The positions of the model's (flattened) input that tensor `t` holds as they are:
+    /// all of them for the input, a range for a `slice` (or `flatten`) of such a tensor;
+    /// `None` for a computed tensor.
+    fn input_features(&self, t: usize) -> Option<std::ops::Range<usize>> {
+        if t == 0 {
+            return Some(0..numel(&self.input));
+        }
+        let layer = &self.layers[t - 1];
+        let &[src] = layer.inputs.as_slice() else {
+            return None;
+        };
+        let range = self.input_features(src)?;
+        match &layer.spec {
+            LayerSpec::Flatten => Some(range),
+            LayerSpec::Slice(a) => {
+                let inner = numel(&self.tensor_shape(src)[1..]);
+                Some(range.start + a.start * inner..range.start + a.end * inner)
+            }
+            _ => None,
+        }
+    }
+
+    /// Every embedding: its layer index, the input features it reads (`None` when it reads
+    /// a computed tensor) and its `num_embeddings`.
+    pub fn embeddings(&self) -> Vec<(usize, Option<std::ops::Range<usize>>, usize)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match &l.spec {
+                LayerSpec::Embedding(a) => {
+                    Some((i, self.input_features(l.inputs[0]), a.num_embeddings))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `node `emb`` or `layer 2`, for messages.
+    fn layer_label(&self, i: usize) -> String {
+        match &self.layers[i].name {
+            Some(name) => format!("node `{name}`"),
+            None => format!("layer {i}"),
+        }
+    }
 }
 
 /// One layer's shapes.
@@ -286,13 +339,27 @@ pub(super) fn check(
             }
         }
         if ok {
-            models.insert(
-                name.clone(),
-                ModelShapes {
-                    input: model.input.clone(),
-                    layers,
-                },
-            );
+            let shapes = ModelShapes {
+                input: model.input.clone(),
+                layers,
+            };
+            for (i, _, _) in shapes.embeddings().into_iter().filter(|e| e.1.is_none()) {
+                let t = shapes.layers[i].inputs[0];
+                out.push(
+                    Diagnostic::new(
+                        "embedding-of-computed-values",
+                        format!(
+                            "{} (embedding) of model `{name}` reads {} ({}), not ids",
+                            wired[i].label(i),
+                            shapes.layer_label(t - 1),
+                            shapes.layers[t - 1].kind
+                        ),
+                    )
+                    .at(parsed.span(&wired[i].path), "ids come from the data")
+                    .hint("an embedding reads the model's input, or a `slice` of it, where the data set declares those features as `ids:`"),
+                );
+            }
+            models.insert(name.clone(), shapes);
         }
     }
     // Shapes along a cycle are meaningless; the cycle is reported instead.
@@ -382,6 +449,66 @@ fn port_shape(
     }
 }
 
+/// The features each embedding of `model` reads are ids of data set `dataset` (fed by
+/// stage `stage`), within its `num_embeddings`.
+fn check_ids(
+    parsed: &ParsedPipeline,
+    stage: usize,
+    model_name: &str,
+    model: &ModelShapes,
+    dataset: &str,
+    ds: &DatasetInfo,
+    out: &mut Vec<Diagnostic>,
+) {
+    let ids_path = [
+        Seg::Key("datasets".into()),
+        Seg::Key(dataset.into()),
+        Seg::Key("ids".into()),
+    ];
+    // An invalid declaration is reported where it is written.
+    if ds.ids.is_some() && !ds.valid_ids() {
+        return;
+    }
+    for (i, range, rows) in model.embeddings() {
+        let Some(range) = range else { continue };
+        let what = format!(
+            "{} (embedding) of model `{model_name}` reads features {}..{} of data set `{dataset}`",
+            model.layer_label(i),
+            range.start,
+            range.end
+        );
+        let stage_id = parsed.pipeline.stages[stage].id();
+        match &ds.ids {
+            None => out.push(
+                Diagnostic::new("embedding-without-ids", format!("{what}, which declares no `ids:`"))
+                    .at(parsed.span(&field_path(stage, "input")), "features of this data set")
+                    .stage(stage_id)
+                    .hint(format!(
+                        "declare them under `datasets.{dataset}`: `ids: {{start: {}, end: {}, count: <number of ids>}}` (ids are then checked and never normalised)",
+                        range.start, range.end
+                    )),
+            ),
+            Some(ids) if range.start < ids.start || range.end > ids.end => out.push(
+                Diagnostic::new("embedding-without-ids", format!("{what}, but its ids are features {}..{}", ids.start, ids.end))
+                    .at(parsed.span(&ids_path), "the id features")
+                    .stage(stage_id)
+                    .hint("slice the id features for the embedding (`slice: {start, end}` on the model's input), or widen `ids`"),
+            ),
+            Some(ids) if ids.count > rows => out.push(
+                Diagnostic::new(
+                    "embedding-too-small",
+                    format!("{what}: ids in 0..{}, but its table has num_embeddings {rows}", ids.count),
+                )
+                .at(parsed.span(&[&ids_path[..], &[Seg::Key("count".into())]].concat()), format!("{} ids", ids.count))
+                .stage(stage_id)
+                .expected_found(format!("num_embeddings >= {}", ids.count), rows.to_string())
+                .hint(format!("set the embedding's `num_embeddings: {}`", ids.count)),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
 fn check_edges(
     parsed: &ParsedPipeline,
     graph: &StageGraph,
@@ -401,6 +528,11 @@ fn check_edges(
                 let Some(found) = port_shape(parsed, datasets, models, src, &port) else {
                     continue;
                 };
+                if let Stage::Load(load) = &parsed.pipeline.stages[src]
+                    && let Some(ds) = datasets.get(&load.dataset)
+                {
+                    check_ids(parsed, i, &f.model, model, &load.dataset, ds, out);
+                }
                 if numel(&found) != numel(&model.input) {
                     out.push(
                         Diagnostic::new(

@@ -20,6 +20,7 @@
 //!         fractions: Fractions { train: 0.8, val: 0.0, test: 0.2, stratified: true, seed: 0 },
 //!     },
 //!     normalize: Normalize::Standardize,
+//!     ids: None,
 //! })?;
 //! let config = BatchConfig { batch_size: 64, shuffle: true, drop_last: true, seed: 0 };
 //! // Resume at epoch 2, batch 5, and run through epoch 9.
@@ -49,7 +50,7 @@ pub use dataset::{Dataset, Task};
 pub use error::DataError;
 pub use normalize::{Normalize, Normalizer};
 pub use prefetch::Prefetcher;
-pub use prepare::{DataConfig, PreparedData, SplitBy, prepare};
+pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{
     Columns, CsvSource, IdxSource, NpySource, SOURCE_KINDS, Source, SourceKind, SyntheticSource,
 };

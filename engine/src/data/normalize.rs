@@ -127,6 +127,16 @@ impl Normalizer {
         Ok(())
     }
 
+    /// The same normalisation with features `range` left as they are (id features).
+    pub fn leaving(mut self, range: std::ops::Range<usize>) -> Normalizer {
+        let width = self.offsets.len();
+        for j in range.filter(|&j| j < width) {
+            self.offsets[j] = 0.0;
+            self.factors[j] = 1.0;
+        }
+        self
+    }
+
     /// Per-feature offsets (the train mean or minimum; 0 for `None` and `Scale`).
     pub fn offsets(&self) -> &[f64] {
         &self.offsets

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::dataset::Dataset;
 use super::error::DataError;
 use super::normalize::{Normalize, Normalizer};
@@ -31,6 +33,59 @@ pub struct DataConfig {
     pub split: SplitBy,
     /// Normalisation, fitted on the train split and applied to all.
     pub normalize: Normalize,
+    /// Features holding integer ids (for an embedding): checked, left unnormalised.
+    pub ids: Option<IdFeatures>,
+}
+
+/// Features `range` of every sample hold whole numbers in `0..count`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdFeatures {
+    /// Positions among a sample's flattened features.
+    pub range: std::ops::Range<usize>,
+    /// Ids lie in `0..count`.
+    pub count: usize,
+}
+
+impl IdFeatures {
+    /// Errors, naming the 1-based sample and feature, at the first value that is not an id.
+    fn check(&self, dataset: &Dataset, source: &Source) -> Result<(), DataError> {
+        let width = dataset.sample_len();
+        if self.range.end > width {
+            return Err(DataError::Config(format!(
+                "{}: id features {}..{} lie past the {width} features of a sample",
+                source.describe(),
+                self.range.start,
+                self.range.end
+            )));
+        }
+        let bad = dataset
+            .features
+            .par_chunks(width.max(1))
+            .enumerate()
+            .find_first(|(_, sample)| {
+                sample[self.range.clone()]
+                    .iter()
+                    .any(|&v| v.fract() != 0.0 || v < 0.0 || v >= self.count as f32)
+            });
+        match bad {
+            None => Ok(()),
+            Some((row, sample)) => {
+                let (j, value) = self
+                    .range
+                    .clone()
+                    .map(|j| (j, sample[j]))
+                    .find(|&(_, v)| v.fract() != 0.0 || v < 0.0 || v >= self.count as f32)
+                    .unwrap_or((self.range.start, f32::NAN));
+                Err(DataError::Config(format!(
+                    "{}: sample {}, feature {}: expected an id (a whole number in 0..{}), found {value} (hint: raise `ids.count`, or map the values to 0..count-1 first)",
+                    source.describe(),
+                    row + 1,
+                    j + 1,
+                    self.count
+                )))
+            }
+        }
+    }
 }
 
 /// Loaded, split and normalised data. Batch a split with
@@ -57,14 +112,19 @@ pub struct PreparedData {
 ///         fractions: Fractions { train: 0.8, val: 0.0, test: 0.2, stratified: true, seed: 0 },
 ///     },
 ///     normalize: Normalize::Standardize,
+///     ids: None,
 /// })?;
 /// ```
 pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
     match &config.split {
         SplitBy::Fractions { source, fractions } => {
             let mut dataset = source.load()?;
+            if let Some(ids) = &config.ids {
+                ids.check(&dataset, source)?;
+            }
             let rows = split_indices(&dataset, fractions)?;
-            let normalizer = Normalizer::fit(&config.normalize, &dataset, &rows.train)?;
+            let normalizer =
+                config.leave_ids(Normalizer::fit(&config.normalize, &dataset, &rows.train)?);
             normalizer.apply(&mut dataset)?;
             let dataset = Arc::new(dataset);
             let split = |fraction: f64, indices: Vec<u32>| {
@@ -100,8 +160,17 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
                 }
             }
             train_data.classes = classes;
+            if let Some(ids) = &config.ids {
+                ids.check(&train_data, train)?;
+                for (data, source) in [(&val_data, val), (&test_data, test)] {
+                    if let (Some(data), Some(source)) = (data, source) {
+                        ids.check(data, source)?;
+                    }
+                }
+            }
             let all_rows: Vec<u32> = (0..train_data.len() as u32).collect();
-            let normalizer = Normalizer::fit(&config.normalize, &train_data, &all_rows)?;
+            let normalizer =
+                config.leave_ids(Normalizer::fit(&config.normalize, &train_data, &all_rows)?);
             let finish = |data: Option<Dataset>| -> Result<Option<Split>, DataError> {
                 let Some(mut data) = data else {
                     return Ok(None);
@@ -118,6 +187,16 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
                 test,
                 normalizer,
             })
+        }
+    }
+}
+
+impl DataConfig {
+    /// `normalizer` with the id features left as they are.
+    fn leave_ids(&self, normalizer: Normalizer) -> Normalizer {
+        match &self.ids {
+            Some(ids) => normalizer.leaving(ids.range.clone()),
+            None => normalizer,
         }
     }
 }
@@ -184,6 +263,7 @@ mod tests {
                 },
             },
             normalize: Normalize::Standardize,
+            ids: None,
         };
         let data = prepare(&config).unwrap();
         assert_eq!(data.train.len(), 70);
@@ -211,6 +291,7 @@ mod tests {
                 test: Some(blobs(10, vec![3], 5, 2)),
             },
             normalize: Normalize::None,
+            ids: None,
         };
         let data = prepare(&config).unwrap();
         assert!(data.val.is_none());
@@ -222,6 +303,7 @@ mod tests {
                 test: None,
             },
             normalize: Normalize::None,
+            ids: None,
         };
         let error = prepare(&mismatched).unwrap_err().to_string();
         assert!(

@@ -655,5 +655,13 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
         spec::Normalize::Scale(s) => data::Normalize::Scale { factor: s.factor },
         spec::Normalize::Standardize => data::Normalize::Standardize,
     };
-    DataConfig { split, normalize }
+    let ids = spec.ids.map(|ids| data::IdFeatures {
+        range: ids.start..ids.end,
+        count: ids.count,
+    });
+    DataConfig {
+        split,
+        normalize,
+        ids,
+    }
 }

@@ -12,8 +12,24 @@ pub struct DatasetSpec {
     /// Feature normalisation; statistics are computed on the train split only.
     #[serde(default)]
     pub normalize: Normalize,
+    /// Features that hold integer ids (category codes, tokens) for an `embedding`: checked
+    /// to be whole numbers in `0..count` when loaded, and never normalised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<IdFeatures>,
     /// How samples are divided into train, val and test splits.
     pub split: SplitSpec,
+}
+
+/// Positions of a sample's (flattened) features holding integer ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdFeatures {
+    /// First id feature (0-based, inclusive), counted among the features the source reads.
+    pub start: usize,
+    /// One past the last id feature (exclusive).
+    pub end: usize,
+    /// Ids lie in `0..count` (an embedding over them needs `num_embeddings >= count`).
+    pub count: usize,
 }
 
 /// A source of samples. Paths are relative to the pipeline file.
