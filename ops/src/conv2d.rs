@@ -16,7 +16,7 @@ use crate::conv2d_direct::{DirectConv, WeightGrad};
 use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
 use crate::linear::default_true;
 use crate::matmul::Gemm;
-use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
+use crate::op::{CpuCtx, FusionTraits, Op, ParamFill, ParamSpec, ShapeError, Size2};
 use crate::tensor::Tensor;
 
 const COL2IM_WGSL: &str = include_str!("../../shaders/conv2d_col2im.wgsl");
@@ -192,36 +192,6 @@ impl Conv2d {
             &io.y,
             relu,
         )?])
-    }
-
-    /// The forward of this conv, the relu after it and a 2x2, stride-2 max pool after
-    /// that, as one dispatch writing the pool's output `pool` and arg-max `arg` (see
-    /// [`DirectConv::dispatch_pooled`]). Only where [`Conv2d::can_store_pool`] said so.
-    pub(crate) fn forward_pooled_dispatches(
-        &self,
-        k: &mut KernelBuilder,
-        io: &LayerIo,
-        pool: &BufferRef,
-        arg: &BufferRef,
-    ) -> Result<Vec<Dispatch>, GpuError> {
-        let conv = self.direct(&io.input_shape, io.batch)?;
-        conv.dispatch_pooled(k, &io.x, &io.params[0], self.bias(io), pool, arg)?
-            .map(|d| vec![d])
-            .ok_or_else(|| {
-                GpuError::InvalidModel("conv2d cannot store this max pool on this adapter".into())
-            })
-    }
-
-    /// Whether this conv, over `input` at `batch`, can store a 2x2 max pool after it on
-    /// `adapter` ([`Conv2d::forward_pooled_dispatches`]).
-    pub(crate) fn can_store_pool(
-        &self,
-        adapter: &AdapterSummary,
-        input: &[usize],
-        batch: usize,
-    ) -> bool {
-        self.direct(input, batch)
-            .is_ok_and(|conv| conv.stores_pool(adapter))
     }
 
     fn direct(&self, input: &[usize], batch: usize) -> Result<DirectConv, GpuError> {
@@ -548,6 +518,42 @@ impl Op for Conv2d {
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         self.forward_dispatches(k, io, false)
+    }
+    fn fusion_traits(&self) -> FusionTraits {
+        // max(y, 0) in the store; the direct kernels can also store a 2x2 max pool.
+        FusionTraits {
+            relu_in_store: true,
+            stores_pool: true,
+            ..FusionTraits::default()
+        }
+    }
+    fn gpu_forward_relu(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        self.forward_dispatches(k, io, true)
+    }
+    fn can_store_pool(&self, adapter: &AdapterSummary, input: &[usize], batch: usize) -> bool {
+        self.direct(input, batch)
+            .is_ok_and(|conv| conv.stores_pool(adapter))
+    }
+    /// The forward of this conv, the relu after it and a 2x2, stride-2 max pool after
+    /// that, as one dispatch writing the pool's output `pool` and arg-max `arg` (see
+    /// [`DirectConv::dispatch_pooled`]). Only where [`Op::can_store_pool`] said so.
+    fn gpu_forward_relu_pooled(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+        pool: &BufferRef,
+        arg: &BufferRef,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        let conv = self.direct(&io.input_shape, io.batch)?;
+        conv.dispatch_pooled(k, &io.x, &io.params[0], self.bias(io), pool, arg)?
+            .map(|d| vec![d])
+            .ok_or_else(|| {
+                GpuError::InvalidModel("conv2d cannot store this max pool on this adapter".into())
+            })
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let g = self

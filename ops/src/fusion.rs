@@ -3,26 +3,31 @@
 //! plan`); [`crate::model::GpuModel::build`] executes what it is given — it decides nothing
 //! — after [`Fusion::on_device`] settled the one rule that depends on the adapter.
 //!
-//! The rules:
+//! The rules, stated over the ops' [`FusionTraits`] (never their kinds: an op joins a
+//! fusion by declaring a property and implementing the fused dispatches it promises):
 //!
-//! - **relu between two linear layers**: the linear before it applies `max(y, 0)` in its
-//!   GEMM epilogue (the relu's output aliases the linear's), and the linear after it zeroes
-//!   its input gradient where that output is not positive (the relu's backward) in the
-//!   epilogue of its `dx` GEMM (the relu's input gradient aliases its output gradient);
-//! - **relu between a conv2d and a max_pool2d**: the conv applies `max(y, 0)` in its store,
-//!   and the pool records no arg-max for a window whose maximum is not positive, so its
-//!   backward writes the relu's input gradient (`max_pool(relu(x)) = relu(max_pool(x))`;
-//!   the arg-max of a positive maximum is a position where the relu passes the gradient);
-//! - **and a 2x2, stride-2 pool after that**, on adapters where the conv's kernel can
-//!   store the pooled maximum itself: the pool then dispatches only its backward.
+//! - **a relu that is a link of a chain, after an op with `relu_in_store`** folds into
+//!   its neighbours when the op after it either has `masks_input_grad` — the op before
+//!   applies `max(y, 0)` as it stores (the relu's output aliases its output) and the op
+//!   after zeroes its input gradient where that output is not positive (the relu's input
+//!   gradient aliases its output gradient) — or `commutes_with_relu`, its backward doing
+//!   the relu's (a max pool records no arg-max for a window whose maximum is not
+//!   positive). Today:
+//!   linear → relu → linear (GEMM epilogues), conv2d → relu → max_pool2d and conv1d →
+//!   relu → max_pool1d;
+//! - **and a `storable_pool` after that** (a 2x2, stride-2 max pool), when the op before
+//!   the relu `stores_pool` and the adapter allows ([`Op::can_store_pool`]): the pool
+//!   then dispatches only its backward.
+//!
+//! `tests/snapshots/fusion__*.snap` show each rule's kernels before and after.
 
 use serde::Serialize;
 
-use crate::conv2d::Conv2d;
 use crate::gpu::AdapterSummary;
-use crate::layer::LayerSpec;
-use crate::max_pool2d::MaxPool2d;
 use crate::model::Sequential;
+use crate::op::FusionTraits;
+#[cfg(doc)]
+use crate::op::Op;
 
 /// How one layer runs after fusion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -32,20 +37,23 @@ pub enum FusedLayer {
     Alone,
     /// A relu folded into the layers around it: no kernel of its own.
     Folded,
-    /// A linear layer that applies the relu after it (`relu_after`, forward) and/or the
-    /// mask of the relu before it to its input gradient (`mask_before`, backward).
-    Linear { relu_after: bool, mask_before: bool },
-    /// A conv2d that applies the relu after it in its store, and maybe the max pool after
-    /// that.
-    Conv { pool: PoolInConv },
-    /// A max pool after a folded relu: no arg-max for a non-positive maximum.
-    PoolAfterRelu,
+    /// An op doing a folded relu's work: applying the relu after it as it stores
+    /// (`relu_after`, and maybe the pool after that: `pool`), and/or zeroing its input
+    /// gradient where the relu before it passed nothing (`mask_before`).
+    Fused {
+        relu_after: bool,
+        mask_before: bool,
+        pool: PoolInStore,
+    },
+    /// An op after a folded relu that commutes with it: it reads the relu's output (the
+    /// op before stored it) and its backward does the relu's.
+    AfterRelu,
 }
 
-/// Whether a conv stores the 2x2 max pool after its relu.
+/// Whether an op stores the 2x2 max pool after its relu.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PoolInConv {
+pub enum PoolInStore {
     /// No: the pool runs its own forward.
     No,
     /// Where the adapter allows (decided by [`Fusion::on_device`]).
@@ -62,40 +70,39 @@ pub struct Fusion {
 
 /// The fusion pass over `model` (independent of the device; see [`Fusion::on_device`]).
 pub fn fuse(model: &Sequential) -> Fusion {
-    let spec = |i: usize| model.layers.get(i).map(|l| &l.spec);
-    let is_linear = |i: usize| matches!(spec(i), Some(LayerSpec::Linear(_)));
+    let traits: Vec<FusionTraits> = model.layers.iter().map(|l| l.op.fusion_traits()).collect();
+    let t = |i: usize| traits.get(i).copied().unwrap_or_default();
     let folded: Vec<bool> = (0..model.layers.len())
         .map(|i| {
-            matches!(spec(i), Some(LayerSpec::Relu))
+            t(i).is_relu
                 && i > 0
                 && model.is_chain_link(i)
                 && model.is_chain_link(i + 1)
-                && ((is_linear(i - 1) && is_linear(i + 1))
-                    || (matches!(spec(i - 1), Some(LayerSpec::Conv2d(_)))
-                        && matches!(spec(i + 1), Some(LayerSpec::MaxPool2d(_)))))
+                && t(i - 1).relu_in_store
+                && (t(i + 1).masks_input_grad || t(i + 1).commutes_with_relu)
         })
         .collect();
     let after = |i: usize| folded.get(i + 1).copied().unwrap_or(false);
     let before = |i: usize| i > 0 && folded[i - 1];
     let layers = (0..model.layers.len())
-        .map(|i| match spec(i) {
-            _ if folded[i] => FusedLayer::Folded,
-            Some(LayerSpec::Linear(_)) if after(i) || before(i) => FusedLayer::Linear {
-                relu_after: after(i),
-                mask_before: before(i),
-            },
-            Some(LayerSpec::Conv2d(_)) if after(i) => FusedLayer::Conv {
-                pool: match spec(i + 2) {
-                    Some(LayerSpec::MaxPool2d(p))
-                        if (MaxPool2d { attrs: *p }).is_2x2_stride_2() =>
-                    {
-                        PoolInConv::WhereDeviceAllows
-                    }
-                    _ => PoolInConv::No,
-                },
-            },
-            Some(LayerSpec::MaxPool2d(_)) if before(i) => FusedLayer::PoolAfterRelu,
-            _ => FusedLayer::Alone,
+        .map(|i| {
+            if folded[i] {
+                FusedLayer::Folded
+            } else if before(i) && !t(i).masks_input_grad {
+                FusedLayer::AfterRelu
+            } else if after(i) || before(i) {
+                FusedLayer::Fused {
+                    relu_after: after(i),
+                    mask_before: before(i),
+                    pool: if after(i) && t(i).stores_pool && t(i + 2).storable_pool {
+                        PoolInStore::WhereDeviceAllows
+                    } else {
+                        PoolInStore::No
+                    },
+                }
+            } else {
+                FusedLayer::Alone
+            }
         })
         .collect();
     Fusion { layers }
@@ -109,45 +116,53 @@ impl Fusion {
         }
     }
 
-    /// The fusion on `adapter` at `batch`: every conv's pool ([`PoolInConv::WhereDeviceAllows`],
-    /// or `Yes`) becomes `Yes` where the conv's kernel can store it there, else `No`.
+    /// The fusion on `adapter` at `batch`: every stored pool ([`PoolInStore::WhereDeviceAllows`],
+    /// or `Yes`) becomes `Yes` where the op's kernel can store it there, else `No`.
     pub fn on_device(&self, model: &Sequential, adapter: &AdapterSummary, batch: usize) -> Fusion {
         let layers = self
             .layers
             .iter()
             .zip(&model.layers)
-            .map(|(f, l)| match (f, &l.spec) {
-                (
-                    FusedLayer::Conv {
-                        pool: PoolInConv::WhereDeviceAllows | PoolInConv::Yes,
-                    },
-                    LayerSpec::Conv2d(attrs),
-                ) => FusedLayer::Conv {
-                    pool: if (Conv2d { attrs: *attrs }).can_store_pool(adapter, &l.input, batch) {
-                        PoolInConv::Yes
+            .map(|(f, l)| match *f {
+                FusedLayer::Fused {
+                    relu_after,
+                    mask_before,
+                    pool: PoolInStore::WhereDeviceAllows | PoolInStore::Yes,
+                } => FusedLayer::Fused {
+                    relu_after,
+                    mask_before,
+                    pool: if l.op.can_store_pool(adapter, &l.input, batch) {
+                        PoolInStore::Yes
                     } else {
-                        PoolInConv::No
+                        PoolInStore::No
                     },
                 },
-                (f, _) => *f,
+                f => f,
             })
             .collect();
         Fusion { layers }
     }
 
-    /// Whether the conv two layers before layer `i` stores its forward.
-    pub fn pool_stored_by_conv(&self, i: usize) -> bool {
-        i >= 2
-            && self.layers[i - 2]
-                == FusedLayer::Conv {
-                    pool: PoolInConv::Yes,
-                }
+    /// Whether the op two layers before layer `i` stores its forward.
+    pub fn pool_stored_before(&self, i: usize) -> bool {
+        i >= 2 && self.stores_pool(i - 2)
+    }
+
+    /// Whether layer `i` stores the pool two layers after it.
+    pub fn stores_pool(&self, i: usize) -> bool {
+        matches!(
+            self.layers.get(i),
+            Some(FusedLayer::Fused {
+                pool: PoolInStore::Yes,
+                ..
+            })
+        )
     }
 
     /// Checks that this fusion is one the kernels implement for `model`: each entry fits
-    /// its layer and agrees with its neighbours (a folded relu is a link of a chain with a
-    /// fused layer on each side that does its work). Whether a conv can store its pool
-    /// depends on the adapter: [`Fusion::on_device`] settles that.
+    /// its layer's [`FusionTraits`] and agrees with its neighbours (a folded relu is a link
+    /// of a chain with a fused layer on each side that does its work). Whether an op can
+    /// store its pool depends on the adapter: [`Fusion::on_device`] settles that.
     pub fn check(&self, model: &Sequential) -> Result<(), String> {
         if self.layers.len() != model.layers.len() {
             return Err(format!(
@@ -158,49 +173,51 @@ impl Fusion {
         }
         let at = |i: usize| self.layers.get(i).copied();
         let folded = |i: Option<usize>| i.and_then(at) == Some(FusedLayer::Folded);
+        let traits = |i: usize| {
+            model
+                .layers
+                .get(i)
+                .map_or(FusionTraits::default(), |l| l.op.fusion_traits())
+        };
         for (i, (f, l)) in self.layers.iter().zip(&model.layers).enumerate() {
             let prev = i.checked_sub(1);
-            let ok = match (f, &l.spec) {
-                (FusedLayer::Alone, _) => !folded(prev) && !folded(Some(i + 1)),
-                (FusedLayer::Folded, LayerSpec::Relu)
-                    if model.is_chain_link(i) && model.is_chain_link(i + 1) =>
-                {
-                    let before = prev.and_then(at);
-                    let after = at(i + 1);
-                    matches!(
-                        (before, after),
-                        (
-                            Some(FusedLayer::Linear {
+            let t = traits(i);
+            let ok = match *f {
+                FusedLayer::Alone => !folded(prev) && !folded(Some(i + 1)),
+                FusedLayer::Folded => {
+                    t.is_relu
+                        && model.is_chain_link(i)
+                        && model.is_chain_link(i + 1)
+                        && matches!(
+                            prev.and_then(at),
+                            Some(FusedLayer::Fused {
                                 relu_after: true,
                                 ..
-                            }),
-                            Some(FusedLayer::Linear {
-                                mask_before: true,
-                                ..
                             })
-                        ) | (
-                            Some(FusedLayer::Conv { .. }),
-                            Some(FusedLayer::PoolAfterRelu)
                         )
-                    )
+                        && matches!(
+                            at(i + 1),
+                            Some(
+                                FusedLayer::Fused {
+                                    mask_before: true,
+                                    ..
+                                } | FusedLayer::AfterRelu
+                            )
+                        )
                 }
-                (
-                    FusedLayer::Linear {
-                        relu_after,
-                        mask_before,
-                    },
-                    LayerSpec::Linear(_),
-                ) => *relu_after == folded(Some(i + 1)) && *mask_before == folded(prev),
-                (FusedLayer::Conv { pool }, LayerSpec::Conv2d(_)) => {
-                    folded(Some(i + 1))
-                        && (*pool == PoolInConv::No
-                            || matches!(
-                                model.layers.get(i + 2).map(|l| &l.spec),
-                                Some(LayerSpec::MaxPool2d(p)) if (MaxPool2d { attrs: *p }).is_2x2_stride_2()
-                            ))
+                FusedLayer::Fused {
+                    relu_after,
+                    mask_before,
+                    pool,
+                } => {
+                    (!relu_after || t.relu_in_store)
+                        && (!mask_before || t.masks_input_grad)
+                        && relu_after == folded(Some(i + 1))
+                        && mask_before == folded(prev)
+                        && (pool == PoolInStore::No
+                            || (relu_after && t.stores_pool && traits(i + 2).storable_pool))
                 }
-                (FusedLayer::PoolAfterRelu, LayerSpec::MaxPool2d(_)) => folded(prev),
-                _ => false,
+                FusedLayer::AfterRelu => t.commutes_with_relu && folded(prev),
             };
             if !ok {
                 return Err(format!(
@@ -242,36 +259,36 @@ impl Fusion {
                 }
                 continue;
             }
-            let (fwd, bwd) = match f {
-                FusedLayer::Linear {
+            let (fwd, bwd) = match *f {
+                FusedLayer::Fused {
                     relu_after,
                     mask_before,
-                } => (
-                    Some(format!(
-                        "{kind}.forward{}",
-                        if *relu_after { "+relu" } else { "" }
-                    )),
-                    format!("{kind}.backward{}", if *mask_before { "+relu" } else { "" }),
-                ),
-                FusedLayer::Conv { pool } => (
-                    Some(format!(
-                        "{kind}.forward+relu{}",
-                        match pool {
-                            PoolInConv::No => "",
-                            PoolInConv::WhereDeviceAllows =>
-                                "(+max_pool2d where the adapter allows)",
-                            PoolInConv::Yes => "+max_pool2d",
-                        }
-                    )),
-                    format!("{kind}.backward"),
-                ),
-                FusedLayer::PoolAfterRelu => (
+                    pool,
+                } => {
+                    let pool_kind = model.layers.get(i + 2).map_or("", |p| p.op.kind());
+                    (
+                        Some(format!(
+                            "{kind}.forward{}{}",
+                            if relu_after { "+relu" } else { "" },
+                            match pool {
+                                PoolInStore::No => String::new(),
+                                PoolInStore::WhereDeviceAllows =>
+                                    format!("(+{pool_kind} where the adapter allows)"),
+                                PoolInStore::Yes => format!("+{pool_kind}"),
+                            }
+                        )),
+                        format!("{kind}.backward{}", if mask_before { "+relu" } else { "" }),
+                    )
+                }
+                FusedLayer::AfterRelu => (
                     match i.checked_sub(2).map(|c| self.layers[c]) {
-                        Some(FusedLayer::Conv {
-                            pool: PoolInConv::Yes,
+                        Some(FusedLayer::Fused {
+                            pool: PoolInStore::Yes,
+                            ..
                         }) => None,
-                        Some(FusedLayer::Conv {
-                            pool: PoolInConv::WhereDeviceAllows,
+                        Some(FusedLayer::Fused {
+                            pool: PoolInStore::WhereDeviceAllows,
+                            ..
                         }) => Some(format!("{kind}.forward(where it does not)")),
                         _ => Some(format!("{kind}.forward")),
                     },

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::matmul::{Bias, Gemm};
-use crate::op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError};
+use crate::op::{CpuCtx, FusionTraits, Op, ParamFill, ParamSpec, ShapeError};
 use crate::reduce::bias_grad;
 use crate::tensor::Tensor;
 
@@ -142,6 +142,29 @@ impl Op for Linear {
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         self.backward_dispatches(k, io, None)
+    }
+    fn fusion_traits(&self) -> FusionTraits {
+        // The GEMM epilogues: max(y, 0) on the output, the relu mask on dx.
+        FusionTraits {
+            relu_in_store: true,
+            masks_input_grad: true,
+            ..FusionTraits::default()
+        }
+    }
+    fn gpu_forward_relu(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        self.forward_dispatches(k, io, true)
+    }
+    fn gpu_backward_relu_masked(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        // The folded relu's output is this layer's input.
+        self.backward_dispatches(k, io, Some(&io.x))
     }
 }
 

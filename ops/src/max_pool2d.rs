@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo, grid_1d};
-use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, Size2};
+use crate::op::{CpuCtx, FusionTraits, Op, ParamSpec, ShapeError, Size2};
 use crate::tensor::Tensor;
 
 const FORWARD_WGSL: &str = include_str!("../../shaders/max_pool2d_forward.wgsl");
@@ -120,7 +120,7 @@ pub struct MaxPool2d {
 
 impl MaxPool2d {
     /// 2x2 windows at stride 2: what a convolution can pool in its own stores
-    /// ([`crate::conv2d::Conv2d::forward_pooled_dispatches`]).
+    /// ([`crate::op::Op::gpu_forward_relu_pooled`]).
     pub(crate) fn is_2x2_stride_2(&self) -> bool {
         self.attrs.kernel.hw() == (2, 2) && self.attrs.stride().hw() == (2, 2)
     }
@@ -254,6 +254,22 @@ impl Op for MaxPool2d {
     }
     fn gpu_forward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         self.forward_dispatches(k, io, false)
+    }
+    fn fusion_traits(&self) -> FusionTraits {
+        // max_pool(relu(x)) = relu(max_pool(x)); a window whose maximum is not positive
+        // records no arg-max, so the backward passes no gradient there (the relu's).
+        FusionTraits {
+            commutes_with_relu: true,
+            storable_pool: self.is_2x2_stride_2(),
+            ..FusionTraits::default()
+        }
+    }
+    fn gpu_forward_relu(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        self.forward_dispatches(k, io, true)
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         let Some(dx) = &io.dx else { return Ok(vec![]) };

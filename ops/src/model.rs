@@ -2,15 +2,12 @@
 //! the CPU reference forward/backward of the whole model, and its GPU buffers and
 //! dispatch lists.
 
-use crate::conv2d::Conv2d;
-use crate::fusion::{FusedLayer, Fusion, PoolInConv};
+use crate::fusion::{FusedLayer, Fusion};
 use crate::gpu::{
     Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
 };
 use crate::init::Init;
 use crate::layer::LayerSpec;
-use crate::linear::Linear;
-use crate::max_pool2d::MaxPool2d;
 use crate::op::{CpuCtx, Op, ParamSpec, numel};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -487,14 +484,8 @@ impl GpuModel {
             None => BufferRef::whole(&gpu.storage_buffer("act.input", bytes(&model.input))?)
                 .words(0, words),
         };
-        let stores_pool: Vec<bool> = fusion
-            .layers
-            .iter()
-            .map(|f| {
-                *f == FusedLayer::Conv {
-                    pool: PoolInConv::Yes,
-                }
-            })
+        let stores_pool: Vec<bool> = (0..fusion.layers.len())
+            .map(|i| fusion.stores_pool(i))
             .collect();
         // The output of a conv that stores its pool is never written or read: a word of
         // placeholder stands for it (and for the fused relu's alias of it).
@@ -610,55 +601,49 @@ impl GpuModel {
             } else {
                 Vec::new()
             };
-            match (fusion.layers[i], &l.spec) {
+            match fusion.layers[i] {
                 // Folded into the layers around it (see `crate::fusion`).
-                (FusedLayer::Folded, _) => {}
-                (FusedLayer::Conv { pool }, LayerSpec::Conv2d(attrs)) => {
-                    let conv = Conv2d { attrs: *attrs };
-                    // conv -> relu -> 2x2 max pool: the conv's kernel stores the pool.
-                    if pool == PoolInConv::Yes {
+                FusedLayer::Folded => {}
+                FusedLayer::Fused {
+                    relu_after,
+                    mask_before,
+                    ..
+                } => {
+                    // op -> relu -> 2x2 max pool: the op's kernel stores the pool.
+                    if fusion.stores_pool(i) {
                         let pool = i + 2;
                         let arg = scratch_buffer(gpu, model, pool, batch)?.ok_or_else(|| {
                             GpuError::InvalidModel("max_pool2d needs scratch".into())
                         })?;
-                        forward.extend(conv.forward_pooled_dispatches(
+                        forward.extend(l.op.gpu_forward_relu_pooled(
                             &mut k,
                             &io,
                             &acts[pool + 1],
                             &arg,
                         )?);
                         pooled_by_conv = Some((pool, arg));
+                    } else if relu_after {
+                        forward.extend(l.op.gpu_forward_relu(&mut k, &io)?);
                     } else {
-                        forward.extend(conv.forward_dispatches(&mut k, &io, true)?);
+                        forward.extend(l.op.gpu_forward(&mut k, &io)?);
                     }
                     if train {
-                        backward.extend(conv.gpu_backward(&mut k, &io)?);
+                        backward.extend(if mask_before {
+                            l.op.gpu_backward_relu_masked(&mut k, &io)?
+                        } else {
+                            l.op.gpu_backward(&mut k, &io)?
+                        });
                     }
                 }
-                (FusedLayer::PoolAfterRelu, LayerSpec::MaxPool2d(attrs)) => {
-                    let pool = MaxPool2d { attrs: *attrs };
-                    if !fusion.pool_stored_by_conv(i) {
-                        forward.extend(pool.forward_dispatches(&mut k, &io, true)?);
+                FusedLayer::AfterRelu => {
+                    if !fusion.pool_stored_before(i) {
+                        forward.extend(l.op.gpu_forward_relu(&mut k, &io)?);
                     }
                     if train {
-                        backward.extend(pool.gpu_backward(&mut k, &io)?);
+                        backward.extend(l.op.gpu_backward(&mut k, &io)?);
                     }
                 }
-                (
-                    FusedLayer::Linear {
-                        relu_after,
-                        mask_before,
-                    },
-                    LayerSpec::Linear(attrs),
-                ) => {
-                    let lin = Linear { attrs: *attrs };
-                    forward.extend(lin.forward_dispatches(&mut k, &io, relu_after)?);
-                    if train {
-                        let mask = mask_before.then(|| io.x.clone());
-                        backward.extend(lin.backward_dispatches(&mut k, &io, mask.as_ref())?);
-                    }
-                }
-                _ => {
+                FusedLayer::Alone => {
                     forward.extend(l.op.gpu_forward(&mut k, &io)?);
                     if train {
                         backward.extend(l.op.gpu_backward(&mut k, &io)?);

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
+use crate::gpu::{AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, LayerIo};
 use crate::tensor::Tensor;
 
 /// An input shape an op cannot accept. Displays as, e.g.,
@@ -85,6 +85,37 @@ pub struct CpuCtx {
     pub layer: usize,
 }
 
+/// What the fusion pass ([`crate::fusion`]) may fold into an op. The pass reads these
+/// properties, never op kinds: an op joins a fusion by declaring one and implementing the
+/// fused dispatches it promises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FusionTraits {
+    /// It is a relu: foldable into its neighbours.
+    pub is_relu: bool,
+    /// Its forward can apply `max(y, 0)` as it stores ([`Op::gpu_forward_relu`]).
+    pub relu_in_store: bool,
+    /// Its backward can zero its input gradient where its input is not positive — the
+    /// backward of a relu before it, whose output is this op's input
+    /// ([`Op::gpu_backward_relu_masked`]).
+    pub masks_input_grad: bool,
+    /// Reading a relu's output, its backward can do the relu's too: with
+    /// [`Op::gpu_forward_relu`]'s forward its input gradient is zero wherever its input is
+    /// not positive (a max pool records no arg-max for a window whose maximum is not
+    /// positive, and the arg-max of a positive one is where the relu passed the gradient).
+    pub commutes_with_relu: bool,
+    /// Its forward can also store a following [`FusionTraits::storable_pool`] op, where
+    /// [`Op::can_store_pool`] says the adapter allows ([`Op::gpu_forward_relu_pooled`]).
+    pub stores_pool: bool,
+    /// A 2x2, stride-2 max pool: what a `stores_pool` op can store.
+    pub storable_pool: bool,
+}
+
+/// The error of a fused dispatch an op does not implement (the fusion pass only asks for
+/// what [`Op::fusion_traits`] promises, so this is a bug in a fusion, not user input).
+fn not_fusable(kind: &str, what: &str) -> GpuError {
+    GpuError::InvalidModel(format!("{kind} cannot {what}"))
+}
+
 /// A layer: shape rule, parameters, CPU reference and GPU kernels.
 pub trait Op: Send + Sync {
     /// Stable kind name, e.g. `"linear"`.
@@ -161,6 +192,45 @@ pub trait Op: Send + Sync {
     /// Builds the backward dispatches: writes `io.dx` (when present) and adds parameter
     /// gradients into `io.grads` (accumulating; the optimizer zeroes them).
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError>;
+    /// What the fusion pass may fold into it (nothing by default).
+    fn fusion_traits(&self) -> FusionTraits {
+        FusionTraits::default()
+    }
+    /// The forward with a folded relu's work in it: `max(y, 0)` applied as it stores
+    /// (`relu_in_store`), or, reading the relu's output, set up for a backward that does
+    /// the relu's (`commutes_with_relu`).
+    fn gpu_forward_relu(
+        &self,
+        _k: &mut KernelBuilder,
+        _io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        Err(not_fusable(self.kind(), "apply a relu in its forward"))
+    }
+    /// The backward with the input gradient zeroed where the input (a folded relu's
+    /// output) is not positive (`masks_input_grad`).
+    fn gpu_backward_relu_masked(
+        &self,
+        _k: &mut KernelBuilder,
+        _io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        Err(not_fusable(self.kind(), "mask its input gradient"))
+    }
+    /// Whether, over `input` at `batch` on `adapter`, the forward can store the pool after
+    /// the relu after it (`stores_pool`).
+    fn can_store_pool(&self, _adapter: &AdapterSummary, _input: &[usize], _batch: usize) -> bool {
+        false
+    }
+    /// The forward, the relu after it and the pool after that as one: writes the pool's
+    /// output `pool` and arg-max `arg` (only where [`Op::can_store_pool`]).
+    fn gpu_forward_relu_pooled(
+        &self,
+        _k: &mut KernelBuilder,
+        _io: &LayerIo,
+        _pool: &BufferRef,
+        _arg: &BufferRef,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        Err(not_fusable(self.kind(), "store a max pool"))
+    }
 }
 
 /// A window size, stride or padding: one number for both dimensions (`3`), or

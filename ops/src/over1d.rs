@@ -4,7 +4,7 @@
 //! `[out, in, k]` (PyTorch's `Conv1d` layout) outside and `[out, in, 1, k]` inside.
 
 use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
-use crate::op::{CpuCtx, Op, ParamSpec, ShapeError};
+use crate::op::{CpuCtx, FusionTraits, Op, ParamSpec, ShapeError};
 use crate::tensor::Tensor;
 
 /// A 1-D op running `inner` (a 2-D op) over `[C, 1, L]`.
@@ -144,5 +144,27 @@ impl<T: Op> Op for Over1d<T> {
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         self.inner.gpu_backward(k, &self.inner_io(io))
+    }
+    fn fusion_traits(&self) -> FusionTraits {
+        // The 2-D twin's fusions hold over [C, 1, L]; its 1 x k windows are no 2x2 pool.
+        FusionTraits {
+            stores_pool: false,
+            storable_pool: false,
+            ..self.inner.fusion_traits()
+        }
+    }
+    fn gpu_forward_relu(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        self.inner.gpu_forward_relu(k, &self.inner_io(io))
+    }
+    fn gpu_backward_relu_masked(
+        &self,
+        k: &mut KernelBuilder,
+        io: &LayerIo,
+    ) -> Result<Vec<Dispatch>, GpuError> {
+        self.inner.gpu_backward_relu_masked(k, &self.inner_io(io))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::elementwise;
 use crate::gpu::{Dispatch, GpuError, KernelBuilder, LayerIo};
-use crate::op::{CpuCtx, Op, ParamSpec, ShapeError, numel};
+use crate::op::{CpuCtx, FusionTraits, Op, ParamSpec, ShapeError, numel};
 use crate::tensor::Tensor;
 
 const WGSL: &str = include_str!("../../shaders/relu.wgsl");
@@ -51,5 +51,11 @@ impl Op for Relu {
     }
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_backward(k, io, "relu", WGSL, &[])
+    }
+    fn fusion_traits(&self) -> FusionTraits {
+        FusionTraits {
+            is_relu: true,
+            ..FusionTraits::default()
+        }
     }
 }

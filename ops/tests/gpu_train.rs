@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, new_gpu, request};
-use ops::fusion::{FusedLayer, Fusion, PoolInConv, fuse};
+use ops::fusion::{FusedLayer, Fusion, PoolInStore, fuse};
 use ops::loss::cross_entropy::cross_entropy_cpu;
 use ops::loss::mse::mse_cpu;
 use ops::model::Sequential;
@@ -247,9 +247,10 @@ fn fused_linear_relu_gradients_match_cpu_and_finite_differences() {
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
-    let linear = |relu_after, mask_before| FusedLayer::Linear {
+    let linear = |relu_after, mask_before| FusedLayer::Fused {
         relu_after,
         mask_before,
+        pool: PoolInStore::No,
     };
     use FusedLayer::{Alone, Folded};
     assert_eq!(
@@ -293,17 +294,21 @@ fn fused_conv_relu_pool_gradients_match_cpu_and_finite_differences() {
         init: Init::KaimingUniform,
     };
     let seq = Sequential::new(&def).unwrap();
-    use FusedLayer::{Alone, Folded, PoolAfterRelu};
-    let conv = |pool| FusedLayer::Conv { pool };
+    use FusedLayer::{AfterRelu, Alone, Folded};
+    let conv = |pool| FusedLayer::Fused {
+        relu_after: true,
+        mask_before: false,
+        pool,
+    };
     assert_eq!(
         fuse(&seq).layers,
         [
-            conv(PoolInConv::WhereDeviceAllows),
+            conv(PoolInStore::WhereDeviceAllows),
             Folded,
-            PoolAfterRelu,
-            conv(PoolInConv::No),
+            AfterRelu,
+            conv(PoolInStore::No),
             Folded,
-            PoolAfterRelu,
+            AfterRelu,
             Alone,
             Alone
         ]
@@ -1242,6 +1247,27 @@ fn conv1d_and_rectangular_models_match_cpu() {
     let seq = Sequential::new(&signal("max_pool1d", "relu")).unwrap();
     assert_eq!(seq.output_shape(), [3]);
     assert_eq!(seq.layers[4].output, [3, 5]);
+    // conv1d -> relu -> max_pool1d fuses as its 2-D twin does (the same op properties), no
+    // pool in the store (a 1 x 2 window is not the 2x2 the direct kernels store).
+    let flat_fused = graph(
+        vec![2, 24],
+        "[{conv1d: {out_channels: 4, kernel: 5, padding: 2}}, relu, {max_pool1d: {kernel: 2}}, flatten, {linear: {out: 3}}]",
+        vec![],
+    );
+    let seq_fused = Sequential::new(&flat_fused).unwrap();
+    assert_eq!(
+        fuse(&seq_fused).layers[..3],
+        [
+            FusedLayer::Fused {
+                relu_after: true,
+                mask_before: false,
+                pool: PoolInStore::No
+            },
+            FusedLayer::Folded,
+            FusedLayer::AfterRelu
+        ]
+    );
+    check_model(flat_fused, 5, 6, false);
     check_model_gradients(signal("avg_pool1d", "tanh"), 5, 6);
     // A max (and a relu) cross kinks under finite differences: GPU against CPU.
     check_model(signal("max_pool1d", "relu"), 5, 6, false);
