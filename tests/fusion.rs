@@ -4,16 +4,20 @@
 //! the CPU reference and finite differences.
 
 use ops::fusion::{Fusion, fuse};
-use ops::model::Sequential;
+use ops::model::{Sequential, TensorId};
 use ops::{Init, LayerSpec, ModelDef};
 
-/// A model of `layers` (a YAML list) over `input`, wired as `inputs` (empty: a chain).
+/// A model of `layers` (a YAML list) over `input`, layer `i` reading the tensors
+/// `inputs[i]` (`TensorId` numbers; empty: a chain).
 fn model(input: &[usize], layers: &str, inputs: Vec<Vec<usize>>) -> ModelDef {
     let layers: Vec<LayerSpec> = serde_yaml::from_str(layers).expect("layers parse");
     ModelDef {
         input: input.to_vec(),
         layers,
-        inputs,
+        inputs: inputs
+            .into_iter()
+            .map(|reads| reads.into_iter().map(TensorId).collect())
+            .collect(),
         init: Init::KaimingUniform,
     }
 }

@@ -71,7 +71,7 @@ pub fn model_to_dot(checked: &CheckedPipeline, name: &str) -> Option<String> {
             l.output
         );
         for &t in &l.inputs {
-            let _ = writeln!(out, "  \"{}\" -> \"{node}\";", id(t));
+            let _ = writeln!(out, "  \"{}\" -> \"{node}\";", id(t.0));
         }
     }
     out.push_str("}\n");

@@ -250,7 +250,7 @@ impl Fusion {
                 let input = l.inputs[0];
                 if l.op.is_view()
                     && needs[input]
-                    && model.consumers.get(input).is_some_and(|c| c.len() > 1)
+                    && model.consumers.get(input.0).is_some_and(|c| c.len() > 1)
                 {
                     backward.push(format!("{kind}.backward"));
                 }

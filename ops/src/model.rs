@@ -12,16 +12,66 @@ use crate::op::{CpuCtx, Op, ParamSpec, numel};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
+/// A tensor of a model, by id: `TensorId::INPUT` (0) is the model's input and
+/// `TensorId::output_of(i)` (`i + 1`) the output of layer `i`. Lists of per-tensor values
+/// (activations, their gradients, [`Sequential::consumers`]) are indexed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TensorId(pub usize);
+
+impl TensorId {
+    /// The model's input.
+    pub const INPUT: TensorId = TensorId(0);
+
+    /// The output of layer `layer`.
+    pub fn output_of(layer: usize) -> TensorId {
+        TensorId(layer + 1)
+    }
+
+    /// The layer that computes it (`None` for the input).
+    pub fn producer(self) -> Option<usize> {
+        self.0.checked_sub(1)
+    }
+}
+
+impl std::fmt::Display for TensorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.producer() {
+            None => f.write_str("the input"),
+            Some(layer) => write!(f, "layer {layer}'s output"),
+        }
+    }
+}
+
+impl<T> std::ops::Index<TensorId> for Vec<T> {
+    type Output = T;
+    fn index(&self, t: TensorId) -> &T {
+        &self[t.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<TensorId> for Vec<T> {
+    fn index_mut(&mut self, t: TensorId) -> &mut T {
+        &mut self[t.0]
+    }
+}
+
+impl<T> std::ops::Index<TensorId> for [T] {
+    type Output = T;
+    fn index(&self, t: TensorId) -> &T {
+        &self[t.0]
+    }
+}
+
 /// What the user declared: per-sample input shape, layers, how they are wired, init
 /// scheme.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelDef {
     pub input: Vec<usize>,
     pub layers: Vec<LayerSpec>,
-    /// The tensors each layer reads, by id: `0` is the model's input and `i + 1` the output
-    /// of layer `i`, so a layer reads only earlier tensors. Empty: a chain, layer `i`
-    /// reads tensor `i`. The model's output is its last layer's.
-    pub inputs: Vec<Vec<usize>>,
+    /// The tensors each layer reads ([`TensorId`]), so a layer reads only earlier
+    /// tensors. Empty: a chain, layer `i` reads tensor `i` (the layer before's output).
+    /// The model's output is its last layer's.
+    pub inputs: Vec<Vec<TensorId>>,
     pub init: Init,
 }
 
@@ -42,7 +92,7 @@ pub struct Layer {
     pub spec: LayerSpec,
     pub op: Box<dyn Op>,
     /// The tensors it reads (see [`ModelDef::inputs`]).
-    pub inputs: Vec<usize>,
+    pub inputs: Vec<TensorId>,
     /// Per-sample shape of its first input.
     pub input: Vec<usize>,
     /// Per-sample shapes of all its inputs.
@@ -73,8 +123,8 @@ pub struct ParamSlot {
 pub struct Sequential {
     pub input: Vec<usize>,
     pub layers: Vec<Layer>,
-    /// For each tensor (`0` the input, `i + 1` layer `i`'s output), the `(layer, input
-    /// slot)` pairs that read it, in layer order.
+    /// For each tensor (indexed by [`TensorId`]), the `(layer, input slot)` pairs that
+    /// read it, in layer order.
     pub consumers: Vec<Vec<(usize, usize)>>,
     pub init: Init,
     /// Packed layout of all parameters, 256-byte aligned, layer by layer (each layer's
@@ -114,7 +164,11 @@ impl Sequential {
             let op = spec.build();
             op.check_attrs()
                 .map_err(|e| format!("layer {i} ({}): {e}", op.kind()))?;
-            let inputs = def.inputs.get(i).cloned().unwrap_or_else(|| vec![i]);
+            let inputs = def
+                .inputs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| vec![TensorId(i)]);
             let (min, max) = op.arity();
             if inputs.len() < min || inputs.len() > max {
                 return Err(format!(
@@ -129,10 +183,11 @@ impl Sequential {
                     }
                 ));
             }
-            if let Some(t) = inputs.iter().find(|&&t| t > i) {
+            if let Some(t) = inputs.iter().find(|&&t| t.0 > i) {
                 return Err(format!(
-                    "layer {i} ({}) reads tensor {t}, which is not computed before it (0 is the input, {i} the layer before)",
-                    op.kind()
+                    "layer {i} ({}) reads tensor {}, which is not computed before it (0 is the input, {i} the layer before)",
+                    op.kind(),
+                    t.0
                 ));
             }
             for (slot, &t) in inputs.iter().enumerate() {
@@ -334,7 +389,9 @@ impl Sequential {
     /// before's output, or the input) and nothing else reads that tensor. Fusions fold
     /// only such links.
     pub fn is_chain_link(&self, i: usize) -> bool {
-        self.layers.get(i).is_some_and(|l| l.inputs == [i])
+        self.layers
+            .get(i)
+            .is_some_and(|l| l.inputs == [TensorId(i)])
             && self.consumers.get(i).is_some_and(|c| c.len() == 1)
     }
 
@@ -508,7 +565,10 @@ impl GpuModel {
             if train {
                 // A view or a folded relu shares its input's gradient buffer when it is the
                 // only reader of a tensor that needs one.
-                if (l.op.is_view() || fused[i]) && first > 0 && model.consumers[first].len() == 1 {
+                if (l.op.is_view() || fused[i])
+                    && first != TensorId::INPUT
+                    && model.consumers[first].len() == 1
+                {
                     dacts.push(dacts[first].words(0, words));
                 } else {
                     dacts.push(own(format!("grad_act.{i}"), words)?);

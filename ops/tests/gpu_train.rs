@@ -7,7 +7,7 @@ use common::{assert_close, gpu, new_gpu, request};
 use ops::fusion::{FusedLayer, Fusion, PoolInStore, fuse};
 use ops::loss::cross_entropy::cross_entropy_cpu;
 use ops::loss::mse::mse_cpu;
-use ops::model::Sequential;
+use ops::model::{Sequential, TensorId};
 use ops::optim::clip::clip_factor_cpu;
 use ops::rng::Rng;
 use ops::{
@@ -941,11 +941,16 @@ fn gemm_with_millions_of_rows_fits_the_dispatch_limits() {
 
 /// A model wired as a graph: `layers` with the tensors each reads (0 is the input, `i + 1`
 /// layer `i`'s output).
+/// A model of `yaml` layers over `input`, layer `i` reading the tensors `inputs[i]`
+/// ([`TensorId`] numbers; empty: a chain).
 fn graph(input: Vec<usize>, yaml: &str, inputs: Vec<Vec<usize>>) -> ModelDef {
     ModelDef {
         input,
         layers: layers(yaml),
-        inputs,
+        inputs: inputs
+            .into_iter()
+            .map(|reads| reads.into_iter().map(TensorId).collect())
+            .collect(),
         init: Init::KaimingUniform,
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use ops::layer::LayerSpec;
+use ops::model::TensorId;
 
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
@@ -45,22 +46,22 @@ impl ModelShapes {
         self.layers.iter().map(|l| l.buffer_values).sum()
     }
 
-    /// Per-sample shape of tensor `t` (`0` the input, `i + 1` layer `i`'s output).
-    fn tensor_shape(&self, t: usize) -> &[usize] {
-        match t {
-            0 => &self.input,
-            t => &self.layers[t - 1].output,
+    /// Per-sample shape of tensor `t`.
+    fn tensor_shape(&self, t: TensorId) -> &[usize] {
+        match t.producer() {
+            None => &self.input,
+            Some(layer) => &self.layers[layer].output,
         }
     }
 
     /// The positions of the model's (flattened) input that tensor `t` holds as they are:
     /// all of them for the input, a range for a `slice` (or `flatten`) of such a tensor;
     /// `None` for a computed tensor.
-    fn input_features(&self, t: usize) -> Option<std::ops::Range<usize>> {
-        if t == 0 {
+    fn input_features(&self, t: TensorId) -> Option<std::ops::Range<usize>> {
+        let Some(producer) = t.producer() else {
             return Some(0..numel(&self.input));
-        }
-        let layer = &self.layers[t - 1];
+        };
+        let layer = &self.layers[producer];
         let &[src] = layer.inputs.as_slice() else {
             return None;
         };
@@ -106,8 +107,9 @@ pub struct LayerShape {
     pub name: Option<String>,
     /// The layer.
     pub spec: LayerSpec,
-    /// The tensors it reads (`0` the model's input, `i + 1` layer `i`'s output).
-    pub inputs: Vec<usize>,
+    /// The tensors it reads (`TensorId::INPUT` the model's input, `output_of(i)` layer
+    /// `i`'s).
+    pub inputs: Vec<TensorId>,
     /// The layer as written, e.g. `linear(out=100)`.
     pub describe: String,
     /// Op kind.
@@ -305,7 +307,7 @@ pub(super) fn check(
                     layers.push(LayerShape {
                         name: w.name.clone(),
                         spec: layer.clone(),
-                        inputs: w.inputs.clone(),
+                        inputs: w.inputs.iter().map(|&t| TensorId(t)).collect(),
                         describe: describe_layer(layer),
                         kind: op.kind(),
                         params: op
@@ -344,15 +346,16 @@ pub(super) fn check(
                 layers,
             };
             for (i, _, _) in shapes.embeddings().into_iter().filter(|e| e.1.is_none()) {
-                let t = shapes.layers[i].inputs[0];
+                // Not the input (that reads ids), so a layer's output.
+                let t = shapes.layers[i].inputs[0].producer().unwrap_or_default();
                 out.push(
                     Diagnostic::new(
                         "embedding-of-computed-values",
                         format!(
                             "{} (embedding) of model `{name}` reads {} ({}), not ids",
                             wired[i].label(i),
-                            shapes.layer_label(t - 1),
-                            shapes.layers[t - 1].kind
+                            shapes.layer_label(t),
+                            shapes.layers[t].kind
                         ),
                     )
                     .at(parsed.span(&wired[i].path), "ids come from the data")

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use ops::fusion::{Fusion, fuse};
 use ops::gpu::{BackendChoice, DeviceRequest};
 use ops::model::Sequential;
+use ops::model::TensorId;
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
@@ -333,8 +334,12 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             let mut offset = 0;
             for (_, d) in &model_defs {
                 for j in 0..d.layers.len() {
-                    let own = d.inputs.get(j).cloned().unwrap_or_else(|| vec![j]);
-                    inputs.push(own.into_iter().map(|t| t + offset).collect());
+                    let own = d
+                        .inputs
+                        .get(j)
+                        .cloned()
+                        .unwrap_or_else(|| vec![TensorId(j)]);
+                    inputs.push(own.into_iter().map(|t| TensorId(t.0 + offset)).collect());
                 }
                 offset += d.layers.len();
             }

@@ -345,7 +345,7 @@ fn model_plan(name: &str, m: &ModelShapes) -> ModelPlan {
                         l.describe,
                         l.inputs
                             .iter()
-                            .map(|&t| source(t))
+                            .map(|&t| source(t.0))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
