@@ -42,9 +42,10 @@ pub struct Embedding {
     pub attrs: EmbeddingAttrs,
 }
 
-/// The table row an id value selects, when it names one.
+/// The table row an id value selects, when it names one (rounded half to even, as WGSL's
+/// `round`).
 fn row(value: f32, rows: usize) -> Option<usize> {
-    let id = value.round();
+    let id = value.round_ties_even();
     (id >= 0.0 && (id as usize) < rows).then_some(id as usize)
 }
 

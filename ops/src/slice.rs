@@ -59,7 +59,7 @@ impl Op for Slice {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, ShapeError> {
         let SliceAttrs { start, end } = self.attrs;
         match input.first() {
-            Some(&first) if end <= first => {
+            Some(&first) if start < end && end <= first => {
                 let mut out = input.to_vec();
                 out[0] = end - start;
                 Ok(out)

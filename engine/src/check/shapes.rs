@@ -246,7 +246,9 @@ pub(super) fn check(
                     .at(parsed.span(&path), message.clone())
                     .hint("see docs/pipeline.md for the layer's valid values"),
                 );
+                // Shape rules assume valid attributes (a slice's start below its end).
                 ok = false;
+                break;
             }
             let result = op.output_shape_of(&input_shapes);
             if w.inputs.len() > 1
@@ -453,10 +455,12 @@ fn port_shape(
 }
 
 /// The features each embedding of `model` reads are ids of data set `dataset` (fed by
-/// stage `stage`), within its `num_embeddings`.
+/// stage `stage` through its `field`), within its `num_embeddings`.
+#[allow(clippy::too_many_arguments)]
 fn check_ids(
     parsed: &ParsedPipeline,
     stage: usize,
+    field: &str,
     model_name: &str,
     model: &ModelShapes,
     dataset: &str,
@@ -484,7 +488,7 @@ fn check_ids(
         match &ds.ids {
             None => out.push(
                 Diagnostic::new("embedding-without-ids", format!("{what}, which declares no `ids:`"))
-                    .at(parsed.span(&field_path(stage, "input")), "features of this data set")
+                    .at(parsed.span(&field_path(stage, field)), "features of this data set")
                     .stage(stage_id)
                     .hint(format!(
                         "declare them under `datasets.{dataset}`: `ids: {{start: {}, end: {}, count: <number of ids>}}` (ids are then checked and never normalised)",
@@ -519,6 +523,9 @@ fn check_edges(
     models: &BTreeMap<String, ModelShapes>,
     out: &mut Vec<Diagnostic>,
 ) {
+    // (model, data set) pairs whose ids are checked: a load and an eval feeding the same
+    // data to a model are reported once.
+    let mut ids_checked = std::collections::BTreeSet::new();
     for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
         match stage {
             Stage::Forward(f) => {
@@ -531,10 +538,36 @@ fn check_edges(
                 let Some(found) = port_shape(parsed, datasets, models, src, &port) else {
                     continue;
                 };
-                if let Stage::Load(load) = &parsed.pipeline.stages[src]
-                    && let Some(ds) = datasets.get(&load.dataset)
-                {
-                    check_ids(parsed, i, &f.model, model, &load.dataset, ds, out);
+                match &parsed.pipeline.stages[src] {
+                    Stage::Load(load) => {
+                        if let Some(ds) = datasets.get(&load.dataset)
+                            && ids_checked.insert((f.model.as_str(), load.dataset.as_str()))
+                        {
+                            check_ids(parsed, i, "input", &f.model, model, &load.dataset, ds, out);
+                        }
+                    }
+                    // Another model's output is computed: no ids for an embedding.
+                    Stage::Forward(before) => {
+                        for (layer, _, _) in
+                            model.embeddings().into_iter().filter(|e| e.1.is_some())
+                        {
+                            out.push(
+                                Diagnostic::new(
+                                    "embedding-of-computed-values",
+                                    format!(
+                                        "{} (embedding) of model `{}` reads the model's input, which model `{}` computes, not ids",
+                                        model.layer_label(layer),
+                                        f.model,
+                                        before.model
+                                    ),
+                                )
+                                .at(parsed.span(&field_path(i, "input")), "computed, not ids")
+                                .stage(stage.id())
+                                .hint("an embedding reads ids from the data: feed this model from a `load` of a data set that declares them (`ids:`)"),
+                            );
+                        }
+                    }
+                    _ => {}
                 }
                 if numel(&found) != numel(&model.input) {
                     out.push(
@@ -639,9 +672,22 @@ fn check_edges(
                 let Some(first) = first_model(parsed, graph, &e.model) else {
                     continue;
                 };
-                let Some(input) = models.get(first).map(|m| &m.input) else {
+                let Some(first_shapes) = models.get(first) else {
                     continue;
                 };
+                if ids_checked.insert((first, e.dataset.as_str())) {
+                    check_ids(
+                        parsed,
+                        i,
+                        "dataset",
+                        first,
+                        first_shapes,
+                        &e.dataset,
+                        ds,
+                        out,
+                    );
+                }
+                let input = &first_shapes.input;
                 if numel(&ds.shape) != numel(input) {
                     out.push(
                         Diagnostic::new("shape-mismatch", format!("model `{first}` expects input {input:?} but data set `{}` has samples of shape {:?}", e.dataset, ds.shape))

@@ -50,7 +50,7 @@ impl IdFeatures {
     /// Errors, naming the 1-based sample and feature, at the first value that is not an id.
     fn check(&self, dataset: &Dataset, source: &Source) -> Result<(), DataError> {
         let width = dataset.sample_len();
-        if self.range.end > width {
+        if self.range.start > self.range.end || self.range.end > width {
             return Err(DataError::Config(format!(
                 "{}: id features {}..{} lie past the {width} features of a sample",
                 source.describe(),
@@ -77,10 +77,9 @@ impl IdFeatures {
                     .find(|&(_, v)| v.fract() != 0.0 || v < 0.0 || v >= self.count as f32)
                     .unwrap_or((self.range.start, f32::NAN));
                 Err(DataError::Config(format!(
-                    "{}: sample {}, feature {}: expected an id (a whole number in 0..{}), found {value} (hint: raise `ids.count`, or map the values to 0..count-1 first)",
+                    "{}: sample {}, id feature {j} (0-based, as `ids` counts): expected an id (a whole number in 0..{}), found {value} (hint: raise `ids.count`, or map the values to 0..count-1 first)",
                     source.describe(),
                     row + 1,
-                    j + 1,
                     self.count
                 )))
             }
