@@ -419,3 +419,29 @@ fn every_prefix_of_every_corpus_file_is_an_error_not_a_panic() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A label column of class names: each row's name is its index in the sorted names, and a
+/// name outside them is refused with its row (a header row counts as row 1).
+#[test]
+fn class_names_are_numbered_in_order_and_unknown_names_located() {
+    let mut iris = CsvSource::new(repo("pipelines/data/iris.csv"));
+    iris.header = true;
+    iris.task = Task::Classify { classes: Some(3) };
+    iris.class_names = Some(vec![
+        "setosa".to_string(),
+        "versicolor".to_string(),
+        "virginica".to_string(),
+    ]);
+    let data = iris.load().unwrap();
+    assert_eq!(data.len(), 150);
+    assert_eq!(
+        (data.labels[0], data.labels[50], data.labels[149]),
+        (0, 1, 2)
+    );
+    iris.class_names = Some(vec!["setosa".to_string(), "versicolor".to_string()]);
+    iris.task = Task::Classify { classes: Some(2) };
+    let error = iris.load().unwrap_err().to_string();
+    assert!(error.contains("row 102"), "{error}");
+    assert!(error.contains("virginica"), "{error}");
+    assert!(error.contains("setosa, versicolor"), "{error}");
+}

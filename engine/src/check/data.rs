@@ -17,6 +17,9 @@ pub struct DatasetInfo {
     pub shape: Vec<usize>,
     /// Number of classes.
     pub classes: usize,
+    /// The class names, sorted, when the label column holds names (class `i` is
+    /// `class_names[i]`).
+    pub class_names: Option<Vec<String>>,
     /// Samples in each split that exists.
     pub splits: BTreeMap<SplitName, usize>,
     /// Features holding integer ids, as declared (see [`DatasetInfo::valid_ids`]).
@@ -27,6 +30,7 @@ struct Probe {
     samples: usize,
     shape: Vec<usize>,
     classes: usize,
+    class_names: Option<Vec<String>>,
 }
 
 /// Probes every data set; unreadable sources become diagnostics.
@@ -93,6 +97,7 @@ fn probe_dataset(
     Some(DatasetInfo {
         shape: main.shape,
         classes: main.classes,
+        class_names: main.class_names,
         splits,
         ids,
     })
@@ -175,7 +180,7 @@ fn probe_source(
         p
     };
     let result = match source {
-        SourceSpec::Csv(csv) => probe_csv(&parsed.base_dir.join(&csv.path), csv.header).map_err(|e| (field("path"), e)).and_then(|(rows, cols)| {
+        SourceSpec::Csv(csv) => probe_csv(&parsed.base_dir.join(&csv.path), csv.header, csv.label).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels }| {
             let width = csv.features.end.saturating_sub(csv.features.start);
             if csv.features.end > cols || csv.label >= cols {
                 return Err((field("features"), format!("the file has {cols} columns, but features are columns {}..{} and the label is column {}", csv.features.start, csv.features.end, csv.label)));
@@ -186,7 +191,17 @@ fn probe_source(
                 let held = values.map_or("more".to_string(), |v| v.to_string());
                 return Err((field("shape"), format!("shape {shape:?} holds {held} values but {width} feature columns are selected")));
             }
-            Ok(Probe { samples: rows, shape, classes: csv.classes })
+            let (classes, class_names) = match labels {
+                Labels::Names(names) => match csv.classes {
+                    Some(n) if n != names.len() => return Err((field("classes"), format!("the label column holds {} class names ({}) but `classes` is {n}", names.len(), list_names(&names)))),
+                    _ => (names.len(), Some(names)),
+                },
+                Labels::Ids { max } => (csv.classes.unwrap_or(max + 1), None),
+            };
+            if classes < 2 {
+                return Err((field("label"), format!("the label column holds {classes} class; classification needs at least two")));
+            }
+            Ok(Probe { samples: rows, shape, classes, class_names })
         }),
         SourceSpec::Idx(idx) => {
             let images = read_idx_header(&parsed.base_dir.join(&idx.images)).map_err(|e| (field("images"), e));
@@ -195,7 +210,7 @@ fn probe_source(
                 (Ok(img), Ok(lab)) if img.first() == lab.first() && img.len() >= 2 => {
                     let mut shape = vec![1];
                     shape.extend_from_slice(&img[1..]);
-                    Ok(Probe { samples: img[0], shape, classes: idx.classes })
+                    Ok(Probe { samples: img[0], shape, classes: idx.classes, class_names: None })
                 }
                 (Ok(img), Ok(lab)) => Err((field("labels"), format!("the images file holds {} samples but the labels file {}", img.first().unwrap_or(&0), lab.first().unwrap_or(&0)))),
                 (Err(e), _) | (_, Err(e)) => Err(e),
@@ -206,13 +221,13 @@ fn probe_source(
             let labels = read_npy_shape(&parsed.base_dir.join(&npy.labels)).map_err(|e| (field("labels"), e));
             match (features, labels) {
                 (Ok(f), Ok(l)) if !f.is_empty() && l.first() == f.first() => {
-                    Ok(Probe { samples: f[0], shape: f[1..].to_vec(), classes: npy.classes })
+                    Ok(Probe { samples: f[0], shape: f[1..].to_vec(), classes: npy.classes, class_names: None })
                 }
                 (Ok(f), Ok(l)) => Err((field("labels"), format!("features have shape {f:?} but labels {l:?}; the first dimensions must agree"))),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
-        SourceSpec::Synthetic(s) => Ok(Probe { samples: s.samples, shape: s.shape.clone(), classes: s.classes }),
+        SourceSpec::Synthetic(s) => Ok(Probe { samples: s.samples, shape: s.shape.clone(), classes: s.classes, class_names: None }),
     };
     match result {
         Ok(probe) => Some(probe),
@@ -242,10 +257,47 @@ fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     }
 }
 
-fn probe_csv(path: &Path, header: bool) -> Result<(usize, usize), String> {
+/// What a CSV's label column holds.
+enum Labels {
+    /// Integer class ids, the largest `max`.
+    Ids { max: usize },
+    /// Class names (some label is not a whole number), distinct and sorted.
+    Names(Vec<String>),
+}
+
+struct CsvProbe {
+    rows: usize,
+    cols: usize,
+    labels: Labels,
+}
+
+/// `setosa`, `versicolor`, … (at most 8 shown).
+fn list_names(names: &[String]) -> String {
+    let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+    let more = names.len().saturating_sub(8);
+    if more > 0 {
+        format!("{}, and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// A cell as the data stages read it: trimmed, one pair of surrounding quotes removed.
+fn clean_cell(cell: &str) -> &str {
+    let cell = cell.trim();
+    cell.strip_prefix('"')
+        .and_then(|c| c.strip_suffix('"'))
+        .map_or(cell, str::trim)
+}
+
+/// Rows, columns and the label column's values of a CSV file.
+fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String> {
     let reader = BufReader::new(open(path)?);
     let mut rows = 0;
     let mut cols = 0;
+    let mut names = std::collections::BTreeSet::new();
+    let mut max = 0usize;
+    let mut all_ids = true;
     for line in reader.lines() {
         let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         if line.trim().is_empty() {
@@ -255,13 +307,42 @@ fn probe_csv(path: &Path, header: bool) -> Result<(usize, usize), String> {
             cols = line.split(',').count();
         }
         rows += 1;
+        if header && rows == 1 {
+            continue;
+        }
+        // A short row is reported by the data stages, with its row number.
+        let Some(cell) = line.split(',').nth(label).map(clean_cell) else {
+            continue;
+        };
+        match cell.parse::<f64>() {
+            Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u32::MAX as f64 => {
+                max = max.max(v as usize);
+            }
+            _ => all_ids = false,
+        }
+        if names.len() <= MAX_CLASS_NAMES && !names.contains(cell) {
+            names.insert(cell.to_string());
+        }
     }
     let rows = rows - usize::from(header && rows > 0);
     if rows == 0 {
         return Err(format!("`{}` holds no samples", path.display()));
     }
-    Ok((rows, cols))
+    let labels = if all_ids {
+        Labels::Ids { max }
+    } else if names.len() > MAX_CLASS_NAMES {
+        return Err(format!(
+            "the label column (column {}) holds more than {MAX_CLASS_NAMES} distinct values that are not all class ids; is it the right column?",
+            label + 1
+        ));
+    } else {
+        Labels::Names(names.into_iter().collect())
+    };
+    Ok(CsvProbe { rows, cols, labels })
 }
+
+/// More distinct label names than this is a wrong column, not a vocabulary.
+const MAX_CLASS_NAMES: usize = 10_000;
 
 fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
     let mut reader = open(path)?;

@@ -151,7 +151,8 @@ fn source(r: &mut Rules, source: &SourceSpec) {
             let (start, end) = (csv.features.start, csv.features.end);
             r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
             r.rule("label", !(start..end).contains(&csv.label), "a column outside the feature columns", csv.label, "the label column must not also be a feature");
-            csv.classes
+            // Inferred from the file when omitted (checked when the file is probed).
+            csv.classes.unwrap_or(2)
         }
         SourceSpec::Idx(idx) => idx.classes,
         SourceSpec::Npy(npy) => npy.classes,

@@ -11,6 +11,9 @@ use super::source::Source;
 use super::split::{Fractions, Split, split_indices};
 
 /// Where the train, val and test samples come from.
+// Built once per data set and never moved on a hot path: boxing the sources would only
+// make the configuration harder to write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SplitBy {
     /// Each split from its own source (e.g. MNIST's train and t10k files).

@@ -210,6 +210,9 @@ pub struct DataPlan {
     pub id: DatasetId,
     /// Its name under `datasets:`.
     pub name: String,
+    /// The class names, sorted (class `i` is `class_names[i]`), when its labels are names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
     /// Source, split and normalisation, paths resolved.
     #[serde(skip)]
     pub config: DataConfig,
@@ -238,6 +241,10 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
         datasets.push(DataPlan {
             id,
             name: name.to_string(),
+            class_names: checked
+                .datasets
+                .get(name)
+                .and_then(|d| d.class_names.clone()),
             config: data_config(checked, name),
         });
         id
@@ -598,6 +605,8 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
     let p = &checked.parsed.pipeline;
     let spec = &p.datasets[name];
     let base = &checked.parsed.base_dir;
+    // The check read the classes (and the names) from the train source's file.
+    let info = checked.datasets.get(name);
     let source = |s: &SourceSpec| -> Source {
         match s {
             SourceSpec::Csv(c) => {
@@ -609,8 +618,9 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
                 };
                 csv.label = Columns::List(vec![c.label]);
                 csv.task = Task::Classify {
-                    classes: Some(c.classes),
+                    classes: info.map(|d| d.classes).or(c.classes),
                 };
+                csv.class_names = info.and_then(|d| d.class_names.clone());
                 csv.shape = c.shape.clone();
                 Source::Csv(csv)
             }

@@ -824,6 +824,16 @@ impl fmt::Display for Plan {
                 .collect();
             writeln!(f, "evals: {}", evals.join(", "))?;
         }
+        for d in &self.datasets {
+            if let Some(names) = &d.class_names {
+                let numbered: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{i} {n}"))
+                    .collect();
+                writeln!(f, "classes of {}: {}", d.name, numbered.join(", "))?;
+            }
+        }
         writeln!(f)?;
         writeln!(f, "lifecycle")?;
         let print_hooks =

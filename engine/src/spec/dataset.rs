@@ -63,10 +63,13 @@ pub struct CsvSource {
     pub header: bool,
     /// Columns holding the features (0-based, `end` exclusive).
     pub features: Columns,
-    /// Column holding the integer class label (0-based).
+    /// Column holding the class label (0-based): an integer class id, or a class name
+    /// (`setosa`). Names are numbered in sorted order of the names in the file.
     pub label: usize,
-    /// Number of classes; labels must lie in `0..classes`.
-    pub classes: usize,
+    /// Number of classes: integer labels lie in `0..classes`. Optional: by default the
+    /// largest integer label + 1, or the number of distinct names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
     /// Per-sample shape of the features, e.g. `[1, 8, 8]` for a CNN. Defaults to `[columns]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Vec<usize>>,

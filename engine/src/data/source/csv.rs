@@ -54,6 +54,9 @@ pub struct CsvSource {
     pub task: Task,
     /// Per-sample shape of the features (e.g. `[8, 8]`); `None` means `[feature count]`.
     pub shape: Option<Vec<usize>>,
+    /// Class names, sorted: the label column holds names, class `i` being
+    /// `class_names[i]` (a name not in the list is an error naming its row).
+    pub class_names: Option<Vec<String>>,
 }
 
 impl CsvSource {
@@ -68,6 +71,7 @@ impl CsvSource {
             label: Columns::Last,
             task: Task::Classify { classes: None },
             shape: None,
+            class_names: None,
         }
     }
 
@@ -279,7 +283,20 @@ fn parse_rows(
             parsed.features.push(value);
         }
         for &column in &layout.labels {
-            let value = parse_number::<f64>(cells[column]).ok_or_else(|| not_a_number(column))?;
+            let value = match &source.class_names {
+                Some(names) => {
+                    let cell = String::from_utf8_lossy(clean(cells[column]));
+                    let class = names.binary_search_by(|n| n.as_str().cmp(&cell));
+                    class.map_err(|_| DataError::BadLabel {
+                        file: file.to_path_buf(),
+                        row: line.row,
+                        column: Some(column + 1),
+                        label: cell.clone().into_owned(),
+                        expected: format!("one of the classes {}", names.join(", ")),
+                    })? as f64
+                }
+                None => parse_number::<f64>(cells[column]).ok_or_else(|| not_a_number(column))?,
+            };
             parsed.labels.push(value);
         }
     }
