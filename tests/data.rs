@@ -445,3 +445,26 @@ fn class_names_are_numbered_in_order_and_unknown_names_located() {
     assert!(error.contains("virginica"), "{error}");
     assert!(error.contains("setosa, versicolor"), "{error}");
 }
+
+/// Columns chosen by their header names, in the order given; an unknown name lists the
+/// header's.
+#[test]
+fn columns_are_chosen_by_header_name() {
+    let mut iris = CsvSource::new(repo("pipelines/data/iris.csv"));
+    iris.header = true;
+    iris.features = Columns::Named(vec!["petal_width".to_string(), "sepal_length".to_string()]);
+    iris.label = Columns::Named(vec!["species".to_string()]);
+    iris.task = Task::Classify { classes: Some(3) };
+    iris.class_names = Some(
+        ["setosa", "versicolor", "virginica"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let data = iris.load().unwrap();
+    // The first row: 5.1, 3.5, 1.4, 0.2, setosa.
+    assert_eq!(data.sample(0), [0.2, 5.1]);
+    iris.features = Columns::Named(vec!["petal_widht".to_string()]);
+    let error = iris.load().unwrap_err().to_string();
+    assert!(error.contains("no column `petal_widht`"), "{error}");
+    assert!(error.contains("sepal_length, sepal_width"), "{error}");
+}

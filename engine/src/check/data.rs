@@ -6,9 +6,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{DatasetSpec, IdFeatures, SourceSpec, SplitName, SplitSpec};
+use crate::spec::{
+    ColumnRef, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, SourceSpec, SplitName, SplitSpec,
+};
 
 /// What the checks know about a data set.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,10 +182,14 @@ fn probe_source(
         p
     };
     let result = match source {
-        SourceSpec::Csv(csv) => probe_csv(&parsed.base_dir.join(&csv.path), csv.header, csv.label).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels }| {
-            let width = csv.features.end.saturating_sub(csv.features.start);
-            if csv.features.end > cols || csv.label >= cols {
-                return Err((field("features"), format!("the file has {cols} columns, but features are columns {}..{} and the label is column {}", csv.features.start, csv.features.end, csv.label)));
+        SourceSpec::Csv(csv) => {
+            let path = parsed.base_dir.join(&csv.path);
+            let (features, label) = csv_columns(parsed, csv, &path, at, diagnostics)?;
+            probe_csv(&path, csv.header, label).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels }| {
+            let width = features.len();
+            let last = features.iter().copied().max().unwrap_or(0);
+            if last >= cols || label >= cols {
+                return Err((field("features"), format!("the file has {cols} columns, but the features reach column {last} and the label is column {label} (0-based)")));
             }
             let shape = csv.shape.clone().unwrap_or(vec![width]);
             let values = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
@@ -202,32 +208,62 @@ fn probe_source(
                 return Err((field("label"), format!("the label column holds {classes} class; classification needs at least two")));
             }
             Ok(Probe { samples: rows, shape, classes, class_names })
-        }),
+        })
+        }
         SourceSpec::Idx(idx) => {
-            let images = read_idx_header(&parsed.base_dir.join(&idx.images)).map_err(|e| (field("images"), e));
-            let labels = read_idx_header(&parsed.base_dir.join(&idx.labels)).map_err(|e| (field("labels"), e));
+            let images = read_idx_header(&parsed.base_dir.join(&idx.images))
+                .map_err(|e| (field("images"), e));
+            let labels = read_idx_header(&parsed.base_dir.join(&idx.labels))
+                .map_err(|e| (field("labels"), e));
             match (images, labels) {
                 (Ok(img), Ok(lab)) if img.first() == lab.first() && img.len() >= 2 => {
                     let mut shape = vec![1];
                     shape.extend_from_slice(&img[1..]);
-                    Ok(Probe { samples: img[0], shape, classes: idx.classes, class_names: None })
+                    Ok(Probe {
+                        samples: img[0],
+                        shape,
+                        classes: idx.classes,
+                        class_names: None,
+                    })
                 }
-                (Ok(img), Ok(lab)) => Err((field("labels"), format!("the images file holds {} samples but the labels file {}", img.first().unwrap_or(&0), lab.first().unwrap_or(&0)))),
+                (Ok(img), Ok(lab)) => Err((
+                    field("labels"),
+                    format!(
+                        "the images file holds {} samples but the labels file {}",
+                        img.first().unwrap_or(&0),
+                        lab.first().unwrap_or(&0)
+                    ),
+                )),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
         SourceSpec::Npy(npy) => {
-            let features = read_npy_shape(&parsed.base_dir.join(&npy.features)).map_err(|e| (field("features"), e));
-            let labels = read_npy_shape(&parsed.base_dir.join(&npy.labels)).map_err(|e| (field("labels"), e));
+            let features = read_npy_shape(&parsed.base_dir.join(&npy.features))
+                .map_err(|e| (field("features"), e));
+            let labels = read_npy_shape(&parsed.base_dir.join(&npy.labels))
+                .map_err(|e| (field("labels"), e));
             match (features, labels) {
-                (Ok(f), Ok(l)) if !f.is_empty() && l.first() == f.first() => {
-                    Ok(Probe { samples: f[0], shape: f[1..].to_vec(), classes: npy.classes, class_names: None })
-                }
-                (Ok(f), Ok(l)) => Err((field("labels"), format!("features have shape {f:?} but labels {l:?}; the first dimensions must agree"))),
+                (Ok(f), Ok(l)) if !f.is_empty() && l.first() == f.first() => Ok(Probe {
+                    samples: f[0],
+                    shape: f[1..].to_vec(),
+                    classes: npy.classes,
+                    class_names: None,
+                }),
+                (Ok(f), Ok(l)) => Err((
+                    field("labels"),
+                    format!(
+                        "features have shape {f:?} but labels {l:?}; the first dimensions must agree"
+                    ),
+                )),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
-        SourceSpec::Synthetic(s) => Ok(Probe { samples: s.samples, shape: s.shape.clone(), classes: s.classes, class_names: None }),
+        SourceSpec::Synthetic(s) => Ok(Probe {
+            samples: s.samples,
+            shape: s.shape.clone(),
+            classes: s.classes,
+            class_names: None,
+        }),
     };
     match result {
         Ok(probe) => Some(probe),
@@ -255,6 +291,130 @@ fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     } else {
         Ok(Box::new(reader))
     }
+}
+
+/// A CSV source's feature columns and label column, 0-based, names resolved through the
+/// file's header (each unknown name is reported where it is written, with the closest
+/// header name). `None` when a name cannot be resolved.
+fn csv_columns(
+    parsed: &ParsedPipeline,
+    csv: &CsvSource,
+    path: &Path,
+    at: &[Seg],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<(Vec<usize>, usize)> {
+    let names_used =
+        matches!(csv.features, FeatureColumns::Names(_)) || matches!(csv.label, ColumnRef::Name(_));
+    let header = if names_used {
+        let key = |k: &str| [at, &[Seg::Key(k.into())]].concat();
+        let problem = if !csv.header {
+            Err((
+                key("header"),
+                "columns are chosen by name but `header` is false".to_string(),
+                "this source reads no header",
+                "set `header: true`: names come from the file's first row".to_string(),
+            ))
+        } else {
+            read_header(path).map_err(|e| {
+                (
+                    key("path"),
+                    e,
+                    "while reading its header",
+                    "paths are relative to the pipeline file".to_string(),
+                )
+            })
+        };
+        match problem {
+            Ok(header) => header,
+            Err((path, message, label, hint)) => {
+                diagnostics.push(
+                    Diagnostic::new("bad-data-source", message)
+                        .at(parsed.span(&path), label)
+                        .hint(hint),
+                );
+                return None;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut ok = true;
+    let mut resolve = |name: &str, path: Vec<Seg>| -> usize {
+        match header.iter().position(|h| h == name) {
+            Some(i) => i,
+            None => {
+                ok = false;
+                diagnostics.push(
+                    Diagnostic::new(
+                        "unknown-column",
+                        format!("the header of `{}` names no column `{name}`", csv.path),
+                    )
+                    .at(parsed.span(&path), "not in the header")
+                    .expected_found(
+                        format!(
+                            "one of {}",
+                            header
+                                .iter()
+                                .map(|h| format!("`{h}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        format!("`{name}`"),
+                    )
+                    .hint(
+                        did_you_mean(name, header.iter().map(String::as_str)).unwrap_or_else(
+                            || "names are matched exactly, as the header writes them".to_string(),
+                        ),
+                    ),
+                );
+                0
+            }
+        }
+    };
+    let features: Vec<usize> = match &csv.features {
+        FeatureColumns::Range(r) => (r.start..r.end).collect(),
+        FeatureColumns::Names(names) => names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                resolve(
+                    n,
+                    [at, &[Seg::Key("features".into()), Seg::Index(k)]].concat(),
+                )
+            })
+            .collect(),
+    };
+    let label = match &csv.label {
+        ColumnRef::Index(i) => *i,
+        ColumnRef::Name(n) => resolve(n, [at, &[Seg::Key("label".into())]].concat()),
+    };
+    if ok && names_used && features.contains(&label) {
+        diagnostics.push(
+            Diagnostic::new(
+                "invalid-hyperparameter",
+                format!("column {label} is both a feature and the label"),
+            )
+            .at(
+                parsed.span(&[at, &[Seg::Key("label".into())]].concat()),
+                "also a feature",
+            )
+            .hint("the label column must not also be a feature"),
+        );
+        ok = false;
+    }
+    ok.then_some((features, label))
+}
+
+/// The cells of a CSV file's first non-blank row, cleaned as the data stages clean them.
+fn read_header(path: &Path) -> Result<Vec<String>, String> {
+    let reader = BufReader::new(open(path)?);
+    for line in reader.lines() {
+        let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if !line.trim().is_empty() {
+            return Ok(line.split(',').map(|c| clean_cell(c).to_string()).collect());
+        }
+    }
+    Err(format!("`{}` holds no header row", path.display()))
 }
 
 /// What a CSV's label column holds.

@@ -4,7 +4,8 @@
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    CallbackSpec, LrSchedule, OptimizerSpec, Schedule, SourceSpec, SplitSpec, Stage, Trigger,
+    CallbackSpec, ColumnRef, Columns, FeatureColumns, LrSchedule, OptimizerSpec, Schedule,
+    SourceSpec, SplitSpec, Stage, Trigger,
 };
 
 /// One range rule.
@@ -148,9 +149,13 @@ fn fractions(r: &mut Rules, train: f64, val: f64, test: f64) {
 fn source(r: &mut Rules, source: &SourceSpec) {
     let classes = match source {
         SourceSpec::Csv(csv) => {
-            let (start, end) = (csv.features.start, csv.features.end);
-            r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
-            r.rule("label", !(start..end).contains(&csv.label), "a column outside the feature columns", csv.label, "the label column must not also be a feature");
+            // Columns by name are checked against the header when the file is probed.
+            if let FeatureColumns::Range(Columns { start, end }) = csv.features {
+                r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
+                if let ColumnRef::Index(label) = csv.label {
+                    r.rule("label", !(start..end).contains(&label), "a column outside the feature columns", label, "the label column must not also be a feature");
+                }
+            }
             // Inferred from the file when omitted (checked when the file is probed).
             csv.classes.unwrap_or(2)
         }

@@ -19,8 +19,8 @@ use crate::data::{
     SplitBy, SyntheticSource, Task,
 };
 use crate::spec::{
-    self, Backend, CallbackSpec, EvalMetric, LossFn, LrSchedule, OptimizerSpec, SourceSpec,
-    SplitName, SplitSpec, Stage, Trigger,
+    self, Backend, CallbackSpec, ColumnRef, EvalMetric, FeatureColumns, LossFn, LrSchedule,
+    OptimizerSpec, SourceSpec, SplitName, SplitSpec, Stage, Trigger,
 };
 
 use super::{SchedulePlan, fire_order, schedule_of};
@@ -612,11 +612,17 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
             SourceSpec::Csv(c) => {
                 let mut csv = CsvSource::new(base.join(&c.path));
                 csv.header = c.header;
-                csv.features = Columns::Range {
-                    start: c.features.start,
-                    end: c.features.end,
+                csv.features = match &c.features {
+                    FeatureColumns::Range(r) => Columns::Range {
+                        start: r.start,
+                        end: r.end,
+                    },
+                    FeatureColumns::Names(names) => Columns::Named(names.clone()),
                 };
-                csv.label = Columns::List(vec![c.label]);
+                csv.label = match &c.label {
+                    ColumnRef::Index(i) => Columns::List(vec![*i]),
+                    ColumnRef::Name(name) => Columns::Named(vec![name.clone()]),
+                };
                 csv.task = Task::Classify {
                     classes: info.map(|d| d.classes).or(c.classes),
                 };

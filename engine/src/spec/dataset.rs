@@ -61,11 +61,13 @@ pub struct CsvSource {
     /// Whether the first row is a header to skip.
     #[serde(default)]
     pub header: bool,
-    /// Columns holding the features (0-based, `end` exclusive).
-    pub features: Columns,
-    /// Column holding the class label (0-based): an integer class id, or a class name
-    /// (`setosa`). Names are numbered in sorted order of the names in the file.
-    pub label: usize,
+    /// Columns holding the features: a 0-based range (`{start: 0, end: 4}`, `end`
+    /// exclusive) or the header's names for them (`[sepal_length, petal_length]`).
+    pub features: FeatureColumns,
+    /// Column holding the class label: its 0-based index or its name in the header. Its
+    /// values are integer class ids, or class names (`setosa`), numbered in sorted order of
+    /// the names in the file.
+    pub label: ColumnRef,
     /// Number of classes: integer labels lie in `0..classes`. Optional: by default the
     /// largest integer label + 1, or the number of distinct names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +75,26 @@ pub struct CsvSource {
     /// Per-sample shape of the features, e.g. `[1, 8, 8]` for a CNN. Defaults to `[columns]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Vec<usize>>,
+}
+
+/// Feature columns of a CSV: a range, or names from its header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FeatureColumns {
+    /// Columns `start..end`, 0-based.
+    Range(Columns),
+    /// The columns the header names so, in this order (needs `header: true`).
+    Names(Vec<String>),
+}
+
+/// One CSV column: its 0-based index, or its name in the header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ColumnRef {
+    /// 0-based column index.
+    Index(usize),
+    /// The header's name for it (needs `header: true`).
+    Name(String),
 }
 
 /// A range of columns.
@@ -185,6 +207,8 @@ impl SplitName {
 }
 
 /// How a data set is split.
+// Parsed once per pipeline: the size of the `files` variant's sources costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SplitSpec {

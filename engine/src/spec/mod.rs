@@ -16,7 +16,10 @@ pub use callback::{
     CallbackSpec, EarlyStopping, Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction,
     Trigger,
 };
-pub use dataset::{Columns, DatasetSpec, IdFeatures, Normalize, SourceSpec, SplitName, SplitSpec};
+pub use dataset::{
+    ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,
+    SplitName, SplitSpec,
+};
 pub use ids::{PortRef, StageId};
 pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
 pub use optim::{LrSchedule, OptimizerSpec};

@@ -26,6 +26,8 @@ pub enum Columns {
     Last,
     /// Every column that is not a label column (only for features).
     Rest,
+    /// The columns the header names so, in this order (needs `header`).
+    Named(Vec<String>),
 }
 
 /// A CSV source: one sample per line, cells separated by `delimiter`.
@@ -86,9 +88,11 @@ impl CsvSource {
         let file = self.path.as_path();
         let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
         let mut lines = split_lines(bytes);
-        if self.header && !lines.is_empty() {
-            lines.remove(0);
-        }
+        let header: Option<Vec<String>> = (self.header && !lines.is_empty()).then(|| {
+            split_cells(lines.remove(0).text, self.delimiter)
+                .map(|c| String::from_utf8_lossy(clean(c)).into_owned())
+                .collect()
+        });
         let Some(first) = lines.first() else {
             let what = if self.header {
                 "it has a header but no data rows"
@@ -98,7 +102,7 @@ impl CsvSource {
             return Err(empty(file, what));
         };
         let width = split_cells(first.text, self.delimiter).count();
-        let layout = Layout::resolve(self, width, first.row)?;
+        let layout = Layout::resolve(self, width, first.row, header.as_deref())?;
         let shape = match &self.shape {
             None => vec![layout.features.len()],
             Some(shape) => {
@@ -164,8 +168,47 @@ struct Layout {
 }
 
 impl Layout {
-    fn resolve(source: &CsvSource, width: usize, first_row: usize) -> Result<Layout, DataError> {
+    /// Resolves `source`'s columns for rows of `width` cells; `header` holds the header's
+    /// cells (cleaned) when the file has one.
+    fn resolve(
+        source: &CsvSource,
+        width: usize,
+        first_row: usize,
+        header: Option<&[String]>,
+    ) -> Result<Layout, DataError> {
         let file = &source.path;
+        // Names become indices through the header.
+        let by_name = |columns: &Columns| -> Result<Columns, DataError> {
+            let Columns::Named(names) = columns else {
+                return Ok(columns.clone());
+            };
+            let Some(header) = header else {
+                return Err(DataError::Config(format!(
+                    "{}: columns are chosen by name ({}) but the file has no header (set header: true)",
+                    file.display(),
+                    names.join(", ")
+                )));
+            };
+            names
+                .iter()
+                .map(|name| {
+                    header.iter().position(|h| h == name).ok_or_else(|| {
+                        DataError::Config(format!(
+                            "{}: the header names no column `{name}` (its columns: {})",
+                            file.display(),
+                            header.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<usize>, DataError>>()
+                .map(Columns::List)
+        };
+        let (features, label) = (by_name(&source.features)?, by_name(&source.label)?);
+        let source = &CsvSource {
+            features,
+            label,
+            ..source.clone()
+        };
         for columns in [&source.features, &source.label] {
             if let Columns::Range { end, .. } = columns
                 && *end > width
@@ -228,6 +271,8 @@ fn expand(columns: &Columns, width: usize, exclude: &[usize]) -> Vec<usize> {
         Columns::Range { start, end } => (*start..*end).collect(),
         Columns::Last => vec![width.saturating_sub(1)],
         Columns::Rest => (0..width).filter(|c| !exclude.contains(c)).collect(),
+        // Resolved through the header before.
+        Columns::Named(_) => Vec::new(),
     }
 }
 
