@@ -307,11 +307,17 @@ fn csv_columns(
         matches!(csv.features, FeatureColumns::Names(_)) || matches!(csv.label, ColumnRef::Name(_));
     let header = if names_used {
         let key = |k: &str| [at, &[Seg::Key(k.into())]].concat();
+        // Where a name is used: the features list, else the label.
+        let named = if matches!(csv.features, FeatureColumns::Names(_)) {
+            "features"
+        } else {
+            "label"
+        };
         let problem = if !csv.header {
             Err((
-                key("header"),
+                key(named),
                 "columns are chosen by name but `header` is false".to_string(),
-                "this source reads no header",
+                "a name, but this source reads no header",
                 "set `header: true`: names come from the file's first row".to_string(),
             ))
         } else {

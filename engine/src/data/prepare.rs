@@ -80,7 +80,7 @@ impl IdFeatures {
                     .find(|&(_, v)| v.fract() != 0.0 || v < 0.0 || v >= self.count as f32)
                     .unwrap_or((self.range.start, f32::NAN));
                 Err(DataError::Config(format!(
-                    "{}: sample {}, id feature {j} (0-based, as `ids` counts): expected an id (a whole number in 0..{}), found {value} (hint: raise `ids.count`, or map the values to 0..count-1 first)",
+                    "{}: sample {} (counted from 1), id feature {j} (counted from 0, as `ids` counts): expected an id (a whole number in 0..{}), found {value} (hint: raise `ids.count`, or map the values to 0..count-1 first)",
                     source.describe(),
                     row + 1,
                     self.count
