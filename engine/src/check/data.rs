@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use crate::data::clean_text;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
@@ -417,7 +418,7 @@ fn read_header(path: &Path) -> Result<Vec<String>, String> {
     for line in reader.lines() {
         let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         if !line.trim().is_empty() {
-            return Ok(line.split(',').map(|c| clean_cell(c).to_string()).collect());
+            return Ok(line.split(',').map(|c| clean_text(c).to_string()).collect());
         }
     }
     Err(format!("`{}` holds no header row", path.display()))
@@ -448,14 +449,6 @@ fn list_names(names: &[String]) -> String {
     }
 }
 
-/// A cell as the data stages read it: trimmed, one pair of surrounding quotes removed.
-fn clean_cell(cell: &str) -> &str {
-    let cell = cell.trim();
-    cell.strip_prefix('"')
-        .and_then(|c| c.strip_suffix('"'))
-        .map_or(cell, str::trim)
-}
-
 /// Rows, columns and the label column's values of a CSV file.
 fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String> {
     let reader = BufReader::new(open(path)?);
@@ -477,7 +470,7 @@ fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String
             continue;
         }
         // A short row is reported by the data stages, with its row number.
-        let Some(cell) = line.split(',').nth(label).map(clean_cell) else {
+        let Some(cell) = line.split(',').nth(label).map(clean_text) else {
             continue;
         };
         match cell.parse::<f64>() {

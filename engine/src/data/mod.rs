@@ -43,6 +43,8 @@ mod prepare;
 mod read;
 mod rng;
 mod source;
+
+pub(crate) use source::clean_text;
 mod split;
 
 pub use batch::{Batch, BatchConfig, BatchIter, batches_per_epoch, epoch_order};

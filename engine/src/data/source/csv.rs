@@ -356,6 +356,13 @@ fn clean(cell: &[u8]) -> &[u8] {
         .map_or(cell, <[u8]>::trim_ascii)
 }
 
+/// [`clean`] for a text cell, as the check reads headers and labels (the same cell the
+/// data stages will see).
+pub(crate) fn clean_text(cell: &str) -> &str {
+    // `clean` only strips ASCII bytes from the ends, so the rest is still UTF-8.
+    std::str::from_utf8(clean(cell.as_bytes())).unwrap_or(cell)
+}
+
 fn parse_number<T: std::str::FromStr>(cell: &[u8]) -> Option<T> {
     std::str::from_utf8(clean(cell)).ok()?.parse().ok()
 }

@@ -8,6 +8,7 @@ mod npy;
 mod registry;
 mod synthetic;
 
+pub(crate) use csv::clean_text;
 pub use csv::{Columns, CsvSource};
 pub use idx::IdxSource;
 pub use npy::NpySource;
