@@ -34,6 +34,7 @@ fn digits_80_20(normalize: Normalize) -> DataConfig {
         },
         normalize,
         ids: None,
+        normalize_targets: Normalize::None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod scores;
 pub mod spec;
 pub mod testing;
 

@@ -284,18 +284,7 @@ fn main() -> ExitCode {
                         let Some(m) = summary.evals.get(&e.name) else {
                             continue;
                         };
-                        let top5 = if e.metrics.contains(&engine::spec::EvalMetric::Top5) {
-                            format!(", top-5 {:.2}%", m.top5 * 100.0)
-                        } else {
-                            String::new()
-                        };
-                        println!(
-                            "{}: loss {:.4}, accuracy {:.2}%{top5} ({} samples)",
-                            e.name,
-                            m.loss,
-                            m.accuracy * 100.0,
-                            m.samples
-                        );
+                        println!("{}", engine::run::describe_eval(&e.name, &e.metrics, m));
                     }
                     println!(
                         "{} steps on {}, {:.0} samples/s",

@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::fusion::{Fusion, fuse};
 use crate::gpu::{Buffer, BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder};
-use crate::loss::{cross_entropy, distill, mse};
+use crate::loss::{cross_entropy, distill};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
 use crate::optim::{adam::bias_corrections, clip};
@@ -141,16 +141,19 @@ impl LossIo {
                     alpha,
                 )?
             }
-            LossKind::Mse => mse::dispatch(
-                &mut k,
-                &step_ref,
-                logits,
-                &BufferRef::whole(&targets),
-                dlogits,
-                &stats_ref,
-                batch,
-                out,
-            )?,
+            LossKind::Mse | LossKind::L1 | LossKind::Huber { .. } => {
+                crate::loss::regression_dispatch(
+                    loss,
+                    &mut k,
+                    &step_ref,
+                    logits,
+                    &BufferRef::whole(&targets),
+                    dlogits,
+                    &stats_ref,
+                    batch,
+                    out,
+                )?
+            }
         };
         let reduce = k.compute(
             "metrics_reduce",
@@ -970,7 +973,7 @@ impl EvalStep {
         }
         if matches!(loss, LossKind::Distill { .. }) {
             return Err(GpuError::InvalidConfig(
-                "an eval reports cross entropy or mse, not distillation".into(),
+                "an eval reports cross entropy or a regression loss, not distillation".into(),
             ));
         }
         let step_buf =
@@ -1050,6 +1053,16 @@ impl EvalStep {
     /// Reads and resets the accumulated metrics (one read-back).
     pub fn read_metrics(&mut self, gpu: &Gpu) -> Result<StepMetrics, GpuError> {
         self.loss.read_metrics(gpu)
+    }
+
+    /// The model's outputs for the valid rows of the last recorded batch, row-major
+    /// `[rows, outputs]` (one read-back; for metrics and predictions that need them).
+    pub fn read_outputs(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
+        let out = &self.gpu_model.acts[self.gpu_model.acts.len() - 1];
+        let mut values = gpu.read_f32(out)?;
+        let width = values.len() / self.gpu_model.batch.max(1);
+        values.truncate(self.loss.rows * width);
+        Ok(values)
     }
 
     /// The dispatches of one eval batch, in order.

@@ -6,6 +6,8 @@ mod common;
 use common::{assert_close, gpu, new_gpu, request};
 use ops::fusion::{FusedLayer, Fusion, PoolInStore, fuse};
 use ops::loss::cross_entropy::cross_entropy_cpu;
+use ops::loss::huber::huber_cpu;
+use ops::loss::l1::l1_cpu;
 use ops::loss::mse::mse_cpu;
 use ops::model::{Sequential, TensorId};
 use ops::optim::clip::clip_factor_cpu;
@@ -109,6 +111,8 @@ fn cpu_grads(
             cross_entropy_cpu(logits, &d.labels, rows, label_smoothing)
         }
         LossKind::Mse => mse_cpu(logits, targets.unwrap(), rows),
+        LossKind::L1 => l1_cpu(logits, targets.unwrap(), rows),
+        LossKind::Huber { delta } => huber_cpu(logits, targets.unwrap(), rows, delta),
         LossKind::Distill { .. } => unreachable!("tests/frozen.rs checks distillation"),
     };
     let (_, grads) = seq.backward_cpu(params, &acts, &out.grad, seed, step);
@@ -463,7 +467,8 @@ fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
         let rows = if s == 2 { 4 } else { 6 };
         let d = data(&def, rows, 5, 100 + s);
         let targets: Vec<f32> = Rng::new(s).vec_uniform(rows * 5, -1.0, 1.0);
-        let t = (loss == LossKind::Mse).then_some(&targets[..]);
+        let regression = matches!(loss, LossKind::Mse | LossKind::L1 | LossKind::Huber { .. });
+        let t = regression.then_some(&targets[..]);
         step.upload_batch(gpu, &d.x, &d.labels, t, rows)
             .expect("upload");
         step.record_step(gpu, lr, s).unwrap();
@@ -532,6 +537,8 @@ fn sgd_variants_match_reference() {
         None,
         LossKind::Mse,
     );
+    check_optimizer(sgd(), None, LossKind::L1);
+    check_optimizer(sgd(), Some(0.5), LossKind::Huber { delta: 0.3 });
 }
 
 #[test]

@@ -299,6 +299,39 @@ fn losses() {
             );
         }
     }
+    // Regression losses: mse, l1 and huber (delta 0.5, so both branches are hit).
+    use ops::loss::{huber::huber_cpu, l1::l1_cpu};
+    type Loss<'a> = &'a dyn Fn(&Tensor) -> ops::loss::LossOutput;
+    let regression: [(&str, Loss); 3] = [
+        ("mse", &|y| mse_cpu(y, &targets, 3)),
+        ("l1", &|y| l1_cpu(y, &targets, 3)),
+        ("huber", &|y| huber_cpu(y, &targets, 3, 0.5)),
+    ];
+    for (name, loss) in regression {
+        let out = loss(&logits);
+        assert!(
+            out.grad.data[18..].iter().all(|&g| g == 0.0),
+            "{name}: padded row"
+        );
+        for i in 0..18 {
+            let (mut p, mut m) = (logits.clone(), logits.clone());
+            p.data[i] += h;
+            m.data[i] -= h;
+            let num = (loss(&p).loss_sum - loss(&m).loss_sum) / (2.0 * h as f64);
+            assert!(
+                (num - out.grad.data[i] as f64).abs() < 1e-3,
+                "{name} grad {i}: {num} vs {}",
+                out.grad.data[i]
+            );
+        }
+    }
+    // Far below the targets the gradient is the clamp, -delta / D, whatever the distance.
+    let huber_far = huber_cpu(&logits, &[10.0; 24], 1, 0.5);
+    assert!(
+        huber_far.grad.data[..6]
+            .iter()
+            .all(|&g| (g + 0.5 / 6.0).abs() < 1e-7)
+    );
     let out = mse_cpu(&logits, &targets, 3);
     for i in 0..logits.len() {
         let (mut p, mut m) = (logits.clone(), logits.clone());

@@ -1,13 +1,17 @@
 //! Callback checks: ordering references and cycles, scheduled step stages, monitored
 //! metrics.
 
+use std::collections::BTreeMap;
+
 use petgraph::graph::DiGraph;
 
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{CallbackSpec, PortRef, Stage, StageId, Trigger};
 
+use super::data::DatasetInfo;
 use super::graph::{StageGraph, field_path, list};
+use super::task::eval_metrics;
 
 fn ordering(stage: &Stage) -> Option<(&[StageId], &[StageId])> {
     match stage {
@@ -81,7 +85,12 @@ fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
     }
 }
 
-pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<Diagnostic>) {
+pub(super) fn check(
+    parsed: &ParsedPipeline,
+    graph: &StageGraph,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    out: &mut Vec<Diagnostic>,
+) {
     triggers(parsed, out);
     let stages = &parsed.pipeline.stages;
     let hooks: Vec<&str> = stages
@@ -246,7 +255,7 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                 }
             }
             CallbackSpec::EarlyStopping(e) => {
-                monitor(parsed, &e.monitor, at(&["monitor"]), stage, out)
+                monitor(parsed, datasets, &e.monitor, at(&["monitor"]), stage, out)
             }
             CallbackSpec::Monitor(m) => {
                 let is_train_loss = m.metric.split().is_some_and(|(stage, port)| {
@@ -256,7 +265,7 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                             .any(|s| matches!(s, Stage::Loss(_)) && s.id().0 == stage)
                 });
                 if !is_train_loss {
-                    monitor(parsed, &m.metric, at(&["metric"]), stage, out);
+                    monitor(parsed, datasets, &m.metric, at(&["metric"]), stage, out);
                 }
                 check_monitor(parsed, m, &at, stage, out);
             }
@@ -264,6 +273,7 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
                 if let Some(best) = &c.keep_best {
                     monitor(
                         parsed,
+                        datasets,
                         &best.monitor,
                         at(&["keep_best", "monitor"]),
                         stage,
@@ -279,6 +289,7 @@ pub(super) fn check(parsed: &ParsedPipeline, graph: &StageGraph, out: &mut Vec<D
 /// A monitored metric must be `<eval id>.<metric it computes>`.
 fn monitor(
     parsed: &ParsedPipeline,
+    datasets: &BTreeMap<String, DatasetInfo>,
     reference: &PortRef,
     path: Vec<Seg>,
     stage: &Stage,
@@ -289,8 +300,9 @@ fn monitor(
         .iter()
         .filter_map(|s| match s {
             Stage::Eval(e) => Some(
-                e.metrics
-                    .iter()
+                eval_metrics(datasets, e)
+                    .into_iter()
+                    .filter(|m| m.is_scalar())
                     .map(|m| format!("{}.{}", e.id, m.as_str()))
                     .collect::<Vec<_>>(),
             ),

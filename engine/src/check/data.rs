@@ -10,7 +10,8 @@ use crate::data::clean_text;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    ColumnRef, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, SourceSpec, SplitName, SplitSpec,
+    ColumnRef, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, SourceSpec, SplitName,
+    SplitSpec, TargetColumns,
 };
 
 /// What the checks know about a data set.
@@ -27,6 +28,9 @@ pub struct DatasetInfo {
     pub splits: BTreeMap<SplitName, usize>,
     /// Features holding integer ids, as declared (see [`DatasetInfo::valid_ids`]).
     pub ids: Option<IdFeatures>,
+    /// Regression: the names of the target columns (the header's, else `target<i>`);
+    /// `None` for classification (then `classes >= 2`; for regression `classes == 0`).
+    pub targets: Option<Vec<String>>,
 }
 
 struct Probe {
@@ -34,6 +38,7 @@ struct Probe {
     shape: Vec<usize>,
     classes: usize,
     class_names: Option<Vec<String>>,
+    targets: Option<Vec<String>>,
 }
 
 /// Probes every data set; unreadable sources become diagnostics.
@@ -103,10 +108,34 @@ fn probe_dataset(
         class_names: main.class_names,
         splits,
         ids,
+        targets: main.targets,
     })
 }
 
 impl DatasetInfo {
+    /// Whether its samples carry float regression targets rather than class labels.
+    pub fn is_regression(&self) -> bool {
+        self.targets.is_some()
+    }
+
+    /// Values a model trained on it outputs per sample: one logit per class, or one value
+    /// per target.
+    pub fn outputs(&self) -> usize {
+        self.targets.as_ref().map_or(self.classes, Vec::len)
+    }
+
+    /// What the model's outputs are compared with, for messages.
+    pub fn outputs_described(&self) -> String {
+        match &self.targets {
+            Some(t) => format!(
+                "{} regression target{}",
+                t.len(),
+                if t.len() == 1 { "" } else { "s" }
+            ),
+            None => format!("{} classes", self.classes),
+        }
+    }
+
     /// Whether the declared `ids` name features a sample has, with a count f32 holds
     /// exactly (an invalid declaration is reported where it is written).
     pub fn valid_ids(&self) -> bool {
@@ -185,18 +214,36 @@ fn probe_source(
     let result = match source {
         SourceSpec::Csv(csv) => {
             let path = parsed.base_dir.join(&csv.path);
-            let (features, label) = csv_columns(parsed, csv, &path, at, diagnostics)?;
+            let (features, answer, header) = csv_columns(parsed, csv, &path, at, diagnostics)?;
+            let label = match &answer {
+                Answer::Label(l) => Some(*l),
+                Answer::Targets(_) => None,
+            };
             probe_csv(&path, csv.header, label).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels }| {
             let width = features.len();
             let last = features.iter().copied().max().unwrap_or(0);
-            if last >= cols || label >= cols {
-                return Err((field("features"), format!("the file has {cols} columns, but the features reach column {last} and the label is column {label} (0-based)")));
+            let answers = match &answer {
+                Answer::Label(l) => vec![*l],
+                Answer::Targets(t) => t.clone(),
+            };
+            let last_answer = answers.iter().copied().max().unwrap_or(0);
+            if last >= cols || last_answer >= cols {
+                let what = if label.is_some() { "the label is column" } else { "the targets reach column" };
+                return Err((field("features"), format!("the file has {cols} columns, but the features reach column {last} and {what} {last_answer} (0-based)")));
             }
             let shape = csv.shape.clone().unwrap_or(vec![width]);
             let values = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
             if values != Some(width) {
                 let held = values.map_or("more".to_string(), |v| v.to_string());
                 return Err((field("shape"), format!("shape {shape:?} holds {held} values but {width} feature columns are selected")));
+            }
+            if let Answer::Targets(targets) = &answer {
+                let names = targets
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &c)| header.get(c).cloned().unwrap_or_else(|| format!("target{k}")))
+                    .collect();
+                return Ok(Probe { samples: rows, shape, classes: 0, class_names: None, targets: Some(names) });
             }
             let (classes, class_names) = match labels {
                 Labels::Names(names) => match csv.classes {
@@ -208,7 +255,7 @@ fn probe_source(
             if classes < 2 {
                 return Err((field("label"), format!("the label column holds {classes} class; classification needs at least two")));
             }
-            Ok(Probe { samples: rows, shape, classes, class_names })
+            Ok(Probe { samples: rows, shape, classes, class_names, targets: None })
         })
         }
         SourceSpec::Idx(idx) => {
@@ -225,6 +272,7 @@ fn probe_source(
                         shape,
                         classes: idx.classes,
                         class_names: None,
+                        targets: None,
                     })
                 }
                 (Ok(img), Ok(lab)) => Err((
@@ -249,6 +297,7 @@ fn probe_source(
                     shape: f[1..].to_vec(),
                     classes: npy.classes,
                     class_names: None,
+                    targets: None,
                 }),
                 (Ok(f), Ok(l)) => Err((
                     field("labels"),
@@ -264,6 +313,7 @@ fn probe_source(
             shape: s.shape.clone(),
             classes: s.classes,
             class_names: None,
+            targets: None,
         }),
     };
     match result {
@@ -294,25 +344,58 @@ fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     }
 }
 
-/// A CSV source's feature columns and label column, 0-based, names resolved through the
-/// file's header (each unknown name is reported where it is written, with the closest
-/// header name). `None` when a name cannot be resolved.
+/// What a CSV's samples are labelled with: a class label column or regression target
+/// columns (0-based).
+enum Answer {
+    Label(usize),
+    Targets(Vec<usize>),
+}
+
+/// A CSV source's feature columns and label (or target) columns, 0-based, names
+/// resolved through the file's header (each unknown name is reported where it is
+/// written, with the closest header name), and the header's names (empty without one).
+/// `None` when a column cannot be resolved.
 fn csv_columns(
     parsed: &ParsedPipeline,
     csv: &CsvSource,
     path: &Path,
     at: &[Seg],
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<(Vec<usize>, usize)> {
-    let names_used =
-        matches!(csv.features, FeatureColumns::Names(_)) || matches!(csv.label, ColumnRef::Name(_));
-    let header = if names_used {
-        let key = |k: &str| [at, &[Seg::Key(k.into())]].concat();
+) -> Option<(Vec<usize>, Answer, Vec<String>)> {
+    let key = |k: &str| [at, &[Seg::Key(k.into())]].concat();
+    let answer_key = match (&csv.label, &csv.target) {
+        (Some(_), None) => "label",
+        (None, Some(_)) => "target",
+        (label, _) => {
+            let both = label.is_some();
+            diagnostics.push(
+                Diagnostic::new(
+                    "label-or-target",
+                    if both {
+                        "a CSV source gives both `label` and `target`"
+                    } else {
+                        "a CSV source needs a `label` (classification) or a `target` (regression)"
+                    },
+                )
+                .at(parsed.span(&if both { key("target") } else { at.to_vec() }), if both { "and a target" } else { "this source" })
+                .hint("`label: species` names the class column; `target: progression` (or a list) the float columns a regression predicts"),
+            );
+            return None;
+        }
+    };
+    let answer_refs: Vec<&ColumnRef> = match (&csv.label, &csv.target) {
+        (Some(l), _) => vec![l],
+        (_, Some(t)) => t.columns(),
+        _ => Vec::new(),
+    };
+    let names_used = matches!(csv.features, FeatureColumns::Names(_))
+        || answer_refs.iter().any(|c| matches!(c, ColumnRef::Name(_)));
+    let header = if names_used || csv.header {
         // Where a name is used: the features list, else the label.
         let named = if matches!(csv.features, FeatureColumns::Names(_)) {
             "features"
         } else {
-            "label"
+            answer_key
         };
         let problem = if !csv.header {
             Err((
@@ -391,25 +474,43 @@ fn csv_columns(
             })
             .collect(),
     };
-    let label = match &csv.label {
-        ColumnRef::Index(i) => *i,
-        ColumnRef::Name(n) => resolve(n, [at, &[Seg::Key("label".into())]].concat()),
-    };
-    if ok && names_used && features.contains(&label) {
+    let several = matches!(csv.target, Some(TargetColumns::Many(_)));
+    let answers: Vec<usize> = answer_refs
+        .iter()
+        .enumerate()
+        .map(|(k, c)| match c {
+            ColumnRef::Index(i) => *i,
+            ColumnRef::Name(n) => {
+                let mut path = key(answer_key);
+                if several {
+                    path.push(Seg::Index(k));
+                }
+                resolve(n, path)
+            }
+        })
+        .collect();
+    if ok && let Some(&both) = answers.iter().find(|c| features.contains(c)) {
+        let header_name = header
+            .get(both)
+            .map(|h| format!(" (`{h}`)"))
+            .unwrap_or_default();
         diagnostics.push(
             Diagnostic::new(
-                "invalid-hyperparameter",
-                format!("column {label} is both a feature and the label"),
+                "column-reused",
+                format!("column {both}{header_name} is both a feature and the {answer_key}"),
             )
-            .at(
-                parsed.span(&[at, &[Seg::Key("label".into())]].concat()),
-                "also a feature",
-            )
-            .hint("the label column must not also be a feature"),
+            .at(parsed.span(&key(answer_key)), "also a feature")
+            .hint(format!(
+                "the {answer_key} column must not also be a feature: the model would see the answer"
+            )),
         );
         ok = false;
     }
-    ok.then_some((features, label))
+    let answer = match csv.label {
+        Some(_) => Answer::Label(answers.first().copied().unwrap_or(0)),
+        None => Answer::Targets(answers),
+    };
+    ok.then_some((features, answer, header))
 }
 
 /// The cells of a CSV file's first non-blank row, cleaned as the data stages clean them.
@@ -449,8 +550,8 @@ fn list_names(names: &[String]) -> String {
     }
 }
 
-/// Rows, columns and the label column's values of a CSV file.
-fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String> {
+/// Rows, columns and the label column's values of a CSV file (no label: regression).
+fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe, String> {
     let reader = BufReader::new(open(path)?);
     let mut rows = 0;
     let mut cols = 0;
@@ -470,6 +571,7 @@ fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String
             continue;
         }
         // A short row is reported by the data stages, with its row number.
+        let Some(label) = label else { continue };
         let Some(cell) = line.split(',').nth(label).map(clean_text) else {
             continue;
         };
@@ -491,8 +593,8 @@ fn probe_csv(path: &Path, header: bool, label: usize) -> Result<CsvProbe, String
         Labels::Ids { max }
     } else if names.len() > MAX_CLASS_NAMES {
         return Err(format!(
-            "the label column (column {}) holds more than {MAX_CLASS_NAMES} distinct values that are not all class ids; is it the right column?",
-            label + 1
+            "the label column (column {}, 0-based) holds more than {MAX_CLASS_NAMES} distinct values that are not all class ids; is it the right column? (regression targets go in `target:`)",
+            label.unwrap_or(0)
         ));
     } else {
         Labels::Names(names.into_iter().collect())

@@ -9,12 +9,14 @@ mod graph;
 mod ranges;
 mod refs;
 mod shapes;
+mod task;
 mod wiring;
 
 pub use chain::{TrainChain, model_of, trained_models};
 pub use data::DatasetInfo;
 pub use graph::{Edge, PortType, StageGraph};
 pub use shapes::{LayerShape, ModelShapes};
+pub use task::eval_metrics;
 
 use std::collections::BTreeMap;
 
@@ -56,7 +58,8 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     for chain in &chains {
         refs::check_batches(&parsed, chain, &datasets, &mut diagnostics);
     }
-    callbacks::check(&parsed, &graph, &mut diagnostics);
+    task::check(&parsed, &graph, &datasets, &mut diagnostics);
+    callbacks::check(&parsed, &graph, &datasets, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
     diagnostics.dedup();
     if diagnostics.is_empty() {

@@ -152,12 +152,13 @@ fn source(r: &mut Rules, source: &SourceSpec) {
             // Columns by name are checked against the header when the file is probed.
             if let FeatureColumns::Range(Columns { start, end }) = csv.features {
                 r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
-                if let ColumnRef::Index(label) = csv.label {
+                if let Some(ColumnRef::Index(label)) = csv.label {
                     r.rule("label", !(start..end).contains(&label), "a column outside the feature columns", label, "the label column must not also be a feature");
                 }
             }
-            // Inferred from the file when omitted (checked when the file is probed).
-            csv.classes.unwrap_or(2)
+            // Inferred from the file when omitted (checked when the file is probed);
+            // a regression source has no classes.
+            if csv.target.is_some() { 2 } else { csv.classes.unwrap_or(2) }
         }
         SourceSpec::Idx(idx) => idx.classes,
         SourceSpec::Npy(npy) => npy.classes,

@@ -626,19 +626,32 @@ fn check_edges(
                         .hint("end the model with `log_softmax` (cross entropy of log-probabilities equals that of the logits) or with its last linear layer"),
                     );
                 }
-                let classes = graph.source_of(i, "target").and_then(|(t, _)| {
+                let ds = graph.source_of(i, "target").and_then(|(t, _)| {
                     match &parsed.pipeline.stages[t] {
-                        Stage::Load(load) => datasets.get(&load.dataset).map(|d| d.classes),
+                        Stage::Load(load) => datasets.get(&load.dataset),
                         _ => None,
                     }
                 });
-                let Some(classes) = classes else { continue };
-                if logits != [classes] {
+                let Some(ds) = ds else { continue };
+                // A loss that does not fit the task is reported by the task check.
+                let fits = if ds.is_regression() {
+                    matches!(l.function, LossFn::Mse | LossFn::L1 | LossFn::Huber)
+                } else {
+                    matches!(
+                        l.function,
+                        LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse
+                    )
+                };
+                let classes = ds.outputs();
+                if fits && logits != [classes] {
                     let what = match l.function {
                         LossFn::CrossEntropy => "cross_entropy needs one logit per class",
                         LossFn::Distill => "distill needs one logit per class",
-                        LossFn::Mse => {
+                        LossFn::Mse if !ds.is_regression() => {
                             "mse compares outputs with one-hot targets, one value per class"
+                        }
+                        LossFn::Mse | LossFn::L1 | LossFn::Huber => {
+                            "a regression loss needs one output per target column"
                         }
                     };
                     out.push(
@@ -655,7 +668,10 @@ fn check_edges(
                         )
                         .stage(stage.id())
                         .expected_found(
-                            format!("[{classes}] ({classes} classes in the target's data set)"),
+                            format!(
+                                "[{classes}] ({} in the target's data set)",
+                                ds.outputs_described()
+                            ),
                             format!("{logits:?}"),
                         )
                         .hint(format!("end the model with `- linear: {{out: {classes}}}`")),
@@ -696,27 +712,27 @@ fn check_edges(
                             .expected_found(format!("{input:?}"), format!("{:?}", ds.shape))
                             .hint("evaluate the model on data shaped like its training data"),
                     );
-                } else if model.output() != [ds.classes] {
+                } else if model.output() != [ds.outputs()] {
                     out.push(
                         Diagnostic::new(
                             "shape-mismatch",
                             format!(
-                                "model `{}` outputs {:?} but data set `{}` has {} classes",
+                                "model `{}` outputs {:?} but data set `{}` has {}",
                                 e.model,
                                 model.output(),
                                 e.dataset,
-                                ds.classes
+                                ds.outputs_described()
                             ),
                         )
                         .at(parsed.span(&field_path(i, "model")), "this model")
                         .stage(stage.id())
                         .expected_found(
-                            format!("[{}]", ds.classes),
+                            format!("[{}]", ds.outputs()),
                             format!("{:?}", model.output()),
                         )
                         .hint(format!(
                             "end the model with `- linear: {{out: {}}}`",
-                            ds.classes
+                            ds.outputs()
                         )),
                     );
                 }

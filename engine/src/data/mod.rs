@@ -21,6 +21,7 @@
 //!     },
 //!     normalize: Normalize::Standardize,
 //!     ids: None,
+//!     normalize_targets: Normalize::None,
 //! })?;
 //! let config = BatchConfig { batch_size: 64, shuffle: true, drop_last: true, seed: 0 };
 //! // Resume at epoch 2, batch 5, and run through epoch 9.

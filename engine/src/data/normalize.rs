@@ -48,7 +48,80 @@ impl Normalizer {
         dataset: &Dataset,
         rows: &[u32],
     ) -> Result<Normalizer, DataError> {
-        let width = dataset.sample_len();
+        Normalizer::fit_values(method, &dataset.features, dataset.sample_len(), rows)
+    }
+
+    /// Fits `method` on the given rows of `dataset`'s regression targets (target
+    /// standardisation); identity for a classification dataset.
+    pub fn fit_targets(
+        method: &Normalize,
+        dataset: &Dataset,
+        rows: &[u32],
+    ) -> Result<Normalizer, DataError> {
+        match &dataset.targets {
+            Some(targets) => Normalizer::fit_values(method, targets, dataset.target_width, rows),
+            None => Ok(Normalizer::identity(0)),
+        }
+    }
+
+    /// The normalisation that changes nothing, over `width` values.
+    pub fn identity(width: usize) -> Normalizer {
+        Normalizer {
+            offsets: vec![0.0; width],
+            factors: vec![1.0; width],
+        }
+    }
+
+    /// A normalisation from stored offsets and factors (see [`Normalizer::offsets`]);
+    /// `None` if their lengths differ or a value is not finite.
+    pub fn from_parts(offsets: Vec<f64>, factors: Vec<f64>) -> Option<Normalizer> {
+        let finite = offsets.iter().chain(&factors).all(|v| v.is_finite());
+        (offsets.len() == factors.len() && finite && factors.iter().all(|&f| f != 0.0))
+            .then_some(Normalizer { offsets, factors })
+    }
+
+    /// Number of values per sample it was fitted on.
+    pub fn width(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Normalises row-major rows of `width()` values in place.
+    pub fn apply_values(&self, values: &mut [f32]) {
+        let width = self.width().max(1);
+        if self.is_identity() {
+            return;
+        }
+        values
+            .par_chunks_mut(width)
+            .with_min_len(64)
+            .for_each(|sample| {
+                for ((value, offset), factor) in
+                    sample.iter_mut().zip(&self.offsets).zip(&self.factors)
+                {
+                    *value = ((f64::from(*value) - offset) * factor) as f32;
+                }
+            });
+    }
+
+    /// Maps normalised values back to the original units: `x = x' / factor + offset`
+    /// (regression outputs of a model trained on standardised targets).
+    pub fn invert(&self, values: &mut [f64]) {
+        let width = self.width().max(1);
+        for sample in values.chunks_mut(width) {
+            for ((value, offset), factor) in sample.iter_mut().zip(&self.offsets).zip(&self.factors)
+            {
+                *value = *value / factor + offset;
+            }
+        }
+    }
+
+    fn fit_values(
+        method: &Normalize,
+        values: &[f32],
+        width: usize,
+        rows: &[u32],
+    ) -> Result<Normalizer, DataError> {
+        let samples = values.len() / width.max(1);
         let needs_rows = matches!(method, Normalize::Standardize | Normalize::MinMax);
         if needs_rows && rows.is_empty() {
             return Err(DataError::Config(
@@ -56,10 +129,9 @@ impl Normalizer {
                     .into(),
             ));
         }
-        if let Some(&row) = rows.iter().find(|&&r| r as usize >= dataset.len()) {
+        if let Some(&row) = rows.iter().find(|&&r| r as usize >= samples) {
             return Err(DataError::Config(format!(
-                "train row {row} is outside the dataset of {} samples",
-                dataset.len()
+                "train row {row} is outside the dataset of {samples} samples"
             )));
         }
         let (offsets, factors) = match method {
@@ -73,11 +145,11 @@ impl Normalizer {
                 (vec![0.0; width], vec![f64::from(*factor); width])
             }
             Normalize::Standardize => {
-                let means = column_sums(dataset, rows, |_, x| x)
+                let means = column_sums(values, width, rows, |_, x| x)
                     .into_iter()
                     .map(|s| s / rows.len() as f64)
                     .collect::<Vec<_>>();
-                let variances = column_sums(dataset, rows, |j, x| (x - means[j]).powi(2));
+                let variances = column_sums(values, width, rows, |j, x| (x - means[j]).powi(2));
                 let factors = variances
                     .iter()
                     .map(|&v| {
@@ -88,7 +160,7 @@ impl Normalizer {
                 (means, factors)
             }
             Normalize::MinMax => {
-                let (mins, maxs) = column_ranges(dataset, rows);
+                let (mins, maxs) = column_ranges(values, width, rows);
                 let factors = mins
                     .iter()
                     .zip(&maxs)
@@ -110,20 +182,23 @@ impl Normalizer {
                 self.offsets.len()
             )));
         }
-        if self.is_identity() {
+        self.apply_values(&mut dataset.features);
+        Ok(())
+    }
+
+    /// Normalises `dataset`'s regression targets in place (nothing for classification).
+    pub fn apply_targets(&self, dataset: &mut Dataset) -> Result<(), DataError> {
+        let Some(targets) = dataset.targets.as_mut() else {
             return Ok(());
+        };
+        if dataset.target_width != self.offsets.len() {
+            return Err(DataError::Config(format!(
+                "the target scaling was fitted on {} targets per sample, this dataset has {}",
+                self.offsets.len(),
+                dataset.target_width
+            )));
         }
-        dataset
-            .features
-            .par_chunks_mut(width)
-            .with_min_len(64)
-            .for_each(|sample| {
-                for ((value, offset), factor) in
-                    sample.iter_mut().zip(&self.offsets).zip(&self.factors)
-                {
-                    *value = ((f64::from(*value) - offset) * factor) as f32;
-                }
-            });
+        self.apply_values(targets);
         Ok(())
     }
 
@@ -155,21 +230,18 @@ impl Normalizer {
 
 /// Per-feature sums of `term(feature, value)` over `rows`, in a fixed order.
 fn column_sums(
-    dataset: &Dataset,
+    values: &[f32],
+    width: usize,
     rows: &[u32],
     term: impl Fn(usize, f64) -> f64 + Sync,
 ) -> Vec<f64> {
-    let width = dataset.sample_len();
+    let sample = |row: u32| &values[row as usize * width..(row as usize + 1) * width];
     let partials: Vec<Vec<f64>> = rows
         .par_chunks(ROWS_PER_CHUNK)
         .map(|chunk| {
             let mut sums = vec![0.0; width];
             for &row in chunk {
-                for (j, (sum, &x)) in sums
-                    .iter_mut()
-                    .zip(dataset.sample(row as usize))
-                    .enumerate()
-                {
+                for (j, (sum, &x)) in sums.iter_mut().zip(sample(row)).enumerate() {
                     *sum += term(j, f64::from(x));
                 }
             }
@@ -186,18 +258,14 @@ fn column_sums(
 }
 
 /// Per-feature minimum and maximum over `rows` (non-empty).
-fn column_ranges(dataset: &Dataset, rows: &[u32]) -> (Vec<f64>, Vec<f64>) {
-    let width = dataset.sample_len();
+fn column_ranges(values: &[f32], width: usize, rows: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    let sample = |row: u32| &values[row as usize * width..(row as usize + 1) * width];
     rows.par_chunks(ROWS_PER_CHUNK)
         .map(|chunk| {
             let mut lo = vec![f64::INFINITY; width];
             let mut hi = vec![f64::NEG_INFINITY; width];
             for &row in chunk {
-                for ((l, h), &x) in lo
-                    .iter_mut()
-                    .zip(hi.iter_mut())
-                    .zip(dataset.sample(row as usize))
-                {
+                for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(sample(row)) {
                     *l = l.min(f64::from(x));
                     *h = h.max(f64::from(x));
                 }

@@ -38,6 +38,9 @@ pub struct DataConfig {
     pub normalize: Normalize,
     /// Features holding integer ids (for an embedding): checked, left unnormalised.
     pub ids: Option<IdFeatures>,
+    /// Normalisation of regression targets, fitted on the train split (`None` for
+    /// classification).
+    pub normalize_targets: Normalize,
 }
 
 /// Features `range` of every sample hold whole numbers in `0..count`.
@@ -102,6 +105,9 @@ pub struct PreparedData {
     pub test: Option<Split>,
     /// The fitted normalisation (to store with a checkpoint or apply at inference).
     pub normalizer: Normalizer,
+    /// The fitted target scaling of a regression data set (identity otherwise): the
+    /// model learns scaled targets; [`Normalizer::invert`] maps its outputs back.
+    pub target_normalizer: Normalizer,
 }
 
 /// Loads the sources, splits them, fits the normalisation on the train split and
@@ -115,6 +121,7 @@ pub struct PreparedData {
 ///     },
 ///     normalize: Normalize::Standardize,
 ///     ids: None,
+///     normalize_targets: Normalize::None,
 /// })?;
 /// ```
 pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
@@ -128,6 +135,9 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
             let normalizer =
                 config.leave_ids(Normalizer::fit(&config.normalize, &dataset, &rows.train)?);
             normalizer.apply(&mut dataset)?;
+            let target_normalizer =
+                Normalizer::fit_targets(&config.normalize_targets, &dataset, &rows.train)?;
+            target_normalizer.apply_targets(&mut dataset)?;
             let dataset = Arc::new(dataset);
             let split = |fraction: f64, indices: Vec<u32>| {
                 (fraction > 0.0)
@@ -139,6 +149,7 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
                 val: split(fractions.val, rows.val)?,
                 test: split(fractions.test, rows.test)?,
                 normalizer,
+                target_normalizer,
             })
         }
         SplitBy::Files { train, val, test } => {
@@ -173,21 +184,26 @@ pub fn prepare(config: &DataConfig) -> Result<PreparedData, DataError> {
             let all_rows: Vec<u32> = (0..train_data.len() as u32).collect();
             let normalizer =
                 config.leave_ids(Normalizer::fit(&config.normalize, &train_data, &all_rows)?);
+            let target_normalizer =
+                Normalizer::fit_targets(&config.normalize_targets, &train_data, &all_rows)?;
             let finish = |data: Option<Dataset>| -> Result<Option<Split>, DataError> {
                 let Some(mut data) = data else {
                     return Ok(None);
                 };
                 normalizer.apply(&mut data)?;
+                target_normalizer.apply_targets(&mut data)?;
                 Ok(Some(Split::whole(Arc::new(data))))
             };
             let val = finish(val_data)?;
             let test = finish(test_data)?;
             normalizer.apply(&mut train_data)?;
+            target_normalizer.apply_targets(&mut train_data)?;
             Ok(PreparedData {
                 train: Split::whole(Arc::new(train_data)),
                 val,
                 test,
                 normalizer,
+                target_normalizer,
             })
         }
     }
@@ -266,6 +282,7 @@ mod tests {
             },
             normalize: Normalize::Standardize,
             ids: None,
+            normalize_targets: Normalize::None,
         };
         let data = prepare(&config).unwrap();
         assert_eq!(data.train.len(), 70);
@@ -294,6 +311,7 @@ mod tests {
             },
             normalize: Normalize::None,
             ids: None,
+            normalize_targets: Normalize::None,
         };
         let data = prepare(&config).unwrap();
         assert!(data.val.is_none());
@@ -306,6 +324,7 @@ mod tests {
             },
             normalize: Normalize::None,
             ids: None,
+            normalize_targets: Normalize::None,
         };
         let error = prepare(&mismatched).unwrap_err().to_string();
         assert!(

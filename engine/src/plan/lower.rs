@@ -13,7 +13,7 @@ use ops::model::TensorId;
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
-use crate::check::{CheckedPipeline, model_of, trained_models};
+use crate::check::{CheckedPipeline, eval_metrics, model_of, trained_models};
 use crate::data::{
     self, BatchConfig, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source,
     SplitBy, SyntheticSource, Task,
@@ -112,6 +112,8 @@ pub struct ChainPlan {
     pub lr_schedule: LrSchedule,
     /// Targets are one-hot rows (mse) rather than class indices.
     pub one_hot_targets: bool,
+    /// The data set holds regression targets (no accuracy in its records).
+    pub regression: bool,
     /// Classes of the data set.
     pub classes: usize,
     /// Its length and batching.
@@ -213,6 +215,9 @@ pub struct DataPlan {
     /// The class names, sorted (class `i` is `class_names[i]`), when its labels are names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// Regression: the names of its target columns (`None` for classification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
     /// Source, split and normalisation, paths resolved.
     #[serde(skip)]
     pub config: DataConfig,
@@ -245,6 +250,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 .datasets
                 .get(name)
                 .and_then(|d| d.class_names.clone()),
+            targets: checked.datasets.get(name).and_then(|d| d.targets.clone()),
             config: data_config(checked, name),
         });
         id
@@ -417,7 +423,15 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             optimizer: step.optimizer.name(),
             base_lr: step.optimizer.lr(),
             lr_schedule,
-            one_hot_targets: loss.function == LossFn::Mse,
+            one_hot_targets: loss.function == LossFn::Mse
+                && !checked
+                    .datasets
+                    .get(&load.dataset)
+                    .is_some_and(|d| d.is_regression()),
+            regression: checked
+                .datasets
+                .get(&load.dataset)
+                .is_some_and(|d| d.is_regression()),
             classes: checked.datasets.get(&load.dataset).map_or(0, |d| d.classes),
             schedule: schedule_of(checked, c),
         });
@@ -445,7 +459,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                     dataset: dataset_id(&e.dataset),
                     split: e.split,
                     batch_size: e.batch_size,
-                    metrics: e.metrics.clone(),
+                    metrics: eval_metrics(&checked.datasets, e),
                 });
                 hook_of.insert(i, HookId::Eval(id));
             }
@@ -582,6 +596,10 @@ fn loss_kind(loss: &spec::LossStage) -> LossKind {
             label_smoothing: loss.label_smoothing as f32,
         },
         LossFn::Mse => LossKind::Mse,
+        LossFn::L1 => LossKind::L1,
+        LossFn::Huber => LossKind::Huber {
+            delta: loss.delta.unwrap_or(1.0) as f32,
+        },
         LossFn::Distill => LossKind::Distill {
             temperature: loss.temperature() as f32,
             alpha: loss.alpha() as f32,
@@ -619,13 +637,40 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
                     },
                     FeatureColumns::Names(names) => Columns::Named(names.clone()),
                 };
-                csv.label = match &c.label {
+                let column = |c: &ColumnRef| match c {
                     ColumnRef::Index(i) => Columns::List(vec![*i]),
                     ColumnRef::Name(name) => Columns::Named(vec![name.clone()]),
                 };
-                csv.task = Task::Classify {
-                    classes: info.map(|d| d.classes).or(c.classes),
-                };
+                match (&c.label, &c.target) {
+                    (Some(label), _) => {
+                        csv.label = column(label);
+                        csv.task = Task::Classify {
+                            classes: info.map(|d| d.classes).or(c.classes),
+                        };
+                    }
+                    (None, Some(target)) => {
+                        let columns = target.columns();
+                        csv.label = if columns.iter().all(|c| matches!(c, ColumnRef::Index(_))) {
+                            Columns::List(
+                                columns
+                                    .iter()
+                                    .filter_map(|c| match c {
+                                        ColumnRef::Index(i) => Some(*i),
+                                        ColumnRef::Name(_) => None,
+                                    })
+                                    .collect(),
+                            )
+                        } else {
+                            // The check resolved every name against the header; a mix
+                            // of indices and names is written as names.
+                            let header = info.and_then(|d| d.targets.clone()).unwrap_or_default();
+                            Columns::Named(header)
+                        };
+                        csv.task = Task::Regress;
+                    }
+                    // The check refuses a source with neither.
+                    (None, None) => {}
+                }
                 csv.class_names = info.and_then(|d| d.class_names.clone());
                 csv.shape = c.shape.clone();
                 Source::Csv(csv)
@@ -661,7 +706,12 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
                 train: f.train,
                 val: f.val,
                 test: f.test,
-                stratified: f.stratified,
+                stratified: f.stratified.unwrap_or(
+                    !checked
+                        .datasets
+                        .get(name)
+                        .is_some_and(|d| d.is_regression()),
+                ),
                 seed: p.seed,
             },
         },
@@ -680,9 +730,15 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
         range: ids.start..ids.end,
         count: ids.count,
     });
+    let normalize_targets = match &spec.normalize_targets {
+        spec::Normalize::None => data::Normalize::None,
+        spec::Normalize::Scale(s) => data::Normalize::Scale { factor: s.factor },
+        spec::Normalize::Standardize => data::Normalize::Standardize,
+    };
     DataConfig {
         split,
         normalize,
         ids,
+        normalize_targets,
     }
 }

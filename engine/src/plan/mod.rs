@@ -452,7 +452,12 @@ fn batch_order(checked: &CheckedPipeline) -> Vec<PlannedStage> {
                     )
                 }
                 Stage::Loss(l) => (
-                    format!("{} on {} vs {}", loss_name(l.function), l.logits, l.target),
+                    format!(
+                        "{} on {} vs {}",
+                        crate::spec::LossFn::as_str(l.function),
+                        l.logits,
+                        l.target
+                    ),
                     vec![("loss".into(), vec![])],
                 ),
                 Stage::Backward(b) => (
@@ -669,7 +674,10 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
         let (forward, backward) = run(&chain.model_def, &chain.fusion);
         names.extend(forward);
         if let Stage::Loss(l) = &stages[traced.loss] {
-            names.push(format!("{}.forward_backward", loss_name(l.function)));
+            names.push(format!(
+                "{}.forward_backward",
+                crate::spec::LossFn::as_str(l.function)
+            ));
         }
         names.extend(backward);
         // Backward kernels add into the gradient buffer, so accumulation needs no kernel
@@ -682,14 +690,6 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
         kernels.extend(names.into_iter().map(|k| format!("{prefix}{k}")));
     }
     kernels
-}
-
-fn loss_name(function: crate::spec::LossFn) -> &'static str {
-    match function {
-        crate::spec::LossFn::CrossEntropy => "cross_entropy",
-        crate::spec::LossFn::Mse => "mse",
-        crate::spec::LossFn::Distill => "distill",
-    }
 }
 
 fn bytes(n: u64) -> String {

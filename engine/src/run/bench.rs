@@ -12,7 +12,7 @@ use crate::data::{Batch, BatchConfig, BatchIter, prepare};
 use crate::plan::Plan;
 
 use super::RunError;
-use super::chain::one_hot;
+use super::chain::loss_targets;
 
 /// Environment variables that turn off the drivers' on-disk shader caches (Mesa's, and
 /// NVIDIA's), so that a first step compiles every kernel, as on a fresh machine.
@@ -119,8 +119,8 @@ pub fn bench_pipeline(
         ));
     }
     let mut targets = Vec::new();
-    let target =
-        one_hot(chain.classes, chain.one_hot_targets, &batch, &mut targets).map(<[f32]>::to_vec);
+    let target = loss_targets(chain.classes, chain.one_hot_targets, &batch, &mut targets)
+        .map(<[f32]>::to_vec);
 
     let started = Instant::now();
     let gpu = Gpu::new(&request)?;

@@ -86,7 +86,7 @@ impl ChainRun {
 
     /// Uploads one micro-batch.
     pub fn upload(&mut self, gpu: &Gpu, batch: &Batch) -> Result<(), ops::GpuError> {
-        let target = one_hot(
+        let target = loss_targets(
             self.plan.classes,
             self.plan.one_hot_targets,
             batch,
@@ -106,9 +106,10 @@ pub(super) fn frozen_runs(gpu: &Gpu, plan: &Plan) -> Result<Vec<FrozenRun>, RunE
 }
 
 /// An eval's compiled step: over its chain's step (`chains[i]` is chain `i`'s), or over a
-/// frozen model with cross entropy.
+/// frozen model with cross entropy (mse on a regression data set).
 pub(super) fn eval_step(
     gpu: &Gpu,
+    plan: &Plan,
     eval: &EvalPlan,
     chains: &[&TrainStep],
     frozen: &[FrozenRun],
@@ -118,8 +119,12 @@ pub(super) fn eval_step(
         EvalTarget::Frozen(f) => EvalStep::for_params(
             gpu,
             &frozen[f.0].params,
-            LossKind::CrossEntropy {
-                label_smoothing: 0.0,
+            if plan.datasets[eval.dataset.0].targets.is_some() {
+                LossKind::Mse
+            } else {
+                LossKind::CrossEntropy {
+                    label_smoothing: 0.0,
+                }
             },
             eval.batch_size,
         )?,
@@ -259,13 +264,17 @@ fn mismatch<'a>(path: &'a Path, model: &'a str) -> impl Fn(GpuError) -> GpuError
     }
 }
 
-/// One-hot targets for an mse loss (reusing `buffer`), or `None` for cross-entropy.
-pub(super) fn one_hot<'a>(
+/// What a loss compares with besides labels: a regression batch's targets, one-hot rows
+/// for an mse loss on classes (reusing `buffer`), or `None` for cross-entropy.
+pub(super) fn loss_targets<'a>(
     classes: usize,
     one_hot_targets: bool,
-    batch: &Batch,
+    batch: &'a Batch,
     buffer: &'a mut Vec<f32>,
 ) -> Option<&'a [f32]> {
+    if let Some(targets) = &batch.targets {
+        return Some(targets);
+    }
     if !one_hot_targets {
         return None;
     }

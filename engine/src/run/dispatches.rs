@@ -65,7 +65,7 @@ pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<Dispa
     for e in &plan.evals {
         evals.push(EvalDispatches {
             eval: e.name.clone(),
-            batch: eval_step(&gpu, e, &steps, &frozen)?.dispatches(),
+            batch: eval_step(&gpu, plan, e, &steps, &frozen)?.dispatches(),
         });
     }
     Ok(DispatchPlan {

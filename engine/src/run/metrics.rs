@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::StepMetricsSummary;
+use crate::scores::{ClassReport, ClassScore, Scores};
 use crate::spec::EvalMetric;
 
 /// One line of `metrics.jsonl`.
@@ -37,6 +38,16 @@ pub struct MetricsRecord {
     pub top5: Option<f64>,
     /// Samples the record averages over.
     pub samples: u64,
+    /// Macro-averaged precision, recall and F1, ROC AUC (binary), MAE, RMSE and R²
+    /// (regression), each present when the eval lists it.
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Per-class precision, recall, F1 and support (evals listing precision, recall or f1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_class: Option<Vec<ClassScore>>,
+    /// `confusion[actual][predicted]` counts (evals listing `confusion`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Vec<Vec<u64>>>,
     /// Learning rate at the last step (training records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
@@ -84,22 +95,39 @@ impl MetricsRecord {
             accuracy: Some(m.accuracy),
             top5: None,
             samples: m.samples,
+            scores: Scores::default(),
+            per_class: None,
+            confusion: None,
             lr: Some(lr),
             pipeline_hash: String::new(),
             wall_time_s: wall,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn eval(
         stage: &str,
         split: &str,
         step: u64,
         epoch: u64,
         m: StepMetricsSummary,
+        report: Option<&ClassReport>,
         metrics: &[EvalMetric],
         wall: f64,
     ) -> Self {
         let has = |x| metrics.contains(&x);
+        let s = m.scores;
+        let scores = Scores {
+            precision: s.precision.filter(|_| has(EvalMetric::Precision)),
+            recall: s.recall.filter(|_| has(EvalMetric::Recall)),
+            f1: s.f1.filter(|_| has(EvalMetric::F1)),
+            roc_auc: s.roc_auc.filter(|_| has(EvalMetric::RocAuc)),
+            mae: s.mae.filter(|_| has(EvalMetric::Mae)),
+            rmse: s.rmse.filter(|_| has(EvalMetric::Rmse)),
+            r2: s.r2.filter(|_| has(EvalMetric::R2)),
+        };
+        let per_class_asked =
+            has(EvalMetric::Precision) || has(EvalMetric::Recall) || has(EvalMetric::F1);
         MetricsRecord {
             event: "eval",
             stage: stage.into(),
@@ -111,6 +139,13 @@ impl MetricsRecord {
             accuracy: has(EvalMetric::Accuracy).then_some(m.accuracy),
             top5: has(EvalMetric::Top5).then_some(m.top5),
             samples: m.samples,
+            scores,
+            per_class: report
+                .filter(|_| per_class_asked)
+                .map(|r| r.per_class.clone()),
+            confusion: report
+                .filter(|_| has(EvalMetric::Confusion))
+                .map(|r| r.confusion.clone()),
             lr: None,
             pipeline_hash: String::new(),
             wall_time_s: wall,

@@ -14,13 +14,14 @@ use std::time::Instant;
 use ops::gpu::Gpu;
 use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
-use crate::data::{Batch, BatchIter, Prefetcher, Split, prepare};
+use crate::data::{Batch, BatchIter, Normalizer, Prefetcher, Split, prepare};
 use crate::plan::{EvalPlan, EvalTarget, HookId, Plan, Watched};
 use crate::spec::{SplitName, Trigger};
 
 use super::callbacks::{self, Action, Callbacks, ChainMoment, metric_of};
-use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs, one_hot};
+use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs};
 use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
+use super::evaluate::evaluate_split;
 use super::metrics::{MetricsRecord, MetricsWriter};
 use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
 
@@ -29,6 +30,9 @@ struct EvalRoutine {
     split: Split,
     step: EvalStep,
     one_hot_targets: bool,
+    /// The data set's target scaling (identity for classification).
+    target_scaling: Normalizer,
+    class_names: Option<Vec<String>>,
 }
 
 /// Where the run stands; with the device tensors, a checkpoint's content.
@@ -161,9 +165,11 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             EvalTarget::Frozen(_) => false,
         };
         evals.push(EvalRoutine {
-            step: eval_step(&gpu, e, &steps, &frozen)?,
+            step: eval_step(&gpu, plan, e, &steps, &frozen)?,
             split: split_of(e.dataset.0, e.split)?,
             one_hot_targets,
+            target_scaling: prepared[e.dataset.0].target_normalizer.clone(),
+            class_names: plan.datasets[e.dataset.0].class_names.clone(),
             plan: e.clone(),
         });
     }
@@ -486,7 +492,7 @@ impl Runner<'_> {
             let plan = self.plan;
             for (chain, state) in plan.chains.iter().zip(&pos.chains) {
                 let lr = self.hooks.lr_scale() * chain.lr_at(state.step.saturating_sub(1));
-                let record = MetricsRecord::train(
+                let mut record = MetricsRecord::train(
                     &chain.name,
                     chain.split.as_str(),
                     state.step,
@@ -495,6 +501,9 @@ impl Runner<'_> {
                     lr,
                     self.started.elapsed().as_secs_f64(),
                 );
+                if chain.regression {
+                    record.accuracy = None;
+                }
                 self.write(&record)?;
                 self.hooks.set_train(&chain.name, state.epoch_sums.into());
             }
@@ -589,7 +598,7 @@ impl Runner<'_> {
                 // A chain waiting for the others at the end of an epoch trained nothing.
                 continue;
             }
-            let record = MetricsRecord::steps(
+            let mut record = MetricsRecord::steps(
                 &chain.plan.name,
                 chain.plan.split.as_str(),
                 state.step,
@@ -598,6 +607,9 @@ impl Runner<'_> {
                 lr,
                 wall,
             );
+            if chain.plan.regression {
+                record.accuracy = None;
+            }
             if let Some(w) = self.writer.as_mut() {
                 w.write(&record).map_err(|source| RunError::Io {
                     path: w.path().to_path_buf(),
@@ -672,7 +684,17 @@ impl Runner<'_> {
                 HookId::Eval(e) => {
                     let started = Instant::now();
                     let routine = &mut self.evals[e.0];
-                    let result = evaluate(&self.gpu, routine)?;
+                    let outcome = evaluate_split(
+                        &self.gpu,
+                        &mut routine.step,
+                        &routine.split,
+                        routine.plan.batch_size,
+                        routine.one_hot_targets,
+                        &routine.plan.metrics,
+                        &routine.target_scaling,
+                        routine.class_names.as_deref(),
+                    )?;
+                    let result = outcome.summary;
                     let name = &plan.evals[e.0].name;
                     self.clock.add(&format!("eval {name}"), started.elapsed());
                     self.results.insert(name.clone(), result);
@@ -683,6 +705,7 @@ impl Runner<'_> {
                         pos.step(),
                         epoch,
                         result,
+                        outcome.report.as_ref(),
                         &e.metrics,
                         self.started.elapsed().as_secs_f64(),
                     );
@@ -858,25 +881,4 @@ impl Runner<'_> {
         checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
         Ok(())
     }
-}
-
-fn evaluate(gpu: &Gpu, routine: &mut EvalRoutine) -> Result<StepMetricsSummary, RunError> {
-    let config = crate::data::BatchConfig {
-        batch_size: routine.plan.batch_size,
-        shuffle: false,
-        drop_last: false,
-        seed: 0,
-    };
-    let mut batch = Batch::default();
-    let mut iter = BatchIter::new(routine.split.clone(), config, 0)?;
-    let mut targets = Vec::new();
-    let classes = routine.split.dataset().classes;
-    while iter.next_into(&mut batch) {
-        let target = one_hot(classes, routine.one_hot_targets, &batch, &mut targets);
-        routine
-            .step
-            .upload_batch(gpu, &batch.features, &batch.labels, target, batch.rows)?;
-        routine.step.record(gpu)?;
-    }
-    Ok(MetricSums::from(routine.step.read_metrics(gpu)?).into())
 }

@@ -12,6 +12,11 @@ pub struct DatasetSpec {
     /// Feature normalisation; statistics are computed on the train split only.
     #[serde(default)]
     pub normalize: Normalize,
+    /// Regression: scaling of the `target` columns (`{kind: standardize}`), fitted on the
+    /// train split. The model learns scaled targets; metrics and predictions are in the
+    /// original units, and the scaling is stored with checkpoints and exports.
+    #[serde(default)]
+    pub normalize_targets: Normalize,
     /// Features that hold integer ids (category codes, tokens) for an `embedding`: checked
     /// to be whole numbers in `0..count` when loaded, and never normalised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,10 +69,15 @@ pub struct CsvSource {
     /// Columns holding the features: a 0-based range (`{start: 0, end: 4}`, `end`
     /// exclusive) or the header's names for them (`[sepal_length, petal_length]`).
     pub features: FeatureColumns,
-    /// Column holding the class label: its 0-based index or its name in the header. Its
-    /// values are integer class ids, or class names (`setosa`), numbered in sorted order of
-    /// the names in the file.
-    pub label: ColumnRef,
+    /// Column holding the class label (classification): its 0-based index or its name in
+    /// the header. Its values are integer class ids, or class names (`setosa`), numbered in
+    /// sorted order of the names in the file. Give `label` or `target`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<ColumnRef>,
+    /// Column(s) holding float regression targets: one index or name, or a list of them.
+    /// Give `label` or `target`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetColumns>,
     /// Number of classes: integer labels lie in `0..classes`. Optional: by default the
     /// largest integer label + 1, or the number of distinct names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +95,26 @@ pub enum FeatureColumns {
     Range(Columns),
     /// The columns the header names so, in this order (needs `header: true`).
     Names(Vec<String>),
+}
+
+/// Regression target columns of a CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TargetColumns {
+    /// One target column.
+    One(ColumnRef),
+    /// Several target columns, in this order (the model outputs one value per column).
+    Many(Vec<ColumnRef>),
+}
+
+impl TargetColumns {
+    /// The columns, in order.
+    pub fn columns(&self) -> Vec<&ColumnRef> {
+        match self {
+            TargetColumns::One(c) => vec![c],
+            TargetColumns::Many(cs) => cs.iter().collect(),
+        }
+    }
 }
 
 /// One CSV column: its 0-based index, or its name in the header.
@@ -234,13 +264,10 @@ pub struct FractionSplit {
     /// Fraction of samples in the test split.
     #[serde(default)]
     pub test: f64,
-    /// Keep each class's proportion the same in every split.
-    #[serde(default = "yes")]
-    pub stratified: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// Keep each class's proportion the same in every split. Default: true for
+    /// classification, false for regression (which has no classes to stratify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stratified: Option<bool>,
 }
 
 /// Separate sources for the val and test splits.

@@ -18,7 +18,7 @@ pub use callback::{
 };
 pub use dataset::{
     ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,
-    SplitName, SplitSpec,
+    SplitName, SplitSpec, TargetColumns,
 };
 pub use ids::{PortRef, StageId};
 pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};

@@ -142,11 +142,30 @@ pub struct ForwardStage {
 pub enum LossFn {
     /// Softmax cross-entropy over class logits, with integer class targets.
     CrossEntropy,
-    /// Mean squared error between outputs and one-hot targets.
+    /// Mean squared error: against a regression data set's float targets, or against
+    /// one-hot class targets.
     Mse,
+    /// Mean absolute error against float regression targets.
+    L1,
+    /// Huber loss against float regression targets: squared below `delta`, linear above
+    /// (PyTorch's `HuberLoss`).
+    Huber,
     /// Knowledge distillation: cross entropy on the labels mixed with the KL divergence
     /// to a frozen teacher's outputs softened by `temperature` (Hinton et al. 2015).
     Distill,
+}
+
+impl LossFn {
+    /// The name as written in pipelines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossFn::CrossEntropy => "cross_entropy",
+            LossFn::Mse => "mse",
+            LossFn::L1 => "l1",
+            LossFn::Huber => "huber",
+            LossFn::Distill => "distill",
+        }
+    }
 }
 
 /// A `loss` stage.
@@ -161,6 +180,9 @@ pub struct LossStage {
     /// Label smoothing for `cross_entropy`, in [0, 1).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// `huber`: where the loss turns from squared to linear (> 0); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
     /// `distill`: the teacher's outputs, e.g. `teacher_fwd.logits` (a frozen model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PortRef>,
@@ -224,6 +246,23 @@ pub enum EvalMetric {
     Accuracy,
     /// Fraction of samples whose label is among the 5 top classes.
     Top5,
+    /// Macro-averaged precision (per-class values in the record's `per_class`).
+    Precision,
+    /// Macro-averaged recall.
+    Recall,
+    /// Macro-averaged F1 score.
+    F1,
+    /// Area under the ROC curve of the positive class (class 1), binary tasks only.
+    RocAuc,
+    /// The confusion matrix (`confusion[actual][predicted]`), in the record and report.
+    Confusion,
+    /// Mean absolute error of regression outputs, in the targets' units.
+    Mae,
+    /// Root mean squared error of regression outputs, in the targets' units.
+    Rmse,
+    /// Coefficient of determination R² (1 − residual / total sum of squares), averaged
+    /// over target columns.
+    R2,
 }
 
 impl EvalMetric {
@@ -233,6 +272,52 @@ impl EvalMetric {
             EvalMetric::Loss => "loss",
             EvalMetric::Accuracy => "accuracy",
             EvalMetric::Top5 => "top5",
+            EvalMetric::Precision => "precision",
+            EvalMetric::Recall => "recall",
+            EvalMetric::F1 => "f1",
+            EvalMetric::RocAuc => "roc_auc",
+            EvalMetric::Confusion => "confusion",
+            EvalMetric::Mae => "mae",
+            EvalMetric::Rmse => "rmse",
+            EvalMetric::R2 => "r2",
+        }
+    }
+
+    /// Whether it needs the model's outputs per sample (read back from the device),
+    /// not only the device-accumulated loss and hit counts.
+    pub fn needs_outputs(self) -> bool {
+        !matches!(
+            self,
+            EvalMetric::Loss | EvalMetric::Accuracy | EvalMetric::Top5
+        )
+    }
+
+    /// Whether it measures regression outputs (else class predictions; `loss` fits both).
+    pub fn is_regression(self) -> bool {
+        matches!(self, EvalMetric::Mae | EvalMetric::Rmse | EvalMetric::R2)
+    }
+
+    /// Whether a larger value is better (`loss`, `mae` and `rmse` are minimised).
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, EvalMetric::Loss | EvalMetric::Mae | EvalMetric::Rmse)
+    }
+
+    /// Whether it is one number a callback can watch (`confusion` is a matrix).
+    pub fn is_scalar(self) -> bool {
+        self != EvalMetric::Confusion
+    }
+
+    /// What an eval computes when it lists no metrics.
+    pub fn defaults(regression: bool) -> Vec<EvalMetric> {
+        if regression {
+            vec![
+                EvalMetric::Loss,
+                EvalMetric::Mae,
+                EvalMetric::Rmse,
+                EvalMetric::R2,
+            ]
+        } else {
+            vec![EvalMetric::Loss, EvalMetric::Accuracy]
         }
     }
 }
@@ -255,9 +340,10 @@ pub struct EvalStage {
     /// When to evaluate.
     #[serde(default = "eval_triggers")]
     pub on: Vec<Trigger>,
-    /// Metrics to compute.
-    #[serde(default = "eval_metrics")]
-    pub metrics: Vec<EvalMetric>,
+    /// Metrics to compute. Default: `[loss, accuracy]` for classification, `[loss, mae,
+    /// rmse, r2]` for regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<EvalMetric>>,
     /// Run after these callbacks or evals at the same trigger.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<StageId>,
@@ -272,10 +358,6 @@ fn eval_batch() -> usize {
 
 fn eval_triggers() -> Vec<Trigger> {
     vec![Trigger::EpochEnd]
-}
-
-fn eval_metrics() -> Vec<EvalMetric> {
-    vec![EvalMetric::Loss, EvalMetric::Accuracy]
 }
 
 /// A `callback` stage.

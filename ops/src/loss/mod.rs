@@ -5,8 +5,11 @@
 
 pub mod cross_entropy;
 pub mod distill;
+pub mod huber;
+pub mod l1;
 pub mod mse;
 
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 use crate::tensor::Tensor;
 
 /// Which loss a training step minimises.
@@ -16,6 +19,10 @@ pub enum LossKind {
     CrossEntropy { label_smoothing: f32 },
     /// Mean squared error against float targets (mean over features, per sample).
     Mse,
+    /// Mean absolute error against float targets (mean over features, per sample).
+    L1,
+    /// Huber loss against float targets, squared below `delta` and linear above.
+    Huber { delta: f32 },
     /// Knowledge distillation from a teacher's outputs at `temperature`, weighted `alpha`
     /// against cross entropy on the labels (see [`distill`]).
     Distill { temperature: f32, alpha: f32 },
@@ -26,7 +33,7 @@ pub enum LossKind {
 pub struct LossOutput {
     /// Sum over the valid rows of the per-sample loss.
     pub loss_sum: f64,
-    /// Rows whose arg-max equals the label (cross entropy only).
+    /// Rows whose arg-max equals the label (classification losses only).
     pub correct: u64,
     /// Rows whose label is among the 5 largest logits (cross entropy only).
     pub top5_correct: u64,
@@ -40,4 +47,77 @@ pub(crate) fn rank_hits(z: &[f32], label: usize) -> (u64, u64) {
     let argmax = (0..z.len()).fold(0, |best, j| if z[j] > z[best] { j } else { best });
     let above = z.iter().filter(|&&v| v > z[label]).count();
     ((argmax == label) as u64, (above < 5) as u64)
+}
+
+/// CPU reference of a regression loss that is, per sample, the mean over its `D` values of
+/// `term(y - t)`; `term` returns the value and its derivative. Over the first `rows` rows
+/// of `y` `[batch, D]`, targets `[rows * D]`.
+pub(crate) fn per_value_cpu(
+    y: &Tensor,
+    targets: &[f32],
+    rows: usize,
+    term: impl Fn(f64) -> (f64, f64),
+) -> LossOutput {
+    let batch = y.batch();
+    let d = y.len() / batch.max(1);
+    let mut grad = Tensor::zeros(&y.shape);
+    let mut loss_sum = 0.0f64;
+    for r in 0..rows.min(batch) {
+        let mut row = 0.0f64;
+        for j in 0..d {
+            let diff = f64::from(y.data[r * d + j])
+                - f64::from(targets.get(r * d + j).copied().unwrap_or(0.0));
+            let (value, derivative) = term(diff);
+            row += value;
+            grad.data[r * d + j] = (derivative / d as f64) as f32;
+        }
+        loss_sum += row / d as f64;
+    }
+    LossOutput {
+        loss_sum,
+        correct: 0,
+        top5_correct: 0,
+        grad,
+    }
+}
+
+/// The fused kernel of a regression loss (`mse`, `l1`, `huber`): one invocation per row
+/// writes `dy` and `row_stats[3r..3r+3] = (loss, 0, 0)`; every such shader binds
+/// `step, y, targets, dy, row_stats` and reads `BATCH`, `D`, `STRIDE` (and its own `params`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn regression_dispatch(
+    kind: LossKind,
+    k: &mut KernelBuilder,
+    step: &BufferRef,
+    y: &BufferRef,
+    targets: &BufferRef,
+    dy: &BufferRef,
+    row_stats: &BufferRef,
+    batch: usize,
+    features: usize,
+) -> Result<Dispatch, GpuError> {
+    let (name, wgsl, params) = match kind {
+        LossKind::Mse => ("mse", mse::WGSL, Vec::new()),
+        LossKind::L1 => ("l1", l1::WGSL, Vec::new()),
+        LossKind::Huber { delta } => ("huber", huber::WGSL, huber::params(delta)),
+        other => {
+            return Err(GpuError::InvalidConfig(format!(
+                "{other:?} is not a regression loss"
+            )));
+        }
+    };
+    let (groups, stride) = grid_1d(batch);
+    let mut defines = vec![
+        ("BATCH", batch.to_string()),
+        ("D", features.to_string()),
+        ("STRIDE", stride.to_string()),
+    ];
+    defines.extend(params);
+    k.compute(
+        name,
+        &[wgsl],
+        &defines,
+        &[step, y, targets, dy, row_stats],
+        groups,
+    )
 }

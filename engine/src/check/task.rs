@@ -1,0 +1,187 @@
+//! The task check: losses, class weights and eval metrics fit what the data sets hold
+//! (class labels or regression targets), each misfit located where it is written.
+
+use std::collections::BTreeMap;
+
+use super::data::DatasetInfo;
+use super::graph::{StageGraph, field_path};
+use crate::diag::Diagnostic;
+use crate::parse::{ParsedPipeline, Seg};
+use crate::spec::{EvalMetric, EvalStage, LossFn, LossStage, SplitSpec, Stage};
+
+/// The metrics an eval computes: those it lists, else its data set's task defaults.
+pub fn eval_metrics(datasets: &BTreeMap<String, DatasetInfo>, e: &EvalStage) -> Vec<EvalMetric> {
+    e.metrics.clone().unwrap_or_else(|| {
+        EvalMetric::defaults(
+            datasets
+                .get(&e.dataset)
+                .is_some_and(DatasetInfo::is_regression),
+        )
+    })
+}
+
+pub(super) fn check(
+    parsed: &ParsedPipeline,
+    graph: &StageGraph,
+    datasets: &BTreeMap<String, DatasetInfo>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (name, spec) in &parsed.pipeline.datasets {
+        let Some(ds) = datasets.get(name) else {
+            continue;
+        };
+        if let SplitSpec::Fraction(f) = &spec.split
+            && ds.is_regression()
+            && f.stratified == Some(true)
+        {
+            let path = [
+                Seg::Key("datasets".into()),
+                Seg::Key(name.clone()),
+                Seg::Key("split".into()),
+                Seg::Key("stratified".into()),
+            ];
+            out.push(
+                Diagnostic::new(
+                    "task-mismatch",
+                    format!("data set `{name}` holds regression targets, which have no classes to stratify by"),
+                )
+                .at(parsed.span(&path), "needs class labels")
+                .hint("remove `stratified` (a regression split is a seeded shuffle)"),
+            );
+        }
+    }
+    for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
+        match stage {
+            Stage::Loss(l) => {
+                let ds = graph.source_of(i, "target").and_then(|(t, _)| {
+                    match &parsed.pipeline.stages[t] {
+                        Stage::Load(load) => {
+                            datasets.get(&load.dataset).map(|d| (&load.dataset, d))
+                        }
+                        _ => None,
+                    }
+                });
+                loss(parsed, i, l, ds, out);
+            }
+            Stage::Eval(e) => {
+                let Some(ds) = datasets.get(&e.dataset) else {
+                    continue;
+                };
+                for (k, metric) in e.metrics.iter().flatten().enumerate() {
+                    let at = || {
+                        let mut p = field_path(i, "metrics");
+                        p.push(Seg::Index(k));
+                        parsed.span(&p)
+                    };
+                    let wrong = if ds.is_regression() {
+                        !metric.is_regression() && *metric != EvalMetric::Loss
+                    } else {
+                        metric.is_regression()
+                    };
+                    if wrong {
+                        let (holds, fits) = if ds.is_regression() {
+                            ("regression targets", "`loss`, `mae`, `rmse`, `r2`")
+                        } else {
+                            (
+                                "class labels",
+                                "`loss`, `accuracy`, `top5`, `precision`, `recall`, `f1`, `roc_auc`, `confusion`",
+                            )
+                        };
+                        out.push(
+                            Diagnostic::new(
+                                "task-mismatch",
+                                format!("`{}` does not measure data set `{}`, which holds {holds}", metric.as_str(), e.dataset),
+                            )
+                            .at(at(), "not for this task")
+                            .stage(&e.id)
+                            .expected_found(format!("one of {fits}"), format!("`{}`", metric.as_str()))
+                            .hint("metrics follow the data set's task: a `label` column is classification, `target` columns regression"),
+                        );
+                    } else if *metric == EvalMetric::RocAuc && ds.classes != 2 {
+                        out.push(
+                            Diagnostic::new(
+                                "task-mismatch",
+                                format!(
+                                    "`roc_auc` needs a binary task, data set `{}` has {} classes",
+                                    e.dataset, ds.classes
+                                ),
+                            )
+                            .at(at(), "binary tasks only")
+                            .stage(&e.id)
+                            .expected_found("2 classes", format!("{} classes", ds.classes))
+                            .hint("use `f1` (macro-averaged) or `confusion` for more classes"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn loss(
+    parsed: &ParsedPipeline,
+    i: usize,
+    l: &LossStage,
+    ds: Option<(&String, &DatasetInfo)>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let name = l.function.as_str();
+    if let Some((dataset, ds)) = ds {
+        let fits = if ds.is_regression() {
+            matches!(l.function, LossFn::Mse | LossFn::L1 | LossFn::Huber)
+        } else {
+            matches!(
+                l.function,
+                LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse
+            )
+        };
+        if !fits {
+            let (holds, use_) = if ds.is_regression() {
+                ("regression targets", "`mse`, `l1` or `huber`")
+            } else {
+                (
+                    "class labels",
+                    "`cross_entropy` (or `distill`, `mse` on one-hot targets)",
+                )
+            };
+            out.push(
+                Diagnostic::new(
+                    "task-mismatch",
+                    format!("`{name}` does not fit data set `{dataset}`, which holds {holds}"),
+                )
+                .at(parsed.span(&field_path(i, "fn")), "not for this task")
+                .stage(&l.id)
+                .expected_found(use_, format!("`{name}`"))
+                .hint("a `label` column makes a classification data set, `target` columns a regression one"),
+            );
+        }
+    }
+    if let Some(delta) = l.delta {
+        if l.function != LossFn::Huber {
+            out.push(
+                Diagnostic::new(
+                    "invalid-hyperparameter",
+                    format!("`delta` applies to `huber`, not `{name}`"),
+                )
+                .at(
+                    parsed.span(&field_path(i, "delta")),
+                    "not used by this loss",
+                )
+                .stage(&l.id)
+                .hint("remove it, or use `fn: huber`"),
+            );
+        } else if !(delta.is_finite() && delta > 0.0) {
+            out.push(
+                Diagnostic::new(
+                    "invalid-hyperparameter",
+                    format!("`delta` must be positive, found {delta}"),
+                )
+                .at(parsed.span(&field_path(i, "delta")), "here")
+                .stage(&l.id)
+                .expected_found("> 0", format!("{delta}"))
+                .hint("PyTorch's default is 1.0"),
+            );
+        }
+    }
+}
