@@ -88,13 +88,70 @@ enum Command {
         /// A checkpoint directory (e.g. runs/<name>/checkpoints).
         dir: PathBuf,
     },
-    /// Write a checkpoint's trained weights alone as a safetensors file.
+    /// Write a checkpoint's trained model as a self-describing safetensors file: its
+    /// weights, and in the metadata its graph, columns, normalisation, classes or targets
+    /// and pipeline (`engine predict` and `engine eval` work from the file alone).
     Export {
-        /// Checkpoint directory (e.g. runs/<name>/checkpoints/step-00000450).
-        checkpoint: PathBuf,
-        /// Output file.
+        /// Checkpoint directory (e.g. runs/<name>/checkpoints/step-00000450), or `latest`.
+        checkpoint: String,
+        /// Output file; its extension must agree with `--format`.
         #[arg(long)]
         out: PathBuf,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Safetensors)]
+        format: ExportFormat,
+        /// The model to export when the run trains several (default: the first).
+        #[arg(long)]
+        model_name: Option<String>,
+        /// With `latest`: the run directory to look in [default: every run under runs/].
+        #[arg(long)]
+        run: Option<PathBuf>,
+    },
+    /// Evaluate a trained model: loss, accuracy, precision/recall/F1 per class, confusion
+    /// matrix, ROC AUC (binary), or MAE/RMSE/R² (regression).
+    Eval {
+        /// A checkpoint directory, `latest`, or a file written by `engine export`.
+        model: String,
+        /// A CSV file with the columns the model was trained on, labels or targets included
+        /// [default: the `--split` of the pipeline's data set].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The split of the pipeline's data set to evaluate on.
+        #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+        split: SplitArg,
+        /// The model, when the run trains several.
+        #[arg(long)]
+        model_name: Option<String>,
+        /// With `latest`: the run directory to look in [default: every run under runs/].
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        #[arg(long)]
+        device: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Predict with a trained model on raw data (the columns it was trained on, not
+    /// normalised): class names and probabilities, or values, one row per sample.
+    Predict {
+        /// A checkpoint directory, `latest`, or a file written by `engine export`.
+        model: String,
+        /// The CSV file to predict on.
+        #[arg(long)]
+        data: PathBuf,
+        /// Output file, `.csv` or `.jsonl`.
+        #[arg(long, default_value = "predictions.csv")]
+        out: PathBuf,
+        /// The model, when the run trains several.
+        #[arg(long)]
+        model_name: Option<String>,
+        /// With `latest`: the run directory to look in [default: every run under runs/].
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        #[arg(long)]
+        device: Option<String>,
     },
     /// List GPU adapters with backend, type and key limits.
     Devices,
@@ -132,6 +189,108 @@ enum Command {
         #[arg(long)]
         warm_cache: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// safetensors with the model card in its metadata (`.safetensors`).
+    Safetensors,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Val,
+    Test,
+}
+
+impl SplitArg {
+    fn name(self) -> engine::spec::SplitName {
+        use engine::spec::SplitName;
+        match self {
+            SplitArg::Train => SplitName::Train,
+            SplitArg::Val => SplitName::Val,
+            SplitArg::Test => SplitName::Test,
+        }
+    }
+}
+
+/// A checkpoint directory, an exported file, or `latest`.
+fn model_path(model: &str, run: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    if model == "latest" {
+        return engine::run::infer::latest_checkpoint(run).map_err(|e| e.to_string());
+    }
+    let path = PathBuf::from(model);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "`{model}` does not exist (give a checkpoint directory, a file written by `engine export`, or `latest`)"
+        ))
+    }
+}
+
+/// Loads `model` (a path or `latest`), picks its card and runs `f` on the device asked
+/// for; a failure comes with its exit code.
+fn with_model<T>(
+    model: &str,
+    run: Option<&std::path::Path>,
+    name: Option<&str>,
+    device: Option<&str>,
+    f: impl FnOnce(
+        &engine::run::infer::LoadedModel,
+        &engine::card::ModelCard,
+        &ops::gpu::DeviceRequest,
+    ) -> Result<T, engine::run::infer::InferError>,
+) -> Result<T, (u8, String)> {
+    let failed = |e: engine::run::infer::InferError| (infer_exit(&e), e.to_string());
+    let path = model_path(model, run).map_err(|e| (2, e))?;
+    let loaded = engine::run::infer::load_model(&path).map_err(failed)?;
+    let card = loaded.card(name).map_err(failed)?;
+    let request = device.map(device_request).unwrap_or_default();
+    f(&loaded, card, &request).map_err(failed)
+}
+
+/// Exit code of a failed eval or predict: 1 for a model or data that does not fit, 2 for
+/// I/O and the device.
+fn infer_exit(e: &engine::run::infer::InferError) -> u8 {
+    use engine::run::infer::InferError;
+    match e {
+        InferError::Mismatch(_) => 1,
+        InferError::Checkpoint(engine::run::checkpoint::CheckpointError::Corrupt { .. }) => 1,
+        InferError::Run(engine::run::RunError::Data(_)) => 1,
+        _ => 2,
+    }
+}
+
+fn print_eval(report: &engine::run::infer::EvalReport) {
+    let m = &report.outcome.summary;
+    println!("model {} on {}", report.model, report.on);
+    println!("{}", engine::run::describe_eval("eval", &report.metrics, m));
+    if let Some(r) = &report.outcome.report {
+        let width = r
+            .per_class
+            .iter()
+            .map(|c| c.class.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        println!(
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>7}",
+            "class", "precision", "recall", "f1", "support"
+        );
+        for c in &r.per_class {
+            println!(
+                "{:<width$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>7}",
+                c.class, c.precision, c.recall, c.f1, c.support
+            );
+        }
+        println!("confusion (rows: actual, columns: predicted)");
+        for (c, line) in r.per_class.iter().zip(&r.confusion) {
+            let cells: Vec<String> = line.iter().map(|n| format!("{n:>6}")).collect();
+            println!("{:<width$}  {}", c.class, cells.join(""));
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -357,15 +516,129 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Export { checkpoint, out } => {
-            match engine::run::checkpoint::export(&checkpoint, &out) {
-                Ok(n) => {
-                    println!("wrote {n} tensors to {}", out.display());
+        Command::Export {
+            checkpoint,
+            out,
+            format,
+            model_name,
+            run,
+        } => {
+            let extension = match format {
+                ExportFormat::Safetensors => "safetensors",
+            };
+            if out.extension().and_then(|e| e.to_str()) != Some(extension) {
+                eprintln!(
+                    "error: `{}` does not end in `.{extension}`, the extension of `--format {extension}` (hint: name the file `model.{extension}`)",
+                    out.display()
+                );
+                return ExitCode::from(2);
+            }
+            let checkpoint = match model_path(&checkpoint, run.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match engine::run::checkpoint::export(&checkpoint, &out, model_name.as_deref()) {
+                Ok(e) => {
+                    match &e.model {
+                        Some(m) => println!(
+                            "wrote model {m} ({} tensors, with its card) to {}",
+                            e.tensors,
+                            out.display()
+                        ),
+                        None => println!(
+                            "wrote {} tensors to {} (the checkpoint has no model card: weights only)",
+                            e.tensors,
+                            out.display()
+                        ),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
+                }
+            }
+        }
+        Command::Eval {
+            model,
+            data,
+            split,
+            model_name,
+            run,
+            device,
+            json,
+        } => {
+            let result = with_model(
+                &model,
+                run.as_deref(),
+                model_name.as_deref(),
+                device.as_deref(),
+                |loaded, card, request| {
+                    engine::run::infer::eval_model(
+                        loaded,
+                        card,
+                        data.as_deref(),
+                        split.name(),
+                        request,
+                    )
+                },
+            );
+            match result {
+                Ok(report) => {
+                    if json {
+                        let value = serde_json::json!({
+                            "model": report.model,
+                            "on": report.on,
+                            "summary": report.outcome.summary,
+                            "report": report.outcome.report,
+                        });
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&value).unwrap_or_default()
+                        );
+                    } else {
+                        print_eval(&report);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(code)
+                }
+            }
+        }
+        Command::Predict {
+            model,
+            data,
+            out,
+            model_name,
+            run,
+            device,
+        } => {
+            let result = with_model(
+                &model,
+                run.as_deref(),
+                model_name.as_deref(),
+                device.as_deref(),
+                |loaded, card, request| {
+                    engine::run::infer::predict(loaded, card, &data, &out, request)
+                },
+            );
+            match result {
+                Ok(summary) => {
+                    println!(
+                        "wrote {} predictions to {}",
+                        summary.rows,
+                        summary.out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(code)
                 }
             }
         }

@@ -15,7 +15,10 @@ use crate::tensor::Tensor;
 /// A tensor of a model, by id: `TensorId::INPUT` (0) is the model's input and
 /// `TensorId::output_of(i)` (`i + 1`) the output of layer `i`. Lists of per-tensor values
 /// (activations, their gradients, [`Sequential::consumers`]) are indexed by it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct TensorId(pub usize);
 
 impl TensorId {
@@ -63,14 +66,16 @@ impl<T> std::ops::Index<TensorId> for [T] {
 }
 
 /// What the user declared: per-sample input shape, layers, how they are wired, init
-/// scheme.
-#[derive(Clone, Debug, PartialEq)]
+/// scheme. Serialisable: checkpoints and exports store it so a trained model can be rebuilt
+/// without its pipeline.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelDef {
     pub input: Vec<usize>,
     pub layers: Vec<LayerSpec>,
     /// The tensors each layer reads ([`TensorId`]), so a layer reads only earlier
     /// tensors. Empty: a chain, layer `i` reads tensor `i` (the layer before's output).
     /// The model's output is its last layer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Vec<TensorId>>,
     pub init: Init,
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::data::clean_text;
+use crate::data::{clean_text, csv_cells};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
@@ -519,7 +519,10 @@ fn read_header(path: &Path) -> Result<Vec<String>, String> {
     for line in reader.lines() {
         let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         if !line.trim().is_empty() {
-            return Ok(line.split(',').map(|c| clean_text(c).to_string()).collect());
+            return Ok(csv_cells(&line)
+                .into_iter()
+                .map(|c| clean_text(c).to_string())
+                .collect());
         }
     }
     Err(format!("`{}` holds no header row", path.display()))
@@ -564,7 +567,7 @@ fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe
             continue;
         }
         if cols == 0 {
-            cols = line.split(',').count();
+            cols = csv_cells(&line).len();
         }
         rows += 1;
         if header && rows == 1 {
@@ -572,7 +575,7 @@ fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe
         }
         // A short row is reported by the data stages, with its row number.
         let Some(label) = label else { continue };
-        let Some(cell) = line.split(',').nth(label).map(clean_text) else {
+        let Some(cell) = csv_cells(&line).get(label).map(|c| clean_text(c)) else {
             continue;
         };
         match cell.parse::<f64>() {

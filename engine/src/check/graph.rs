@@ -55,10 +55,18 @@ pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
             ("params", PortType::Params),
             ("grad_norm", PortType::Scalar),
         ],
+        // Every scalar metric (which ones an eval computes is checked where it is read).
         Stage::Eval(_) => &[
             ("loss", PortType::Scalar),
             ("accuracy", PortType::Scalar),
             ("top5", PortType::Scalar),
+            ("precision", PortType::Scalar),
+            ("recall", PortType::Scalar),
+            ("f1", PortType::Scalar),
+            ("roc_auc", PortType::Scalar),
+            ("mae", PortType::Scalar),
+            ("rmse", PortType::Scalar),
+            ("r2", PortType::Scalar),
         ],
         Stage::Callback(_) => &[],
     }

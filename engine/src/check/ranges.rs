@@ -4,8 +4,8 @@
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    CallbackSpec, ColumnRef, Columns, FeatureColumns, LrSchedule, OptimizerSpec, Schedule,
-    SourceSpec, SplitSpec, Stage, Trigger,
+    CallbackSpec, Columns, FeatureColumns, LrSchedule, OptimizerSpec, Schedule, SourceSpec,
+    SplitSpec, Stage, Trigger,
 };
 
 /// One range rule.
@@ -152,9 +152,6 @@ fn source(r: &mut Rules, source: &SourceSpec) {
             // Columns by name are checked against the header when the file is probed.
             if let FeatureColumns::Range(Columns { start, end }) = csv.features {
                 r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
-                if let Some(ColumnRef::Index(label)) = csv.label {
-                    r.rule("label", !(start..end).contains(&label), "a column outside the feature columns", label, "the label column must not also be a feature");
-                }
             }
             // Inferred from the file when omitted (checked when the file is probed);
             // a regression source has no classes.

@@ -114,6 +114,42 @@ pub(super) fn check(
                     }
                 }
             }
+            Stage::Callback(c) => {
+                for (k, watched) in c.watch.iter().enumerate() {
+                    let Some((id, port)) = watched.split() else {
+                        continue;
+                    };
+                    let eval = parsed.pipeline.stages.iter().find_map(|s| match s {
+                        Stage::Eval(e) if e.id.0 == id => Some(e),
+                        _ => None,
+                    });
+                    let Some(e) = eval else { continue };
+                    let computed = eval_metrics(datasets, e);
+                    if computed.iter().any(|m| m.as_str() == port) {
+                        continue;
+                    }
+                    let mut p = field_path(i, "watch");
+                    p.push(Seg::Index(k));
+                    let list: Vec<String> = computed
+                        .iter()
+                        .filter(|m| m.is_scalar())
+                        .map(|m| format!("`{id}.{}`", m.as_str()))
+                        .collect();
+                    out.push(
+                        Diagnostic::new(
+                            "unknown-metric",
+                            format!("eval `{id}` does not compute `{port}`"),
+                        )
+                        .at(parsed.span(&p), "not among its metrics")
+                        .stage(&c.id)
+                        .expected_found(
+                            format!("one of {}", list.join(", ")),
+                            format!("`{watched}`"),
+                        )
+                        .hint(format!("add `{port}` to the `metrics:` of eval `{id}`")),
+                    );
+                }
+            }
             _ => {}
         }
     }

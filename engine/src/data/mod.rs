@@ -45,7 +45,7 @@ mod read;
 mod rng;
 mod source;
 
-pub(crate) use source::clean_text;
+pub(crate) use source::{clean_text, csv_cells};
 mod split;
 
 pub use batch::{Batch, BatchConfig, BatchIter, batches_per_epoch, epoch_order};

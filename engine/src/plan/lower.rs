@@ -13,6 +13,7 @@ use ops::model::TensorId;
 use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
+use crate::card::{CARD_FORMAT, EvalLoss, InputCard, ModelCard, Scaling, TaskCard};
 use crate::check::{CheckedPipeline, eval_metrics, model_of, trained_models};
 use crate::data::{
     self, BatchConfig, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source,
@@ -118,6 +119,10 @@ pub struct ChainPlan {
     pub classes: usize,
     /// Its length and batching.
     pub schedule: SchedulePlan,
+    /// The card of its model, statistics still empty (the run fills them); `None` for a
+    /// model behind a frozen encoder.
+    #[serde(skip)]
+    pub card: Option<ModelCard>,
 }
 
 impl ChainPlan {
@@ -381,7 +386,33 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 _ => None,
             })
             .unwrap_or(LrSchedule::Constant);
+        let card = (encoder.is_none()).then(|| {
+            let eval_loss = match loss_kind(loss) {
+                LossKind::CrossEntropy { label_smoothing } => {
+                    EvalLoss::CrossEntropy { label_smoothing }
+                }
+                LossKind::Distill { .. } => EvalLoss::CrossEntropy {
+                    label_smoothing: 0.0,
+                },
+                LossKind::Mse => EvalLoss::Mse {
+                    one_hot: !checked
+                        .datasets
+                        .get(&load.dataset)
+                        .is_some_and(|d| d.is_regression()),
+                },
+                LossKind::L1 => EvalLoss::L1,
+                LossKind::Huber { delta } => EvalLoss::Huber { delta },
+            };
+            model_card(
+                checked,
+                &load.dataset,
+                &fwd.model,
+                (composed.clone(), layer_names(&trained)),
+                eval_loss,
+            )
+        });
         chains.push(ChainPlan {
+            card,
             id: ChainId(i),
             name: step.id.0.clone(),
             load: load.id.0.clone(),
@@ -615,6 +646,79 @@ fn device_request(device: &spec::DeviceSpec) -> DeviceRequest {
             Backend::Gl => BackendChoice::Gl,
         },
         name: device.adapter.clone(),
+    }
+}
+
+/// The static part of a chain's model card: graph, names, input columns, task.
+fn model_card(
+    checked: &CheckedPipeline,
+    dataset: &str,
+    model: &str,
+    (def, layer_names): (ModelDef, Option<Vec<String>>),
+    eval_loss: EvalLoss,
+) -> ModelCard {
+    let p = &checked.parsed.pipeline;
+    let info = checked.datasets.get(dataset);
+    let config = data_config(checked, dataset);
+    let source = match &config.split {
+        SplitBy::Fractions { source, .. } => source,
+        SplitBy::Files { train, .. } => train,
+    };
+    let shape = info.map(|d| d.shape.clone()).unwrap_or_default();
+    let input = match source {
+        Source::Csv(csv) => InputCard {
+            kind: "csv".into(),
+            header: csv.header,
+            features: Some(csv.features.clone()),
+            answer: Some(csv.label.clone()),
+            shape,
+        },
+        other => InputCard {
+            kind: other.kind().name.to_string(),
+            header: false,
+            features: None,
+            answer: None,
+            shape,
+        },
+    };
+    let task = match info.and_then(|d| d.targets.clone()) {
+        Some(targets) => TaskCard::Regress {
+            targets,
+            scaling: Scaling::default(),
+        },
+        None => TaskCard::Classify {
+            classes: info.map_or(0, |d| d.classes),
+            class_names: info.and_then(|d| d.class_names.clone()),
+        },
+    };
+    // The batch of its test eval (so `engine eval` adds up the losses as the run did).
+    let evals: Vec<&spec::EvalStage> = p
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Eval(e) if e.model == model && e.dataset == dataset => Some(e),
+            _ => None,
+        })
+        .collect();
+    let eval_batch = evals
+        .iter()
+        .find(|e| e.split == SplitName::Test)
+        .or(evals.first())
+        .map_or(256, |e| e.batch_size);
+    ModelCard {
+        format: CARD_FORMAT,
+        pipeline: p.name.clone(),
+        pipeline_hash: String::new(),
+        model: model.to_string(),
+        pipeline_dir: std::path::absolute(&checked.parsed.base_dir)
+            .unwrap_or_else(|_| checked.parsed.base_dir.clone()),
+        def,
+        layer_names,
+        input,
+        normalize: Scaling::default(),
+        task,
+        eval_batch,
+        eval_loss,
     }
 }
 

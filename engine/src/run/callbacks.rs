@@ -365,9 +365,14 @@ impl<'p> Callbacks<'p> {
                 } else {
                     String::new()
                 };
+                let acc = if self.regression(c.name) {
+                    String::new()
+                } else {
+                    format!("  acc {:>5.1}%", w.accuracy * 100.0)
+                };
                 self.print(format!(
-                    "epoch {:>3}  step {:>6}/{total}{who}  loss {:.4}  acc {:>5.1}%  lr {:.2e}  {rate:.0} samples/s",
-                    at.epoch + 1, at.step, w.loss, w.accuracy * 100.0, c.lr
+                    "epoch {:>3}  step {:>6}/{total}{who}  loss {:.4}{acc}  lr {:.2e}  {rate:.0} samples/s",
+                    at.epoch + 1, at.step, w.loss, c.lr
                 ));
             }
             return;
@@ -394,25 +399,45 @@ impl<'p> Callbacks<'p> {
                     } else {
                         String::new()
                     };
-                    parts.push(format!(
-                        "{who}train loss {:.4} acc {:.1}%",
-                        t.loss,
-                        t.accuracy * 100.0
-                    ));
+                    let acc = if self.regression(c.name) {
+                        String::new()
+                    } else {
+                        format!(" acc {:.1}%", t.accuracy * 100.0)
+                    };
+                    parts.push(format!("{who}train loss {:.4}{acc}", t.loss));
                 }
             }
         }
         for e in &self.plan.evals {
             if let Some(m) = self.memory.evals.get(&e.name) {
-                parts.push(format!(
-                    "{} loss {:.4} acc {:.2}%",
-                    e.name,
-                    m.loss,
-                    m.accuracy * 100.0
-                ));
+                let mut part = format!("{} loss {:.4}", e.name, m.loss);
+                for metric in &e.metrics {
+                    match metric {
+                        EvalMetric::Loss | EvalMetric::Confusion => {}
+                        EvalMetric::Accuracy => {
+                            part.push_str(&format!(" acc {:.2}%", m.accuracy * 100.0));
+                        }
+                        other => {
+                            part.push_str(&format!(
+                                " {} {:.4}",
+                                other.as_str(),
+                                metric_of(m, *other)
+                            ));
+                        }
+                    }
+                }
+                parts.push(part);
             }
         }
         self.print(parts.join("  "));
+    }
+
+    /// Whether chain `name` trains on regression targets (its records have no accuracy).
+    fn regression(&self, name: &str) -> bool {
+        self.plan
+            .chains
+            .iter()
+            .any(|c| c.name == name && c.regression)
     }
 
     fn early_stopping(

@@ -7,6 +7,8 @@
 //!   accumulated gradients (`grads.<param>`)
 //! - `best.safetensors` — best weights kept for `early_stopping.restore_best` (optional)
 //! - `state.json` — [`TrainingState`]: position, accumulators, callback state, pipeline
+//! - `model.json` — the trained models' [`ModelCard`]s (graph, columns, normalisation,
+//!   classes or targets), for `engine eval`, `engine predict` and `engine export`
 //! - `manifest.json` — SHA-256 and size of every other file; written last
 
 use std::collections::BTreeMap;
@@ -15,6 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ops::train::NamedTensor;
+
+use crate::card::ModelCard;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -134,6 +138,9 @@ pub struct Checkpoint {
     pub grads: Vec<NamedTensor>,
     /// Best weights, when early stopping keeps them.
     pub best: Option<Vec<NamedTensor>>,
+    /// The cards of its trained models (`model.json`; absent in checkpoints of earlier
+    /// versions).
+    pub cards: Vec<ModelCard>,
 }
 
 /// One checkpoint found on disk.
@@ -181,6 +188,24 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Serialises named f32 tensors as safetensors bytes.
 pub fn safetensors_bytes(tensors: &[NamedTensor]) -> Result<Vec<u8>, String> {
+    safetensors_bytes_with(tensors, BTreeMap::new())
+}
+
+/// The `__metadata__` strings of safetensors bytes (empty when there are none).
+pub fn safetensors_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    Ok(metadata
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default())
+}
+
+/// Serialises named f32 tensors as safetensors bytes with `metadata` strings.
+pub fn safetensors_bytes_with(
+    tensors: &[NamedTensor],
+    metadata: BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|t| {
@@ -198,7 +223,8 @@ pub fn safetensors_bytes(tensors: &[NamedTensor]) -> Result<Vec<u8>, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+    let metadata = (!metadata.is_empty()).then(|| metadata.into_iter().collect());
+    safetensors::tensor::serialize(views, metadata).map_err(|e| e.to_string())
 }
 
 /// Parses safetensors bytes of f32 tensors, in name order.
@@ -288,6 +314,12 @@ pub fn save(root: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointE
             safetensors_bytes(best).map_err(corrupt)?,
         ));
     }
+    if !checkpoint.cards.is_empty() {
+        files.push((
+            "model.json",
+            serde_json::to_vec_pretty(&checkpoint.cards).map_err(|e| corrupt(e.to_string()))?,
+        ));
+    }
     let mut manifest = Manifest { files: Vec::new() };
     for (file, bytes) in &files {
         write_synced(&tmp.join(file), bytes)?;
@@ -368,6 +400,11 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .map(|b| parse_safetensors(&b))
         .transpose()
         .map_err(&corrupt)?;
+    let cards: Vec<ModelCard> = read("model.json")?
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| corrupt(format!("model.json: {e}")))?
+        .unwrap_or_default();
     let (grads, optimizer): (Vec<_>, Vec<_>) = all_optimizer
         .into_iter()
         .partition(|t| t.name.starts_with("grads."));
@@ -384,6 +421,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         optimizer,
         grads,
         best,
+        cards,
     })
 }
 
@@ -482,16 +520,78 @@ pub fn prune(
     Ok(())
 }
 
-/// Writes a checkpoint's verified weights alone as a safetensors file (atomically).
-pub fn export(checkpoint: &Path, out: &Path) -> Result<usize, CheckpointError> {
+/// What `engine export` wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    /// Tensors written.
+    pub tensors: usize,
+    /// The model whose card the file carries (`None`: a checkpoint without a card, weights
+    /// only).
+    pub model: Option<String>,
+}
+
+/// Writes a checkpoint's verified weights as a safetensors file (atomically). With a model
+/// card (checkpoints since cards exist) the file holds that model's tensors and carries
+/// the card and the resolved pipeline in its metadata (`engine.card`, `engine.pipeline`),
+/// so `engine predict` and `engine eval` work from it alone. `model` picks one model of a
+/// run that trains several (default: the first).
+pub fn export(
+    checkpoint: &Path,
+    out: &Path,
+    model: Option<&str>,
+) -> Result<Exported, CheckpointError> {
     let loaded = load(checkpoint)?;
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: checkpoint.to_path_buf(),
         reason,
     };
-    let bytes = safetensors_bytes(&loaded.weights).map_err(corrupt)?;
+    let card = match model {
+        None => loaded.cards.first(),
+        Some(name) => Some(
+            loaded
+                .cards
+                .iter()
+                .find(|c| c.model == name)
+                .ok_or_else(|| {
+                    CheckpointError::NotFound(checkpoint.join(format!("model `{name}`")))
+                })?,
+        ),
+    };
+    let (weights, metadata) = match card {
+        None => (loaded.weights.clone(), BTreeMap::new()),
+        Some(card) => {
+            let mut seq = ops::model::Sequential::new(&card.def).map_err(&corrupt)?;
+            if let Some(names) = &card.layer_names {
+                seq.rename_layers(names).map_err(&corrupt)?;
+            }
+            let weights: Vec<NamedTensor> = loaded
+                .weights
+                .iter()
+                .filter(|t| seq.slots.iter().any(|s| s.name == t.name))
+                .cloned()
+                .collect();
+            let mut metadata = BTreeMap::new();
+            metadata.insert(
+                super::infer::CARD_KEY.to_string(),
+                serde_json::to_string(card).map_err(|e| corrupt(e.to_string()))?,
+            );
+            metadata.insert(
+                super::infer::PIPELINE_KEY.to_string(),
+                loaded.state.resolved_pipeline.clone(),
+            );
+            metadata.insert(
+                "engine.pipeline_hash".to_string(),
+                card.pipeline_hash.clone(),
+            );
+            (weights, metadata)
+        }
+    };
+    let bytes = safetensors_bytes_with(&weights, metadata).map_err(corrupt)?;
     let tmp = out.with_extension("safetensors.tmp");
     write_synced(&tmp, &bytes)?;
     fs::rename(&tmp, out).map_err(io(out))?;
-    Ok(loaded.weights.len())
+    Ok(Exported {
+        tensors: weights.len(),
+        model: card.map(|c| c.model.clone()),
+    })
 }

@@ -8,6 +8,7 @@ mod chain;
 pub mod checkpoint;
 mod dispatches;
 mod evaluate;
+pub mod infer;
 mod metrics;
 mod profile;
 mod runner;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use ops::gpu::Gpu;
 use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
+use crate::card::{ModelCard, Scaling, TaskCard};
 use crate::data::{Batch, BatchIter, Normalizer, Prefetcher, Split, prepare};
 use crate::plan::{EvalPlan, EvalTarget, HookId, Plan, Watched};
 use crate::spec::{SplitName, Trigger};
@@ -79,6 +80,8 @@ struct Runner<'p> {
     skip_once: Vec<Trigger>,
     /// Samples processed before this process started (a resumed run).
     samples_at_start: u64,
+    /// The chains' model cards with their data sets' fitted statistics.
+    cards: Vec<ModelCard>,
 }
 
 /// Trains a plan end to end (or from a checkpoint).
@@ -173,6 +176,20 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             plan: e.clone(),
         });
     }
+    let cards: Vec<ModelCard> = plan
+        .chains
+        .iter()
+        .filter_map(|c| {
+            let mut card = c.card.clone()?;
+            let data = &prepared[c.dataset.0];
+            card.pipeline_hash.clone_from(&plan.hash);
+            card.normalize = Scaling::of(&data.normalizer);
+            if let TaskCard::Regress { scaling, .. } = &mut card.task {
+                *scaling = Scaling::of(&data.target_normalizer);
+            }
+            Some(card)
+        })
+        .collect();
     let hooks = Callbacks::new(plan, options.quiet);
     let every_steps = options.metrics_every_steps.filter(|n| *n > 0);
     let mut periods = hooks.periods();
@@ -197,6 +214,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         samples_at_start: 0,
         chains,
         frozen,
+        cards,
     };
     let mut pos = Position {
         epoch: 0,
@@ -875,6 +893,7 @@ impl Runner<'_> {
             optimizer,
             grads,
             best: self.hooks.best_params(),
+            cards: self.cards.clone(),
         };
         let root = self.out_dir.join(&c.dir);
         checkpoint::save(&root, &checkpoint)?;

@@ -16,7 +16,8 @@ const ROWS_PER_TASK: usize = 256;
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Which columns of a row to take (0-based column indices).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Columns {
     /// Exactly these columns, in this order.
     List(Vec<usize>),
@@ -32,8 +33,9 @@ pub enum Columns {
 
 /// A CSV source: one sample per line, cells separated by `delimiter`.
 ///
-/// Cells are trimmed of spaces and of one pair of surrounding double quotes; quoted
-/// delimiters are not supported. Blank lines are skipped. Only configured columns are
+/// Cells are split at delimiters outside double quotes (`"Smith, J."` is one cell) and
+/// trimmed of spaces and of one pair of surrounding double quotes; a quoted cell cannot
+/// span lines. Blank lines are skipped. Only configured columns are
 /// parsed, so other columns may hold anything. Gzip is detected from the file's bytes.
 ///
 /// ```ignore
@@ -157,8 +159,38 @@ fn split_lines(bytes: &[u8]) -> Vec<Line<'_>> {
         .collect()
 }
 
+/// The cells of one line, split at `delimiter` outside double quotes: a quoted cell may
+/// hold the delimiter (`"Smith, J."`), and `""` inside quotes is a quote.
 fn split_cells(text: &[u8], delimiter: u8) -> impl Iterator<Item = &[u8]> {
-    text.split(move |&b| b == delimiter)
+    let (mut start, mut pos, mut quoted, mut done) = (0, 0, false, false);
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        while pos < text.len() {
+            let b = text[pos];
+            pos += 1;
+            if b == b'"' {
+                // A doubled quote toggles twice: still inside.
+                quoted = !quoted;
+            } else if b == delimiter && !quoted {
+                let cell = &text[start..pos - 1];
+                start = pos;
+                return Some(cell);
+            }
+        }
+        done = true;
+        Some(&text[start..])
+    })
+}
+
+/// The cells of a comma-separated line as the data stages split them (quotes respected),
+/// for the check's reading of headers and labels.
+pub(crate) fn csv_cells(line: &str) -> Vec<&str> {
+    split_cells(line.as_bytes(), b',')
+        // Cells end at an ASCII comma or the line's end, so each is still UTF-8.
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect()
 }
 
 /// Feature and label columns resolved against the row width.
@@ -401,6 +433,34 @@ mod tests {
         assert_eq!(data.labels, vec![3, 0]);
         assert_eq!(data.classes, 4);
         assert_eq!(data.features[4..], [5.0, 6.0, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn quoted_cells_hold_commas() {
+        let cells: Vec<&[u8]> = split_cells(br#"1,"Smith, J.",x"",3,"a ""b"", c""#, b',').collect();
+        assert_eq!(
+            cells,
+            vec![
+                &b"1"[..],
+                br#""Smith, J.""#,
+                br#"x"""#,
+                b"3",
+                br#""a ""b"", c""#
+            ]
+        );
+        let mut source = CsvSource::new("people.csv");
+        source.header = true;
+        source.features = Columns::Named(vec!["age".into(), "height".into()]);
+        source.label = Columns::Named(vec!["group".into()]);
+        source.class_names = Some(vec!["a, b".into(), "c".into()]);
+        source.task = Task::Classify { classes: Some(2) };
+        let data = parse(
+            &source,
+            "name,age,height,group\n\"Smith, J.\",41,1.8,\"a, b\"\n\"Li, K.\",35,1.7,c\n",
+        )
+        .unwrap();
+        assert_eq!(data.features, vec![41.0, 1.8, 35.0, 1.7]);
+        assert_eq!(data.labels, vec![0, 1]);
     }
 
     #[test]

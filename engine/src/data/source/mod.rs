@@ -8,8 +8,8 @@ mod npy;
 mod registry;
 mod synthetic;
 
-pub(crate) use csv::clean_text;
 pub use csv::{Columns, CsvSource};
+pub(crate) use csv::{clean_text, csv_cells};
 pub use idx::IdxSource;
 pub use npy::NpySource;
 pub use registry::{SOURCE_KINDS, Source, SourceKind};
