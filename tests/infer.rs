@@ -239,3 +239,107 @@ fn diabetes_predictions_are_in_the_targets_units() {
     assert!((120.0..185.0).contains(&mean), "mean prediction {mean}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Whether `python3` can import onnxruntime and NumPy (CI installs them and sets
+/// `ENGINE_REQUIRE_ONNX`, so there the check cannot be skipped).
+fn python_with_onnxruntime() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("ENGINE_REQUIRE_ONNX").is_some() {
+        panic!("ENGINE_REQUIRE_ONNX is set but python3 cannot import numpy and onnxruntime");
+    }
+    ok
+}
+
+/// `engine export --format onnx` of the MLP (iris), CNN, residual MLP and ResNet (batch
+/// norm, residual adds, global pooling) digits examples and of the regression: onnxruntime
+/// on the raw CSV rows agrees with `engine predict` within 1e-4 (tests/python/onnx_check.py).
+#[test]
+fn onnx_exports_agree_with_engine_predict() {
+    if !python_with_onnxruntime() {
+        eprintln!("skipped: python3 with numpy and onnxruntime is not available");
+        return;
+    }
+    let digits = std::fs::canonicalize("pipelines/data/digits.csv.gz").unwrap();
+    let cases = [
+        ("iris", "pipelines/data/iris.csv", "data/iris.csv"),
+        (
+            "diabetes_regression",
+            "pipelines/data/diabetes.csv",
+            "data/diabetes.csv",
+        ),
+        (
+            "digits_cnn",
+            "pipelines/data/digits.csv.gz",
+            "data/digits.csv.gz",
+        ),
+        (
+            "digits_residual_mlp",
+            "pipelines/data/digits.csv.gz",
+            "data/digits.csv.gz",
+        ),
+        (
+            "digits_resnet",
+            "pipelines/data/digits.csv.gz",
+            "data/digits.csv.gz",
+        ),
+    ];
+    for (example, data, relative) in cases {
+        let out = out_dir(&format!("onnx-{example}"));
+        std::fs::create_dir_all(&out).unwrap();
+        // The example with its data path made absolute, one epoch (only agreement is
+        // checked here), and a checkpoint at the end.
+        let data_path = std::fs::canonicalize(data).unwrap_or_else(|_| digits.clone());
+        let mut text = std::fs::read_to_string(format!("pipelines/{example}.yaml"))
+            .unwrap()
+            .replace(relative, &data_path.display().to_string());
+        if !text.contains("type: checkpoint") {
+            text.push_str("\n  - {id: save_onnx, kind: callback, callback: {type: checkpoint}, on: [fit_end]}\n");
+        }
+        let pipeline = out.join(format!("{example}.yaml"));
+        std::fs::write(&pipeline, text).unwrap();
+        let run = out.join("run");
+        let (p, r) = (pipeline.display().to_string(), run.display().to_string());
+        let (code, _, stderr) = engine(&[
+            "run",
+            &p,
+            "--quiet",
+            "--out",
+            &r,
+            "--set",
+            "schedule.epochs=1",
+        ]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        let onnx = out.join("model.onnx").display().to_string();
+        let (code, _, stderr) = engine(&[
+            "export", "latest", "--run", &r, "--format", "onnx", "--out", &onnx,
+        ]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        let predictions = out.join("p.jsonl").display().to_string();
+        let (code, _, stderr) = engine(&[
+            "predict",
+            "latest",
+            "--run",
+            &r,
+            "--data",
+            data,
+            "--out",
+            &predictions,
+        ]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        let check = Command::new("python3")
+            .args(["tests/python/onnx_check.py", &onnx, data, &predictions])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            check.status.success(),
+            "{example}: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        eprint!("{}", String::from_utf8_lossy(&check.stdout));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}

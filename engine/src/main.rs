@@ -195,6 +195,8 @@ enum Command {
 enum ExportFormat {
     /// safetensors with the model card in its metadata (`.safetensors`).
     Safetensors,
+    /// An ONNX graph (opset 17) with the normalisation folded in (`.onnx`).
+    Onnx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -525,6 +527,7 @@ fn main() -> ExitCode {
         } => {
             let extension = match format {
                 ExportFormat::Safetensors => "safetensors",
+                ExportFormat::Onnx => "onnx",
             };
             if out.extension().and_then(|e| e.to_str()) != Some(extension) {
                 eprintln!(
@@ -540,6 +543,31 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if format == ExportFormat::Onnx {
+                let path = checkpoint.display().to_string();
+                return match with_model(
+                    &path,
+                    None,
+                    model_name.as_deref(),
+                    None,
+                    |loaded, card, _| {
+                        engine::run::infer::export_onnx(loaded, card, &out)
+                            .map(|n| (card.model.clone(), n))
+                    },
+                ) {
+                    Ok((model, n)) => {
+                        println!(
+                            "wrote model {model} ({n} tensors, preprocessing folded in) to {}",
+                            out.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err((code, e)) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(code)
+                    }
+                };
+            }
             match engine::run::checkpoint::export(&checkpoint, &out, model_name.as_deref()) {
                 Ok(e) => {
                     match &e.model {

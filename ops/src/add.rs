@@ -47,6 +47,15 @@ impl Op for Add {
     fn is_elementwise(&self) -> bool {
         true
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        let (a, b, output) = (
+            ctx.inputs[0].clone(),
+            ctx.inputs[1].clone(),
+            ctx.output.to_string(),
+        );
+        ctx.node("Add", &[&a, &b], &[&output], Vec::new());
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         x.clone()
     }

@@ -36,6 +36,23 @@ impl Op for AvgPool2d {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        let (kh, kw) = self.attrs.kernel.hw();
+        let (sh, sw) = self.attrs.stride().hw();
+        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
+        let i = |v: usize| v as i64;
+        ctx.node(
+            "AveragePool",
+            &[&input],
+            &[&output],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
+                ("strides", Attr::Ints(vec![i(sh), i(sw)])),
+            ],
+        );
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         let Ok(g) = self.attrs.geometry("avg_pool2d", x.sample_shape()) else {
             return Tensor::zeros(&[0]);

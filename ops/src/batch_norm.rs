@@ -207,6 +207,21 @@ impl Op for BatchNorm {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        // Evaluation mode: the running statistics (the buffers after weight and bias).
+        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
+        inputs.extend(ctx.params.iter().cloned());
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let output = ctx.output.to_string();
+        ctx.node(
+            "BatchNormalization",
+            &inputs,
+            &[&output],
+            vec![("epsilon", Attr::Float(self.attrs.eps))],
+        );
+        Ok(())
+    }
     fn scratch_words(&self, input: &[usize], _batch: usize) -> usize {
         // Batch mean and rstd, then the backward's two sums, per channel.
         4 * input.first().copied().unwrap_or(1)

@@ -411,6 +411,28 @@ impl Op for Conv2d {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        let (kh, kw) = self.attrs.kernel.hw();
+        let (sh, sw) = self.attrs.stride.hw();
+        let (ph, pw) = self.attrs.padding.hw();
+        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
+        inputs.extend(ctx.params.iter().cloned());
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let output = ctx.output.to_string();
+        let i = |v: usize| v as i64;
+        ctx.node(
+            "Conv",
+            &inputs,
+            &[&output],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
+                ("strides", Attr::Ints(vec![i(sh), i(sw)])),
+                ("pads", Attr::Ints(vec![i(ph), i(pw), i(ph), i(pw)])),
+            ],
+        );
+        Ok(())
+    }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
         self.geometry(input).map_or(0, |g| {
             if !g.square() {

@@ -101,6 +101,12 @@ impl Op for Dropout {
     fn is_elementwise(&self) -> bool {
         true
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        // Identity in evaluation, which is what an export runs.
+        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
+        ctx.node("Identity", &[&input], &[&output], Vec::new());
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], ctx: &CpuCtx) -> Tensor {
         if !ctx.train {
             return x.clone();

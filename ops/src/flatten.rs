@@ -31,6 +31,17 @@ impl Op for Flatten {
     fn is_elementwise(&self) -> bool {
         true
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
+        ctx.node(
+            "Flatten",
+            &[&input],
+            &[&output],
+            vec![("axis", Attr::Int(1))],
+        );
+        Ok(())
+    }
     fn is_view(&self) -> bool {
         true
     }

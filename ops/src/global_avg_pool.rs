@@ -44,6 +44,23 @@ impl Op for GlobalAvgPool {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        // ONNX keeps the pooled dimensions as 1s; the engine's output is `[C]`.
+        let (input, output, pooled) = (
+            ctx.input().to_string(),
+            ctx.output.to_string(),
+            ctx.temp("pooled"),
+        );
+        ctx.node("GlobalAveragePool", &[&input], &[&pooled], Vec::new());
+        ctx.node(
+            "Flatten",
+            &[&pooled],
+            &[&output],
+            vec![("axis", Attr::Int(1))],
+        );
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         let shape = x.sample_shape();
         let (c, p) = (shape[0], plane(shape));

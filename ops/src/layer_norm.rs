@@ -108,6 +108,23 @@ impl Op for LayerNorm {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
+        inputs.extend(ctx.params.iter().cloned());
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let output = ctx.output.to_string();
+        ctx.node(
+            "LayerNormalization",
+            &inputs,
+            &[&output],
+            vec![
+                ("axis", Attr::Int(-1)),
+                ("epsilon", Attr::Float(self.attrs.eps)),
+            ],
+        );
+        Ok(())
+    }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
         let d = input.last().copied().unwrap_or(1).max(1);
         2 * batch * numel(input) / d

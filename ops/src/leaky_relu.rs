@@ -63,6 +63,17 @@ impl Op for LeakyRelu {
     fn is_elementwise(&self) -> bool {
         true
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        use crate::onnx::Attr;
+        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
+        ctx.node(
+            "LeakyRelu",
+            &[&input],
+            &[&output],
+            vec![("alpha", Attr::Float(self.attrs.slope))],
+        );
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         let s = self.attrs.slope;
         elementwise::map_cpu(x, |v| if v > 0.0 { v } else { s * v })

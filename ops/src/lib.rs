@@ -24,6 +24,7 @@ pub mod loss;
 pub mod max_pool1d;
 pub mod max_pool2d;
 pub mod model;
+pub mod onnx;
 pub mod op;
 pub mod optim;
 pub mod relu;

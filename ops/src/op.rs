@@ -138,6 +138,11 @@ pub trait Op: Send + Sync {
     fn forward_flops(&self, input: &[usize]) -> u64;
     /// True when each output element depends only on the same input element.
     fn is_elementwise(&self) -> bool;
+    /// How the op appears in an ONNX graph ([`crate::onnx`]): adds the nodes that compute
+    /// `ctx.output` from `ctx.inputs` and `ctx.params` (batched tensors). Default: none.
+    fn onnx(&self, _ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        Err("has no ONNX form yet (export it as safetensors)".into())
+    }
     /// True when the output is the input buffer reinterpreted (no kernel runs).
     fn is_view(&self) -> bool {
         false

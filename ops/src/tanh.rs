@@ -30,6 +30,11 @@ impl Op for Tanh {
     fn is_elementwise(&self) -> bool {
         true
     }
+    fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
+        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
+        ctx.node("Tanh", &[&input], &[&output], Vec::new());
+        Ok(())
+    }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         elementwise::map_cpu(x, f32::tanh)
     }

@@ -531,3 +531,53 @@ fn csv_cell(text: &str) -> String {
         text.to_string()
     }
 }
+
+/// `engine export --format onnx`: the card's model as an ONNX graph (opset 17) with the
+/// preprocessing folded in — input `features.raw` `[N, F]`, the raw features in the
+/// columns the model was trained on; output `output` (logits, or values in the targets'
+/// units) and, for classification, `probabilities` — and the card in its metadata
+/// (`engine.card`). Returns the number of weight tensors written.
+pub fn export_onnx(model: &LoadedModel, card: &ModelCard, out: &Path) -> Result<usize, InferError> {
+    let mut seq = ops::model::Sequential::new(&card.def).map_err(InferError::Mismatch)?;
+    if let Some(names) = &card.layer_names {
+        seq.rename_layers(names).map_err(InferError::Mismatch)?;
+    }
+    let features: usize = seq.input.iter().product();
+    let normalizer = card.normalize.normalizer(features).ok_or_else(|| {
+        InferError::Mismatch(format!(
+            "the model card's normalisation holds {} values, the model reads {features} features",
+            card.normalize.offsets.len()
+        ))
+    })?;
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let mut processing = ops::onnx::Processing::default();
+    if !normalizer.is_identity() {
+        processing.input_offsets = f32s(normalizer.offsets());
+        processing.input_factors = f32s(normalizer.factors());
+    }
+    match &card.task {
+        TaskCard::Classify { .. } => processing.probabilities = true,
+        TaskCard::Regress { scaling, .. } => {
+            let scaling = target_scaling(card, scaling)?;
+            if !scaling.is_identity() {
+                processing.output = Some((f32s(scaling.offsets()), f32s(scaling.factors())));
+            }
+        }
+    }
+    let card_json = serde_json::to_string(card).map_err(|e| InferError::Mismatch(e.to_string()))?;
+    let metadata = vec![
+        (CARD_KEY.to_string(), card_json),
+        (
+            "engine.pipeline_hash".to_string(),
+            card.pipeline_hash.clone(),
+        ),
+    ];
+    let bytes = ops::onnx::export(&seq, &model.weights, &processing, &metadata).map_err(|e| {
+        InferError::Mismatch(format!(
+            "model `{}` cannot be written as ONNX: {e}",
+            card.model
+        ))
+    })?;
+    std::fs::write(out, bytes).map_err(io(out))?;
+    Ok(seq.slots.len())
+}
