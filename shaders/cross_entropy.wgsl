@@ -1,7 +1,9 @@
 // cross_entropy: fused softmax + cross entropy forward and backward, one invocation per row
 // (classes are few; a serial max / sum / write pass per row needs no barriers).
-// Rows >= S.rows are padding: zero gradient and statistics.
+// Rows >= S.rows are padding: zero gradient and statistics. With class weights each row's
+// loss and gradient are scaled by its label's weight (WEIGHT is `1.0` without).
 const C: u32 = {{C}}u;
+{{WEIGHTS_DECL}}
 @group(0) @binding(0) var<uniform> S: Step;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
@@ -34,14 +36,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let zl = logits[base + label];
         let lse = mx + log(sum);
         var above = 0u;
+        let w = {{WEIGHT}};
         for (var j = 0u; j < C; j++) {
             let v = logits[base + j];
             var q = eps / f32(C);
             if (j == label) { q += 1.0 - eps; }
-            dlogits[base + j] = exp(v - mx) / sum - q;
+            dlogits[base + j] = w * (exp(v - mx) / sum - q);
             above += select(0u, 1u, v > zl);
         }
-        row_stats[3u * r] = lse - (eps / f32(C) * zsum + (1.0 - eps) * zl);
+        row_stats[3u * r] = w * (lse - (eps / f32(C) * zsum + (1.0 - eps) * zl));
         row_stats[3u * r + 1u] = select(0.0, 1.0, arg == label);
         row_stats[3u * r + 2u] = select(0.0, 1.0, above < 5u);
     }

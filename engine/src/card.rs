@@ -44,11 +44,15 @@ pub struct ModelCard {
 }
 
 /// The loss an evaluation of a model reports.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "fn")]
 pub enum EvalLoss {
-    /// Softmax cross entropy (with the training's label smoothing).
-    CrossEntropy { label_smoothing: f32 },
+    /// Softmax cross entropy (with the training's label smoothing and class weights).
+    CrossEntropy {
+        label_smoothing: f32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class_weights: Option<Vec<f32>>,
+    },
     /// Mean squared error: against regression targets, or one-hot rows of the labels.
     Mse { one_hot: bool },
     /// Mean absolute error.
@@ -59,20 +63,28 @@ pub enum EvalLoss {
 
 impl EvalLoss {
     /// The device loss.
-    pub fn kind(self) -> ops::train::LossKind {
+    pub fn kind(&self) -> ops::train::LossKind {
         use ops::train::LossKind;
-        match self {
-            EvalLoss::CrossEntropy { label_smoothing } => {
-                LossKind::CrossEntropy { label_smoothing }
-            }
+        match *self {
+            EvalLoss::CrossEntropy {
+                label_smoothing, ..
+            } => LossKind::CrossEntropy { label_smoothing },
             EvalLoss::Mse { .. } => LossKind::Mse,
             EvalLoss::L1 => LossKind::L1,
             EvalLoss::Huber { delta } => LossKind::Huber { delta },
         }
     }
 
+    /// Cross entropy's class weights.
+    pub fn class_weights(&self) -> Option<&[f32]> {
+        match self {
+            EvalLoss::CrossEntropy { class_weights, .. } => class_weights.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether it compares with one-hot rows of class labels.
-    pub fn one_hot(self) -> bool {
+    pub fn one_hot(&self) -> bool {
         matches!(self, EvalLoss::Mse { one_hot: true })
     }
 }

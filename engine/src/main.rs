@@ -220,7 +220,10 @@ impl SplitArg {
 /// A checkpoint directory, an exported file, or `latest`.
 fn model_path(model: &str, run: Option<&std::path::Path>) -> Result<PathBuf, String> {
     if model == "latest" {
-        return engine::run::infer::latest_checkpoint(run).map_err(|e| e.to_string());
+        let path = engine::run::infer::latest_checkpoint(run).map_err(|e| e.to_string())?;
+        // Several runs may hold checkpoints: say which one `latest` is.
+        eprintln!("latest: {}", path.display());
+        return Ok(path);
     }
     let path = PathBuf::from(model);
     if path.exists() {

@@ -29,6 +29,9 @@ pub struct TrainConfig {
     pub accumulation_steps: u32,
     /// Seeds parameter init and dropout.
     pub seed: u64,
+    /// Cross entropy: each sample's loss and gradient scaled by its label's weight (one
+    /// per class; imbalanced data). `None`: every class weighs 1.
+    pub class_weights: Option<Vec<f32>>,
 }
 
 /// Device-accumulated metrics since the last read.
@@ -99,6 +102,7 @@ impl LossIo {
         step: Buffer,
         features: usize,
         teacher: Option<&BufferRef>,
+        class_weights: Option<&[f32]>,
     ) -> Result<LossIo, GpuError> {
         let batch = gm.batch;
         let out = numel(model.output_shape());
@@ -122,6 +126,7 @@ impl LossIo {
                 batch,
                 out,
                 label_smoothing,
+                class_weights,
             )?,
             LossKind::Distill { temperature, alpha } => {
                 let teacher = teacher.ok_or_else(|| {
@@ -457,6 +462,7 @@ impl TrainStep {
             step_buf,
             features,
             teacher_logits.as_ref(),
+            cfg.class_weights.as_deref(),
         )?;
         let mut k = KernelBuilder::new(gpu);
         let partials = gpu.storage_buffer("grad_norm.partials", (clip::PARTIALS * 4) as u64)?;
@@ -936,16 +942,17 @@ impl EvalStep {
             encoder,
             (&train.model, &train.fusion),
             &train.params,
-            loss,
+            (loss, train.cfg.class_weights.as_deref()),
             batch,
         )
     }
 
-    /// Evaluation of a frozen model with `loss`.
+    /// Evaluation of a frozen model with `loss` (and cross entropy's class weights).
     pub fn for_params(
         gpu: &Gpu,
         model: &ModelParams,
         loss: LossKind,
+        class_weights: Option<&[f32]>,
         batch: usize,
     ) -> Result<EvalStep, GpuError> {
         EvalStep::build(
@@ -953,7 +960,7 @@ impl EvalStep {
             None,
             (&model.model, &model.fusion),
             &model.params,
-            loss,
+            (loss, class_weights),
             batch,
         )
     }
@@ -963,7 +970,7 @@ impl EvalStep {
         encoder: Option<(&Sequential, &Fusion, &Buffer)>,
         (model, fusion): (&Sequential, &Fusion),
         params: &Buffer,
-        loss: LossKind,
+        (loss, class_weights): (LossKind, Option<&[f32]>),
         batch: usize,
     ) -> Result<EvalStep, GpuError> {
         if batch == 0 {
@@ -1004,7 +1011,15 @@ impl EvalStep {
             gm.acts[0].len_words() as usize / batch
         });
         let loss = LossIo::new(
-            gpu, model, &gpu_model, loss, &dlogits, step_buf, features, None,
+            gpu,
+            model,
+            &gpu_model,
+            loss,
+            &dlogits,
+            step_buf,
+            features,
+            None,
+            class_weights,
         )?;
         Ok(EvalStep {
             encoder,

@@ -35,6 +35,7 @@ fn config(batch: usize, loss: LossKind) -> TrainConfig {
         // No update within the test: the gradient sums stay readable.
         accumulation_steps: 1000,
         seed: 3,
+        class_weights: None,
     }
 }
 

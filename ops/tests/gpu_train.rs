@@ -6,6 +6,7 @@ mod common;
 use common::{assert_close, gpu, new_gpu, request};
 use ops::fusion::{FusedLayer, Fusion, PoolInStore, fuse};
 use ops::loss::cross_entropy::cross_entropy_cpu;
+use ops::loss::cross_entropy::cross_entropy_weighted_cpu;
 use ops::loss::huber::huber_cpu;
 use ops::loss::l1::l1_cpu;
 use ops::loss::mse::mse_cpu;
@@ -59,6 +60,7 @@ fn config(batch: usize, optimizer: OptimizerKind) -> TrainConfig {
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 42,
+        class_weights: None,
     }
 }
 
@@ -107,9 +109,13 @@ fn cpu_grads(
     let acts = seq.forward_cpu(params, &x, true, seed, step);
     let logits = acts.last().unwrap();
     let out = match loss {
-        LossKind::CrossEntropy { label_smoothing } => {
-            cross_entropy_cpu(logits, &d.labels, rows, label_smoothing)
-        }
+        LossKind::CrossEntropy { label_smoothing } => cross_entropy_weighted_cpu(
+            logits,
+            &d.labels,
+            rows,
+            label_smoothing,
+            WEIGHTS.with(|w| w.borrow().clone()).as_deref(),
+        ),
         LossKind::Mse => mse_cpu(logits, targets.unwrap(), rows),
         LossKind::L1 => l1_cpu(logits, targets.unwrap(), rows),
         LossKind::Huber { delta } => huber_cpu(logits, targets.unwrap(), rows, delta),
@@ -446,13 +452,29 @@ fn cnn_gradients_match_cpu_and_finite_differences() {
     check_model_gradients(cnn(), 3, 4);
 }
 
+thread_local! {
+    /// Class weights of the cross entropy the CPU reference computes (the test's config).
+    static WEIGHTS: std::cell::RefCell<Option<Vec<f32>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Runs `steps` updates on GPU and the CPU reference and compares parameters and state.
 fn check_optimizer(opt: OptimizerKind, clip: Option<f32>, loss: LossKind) {
+    check_optimizer_weighted(opt, clip, loss, None);
+}
+
+fn check_optimizer_weighted(
+    opt: OptimizerKind,
+    clip: Option<f32>,
+    loss: LossKind,
+    class_weights: Option<Vec<f32>>,
+) {
+    WEIGHTS.with(|w| *w.borrow_mut() = class_weights.clone());
     let gpu = gpu();
     let def = mlp();
     let cfg = TrainConfig {
         clip_grad_norm: clip,
         loss,
+        class_weights,
         ..config(6, opt)
     };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
@@ -538,6 +560,11 @@ fn sgd_variants_match_reference() {
         LossKind::Mse,
     );
     check_optimizer(sgd(), None, LossKind::L1);
+    // Class weights scale each row's cross entropy and gradient by its label's weight.
+    let ce = LossKind::CrossEntropy {
+        label_smoothing: 0.1,
+    };
+    check_optimizer_weighted(sgd(), None, ce, Some(vec![0.5, 2.0, 1.0, 3.0, 0.25]));
     check_optimizer(sgd(), Some(0.5), LossKind::Huber { delta: 0.3 });
 }
 
@@ -862,6 +889,7 @@ fn checkpoint_round_trip_and_mismatch_errors() {
         &def,
         &TrainConfig {
             seed: 1,
+            class_weights: None,
             ..cfg.clone()
         },
     )

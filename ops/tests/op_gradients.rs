@@ -299,6 +299,27 @@ fn losses() {
             );
         }
     }
+    // Class weights: finite differences of the weighted loss, and weight 1 everywhere is
+    // the unweighted loss exactly.
+    use ops::loss::cross_entropy::cross_entropy_weighted_cpu;
+    let weights = [2.0f32, 0.5, 1.0, 3.0, 1.0, 0.25];
+    let out = cross_entropy_weighted_cpu(&logits, &labels, 3, 0.1, Some(&weights));
+    for i in 0..logits.len() {
+        let (mut p, mut m) = (logits.clone(), logits.clone());
+        p.data[i] += h;
+        m.data[i] -= h;
+        let num = (cross_entropy_weighted_cpu(&p, &labels, 3, 0.1, Some(&weights)).loss_sum
+            - cross_entropy_weighted_cpu(&m, &labels, 3, 0.1, Some(&weights)).loss_sum)
+            / (2.0 * h as f64);
+        assert!(
+            (num - out.grad.data[i] as f64).abs() < 1e-3,
+            "weighted ce grad {i}"
+        );
+    }
+    assert_eq!(
+        cross_entropy_weighted_cpu(&logits, &labels, 3, 0.1, Some(&[1.0; 6])),
+        cross_entropy_cpu(&logits, &labels, 3, 0.1)
+    );
     // Regression losses: mse, l1 and huber (delta 0.5, so both branches are hit).
     use ops::loss::{huber::huber_cpu, l1::l1_cpu};
     type Loss<'a> = &'a dyn Fn(&Tensor) -> ops::loss::LossOutput;

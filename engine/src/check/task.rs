@@ -192,6 +192,67 @@ fn loss(
                 .hint("a `label` column makes a classification data set, `target` columns a regression one"),
             );
         }
+        if let Some(weights) = &l.class_weights
+            && !ds.is_regression()
+            && weights.len() != ds.classes
+        {
+            out.push(
+                Diagnostic::new(
+                    "invalid-hyperparameter",
+                    format!(
+                        "`class_weights` lists {} weights but data set `{dataset}` has {} classes",
+                        weights.len(),
+                        ds.classes
+                    ),
+                )
+                .at(
+                    parsed.span(&field_path(i, "class_weights")),
+                    "one weight per class",
+                )
+                .stage(&l.id)
+                .expected_found(
+                    format!("{} weights", ds.classes),
+                    format!("{}", weights.len()),
+                )
+                .hint(match &ds.class_names {
+                    Some(names) => format!("weights go in class order: {}", names.join(", ")),
+                    None => "weights go in class order: class 0 first".to_string(),
+                }),
+            );
+        }
+    }
+    if let Some(weights) = &l.class_weights {
+        if l.function != LossFn::CrossEntropy {
+            out.push(
+                Diagnostic::new(
+                    "invalid-hyperparameter",
+                    format!("`class_weights` applies to `cross_entropy`, not `{name}`"),
+                )
+                .at(
+                    parsed.span(&field_path(i, "class_weights")),
+                    "not used by this loss",
+                )
+                .stage(&l.id)
+                .hint("remove it, or use `fn: cross_entropy`"),
+            );
+        } else if let Some((k, w)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w > 0.0))
+        {
+            let mut p = field_path(i, "class_weights");
+            p.push(Seg::Index(k));
+            out.push(
+                Diagnostic::new(
+                    "invalid-hyperparameter",
+                    format!("class weight {k} must be a positive number, found {w}"),
+                )
+                .at(parsed.span(&p), "here")
+                .stage(&l.id)
+                .expected_found("> 0", format!("{w}"))
+                .hint("weights scale each class's share of the loss; 1 leaves a class as it is"),
+            );
+        }
     }
     if let Some(delta) = l.delta {
         if l.function != LossFn::Huber {

@@ -92,7 +92,7 @@ pub enum DataError {
     },
 
     /// A class label is negative, fractional, or not below the number of classes.
-    #[error("{}: row {row}{}: label {label} is not a class id: expected {expected}", .file.display(), column_text(*.column))]
+    #[error("{}: row {row}{}: label `{label}` is not one of the classes: expected {expected}", .file.display(), column_text(*.column))]
     BadLabel {
         file: PathBuf,
         row: usize,

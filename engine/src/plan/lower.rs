@@ -4,7 +4,7 @@
 //! hook table lists them per trigger by id. The executor reads only these.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ops::fusion::{Fusion, fuse};
 use ops::gpu::{BackendChoice, DeviceRequest};
@@ -388,11 +388,16 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             .unwrap_or(LrSchedule::Constant);
         let card = (encoder.is_none()).then(|| {
             let eval_loss = match loss_kind(loss) {
-                LossKind::CrossEntropy { label_smoothing } => {
-                    EvalLoss::CrossEntropy { label_smoothing }
-                }
+                LossKind::CrossEntropy { label_smoothing } => EvalLoss::CrossEntropy {
+                    label_smoothing,
+                    class_weights: loss
+                        .class_weights
+                        .as_ref()
+                        .map(|w| w.iter().map(|&v| v as f32).collect()),
+                },
                 LossKind::Distill { .. } => EvalLoss::CrossEntropy {
                     label_smoothing: 0.0,
+                    class_weights: None,
                 },
                 LossKind::Mse => EvalLoss::Mse {
                     one_hot: !checked
@@ -450,6 +455,10 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 clip_grad_norm: step.clip_grad_norm.map(|c| c as f32),
                 accumulation_steps: accumulation,
                 seed: p.seed,
+                class_weights: loss
+                    .class_weights
+                    .as_ref()
+                    .map(|w| w.iter().map(|&v| v as f32).collect()),
             },
             optimizer: step.optimizer.name(),
             base_lr: step.optimizer.lr(),
@@ -710,8 +719,13 @@ fn model_card(
         pipeline: p.name.clone(),
         pipeline_hash: String::new(),
         model: model.to_string(),
-        pipeline_dir: std::path::absolute(&checked.parsed.base_dir)
-            .unwrap_or_else(|_| checked.parsed.base_dir.clone()),
+        // Absolute, so `engine eval` finds the data from any directory (a pipeline run as
+        // `engine run p.yaml` has an empty base directory: the current one).
+        pipeline_dir: std::path::absolute(match checked.parsed.base_dir.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => checked.parsed.base_dir.as_path(),
+        })
+        .unwrap_or_else(|_| checked.parsed.base_dir.clone()),
         def,
         layer_names,
         input,

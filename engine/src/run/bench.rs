@@ -211,6 +211,7 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 0,
+        class_weights: None,
     };
     let train = TrainStep::new(gpu, &model, &config)?;
     let mut eval = EvalStep::new(gpu, &train, n)?;

@@ -126,6 +126,7 @@ pub(super) fn eval_step(
                     label_smoothing: 0.0,
                 }
             },
+            None,
             eval.batch_size,
         )?,
     })

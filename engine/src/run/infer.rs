@@ -120,6 +120,12 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, InferError> {
             resolved_pipeline: Some(c.state.resolved_pipeline),
         });
     }
+    if path.extension().is_some_and(|e| e == "onnx") {
+        return Err(InferError::Mismatch(format!(
+            "`{}` is an ONNX file, for other runtimes (onnxruntime, …); `engine eval` and `engine predict` read a checkpoint or the `.safetensors` export (hint: `engine export CHECKPOINT --out model.safetensors`)",
+            path.display()
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
@@ -215,6 +221,7 @@ fn build(
         gpu,
         &params,
         card.eval_loss.kind(),
+        card.eval_loss.class_weights(),
         card.eval_batch.max(1),
     )?)
 }

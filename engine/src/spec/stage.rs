@@ -183,6 +183,11 @@ pub struct LossStage {
     /// `huber`: where the loss turns from squared to linear (> 0); default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
+    /// Per-class weights of `cross_entropy`, one per class in class order (for imbalanced
+    /// data): each sample's loss and gradient are multiplied by its label's weight (the
+    /// mean stays over samples, unlike PyTorch's weighted mean over the weights' sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f64>>,
     /// `distill`: the teacher's outputs, e.g. `teacher_fwd.logits` (a frozen model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PortRef>,

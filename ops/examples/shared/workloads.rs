@@ -49,5 +49,6 @@ pub fn sgd_config(batch: usize, momentum: f32) -> TrainConfig {
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 1,
+        class_weights: None,
     }
 }

@@ -499,9 +499,9 @@ mod tests {
             ("1,2,0\n1,nan,1\n", "row 2, column 2"),
             (
                 "1,2,0\n1,2,-1\n",
-                "bad.csv: row 2, column 3: label -1 is not a class id",
+                "bad.csv: row 2, column 3: label `-1` is not one of the classes",
             ),
-            ("1,2,0\n1,2,1.5\n", "row 2, column 3: label 1.5"),
+            ("1,2,0\n1,2,1.5\n", "row 2, column 3: label `1.5`"),
             ("a,b,c\n1,2,0\n", "set header: true"),
             ("\n\n", "bad.csv: the file is empty"),
         ];
