@@ -346,3 +346,34 @@ fn extreme_values_render_without_panicking() {
     });
     assert!(!html.contains("<script"), "user text is escaped");
 }
+
+#[test]
+fn class_scores_and_the_confusion_matrix_are_shown() {
+    let dir = run_dir("scores");
+    let mut records = healthy();
+    let mut last = eval("test", 100, 0.2, 0.9);
+    last["f1"] = json!(0.875);
+    last["roc_auc"] = json!(0.96);
+    last["per_class"] = json!([
+        {"class": "benign", "precision": 0.9, "recall": 0.95, "f1": 0.92, "support": 20},
+        {"class": "<malignant>", "precision": 0.85, "recall": 0.8, "f1": 0.83, "support": 20}
+    ]);
+    last["confusion"] = json!([[19, 1], [4, 16]]);
+    records.push(last);
+    std::fs::write(dir.join("metrics.jsonl"), lines(&records)).expect("write metrics");
+    let html = std::fs::read_to_string(write_report(&dir).expect("report")).expect("read report");
+    let section = &html[html
+        .find("<section id=\"scores\">")
+        .expect("a scores section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("F1 <b>0.8750</b>") && section.contains("ROC AUC <b>0.9600</b>"));
+    // Class names are escaped; every count is a cell, shaded by its share of the row.
+    assert!(section.contains("&lt;malignant&gt;") && !section.contains("<malignant>"));
+    assert!(section.contains(
+        "rgba(37, 99, 235, 0.950); color: #fff\" title=\"95.0% of the actual class\">19<"
+    ));
+    assert!(section.contains(
+        "rgba(37, 99, 235, 0.200); color: #111\" title=\"20.0% of the actual class\">4<"
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}

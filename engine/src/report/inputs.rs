@@ -59,6 +59,15 @@ pub struct MetricPoint {
     /// Seconds since training started.
     #[serde(default)]
     pub wall_time_s: Option<f64>,
+    /// Precision, recall, F1, ROC AUC, MAE, RMSE, R² (eval records listing them).
+    #[serde(flatten)]
+    pub scores: crate::scores::Scores,
+    /// Per-class scores (eval records listing precision, recall or f1).
+    #[serde(default)]
+    pub per_class: Option<Vec<crate::scores::ClassScore>>,
+    /// `confusion[actual][predicted]` (eval records listing `confusion`).
+    #[serde(default)]
+    pub confusion: Option<Vec<Vec<u64>>>,
 }
 
 fn null_as_nan<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {

@@ -11,6 +11,7 @@ mod error;
 mod html;
 mod hyper;
 mod inputs;
+mod scores;
 mod series;
 mod text;
 
