@@ -327,12 +327,12 @@ fn broken_files_name_the_file_and_row() {
         (
             classes_10,
             "label_out_of_range.csv",
-            &["row 2, column 4", "label `10`", "0..10"],
+            &["row 2, column 4", "label 10", "0..10"],
         ),
         (
             bad_csv("negative_label.csv"),
             "negative_label.csv",
-            &["row 3, column 4", "label `-1`"],
+            &["row 3, column 4", "label -1"],
         ),
         (header_only, "header_only.csv", &["empty", "no data rows"]),
         (bad_csv("empty.csv"), "empty.csv", &["the file is empty"]),

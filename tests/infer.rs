@@ -343,3 +343,71 @@ fn onnx_exports_agree_with_engine_predict() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+/// A text column one-hot encoded: its vocabulary comes from the train file, is listed by
+/// `engine plan`, travels in the card, and a value outside it is refused by `predict` with
+/// its row; quoted cells with commas are read as one cell.
+#[test]
+fn categorical_features_are_one_hot_encoded_and_stored() {
+    let out = out_dir("categorical");
+    std::fs::create_dir_all(&out).unwrap();
+    // `buy` is yes for red items and for large green ones: learnable only through `color`.
+    let mut csv = String::from("name,size,color,buy\n");
+    for i in 0..240 {
+        let color = ["red", "green", "blue"][i % 3];
+        let size = (i * 37 % 100) as f64 / 100.0;
+        let buy = color == "red" || (color == "green" && size > 0.5);
+        csv.push_str(&format!(
+            "\"item {i}, batch {}\",{size},{color},{}\n",
+            i / 10,
+            if buy { "yes" } else { "no" }
+        ));
+    }
+    std::fs::write(out.join("shop.csv"), &csv).unwrap();
+    let pipeline = "version: 1\nname: shop\nseed: 1\nschedule: {epochs: 60}\ndatasets:\n  shop:\n    source: {kind: csv, path: shop.csv, header: true, features: [size], categorical: [color], label: buy}\n    split: {kind: fraction, train: 0.75, test: 0.25}\nmodels:\n  mlp:\n    input: [4]\n    layers:\n      - linear: {out: 16}\n      - relu\n      - linear: {out: 2}\nstages:\n  - {id: batch, kind: load, dataset: shop, split: train, batch_size: 16}\n  - {id: fwd, kind: forward, model: mlp, input: batch.features}\n  - {id: loss, kind: loss, fn: cross_entropy, logits: fwd.logits, target: batch.labels}\n  - {id: grads, kind: backward, loss: loss.loss}\n  - {id: step, kind: step, grads: grads.grads, optimizer: {kind: adam, lr: 0.02}}\n  - {id: test, kind: eval, model: mlp, dataset: shop, split: test, metrics: [loss, accuracy, f1]}\n  - {id: metrics, kind: callback, callback: {type: metrics}, after: [test]}\n  - {id: save, kind: callback, callback: {type: checkpoint}, on: [fit_end]}\n";
+    let file = out.join("shop.yaml");
+    std::fs::write(&file, pipeline).unwrap();
+    let file_text = file.display().to_string();
+    let (code, stdout, stderr) = engine(&["plan", &file_text]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("categories of shop.color (one-hot, 3 features): blue, green, red"),
+        "{stdout}"
+    );
+    let run = out.join("run");
+    train(&file_text, &run);
+    let accuracy = last_eval(&run)["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+    let r = run.display().to_string();
+    let new = out.join("new.csv");
+    std::fs::write(
+        &new,
+        "name,color,size\n\"a, b\",red,0.1\nc,blue,0.9\nd,green,0.9\n",
+    )
+    .unwrap();
+    let pred = out.join("p.csv").display().to_string();
+    let new_text = new.display().to_string();
+    let (code, _, stderr) = engine(&[
+        "predict", "latest", "--run", &r, "--data", &new_text, "--out", &pred,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let classes: Vec<String> = std::fs::read_to_string(&pred)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(classes, ["yes", "no", "yes"]);
+    std::fs::write(&new, "name,color,size\nx,purple,0.1\n").unwrap();
+    let (code, _, stderr) = engine(&[
+        "predict", "latest", "--run", &r, "--data", &new_text, "--out", &pred,
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("row 2")
+            && stderr.contains("`purple`")
+            && stderr.contains("blue, green, red"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

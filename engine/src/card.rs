@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use ops::model::ModelDef;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Columns, Normalizer};
+use crate::data::{Category, Columns, Normalizer};
 
 /// The card's format version; a card of another version is refused with a message.
 pub const CARD_FORMAT: u32 = 1;
@@ -100,6 +100,10 @@ pub struct InputCard {
     pub features: Option<Columns>,
     /// CSV: the label or target columns.
     pub answer: Option<Columns>,
+    /// CSV: the categorical feature columns and their vocabularies (one-hot encoded after
+    /// the numeric features).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<Category>,
     /// Per-sample shape of the features.
     pub shape: Vec<usize>,
 }

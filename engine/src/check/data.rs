@@ -31,6 +31,8 @@ pub struct DatasetInfo {
     /// Regression: the names of the target columns (the header's, else `target<i>`);
     /// `None` for classification (then `classes >= 2`; for regression `classes == 0`).
     pub targets: Option<Vec<String>>,
+    /// The categorical feature columns (0-based) and their sorted vocabularies.
+    pub categories: Vec<(usize, Vec<String>)>,
 }
 
 struct Probe {
@@ -39,6 +41,7 @@ struct Probe {
     classes: usize,
     class_names: Option<Vec<String>>,
     targets: Option<Vec<String>>,
+    categories: Vec<(usize, Vec<String>)>,
 }
 
 /// Probes every data set; unreadable sources become diagnostics.
@@ -109,6 +112,7 @@ fn probe_dataset(
         splits,
         ids,
         targets: main.targets,
+        categories: main.categories,
     })
 }
 
@@ -214,19 +218,20 @@ fn probe_source(
     let result = match source {
         SourceSpec::Csv(csv) => {
             let path = parsed.base_dir.join(&csv.path);
-            let (features, answer, header) = csv_columns(parsed, csv, &path, at, diagnostics)?;
+            let (features, answer, header, categorical) =
+                csv_columns(parsed, csv, &path, at, diagnostics)?;
             let label = match &answer {
                 Answer::Label(l) => Some(*l),
                 Answer::Targets(_) => None,
             };
-            probe_csv(&path, csv.header, label).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels }| {
-            let width = features.len();
+            probe_csv(&path, csv.header, label, &categorical).map_err(|e| (field("path"), e)).and_then(|CsvProbe { rows, cols, labels, categories }| {
+            let width = features.len() + categories.iter().map(|(_, v)| v.len()).sum::<usize>();
             let last = features.iter().copied().max().unwrap_or(0);
             let answers = match &answer {
                 Answer::Label(l) => vec![*l],
                 Answer::Targets(t) => t.clone(),
             };
-            let last_answer = answers.iter().copied().max().unwrap_or(0);
+            let last_answer = answers.iter().chain(&categorical).copied().max().unwrap_or(0);
             if last >= cols || last_answer >= cols {
                 let what = if label.is_some() { "the label is column" } else { "the targets reach column" };
                 return Err((field("features"), format!("the file has {cols} columns, but the features reach column {last} and {what} {last_answer} (0-based)")));
@@ -235,7 +240,7 @@ fn probe_source(
             let values = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
             if values != Some(width) {
                 let held = values.map_or("more".to_string(), |v| v.to_string());
-                return Err((field("shape"), format!("shape {shape:?} holds {held} values but {width} feature columns are selected")));
+                return Err((field("shape"), format!("shape {shape:?} holds {held} values but the selected columns make {width} features")));
             }
             if let Answer::Targets(targets) = &answer {
                 let names = targets
@@ -243,7 +248,7 @@ fn probe_source(
                     .enumerate()
                     .map(|(k, &c)| header.get(c).cloned().unwrap_or_else(|| format!("target{k}")))
                     .collect();
-                return Ok(Probe { samples: rows, shape, classes: 0, class_names: None, targets: Some(names) });
+                return Ok(Probe { samples: rows, shape, classes: 0, class_names: None, targets: Some(names), categories });
             }
             let (classes, class_names) = match labels {
                 Labels::Names(names) => match csv.classes {
@@ -255,7 +260,7 @@ fn probe_source(
             if classes < 2 {
                 return Err((field("label"), format!("the label column holds {classes} class; classification needs at least two")));
             }
-            Ok(Probe { samples: rows, shape, classes, class_names, targets: None })
+            Ok(Probe { samples: rows, shape, classes, class_names, targets: None, categories })
         })
         }
         SourceSpec::Idx(idx) => {
@@ -273,6 +278,7 @@ fn probe_source(
                         classes: idx.classes,
                         class_names: None,
                         targets: None,
+                        categories: Vec::new(),
                     })
                 }
                 (Ok(img), Ok(lab)) => Err((
@@ -298,6 +304,7 @@ fn probe_source(
                     classes: npy.classes,
                     class_names: None,
                     targets: None,
+                    categories: Vec::new(),
                 }),
                 (Ok(f), Ok(l)) => Err((
                     field("labels"),
@@ -314,6 +321,7 @@ fn probe_source(
             classes: s.classes,
             class_names: None,
             targets: None,
+            categories: Vec::new(),
         }),
     };
     match result {
@@ -351,6 +359,10 @@ enum Answer {
     Targets(Vec<usize>),
 }
 
+/// Numeric feature columns, label or target columns, the header's names, categorical
+/// columns.
+type CsvColumns = (Vec<usize>, Answer, Vec<String>, Vec<usize>);
+
 /// A CSV source's feature columns and label (or target) columns, 0-based, names
 /// resolved through the file's header (each unknown name is reported where it is
 /// written, with the closest header name), and the header's names (empty without one).
@@ -361,7 +373,7 @@ fn csv_columns(
     path: &Path,
     at: &[Seg],
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<(Vec<usize>, Answer, Vec<String>)> {
+) -> Option<CsvColumns> {
     let key = |k: &str| [at, &[Seg::Key(k.into())]].concat();
     let answer_key = match (&csv.label, &csv.target) {
         (Some(_), None) => "label",
@@ -389,7 +401,10 @@ fn csv_columns(
         _ => Vec::new(),
     };
     let names_used = matches!(csv.features, FeatureColumns::Names(_))
-        || answer_refs.iter().any(|c| matches!(c, ColumnRef::Name(_)));
+        || answer_refs
+            .iter()
+            .chain(csv.categorical.iter().collect::<Vec<_>>().iter())
+            .any(|c| matches!(c, ColumnRef::Name(_)));
     let header = if names_used || csv.header {
         // Where a name is used: the features list, else the label.
         let named = if matches!(csv.features, FeatureColumns::Names(_)) {
@@ -489,6 +504,38 @@ fn csv_columns(
             }
         })
         .collect();
+    let categorical: Vec<usize> = csv
+        .categorical
+        .iter()
+        .enumerate()
+        .map(|(k, c)| match c {
+            ColumnRef::Index(i) => *i,
+            ColumnRef::Name(n) => resolve(
+                n,
+                [at, &[Seg::Key("categorical".into()), Seg::Index(k)]].concat(),
+            ),
+        })
+        .collect();
+    if ok
+        && let Some((k, &c)) = categorical
+            .iter()
+            .enumerate()
+            .find(|(_, c)| features.contains(c) || answers.contains(c))
+    {
+        let header_name = header
+            .get(c)
+            .map(|h| format!(" (`{h}`)"))
+            .unwrap_or_default();
+        diagnostics.push(
+            Diagnostic::new(
+                "column-reused",
+                format!("column {c}{header_name} is categorical and also a numeric feature or the {answer_key}"),
+            )
+            .at(parsed.span(&[at, &[Seg::Key("categorical".into()), Seg::Index(k)]].concat()), "used twice")
+            .hint("list a text column under `categorical` only"),
+        );
+        ok = false;
+    }
     if ok && let Some(&both) = answers.iter().find(|c| features.contains(c)) {
         let header_name = header
             .get(both)
@@ -510,7 +557,7 @@ fn csv_columns(
         Some(_) => Answer::Label(answers.first().copied().unwrap_or(0)),
         None => Answer::Targets(answers),
     };
-    ok.then_some((features, answer, header))
+    ok.then_some((features, answer, header, categorical))
 }
 
 /// The cells of a CSV file's first non-blank row, cleaned as the data stages clean them.
@@ -540,6 +587,8 @@ struct CsvProbe {
     rows: usize,
     cols: usize,
     labels: Labels,
+    /// Each categorical column with its distinct values, sorted.
+    categories: Vec<(usize, Vec<String>)>,
 }
 
 /// `setosa`, `versicolor`, … (at most 8 shown).
@@ -554,8 +603,15 @@ fn list_names(names: &[String]) -> String {
 }
 
 /// Rows, columns and the label column's values of a CSV file (no label: regression).
-fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe, String> {
+fn probe_csv(
+    path: &Path,
+    header: bool,
+    label: Option<usize>,
+    categorical: &[usize],
+) -> Result<CsvProbe, String> {
     let reader = BufReader::new(open(path)?);
+    let mut vocabularies: Vec<std::collections::BTreeSet<String>> =
+        vec![std::collections::BTreeSet::new(); categorical.len()];
     let mut rows = 0;
     let mut cols = 0;
     let mut names = std::collections::BTreeSet::new();
@@ -573,9 +629,18 @@ fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe
         if header && rows == 1 {
             continue;
         }
+        let cells = csv_cells(&line);
+        for (vocabulary, &c) in vocabularies.iter_mut().zip(categorical) {
+            if let Some(cell) = cells.get(c).map(|c| clean_text(c))
+                && vocabulary.len() <= MAX_CLASS_NAMES
+                && !vocabulary.contains(cell)
+            {
+                vocabulary.insert(cell.to_string());
+            }
+        }
         // A short row is reported by the data stages, with its row number.
         let Some(label) = label else { continue };
-        let Some(cell) = csv_cells(&line).get(label).map(|c| clean_text(c)) else {
+        let Some(cell) = cells.get(label).map(|c| clean_text(c)) else {
             continue;
         };
         match cell.parse::<f64>() {
@@ -602,7 +667,26 @@ fn probe_csv(path: &Path, header: bool, label: Option<usize>) -> Result<CsvProbe
     } else {
         Labels::Names(names.into_iter().collect())
     };
-    Ok(CsvProbe { rows, cols, labels })
+    if let Some((&c, _)) = categorical
+        .iter()
+        .zip(&vocabularies)
+        .find(|(_, v)| v.len() > MAX_CLASS_NAMES)
+    {
+        return Err(format!(
+            "categorical column {c} (0-based) holds more than {MAX_CLASS_NAMES} distinct values; is it an id or free text?"
+        ));
+    }
+    let categories = categorical
+        .iter()
+        .copied()
+        .zip(vocabularies.into_iter().map(|v| v.into_iter().collect()))
+        .collect();
+    Ok(CsvProbe {
+        rows,
+        cols,
+        labels,
+        categories,
+    })
 }
 
 /// More distinct label names than this is a wrong column, not a vocabulary.

@@ -91,8 +91,18 @@ pub enum DataError {
         hint: &'static str,
     },
 
+    /// A categorical feature's value is not in its vocabulary (the train file's values).
+    #[error("{}: row {row}, column {column}: `{value}` is not one of the values this categorical feature was trained with: {expected}", .file.display())]
+    UnknownCategory {
+        file: PathBuf,
+        row: usize,
+        column: usize,
+        value: String,
+        expected: String,
+    },
+
     /// A class label is negative, fractional, or not below the number of classes.
-    #[error("{}: row {row}{}: label `{label}` is not one of the classes: expected {expected}", .file.display(), column_text(*.column))]
+    #[error("{}: row {row}{}: label {label} is not one of the classes: expected {expected}", .file.display(), column_text(*.column))]
     BadLabel {
         file: PathBuf,
         row: usize,

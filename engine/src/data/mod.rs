@@ -55,6 +55,7 @@ pub use normalize::{Normalize, Normalizer};
 pub use prefetch::Prefetcher;
 pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{
-    Columns, CsvSource, IdxSource, NpySource, SOURCE_KINDS, Source, SourceKind, SyntheticSource,
+    Category, Columns, CsvSource, IdxSource, NpySource, SOURCE_KINDS, Source, SourceKind,
+    SyntheticSource,
 };
 pub use split::{Fractions, Split, SplitIndices, split_indices, split_sizes};

@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::card::{CARD_FORMAT, EvalLoss, InputCard, ModelCard, Scaling, TaskCard};
 use crate::check::{CheckedPipeline, eval_metrics, model_of, trained_models};
 use crate::data::{
-    self, BatchConfig, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource, Source,
-    SplitBy, SyntheticSource, Task,
+    self, BatchConfig, Category, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource,
+    Source, SplitBy, SyntheticSource, Task,
 };
 use crate::spec::{
     self, Backend, CallbackSpec, ColumnRef, EvalMetric, FeatureColumns, LossFn, LrSchedule,
@@ -680,6 +680,7 @@ fn model_card(
             header: csv.header,
             features: Some(csv.features.clone()),
             answer: Some(csv.label.clone()),
+            categorical: csv.categorical.clone(),
             shape,
         },
         other => InputCard {
@@ -687,6 +688,7 @@ fn model_card(
             header: false,
             features: None,
             answer: None,
+            categorical: Vec::new(),
             shape,
         },
     };
@@ -790,6 +792,19 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
                     (None, None) => {}
                 }
                 csv.class_names = info.and_then(|d| d.class_names.clone());
+                // The train file's vocabularies, for every split's source.
+                csv.categorical = c
+                    .categorical
+                    .iter()
+                    .zip(info.map(|d| d.categories.clone()).unwrap_or_default())
+                    .map(|(column, (_, values))| Category {
+                        column: match column {
+                            ColumnRef::Index(i) => Columns::List(vec![*i]),
+                            ColumnRef::Name(n) => Columns::Named(vec![n.clone()]),
+                        },
+                        values,
+                    })
+                    .collect();
                 csv.shape = c.shape.clone();
                 Source::Csv(csv)
             }

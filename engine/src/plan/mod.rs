@@ -833,6 +833,31 @@ impl fmt::Display for Plan {
                     .collect();
                 writeln!(f, "classes of {}: {}", d.name, numbered.join(", "))?;
             }
+            if let Some(targets) = &d.targets {
+                writeln!(f, "targets of {}: {}", d.name, targets.join(", "))?;
+            }
+            let source = match &d.config.split {
+                crate::data::SplitBy::Fractions { source, .. } => source,
+                crate::data::SplitBy::Files { train, .. } => train,
+            };
+            if let crate::data::Source::Csv(csv) = source {
+                for c in &csv.categorical {
+                    let column = match &c.column {
+                        crate::data::Columns::Named(n) => n.join(""),
+                        crate::data::Columns::List(l) => {
+                            format!("column {}", l.first().copied().unwrap_or(0))
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    writeln!(
+                        f,
+                        "categories of {}.{column} (one-hot, {} features): {}",
+                        d.name,
+                        c.values.len(),
+                        c.values.join(", ")
+                    )?;
+                }
+            }
         }
         writeln!(f)?;
         writeln!(f, "lifecycle")?;

@@ -240,6 +240,7 @@ fn read_csv(card: &ModelCard, path: &Path, answers: bool) -> Result<Dataset, Inf
     csv.header = card.input.header;
     csv.features = features.clone();
     csv.shape = Some(card.input.shape.clone());
+    csv.categorical = card.input.categorical.clone();
     match (&card.task, answers) {
         (
             TaskCard::Classify {

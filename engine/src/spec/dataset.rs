@@ -82,6 +82,12 @@ pub struct CsvSource {
     /// largest integer label + 1, or the number of distinct names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<usize>,
+    /// Text columns used as features, one-hot encoded (by index or header name): each
+    /// becomes one feature per distinct value in the train file (sorted), after the
+    /// numeric `features`, in this order. The vocabulary is stored with the model; a value
+    /// outside it is an error naming its row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<ColumnRef>,
     /// Per-sample shape of the features, e.g. `[1, 8, 8]` for a CNN. Defaults to `[columns]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Vec<usize>>,

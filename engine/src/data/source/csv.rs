@@ -61,6 +61,18 @@ pub struct CsvSource {
     /// Class names, sorted: the label column holds names, class `i` being
     /// `class_names[i]` (a name not in the list is an error naming its row).
     pub class_names: Option<Vec<String>>,
+    /// Categorical (text) feature columns, one-hot encoded after the numeric features, in
+    /// this order: each cell becomes `values.len()` features, a 1 at its value's position.
+    pub categorical: Vec<Category>,
+}
+
+/// A categorical feature column and its vocabulary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Category {
+    /// The column: `Columns::List(vec![i])` or `Columns::Named(vec![name])`.
+    pub column: Columns,
+    /// Its values, sorted (a value outside them is an error naming its row).
+    pub values: Vec<String>,
 }
 
 impl CsvSource {
@@ -76,6 +88,7 @@ impl CsvSource {
             task: Task::Classify { classes: None },
             shape: None,
             class_names: None,
+            categorical: Vec::new(),
         }
     }
 
@@ -105,14 +118,15 @@ impl CsvSource {
         };
         let width = split_cells(first.text, self.delimiter).count();
         let layout = Layout::resolve(self, width, first.row, header.as_deref())?;
+        let one_hot: usize = self.categorical.iter().map(|c| c.values.len()).sum();
+        let width_features = layout.features.len() + one_hot;
         let shape = match &self.shape {
-            None => vec![layout.features.len()],
+            None => vec![width_features],
             Some(shape) => {
-                if shape.is_empty() || shape_len(shape) != Some(layout.features.len()) {
+                if shape.is_empty() || shape_len(shape) != Some(width_features) {
                     return Err(DataError::Config(format!(
-                        "{}: shape {shape:?} does not hold the {} configured feature columns",
+                        "{}: shape {shape:?} does not hold the {width_features} features of the configured columns",
                         file.display(),
-                        layout.features.len()
                     )));
                 }
                 shape.clone()
@@ -123,7 +137,7 @@ impl CsvSource {
             .par_chunks(ROWS_PER_TASK)
             .map(|chunk| parse_rows(file, chunk, self, &layout, width, first.row))
             .collect();
-        let mut features = Vec::with_capacity(lines.len() * layout.features.len());
+        let mut features = Vec::with_capacity(lines.len() * width_features);
         let mut label_values = Vec::with_capacity(lines.len() * layout.labels.len());
         for chunk in parsed {
             let chunk = chunk?;
@@ -197,6 +211,8 @@ pub(crate) fn csv_cells(line: &str) -> Vec<&str> {
 struct Layout {
     features: Vec<usize>,
     labels: Vec<usize>,
+    /// The categorical columns, in the source's order.
+    categorical: Vec<usize>,
 }
 
 impl Layout {
@@ -236,6 +252,28 @@ impl Layout {
                 .map(Columns::List)
         };
         let (features, label) = (by_name(&source.features)?, by_name(&source.label)?);
+        let mut categorical = Vec::new();
+        for c in &source.categorical {
+            match by_name(&c.column)? {
+                Columns::List(list) if list.len() == 1 && list[0] < width => {
+                    categorical.push(list[0])
+                }
+                Columns::List(list) if list.len() == 1 => {
+                    return Err(DataError::NoSuchColumn {
+                        file: file.clone(),
+                        row: first_row,
+                        column: list[0] + 1,
+                        width,
+                    });
+                }
+                other => {
+                    return Err(DataError::Config(format!(
+                        "{}: a categorical feature is one column, found {other:?}",
+                        file.display()
+                    )));
+                }
+            }
+        }
         let source = &CsvSource {
             features,
             label,
@@ -293,7 +331,21 @@ impl Layout {
                 labels.len()
             )));
         }
-        Ok(Layout { features, labels })
+        if let Some(column) = categorical
+            .iter()
+            .find(|c| features.contains(c) || labels.contains(c))
+        {
+            return Err(DataError::Config(format!(
+                "{}: column {} is configured both as a categorical feature and as a numeric feature or label",
+                file.display(),
+                column + 1
+            )));
+        }
+        Ok(Layout {
+            features,
+            labels,
+            categorical,
+        })
     }
 }
 
@@ -358,6 +410,22 @@ fn parse_rows(
                 .filter(|v| v.is_finite())
                 .ok_or_else(|| not_a_number(column))?;
             parsed.features.push(value);
+        }
+        for (&column, category) in layout.categorical.iter().zip(&source.categorical) {
+            let cell = String::from_utf8_lossy(clean(cells[column]));
+            let at = category
+                .values
+                .binary_search_by(|v| v.as_str().cmp(&cell))
+                .map_err(|_| DataError::UnknownCategory {
+                    file: file.to_path_buf(),
+                    row: line.row,
+                    column: column + 1,
+                    value: cell.clone().into_owned(),
+                    expected: category.values.join(", "),
+                })?;
+            parsed
+                .features
+                .extend((0..category.values.len()).map(|k| if k == at { 1.0 } else { 0.0 }));
         }
         for &column in &layout.labels {
             let value = match &source.class_names {
@@ -499,9 +567,9 @@ mod tests {
             ("1,2,0\n1,nan,1\n", "row 2, column 2"),
             (
                 "1,2,0\n1,2,-1\n",
-                "bad.csv: row 2, column 3: label `-1` is not one of the classes",
+                "bad.csv: row 2, column 3: label -1 is not one of the classes",
             ),
-            ("1,2,0\n1,2,1.5\n", "row 2, column 3: label `1.5`"),
+            ("1,2,0\n1,2,1.5\n", "row 2, column 3: label 1.5"),
             ("a,b,c\n1,2,0\n", "set header: true"),
             ("\n\n", "bad.csv: the file is empty"),
         ];

@@ -8,7 +8,7 @@ mod npy;
 mod registry;
 mod synthetic;
 
-pub use csv::{Columns, CsvSource};
+pub use csv::{Category, Columns, CsvSource};
 pub(crate) use csv::{clean_text, csv_cells};
 pub use idx::IdxSource;
 pub use npy::NpySource;
