@@ -377,3 +377,30 @@ fn class_scores_and_the_confusion_matrix_are_shown() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn regression_evals_get_predicted_vs_actual_and_residual_plots() {
+    let dir = run_dir("regression");
+    std::fs::write(dir.join("metrics.jsonl"), lines(&healthy())).expect("write metrics");
+    std::fs::write(
+        dir.join("predictions-test.csv"),
+        "actual,predicted\n100,110\n150,140\n200,205\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("predictions-broken.csv"),
+        "actual,predicted\n1,x\n",
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(write_report(&dir).expect("report")).expect("read report");
+    let section = &html[html
+        .find("<section id=\"regression\">")
+        .expect("a regression section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("<h3>test (3 samples)</h3>"));
+    // One point per sample in each of the two plots, and both reference lines.
+    assert_eq!(section.matches("<circle").count(), 6);
+    assert_eq!(section.matches("stroke-dasharray").count(), 2);
+    assert!(html.contains("predictions-broken.csv` is not an `actual,predicted` table"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -48,6 +48,7 @@ pub fn render_report(inputs: &RunInputs) -> String {
     page.push_str(&charts(&groups));
     page.push_str(&final_metrics(&groups));
     page.push_str(&super::scores::scores_section(&inputs.metrics));
+    page.push_str(&super::scores::regression_plots(&inputs.predictions));
     page.push_str(&hyperparameters(inputs, &pipeline));
     if let Some(plan) = &inputs.plan {
         let _ = writeln!(

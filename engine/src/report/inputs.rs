@@ -106,6 +106,9 @@ pub struct RunInputs {
     pub run_info: Option<RunInfo>,
     /// Problems with optional inputs, shown in the report.
     pub notes: Vec<String>,
+    /// `predictions-<eval>.csv` of regression evals: the eval and its (actual, predicted)
+    /// pairs.
+    pub predictions: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 /// Parses `metrics.jsonl` text; blank lines are skipped. `path` only names the file in
@@ -165,6 +168,7 @@ pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let predictions = read_predictions(run_dir, &mut notes);
     Ok(RunInputs {
         fallback_name,
         metrics,
@@ -172,7 +176,48 @@ pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
         plan,
         run_info,
         notes,
+        predictions,
     })
+}
+
+/// Every `predictions-<eval>.csv` in the directory, by eval name; a malformed one is a note.
+fn read_predictions(run_dir: &Path, notes: &mut Vec<String>) -> Vec<(String, Vec<(f64, f64)>)> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("predictions-"))
+            .and_then(|n| n.strip_suffix(".csv"))
+        else {
+            continue;
+        };
+        let Some(text) = read_optional(&path, notes) else {
+            continue;
+        };
+        let pairs: Option<Vec<(f64, f64)>> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (a, p) = l.split_once(',')?;
+                Some((a.trim().parse().ok()?, p.trim().parse().ok()?))
+            })
+            .collect();
+        match pairs {
+            Some(pairs) => out.push((name.to_string(), pairs)),
+            None => notes.push(format!(
+                "`{}` is not an `actual,predicted` table; its plots are left out",
+                path.display()
+            )),
+        }
+    }
+    out
 }
 
 fn read_optional(path: &Path, notes: &mut Vec<String>) -> Option<String> {

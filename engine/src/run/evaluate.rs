@@ -22,6 +22,9 @@ pub struct EvalOutcome {
     /// Per-class scores and the confusion matrix (classification evals that ask for
     /// precision, recall, F1 or the confusion matrix).
     pub report: Option<ClassReport>,
+    /// Regression: every sample's targets and outputs in the targets' units, row-major
+    /// `[samples, width]`, and the width.
+    pub regression: Option<(Vec<f64>, Vec<f64>, usize)>,
 }
 
 /// Evaluates `step` on `split` in batches of `batch_size`, in sample order.
@@ -66,6 +69,7 @@ pub fn evaluate_split(
     }
     let mut summary: StepMetricsSummary = MetricSums::from(step.read_metrics(gpu)?).into();
     let mut report = None;
+    let mut regression = None;
     if needs_outputs {
         if dataset.targets.is_some() {
             let mut y: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
@@ -73,6 +77,7 @@ pub fn evaluate_split(
             target_scaling.invert(&mut y);
             target_scaling.invert(&mut t);
             summary.scores = scores::regression(&y, &t, dataset.target_width);
+            regression = Some((t, y, dataset.target_width));
         } else {
             let names: Vec<String> = match class_names {
                 Some(names) => names.to_vec(),
@@ -92,5 +97,9 @@ pub fn evaluate_split(
             report = wants_report.then_some(r);
         }
     }
-    Ok(EvalOutcome { summary, report })
+    Ok(EvalOutcome {
+        summary,
+        report,
+        regression,
+    })
 }

@@ -713,6 +713,12 @@ impl Runner<'_> {
                         routine.class_names.as_deref(),
                     )?;
                     let result = outcome.summary;
+                    if let Some((targets, outputs, width)) = &outcome.regression {
+                        let path = self
+                            .out_dir
+                            .join(format!("predictions-{}.csv", routine.plan.name));
+                        write_predictions(&path, targets, outputs, *width)?;
+                    }
                     let name = &plan.evals[e.0].name;
                     self.clock.add(&format!("eval {name}"), started.elapsed());
                     self.results.insert(name.clone(), result);
@@ -900,4 +906,22 @@ impl Runner<'_> {
         checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
         Ok(())
     }
+}
+
+/// The last evaluation's targets and predictions of a regression eval, `actual,predicted`
+/// per sample (first target column; the report draws them), overwritten at every eval.
+fn write_predictions(
+    path: &Path,
+    targets: &[f64],
+    outputs: &[f64],
+    width: usize,
+) -> Result<(), RunError> {
+    let mut text = String::from("actual,predicted\n");
+    for (t, y) in targets
+        .chunks(width.max(1))
+        .zip(outputs.chunks(width.max(1)))
+    {
+        text.push_str(&format!("{},{}\n", t[0], y[0]));
+    }
+    std::fs::write(path, text).map_err(io_error(path))
 }
