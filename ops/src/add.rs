@@ -48,12 +48,7 @@ impl Op for Add {
         true
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
-        let (a, b, output) = (
-            ctx.inputs[0].clone(),
-            ctx.inputs[1].clone(),
-            ctx.output.to_string(),
-        );
-        ctx.node("Add", &[&a, &b], &[&output], Vec::new());
+        ctx.merge("Add", Vec::new());
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

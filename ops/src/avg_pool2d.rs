@@ -37,20 +37,7 @@ impl Op for AvgPool2d {
         false
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
-        use crate::onnx::Attr;
-        let (kh, kw) = self.attrs.kernel.hw();
-        let (sh, sw) = self.attrs.stride().hw();
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        let i = |v: usize| v as i64;
-        ctx.node(
-            "AveragePool",
-            &[&input],
-            &[&output],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
-                ("strides", Attr::Ints(vec![i(sh), i(sw)])),
-            ],
-        );
+        ctx.pool("AveragePool", &self.attrs);
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

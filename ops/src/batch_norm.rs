@@ -210,14 +210,8 @@ impl Op for BatchNorm {
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
         // Evaluation mode: the running statistics (the buffers after weight and bias).
-        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
-        inputs.extend(ctx.params.iter().cloned());
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let output = ctx.output.to_string();
-        ctx.node(
+        ctx.with_params(
             "BatchNormalization",
-            &inputs,
-            &[&output],
             vec![("epsilon", Attr::Float(self.attrs.eps))],
         );
         Ok(())

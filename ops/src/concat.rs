@@ -52,17 +52,7 @@ impl Op for Concat {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let (a, b, output) = (
-            ctx.inputs[0].clone(),
-            ctx.inputs[1].clone(),
-            ctx.output.to_string(),
-        );
-        ctx.node(
-            "Concat",
-            &[&a, &b],
-            &[&output],
-            vec![("axis", Attr::Int(1))],
-        );
+        ctx.merge("Concat", vec![("axis", Attr::Int(1))]);
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

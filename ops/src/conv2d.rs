@@ -416,15 +416,9 @@ impl Op for Conv2d {
         let (kh, kw) = self.attrs.kernel.hw();
         let (sh, sw) = self.attrs.stride.hw();
         let (ph, pw) = self.attrs.padding.hw();
-        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
-        inputs.extend(ctx.params.iter().cloned());
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let output = ctx.output.to_string();
         let i = |v: usize| v as i64;
-        ctx.node(
+        ctx.with_params(
             "Conv",
-            &inputs,
-            &[&output],
             vec![
                 ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
                 ("strides", Attr::Ints(vec![i(sh), i(sw)])),

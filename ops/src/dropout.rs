@@ -103,8 +103,7 @@ impl Op for Dropout {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         // Identity in evaluation, which is what an export runs.
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        ctx.node("Identity", &[&input], &[&output], Vec::new());
+        ctx.with_params("Identity", Vec::new());
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], ctx: &CpuCtx) -> Tensor {

@@ -33,13 +33,7 @@ impl Op for Flatten {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        ctx.node(
-            "Flatten",
-            &[&input],
-            &[&output],
-            vec![("axis", Attr::Int(1))],
-        );
+        ctx.with_params("Flatten", vec![("axis", Attr::Int(1))]);
         Ok(())
     }
     fn is_view(&self) -> bool {

@@ -110,14 +110,8 @@ impl Op for LayerNorm {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let mut inputs: Vec<String> = vec![ctx.input().to_string()];
-        inputs.extend(ctx.params.iter().cloned());
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let output = ctx.output.to_string();
-        ctx.node(
+        ctx.with_params(
             "LayerNormalization",
-            &inputs,
-            &[&output],
             vec![
                 ("axis", Attr::Int(-1)),
                 ("epsilon", Attr::Float(self.attrs.eps)),

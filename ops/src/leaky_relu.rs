@@ -65,13 +65,7 @@ impl Op for LeakyRelu {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        ctx.node(
-            "LeakyRelu",
-            &[&input],
-            &[&output],
-            vec![("alpha", Attr::Float(self.attrs.slope))],
-        );
+        ctx.with_params("LeakyRelu", vec![("alpha", Attr::Float(self.attrs.slope))]);
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

@@ -81,16 +81,7 @@ impl Op for Linear {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let mut inputs = vec![ctx.input(), ctx.params[0].as_str()];
-        if let Some(bias) = ctx.params.get(1) {
-            inputs.push(bias);
-        }
-        let (inputs, output): (Vec<String>, String) = (
-            inputs.iter().map(|s| s.to_string()).collect(),
-            ctx.output.to_string(),
-        );
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        ctx.node("Gemm", &inputs, &[&output], vec![("transB", Attr::Int(1))]);
+        ctx.with_params("Gemm", vec![("transB", Attr::Int(1))]);
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

@@ -215,20 +215,7 @@ impl Op for MaxPool2d {
         false
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
-        use crate::onnx::Attr;
-        let (kh, kw) = self.attrs.kernel.hw();
-        let (sh, sw) = self.attrs.stride().hw();
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        let i = |v: usize| v as i64;
-        ctx.node(
-            "MaxPool",
-            &[&input],
-            &[&output],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
-                ("strides", Attr::Ints(vec![i(sh), i(sw)])),
-            ],
-        );
+        ctx.pool("MaxPool", &self.attrs);
         Ok(())
     }
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {

@@ -41,9 +41,6 @@ pub struct OnnxCtx<'a> {
     pub output: &'a str,
     pub input_shapes: &'a [Vec<usize>],
     pub nodes: Vec<Node>,
-    /// Constant tensors the op adds (shape, values), named by [`OnnxCtx::constant`].
-    pub constants: Vec<(String, Vec<usize>, Vec<f32>)>,
-    int_constants: Vec<(String, Vec<i64>)>,
     prefix: String,
 }
 
@@ -69,16 +66,48 @@ impl OnnxCtx<'_> {
         format!("{}.{what}", self.prefix)
     }
 
-    /// A 1-D int64 constant (a shape for `Reshape`), returning its name.
-    pub fn int_constant(&mut self, what: &str, values: Vec<i64>) -> String {
-        let name = self.temp(what);
-        self.int_constants.push((name.clone(), values));
-        name
-    }
-
     /// The op's only input.
     pub fn input(&self) -> &str {
         &self.inputs[0]
+    }
+
+    /// One node from the op's input and its parameters (in order) to its output: the form
+    /// of most ops.
+    pub fn with_params(&mut self, op_type: &'static str, attrs: Vec<(&'static str, Attr)>) {
+        let mut inputs = vec![self.inputs[0].clone()];
+        inputs.extend(self.params.iter().cloned());
+        let output = self.output.to_string();
+        self.nodes.push(Node {
+            op_type,
+            inputs,
+            outputs: vec![output],
+            attrs,
+        });
+    }
+
+    /// One node from all the op's inputs to its output (merges: `Add`, `Concat`).
+    pub fn merge(&mut self, op_type: &'static str, attrs: Vec<(&'static str, Attr)>) {
+        let output = self.output.to_string();
+        self.nodes.push(Node {
+            op_type,
+            inputs: self.inputs.to_vec(),
+            outputs: vec![output],
+            attrs,
+        });
+    }
+
+    /// A 2-D pool: `kernel_shape` and `strides` from the pool's attributes.
+    pub(crate) fn pool(&mut self, op_type: &'static str, attrs: &crate::max_pool2d::PoolAttrs) {
+        let (kh, kw) = attrs.kernel.hw();
+        let (sh, sw) = attrs.stride().hw();
+        let i = |v: usize| v as i64;
+        self.with_params(
+            op_type,
+            vec![
+                ("kernel_shape", Attr::Ints(vec![i(kh), i(kw)])),
+                ("strides", Attr::Ints(vec![i(sh), i(sw)])),
+            ],
+        );
     }
 }
 
@@ -170,8 +199,6 @@ pub fn export(
             output: &output,
             input_shapes: &layer.input_shapes,
             nodes: Vec::new(),
-            constants: Vec::new(),
-            int_constants: Vec::new(),
             prefix,
         };
         layer
@@ -179,8 +206,6 @@ pub fn export(
             .onnx(&mut ctx)
             .map_err(|e| format!("layer {i} ({}): {e}", layer.op.kind()))?;
         nodes.extend(ctx.nodes);
-        initializers.extend(ctx.constants);
-        int_initializers.extend(ctx.int_constants);
         tensor_names.push(output);
     }
     let last = tensor_names.last().cloned().unwrap_or_default();

@@ -31,8 +31,7 @@ impl Op for Relu {
         true
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
-        ctx.node("Relu", &[&input], &[&output], Vec::new());
+        ctx.with_params("Relu", Vec::new());
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

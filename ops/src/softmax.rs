@@ -58,9 +58,8 @@ impl Op for Softmax {
     }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
-        let (input, output) = (ctx.input().to_string(), ctx.output.to_string());
         let op = if self.log { "LogSoftmax" } else { "Softmax" };
-        ctx.node(op, &[&input], &[&output], vec![("axis", Attr::Int(-1))]);
+        ctx.with_params(op, vec![("axis", Attr::Int(-1))]);
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {

@@ -122,6 +122,17 @@ impl DatasetInfo {
         self.targets.is_some()
     }
 
+    /// Whether loss `f` compares outputs with what it holds: `mse`, `l1`, `huber` on
+    /// regression targets; `cross_entropy`, `distill`, `mse` (one-hot) on class labels.
+    pub fn fits(&self, f: crate::spec::LossFn) -> bool {
+        use crate::spec::LossFn;
+        if self.is_regression() {
+            matches!(f, LossFn::Mse | LossFn::L1 | LossFn::Huber)
+        } else {
+            matches!(f, LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse)
+        }
+    }
+
     /// Values a model trained on it outputs per sample: one logit per class, or one value
     /// per target.
     pub fn outputs(&self) -> usize {

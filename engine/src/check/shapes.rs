@@ -634,14 +634,7 @@ fn check_edges(
                 });
                 let Some(ds) = ds else { continue };
                 // A loss that does not fit the task is reported by the task check.
-                let fits = if ds.is_regression() {
-                    matches!(l.function, LossFn::Mse | LossFn::L1 | LossFn::Huber)
-                } else {
-                    matches!(
-                        l.function,
-                        LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse
-                    )
-                };
+                let fits = ds.fits(l.function);
                 let classes = ds.outputs();
                 if fits && logits != [classes] {
                     let what = match l.function {

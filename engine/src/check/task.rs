@@ -164,14 +164,7 @@ fn loss(
 ) {
     let name = l.function.as_str();
     if let Some((dataset, ds)) = ds {
-        let fits = if ds.is_regression() {
-            matches!(l.function, LossFn::Mse | LossFn::L1 | LossFn::Huber)
-        } else {
-            matches!(
-                l.function,
-                LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse
-            )
-        };
+        let fits = ds.fits(l.function);
         if !fits {
             let (holds, use_) = if ds.is_regression() {
                 ("regression targets", "`mse`, `l1` or `huber`")

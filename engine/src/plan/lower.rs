@@ -386,7 +386,11 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 _ => None,
             })
             .unwrap_or(LrSchedule::Constant);
-        let card = (encoder.is_none()).then(|| {
+        let regression = checked
+            .datasets
+            .get(&load.dataset)
+            .is_some_and(|d| d.is_regression());
+        let card = encoder.is_none().then(|| {
             let eval_loss = match loss_kind(loss) {
                 LossKind::CrossEntropy { label_smoothing } => EvalLoss::CrossEntropy {
                     label_smoothing,
@@ -400,10 +404,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                     class_weights: None,
                 },
                 LossKind::Mse => EvalLoss::Mse {
-                    one_hot: !checked
-                        .datasets
-                        .get(&load.dataset)
-                        .is_some_and(|d| d.is_regression()),
+                    one_hot: !regression,
                 },
                 LossKind::L1 => EvalLoss::L1,
                 LossKind::Huber { delta } => EvalLoss::Huber { delta },
@@ -463,15 +464,8 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             optimizer: step.optimizer.name(),
             base_lr: step.optimizer.lr(),
             lr_schedule,
-            one_hot_targets: loss.function == LossFn::Mse
-                && !checked
-                    .datasets
-                    .get(&load.dataset)
-                    .is_some_and(|d| d.is_regression()),
-            regression: checked
-                .datasets
-                .get(&load.dataset)
-                .is_some_and(|d| d.is_regression()),
+            one_hot_targets: loss.function == LossFn::Mse && !regression,
+            regression,
             classes: checked.datasets.get(&load.dataset).map_or(0, |d| d.classes),
             schedule: schedule_of(checked, c),
         });
@@ -854,20 +848,17 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
             test: files.test.as_ref().map(source),
         },
     };
-    let normalize = match &spec.normalize {
+    let lower_normalize = |n: &spec::Normalize| match n {
         spec::Normalize::None => data::Normalize::None,
         spec::Normalize::Scale(s) => data::Normalize::Scale { factor: s.factor },
         spec::Normalize::Standardize => data::Normalize::Standardize,
     };
+    let normalize = lower_normalize(&spec.normalize);
     let ids = spec.ids.map(|ids| data::IdFeatures {
         range: ids.start..ids.end,
         count: ids.count,
     });
-    let normalize_targets = match &spec.normalize_targets {
-        spec::Normalize::None => data::Normalize::None,
-        spec::Normalize::Scale(s) => data::Normalize::Scale { factor: s.factor },
-        spec::Normalize::Standardize => data::Normalize::Standardize,
-    };
+    let normalize_targets = lower_normalize(&spec.normalize_targets);
     DataConfig {
         split,
         normalize,
