@@ -10,6 +10,7 @@ pub mod conv1d;
 pub mod conv2d;
 pub mod dropout;
 pub mod embedding;
+pub mod federated;
 pub mod flatten;
 pub mod fusion;
 pub mod gelu;

@@ -323,6 +323,8 @@ pub struct TrainStep {
     gpu_model: GpuModel,
     loss: LossIo,
     update: Vec<Dispatch>,
+    /// How many of `update`'s first dispatches are a gradient correction.
+    corrections: usize,
     micro: u32,
     group_rows: usize,
     opt_t: u64,
@@ -506,6 +508,7 @@ impl TrainStep {
             gpu_model,
             loss,
             update,
+            corrections: 0,
             micro: 0,
             group_rows: 0,
             opt_t: 0,
@@ -740,6 +743,48 @@ impl TrainStep {
     /// The configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
+    }
+}
+
+/// The device buffers of a [`TrainStep`] that wrappers around it (a federation) bind.
+pub struct TrainBuffers {
+    /// The packed parameters, then the model's buffers (batch norm statistics).
+    pub params: BufferRef,
+    /// The packed gradient sums (learnable words).
+    pub grads: BufferRef,
+    /// The optimizer state, when the optimizer keeps any.
+    pub state: Option<BufferRef>,
+    /// The per-step uniform (`Step` in `common.wgsl`).
+    pub step: BufferRef,
+}
+
+impl TrainStep {
+    /// The buffers a wrapper binds.
+    pub fn buffers(&self) -> TrainBuffers {
+        let len = self.model.packed_len as u64;
+        TrainBuffers {
+            params: BufferRef::whole(&self.params),
+            grads: BufferRef::whole(&self.grads).words(0, len),
+            state: self.state.as_ref().map(BufferRef::whole),
+            step: BufferRef::whole(&self.loss.step),
+        }
+    }
+
+    /// Dispatches that adjust the gradient sums before the gradient norm, clipping and the
+    /// optimizer of every update (a federated local objective's extra term); replaces
+    /// earlier ones.
+    pub fn set_grad_correction(&mut self, dispatches: Vec<Dispatch>) {
+        self.update.drain(..self.corrections);
+        self.corrections = dispatches.len();
+        self.update.splice(0..0, dispatches);
+    }
+
+    /// Forgets the accumulation group and the optimizer's update count, as a fresh
+    /// optimizer would (the caller zeroes the device gradients and state).
+    pub fn reset_counters(&mut self) {
+        self.micro = 0;
+        self.group_rows = 0;
+        self.opt_t = 0;
     }
 }
 

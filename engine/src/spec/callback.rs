@@ -32,6 +32,10 @@ pub enum Trigger {
     FitEnd,
     /// After every N optimizer steps, e.g. `{every_n_steps: 100}`.
     EveryNSteps(u64),
+    /// Federated: after each round's aggregation.
+    RoundEnd,
+    /// Federated: after every N rounds' aggregation, e.g. `{every_n_rounds: 10}`.
+    EveryNRounds(u32),
 }
 
 impl Trigger {
@@ -40,6 +44,7 @@ impl Trigger {
         match self {
             Trigger::FitStart | Trigger::FitEnd => "run",
             Trigger::EpochStart | Trigger::EpochEnd => "epoch",
+            Trigger::RoundEnd | Trigger::EveryNRounds(_) => "round",
             _ => "batch",
         }
     }
@@ -55,7 +60,9 @@ impl Trigger {
             Trigger::BatchEnd => 5,
             Trigger::EveryNSteps(_) => 6,
             Trigger::EpochEnd => 7,
-            Trigger::FitEnd => 8,
+            Trigger::RoundEnd => 8,
+            Trigger::EveryNRounds(_) => 9,
+            Trigger::FitEnd => 10,
         }
     }
 }
@@ -72,6 +79,8 @@ impl fmt::Display for Trigger {
             Trigger::EpochEnd => f.write_str("epoch_end"),
             Trigger::FitEnd => f.write_str("fit_end"),
             Trigger::EveryNSteps(n) => write!(f, "every {n} steps"),
+            Trigger::RoundEnd => f.write_str("round_end"),
+            Trigger::EveryNRounds(n) => write!(f, "every {n} rounds"),
         }
     }
 }

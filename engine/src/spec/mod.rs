@@ -5,6 +5,7 @@
 
 mod callback;
 mod dataset;
+mod federated;
 mod ids;
 mod model;
 mod optim;
@@ -19,6 +20,10 @@ pub use callback::{
 pub use dataset::{
     ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,
     SplitName, SplitSpec, TargetColumns,
+};
+pub use federated::{
+    AggregatorSpec, ClientEval, DirichletPartition, FedAvgM, FedProx, FederatedSpec, LocalSchedule,
+    PartitionSpec, PerRound, Scaffold, ServerAdaptive, ShardsPartition,
 };
 pub use ids::{PortRef, StageId};
 pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};

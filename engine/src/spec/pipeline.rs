@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{BlockSpec, DatasetSpec, ModelSpec, Stage};
+use super::{BlockSpec, DatasetSpec, FederatedSpec, ModelSpec, Stage};
 
 /// A training pipeline: data sets, models, and the DAG of stages that trains them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -35,6 +35,25 @@ pub struct Pipeline {
     pub models: BTreeMap<String, ModelSpec>,
     /// The stages of the training graph. Order here does not matter: the plan orders them.
     pub stages: Vec<Stage>,
+    /// Train federated: clients, rounds and an aggregator over the training chain (with
+    /// `schedule: {rounds: R}`). See docs/federated.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedSpec>,
+}
+
+impl Pipeline {
+    /// How long a training chain trains in one go: the schedule, or in a federated
+    /// pipeline a client's local schedule of one round.
+    pub fn chain_schedule(&self) -> Schedule {
+        match (self.schedule, &self.federated) {
+            (Schedule::Rounds(_), Some(f)) => match f.local {
+                super::LocalSchedule::Epochs(n) => Schedule::Epochs(n),
+                super::LocalSchedule::Steps(n) => Schedule::Steps(n),
+            },
+            (Schedule::Rounds(_), None) => Schedule::Epochs(0),
+            (other, _) => other,
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -74,4 +93,6 @@ pub enum Schedule {
     Epochs(u32),
     /// Train for this many optimizer steps, crossing epochs as needed.
     Steps(u64),
+    /// Train for this many federated rounds (needs a `federated:` section).
+    Rounds(u32),
 }

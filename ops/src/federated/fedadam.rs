@@ -1,0 +1,10 @@
+//! FedAdam (Reddi et al. 2021, Algorithm 2): the weighted mean client update Δ is the
+//! server's pseudo-gradient; `m = β1 m + (1 − β1) Δ`, `v = β2 v + (1 − β2) Δ²`,
+//! `global += lr · m / (√v + τ)`. The shared loop is [`super::Aggregator::server_step_cpu`].
+
+pub(crate) const WGSL: &str = include_str!("../../../shaders/fedadam.wgsl");
+
+/// The second-moment rule (CPU reference, as the kernel computes it).
+pub fn second_moment(v: f32, d: f32, beta2: f32) -> f32 {
+    beta2 * v + (1.0 - beta2) * d * d
+}

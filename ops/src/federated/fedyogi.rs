@@ -1,0 +1,21 @@
+//! FedYogi (Reddi et al. 2021, Algorithm 2): the weighted mean client update Δ is the
+//! server's pseudo-gradient; `m = β1 m + (1 − β1) Δ`, `v = v − (1 − β2) Δ² sign(v − Δ²)`,
+//! `global += lr · m / (√v + τ)`. The shared loop is [`super::Aggregator::server_step_cpu`].
+
+pub(crate) const WGSL: &str = include_str!("../../../shaders/fedyogi.wgsl");
+
+/// The second-moment rule (CPU reference, as the kernel computes it).
+pub fn second_moment(v: f32, d: f32, beta2: f32) -> f32 {
+    v - (1.0 - beta2) * d * d * wgsl_sign(v - d * d)
+}
+
+/// WGSL's `sign`: 0 at 0 (Rust's `signum` gives 1 at +0).
+fn wgsl_sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
