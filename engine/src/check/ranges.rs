@@ -85,6 +85,13 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
             n,
             "train for at least one step",
         ),
+        Schedule::Rounds(n) => root.under(&[key("schedule")]).rule(
+            "rounds",
+            n > 0,
+            "> 0",
+            n,
+            "train for at least one round",
+        ),
     }
     for (name, ds) in &p.datasets {
         let mut r = root.under(&[key("datasets"), key(name)]);

@@ -18,6 +18,7 @@ pub(crate) enum Stream {
     Split = 2,
     SyntheticMeans = 3,
     SyntheticSamples = 4,
+    Partition = 5,
 }
 
 impl Rng {

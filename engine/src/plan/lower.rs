@@ -522,7 +522,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             )
         })
         .collect();
-    if let crate::spec::Schedule::Steps(n) = p.schedule {
+    if let crate::spec::Schedule::Steps(n) = p.chain_schedule() {
         steps_of_other_chains(&mut chains, n);
     }
     for c in &mut callbacks {

@@ -231,8 +231,8 @@ fn schedule_of(checked: &CheckedPipeline, chain: &TrainChain) -> SchedulePlan {
     // floor(E x batches / accumulation) optimizer steps.
     let accumulation_steps = u64::from(accumulation.max(1));
     let steps_per_epoch = batches_per_epoch as u64 / accumulation_steps;
-    let (epochs, total_steps) = match p.schedule {
-        Schedule::Epochs(n) => (
+    let (epochs, total_steps) = match p.chain_schedule() {
+        Schedule::Epochs(n) | Schedule::Rounds(n) => (
             Some(n),
             u64::from(n) * batches_per_epoch as u64 / accumulation_steps,
         ),
@@ -257,8 +257,8 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let program = lower::lower_program(checked);
     let schedule = program.chains.first().map_or(
         SchedulePlan {
-            epochs: match p.schedule {
-                Schedule::Epochs(n) => Some(n),
+            epochs: match p.chain_schedule() {
+                Schedule::Epochs(n) | Schedule::Rounds(n) => Some(n),
                 Schedule::Steps(_) => None,
             },
             train_samples: 0,
