@@ -26,7 +26,10 @@ fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
     for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
         let (on, explicit) = match stage {
             Stage::Eval(e) => (e.on.clone(), true),
-            Stage::Callback(c) => (c.triggers(), c.on.is_some()),
+            Stage::Callback(c) => (
+                c.triggers(parsed.pipeline.federated.is_some()),
+                c.on.is_some(),
+            ),
             _ => continue,
         };
         for (k, t) in on.iter().enumerate() {
@@ -55,7 +58,11 @@ fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
                     if on.iter().any(|t| {
                         !matches!(
                             t,
-                            Trigger::EpochEnd | Trigger::FitEnd | Trigger::EveryNSteps(_)
+                            Trigger::EpochEnd
+                                | Trigger::FitEnd
+                                | Trigger::EveryNSteps(_)
+                                | Trigger::RoundEnd
+                                | Trigger::EveryNRounds(_)
                         )
                     }) =>
                 {

@@ -5,6 +5,7 @@ mod blocks;
 mod callbacks;
 mod chain;
 mod data;
+mod federated;
 mod graph;
 mod ranges;
 mod refs;
@@ -59,6 +60,7 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
         refs::check_batches(&parsed, chain, &datasets, &mut diagnostics);
     }
     task::check(&parsed, &graph, &datasets, &mut diagnostics);
+    federated::check(&parsed, &chains, &datasets, &mut diagnostics);
     callbacks::check(&parsed, &graph, &datasets, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.source, s.start)));
     diagnostics.dedup();

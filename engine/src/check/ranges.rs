@@ -4,8 +4,9 @@
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    CallbackSpec, Columns, FeatureColumns, LrSchedule, OptimizerSpec, Schedule, SourceSpec,
-    SplitSpec, Stage, Trigger,
+    AggregatorSpec, CallbackSpec, Columns, FeatureColumns, FederatedSpec, LocalSchedule,
+    LrSchedule, OptimizerSpec, PartitionSpec, PerRound, Schedule, SourceSpec, SplitSpec, Stage,
+    Trigger,
 };
 
 /// One range rule.
@@ -92,6 +93,9 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
             n,
             "train for at least one round",
         ),
+    }
+    if let Some(f) = &p.federated {
+        federated(&mut root.under(&[key("federated")]), f);
     }
     for (name, ds) in &p.datasets {
         let mut r = root.under(&[key("datasets"), key(name)]);
@@ -197,7 +201,7 @@ fn stage_rules(r: &mut Rules, stage: &Stage) {
             }
         }
         Stage::Callback(cb) => {
-            every_n(r, &cb.triggers());
+            every_n(r, cb.on.as_deref().unwrap_or_default());
             let mut c = r.under(&[key("callback")]);
             match &cb.callback {
                 CallbackSpec::LrSchedule(l) => schedule(&mut c.under(&[key("schedule")]), &l.schedule),
@@ -245,6 +249,55 @@ fn every_n(r: &mut Rules, triggers: &[Trigger]) {
                 "fire every 1 or more steps",
             );
         }
+        if let Trigger::EveryNRounds(n) = t {
+            r.rule(
+                &format!("on.{k}.every_n_rounds"),
+                *n > 0,
+                "> 0",
+                n,
+                "fire every 1 or more rounds",
+            );
+        }
+    }
+}
+
+#[rustfmt::skip]
+fn federated(r: &mut Rules, f: &FederatedSpec) {
+    r.rule("clients", f.clients > 0, "> 0", f.clients, "a federation has at least one client");
+    match f.per_round {
+        PerRound::Fraction(c) => {
+            r.rule("per_round.fraction", c > 0.0 && c <= 1.0, "in (0, 1]", c, "C is the fraction of clients per round, e.g. 0.1");
+            r.rule("per_round.fraction", c * f64::from(f.clients) >= 1.0 || c <= 0.0 || c > 1.0, "C x clients >= 1", format!("{c} x {} = {}", f.clients, c * f64::from(f.clients)), "fewer than one client per round; raise the fraction or use `per_round: {count: 1}`");
+        }
+        PerRound::Count(n) => r.rule("per_round.count", n > 0 && n <= f.clients, "in 1 ..= clients", n, "sample at most every client each round"),
+    }
+    match f.local {
+        LocalSchedule::Epochs(n) => r.rule("local.epochs", n > 0, "> 0", n, "clients train at least one epoch per round"),
+        LocalSchedule::Steps(n) => r.rule("local.steps", n > 0, "> 0", n, "clients train at least one step per round"),
+    }
+    match &f.partition {
+        PartitionSpec::Iid => {}
+        PartitionSpec::Shards(s) => r.rule("partition.shards_per_client", s.shards_per_client > 0, "> 0", s.shards_per_client, "McMahan et al. give each client 2 shards"),
+        PartitionSpec::Dirichlet(d) => r.rule("partition.alpha", d.alpha > 0.0 && d.alpha.is_finite(), "> 0", d.alpha, "0.1 is strongly non-IID, 0.5 common, 100 nearly IID"),
+    }
+    let unit = |v: f64| (0.0..1.0).contains(&v);
+    match &f.aggregator {
+        AggregatorSpec::Fedavg => {}
+        AggregatorSpec::Fedprox(p) => r.rule("aggregator.mu", p.mu >= 0.0 && p.mu.is_finite(), ">= 0", p.mu, "Li et al. try 0.001, 0.01, 0.1 and 1"),
+        AggregatorSpec::Fedavgm(m) => {
+            r.rule("aggregator.lr", m.lr > 0.0 && m.lr.is_finite(), "> 0", m.lr, "the server learning rate, typically 1");
+            r.rule("aggregator.momentum", unit(m.momentum), "in [0, 1)", m.momentum, "typical server momentum: 0.9");
+        }
+        AggregatorSpec::Fedadam(a) | AggregatorSpec::Fedyogi(a) | AggregatorSpec::Fedadagrad(a) => {
+            r.rule("aggregator.lr", a.lr > 0.0 && a.lr.is_finite(), "> 0", a.lr, "Reddi et al. tune the server lr over 10^-3 .. 10^0");
+            r.rule("aggregator.beta1", unit(a.beta1), "in [0, 1)", a.beta1, "typical: 0.9");
+            r.rule("aggregator.beta2", unit(a.beta2), "in [0, 1)", a.beta2, "typical: 0.99");
+            r.rule("aggregator.tau", a.tau > 0.0 && a.tau.is_finite(), "> 0", a.tau, "typical: 0.001");
+        }
+        AggregatorSpec::Scaffold(s) => r.rule("aggregator.lr", s.lr > 0.0 && s.lr.is_finite(), "> 0", s.lr, "the global learning rate, typically 1"),
+    }
+    if let Some(e) = &f.client_eval {
+        r.rule("client_eval.every_n_rounds", e.every_n_rounds > 0, "> 0", e.every_n_rounds, "evaluate every 1 or more rounds");
     }
 }
 

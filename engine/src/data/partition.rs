@@ -47,7 +47,11 @@ impl Partition {
             .map(|rows| {
                 let mut counts = vec![0; data.classes];
                 for &r in rows {
-                    if let Some(c) = data.labels.get(r as usize).and_then(|&l| counts.get_mut(l as usize)) {
+                    if let Some(c) = data
+                        .labels
+                        .get(r as usize)
+                        .and_then(|&l| counts.get_mut(l as usize))
+                    {
                         *c += 1;
                     }
                 }
@@ -58,7 +62,12 @@ impl Partition {
 }
 
 /// Divides `train` among `clients` clients; a pure function of its arguments.
-pub fn partition(train: &Split, clients: usize, how: &Partitioner, seed: u64) -> Result<Partition, DataError> {
+pub fn partition(
+    train: &Split,
+    clients: usize,
+    how: &Partitioner,
+    seed: u64,
+) -> Result<Partition, DataError> {
     let n = train.len();
     if clients == 0 || n < clients {
         return Err(DataError::Config(format!(
@@ -88,13 +97,19 @@ pub fn partition(train: &Split, clients: usize, how: &Partitioner, seed: u64) ->
             let mut deal: Vec<usize> = (0..shards).collect();
             rng.shuffle(&mut deal);
             deal.chunks(shards_per_client)
-                .map(|ids| ids.iter().flat_map(|&s| pieces[s].iter().copied()).collect())
+                .map(|ids| {
+                    ids.iter()
+                        .flat_map(|&s| pieces[s].iter().copied())
+                        .collect()
+                })
                 .collect()
         }
         Partitioner::Dirichlet { alpha, min_size } => {
             let labels = class_labels(train, "dirichlet")?;
             if !(alpha.is_finite() && alpha > 0.0) {
-                return Err(DataError::Config(format!("alpha must be positive, found {alpha}")));
+                return Err(DataError::Config(format!(
+                    "alpha must be positive, found {alpha}"
+                )));
             }
             if min_size * clients > n {
                 return Err(DataError::Config(format!(
@@ -102,7 +117,15 @@ pub fn partition(train: &Split, clients: usize, how: &Partitioner, seed: u64) ->
                     min_size * clients
                 )));
             }
-            dirichlet(rows, &labels, train.dataset().classes, clients, alpha, min_size, seed)?
+            dirichlet(
+                rows,
+                &labels,
+                train.dataset().classes,
+                clients,
+                alpha,
+                min_size,
+                seed,
+            )?
         }
     };
     Ok(Partition { clients: parts })
@@ -115,7 +138,11 @@ fn class_labels(train: &Split, kind: &str) -> Result<Vec<u32>, DataError> {
             "the `{kind}` partition deals samples out by class label; this data set has regression targets"
         )));
     }
-    Ok(train.indices().iter().map(|&r| data.labels[r as usize]).collect())
+    Ok(train
+        .indices()
+        .iter()
+        .map(|&r| data.labels[r as usize])
+        .collect())
 }
 
 /// `items` in `parts` consecutive pieces, the first `len mod parts` one longer
@@ -215,7 +242,11 @@ mod tests {
     fn covers_once(p: &Partition, n: usize) {
         let mut all: Vec<u32> = p.clients.iter().flatten().copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (0..n as u32).collect::<Vec<_>>(), "every sample exactly once");
+        assert_eq!(
+            all,
+            (0..n as u32).collect::<Vec<_>>(),
+            "every sample exactly once"
+        );
     }
 
     #[test]
@@ -223,7 +254,10 @@ mod tests {
         let t = train(1003, 10);
         let p = partition(&t, 10, &Partitioner::Iid, 4).unwrap();
         covers_once(&p, 1003);
-        assert_eq!(p.sizes(), [101, 101, 101, 100, 100, 100, 100, 100, 100, 100]);
+        assert_eq!(
+            p.sizes(),
+            [101, 101, 101, 100, 100, 100, 100, 100, 100, 100]
+        );
         assert_eq!(p, partition(&t, 10, &Partitioner::Iid, 4).unwrap());
         assert_ne!(p, partition(&t, 10, &Partitioner::Iid, 5).unwrap());
     }
@@ -231,34 +265,80 @@ mod tests {
     #[test]
     fn shards_give_each_client_few_classes() {
         let t = train(6000, 10);
-        let p = partition(&t, 100, &Partitioner::Shards { shards_per_client: 2 }, 1).unwrap();
+        let p = partition(
+            &t,
+            100,
+            &Partitioner::Shards {
+                shards_per_client: 2,
+            },
+            1,
+        )
+        .unwrap();
         covers_once(&p, 6000);
         assert!(p.sizes().iter().all(|&s| s == 60));
         for h in p.histograms(&t) {
             let classes = h.iter().filter(|&&c| c > 0).count();
-            assert!((1..=4).contains(&classes), "two sorted shards span at most a few classes: {h:?}");
+            assert!(
+                (1..=4).contains(&classes),
+                "two sorted shards span at most a few classes: {h:?}"
+            );
         }
-        let err = partition(&t, 7, &Partitioner::Shards { shards_per_client: 2 }, 1).unwrap_err();
-        assert!(err.to_string().contains("do not cut into 7 x 2 = 14 equal shards"), "{err}");
+        let err = partition(
+            &t,
+            7,
+            &Partitioner::Shards {
+                shards_per_client: 2,
+            },
+            1,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("do not cut into 7 x 2 = 14 equal shards"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dirichlet_respects_min_size_and_skews_with_small_alpha() {
         let t = train(6000, 10);
-        let skewed = Partitioner::Dirichlet { alpha: 0.1, min_size: 10 };
+        let skewed = Partitioner::Dirichlet {
+            alpha: 0.1,
+            min_size: 10,
+        };
         let p = partition(&t, 20, &skewed, 2).unwrap();
         covers_once(&p, 6000);
         assert!(p.sizes().iter().all(|&s| s >= 10));
-        let flat = partition(&t, 20, &Partitioner::Dirichlet { alpha: 1000.0, min_size: 10 }, 2).unwrap();
+        let flat = partition(
+            &t,
+            20,
+            &Partitioner::Dirichlet {
+                alpha: 1000.0,
+                min_size: 10,
+            },
+            2,
+        )
+        .unwrap();
         // Share of each client's largest class: near 1/10 when α is large, much larger when small.
         let top_share = |p: &Partition| {
             let h = p.histograms(&t);
-            h.iter().map(|c| *c.iter().max().unwrap() as f64 / c.iter().sum::<usize>() as f64).sum::<f64>()
+            h.iter()
+                .map(|c| *c.iter().max().unwrap() as f64 / c.iter().sum::<usize>() as f64)
+                .sum::<f64>()
                 / h.len() as f64
         };
         assert!(top_share(&p) > 0.4, "{}", top_share(&p));
         assert!(top_share(&flat) < 0.2, "{}", top_share(&flat));
-        let err = partition(&t, 20, &Partitioner::Dirichlet { alpha: 0.5, min_size: 400 }, 2).unwrap_err();
+        let err = partition(
+            &t,
+            20,
+            &Partitioner::Dirichlet {
+                alpha: 0.5,
+                min_size: 400,
+            },
+            2,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("need 8000 samples"), "{err}");
     }
 }

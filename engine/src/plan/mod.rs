@@ -5,7 +5,10 @@
 //!
 //! The plan is deterministic text (and JSON) so it can be snapshot-tested and diffed.
 
+mod federated;
 mod lower;
+
+pub use federated::FederatedPlan;
 
 pub use lower::{
     CallbackId, CallbackPlan, ChainId, ChainPlan, DataPlan, DatasetId, EvalId, EvalPlan,
@@ -48,6 +51,8 @@ pub struct Plan {
     pub callbacks: Vec<CallbackPlan>,
     /// Data sets the run reads.
     pub datasets: Vec<DataPlan>,
+    /// The federated routine, when the pipeline trains federated.
+    pub federated: Option<FederatedPlan>,
     /// Evals and callbacks per trigger, in firing order (the executor fires exactly this).
     #[serde(skip)]
     pub hook_table: Vec<(Trigger, Vec<HookId>)>,
@@ -308,6 +313,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         evals: program.evals,
         callbacks: program.callbacks,
         datasets: program.datasets,
+        federated: federated::lower_federated(p),
         hook_table: program.hook_table,
         device_request: program.device_request,
         resolved_yaml: canonical_yaml(p),
@@ -513,7 +519,7 @@ pub fn fire_order(p: &Pipeline) -> Vec<(Trigger, Vec<usize>)> {
     for (i, stage) in p.stages.iter().enumerate() {
         let triggers = match stage {
             Stage::Eval(e) => e.on.clone(),
-            Stage::Callback(c) => c.triggers(),
+            Stage::Callback(c) => c.triggers(p.federated.is_some()),
             _ => continue,
         };
         for t in triggers {
@@ -731,27 +737,36 @@ impl fmt::Display for Plan {
             "plan {} (pipeline hash {}, seed {}, device {})",
             self.name, self.hash, self.seed, self.device
         )?;
-        let length = match s.epochs {
-            Some(e) => format!(
+        let length = match (&self.federated, s.epochs) {
+            (Some(fed), _) => format!(
+                "{} rounds of {} clients' local training, batch {}",
+                fed.rounds, fed.per_round, s.batch_size
+            ),
+            (None, Some(e)) => format!(
                 "{e} epochs x {} batches / accumulation {} = {} optimizer steps",
                 s.batches_per_epoch, s.accumulation, s.total_steps
             ),
-            None => format!(
+            (None, None) => format!(
                 "{} optimizer steps ({} per epoch)",
                 s.total_steps, s.steps_per_epoch
             ),
         };
         writeln!(f, "schedule: {length}")?;
-        writeln!(
-            f,
-            "batching: {} train samples, batch {} (last {}), {} batches per epoch, accumulation {}, effective batch {}",
-            s.train_samples,
-            s.batch_size,
-            s.last_batch,
-            s.batches_per_epoch,
-            s.accumulation,
-            s.effective_batch
-        )?;
+        if let Some(fed) = &self.federated {
+            write!(f, "{fed}")?;
+        }
+        if self.federated.is_none() {
+            writeln!(
+                f,
+                "batching: {} train samples, batch {} (last {}), {} batches per epoch, accumulation {}, effective batch {}",
+                s.train_samples,
+                s.batch_size,
+                s.last_batch,
+                s.batches_per_epoch,
+                s.accumulation,
+                s.effective_batch
+            )?;
+        }
         let describe = |c: &ChainPlan| -> String {
             let mut models: Vec<String> = c
                 .encoder
@@ -873,6 +888,45 @@ impl fmt::Display for Plan {
             };
         writeln!(f, "  run")?;
         print_hooks(f, "fit_start", "    ")?;
+        if let Some(fed) = &self.federated {
+            writeln!(f, "    round (x{})", fed.rounds)?;
+            writeln!(
+                f,
+                "      client ({} of {}, in sampled order: global model in, optimizer state zeroed)",
+                fed.per_round, fed.clients
+            )?;
+            let local = match (fed.local_epochs, fed.local_steps) {
+                (Some(e), _) => format!("local epoch (x{e})"),
+                (_, Some(n)) => format!("local epochs until {n} optimizer steps"),
+                _ => String::new(),
+            };
+            writeln!(f, "        {local}")?;
+            writeln!(
+                f,
+                "          batch (x ceil(client samples / {}))",
+                s.batch_size
+            )?;
+            for (i, stage) in self.batch_stages.iter().enumerate() {
+                writeln!(
+                    f,
+                    "            {}. {} ({}) {}",
+                    i + 1,
+                    stage.id,
+                    stage.kind,
+                    stage.detail
+                )?;
+            }
+            writeln!(f, "        update joins the round's sum (fed_client_delta)")?;
+            writeln!(
+                f,
+                "      aggregate: {} (one kernel, then the step holds the global model)",
+                fed.aggregator
+            )?;
+            print_hooks(f, "round_end", "      ")?;
+            print_hooks(f, "every", "      ")?;
+            print_hooks(f, "fit_end", "    ")?;
+            return self.write_details(f);
+        }
         writeln!(
             f,
             "    epoch ({})",
@@ -921,6 +975,13 @@ impl fmt::Display for Plan {
         print_hooks(f, "every", "        ")?;
         print_hooks(f, "epoch_end", "      ")?;
         print_hooks(f, "fit_end", "    ")?;
+        self.write_details(f)
+    }
+}
+
+impl Plan {
+    /// The models, memory, learning rates and kernels of the plan's text.
+    fn write_details(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for m in &self.models {
             writeln!(f)?;
             writeln!(
@@ -958,7 +1019,7 @@ impl fmt::Display for Plan {
             bytes(m.grads),
             bytes(m.optimizer_state),
             bytes(m.activations),
-            s.batch_size,
+            self.schedule.batch_size,
             bytes(m.total)
         )?;
         let preview = |points: &[LrPoint]| -> String {

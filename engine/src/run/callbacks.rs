@@ -377,11 +377,17 @@ impl<'p> Callbacks<'p> {
             }
             return;
         }
-        if !matches!(at.trigger, Trigger::EpochEnd | Trigger::FitEnd) {
+        let round = matches!(at.trigger, Trigger::RoundEnd | Trigger::EveryNRounds(_));
+        if !(round || matches!(at.trigger, Trigger::EpochEnd | Trigger::FitEnd)) {
             return;
         }
         let mut parts = vec![match at.trigger {
             Trigger::FitEnd => format!("done: {} steps in {:.1}s", at.step, at.elapsed),
+            _ if round => format!(
+                "round {}/{}",
+                at.epoch + 1,
+                self.plan.federated.as_ref().map_or(0, |f| f.rounds)
+            ),
             _ => format!(
                 "epoch {}/{}",
                 at.epoch + 1,
@@ -391,7 +397,7 @@ impl<'p> Callbacks<'p> {
                     .map_or("-".into(), |e| e.to_string())
             ),
         }];
-        if at.trigger == Trigger::EpochEnd {
+        if at.trigger == Trigger::EpochEnd || round {
             for c in at.chains {
                 if let Some(t) = self.memory.train.get(c.name) {
                     let who = if several {

@@ -15,7 +15,8 @@ use crate::spec::EvalMetric;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MetricsRecord {
     /// `train` (one epoch of training), `steps` (the training steps since the previous
-    /// record, when metrics are recorded every N steps) or `eval`.
+    /// record, when metrics are recorded every N steps), `eval`, and in federated runs
+    /// `round` (one round's local training) and `client_eval`.
     pub event: &'static str,
     /// The stage that produced it (`train` for training records).
     pub stage: String,
@@ -51,6 +52,16 @@ pub struct MetricsRecord {
     /// Learning rate at the last step (training records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// Federated runs: rounds completed (1-based round of `round` and `client_eval`
+    /// records, and of evals at round ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u64>,
+    /// `round` records: the clients that trained, in training order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<u32>>,
+    /// `client_eval` records: the global model's accuracy over the clients' own data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_accuracy: Option<ClientSpread>,
     /// Hash of the resolved pipeline.
     pub pipeline_hash: String,
     /// Seconds since training started (the only field that differs between identical runs).
@@ -99,6 +110,9 @@ impl MetricsRecord {
             per_class: None,
             confusion: None,
             lr: Some(lr),
+            round: None,
+            clients: None,
+            client_accuracy: None,
             pipeline_hash: String::new(),
             wall_time_s: wall,
         }
@@ -147,10 +161,26 @@ impl MetricsRecord {
                 .filter(|_| has(EvalMetric::Confusion))
                 .map(|r| r.confusion.clone()),
             lr: None,
+            round: None,
+            clients: None,
+            client_accuracy: None,
             pipeline_hash: String::new(),
             wall_time_s: wall,
         }
     }
+}
+
+/// How a metric spreads over clients.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ClientSpread {
+    /// Mean over clients (each client counts once).
+    pub mean: f64,
+    /// The worst client's.
+    pub min: f64,
+    /// The best client's.
+    pub max: f64,
+    /// The worst client.
+    pub worst_client: u32,
 }
 
 /// Appends records to the metrics file, flushing each line.

@@ -8,6 +8,7 @@ mod chain;
 pub mod checkpoint;
 mod dispatches;
 mod evaluate;
+mod federated;
 pub mod infer;
 mod metrics;
 mod profile;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ops::federated::Federation;
 use ops::gpu::Gpu;
 use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
@@ -26,25 +27,25 @@ use super::evaluate::evaluate_split;
 use super::metrics::{MetricsRecord, MetricsWriter};
 use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
 
-struct EvalRoutine {
-    plan: EvalPlan,
-    split: Split,
-    step: EvalStep,
-    one_hot_targets: bool,
+pub(super) struct EvalRoutine {
+    pub(super) plan: EvalPlan,
+    pub(super) split: Split,
+    pub(super) step: EvalStep,
+    pub(super) one_hot_targets: bool,
     /// The data set's target scaling (identity for classification).
-    target_scaling: Normalizer,
-    class_names: Option<Vec<String>>,
+    pub(super) target_scaling: Normalizer,
+    pub(super) class_names: Option<Vec<String>>,
 }
 
 /// Where the run stands; with the device tensors, a checkpoint's content.
-struct Position {
-    epoch: u64,
-    chains: Vec<ChainState>,
+pub(super) struct Position {
+    pub(super) epoch: u64,
+    pub(super) chains: Vec<ChainState>,
 }
 
 impl Position {
     /// The run's step clock: the lead chain's optimizer steps.
-    fn step(&self) -> u64 {
+    pub(super) fn step(&self) -> u64 {
         self.chains.first().map_or(0, |c| c.step)
     }
 
@@ -55,33 +56,37 @@ impl Position {
 }
 
 /// Everything the loop touches besides its position.
-struct Runner<'p> {
-    plan: &'p Plan,
-    gpu: Gpu,
-    chains: Vec<ChainRun>,
-    frozen: Vec<FrozenRun>,
-    evals: Vec<EvalRoutine>,
-    hooks: Callbacks<'p>,
-    writer: Option<MetricsWriter>,
-    results: BTreeMap<String, StepMetricsSummary>,
-    out_dir: PathBuf,
-    started: Instant,
-    monitor: Option<f64>,
-    clock: profile::StageClock,
+pub(super) struct Runner<'p> {
+    pub(super) plan: &'p Plan,
+    pub(super) gpu: Gpu,
+    pub(super) chains: Vec<ChainRun>,
+    pub(super) frozen: Vec<FrozenRun>,
+    pub(super) evals: Vec<EvalRoutine>,
+    pub(super) hooks: Callbacks<'p>,
+    pub(super) writer: Option<MetricsWriter>,
+    pub(super) results: BTreeMap<String, StepMetricsSummary>,
+    pub(super) out_dir: PathBuf,
+    pub(super) started: Instant,
+    pub(super) monitor: Option<f64>,
+    pub(super) clock: profile::StageClock,
     /// Set by a monitor: roll back to the newest checkpoint before a step, scaling the
     /// learning rate.
-    rollback: Option<(u64, f64)>,
+    pub(super) rollback: Option<(u64, f64)>,
     /// Record training metrics every N optimizer steps (a run option).
-    every_steps: Option<u64>,
+    pub(super) every_steps: Option<u64>,
     /// The `every_n_steps` periods that keep a training window, ascending.
-    periods: Vec<u64>,
+    pub(super) periods: Vec<u64>,
     /// Triggers a resumed run must not fire again (the checkpoint was taken at the first;
     /// a `batch_start` checkpoint at an epoch's first batch also skips `epoch_start`).
-    skip_once: Vec<Trigger>,
+    pub(super) skip_once: Vec<Trigger>,
     /// Samples processed before this process started (a resumed run).
-    samples_at_start: u64,
+    pub(super) samples_at_start: u64,
     /// The chains' model cards with their data sets' fitted statistics.
-    cards: Vec<ModelCard>,
+    pub(super) cards: Vec<ModelCard>,
+    /// A federated run's device state (global model, server state).
+    pub(super) federation: Option<Federation>,
+    /// A resumed federated run's server state, until the federation exists.
+    pub(super) restored_federation: Vec<NamedTensor>,
 }
 
 /// Trains a plan end to end (or from a checkpoint).
@@ -215,6 +220,8 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         chains,
         frozen,
         cards,
+        federation: None,
+        restored_federation: Vec::new(),
     };
     let mut pos = Position {
         epoch: 0,
@@ -235,7 +242,11 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         runner.writer =
             Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
     }
-    runner.train_loop(&mut pos, options.resume.is_some())
+    if plan.federated.is_some() {
+        runner.federated_loop(&mut pos, options.resume.is_some())
+    } else {
+        runner.train_loop(&mut pos, options.resume.is_some())
+    }
 }
 
 /// Adds which file did not match to a parameter mismatch.
@@ -305,6 +316,12 @@ impl Runner<'_> {
                 .load(&self.gpu, &f.own(&ckpt.weights))
                 .map_err(mismatch(path, what))?;
         }
+        self.restored_federation = ckpt
+            .optimizer
+            .iter()
+            .filter(|t| t.name.starts_with("federated."))
+            .cloned()
+            .collect();
         self.hooks
             .import_state(&s.callbacks, ckpt.best.clone())
             .map_err(|reason| {
@@ -542,6 +559,11 @@ impl Runner<'_> {
             }
         }
         self.fire(Trigger::FitEnd, pos)?;
+        self.finish(pos)
+    }
+
+    /// Ends a run: the callbacks' last words, `run.json`, the summary.
+    pub(super) fn finish(&mut self, pos: &Position) -> Result<RunSummary, RunError> {
         self.hooks.finish();
         let elapsed = self.started.elapsed().as_secs_f64();
         let summary = RunSummary {
@@ -640,7 +662,7 @@ impl Runner<'_> {
 
     /// Reads every chain's device training accumulators (one read-back each) into the
     /// host sums: each period's window and the epoch's.
-    fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
+    pub(super) fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
         for (chain, state) in self.chains.iter_mut().zip(&mut pos.chains) {
             let m = chain.train.read_train_metrics(&self.gpu)?;
             if m.samples > 0 {
@@ -654,7 +676,7 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn write(&mut self, record: &MetricsRecord) -> Result<(), RunError> {
+    pub(super) fn write(&mut self, record: &MetricsRecord) -> Result<(), RunError> {
         if let Some(w) = self.writer.as_mut() {
             w.write(record).map_err(|source| RunError::Io {
                 path: w.path().to_path_buf(),
@@ -667,7 +689,7 @@ impl Runner<'_> {
     /// Fires everything at a trigger in plan order: evals run, callbacks decide, the
     /// runner acts. Checkpoints are taken after the whole trigger, so a resume never
     /// repeats or skips part of it.
-    fn fire(&mut self, trigger: Trigger, pos: &mut Position) -> Result<bool, RunError> {
+    pub(super) fn fire(&mut self, trigger: Trigger, pos: &mut Position) -> Result<bool, RunError> {
         let mut checkpoints = Vec::new();
         let stop = self.fire_hooks(trigger, pos, &mut checkpoints)?;
         self.save_checkpoints(checkpoints, trigger, pos)?;
@@ -676,7 +698,7 @@ impl Runner<'_> {
 
     /// Fires a trigger's evals and callbacks; the checkpoints they ask for are added to
     /// `checkpoints` for the caller to save.
-    fn fire_hooks(
+    pub(super) fn fire_hooks(
         &mut self,
         trigger: Trigger,
         pos: &mut Position,
@@ -693,9 +715,10 @@ impl Runner<'_> {
         let mut stop = false;
         // Epoch-end hooks run after the epoch counter advanced (so a checkpoint taken
         // there resumes at the next epoch); they report the epoch that just ended.
-        let epoch = pos
-            .epoch
-            .saturating_sub(u64::from(trigger == Trigger::EpochEnd));
+        let epoch = pos.epoch.saturating_sub(u64::from(matches!(
+            trigger,
+            Trigger::EpochEnd | Trigger::RoundEnd | Trigger::EveryNRounds(_)
+        )));
 
         for hook in hooks {
             let id = match *hook {
@@ -733,6 +756,10 @@ impl Runner<'_> {
                         &e.metrics,
                         self.started.elapsed().as_secs_f64(),
                     );
+                    let record = MetricsRecord {
+                        round: plan.federated.as_ref().map(|_| pos.epoch),
+                        ..record
+                    };
                     self.write(&record)?;
                     self.hooks.set_eval(name, result);
                     continue;
@@ -821,7 +848,7 @@ impl Runner<'_> {
     }
 
     /// Saves the checkpoints asked for at `trigger`.
-    fn save_checkpoints(
+    pub(super) fn save_checkpoints(
         &mut self,
         checkpoints: Vec<callbacks::CheckpointRequest>,
         trigger: Trigger,
@@ -875,6 +902,9 @@ impl Runner<'_> {
             state.accumulation_rows = accumulation.group_rows;
             optimizer.extend(chain.train.optimizer_state(&self.gpu)?);
             grads.extend(accumulation.grads);
+        }
+        if let Some(f) = &self.federation {
+            optimizer.extend(f.state_tensors(&self.gpu)?);
         }
         let lead = pos.chains.first();
         let state = TrainingState {

@@ -145,6 +145,19 @@ impl CallbackSpec {
             CallbackSpec::Monitor(_) => vec![Trigger::EpochEnd],
         }
     }
+
+    /// When it fires in a federated pipeline when `on:` is omitted: where an ordinary run
+    /// fires at epoch ends, a federated one fires at round ends.
+    pub fn federated_default_triggers(&self) -> Vec<Trigger> {
+        self.default_triggers()
+            .into_iter()
+            .filter_map(|t| match t {
+                Trigger::EpochEnd => Some(Trigger::RoundEnd),
+                Trigger::EveryNSteps(_) => None,
+                other => Some(other),
+            })
+            .collect()
+    }
 }
 
 /// Metrics file settings.

@@ -389,9 +389,13 @@ pub struct CallbackStage {
 
 impl CallbackStage {
     /// The triggers, defaults applied.
-    pub fn triggers(&self) -> Vec<Trigger> {
-        self.on
-            .clone()
-            .unwrap_or_else(|| self.callback.default_triggers())
+    pub fn triggers(&self, federated: bool) -> Vec<Trigger> {
+        self.on.clone().unwrap_or_else(|| {
+            if federated {
+                self.callback.federated_default_triggers()
+            } else {
+                self.callback.default_triggers()
+            }
+        })
     }
 }

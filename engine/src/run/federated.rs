@@ -1,0 +1,346 @@
+//! The federated routine: rounds over the plan's client template.
+//!
+//! Each round samples clients (seeded by round), and each, in sampled order, starts from
+//! the global model with a fresh optimizer, trains its local schedule on its own partition
+//! with the ordinary training step, and adds its update to the round's sum on the device;
+//! the aggregator's kernel then makes the next global model, which the template's step
+//! holds for evals and checkpoints. Hooks fire at round boundaries only, and a checkpoint
+//! taken there resumes bit-exact: the sampling, every client's shuffle and the device state
+//! are functions of the seed, the round and what the checkpoint holds.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ops::federated::Federation;
+use ops::train::EvalStep;
+use serde::Serialize;
+
+use crate::data::{BatchConfig, BatchIter, Normalizer, Partition, Split, partition};
+use crate::plan::FederatedPlan;
+use crate::spec::{EvalMetric, Trigger};
+
+use super::checkpoint::MetricSums;
+use super::evaluate::evaluate_split;
+use super::metrics::{ClientSpread, MetricsRecord};
+use super::runner::{Position, Runner};
+use super::{RunError, RunSummary, StepMetricsSummary, io_error};
+
+/// Rows per batch of a client evaluation.
+const CLIENT_EVAL_BATCH: usize = 256;
+
+/// The clients of round `round` (0-based): `count` of `clients`, without replacement, in a
+/// seeded order that depends on nothing else.
+pub fn sample_clients(seed: u64, round: u64, clients: u32, count: u32) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..clients).collect();
+    let mut rng = ops::rng::Rng::new(mix(seed, round, u64::MAX));
+    // A partial Fisher–Yates shuffle: the first `count` places.
+    for i in 0..count.min(clients) as usize {
+        let j = i + rng.below(ids.len() - i);
+        ids.swap(i, j);
+    }
+    ids.truncate(count as usize);
+    ids
+}
+
+/// The shuffle seed of client `k`'s batches in round `round`.
+fn client_seed(seed: u64, round: u64, k: u32) -> u64 {
+    mix(seed, round, u64::from(k))
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `partition.json`: what the report draws.
+#[derive(Serialize)]
+struct PartitionFile<'a> {
+    partition: &'a str,
+    sizes: Vec<usize>,
+    /// Per client, samples per class.
+    histograms: Vec<Vec<usize>>,
+    class_names: Option<&'a [String]>,
+}
+
+/// The partition of `plan`'s train split (shown by `engine plan --partition`).
+pub fn partition_of(fed: &FederatedPlan, train: &Split) -> Result<Partition, RunError> {
+    Ok(partition(
+        train,
+        fed.clients as usize,
+        &fed.partitioner,
+        fed.seed,
+    )?)
+}
+
+impl Runner<'_> {
+    pub(super) fn federated_loop(
+        &mut self,
+        pos: &mut Position,
+        resumed: bool,
+    ) -> Result<RunSummary, RunError> {
+        let plan = self.plan;
+        let Some(fed) = plan.federated.as_ref() else {
+            return Err(RunError::Unsupported(
+                "the plan has no federated routine".into(),
+            ));
+        };
+        let c = fed.chain.0;
+        let train = self.chains[c].split.clone();
+        let parts = partition_of(fed, &train)?;
+        let clients: Vec<Split> = (0..parts.clients.len())
+            .map(|k| parts.split(&train, k))
+            .collect::<Result<_, _>>()?;
+        write_partition(
+            &self.out_dir.join("partition.json"),
+            fed,
+            &parts,
+            &train,
+            plan.datasets[self.chains[c].plan.dataset.0]
+                .class_names
+                .as_deref(),
+        )?;
+        let federation =
+            Federation::new(&self.gpu, &mut self.chains[c].train, fed.rule, fed.clients)?;
+        if resumed {
+            federation.load_state(
+                &self.gpu,
+                &self.chains[c].train,
+                &std::mem::take(&mut self.restored_federation),
+            )?;
+        }
+        self.federation = Some(federation);
+        let mut client_eval = match fed.client_eval_every {
+            Some(_) => Some(EvalStep::new(
+                &self.gpu,
+                &self.chains[c].train,
+                CLIENT_EVAL_BATCH,
+            )?),
+            None => None,
+        };
+        let mut stop = if resumed {
+            false
+        } else {
+            self.fire(Trigger::FitStart, pos)?
+        };
+        let rounds = u64::from(fed.rounds);
+        while !stop && pos.epoch < rounds {
+            let round = pos.epoch;
+            let chosen = sample_clients(fed.seed, round, fed.clients, fed.per_round);
+            let started = Instant::now();
+            let mut total_weight = 0.0f32;
+            for &k in &chosen {
+                let (weight, steps, lr) =
+                    self.train_client(fed, pos, round, k, &clients[k as usize])?;
+                let federation = self.federation.as_ref().ok_or_else(no_federation)?;
+                federation.end_client(&self.gpu, k, weight, steps, lr)?;
+                total_weight += weight;
+            }
+            let federation = self.federation.as_ref().ok_or_else(no_federation)?;
+            federation.aggregate(&self.gpu, total_weight)?;
+            self.clock.add(
+                "federated round (local training + aggregation)",
+                started.elapsed(),
+            );
+            let mut sums = MetricSums::default();
+            sums.add(&self.chains[c].train.read_train_metrics(&self.gpu)?);
+            pos.epoch += 1;
+            let local: StepMetricsSummary = sums.into();
+            let state = &pos.chains[c];
+            let chain = &plan.chains[c];
+            let mut record = MetricsRecord::train(
+                &chain.name,
+                chain.split.as_str(),
+                state.step,
+                round,
+                local,
+                chain.lr_at(0),
+                self.started.elapsed().as_secs_f64(),
+            );
+            record.event = "round";
+            record.stage = "federated".into();
+            record.round = Some(pos.epoch);
+            record.clients = Some(chosen);
+            if chain.regression {
+                record.accuracy = None;
+            }
+            self.write(&record)?;
+            self.hooks.set_train(&chain.name, local);
+            if let (Some(every), Some(step)) = (fed.client_eval_every, client_eval.as_mut())
+                && (pos.epoch.is_multiple_of(u64::from(every)) || pos.epoch == rounds)
+            {
+                let record = self.client_eval(step, &clients, pos)?;
+                self.write(&record)?;
+            }
+            // Every hook of the round fires before its checkpoints are saved, so a resumed
+            // run, which starts at the next round, misses none of them.
+            let mut checkpoints = Vec::new();
+            stop |= self.fire_hooks(Trigger::RoundEnd, pos, &mut checkpoints)?;
+            let due: Vec<Trigger> = plan
+                .hook_table
+                .iter()
+                .filter_map(|(t, _)| match t {
+                    Trigger::EveryNRounds(n)
+                        if *n > 0 && pos.epoch.is_multiple_of(u64::from(*n)) =>
+                    {
+                        Some(*t)
+                    }
+                    _ => None,
+                })
+                .collect();
+            for t in due {
+                stop |= self.fire_hooks(t, pos, &mut checkpoints)?;
+            }
+            self.save_checkpoints(checkpoints, Trigger::RoundEnd, pos)?;
+        }
+        self.fire(Trigger::FitEnd, pos)?;
+        self.finish(pos)
+    }
+
+    /// Trains client `k` from the global model; returns its aggregation weight, its
+    /// optimizer steps and its (last) learning rate.
+    fn train_client(
+        &mut self,
+        fed: &FederatedPlan,
+        pos: &mut Position,
+        round: u64,
+        k: u32,
+        data: &Split,
+    ) -> Result<(f32, u64, f32), RunError> {
+        let c = fed.chain.0;
+        let federation = self.federation.as_ref().ok_or_else(no_federation)?;
+        let chain = &mut self.chains[c];
+        federation.begin_client(&self.gpu, &mut chain.train, k)?;
+        let config = BatchConfig {
+            seed: client_seed(fed.seed, round, k),
+            ..chain.plan.batches.clone()
+        };
+        let accumulation = u64::from(chain.plan.train.accumulation_steps.max(1));
+        let state = &mut pos.chains[c];
+        let (mut micro, mut steps, mut samples) = (0u64, 0u64, 0u64);
+        let mut lr = chain.plan.lr_at(0) as f32;
+        let mut epoch = 0u64;
+        let mut batch = crate::data::Batch::default();
+        'local: loop {
+            if fed.local_epochs.is_some_and(|e| epoch >= u64::from(e)) {
+                break;
+            }
+            let mut iter = BatchIter::new(data.clone(), config.clone(), epoch)?;
+            let mut any = false;
+            while iter.next_into(&mut batch) {
+                any = true;
+                lr = chain.plan.lr_at(steps) as f32;
+                chain.upload(&self.gpu, &batch)?;
+                // The run-wide micro-batch count keys dropout masks: no two steps share one.
+                chain.train.record_step(&self.gpu, lr, state.micro)?;
+                state.micro += 1;
+                micro += 1;
+                samples += batch.rows as u64;
+                if micro.is_multiple_of(accumulation) {
+                    steps += 1;
+                    state.step += 1;
+                    if fed.local_steps.is_some_and(|s| steps >= s) {
+                        break 'local;
+                    }
+                }
+            }
+            if !any {
+                // A client whose data makes no batch (drop_last with fewer samples).
+                break;
+            }
+            epoch += 1;
+        }
+        state.samples += samples;
+        let weight = if fed.rule.weights_by_samples() {
+            samples as f32
+        } else {
+            1.0
+        };
+        Ok((weight, steps, lr))
+    }
+
+    /// The global model on every client's own data: the sample-weighted loss and accuracy,
+    /// and how accuracy spreads over clients.
+    fn client_eval(
+        &mut self,
+        step: &mut EvalStep,
+        clients: &[Split],
+        pos: &Position,
+    ) -> Result<MetricsRecord, RunError> {
+        let started = Instant::now();
+        let mut sums = MetricSums::default();
+        let mut accuracies = Vec::with_capacity(clients.len());
+        let metrics = [EvalMetric::Loss, EvalMetric::Accuracy];
+        let identity = Normalizer::identity(0);
+        for data in clients {
+            let outcome = evaluate_split(
+                &self.gpu,
+                step,
+                data,
+                CLIENT_EVAL_BATCH,
+                false,
+                &metrics,
+                &identity,
+                None,
+            )?;
+            let m = outcome.summary;
+            accuracies.push(m.accuracy);
+            sums.loss_sum += m.loss * m.samples as f64;
+            sums.correct += (m.accuracy * m.samples as f64).round() as u64;
+            sums.samples += m.samples;
+        }
+        self.clock.add("client eval", started.elapsed());
+        let (worst, min) =
+            accuracies
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f64::INFINITY),
+                    |a, (k, v)| if v < a.1 { (k, v) } else { a },
+                );
+        let spread = ClientSpread {
+            mean: accuracies.iter().sum::<f64>() / accuracies.len().max(1) as f64,
+            min,
+            max: accuracies.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            worst_client: worst as u32,
+        };
+        let mut record = MetricsRecord::eval(
+            "clients",
+            "train",
+            pos.step(),
+            pos.epoch.saturating_sub(1),
+            sums.into(),
+            None,
+            &metrics,
+            self.started.elapsed().as_secs_f64(),
+        );
+        record.event = "client_eval";
+        record.round = Some(pos.epoch);
+        record.client_accuracy = Some(spread);
+        Ok(record)
+    }
+}
+
+fn no_federation() -> RunError {
+    RunError::Unsupported("the federated state was not set up".into())
+}
+
+fn write_partition(
+    path: &Path,
+    fed: &FederatedPlan,
+    parts: &Partition,
+    train: &Split,
+    class_names: Option<&[String]>,
+) -> Result<(), RunError> {
+    let file = PartitionFile {
+        partition: &fed.partition,
+        sizes: parts.sizes(),
+        histograms: parts.histograms(train),
+        class_names,
+    };
+    let text = serde_json::to_string(&file).map_err(|e| RunError::Unsupported(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(io_error(path))
+}
