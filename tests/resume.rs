@@ -4,56 +4,20 @@
 //! Corrupt checkpoints are refused; mismatched models are named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 mod common;
-use common::{copy_dir, metrics};
+use common::{copy_dir, engine, kill_once_written, metrics, ok, run_pipeline, scratch};
 
 const PIPELINE: &str = "tests/resume.yaml";
 const FINAL: &str = "checkpoints/step-00000029";
 
-fn device() -> String {
-    std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into())
-}
-
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "engine-resume-{}-{name}-{}",
-        device(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .expect("engine runs")
+    scratch("resume", name)
 }
 
 fn run(out: &Path, extra: &[&str]) -> Output {
     run_pipeline(PIPELINE, out, extra)
-}
-
-fn run_pipeline(pipeline: &str, out: &Path, extra: &[&str]) -> Output {
-    let out_text = out.display().to_string();
-    let device = device();
-    let mut args = vec![
-        "run", pipeline, "--quiet", "--device", &device, "--out", &out_text,
-    ];
-    args.extend(extra);
-    engine(&args)
-}
-
-fn ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "engine failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn weights(out: &Path) -> Vec<u8> {
@@ -144,32 +108,7 @@ fn killed_run_resumes_exactly(pipeline: &str, name: &str, wait_for: &str, last: 
     let reference = dir(&format!("reference-{name}"));
     ok(&run_pipeline(pipeline, &reference, &[]));
     let out = dir(name);
-    let out_text = out.display().to_string();
-    let device = device();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "run", pipeline, "--quiet", "--device", &device, "--out", &out_text,
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !out.join(wait_for).exists() && Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    assert!(
-        out.join(wait_for).exists(),
-        "no checkpoint appeared before the deadline"
-    );
-    assert!(
-        !out.join(last).exists(),
-        "the run finished before it was killed; the test proves nothing"
-    );
+    kill_once_written(pipeline, &out, wait_for, last);
     ok(&run_pipeline(pipeline, &out, &["--resume", "latest"]));
     assert_eq!(metrics(&out), metrics(&reference));
     assert!(weights_at(&out, last) == weights_at(&reference, last));

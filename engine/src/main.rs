@@ -45,6 +45,10 @@ enum Command {
         /// Adapter for `--dispatches`: auto, vulkan, gl, or part of an adapter name.
         #[arg(long)]
         device: Option<String>,
+        /// Federated pipelines: also load the train split and list every client's samples
+        /// and label histogram.
+        #[arg(long)]
+        partition: bool,
     },
     /// Print the stage graph (or, with --model, a model's layers) as Graphviz DOT.
     Graph {
@@ -343,8 +347,20 @@ fn main() -> ExitCode {
             format,
             dispatches,
             device,
+            partition,
         } => with_pipeline(&file, &set, |checked| {
             let plan = engine::plan::plan_pipeline(checked);
+            let partition = if partition {
+                match engine::run::partition_table(&plan) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                None
+            };
             let listed = if dispatches {
                 match engine::run::dispatch_plan(&plan, device.as_deref().map(device_request)) {
                     Ok(d) => Some(d),
@@ -359,6 +375,10 @@ fn main() -> ExitCode {
             match format {
                 Format::Text => {
                     print!("{plan}");
+                    if let Some(t) = &partition {
+                        println!();
+                        print!("{t}");
+                    }
                     if let Some(d) = &listed {
                         println!();
                         print!("{d}");

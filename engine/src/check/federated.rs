@@ -80,7 +80,11 @@ pub(super) fn check(
                     ),
                     format!("`{named}`"),
                 )
-                .maybe_hint(did_you_mean(named.0.as_str(), names.iter().copied())),
+                .hint(
+                    did_you_mean(named.0.as_str(), names.iter().copied()).unwrap_or_else(|| {
+                        "name the step stage whose chain the clients run".into()
+                    }),
+                ),
             );
         }
     }
@@ -145,7 +149,8 @@ pub(super) fn check(
                 ),
             )
             .at(at(&["clients"]), "more clients than samples")
-            .expected_found(format!("at most {n}"), clients.to_string()),
+            .expected_found(format!("at most {n}"), clients.to_string())
+            .hint("use fewer clients, or a larger train split"),
         );
         return;
     }
@@ -182,7 +187,8 @@ pub(super) fn check(
                     format!("{clients} clients of at least {} samples need {}, but the train split has {n}", d.min_size, d.min_size as usize * clients),
                 )
                 .at(at(&["partition", "min_size"]), "cannot be met")
-                .expected_found(format!("at most {}", n / clients), d.min_size.to_string()),
+                .expected_found(format!("at most {}", n / clients), d.min_size.to_string())
+                .hint("lower `min_size` or the number of clients"),
             );
         }
         _ => {}
@@ -207,7 +213,7 @@ fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
                         "`{t}` does not fire in a federated run: clients train inside a round, the pipeline sees its boundaries"
                     ),
                     "`fit_start`, `round_end`, `every_n_rounds` or `fit_end`",
-                    "evaluate the global model with `on: [round_end]` or `on: [{every_n_rounds: N}]`",
+                    "evaluate the global model with `on: [round_end]` or `on: [{every_n_rounds: N}]` (an eval without `on:` fires at `epoch_end`)",
                 )
             } else if !federated && round {
                 (

@@ -85,7 +85,7 @@ pub fn partition(
         Partitioner::Shards { shards_per_client } => {
             let labels = class_labels(train, "shards")?;
             let shards = clients * shards_per_client;
-            if shards_per_client == 0 || n % shards != 0 {
+            if shards_per_client == 0 || !n.is_multiple_of(shards) {
                 return Err(DataError::Config(format!(
                     "{n} training samples do not cut into {clients} x {shards_per_client} = {shards} equal shards"
                 )));

@@ -344,3 +344,55 @@ fn write_partition(
     let text = serde_json::to_string(&file).map_err(|e| RunError::Unsupported(e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(io_error(path))
 }
+
+/// Per-client sizes and label histograms of a federated plan's partition, as a table
+/// (`engine plan --partition`); loads the chain's data set.
+pub fn partition_table(plan: &crate::plan::Plan) -> Result<String, RunError> {
+    use std::fmt::Write;
+    let Some(fed) = &plan.federated else {
+        return Err(RunError::Unsupported(
+            "`--partition` shows a federated pipeline's partition; this pipeline has no `federated:` section".into(),
+        ));
+    };
+    let chain = &plan.chains[fed.chain.0];
+    let data = crate::data::prepare(&plan.datasets[chain.dataset.0].config)?;
+    let train = match chain.split {
+        crate::spec::SplitName::Train => Some(data.train.clone()),
+        crate::spec::SplitName::Val => data.val.clone(),
+        crate::spec::SplitName::Test => data.test.clone(),
+    }
+    .ok_or_else(|| RunError::Unsupported("the chain's split is empty".into()))?;
+    let parts = partition_of(fed, &train)?;
+    let sizes = parts.sizes();
+    let mut sorted = sizes.clone();
+    sorted.sort_unstable();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "partition: {}, {} clients, {} samples (seed {}); client sizes min {}, median {}, max {}",
+        fed.partition,
+        sizes.len(),
+        train.len(),
+        fed.seed,
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    let classes = train.dataset().classes;
+    let _ = writeln!(
+        out,
+        "client  samples  classes  samples per class 0..{}",
+        classes.saturating_sub(1)
+    );
+    for (k, h) in parts.histograms(&train).iter().enumerate() {
+        let present = h.iter().filter(|&&c| c > 0).count();
+        let cells: Vec<String> = h.iter().map(|c| format!("{c:>4}")).collect();
+        let _ = writeln!(
+            out,
+            "{k:>6}  {:>7}  {present:>7}  {}",
+            sizes[k],
+            cells.join("")
+        );
+    }
+    Ok(out)
+}

@@ -132,10 +132,11 @@ fn default_min_size() -> u32 {
 }
 
 /// A federated aggregator. The `kind` key selects it.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AggregatorSpec {
     /// FedAvg (McMahan et al. 2017): the mean of client models weighted by their samples.
+    #[default]
     Fedavg,
     /// FedProx (Li et al. 2020): FedAvg with a proximal term μ/2·‖w − w_global‖² added to
     /// every client's local objective.
@@ -161,12 +162,6 @@ tagged_enum!(AggregatorSpec, "kind", {
     "fedadagrad" => Fedadagrad(ServerAdaptive),
     "scaffold" => Scaffold(Scaffold),
 });
-
-impl Default for AggregatorSpec {
-    fn default() -> Self {
-        AggregatorSpec::Fedavg
-    }
-}
 
 impl AggregatorSpec {
     /// The name as written in pipelines.
