@@ -397,7 +397,7 @@ impl Op for Conv2d {
                 shape: vec![co],
                 fan_in: c * kh * kw,
                 fan_out: co * kh * kw,
-                fill: ParamFill::Zeros,
+                fill: ParamFill::Bias,
             });
         }
         p

@@ -7,9 +7,9 @@ use crate::op::{ParamFill, ParamSpec};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
-/// How weights are initialised. Whatever the scheme, biases start at zero, the weights
-/// (gamma) of LayerNorm and batch norm at one and their biases (beta) at zero, and
-/// embedding tables from N(0, 1).
+/// How weights are initialised. Whatever the scheme, the weights (gamma) of LayerNorm and
+/// batch norm start at one and their biases (beta) at zero, and embedding tables from
+/// N(0, 1); linear and convolution biases start at zero except under `torch`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
@@ -22,6 +22,10 @@ pub enum Init {
     XavierUniform,
     /// Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)).
     XavierNormal,
+    /// PyTorch's default for `nn.Linear` and `nn.Conv*d` (kaiming_uniform with a = √5):
+    /// weights and biases U(-b, b) with b = 1 / sqrt(fan_in). For reproducing PyTorch
+    /// experiments.
+    Torch,
 }
 
 impl Init {
@@ -30,6 +34,10 @@ impl Init {
         let len: usize = spec.shape.iter().product();
         let data = match spec.fill {
             ParamFill::Zeros => vec![0.0; len],
+            ParamFill::Bias if self == Init::Torch => {
+                uniform(rng, len, 1.0 / (spec.fan_in.max(1) as f64).sqrt())
+            }
+            ParamFill::Bias => vec![0.0; len],
             ParamFill::Ones => vec![1.0; len],
             ParamFill::StandardNormal => normal(rng, len, 1.0),
             ParamFill::Random => {
@@ -40,6 +48,7 @@ impl Init {
                     Init::KaimingNormal => normal(rng, len, (2.0 / fan_in).sqrt()),
                     Init::XavierUniform => uniform(rng, len, (6.0 / fan_sum).sqrt()),
                     Init::XavierNormal => normal(rng, len, (2.0 / fan_sum).sqrt()),
+                    Init::Torch => uniform(rng, len, 1.0 / fan_in.sqrt()),
                 }
             }
         };

@@ -67,7 +67,7 @@ impl Op for Linear {
                 shape: vec![out],
                 fan_in,
                 fan_out: out,
-                fill: ParamFill::Zeros,
+                fill: ParamFill::Bias,
             });
         }
         p

@@ -37,8 +37,11 @@ impl ShapeError {
 pub enum ParamFill {
     /// Drawn from the model's [`crate::init::Init`] scheme using `fan_in`/`fan_out`.
     Random,
-    /// All zeros (biases, LayerNorm beta).
+    /// All zeros (LayerNorm beta, batch norm's bias and running mean).
     Zeros,
+    /// A linear or convolution bias: zeros, except under [`crate::init::Init::Torch`]
+    /// (PyTorch's default, U(-b, b) with b = 1 / sqrt(fan_in)).
+    Bias,
     /// All ones (LayerNorm's weight).
     Ones,
     /// N(0, 1) whatever the model's scheme (an embedding table, as PyTorch's).

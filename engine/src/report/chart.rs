@@ -42,6 +42,8 @@ pub struct ChartSpec<'a> {
     pub y_label: &'a str,
     /// Whether a log scale may be used when the values span more than two decades.
     pub allow_log: bool,
+    /// X axis label (`step`, `round`).
+    pub x_label: &'a str,
 }
 
 /// A linear or decade scale from data values to pixels.
@@ -172,9 +174,10 @@ pub fn line_chart(spec: ChartSpec, series: &[Series]) -> String {
     let scale = if log { " (log scale)" } else { "" };
     let _ = write!(
         svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" data-chart=\"{id}\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{label}{scale} by step\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" data-chart=\"{id}\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{label}{scale} by {x_label}\">",
         id = escape(spec.id),
         label = escape(spec.y_label),
+        x_label = escape(spec.x_label),
     );
     // Grid lines and tick labels.
     for (value, label) in &y_axis.ticks {
@@ -213,9 +216,10 @@ pub fn line_chart(spec: ChartSpec, series: &[Series]) -> String {
     );
     let _ = write!(
         svg,
-        "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">step</text>",
+        "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
         LEFT + plot_w / 2.0,
-        height - 6.0
+        height - 6.0,
+        escape(spec.x_label)
     );
     let mid = top + plot_h / 2.0;
     let _ = write!(
@@ -329,6 +333,7 @@ mod tests {
                 id: "loss",
                 y_label: "loss",
                 allow_log: true,
+                x_label: "step",
             },
             &[s],
         );

@@ -46,6 +46,10 @@ pub fn render_report(inputs: &RunInputs) -> String {
     }
     page.push_str(&diagnostics(inputs, &groups));
     page.push_str(&charts(&groups));
+    page.push_str(&super::federated::federated_section(
+        &inputs.metrics,
+        inputs.partition.as_ref(),
+    ));
     page.push_str(&final_metrics(&groups));
     page.push_str(&super::scores::scores_section(&inputs.metrics));
     page.push_str(&super::scores::regression_plots(&inputs.predictions));
@@ -187,6 +191,7 @@ fn charts(groups: &[Group]) -> String {
                 id: "loss",
                 y_label: "loss",
                 allow_log: true,
+                x_label: "step",
             },
             Measure::Loss,
         ),
@@ -196,6 +201,7 @@ fn charts(groups: &[Group]) -> String {
                 id: "accuracy",
                 y_label: "accuracy (%)",
                 allow_log: false,
+                x_label: "step",
             },
             Measure::Accuracy,
         ),
@@ -205,6 +211,7 @@ fn charts(groups: &[Group]) -> String {
                 id: "lr",
                 y_label: "learning rate",
                 allow_log: false,
+                x_label: "step",
             },
             Measure::LearningRate,
         ),

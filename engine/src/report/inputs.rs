@@ -68,6 +68,9 @@ pub struct MetricPoint {
     /// `confusion[actual][predicted]` (eval records listing `confusion`).
     #[serde(default)]
     pub confusion: Option<Vec<Vec<u64>>>,
+    /// Federated runs: rounds completed.
+    #[serde(default)]
+    pub round: Option<u64>,
 }
 
 fn null_as_nan<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
@@ -109,6 +112,8 @@ pub struct RunInputs {
     /// `predictions-<eval>.csv` of regression evals: the eval and its (actual, predicted)
     /// pairs.
     pub predictions: Vec<(String, Vec<(f64, f64)>)>,
+    /// `partition.json` of a federated run.
+    pub partition: Option<super::federated::PartitionInfo>,
 }
 
 /// Parses `metrics.jsonl` text; blank lines are skipped. `path` only names the file in
@@ -169,7 +174,25 @@ pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let predictions = read_predictions(run_dir, &mut notes);
+    let partition_path = run_dir.join("partition.json");
+    let partition = if partition_path.exists() {
+        read_optional(&partition_path, &mut notes).and_then(|text| {
+            match serde_json::from_str(&text) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    notes.push(format!(
+                        "`{}` is not a partition file ({e}); the partition is not drawn",
+                        partition_path.display()
+                    ));
+                    None
+                }
+            }
+        })
+    } else {
+        None
+    };
     Ok(RunInputs {
+        partition,
         fallback_name,
         metrics,
         resolved_yaml,

@@ -8,6 +8,7 @@
 mod chart;
 mod diagnose;
 mod error;
+mod federated;
 mod html;
 mod hyper;
 mod inputs;
