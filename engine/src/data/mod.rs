@@ -53,7 +53,7 @@ pub use batch::{Batch, BatchConfig, BatchIter, batches_per_epoch, epoch_order};
 pub use dataset::{Dataset, Task};
 pub use error::DataError;
 pub use normalize::{Normalize, Normalizer};
-pub use partition::{Partition, Partitioner, partition};
+pub use partition::{Partition, Partitioner, client_seed, partition, sample_clients};
 pub use prefetch::Prefetcher;
 pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{

@@ -2,7 +2,7 @@
 //! is a [`Split`] of the same data set, so a client trains with the ordinary batching.
 
 use super::error::DataError;
-use super::rng::{Rng, Stream};
+use super::rng::{Rng, Stream, mix};
 use super::split::Split;
 
 /// How samples are divided among clients.
@@ -143,6 +143,31 @@ fn class_labels(train: &Split, kind: &str) -> Result<Vec<u32>, DataError> {
         .iter()
         .map(|&r| data.labels[r as usize])
         .collect())
+}
+
+/// The clients of round `round` (0-based): `count` of `clients`, without replacement, in a
+/// seeded order that depends on nothing else.
+pub fn sample_clients(seed: u64, round: u64, clients: u32, count: u32) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..clients).collect();
+    let mut rng = ops::rng::Rng::new(round_key(seed, round, u64::MAX));
+    // A partial Fisher–Yates shuffle: the first `count` places.
+    for i in 0..count.min(clients) as usize {
+        let j = i + rng.below(ids.len() - i);
+        ids.swap(i, j);
+    }
+    ids.truncate(count as usize);
+    ids
+}
+
+/// The shuffle seed of client `k`'s batches in round `round`.
+pub fn client_seed(seed: u64, round: u64, k: u32) -> u64 {
+    round_key(seed, round, u64::from(k))
+}
+
+fn round_key(seed: u64, round: u64, which: u64) -> u64 {
+    mix(seed
+        ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ which.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
 }
 
 /// `items` in `parts` consecutive pieces, the first `len mod parts` one longer

@@ -71,48 +71,57 @@ pub fn federated_section(metrics: &[MetricPoint], partition: Option<&PartitionIn
         });
     }
     if !accuracy.is_empty() {
-        let chart = line_chart(
-            ChartSpec {
-                id: "round-accuracy",
-                y_label: "accuracy (%)",
-                allow_log: false,
-                x_label: "round",
-            },
+        out.push_str(&round_figure(
+            "Accuracy by round",
+            "round-accuracy",
+            "accuracy (%)",
+            false,
             &accuracy,
-        );
-        let _ = write!(
-            out,
-            "<figure><figcaption>Accuracy by round</figcaption>{chart}</figure>"
-        );
+        ));
     }
     let loss: Vec<(f64, f64)> = rounds
         .iter()
         .filter_map(|m| Some((m.round? as f64, m.loss)))
         .collect();
     if !loss.is_empty() {
-        let chart = line_chart(
-            ChartSpec {
-                id: "round-loss",
-                y_label: "mean local loss",
-                allow_log: true,
-                x_label: "round",
-            },
-            &[Series {
-                label: "clients' local training".into(),
-                index: 0,
-                points: loss,
-            }],
-        );
-        let _ = write!(
-            out,
-            "<figure><figcaption>Mean local loss by round</figcaption>{chart}</figure>"
-        );
+        let series = [Series {
+            label: "clients' local training".into(),
+            index: 0,
+            points: loss,
+        }];
+        out.push_str(&round_figure(
+            "Mean local loss by round",
+            "round-loss",
+            "mean local loss",
+            true,
+            &series,
+        ));
     }
     if let Some(p) = partition {
         out.push_str(&partition_figure(p));
     }
     out.push_str("</section>\n");
     out
+}
+
+/// A line chart over rounds in its figure.
+fn round_figure(
+    title: &str,
+    id: &str,
+    y_label: &str,
+    allow_log: bool,
+    series: &[Series],
+) -> String {
+    let chart = line_chart(
+        ChartSpec {
+            id,
+            y_label,
+            allow_log,
+            x_label: "round",
+        },
+        series,
+    );
+    format!("<figure><figcaption>{title}</figcaption>{chart}</figure>")
 }
 
 /// One bar per client, its height the client's samples, stacked by class.

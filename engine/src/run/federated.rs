@@ -15,7 +15,9 @@ use ops::federated::Federation;
 use ops::train::EvalStep;
 use serde::Serialize;
 
-use crate::data::{BatchConfig, BatchIter, Normalizer, Partition, Split, partition};
+use crate::data::{
+    BatchConfig, BatchIter, Normalizer, Partition, Split, client_seed, partition, sample_clients,
+};
 use crate::plan::FederatedPlan;
 use crate::spec::{EvalMetric, Trigger};
 
@@ -27,33 +29,6 @@ use super::{RunError, RunSummary, StepMetricsSummary, io_error};
 
 /// Rows per batch of a client evaluation.
 const CLIENT_EVAL_BATCH: usize = 256;
-
-/// The clients of round `round` (0-based): `count` of `clients`, without replacement, in a
-/// seeded order that depends on nothing else.
-pub fn sample_clients(seed: u64, round: u64, clients: u32, count: u32) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..clients).collect();
-    let mut rng = ops::rng::Rng::new(mix(seed, round, u64::MAX));
-    // A partial Fisher–Yates shuffle: the first `count` places.
-    for i in 0..count.min(clients) as usize {
-        let j = i + rng.below(ids.len() - i);
-        ids.swap(i, j);
-    }
-    ids.truncate(count as usize);
-    ids
-}
-
-/// The shuffle seed of client `k`'s batches in round `round`.
-fn client_seed(seed: u64, round: u64, k: u32) -> u64 {
-    mix(seed, round, u64::from(k))
-}
-
-fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z =
-        seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// `partition.json`: what the report draws.
 #[derive(Serialize)]
