@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{engine, kill_once_written, metrics, ok, run_pipeline, scratch};
+use common::{device, engine, kill_once_written, metrics, ok, run_pipeline, scratch};
 
 const PIPELINE: &str = "tests/federated.yaml";
 const LAST: &str = "checkpoints/step-00000144";
@@ -144,4 +144,101 @@ fn the_plan_shows_the_routine_and_the_partition() {
         assert_eq!(cells[3..].iter().sum::<usize>(), 96, "{row}");
         assert!(cells[2] <= 3, "{row}");
     }
+}
+
+/// `engine bench` times whole rounds of a federated pipeline: the sampled clients' local
+/// steps (3 clients × 96 samples / batch 16) and the aggregation.
+#[test]
+fn bench_reports_rounds_per_second() {
+    let device = device();
+    let out = engine(&[
+        "bench",
+        PIPELINE,
+        "--device",
+        &device,
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--rounds",
+        "2",
+        "--json",
+    ]);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let rounds = &report["federated"];
+    assert_eq!(rounds["clients_per_round"], 3, "{stdout}");
+    assert_eq!(rounds["steps_per_round"].as_f64(), Some(18.0), "{stdout}");
+    assert!(
+        rounds["median_rounds_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{stdout}"
+    );
+    // Local steps and the aggregation kernels only: no read-back inside a round, so a
+    // round is a bounded number of submissions.
+    let submissions = rounds["submissions_per_round"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (18.0..=18.0 + 2.0 * 3.0 + 2.0).contains(&submissions),
+        "{stdout}"
+    );
+}
+
+/// `--format json --partition` carries the partition, and `--dispatches` lists the
+/// routine's kernels around the clients' steps, SCAFFOLD's correction inside the step.
+#[test]
+fn the_json_plan_holds_the_partition_and_the_dispatches_list_the_routine() {
+    let out = engine(&["plan", PIPELINE, "--format", "json", "--partition"]);
+    ok(&out);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    let sizes: Vec<u64> = plan["partition"]["sizes"]
+        .as_array()
+        .expect("partition sizes")
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    assert_eq!(sizes, vec![96; 8], "{}", plan["partition"]);
+    assert_eq!(
+        plan["partition"]["histograms"].as_array().map(Vec::len),
+        Some(8)
+    );
+
+    let device = device();
+    let out = engine(&["plan", PIPELINE, "--dispatches", "--device", &device]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let routine = text
+        .split("federated (scaffold (lr 1)):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no federated section: {text}"));
+    for phase in ["before each client", "after each client", "once per round"] {
+        assert!(routine.contains(phase), "{routine}");
+    }
+    assert!(routine.contains("scaffold"), "{routine}");
+    let step = text.split("federated (scaffold").next().unwrap_or_default();
+    assert!(step.contains("scaffold_correct"), "{step}");
+}
+
+/// Early stopping watches the global model's evals at round ends: with an improvement
+/// bar no round can clear, it stops after `patience` evaluations past the first.
+#[test]
+fn early_stopping_ends_a_federated_run_at_a_round() {
+    let out = dir("early");
+    std::fs::create_dir_all(&out).unwrap();
+    let pipeline = out.join("early.yaml");
+    let text = std::fs::read_to_string(PIPELINE).unwrap()
+        + "  - {id: stop, kind: callback, callback: {type: early_stopping, monitor: val.loss, mode: min, patience: 2, min_delta: 100.0}, after: [val]}\n";
+    std::fs::write(&pipeline, text).unwrap();
+    ok(&run_pipeline(
+        pipeline.to_str().unwrap(),
+        &out.join("run"),
+        &[],
+    ));
+    let records = metrics(&out.join("run"));
+    let rounds: Vec<u64> = events(&records, "round")
+        .iter()
+        .filter_map(|r| r["round"].as_u64())
+        .collect();
+    assert_eq!(rounds, vec![1, 2, 3], "stopped after the third round");
 }

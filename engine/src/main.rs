@@ -184,6 +184,9 @@ enum Command {
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         repeats: u32,
+        /// Timed rounds per repetition of a federated pipeline.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -351,7 +354,7 @@ fn main() -> ExitCode {
         } => with_pipeline(&file, &set, |checked| {
             let plan = engine::plan::plan_pipeline(checked);
             let partition = if partition {
-                match engine::run::partition_table(&plan) {
+                match engine::run::partition_summary(&plan) {
                     Ok(t) => Some(t),
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -386,11 +389,19 @@ fn main() -> ExitCode {
                 }
                 Format::Json => {
                     let mut value = serde_json::to_value(&plan).unwrap_or_default();
-                    if let (Some(d), Some(map)) = (&listed, value.as_object_mut()) {
-                        map.insert(
-                            "dispatches".into(),
-                            serde_json::to_value(d).unwrap_or_default(),
-                        );
+                    if let Some(map) = value.as_object_mut() {
+                        if let Some(d) = &listed {
+                            map.insert(
+                                "dispatches".into(),
+                                serde_json::to_value(d).unwrap_or_default(),
+                            );
+                        }
+                        if let Some(p) = &partition {
+                            map.insert(
+                                "partition".into(),
+                                serde_json::to_value(p).unwrap_or_default(),
+                            );
+                        }
                     }
                     println!(
                         "{}",
@@ -700,6 +711,7 @@ fn main() -> ExitCode {
             steps,
             warmup,
             repeats,
+            rounds,
             json,
             warm_cache: _,
         } => with_pipeline(&file, &set, |checked| {
@@ -707,6 +719,7 @@ fn main() -> ExitCode {
                 warmup,
                 steps,
                 repeats,
+                rounds,
             };
             match engine::run::bench_pipeline(
                 &engine::plan::plan_pipeline(checked),

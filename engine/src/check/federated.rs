@@ -16,7 +16,7 @@ fn key(k: &str) -> Seg {
 }
 
 /// The callbacks a federated run drives.
-const FEDERATED_CALLBACKS: &str = "`log`, `metrics` and `checkpoint`";
+const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint` or `early_stopping`";
 
 pub(super) fn check(
     parsed: &ParsedPipeline,
@@ -102,7 +102,10 @@ pub(super) fn check(
         if let Stage::Callback(c) = stage
             && !matches!(
                 c.callback,
-                CallbackSpec::Log | CallbackSpec::Metrics(_) | CallbackSpec::Checkpoint(_)
+                CallbackSpec::Log
+                    | CallbackSpec::Metrics(_)
+                    | CallbackSpec::Checkpoint(_)
+                    | CallbackSpec::EarlyStopping(_)
             )
         {
             out.push(
@@ -113,7 +116,7 @@ pub(super) fn check(
                 .at(parsed.span(&[field_path(i, "callback"), vec![key("type")]].concat()), "not in federated runs")
                 .stage(stage.id())
                 .expected_found(FEDERATED_CALLBACKS, format!("`{}`", c.callback.name()))
-                .hint("remove it; a federated run records every round (metrics) and checkpoints at round ends"),
+                .hint("remove it; a federated run records every round (metrics), checkpoints and stops early at round ends"),
             );
         }
     }

@@ -8,11 +8,15 @@ use ops::layer::LayerSpec;
 use ops::train::{EvalStep, LossKind, ModelDef, OptimizerKind, TrainConfig, TrainStep};
 use serde::Serialize;
 
-use crate::data::{Batch, BatchConfig, BatchIter, prepare};
-use crate::plan::Plan;
+use ops::federated::Federation;
+
+use crate::data::{Batch, BatchConfig, BatchIter, PreparedData, Split, prepare, sample_clients};
+use crate::plan::{FederatedPlan, Plan};
 
 use super::RunError;
-use super::chain::loss_targets;
+use super::chain::{ChainRun, FrozenRun, loss_targets};
+use super::checkpoint::ChainState;
+use super::federated::{partition_of, template_split, train_client};
 
 /// Environment variables that turn off the drivers' on-disk shader caches (Mesa's, and
 /// NVIDIA's), so that a first step compiles every kernel, as on a fresh machine.
@@ -49,6 +53,8 @@ pub struct BenchOptions {
     pub steps: u32,
     /// Repetitions; the median is reported.
     pub repeats: u32,
+    /// Timed federated rounds per repetition (federated pipelines only).
+    pub rounds: u32,
 }
 
 impl Default for BenchOptions {
@@ -57,6 +63,7 @@ impl Default for BenchOptions {
             warmup: 20,
             steps: 200,
             repeats: 3,
+            rounds: 10,
         }
     }
 }
@@ -93,6 +100,26 @@ pub struct BenchReport {
     pub allocations_in_steady_state: u64,
     /// Standalone square matmuls: (size, GFLOP/s).
     pub matmul_gflops: Vec<(usize, f64)>,
+    /// Federated rounds (local training of the sampled clients and aggregation; no
+    /// evals), for pipelines with a `federated:` section.
+    pub federated: Option<RoundBench>,
+}
+
+/// Measured throughput of a federated pipeline's rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundBench {
+    /// Clients trained per round.
+    pub clients_per_round: u32,
+    /// Local optimizer steps per round (the mean over the timed rounds).
+    pub steps_per_round: f64,
+    /// Rounds per second of each repetition.
+    pub rounds_per_s: Vec<f64>,
+    /// Median rounds per second.
+    pub median_rounds_per_s: f64,
+    /// Seconds per round at the median.
+    pub s_per_round: f64,
+    /// Queue submissions per timed round.
+    pub submissions_per_round: f64,
 }
 
 /// Times the training step of a plan's lead chain.
@@ -167,6 +194,10 @@ pub fn bench_pipeline(
         .into_iter()
         .map(|n| matmul(&gpu, n).map(|g| (n, g)))
         .collect::<Result<_, _>>()?;
+    let federated = match &plan.federated {
+        Some(fed) => Some(bench_rounds(&gpu, plan, fed, &data, &frozen, options)?),
+        None => None,
+    };
     Ok(BenchReport {
         pipeline: plan.name.clone(),
         adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
@@ -182,6 +213,72 @@ pub fn bench_pipeline(
         readbacks_per_step: (after.readbacks - before.readbacks) as f64 / timed,
         allocations_in_steady_state: after.allocations - before.allocations,
         matmul_gflops,
+        federated,
+    })
+}
+
+/// Times whole federated rounds from a fresh global model: one untimed round, then
+/// `options.rounds` per repetition, each ending with a read-back.
+fn bench_rounds(
+    gpu: &Gpu,
+    plan: &Plan,
+    fed: &FederatedPlan,
+    data: &PreparedData,
+    frozen: &[FrozenRun],
+    options: BenchOptions,
+) -> Result<RoundBench, RunError> {
+    let chain_plan = &plan.chains[fed.chain.0];
+    let train = template_split(chain_plan, data)?;
+    let parts = partition_of(fed, &train)?;
+    let clients: Vec<Split> = (0..parts.clients.len())
+        .map(|k| parts.split(&train, k))
+        .collect::<Result<_, _>>()?;
+    let mut chain = ChainRun::new(gpu, chain_plan, train, frozen)?;
+    let mut state = chain.start_state();
+    let federation = Federation::new(gpu, &mut chain.train, fed.rule, fed.clients)?;
+    let mut round_no = 0u64;
+    let mut round = |chain: &mut ChainRun, state: &mut ChainState| -> Result<(), RunError> {
+        let mut total_weight = 0.0f32;
+        for k in sample_clients(fed.seed, round_no, fed.clients, fed.per_round) {
+            total_weight += train_client(
+                gpu,
+                &federation,
+                chain,
+                state,
+                fed,
+                round_no,
+                k,
+                &clients[k as usize],
+            )?;
+        }
+        federation.aggregate(gpu, total_weight)?;
+        round_no += 1;
+        Ok(())
+    };
+    round(&mut chain, &mut state)?;
+    chain.train.read_train_metrics(gpu)?;
+    let (before, steps_before) = (gpu.counters(), state.step);
+    let rounds = options.rounds.max(1);
+    let mut rates = Vec::new();
+    for _ in 0..options.repeats.max(1) {
+        let t = Instant::now();
+        for _ in 0..rounds {
+            round(&mut chain, &mut state)?;
+        }
+        chain.train.read_train_metrics(gpu)?;
+        rates.push(f64::from(rounds) / t.elapsed().as_secs_f64());
+    }
+    let timed = f64::from(rounds * options.repeats.max(1));
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    Ok(RoundBench {
+        clients_per_round: sample_clients(fed.seed, 0, fed.clients, fed.per_round).len() as u32,
+        steps_per_round: (state.step - steps_before) as f64 / timed,
+        rounds_per_s: rates,
+        median_rounds_per_s: median,
+        s_per_round: 1.0 / median,
+        submissions_per_round: (gpu.counters().submissions - before.submissions) as f64 / timed,
     })
 }
 
@@ -273,6 +370,25 @@ impl std::fmt::Display for BenchReport {
                 f,
                 "  matmul {n}x{n}   {g:.2} GFLOP/s (step reaches {:.0}%)",
                 self.gflops / g * 100.0
+            )?;
+        }
+        if let Some(r) = &self.federated {
+            let (lo, hi) = r
+                .rounds_per_s
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+                    (lo.min(*v), hi.max(*v))
+                });
+            writeln!(
+                f,
+                "  rounds/s       {:.2} median ({:.2}-{:.2}), {:.3} s/round; {} clients, {:.1} local steps, {:.1} submissions per round",
+                r.median_rounds_per_s,
+                lo,
+                hi,
+                r.s_per_round,
+                r.clients_per_round,
+                r.steps_per_round,
+                r.submissions_per_round
             )?;
         }
         Ok(())

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use ops::federated::Federation;
 use ops::gpu::{DeviceRequest, DispatchInfo, Gpu};
 use serde::Serialize;
 
@@ -21,6 +22,21 @@ pub struct DispatchPlan {
     pub chains: Vec<ChainDispatches>,
     /// Per eval, in plan order.
     pub evals: Vec<EvalDispatches>,
+    /// A federated routine's own dispatches around its clients' steps.
+    pub federated: Option<FederatedDispatches>,
+}
+
+/// What a federated round adds to its clients' steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FederatedDispatches {
+    /// The aggregator.
+    pub aggregator: String,
+    /// Before a client trains: the global model into its parameters.
+    pub client_start: Vec<DispatchInfo>,
+    /// After a client trains: its update into the round's sum.
+    pub client_end: Vec<DispatchInfo>,
+    /// Once per round: the aggregator's server update.
+    pub round_end: Vec<DispatchInfo>,
 }
 
 /// One chain's step.
@@ -51,8 +67,21 @@ pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<Dispa
     let frozen = frozen_runs(&gpu, plan)?;
     let mut steps = Vec::with_capacity(plan.chains.len());
     let mut chains = Vec::with_capacity(plan.chains.len());
-    for c in &plan.chains {
-        let train = train_step(&gpu, c, &frozen)?;
+    let mut federated = None;
+    for (i, c) in plan.chains.iter().enumerate() {
+        let mut train = train_step(&gpu, c, &frozen)?;
+        // Set up before the step is listed: FedProx and SCAFFOLD add a gradient correction
+        // to the client's step.
+        if let Some(fed) = plan.federated.as_ref().filter(|f| f.chain.0 == i) {
+            let federation = Federation::new(&gpu, &mut train, fed.rule, fed.clients)?;
+            let [client_start, client_end, round_end] = federation.dispatches();
+            federated = Some(FederatedDispatches {
+                aggregator: fed.aggregator.clone(),
+                client_start,
+                client_end,
+                round_end,
+            });
+        }
         chains.push(ChainDispatches {
             chain: c.name.clone(),
             step: train.step_dispatches(),
@@ -72,6 +101,7 @@ pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<Dispa
         adapter: format!("{} ({})", gpu.adapter().name, gpu.adapter().backend),
         chains,
         evals,
+        federated,
     })
 }
 
@@ -99,6 +129,20 @@ impl fmt::Display for DispatchPlan {
             )?;
             for (i, d) in e.batch.iter().enumerate() {
                 writeln!(f, "    {:>3}. {d}", i + 1)?;
+            }
+        }
+        if let Some(fed) = &self.federated {
+            writeln!(f, "  federated ({}):", fed.aggregator)?;
+            for (phase, list) in [
+                ("before each client", &fed.client_start),
+                ("after each client", &fed.client_end),
+                ("once per round", &fed.round_end),
+            ] {
+                let s = if list.len() == 1 { "" } else { "es" };
+                writeln!(f, "    {phase}: {} dispatch{s}", list.len())?;
+                for (i, d) in list.iter().enumerate() {
+                    writeln!(f, "    {:>3}. {d}", i + 1)?;
+                }
             }
         }
         Ok(())

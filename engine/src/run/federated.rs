@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use ops::Gpu;
 use ops::federated::Federation;
 use ops::train::EvalStep;
 use serde::Serialize;
@@ -21,7 +22,8 @@ use crate::data::{
 use crate::plan::FederatedPlan;
 use crate::spec::{EvalMetric, Trigger};
 
-use super::checkpoint::MetricSums;
+use super::chain::ChainRun;
+use super::checkpoint::{ChainState, MetricSums};
 use super::evaluate::evaluate_split;
 use super::metrics::{ClientSpread, MetricsRecord};
 use super::runner::{Position, Runner};
@@ -30,14 +32,58 @@ use super::{RunError, RunSummary, StepMetricsSummary, io_error};
 /// Rows per batch of a client evaluation.
 const CLIENT_EVAL_BATCH: usize = 256;
 
-/// `partition.json`: what the report draws.
-#[derive(Serialize)]
-struct PartitionFile<'a> {
-    partition: &'a str,
-    sizes: Vec<usize>,
+/// A federated plan's partition of its train split: `engine plan --partition` (a table, or
+/// JSON with `--format json`) and a run's `partition.json`, which the report draws.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionSummary {
+    /// The partitioner, as the plan names it.
+    pub partition: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Samples of the train split.
+    pub samples: usize,
+    /// Per client, its samples.
+    pub sizes: Vec<usize>,
     /// Per client, samples per class.
-    histograms: Vec<Vec<usize>>,
-    class_names: Option<&'a [String]>,
+    pub histograms: Vec<Vec<usize>>,
+    /// Class names, where the data set has them.
+    pub class_names: Option<Vec<String>>,
+}
+
+impl PartitionSummary {
+    fn new(
+        fed: &FederatedPlan,
+        parts: &Partition,
+        train: &Split,
+        class_names: Option<&[String]>,
+    ) -> PartitionSummary {
+        PartitionSummary {
+            partition: fed.partition.clone(),
+            seed: fed.seed,
+            samples: train.len(),
+            sizes: parts.sizes(),
+            histograms: parts.histograms(train),
+            class_names: class_names.map(<[String]>::to_vec),
+        }
+    }
+}
+
+/// The split a federated plan's client template trains on, which the clients share out.
+pub(super) fn template_split(
+    chain: &crate::plan::ChainPlan,
+    data: &crate::data::PreparedData,
+) -> Result<Split, RunError> {
+    match chain.split {
+        crate::spec::SplitName::Train => Some(data.train.clone()),
+        crate::spec::SplitName::Val => data.val.clone(),
+        crate::spec::SplitName::Test => data.test.clone(),
+    }
+    .ok_or_else(|| {
+        RunError::Unsupported(format!(
+            "the clients' {} split is empty",
+            chain.split.as_str()
+        ))
+    })
 }
 
 /// The partition of `plan`'s train split (shown by `engine plan --partition`).
@@ -70,12 +116,14 @@ impl Runner<'_> {
             .collect::<Result<_, _>>()?;
         write_partition(
             &self.out_dir.join("partition.json"),
-            fed,
-            &parts,
-            &train,
-            plan.datasets[self.chains[c].plan.dataset.0]
-                .class_names
-                .as_deref(),
+            &PartitionSummary::new(
+                fed,
+                &parts,
+                &train,
+                plan.datasets[self.chains[c].plan.dataset.0]
+                    .class_names
+                    .as_deref(),
+            ),
         )?;
         let federation =
             Federation::new(&self.gpu, &mut self.chains[c].train, fed.rule, fed.clients)?;
@@ -107,11 +155,17 @@ impl Runner<'_> {
             let started = Instant::now();
             let mut total_weight = 0.0f32;
             for &k in &chosen {
-                let (weight, steps, lr) =
-                    self.train_client(fed, pos, round, k, &clients[k as usize])?;
                 let federation = self.federation.as_ref().ok_or_else(no_federation)?;
-                federation.end_client(&self.gpu, k, weight, steps, lr)?;
-                total_weight += weight;
+                total_weight += train_client(
+                    &self.gpu,
+                    federation,
+                    &mut self.chains[c],
+                    &mut pos.chains[c],
+                    fed,
+                    round,
+                    k,
+                    &clients[k as usize],
+                )?;
             }
             let federation = self.federation.as_ref().ok_or_else(no_federation)?;
             federation.aggregate(&self.gpu, total_weight)?;
@@ -172,68 +226,6 @@ impl Runner<'_> {
         }
         self.fire(Trigger::FitEnd, pos)?;
         self.finish(pos)
-    }
-
-    /// Trains client `k` from the global model; returns its aggregation weight, its
-    /// optimizer steps and its (last) learning rate.
-    fn train_client(
-        &mut self,
-        fed: &FederatedPlan,
-        pos: &mut Position,
-        round: u64,
-        k: u32,
-        data: &Split,
-    ) -> Result<(f32, u64, f32), RunError> {
-        let c = fed.chain.0;
-        let federation = self.federation.as_ref().ok_or_else(no_federation)?;
-        let chain = &mut self.chains[c];
-        federation.begin_client(&self.gpu, &mut chain.train, k)?;
-        let config = BatchConfig {
-            seed: client_seed(fed.seed, round, k),
-            ..chain.plan.batches.clone()
-        };
-        let accumulation = u64::from(chain.plan.train.accumulation_steps.max(1));
-        let state = &mut pos.chains[c];
-        let (mut micro, mut steps, mut samples) = (0u64, 0u64, 0u64);
-        let mut lr = chain.plan.lr_at(0) as f32;
-        let mut epoch = 0u64;
-        let mut batch = crate::data::Batch::default();
-        'local: loop {
-            if fed.local_epochs.is_some_and(|e| epoch >= u64::from(e)) {
-                break;
-            }
-            let mut iter = BatchIter::new(data.clone(), config.clone(), epoch)?;
-            let mut any = false;
-            while iter.next_into(&mut batch) {
-                any = true;
-                lr = chain.plan.lr_at(steps) as f32;
-                chain.upload(&self.gpu, &batch)?;
-                // The run-wide micro-batch count keys dropout masks: no two steps share one.
-                chain.train.record_step(&self.gpu, lr, state.micro)?;
-                state.micro += 1;
-                micro += 1;
-                samples += batch.rows as u64;
-                if micro.is_multiple_of(accumulation) {
-                    steps += 1;
-                    state.step += 1;
-                    if fed.local_steps.is_some_and(|s| steps >= s) {
-                        break 'local;
-                    }
-                }
-            }
-            if !any {
-                // A client whose data makes no batch (drop_last with fewer samples).
-                break;
-            }
-            epoch += 1;
-        }
-        state.samples += samples;
-        let weight = if fed.rule.weights_by_samples() {
-            samples as f32
-        } else {
-            1.0
-        };
-        Ok((weight, steps, lr))
     }
 
     /// The global model on every client's own data: the sample-weighted loss and accuracy,
@@ -299,31 +291,80 @@ impl Runner<'_> {
     }
 }
 
+/// Trains client `k` from the global model and adds its update to the round's sum;
+/// returns its aggregation weight.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_client(
+    gpu: &Gpu,
+    federation: &Federation,
+    chain: &mut ChainRun,
+    state: &mut ChainState,
+    fed: &FederatedPlan,
+    round: u64,
+    k: u32,
+    data: &Split,
+) -> Result<f32, RunError> {
+    federation.begin_client(gpu, &mut chain.train, k)?;
+    let config = BatchConfig {
+        seed: client_seed(fed.seed, round, k),
+        ..chain.plan.batches.clone()
+    };
+    let accumulation = u64::from(chain.plan.train.accumulation_steps.max(1));
+    let (mut micro, mut steps, mut samples) = (0u64, 0u64, 0u64);
+    let mut lr = chain.plan.lr_at(0) as f32;
+    let mut epoch = 0u64;
+    let mut batch = crate::data::Batch::default();
+    'local: loop {
+        if fed.local_epochs.is_some_and(|e| epoch >= u64::from(e)) {
+            break;
+        }
+        let mut iter = BatchIter::new(data.clone(), config.clone(), epoch)?;
+        let mut any = false;
+        while iter.next_into(&mut batch) {
+            any = true;
+            lr = chain.plan.lr_at(steps) as f32;
+            chain.upload(gpu, &batch)?;
+            // The run-wide micro-batch count keys dropout masks: no two steps share one.
+            chain.train.record_step(gpu, lr, state.micro)?;
+            state.micro += 1;
+            micro += 1;
+            samples += batch.rows as u64;
+            if micro.is_multiple_of(accumulation) {
+                steps += 1;
+                state.step += 1;
+                if fed.local_steps.is_some_and(|s| steps >= s) {
+                    break 'local;
+                }
+            }
+        }
+        if !any {
+            // A client whose data makes no batch (drop_last with fewer samples).
+            break;
+        }
+        epoch += 1;
+    }
+    state.samples += samples;
+    let weight = if fed.rule.weights_by_samples() {
+        samples as f32
+    } else {
+        1.0
+    };
+    federation.end_client(gpu, k, weight, steps, lr)?;
+    Ok(weight)
+}
+
 fn no_federation() -> RunError {
     RunError::Unsupported("the federated state was not set up".into())
 }
 
-fn write_partition(
-    path: &Path,
-    fed: &FederatedPlan,
-    parts: &Partition,
-    train: &Split,
-    class_names: Option<&[String]>,
-) -> Result<(), RunError> {
-    let file = PartitionFile {
-        partition: &fed.partition,
-        sizes: parts.sizes(),
-        histograms: parts.histograms(train),
-        class_names,
-    };
-    let text = serde_json::to_string(&file).map_err(|e| RunError::Unsupported(e.to_string()))?;
+fn write_partition(path: &Path, summary: &PartitionSummary) -> Result<(), RunError> {
+    let text = serde_json::to_string(summary).map_err(|e| RunError::Unsupported(e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(io_error(path))
 }
 
-/// Per-client sizes and label histograms of a federated plan's partition, as a table
-/// (`engine plan --partition`); loads the chain's data set.
-pub fn partition_table(plan: &crate::plan::Plan) -> Result<String, RunError> {
-    use std::fmt::Write;
+/// The partition of a federated plan (`engine plan --partition`); loads the chain's data
+/// set.
+pub fn partition_summary(plan: &crate::plan::Plan) -> Result<PartitionSummary, RunError> {
     let Some(fed) = &plan.federated else {
         return Err(RunError::Unsupported(
             "`--partition` shows a federated pipeline's partition; this pipeline has no `federated:` section".into(),
@@ -331,43 +372,44 @@ pub fn partition_table(plan: &crate::plan::Plan) -> Result<String, RunError> {
     };
     let chain = &plan.chains[fed.chain.0];
     let data = crate::data::prepare(&plan.datasets[chain.dataset.0].config)?;
-    let train = match chain.split {
-        crate::spec::SplitName::Train => Some(data.train.clone()),
-        crate::spec::SplitName::Val => data.val.clone(),
-        crate::spec::SplitName::Test => data.test.clone(),
-    }
-    .ok_or_else(|| RunError::Unsupported("the chain's split is empty".into()))?;
+    let train = template_split(chain, &data)?;
     let parts = partition_of(fed, &train)?;
-    let sizes = parts.sizes();
-    let mut sorted = sizes.clone();
-    sorted.sort_unstable();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "partition: {}, {} clients, {} samples (seed {}); client sizes min {}, median {}, max {}",
-        fed.partition,
-        sizes.len(),
-        train.len(),
-        fed.seed,
-        sorted[0],
-        sorted[sorted.len() / 2],
-        sorted[sorted.len() - 1]
-    );
-    let classes = train.dataset().classes;
-    let _ = writeln!(
-        out,
-        "client  samples  classes  samples per class 0..{}",
-        classes.saturating_sub(1)
-    );
-    for (k, h) in parts.histograms(&train).iter().enumerate() {
-        let present = h.iter().filter(|&&c| c > 0).count();
-        let cells: Vec<String> = h.iter().map(|c| format!("{c:>4}")).collect();
-        let _ = writeln!(
-            out,
-            "{k:>6}  {:>7}  {present:>7}  {}",
-            sizes[k],
-            cells.join("")
-        );
+    Ok(PartitionSummary::new(
+        fed,
+        &parts,
+        &train,
+        plan.datasets[chain.dataset.0].class_names.as_deref(),
+    ))
+}
+
+/// Per-client sizes and label histograms, as a table.
+impl std::fmt::Display for PartitionSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sorted = self.sizes.clone();
+        sorted.sort_unstable();
+        let (min, median, max) = match (sorted.first(), sorted.last()) {
+            (Some(min), Some(max)) => (*min, sorted[sorted.len() / 2], *max),
+            _ => (0, 0, 0),
+        };
+        writeln!(
+            f,
+            "partition: {}, {} clients, {} samples (seed {}); client sizes min {min}, median {median}, max {max}",
+            self.partition,
+            self.sizes.len(),
+            self.samples,
+            self.seed,
+        )?;
+        let classes = self.histograms.first().map_or(0, Vec::len);
+        writeln!(
+            f,
+            "client  samples  classes  samples per class 0..{}",
+            classes.saturating_sub(1)
+        )?;
+        for (k, (h, size)) in self.histograms.iter().zip(&self.sizes).enumerate() {
+            let present = h.iter().filter(|&&c| c > 0).count();
+            let cells: String = h.iter().map(|c| format!("{c:>4}")).collect();
+            writeln!(f, "{k:>6}  {size:>7}  {present:>7}  {cells}")?;
+        }
+        Ok(())
     }
-    Ok(out)
 }

@@ -17,7 +17,7 @@ mod runner;
 pub use bench::{BenchOptions, BenchReport, bench_pipeline, turn_off_shader_caches};
 pub use dispatches::{ChainDispatches, DispatchPlan, EvalDispatches, dispatch_plan};
 pub use evaluate::{EvalOutcome, evaluate_split};
-pub use federated::partition_table;
+pub use federated::{PartitionSummary, partition_summary};
 pub use metrics::MetricsRecord;
 
 use std::collections::BTreeMap;
