@@ -137,9 +137,19 @@ fn iris_eval_predict_and_export() {
     let from_file: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(from_file["summary"]["loss"], record["loss"]);
 
-    // The extension and the format agree or it is an error.
+    // The extension and an explicit format agree or it is an error (without `--format`
+    // the extension chooses it; tests/new_user.rs).
     let onnx = out.join("iris.onnx").display().to_string();
-    let (code, _, stderr) = engine(&["export", "latest", "--run", &run, "--out", &onnx]);
+    let (code, _, stderr) = engine(&[
+        "export",
+        "latest",
+        "--run",
+        &run,
+        "--format",
+        "safetensors",
+        "--out",
+        &onnx,
+    ]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("does not end in `.safetensors`"),

@@ -101,9 +101,9 @@ enum Command {
         /// Output file; its extension must agree with `--format`.
         #[arg(long)]
         out: PathBuf,
-        /// File format.
-        #[arg(long, value_enum, default_value_t = ExportFormat::Safetensors)]
-        format: ExportFormat,
+        /// File format [default: from the extension of `--out`].
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
         /// The model to export when the run trains several (default: the first).
         #[arg(long)]
         model_name: Option<String>,
@@ -233,6 +233,21 @@ fn model_path(model: &str, run: Option<&std::path::Path>) -> Result<PathBuf, Str
         return Ok(path);
     }
     let path = PathBuf::from(model);
+    let is_checkpoint_dir = path.file_name().is_some_and(|n| {
+        n.to_string_lossy().starts_with("step-") || path.join("manifest.json").exists()
+    });
+    if path.is_dir() && !is_checkpoint_dir {
+        // A run directory or its checkpoints folder: name what to pass instead.
+        return Err(match engine::run::infer::latest_checkpoint(Some(&path)) {
+            Ok(newest) => format!(
+                "`{model}` holds checkpoints but is not one; pass one of them, e.g. `{}` (the newest), or `latest --run {model}`",
+                newest.display()
+            ),
+            Err(_) => format!(
+                "`{model}` is a directory without a checkpoint in it (give a checkpoint directory such as runs/<name>/checkpoints/step-00000450, a file written by `engine export`, or `latest`)"
+            ),
+        });
+    }
     if path.exists() {
         Ok(path)
     } else {
@@ -559,11 +574,24 @@ fn main() -> ExitCode {
             model_name,
             run,
         } => {
+            let given = out.extension().and_then(|e| e.to_str());
+            let format = match (format, given) {
+                (Some(f), _) => f,
+                (None, Some("onnx")) => ExportFormat::Onnx,
+                (None, Some("safetensors")) => ExportFormat::Safetensors,
+                (None, _) => {
+                    eprintln!(
+                        "error: cannot tell the format of `{}` from its extension (hint: name the file `model.safetensors` or `model.onnx`, or pass `--format`)",
+                        out.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let extension = match format {
                 ExportFormat::Safetensors => "safetensors",
                 ExportFormat::Onnx => "onnx",
             };
-            if out.extension().and_then(|e| e.to_str()) != Some(extension) {
+            if given != Some(extension) {
                 eprintln!(
                     "error: `{}` does not end in `.{extension}`, the extension of `--format {extension}` (hint: name the file `model.{extension}`)",
                     out.display()

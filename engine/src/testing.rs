@@ -66,11 +66,8 @@ pub fn snapshot_run(
         record_dispatches: false,
     };
     run_plan(&lowered, &options).map_err(|e| e.to_string())?;
-    let file = lowered
-        .metrics_file
-        .clone()
-        .unwrap_or_else(|| "metrics.jsonl".into());
-    let metrics = std::fs::read_to_string(out_dir.join(file)).map_err(|e| e.to_string())?;
+    let metrics =
+        std::fs::read_to_string(out_dir.join(&lowered.metrics_file)).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&out_dir);
     let mut text = plan;
     text.push_str("\nmetrics (event stage step epoch loss accuracy)\n");

@@ -704,64 +704,11 @@ fn probe_csv(
 const MAX_CLASS_NAMES: usize = 10_000;
 
 fn read_idx_header(path: &Path) -> Result<Vec<usize>, String> {
-    let mut reader = open(path)?;
-    let mut magic = [0u8; 4];
-    reader
-        .read_exact(&mut magic)
-        .map_err(|_| format!("`{}` is too short for an IDX header", path.display()))?;
-    // Element types the loader reads: u8, i8, i16, i32, f32, f64.
-    let known_type = [0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e].contains(&magic[2]);
-    if magic[0] != 0 || magic[1] != 0 || !known_type || magic[3] == 0 {
-        return Err(format!(
-            "`{}` is not an IDX file (magic {magic:02x?})",
-            path.display()
-        ));
-    }
-    let mut dims = Vec::new();
-    for _ in 0..magic[3] {
-        let mut d = [0u8; 4];
-        reader
-            .read_exact(&mut d)
-            .map_err(|_| format!("`{}` is truncated inside its IDX header", path.display()))?;
-        dims.push(u32::from_be_bytes(d) as usize);
-    }
-    Ok(dims)
+    crate::data::read_idx_shape(path, open(path)?).map_err(|e| e.to_string())
 }
 
 fn read_npy_shape(path: &Path) -> Result<Vec<usize>, String> {
-    let mut reader = open(path)?;
-    let mut head = [0u8; 10];
-    reader
-        .read_exact(&mut head)
-        .map_err(|_| format!("`{}` is too short for an npy header", path.display()))?;
-    if &head[..6] != b"\x93NUMPY" {
-        return Err(format!("`{}` is not an npy file", path.display()));
-    }
-    let len = u16::from_le_bytes([head[8], head[9]]) as usize;
-    let mut header = vec![0u8; len];
-    reader
-        .read_exact(&mut header)
-        .map_err(|_| format!("`{}` is truncated inside its npy header", path.display()))?;
-    let header = String::from_utf8_lossy(&header);
-    let shape = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split_once('(')?
-                .1
-                .split_once(')')
-                .map(|(inner, _)| inner.to_string())
-        })
-        .ok_or_else(|| format!("`{}` has no shape in its npy header", path.display()))?;
-    shape
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| format!("`{}` has a malformed npy shape", path.display()))
-        })
-        .collect()
+    crate::data::read_npy_shape(path, open(path)?).map_err(|e| e.to_string())
 }
 
 /// Samples per split, by the data stages' own rounding rule.

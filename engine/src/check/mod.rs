@@ -7,6 +7,7 @@ mod chain;
 mod data;
 mod federated;
 mod graph;
+mod paths;
 mod ranges;
 mod refs;
 mod shapes;
@@ -49,6 +50,7 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     let acyclic = !diagnostics.iter().any(|d| d.code == "cycle");
     refs::check(&parsed, &mut diagnostics);
     ranges::check(&parsed, &mut diagnostics);
+    paths::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
     let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);
     let chains = if acyclic && references_ok {

@@ -46,7 +46,7 @@ mod read;
 mod rng;
 mod source;
 
-pub(crate) use source::{clean_text, csv_cells};
+pub(crate) use source::{clean_text, csv_cells, read_idx_shape, read_npy_shape};
 mod split;
 
 pub use batch::{Batch, BatchConfig, BatchIter, batches_per_epoch, epoch_order};

@@ -23,6 +23,9 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
     let mut diagnostics = Vec::new();
     let mut only_renames = true;
     let mut removed_required: Vec<(Vec<Seg>, String)> = Vec::new();
+    // Mappings a wrong value was removed from: their own complaint that follows (an
+    // emptied `schedule: {}`) is a consequence, repaired without a second diagnostic.
+    let mut removed_from: Vec<Vec<Seg>> = Vec::new();
     if doc.entries().is_none() {
         return Err(vec![
             Diagnostic::new("not-a-mapping", "a pipeline file must be a YAML mapping")
@@ -46,7 +49,7 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
         let inner_message = err.inner().to_string();
         let (inner, message) = split_marked(&inner_message);
         let path = parse_path(&join_paths(&outer, inner));
-        let problem = Problem::classify(message);
+        let problem = Problem::classify(message, doc.get(&path));
         if let Problem::MissingField(field) = &problem
             && removed_required
                 .iter()
@@ -55,7 +58,10 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
             // Already reported as a wrong value that we had to remove.
             break;
         }
-        diagnostics.push(problem.diagnostic(doc, &path, &original));
+        let consequence = matches!(problem, Problem::Other { .. }) && removed_from.contains(&path);
+        if !consequence {
+            diagnostics.push(problem.diagnostic(doc, &path, &original));
+        }
         match problem.repair(doc, &path) {
             Repair::Renamed => {}
             Repair::Done => only_renames = false,
@@ -63,6 +69,7 @@ pub(super) fn deserialize(doc: &mut Node) -> Result<(Pipeline, Vec<Diagnostic>),
                 only_renames = false;
                 let mut parent = path.clone();
                 parent.pop();
+                removed_from.push(parent.clone());
                 removed_required.push((parent, field));
             }
             Repair::Impossible => break,
@@ -81,6 +88,13 @@ enum Problem {
         expected: Vec<String>,
     },
     MissingField(String),
+    /// A one-key mapping (`schedule`, a layer) given several keys, e.g. a misspelt key
+    /// added next to the right one (`--set schedule.epoch=3`): the key to blame is the one
+    /// written elsewhere than the mapping (an override), else the last.
+    SeveralKeys {
+        blamed: String,
+        others: Vec<String>,
+    },
     Other {
         message: String,
     },
@@ -94,7 +108,27 @@ enum Repair {
 }
 
 impl Problem {
-    fn classify(message: &str) -> Problem {
+    fn classify(message: &str, node: Option<&Node>) -> Problem {
+        if message.ends_with("expected map with a single key")
+            && let Some(Node {
+                value: Value::Map(entries),
+                span,
+            }) = node
+            && entries.len() > 1
+        {
+            let blamed = entries
+                .iter()
+                .find(|e| e.key_span.source != span.source)
+                .or(entries.last())
+                .map(|e| e.key.clone())
+                .unwrap_or_default();
+            let others = entries
+                .iter()
+                .filter(|e| e.key != blamed)
+                .map(|e| e.key.clone())
+                .collect();
+            return Problem::SeveralKeys { blamed, others };
+        }
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some((field, tail)) = rest.split_once('`')
         {
@@ -150,6 +184,7 @@ impl Problem {
                 let what = match what {
                     Some("on") => "trigger",
                     Some("layers") => "layer",
+                    Some("metrics") => "metric",
                     Some("type") => "callback type",
                     Some(other) => other,
                     None => "value",
@@ -173,6 +208,29 @@ impl Problem {
                         "add `{field}:` (see docs/pipeline.md for its meaning)"
                     ))
             }
+            Problem::SeveralKeys { blamed, others } => {
+                let mut key_path = path.to_vec();
+                key_path.push(Seg::Key(blamed.clone()));
+                let found: Vec<String> = others
+                    .iter()
+                    .chain(std::iter::once(blamed))
+                    .map(|k| format!("`{k}`"))
+                    .collect();
+                Diagnostic::new(
+                    "invalid-value",
+                    format!("{place} takes exactly one key; `{blamed}` is one too many"),
+                )
+                .at(
+                    doc.key_or_value_span(&key_path).or(span_near(doc, path)),
+                    "a second key",
+                )
+                .expected_found("exactly one key, e.g. `{epochs: 10}`", found.join(", "))
+                .hint(
+                    did_you_mean(blamed, others.iter().map(String::as_str))
+                        .map(|h| format!("{h} (it is already set; change its value instead)"))
+                        .unwrap_or_else(|| format!("keep one of {}", found.join(", "))),
+                )
+            }
             Problem::Other { message } => {
                 let (expected, found) = expected_found(message);
                 let found = found.or_else(|| doc.get(path).map(Node::describe));
@@ -191,6 +249,15 @@ impl Problem {
     }
 
     fn repair(&self, doc: &mut Node, path: &[Seg]) -> Repair {
+        if let Problem::SeveralKeys { blamed, .. } = self
+            && let Some(Node {
+                value: Value::Map(entries),
+                ..
+            }) = doc.get_mut(path)
+        {
+            entries.retain(|e| &e.key != blamed);
+            return Repair::Done;
+        }
         if let Problem::UnknownField { field, expected } = self {
             let map_path = map_holding(doc, path, field);
             if let Some(Node {

@@ -63,8 +63,9 @@ pub struct Plan {
     /// checkpoints).
     #[serde(skip)]
     pub resolved_yaml: String,
-    /// The metrics file, when a `metrics` callback asks for one.
-    pub metrics_file: Option<String>,
+    /// The metrics file in the output directory: a `metrics` callback's `file`, else
+    /// `metrics.jsonl`.
+    pub metrics_file: String,
     /// Where checkpoints go (and `--resume latest` and rollbacks look).
     pub checkpoint_dir: String,
     /// Stages run once per batch, in execution order.
@@ -287,10 +288,16 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let memory = memory(checked, &program.chains, &program.frozen);
     let lr_preview = program.chains.first().map_or_else(Vec::new, lr_preview);
     let kernels = kernels(checked, &program.chains, &program.frozen);
-    let metrics_file = program.callbacks.iter().find_map(|c| match &c.spec {
-        CallbackSpec::Metrics(m) => Some(m.file.clone()),
-        _ => None,
-    });
+    // Metrics are always kept (the report is drawn from them); a `metrics` callback names
+    // the file and adds per-step records.
+    let metrics_file = program
+        .callbacks
+        .iter()
+        .find_map(|c| match &c.spec {
+            CallbackSpec::Metrics(m) => Some(m.file.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| crate::spec::MetricsCallback::default().file);
     let checkpoint_dir = program
         .callbacks
         .iter()

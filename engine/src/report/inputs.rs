@@ -92,6 +92,9 @@ pub struct RunInfo {
     /// Wall time of the run in seconds.
     #[serde(default)]
     pub wall_time_s: Option<f64>,
+    /// The metrics file, when a `metrics` callback named another than `metrics.jsonl`.
+    #[serde(default)]
+    pub metrics_file: Option<String>,
 }
 
 /// Everything the report is rendered from.
@@ -149,16 +152,7 @@ fn excerpt(line: &str) -> String {
 /// Reads a run directory. Only `metrics.jsonl` is required; an unreadable or malformed
 /// optional file becomes a note.
 pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
-    let metrics_path = run_dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&metrics_path).map_err(|source| ReportError::Io {
-        action: "read",
-        path: metrics_path.clone(),
-        source,
-    })?;
-    let metrics = parse_metrics(&text, &metrics_path)?;
     let mut notes = Vec::new();
-    let resolved_yaml = read_optional(&run_dir.join(RESOLVED_FILE), &mut notes);
-    let plan = read_optional(&run_dir.join(PLAN_FILE), &mut notes);
     let run_path = run_dir.join(RUN_FILE);
     let run_info = read_optional(&run_path, &mut notes).and_then(|text| match serde_json::from_str::<RunInfo>(&text) {
         Ok(info) => Some(info),
@@ -167,6 +161,19 @@ pub fn read_run_dir(run_dir: &Path) -> Result<RunInputs, ReportError> {
             None
         }
     });
+    let metrics_file = run_info
+        .as_ref()
+        .and_then(|r| r.metrics_file.as_deref())
+        .unwrap_or(METRICS_FILE);
+    let metrics_path = run_dir.join(metrics_file);
+    let text = std::fs::read_to_string(&metrics_path).map_err(|source| ReportError::Io {
+        action: "read",
+        path: metrics_path.clone(),
+        source,
+    })?;
+    let metrics = parse_metrics(&text, &metrics_path)?;
+    let resolved_yaml = read_optional(&run_dir.join(RESOLVED_FILE), &mut notes);
+    let plan = read_optional(&run_dir.join(PLAN_FILE), &mut notes);
     let fallback_name = run_dir
         .canonicalize()
         .unwrap_or_else(|_| run_dir.to_path_buf())

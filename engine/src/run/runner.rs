@@ -232,16 +232,9 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
     if let Some(path) = &options.resume {
         metrics_lines = runner.restore(path, &mut pos)?;
     }
-    let metrics_file = plan.metrics_file.clone().or_else(|| {
-        options
-            .metrics_every_steps
-            .map(|_| "metrics.jsonl".to_string())
-    });
-    if let Some(file) = metrics_file {
-        let path = options.out_dir.join(file);
-        runner.writer =
-            Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
-    }
+    let path = options.out_dir.join(&plan.metrics_file);
+    runner.writer =
+        Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
     if plan.federated.is_some() {
         runner.federated_loop(&mut pos, options.resume.is_some())
     } else {
@@ -590,6 +583,7 @@ impl Runner<'_> {
             "steps": summary.steps,
             "chain_steps": summary.chain_steps,
             "wall_time_s": elapsed,
+            "metrics_file": self.plan.metrics_file,
         });
         std::fs::write(&run_json, format!("{facts:#}\n")).map_err(io_error(&run_json))?;
         Ok(summary)

@@ -169,6 +169,14 @@ pub struct MetricsCallback {
     pub file: String,
 }
 
+impl Default for MetricsCallback {
+    fn default() -> Self {
+        MetricsCallback {
+            file: default_metrics_file(),
+        }
+    }
+}
+
 fn default_metrics_file() -> String {
     "metrics.jsonl".into()
 }

@@ -11,8 +11,12 @@ pub enum GpuError {
     )]
     NoAdapter,
     /// Adapters exist but none matches the request.
-    #[error("no {backend} adapter matching {wanted:?}; available: {available}")]
+    #[error(
+        "no{backend} adapter{}; available: {available} (a device is `auto`, `vulkan`, `gl`, or part of an adapter's name, as `engine devices` lists them; NVIDIA GPUs run through `vulkan`)",
+        wanted.as_ref().map(|w| format!(" whose name contains `{w}`")).unwrap_or_default()
+    )]
     NoMatchingAdapter {
+        /// ` vulkan`, ` gl`, or empty for any backend.
         backend: String,
         wanted: Option<String>,
         available: String,

@@ -92,7 +92,10 @@ fn pick_adapter(req: &DeviceRequest) -> Result<wgpu::Adapter, GpuError> {
     match candidates.first() {
         Some(a) => Ok((*a).clone()),
         None => Err(GpuError::NoMatchingAdapter {
-            backend: format!("{:?}", req.backend).to_lowercase(),
+            backend: match req.backend {
+                BackendChoice::Auto => String::new(),
+                b => format!(" {b:?}").to_lowercase(),
+            },
             wanted: req.name.clone(),
             available: all
                 .iter()

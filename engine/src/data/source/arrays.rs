@@ -1,5 +1,6 @@
 //! Turning a features array file and a labels array file (idx, npy) into a dataset.
 
+use std::io::Read;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -8,6 +9,34 @@ use super::elements::{ByteOrder, Element};
 use crate::data::dataset::{Dataset, Task, assemble, resolve_labels};
 use crate::data::error::DataError;
 use crate::data::read::empty;
+
+/// The dimensions of an array file, reading no more than its header: `prefix` bytes tell
+/// `header_len` how long the whole header is, and the format's own `parse` reads it (the
+/// same parser the loader uses, so the check and the load agree on every file).
+pub(crate) fn read_dims(
+    file: &Path,
+    reader: impl std::io::Read,
+    prefix: u64,
+    header_len: fn(&[u8]) -> u64,
+    parse: for<'a> fn(&'a Path, &'a [u8]) -> Result<ArrayFile<'a>, DataError>,
+) -> Result<Vec<usize>, DataError> {
+    let io = |source: std::io::Error| DataError::Io {
+        file: file.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    let mut reader = reader.take(prefix);
+    reader.read_to_end(&mut bytes).map_err(io)?;
+    let mut reader = reader.into_inner();
+    let rest = header_len(&bytes).saturating_sub(bytes.len() as u64);
+    // `take` reads what the file holds, so a header length read from a broken file
+    // allocates no more than the file's own size.
+    (&mut reader)
+        .take(rest)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(parse(file, &bytes)?.dims)
+}
 
 /// A binary array file whose header has been read: dimensions (first = samples),
 /// element type, byte order, and the bytes after the header.

@@ -55,6 +55,20 @@ impl IdxSource {
     }
 }
 
+/// The dimensions of an IDX file, reading only its header (`engine validate`'s probe).
+pub(crate) fn read_shape(file: &Path, reader: impl std::io::Read) -> Result<Vec<usize>, DataError> {
+    super::arrays::read_dims(
+        file,
+        reader,
+        4,
+        |magic| match magic {
+            [_, _, _, ndims] => 4 + 4 * u64::from(*ndims),
+            _ => magic.len() as u64,
+        },
+        parse_header,
+    )
+}
+
 /// Reads the magic number and dimensions; the values are checked and decoded later.
 pub(crate) fn parse_header<'a>(
     file: &'a Path,

@@ -55,6 +55,24 @@ impl NpySource {
     }
 }
 
+/// The shape of an npy file, reading only its header (`engine validate`'s probe).
+pub(crate) fn read_shape(file: &Path, reader: impl std::io::Read) -> Result<Vec<usize>, DataError> {
+    super::arrays::read_dims(file, reader, 12, header_len, parse_header)
+}
+
+/// Magic, version, length field and header dict, from the first 12 bytes: the length
+/// field is a u16 in version 1 and a u32 in versions 2 and 3.
+fn header_len(prefix: &[u8]) -> u64 {
+    match (prefix.get(6), prefix.get(8..12)) {
+        (Some(1), Some(len)) => 10 + u64::from(u16::from_le_bytes([len[0], len[1]])),
+        (Some(2 | 3), Some(len)) => {
+            12 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))
+        }
+        // Not an npy header the parser accepts: it names the problem from these bytes.
+        _ => prefix.len() as u64,
+    }
+}
+
 /// Reads the magic string and the header dict; the values are checked and decoded later.
 pub(crate) fn parse_header<'a>(
     file: &'a Path,
@@ -259,6 +277,29 @@ pub(crate) mod tests {
         assert_eq!(data.shape, vec![2, 2]);
         assert_eq!(data.sample(1)[3], 255.0);
         assert_eq!(data.targets, Some(vec![0.5, -1.0]));
+    }
+
+    /// The validation probe reads versions 1 and 2 (whose length field is a u32), stops
+    /// after the header (the data may be cut off), and names a broken header as the
+    /// loader does.
+    #[test]
+    fn the_header_probe_reads_versions_1_and_2_and_stops_after_the_header() {
+        let v1 = npy("<f4", &[3, 2, 5], &f32_bytes(&[0.0; 30]));
+        let mut v2 = v1.clone();
+        let header_len = u16::from_le_bytes([v2[8], v2[9]]) as u32;
+        v2.splice(6..10, [2, 0].into_iter().chain(header_len.to_le_bytes()));
+        let file = Path::new("x.npy");
+        for bytes in [&v1, &v2] {
+            let header_end = bytes.len() - 30 * 4;
+            let cut = &bytes[..header_end + 3];
+            assert_eq!(read_shape(file, cut).unwrap(), vec![3, 2, 5]);
+        }
+        let err = read_shape(file, &v2[..20]).unwrap_err().to_string();
+        assert!(err.contains("ends inside its header"), "{err}");
+        let err = read_shape(file, &b"PK\x03\x04 not npy"[..])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NUMPY"), "{err}");
     }
 
     #[test]
