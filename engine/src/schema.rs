@@ -1,12 +1,113 @@
-//! The JSON Schema of the pipeline format, generated from the Rust types.
+//! The JSON Schema of the pipeline format, generated from the Rust types and shaped for
+//! editors (yaml-language-server, which VS Code's YAML extension runs).
+
+use serde_json::{Map, Value};
 
 use crate::spec::Pipeline;
 
 /// The pipeline JSON Schema as pretty-printed JSON with a trailing newline.
 pub fn pipeline_schema() -> String {
-    let schema = schemars::schema_for!(Pipeline);
-    // Serialising a schemars Schema (a JSON value) cannot fail.
+    let mut schema = schemars::schema_for!(Pipeline).to_value();
+    for_editors(&mut schema);
+    // Serialising a JSON value cannot fail.
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// What editors need beyond the derived schema, applied to every subschema:
+/// - in a `oneOf`, bare names (`- relu`) before one-key maps (`- linear: {...}`): the
+///   language server drops the bare names' completions otherwise, and vice versa for the
+///   object variants listed before them;
+/// - a `title` per variant (its name), shown by completion and hover;
+/// - a description on the selecting key (`kind`, `type`) naming every choice, so hovering
+///   it explains it;
+/// - every object closed (`additionalProperties: false`), so a misspelt key is marked.
+fn for_editors(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(variants)) = map.get_mut("oneOf") {
+                variants.sort_by_key(|v| !is_bare_name(v));
+                for v in variants.iter_mut() {
+                    let title = variant_name(v);
+                    if let (Value::Object(o), Some(title)) = (v, title) {
+                        o.entry("title").or_insert(Value::String(title));
+                    }
+                }
+                describe_tag(variants);
+            }
+            let object = map.get("type").and_then(Value::as_str) == Some("object");
+            if object && map.contains_key("properties") {
+                map.entry("additionalProperties")
+                    .or_insert(Value::Bool(false));
+            }
+            map.values_mut().for_each(for_editors);
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_editors),
+        _ => {}
+    }
+}
+
+fn is_bare_name(v: &Value) -> bool {
+    v.get("type").and_then(Value::as_str) == Some("string")
+        && (v.get("const").is_some() || v.get("enum").is_some())
+}
+
+/// A variant's name: its constant, its tag's constant, or its one key.
+fn variant_name(v: &Value) -> Option<String> {
+    if let Some(c) = v.get("const").and_then(Value::as_str) {
+        return Some(c.to_string());
+    }
+    if let Some([one]) = v.get("enum").and_then(Value::as_array).map(Vec::as_slice) {
+        return one.as_str().map(str::to_string);
+    }
+    let properties = v.get("properties")?.as_object()?;
+    if let Some((_, c)) = tag_of(properties) {
+        return Some(c.to_string());
+    }
+    match v.get("required")?.as_array()?.as_slice() {
+        [one] if properties.len() == 1 => one.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The selecting key of an internally tagged variant and its value.
+fn tag_of(properties: &Map<String, Value>) -> Option<(&'static str, &str)> {
+    ["kind", "type"].into_iter().find_map(|tag| {
+        let c = properties.get(tag)?.get("const")?.as_str()?;
+        Some((tag, c))
+    })
+}
+
+/// Gives the selecting key of every variant a description: all choices, then this one.
+fn describe_tag(variants: &mut [Value]) {
+    let tagged = |v: &Value| -> Option<(&'static str, String)> {
+        let (tag, name) = tag_of(v.get("properties")?.as_object()?)?;
+        Some((tag, name.to_string()))
+    };
+    let names: Vec<String> = variants
+        .iter()
+        .filter_map(|v| tagged(v).map(|(_, n)| format!("`{n}`")))
+        .collect();
+    for v in variants.iter_mut() {
+        let Some((tag, name)) = tagged(v) else {
+            continue;
+        };
+        let about = v
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let about = about
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .replace('\n', " ");
+        let text = format!(
+            "Which one this is, of {}. `{name}`: {about}",
+            names.join(", ")
+        );
+        if let Some(Value::Object(key)) = v.pointer_mut(&format!("/properties/{tag}")) {
+            key.entry("description").or_insert(Value::String(text));
+        }
+    }
 }

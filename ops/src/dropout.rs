@@ -19,6 +19,7 @@ const WGSL: &str = include_str!("../../shaders/dropout.wgsl");
 #[serde(deny_unknown_fields)]
 pub struct DropoutAttrs {
     /// Probability of zeroing an element during training, in [0, 1).
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub p: f32,
 }
 

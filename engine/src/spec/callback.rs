@@ -229,6 +229,7 @@ pub struct EarlyStopping {
     /// Whether smaller (`min`) or larger (`max`) is better.
     pub mode: Mode,
     /// Evaluations without improvement before stopping.
+    #[schemars(range(min = 1))]
     pub patience: u32,
     /// Smallest change that counts as an improvement.
     #[serde(default)]
@@ -331,6 +332,7 @@ fn tenth() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct Plateau {
     /// Checks without improvement before the action (> 0).
+    #[schemars(range(min = 1))]
     pub patience: u32,
     /// Smallest change that counts as an improvement.
     #[serde(default)]

@@ -19,6 +19,7 @@ pub struct FederatedSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<StageId>,
     /// Number of clients K the train split is partitioned into.
+    #[schemars(range(min = 1))]
     pub clients: u32,
     /// Clients taking part in each round, sampled without replacement.
     pub per_round: PerRound,
@@ -113,6 +114,7 @@ impl PartitionSpec {
 #[serde(deny_unknown_fields)]
 pub struct ShardsPartition {
     /// Shards each client receives (McMahan et al.: 2).
+    #[schemars(range(min = 1))]
     pub shards_per_client: u32,
 }
 
@@ -121,6 +123,7 @@ pub struct ShardsPartition {
 #[serde(deny_unknown_fields)]
 pub struct DirichletPartition {
     /// Concentration α > 0: small α gives each client few classes, large α nearly IID.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub alpha: f64,
     /// Every client holds at least this many samples (default 10).
     #[serde(default = "default_min_size")]
@@ -192,6 +195,7 @@ pub struct FedProx {
 pub struct FedAvgM {
     /// Server learning rate (default 1).
     #[serde(default = "one")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub lr: f64,
     /// Server momentum β in [0, 1) (default 0.9).
     #[serde(default = "default_server_momentum")]
@@ -212,6 +216,7 @@ fn default_server_momentum() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ServerAdaptive {
     /// Server learning rate η (> 0).
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub lr: f64,
     /// First-moment decay β1 in [0, 1) (default 0.9; all three keep this momentum).
     #[serde(default = "default_beta1")]
@@ -242,5 +247,6 @@ fn default_tau() -> f64 {
 pub struct Scaffold {
     /// Global learning rate η_g (default 1).
     #[serde(default = "one")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub lr: f64,
 }

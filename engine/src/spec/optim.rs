@@ -53,9 +53,11 @@ impl OptimizerSpec {
 #[serde(deny_unknown_fields)]
 pub struct Sgd {
     /// Learning rate (> 0).
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub lr: f64,
     /// Momentum factor in [0, 1).
     #[serde(default)]
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub momentum: f64,
     /// Use Nesterov momentum (needs momentum > 0).
     #[serde(default)]
@@ -70,6 +72,7 @@ pub struct Sgd {
 #[serde(deny_unknown_fields)]
 pub struct Adam {
     /// Learning rate (> 0).
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub lr: f64,
     /// Decay rates of the first and second moment estimates, each in [0, 1).
     #[serde(default = "default_betas")]

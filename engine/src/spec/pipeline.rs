@@ -90,9 +90,9 @@ pub enum Backend {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// Train for this many passes over the training split.
-    Epochs(u32),
+    Epochs(#[schemars(range(min = 1))] u32),
     /// Train for this many optimizer steps, crossing epochs as needed.
-    Steps(u64),
+    Steps(#[schemars(range(min = 1))] u64),
     /// Train for this many federated rounds (needs a `federated:` section).
-    Rounds(u32),
+    Rounds(#[schemars(range(min = 1))] u32),
 }

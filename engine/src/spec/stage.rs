@@ -95,6 +95,7 @@ pub struct LoadStage {
     #[serde(default = "train")]
     pub split: SplitName,
     /// Samples per batch (> 0).
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// Reshuffle the split every epoch (seeded).
     #[serde(default = "yes")]
@@ -179,6 +180,7 @@ pub struct LossStage {
     pub function: LossFn,
     /// Label smoothing for `cross_entropy`, in [0, 1).
     #[serde(default)]
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub label_smoothing: f64,
     /// `huber`: where the loss turns from squared to linear (> 0); default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +225,7 @@ pub struct AccumulateStage {
     /// Gradients to accumulate, e.g. `grads.grads`.
     pub grads: PortRef,
     /// Micro-batches summed per optimizer step (> 0). The sum is divided by `steps`.
+    #[schemars(range(min = 1))]
     pub steps: u32,
 }
 
@@ -341,6 +344,7 @@ pub struct EvalStage {
     pub split: SplitName,
     /// Samples per batch (> 0).
     #[serde(default = "eval_batch")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// When to evaluate.
     #[serde(default = "eval_triggers")]
