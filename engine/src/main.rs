@@ -86,6 +86,10 @@ enum Command {
         /// fresh optimizer and schedule (fine-tuning, e.g. on another split).
         #[arg(long, value_name = "PATH")]
         init_from: Option<PathBuf>,
+        /// Let `exec` callbacks run their commands (`engine plan` lists them); without it a
+        /// pipeline with one is refused.
+        #[arg(long)]
+        allow_exec: bool,
     },
     /// List the checkpoints in a directory with step, epoch and metric; marks latest and best.
     Checkpoints {
@@ -461,7 +465,14 @@ fn main() -> ExitCode {
             quiet,
             resume,
             init_from,
-        } => with_pipeline(&file, &set, |checked| {
+            allow_exec,
+        } => with_pipeline_and_sources(&file, &set, |checked, sources| {
+            if !allow_exec {
+                let refused = engine::check::exec_commands(checked);
+                if !refused.is_empty() {
+                    return report(LoadError::Invalid(refused), sources);
+                }
+            }
             let plan = engine::plan::plan_pipeline(checked);
             let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
             let resume = match resume.as_deref() {
@@ -836,9 +847,18 @@ fn with_pipeline(
     set: &[String],
     f: impl FnOnce(&engine::check::CheckedPipeline) -> u8,
 ) -> ExitCode {
+    with_pipeline_and_sources(file, set, |checked, _| f(checked))
+}
+
+/// As [`with_pipeline`], with the sources for locating further diagnostics.
+fn with_pipeline_and_sources(
+    file: &std::path::Path,
+    set: &[String],
+    f: impl FnOnce(&engine::check::CheckedPipeline, &Sources) -> u8,
+) -> ExitCode {
     let mut sources = Sources::default();
     match load_pipeline(file, set, &mut sources) {
-        Ok(checked) => ExitCode::from(f(&checked)),
+        Ok(checked) => ExitCode::from(f(&checked, &sources)),
         Err(e) => ExitCode::from(report(e, &sources)),
     }
 }

@@ -16,7 +16,7 @@ fn key(k: &str) -> Seg {
 }
 
 /// The callbacks a federated run drives.
-const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint` or `early_stopping`";
+const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint`, `early_stopping` or `exec`";
 
 pub(super) fn check(
     parsed: &ParsedPipeline,
@@ -106,6 +106,7 @@ pub(super) fn check(
                     | CallbackSpec::Metrics(_)
                     | CallbackSpec::Checkpoint(_)
                     | CallbackSpec::EarlyStopping(_)
+                    | CallbackSpec::Exec(_)
             )
         {
             out.push(

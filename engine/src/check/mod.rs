@@ -41,6 +41,46 @@ pub struct CheckedPipeline {
     pub chains: Vec<TrainChain>,
 }
 
+/// The `exec` callbacks of a checked pipeline, each located at its command: `engine run`
+/// refuses them unless `--allow-exec` says the commands may run.
+pub fn exec_commands(checked: &CheckedPipeline) -> Vec<Diagnostic> {
+    use crate::parse::Seg;
+    use crate::spec::{CallbackSpec, Stage};
+    let parsed = &checked.parsed;
+    parsed
+        .pipeline
+        .stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, stage)| {
+            let Stage::Callback(c) = stage else {
+                return None;
+            };
+            let CallbackSpec::Exec(e) = &c.callback else {
+                return None;
+            };
+            let path = [
+                graph::field_path(i, "callback"),
+                vec![Seg::Key("command".into())],
+            ]
+            .concat();
+            Some(
+                Diagnostic::new(
+                    "exec-not-allowed",
+                    format!(
+                        "callback `{}` runs `{}`; a pipeline's commands run only when you allow them",
+                        c.id.0,
+                        e.command.join(" ")
+                    ),
+                )
+                .at(parsed.span(&path), "runs this command")
+                .stage(stage.id())
+                .hint("read the command, then pass `engine run --allow-exec` (`engine plan` lists every command)"),
+            )
+        })
+        .collect()
+}
+
 /// Builds the stage graph and runs every check, collecting all problems.
 pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Diagnostic>> {
     let mut diagnostics = parsed.repaired.clone();

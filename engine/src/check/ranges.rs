@@ -206,6 +206,10 @@ fn stage_rules(r: &mut Rules, stage: &Stage) {
             match &cb.callback {
                 CallbackSpec::LrSchedule(l) => schedule(&mut c.under(&[key("schedule")]), &l.schedule),
                 CallbackSpec::EarlyStopping(e) => c.rule("patience", e.patience > 0, "> 0", e.patience, "wait at least one evaluation"),
+                CallbackSpec::Exec(e) => {
+                    c.rule("timeout_s", e.timeout_s > 0.0 && e.timeout_s.is_finite(), "> 0", e.timeout_s, "give the command the seconds it needs, e.g. 60");
+                    c.rule("command", !e.command.is_empty(), "a program and its arguments", "[]", "e.g. `command: [python3, hooks/notify.py]`");
+                }
                 CallbackSpec::Checkpoint(k) => {
                     if let Some(n) = k.keep_last {
                         c.rule("keep_last", n > 0, "> 0", n, "keep at least one checkpoint");

@@ -80,6 +80,10 @@ pub struct Plan {
     pub lr_preview: Vec<LrPoint>,
     /// Kernels one training step dispatches, in order.
     pub kernels: Vec<String>,
+    /// The pipeline file's directory: relative paths in it, and `exec` commands, start
+    /// there (not in plans: it differs between machines).
+    #[serde(skip)]
+    pub pipeline_dir: std::path::PathBuf,
 }
 
 /// Training length and batching.
@@ -332,6 +336,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
         memory,
         lr_preview,
         kernels,
+        pipeline_dir: checked.parsed.base_dir.clone(),
     }
 }
 
@@ -845,6 +850,21 @@ impl fmt::Display for Plan {
                 })
                 .collect();
             writeln!(f, "evals: {}", evals.join(", "))?;
+        }
+        for c in &self.callbacks {
+            if let CallbackSpec::Exec(e) = &c.spec {
+                writeln!(
+                    f,
+                    "exec {}: runs `{}` (timeout {} s, on failure {}; only with `engine run --allow-exec`)",
+                    c.name,
+                    e.command.join(" "),
+                    e.timeout_s,
+                    match e.on_failure {
+                        crate::spec::ExecFailure::Warn => "warn",
+                        crate::spec::ExecFailure::Stop => "stop",
+                    }
+                )?;
+            }
         }
         for d in &self.datasets {
             if let Some(names) = &d.class_names {

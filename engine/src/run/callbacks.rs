@@ -28,6 +28,8 @@ pub(super) enum Action {
     Profile,
     /// Write a `steps` metrics record of the training since the previous one.
     RecordSteps,
+    /// Run a command (an `exec` callback).
+    Exec(super::exec::ExecRequest),
     /// Reload the newest checkpoint older than `before_step` and continue with the
     /// learning rate multiplied by `lr_factor`.
     Rollback {
@@ -270,6 +272,11 @@ impl<'p> Callbacks<'p> {
         Ok(())
     }
 
+    /// A callback's message: on the progress bar's terminal, unless quiet.
+    pub fn say(&self, line: String) {
+        self.print(line);
+    }
+
     fn print(&self, line: String) {
         if self.quiet {
             return;
@@ -329,6 +336,21 @@ impl<'p> Callbacks<'p> {
                 Ok(Action::RecordSteps)
             }
             CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
+            CallbackSpec::Exec(e) => Ok(Action::Exec(super::exec::ExecRequest {
+                name: name.to_string(),
+                command: e.command.clone(),
+                timeout: std::time::Duration::from_secs_f64(e.timeout_s),
+                on_failure: e.on_failure,
+                event: serde_json::json!({
+                    "callback": name,
+                    "trigger": at.trigger.to_string(),
+                    "step": at.step,
+                    "epoch": at.epoch,
+                    "elapsed_s": at.elapsed,
+                    "train": self.memory.train,
+                    "evals": self.memory.evals,
+                }),
+            })),
         }
     }
 

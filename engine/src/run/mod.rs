@@ -8,6 +8,7 @@ mod chain;
 pub mod checkpoint;
 mod dispatches;
 mod evaluate;
+mod exec;
 mod federated;
 pub mod infer;
 mod metrics;
@@ -77,6 +78,9 @@ pub enum RunError {
     /// The pipeline uses something the executor does not run yet.
     #[error("{0}")]
     Unsupported(String),
+    /// A callback's command failed and its `on_failure` is `stop`.
+    #[error("{0}")]
+    Hook(String),
     /// A non-finite loss or gradient norm under `nan_guard: stop`.
     #[error("{0}")]
     NonFinite(String),

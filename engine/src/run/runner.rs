@@ -18,14 +18,14 @@ use ops::train::{AccumulationState, EvalStep, NamedTensor};
 use crate::card::{ModelCard, Scaling, TaskCard};
 use crate::data::{Batch, BatchIter, Normalizer, Prefetcher, Split, prepare};
 use crate::plan::{EvalPlan, EvalTarget, HookId, Plan, Watched};
-use crate::spec::{SplitName, Trigger};
+use crate::spec::{ExecFailure, SplitName, Trigger};
 
 use super::callbacks::{self, Action, Callbacks, ChainMoment, metric_of};
 use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs};
 use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState};
 use super::evaluate::evaluate_split;
 use super::metrics::{MetricsRecord, MetricsWriter};
-use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, io_error, profile};
+use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, exec, io_error, profile};
 
 pub(super) struct EvalRoutine {
     pub(super) plan: EvalPlan,
@@ -811,6 +811,29 @@ impl Runner<'_> {
                 Action::RecordSteps => {
                     if let Some(n) = period {
                         self.record_steps(pos, n)?;
+                    }
+                }
+                Action::Exec(request) => {
+                    let root = self.out_dir.join(&plan.checkpoint_dir);
+                    let mut event = request.event.clone();
+                    event["checkpoint"] = match checkpoint::latest(&root) {
+                        Ok(path) => serde_json::json!(path.display().to_string()),
+                        Err(_) => serde_json::Value::Null,
+                    };
+                    event["out_dir"] = serde_json::json!(self.out_dir.display().to_string());
+                    let started = Instant::now();
+                    let outcome = exec::run_command(&request, &plan.pipeline_dir, &event);
+                    self.clock
+                        .add(&format!("exec {}", request.name), started.elapsed());
+                    for line in outcome.lines {
+                        self.hooks.say(format!("[{}] {line}", request.name));
+                    }
+                    if let Some(why) = outcome.failure {
+                        let message = format!("exec callback `{}`: {why}", request.name);
+                        match request.on_failure {
+                            ExecFailure::Warn => eprintln!("warning: {message}"),
+                            ExecFailure::Stop => return Err(RunError::Hook(message)),
+                        }
                     }
                 }
                 Action::Profile => {

@@ -105,6 +105,9 @@ pub enum CallbackSpec {
     Profile,
     /// Watch a metric for a condition (non-finite, divergence, plateau) and act on it.
     Monitor(MonitorCallback),
+    /// Run a command with the event (trigger, step, epoch, latest metrics, checkpoint) as
+    /// JSON on its stdin; `engine run` needs `--allow-exec`.
+    Exec(ExecCallback),
 }
 tagged_enum!(CallbackSpec, "type", {
     "log" => Log,
@@ -115,6 +118,7 @@ tagged_enum!(CallbackSpec, "type", {
     "nan_guard" => NanGuard(NanGuard),
     "profile" => Profile,
     "monitor" => Monitor(MonitorCallback),
+    "exec" => Exec(ExecCallback),
 });
 
 impl CallbackSpec {
@@ -129,6 +133,7 @@ impl CallbackSpec {
             CallbackSpec::NanGuard(_) => "nan_guard",
             CallbackSpec::Profile => "profile",
             CallbackSpec::Monitor(_) => "monitor",
+            CallbackSpec::Exec(_) => "exec",
         }
     }
 
@@ -143,6 +148,7 @@ impl CallbackSpec {
             CallbackSpec::NanGuard(_) => vec![Trigger::EveryNSteps(10), Trigger::EpochEnd],
             CallbackSpec::Profile => vec![Trigger::FitEnd],
             CallbackSpec::Monitor(_) => vec![Trigger::EpochEnd],
+            CallbackSpec::Exec(_) => vec![Trigger::EpochEnd],
         }
     }
 
@@ -158,6 +164,38 @@ impl CallbackSpec {
             })
             .collect()
     }
+}
+
+/// A command run at the callback's triggers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCallback {
+    /// The program and its arguments, run without a shell in the pipeline's directory,
+    /// e.g. `[python3, hooks/notify.py]`. It reads the event as one JSON object on stdin.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// Seconds it may run before it is killed and counts as failed (> 0).
+    #[serde(default = "default_exec_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub timeout_s: f64,
+    /// What a failure (exit status other than 0, timeout, cannot start) does.
+    #[serde(default)]
+    pub on_failure: ExecFailure,
+}
+
+fn default_exec_timeout() -> f64 {
+    60.0
+}
+
+/// What a failed `exec` command does to the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecFailure {
+    /// Print a warning and go on.
+    #[default]
+    Warn,
+    /// End the run with an error.
+    Stop,
 }
 
 /// Metrics file settings.
