@@ -1060,6 +1060,14 @@ impl Plan {
             for c in &self.chains {
                 writeln!(f, "lr {}: {}", c.name, preview(&lr_preview(c)))?;
             }
+        } else if self.federated.is_some() {
+            // Each client starts its schedule afresh at local step 0; the preview spans
+            // the local schedule over the whole train split (a client has a share of it).
+            writeln!(
+                f,
+                "lr (by each client's local step, restarting per client): {}",
+                preview(&self.lr_preview)
+            )?;
         } else {
             writeln!(f, "lr: {}", preview(&self.lr_preview))?;
         }
