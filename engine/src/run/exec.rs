@@ -2,7 +2,7 @@
 //! the event as one JSON object on its stdin, its output collected line by line, killed
 //! at its timeout. Only the runner calls it, and only with `--allow-exec`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,10 +29,14 @@ pub(super) struct ExecOutcome {
     pub failure: Option<String>,
 }
 
-/// Runs `request`'s command in `dir` with `event` on stdin.
+/// Runs `request`'s command in `dir` with `event` on stdin. The event is handed over as a
+/// file in `out_dir` (removed once opened), not a pipe: a command that exits without
+/// reading its input must not end the engine with SIGPIPE, whose default action the
+/// binary restores for `engine plan | head`.
 pub(super) fn run_command(
     request: &ExecRequest,
     dir: &Path,
+    out_dir: &Path,
     event: &serde_json::Value,
 ) -> ExecOutcome {
     let failed = |why: String| ExecOutcome {
@@ -47,10 +51,23 @@ pub(super) fn run_command(
     let Some((program, args)) = request.command.split_first() else {
         return failed("the command is empty".into());
     };
+    let event_file = out_dir.join(format!(".exec-{}.json", request.name));
+    let input = std::fs::write(&event_file, event.to_string() + "\n")
+        .and_then(|()| std::fs::File::open(&event_file));
+    let _ = std::fs::remove_file(&event_file);
+    let input = match input {
+        Ok(file) => file,
+        Err(e) => {
+            return failed(format!(
+                "cannot write its event to `{}`: {e}",
+                event_file.display()
+            ));
+        }
+    };
     let mut child = match Command::new(program)
         .args(args)
         .current_dir(dir)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -58,13 +75,6 @@ pub(super) fn run_command(
         Ok(child) => child,
         Err(e) => return failed(format!("cannot start `{program}`: {e}")),
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let text = event.to_string() + "\n";
-        // A command that does not read its input closes the pipe: not a failure.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(text.as_bytes());
-        });
-    }
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     let readers = [

@@ -822,7 +822,8 @@ impl Runner<'_> {
                     };
                     event["out_dir"] = serde_json::json!(self.out_dir.display().to_string());
                     let started = Instant::now();
-                    let outcome = exec::run_command(&request, &plan.pipeline_dir, &event);
+                    let outcome =
+                        exec::run_command(&request, &plan.pipeline_dir, &self.out_dir, &event);
                     self.clock
                         .add(&format!("exec {}", request.name), started.elapsed());
                     for line in outcome.lines {

@@ -14,8 +14,8 @@ mod stage;
 pub(crate) mod tagged;
 
 pub use callback::{
-    CallbackSpec, EarlyStopping, ExecCallback, ExecFailure, MetricsCallback, Mode, MonitorAction,
-    MonitorCallback, MonitorCondition, NanAction, Trigger,
+    CallbackSpec, CheckpointCallback, EarlyStopping, ExecCallback, ExecFailure, MetricsCallback,
+    Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction, NanGuard, Trigger,
 };
 pub use dataset::{
     ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,

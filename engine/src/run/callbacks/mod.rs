@@ -1,0 +1,349 @@
+//! Callbacks decide, the runner acts: each callback sees the moment it fires at and
+//! returns an [`Action`]; only the runner touches the device, files and processes.
+//!
+//! One file per callback that decides something (`log`, `nan_guard`, `early_stopping`,
+//! `monitor`, `checkpoint`, `exec`); this module holds what they share (the memory saved
+//! in checkpoints, the progress bar) and dispatches a trigger to each.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ops::train::NamedTensor;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{CallbackId, Plan, Watched};
+use crate::spec::{CallbackSpec, EvalMetric, Trigger};
+
+mod checkpoint;
+mod early_stopping;
+mod exec;
+mod log;
+mod monitor;
+mod nan_guard;
+
+use super::checkpoint::MetricSums;
+use super::{RunError, StepMetricsSummary};
+
+/// What the runner should do after a callback.
+pub(super) enum Action {
+    Continue,
+    Stop,
+    /// Load these weights (early stopping with `restore_best`).
+    RestoreBest(Vec<NamedTensor>),
+    /// Read the weights and hand them to [`Callbacks::store_best`].
+    SnapshotBest,
+    /// Save a checkpoint once the trigger's hooks have all run.
+    Checkpoint(CheckpointRequest),
+    /// Time every kernel and write the profile.
+    Profile,
+    /// Write a `steps` metrics record of the training since the previous one.
+    RecordSteps,
+    /// Run a command (an `exec` callback).
+    Exec(super::exec::ExecRequest),
+    /// Reload the newest checkpoint older than `before_step` and continue with the
+    /// learning rate multiplied by `lr_factor`.
+    Rollback {
+        before_step: u64,
+        lr_factor: f64,
+    },
+}
+
+/// A checkpoint to save.
+pub(super) struct CheckpointRequest {
+    /// Directory under the run's output directory.
+    pub dir: String,
+    /// Keep only this many newest checkpoints.
+    pub keep_last: Option<u32>,
+    /// Keep the best checkpoint: `Some(true)` when larger is better.
+    pub keep_best_max: Option<bool>,
+    /// The monitored metric.
+    pub monitor: Option<Watched>,
+}
+
+/// When a callback fires.
+pub(super) struct Moment<'m> {
+    pub trigger: Trigger,
+    /// The run's step clock (the lead chain's optimizer steps).
+    pub step: u64,
+    pub epoch: u64,
+    pub elapsed: f64,
+    /// Training samples of every chain since this process started.
+    pub samples: u64,
+    /// Each training chain, in plan order.
+    pub chains: &'m [ChainMoment<'m>],
+}
+
+/// Where one training chain stands when a callback fires.
+pub(super) struct ChainMoment<'m> {
+    /// The chain's name (its step stage).
+    pub name: &'m str,
+    /// Its loss stage (`<loss>.loss` names its training loss).
+    pub loss: &'m str,
+    /// Its optimizer steps.
+    pub step: u64,
+    /// At an `every_n_steps` trigger: its training sums since that period's last report.
+    pub window: MetricSums,
+    /// Global gradient norm at the last read of its device sums.
+    pub grad_norm: f32,
+    /// Learning rate of its last step.
+    pub lr: f64,
+}
+
+/// Early-stopping counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct EarlyStop {
+    best: Option<f64>,
+    bad: u32,
+    seen: u32,
+    /// Number of the last evaluation counted (an eval that has not run again since is
+    /// not a new evaluation).
+    #[serde(default)]
+    last_eval: u64,
+}
+
+/// A monitor's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct MonitorState {
+    best: Option<f64>,
+    bad: u32,
+    rollbacks: u32,
+    /// Step of the last check at which the condition did not hold.
+    last_healthy: Option<u64>,
+    /// Number of the last evaluation counted (see [`EarlyStop`]).
+    #[serde(default)]
+    last_eval: u64,
+}
+
+/// What callbacks remember, saved in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Memory {
+    /// Last epoch's training metrics of each chain.
+    train: BTreeMap<String, StepMetricsSummary>,
+    evals: BTreeMap<String, StepMetricsSummary>,
+    early: BTreeMap<String, EarlyStop>,
+    #[serde(default)]
+    monitors: BTreeMap<String, MonitorState>,
+    /// How many times each eval has run.
+    #[serde(default)]
+    eval_runs: BTreeMap<String, u64>,
+    /// Product of the learning-rate reductions monitors made.
+    #[serde(default = "one")]
+    lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            train: BTreeMap::new(),
+            evals: BTreeMap::new(),
+            early: BTreeMap::new(),
+            monitors: BTreeMap::new(),
+            eval_runs: BTreeMap::new(),
+            lr_scale: 1.0,
+        }
+    }
+}
+
+/// The run's callbacks and what they remember between triggers.
+pub(super) struct Callbacks<'p> {
+    plan: &'p Plan,
+    progress: Option<ProgressBar>,
+    quiet: bool,
+    memory: Memory,
+    best_params: Option<Vec<NamedTensor>>,
+}
+
+impl<'p> Callbacks<'p> {
+    pub fn new(plan: &'p Plan, quiet: bool) -> Self {
+        let has_log = plan
+            .callbacks
+            .iter()
+            .any(|c| matches!(c.spec, CallbackSpec::Log));
+        let progress = (has_log && !quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(plan.schedule.total_steps);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps {msg} [{elapsed} < {eta}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Callbacks {
+            plan,
+            progress,
+            quiet: quiet || !has_log,
+            memory: Memory::default(),
+            best_params: None,
+        }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The `every_n_steps` periods something fires at.
+    pub fn periods(&self) -> Vec<u64> {
+        self.plan
+            .hook_table
+            .iter()
+            .filter_map(|(t, hooks)| match t {
+                Trigger::EveryNSteps(n) if *n > 0 && !hooks.is_empty() => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every-N-steps triggers due after optimizer step `step`, in plan order.
+    pub fn every_n_due(&self, step: u64) -> Vec<Trigger> {
+        self.plan
+            .hook_table
+            .iter()
+            .filter_map(|(t, _)| match t {
+                Trigger::EveryNSteps(n) if *n > 0 && step.is_multiple_of(*n) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True when anything fires at this trigger.
+    pub fn has(&self, trigger: Trigger) -> bool {
+        self.plan
+            .hook_table
+            .iter()
+            .any(|(t, ids)| *t == trigger && !ids.is_empty())
+    }
+
+    /// The product of the learning-rate reductions monitors made (applies to every
+    /// chain's schedule).
+    pub fn lr_scale(&self) -> f64 {
+        self.memory.lr_scale
+    }
+
+    /// Monitor rollback counters and the learning-rate scale: kept across a rollback,
+    /// which otherwise restores the checkpoint's callback memory.
+    pub fn rollback_memory(&self) -> (BTreeMap<String, u32>, f64) {
+        let counts = self
+            .memory
+            .monitors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.rollbacks))
+            .collect();
+        (counts, self.memory.lr_scale)
+    }
+
+    /// Re-applies [`Callbacks::rollback_memory`] after a rollback, scaling the rate.
+    pub fn after_rollback(&mut self, counts: BTreeMap<String, u32>, lr_scale: f64) {
+        for (id, n) in counts {
+            self.memory.monitors.entry(id).or_default().rollbacks = n;
+        }
+        self.memory.lr_scale = lr_scale;
+    }
+
+    pub fn set_train(&mut self, chain: &str, m: StepMetricsSummary) {
+        self.memory.train.insert(chain.to_string(), m);
+    }
+
+    pub fn set_eval(&mut self, id: &str, m: StepMetricsSummary) {
+        self.memory.evals.insert(id.to_string(), m);
+        *self.memory.eval_runs.entry(id.to_string()).or_default() += 1;
+    }
+
+    pub fn eval_results(&self) -> BTreeMap<String, StepMetricsSummary> {
+        self.memory.evals.clone()
+    }
+
+    pub fn store_best(&mut self, params: Vec<NamedTensor>) {
+        self.best_params = Some(params);
+    }
+
+    pub fn best_params(&self) -> Option<Vec<NamedTensor>> {
+        self.best_params.clone()
+    }
+
+    /// Callback memory for a checkpoint.
+    pub fn export_state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.memory).unwrap_or_default()
+    }
+
+    /// Restores what [`Callbacks::export_state`] saved.
+    pub fn import_state(
+        &mut self,
+        state: &serde_json::Value,
+        best: Option<Vec<NamedTensor>>,
+    ) -> Result<(), String> {
+        self.memory = serde_json::from_value(state.clone())
+            .map_err(|e| format!("its callback state does not load: {e}"))?;
+        self.best_params = best;
+        Ok(())
+    }
+
+    /// A callback's message: on the progress bar's terminal, unless quiet.
+    pub fn say(&self, line: String) {
+        self.print(line);
+    }
+
+    fn print(&self, line: String) {
+        if self.quiet {
+            return;
+        }
+        match &self.progress {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// A callback at its trigger.
+    pub fn on_hook(&mut self, id: CallbackId, at: &Moment) -> Result<Action, RunError> {
+        let plan = self.plan;
+        let callback = &plan.callbacks[id.0];
+        let name = callback.name.as_str();
+        match &callback.spec {
+            CallbackSpec::Log => {
+                self.log(at);
+                Ok(Action::Continue)
+            }
+            CallbackSpec::NanGuard(g) => self.nan_guard(name, g, at),
+            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(name, e, callback.watches)),
+            CallbackSpec::Checkpoint(k) => Ok(checkpoint::request(k, callback.watches)),
+            CallbackSpec::Profile => Ok(Action::Profile),
+            CallbackSpec::Monitor(m) => Ok(self.monitor(name, m, callback.watches, at)),
+            CallbackSpec::Metrics(_) if matches!(at.trigger, Trigger::EveryNSteps(_)) => {
+                Ok(Action::RecordSteps)
+            }
+            CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
+            CallbackSpec::Exec(e) => Ok(self.exec(name, e, at)),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One of an eval's metrics out of its summary (NaN for one it did not compute, which
+/// the check refuses to watch).
+pub(super) fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
+    let s = &m.scores;
+    let score = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    match metric {
+        EvalMetric::Loss => m.loss,
+        EvalMetric::Accuracy => m.accuracy,
+        EvalMetric::Top5 => m.top5,
+        EvalMetric::Precision => score(s.precision),
+        EvalMetric::Recall => score(s.recall),
+        EvalMetric::F1 => score(s.f1),
+        EvalMetric::RocAuc => score(s.roc_auc),
+        EvalMetric::Mae => score(s.mae),
+        EvalMetric::Rmse => score(s.rmse),
+        EvalMetric::R2 => score(s.r2),
+        EvalMetric::Confusion => f64::NAN,
+    }
+}
