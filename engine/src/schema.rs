@@ -111,3 +111,45 @@ fn describe_tag(variants: &mut [Value]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pipeline_schema;
+    use crate::spec::{
+        AggregatorSpec, CallbackSpec, LrSchedule, MonitorAction, MonitorCondition, Normalize,
+        OptimizerSpec, PartitionSpec, SourceSpec, SplitSpec, Stage,
+    };
+
+    /// The names the parser accepts for each tagged family are unique and are exactly the
+    /// variants the schema offers an editor, in the same order.
+    #[test]
+    fn schema_variants_are_the_parsers_names() {
+        let schema: serde_json::Value = serde_json::from_str(&pipeline_schema()).unwrap();
+        let families: [(&str, &[&str]); 11] = [
+            ("Stage", Stage::NAMES),
+            ("CallbackSpec", CallbackSpec::NAMES),
+            ("OptimizerSpec", OptimizerSpec::NAMES),
+            ("LrSchedule", LrSchedule::NAMES),
+            ("SourceSpec", SourceSpec::NAMES),
+            ("Normalize", Normalize::NAMES),
+            ("SplitSpec", SplitSpec::NAMES),
+            ("MonitorCondition", MonitorCondition::NAMES),
+            ("MonitorAction", MonitorAction::NAMES),
+            ("PartitionSpec", PartitionSpec::NAMES),
+            ("AggregatorSpec", AggregatorSpec::NAMES),
+        ];
+        for (family, names) in families {
+            let mut unique = names.to_vec();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{family}: a name twice");
+            let titles: Vec<&str> = schema["$defs"][family]["oneOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{family} is not a oneOf"))
+                .iter()
+                .filter_map(|v| v["title"].as_str())
+                .collect();
+            assert_eq!(titles, names, "{family}");
+        }
+    }
+}

@@ -122,21 +122,6 @@ tagged_enum!(CallbackSpec, "type", {
 });
 
 impl CallbackSpec {
-    /// The name as written in pipelines.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CallbackSpec::Log => "log",
-            CallbackSpec::Metrics(_) => "metrics",
-            CallbackSpec::Checkpoint(_) => "checkpoint",
-            CallbackSpec::EarlyStopping(_) => "early_stopping",
-            CallbackSpec::LrSchedule(_) => "lr_schedule",
-            CallbackSpec::NanGuard(_) => "nan_guard",
-            CallbackSpec::Profile => "profile",
-            CallbackSpec::Monitor(_) => "monitor",
-            CallbackSpec::Exec(_) => "exec",
-        }
-    }
-
     /// Triggers used when a callback stage gives no `on:`.
     pub fn default_triggers(&self) -> Vec<Trigger> {
         match self {

@@ -98,17 +98,6 @@ tagged_enum!(PartitionSpec, "kind", {
     "dirichlet" => Dirichlet(DirichletPartition),
 });
 
-impl PartitionSpec {
-    /// The name as written in pipelines.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PartitionSpec::Iid => "iid",
-            PartitionSpec::Shards(_) => "shards",
-            PartitionSpec::Dirichlet(_) => "dirichlet",
-        }
-    }
-}
-
 /// Shard partition parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -165,21 +154,6 @@ tagged_enum!(AggregatorSpec, "kind", {
     "fedadagrad" => Fedadagrad(ServerAdaptive),
     "scaffold" => Scaffold(Scaffold),
 });
-
-impl AggregatorSpec {
-    /// The name as written in pipelines.
-    pub fn name(&self) -> &'static str {
-        match self {
-            AggregatorSpec::Fedavg => "fedavg",
-            AggregatorSpec::Fedprox(_) => "fedprox",
-            AggregatorSpec::Fedavgm(_) => "fedavgm",
-            AggregatorSpec::Fedadam(_) => "fedadam",
-            AggregatorSpec::Fedyogi(_) => "fedyogi",
-            AggregatorSpec::Fedadagrad(_) => "fedadagrad",
-            AggregatorSpec::Scaffold(_) => "scaffold",
-        }
-    }
-}
 
 /// FedProx parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

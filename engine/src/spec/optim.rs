@@ -29,15 +29,6 @@ impl OptimizerSpec {
         }
     }
 
-    /// The name as written in pipelines.
-    pub fn name(&self) -> &'static str {
-        match self {
-            OptimizerSpec::Sgd(_) => "sgd",
-            OptimizerSpec::Adam(_) => "adam",
-            OptimizerSpec::Adamw(_) => "adamw",
-        }
-    }
-
     /// Optimizer state tensors kept per parameter tensor.
     pub fn state_per_param(&self) -> usize {
         match self {

@@ -53,16 +53,7 @@ impl Stage {
 
     /// The kind as written in pipelines.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Stage::Load(_) => "load",
-            Stage::Forward(_) => "forward",
-            Stage::Loss(_) => "loss",
-            Stage::Backward(_) => "backward",
-            Stage::Accumulate(_) => "accumulate",
-            Stage::Step(_) => "step",
-            Stage::Eval(_) => "eval",
-            Stage::Callback(_) => "callback",
-        }
+        self.name()
     }
 
     /// Data inputs: (field name in the YAML, referenced output).

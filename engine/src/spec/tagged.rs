@@ -96,9 +96,22 @@ fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
 /// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
 macro_rules! tagged_enum {
     ($ty:ident, $tag:literal, { $($name:literal => $variant:ident $(($inner:ty))?),+ $(,)? }) => {
+        impl $ty {
+            /// Every name a pipeline can write here, in declaration order (did-you-mean
+            /// lists, docs and messages take them from this one table).
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name as written in pipelines.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $($ty::$variant { .. } => $name,)+
+                }
+            }
+        }
+
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                const VARIANTS: &[&str] = &[$($name),+];
+                const VARIANTS: &[&str] = $ty::NAMES;
                 let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
                 let (kind, body) = $crate::spec::tagged::split_tag::<D::Error>(value, $tag, VARIANTS)?;
                 match kind.as_str() {
