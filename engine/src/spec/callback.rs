@@ -213,6 +213,7 @@ pub struct CheckpointCallback {
     pub dir: String,
     /// Keep only the newest N checkpoints (the best is kept as well).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub keep_last: Option<u32>,
     /// Also keep the checkpoint with the best value of a metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,7 @@ pub struct Sgd {
     pub nesterov: bool,
     /// L2 penalty added to the gradient.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub weight_decay: f64,
 }
 
@@ -70,9 +71,11 @@ pub struct Adam {
     pub betas: [f64; 2],
     /// Term added to the denominator for numerical stability.
     #[serde(default = "default_eps")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub eps: f64,
     /// Weight decay: L2 for `adam`, decoupled for `adamw`.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub weight_decay: f64,
 }
 
@@ -124,6 +127,7 @@ pub struct StepDecay {
 pub struct Cosine {
     /// Learning rate reached at the last step.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub min_lr: f64,
 }
 
@@ -143,6 +147,7 @@ pub struct WarmupCosine {
     pub warmup_steps: u64,
     /// Learning rate reached at the last step.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub min_lr: f64,
 }
 

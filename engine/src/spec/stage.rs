@@ -232,6 +232,7 @@ pub struct StepStage {
     pub optimizer: OptimizerSpec,
     /// Rescale gradients so their global L2 norm is at most this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub clip_grad_norm: Option<f64>,
 }
 
