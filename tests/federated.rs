@@ -242,3 +242,28 @@ fn early_stopping_ends_a_federated_run_at_a_round() {
         .collect();
     assert_eq!(rounds, vec![1, 2, 3], "stopped after the third round");
 }
+
+/// `nan_guard` checks each round's training: a client learning rate that blows the model
+/// up ends the run after the first round, with the loss named.
+#[test]
+fn nan_guard_stops_a_diverging_federated_run_at_the_round_end() {
+    let out = dir("nan-guard");
+    std::fs::create_dir_all(&out).unwrap();
+    let pipeline = out.join("diverging.yaml");
+    let text = std::fs::read_to_string(PIPELINE)
+        .unwrap()
+        .replace("lr: 0.05, momentum: 0.9", "lr: 1.0e6, momentum: 0.9")
+        + "  - {id: guard, kind: callback, callback: {type: nan_guard}}\n";
+    assert!(text.contains("lr: 1.0e6"), "the fixture edit applies");
+    std::fs::write(&pipeline, text).unwrap();
+    let result = run_pipeline(pipeline.to_str().unwrap(), &out.join("run"), &[]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nan_guard `guard`: non-finite"), "{stderr}");
+    let records = metrics(&out.join("run"));
+    assert_eq!(
+        events(&records, "round").len(),
+        1,
+        "stopped at the first round's end"
+    );
+}

@@ -16,7 +16,8 @@ fn key(k: &str) -> Seg {
 }
 
 /// The callbacks a federated run drives.
-const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint`, `early_stopping` or `exec`";
+const FEDERATED_CALLBACKS: &str =
+    "`log`, `metrics`, `checkpoint`, `early_stopping`, `nan_guard` or `exec`";
 
 pub(super) fn check(
     parsed: &ParsedPipeline,
@@ -106,6 +107,7 @@ pub(super) fn check(
                     | CallbackSpec::Metrics(_)
                     | CallbackSpec::Checkpoint(_)
                     | CallbackSpec::EarlyStopping(_)
+                    | CallbackSpec::NanGuard(_)
                     | CallbackSpec::Exec(_)
             )
         {

@@ -174,7 +174,12 @@ impl Runner<'_> {
                 started.elapsed(),
             );
             let mut sums = MetricSums::default();
-            sums.add(&self.chains[c].train.read_train_metrics(&self.gpu)?);
+            let read = self.chains[c].train.read_train_metrics(&self.gpu)?;
+            if read.samples > 0 {
+                // The last client's last step: what `nan_guard` checks at the round's end.
+                pos.chains[c].last_grad_norm = read.last_grad_norm;
+            }
+            sums.add(&read);
             pos.epoch += 1;
             let local: StepMetricsSummary = sums.into();
             let state = &pos.chains[c];
