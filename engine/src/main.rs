@@ -372,27 +372,23 @@ fn main() -> ExitCode {
             partition,
         } => with_pipeline(&file, &set, |checked| {
             let plan = engine::plan::plan_pipeline(checked);
-            let partition = if partition {
-                match engine::run::partition_summary(&plan) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return 2;
-                    }
+            let extras = partition
+                .then(|| engine::run::partition_summary(&plan))
+                .transpose()
+                .and_then(|p| {
+                    let d = dispatches
+                        .then(|| {
+                            engine::run::dispatch_plan(&plan, device.as_deref().map(device_request))
+                        })
+                        .transpose()?;
+                    Ok((p, d))
+                });
+            let (partition, listed) = match extras {
+                Ok(found) => found,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
                 }
-            } else {
-                None
-            };
-            let listed = if dispatches {
-                match engine::run::dispatch_plan(&plan, device.as_deref().map(device_request)) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return 2;
-                    }
-                }
-            } else {
-                None
             };
             match format {
                 Format::Text => {

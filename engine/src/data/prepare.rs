@@ -110,6 +110,18 @@ pub struct PreparedData {
     pub target_normalizer: Normalizer,
 }
 
+impl PreparedData {
+    /// One split by name, when the data set has it (train always).
+    pub fn split(&self, name: crate::spec::SplitName) -> Option<Split> {
+        use crate::spec::SplitName;
+        match name {
+            SplitName::Train => Some(self.train.clone()),
+            SplitName::Val => self.val.clone(),
+            SplitName::Test => self.test.clone(),
+        }
+    }
+}
+
 /// Loads the sources, splits them, fits the normalisation on the train split and
 /// applies it to every split.
 ///

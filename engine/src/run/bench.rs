@@ -16,7 +16,7 @@ use crate::plan::{FederatedPlan, Plan};
 use super::RunError;
 use super::chain::{ChainRun, FrozenRun, loss_targets};
 use super::checkpoint::ChainState;
-use super::federated::{partition_of, template_split, train_client};
+use super::federated::{partition_of, template_split, train_round};
 
 /// Environment variables that turn off the drivers' on-disk shader caches (Mesa's, and
 /// NVIDIA's), so that a first step compiles every kernel, as on a fresh machine.
@@ -238,20 +238,7 @@ fn bench_rounds(
     let federation = Federation::new(gpu, &mut chain.train, fed.rule, fed.clients)?;
     let mut round_no = 0u64;
     let mut round = |chain: &mut ChainRun, state: &mut ChainState| -> Result<(), RunError> {
-        let mut total_weight = 0.0f32;
-        for k in sample_clients(fed.seed, round_no, fed.clients, fed.per_round) {
-            total_weight += train_client(
-                gpu,
-                &federation,
-                chain,
-                state,
-                fed,
-                round_no,
-                k,
-                &clients[k as usize],
-            )?;
-        }
-        federation.aggregate(gpu, total_weight)?;
+        train_round(gpu, &federation, chain, state, fed, round_no, &clients)?;
         round_no += 1;
         Ok(())
     };

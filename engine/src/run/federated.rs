@@ -73,12 +73,7 @@ pub(super) fn template_split(
     chain: &crate::plan::ChainPlan,
     data: &crate::data::PreparedData,
 ) -> Result<Split, RunError> {
-    match chain.split {
-        crate::spec::SplitName::Train => Some(data.train.clone()),
-        crate::spec::SplitName::Val => data.val.clone(),
-        crate::spec::SplitName::Test => data.test.clone(),
-    }
-    .ok_or_else(|| {
+    data.split(chain.split).ok_or_else(|| {
         RunError::Unsupported(format!(
             "the clients' {} split is empty",
             chain.split.as_str()
@@ -151,24 +146,17 @@ impl Runner<'_> {
         let rounds = u64::from(fed.rounds);
         while !stop && pos.epoch < rounds {
             let round = pos.epoch;
-            let chosen = sample_clients(fed.seed, round, fed.clients, fed.per_round);
             let started = Instant::now();
-            let mut total_weight = 0.0f32;
-            for &k in &chosen {
-                let federation = self.federation.as_ref().ok_or_else(no_federation)?;
-                total_weight += train_client(
-                    &self.gpu,
-                    federation,
-                    &mut self.chains[c],
-                    &mut pos.chains[c],
-                    fed,
-                    round,
-                    k,
-                    &clients[k as usize],
-                )?;
-            }
             let federation = self.federation.as_ref().ok_or_else(no_federation)?;
-            federation.aggregate(&self.gpu, total_weight)?;
+            let chosen = train_round(
+                &self.gpu,
+                federation,
+                &mut self.chains[c],
+                &mut pos.chains[c],
+                fed,
+                round,
+                &clients,
+            )?;
             self.clock.add(
                 "federated round (local training + aggregation)",
                 started.elapsed(),
@@ -296,10 +284,39 @@ impl Runner<'_> {
     }
 }
 
+/// One round: the sampled clients train in order, then the aggregator makes the next
+/// global model; returns the clients.
+pub(super) fn train_round(
+    gpu: &Gpu,
+    federation: &Federation,
+    chain: &mut ChainRun,
+    state: &mut ChainState,
+    fed: &FederatedPlan,
+    round: u64,
+    clients: &[Split],
+) -> Result<Vec<u32>, RunError> {
+    let chosen = sample_clients(fed.seed, round, fed.clients, fed.per_round);
+    let mut total_weight = 0.0f32;
+    for &k in &chosen {
+        total_weight += train_client(
+            gpu,
+            federation,
+            chain,
+            state,
+            fed,
+            round,
+            k,
+            &clients[k as usize],
+        )?;
+    }
+    federation.aggregate(gpu, total_weight)?;
+    Ok(chosen)
+}
+
 /// Trains client `k` from the global model and adds its update to the round's sum;
 /// returns its aggregation weight.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn train_client(
+fn train_client(
     gpu: &Gpu,
     federation: &Federation,
     chain: &mut ChainRun,

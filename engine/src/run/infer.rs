@@ -412,12 +412,7 @@ fn pipeline_split(
             ))
         })?;
     let prepared = crate::data::prepare(&plan.datasets[chain.dataset.0].config)?;
-    let found = match split {
-        SplitName::Train => Some(prepared.train),
-        SplitName::Val => prepared.val,
-        SplitName::Test => prepared.test,
-    };
-    let found = found.ok_or_else(|| {
+    let found = prepared.split(split).ok_or_else(|| {
         InferError::Mismatch(format!(
             "data set `{}` has no {} split (hint: choose another with `--split`, or pass `--data FILE`)",
             plan.datasets[chain.dataset.0].name,

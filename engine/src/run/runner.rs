@@ -125,13 +125,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         prepared.push(prepare(&d.config)?);
     }
     let split_of = |dataset: usize, split: SplitName| -> Result<Split, RunError> {
-        let data = &prepared[dataset];
-        match split {
-            SplitName::Train => Some(data.train.clone()),
-            SplitName::Val => data.val.clone(),
-            SplitName::Test => data.test.clone(),
-        }
-        .ok_or_else(|| {
+        prepared[dataset].split(split).ok_or_else(|| {
             RunError::Unsupported(format!(
                 "data set `{}` has no {} split",
                 plan.datasets[dataset].name,
