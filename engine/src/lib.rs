@@ -6,9 +6,11 @@
 
 pub mod card;
 pub mod check;
+pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod dot;
+pub mod extend;
 pub mod parse;
 pub mod plan;
 pub mod report;
@@ -19,6 +21,8 @@ pub mod spec;
 pub mod testing;
 
 use std::path::Path;
+
+pub use extend::Engine;
 
 use check::CheckedPipeline;
 use diag::{Diagnostic, Sources};

@@ -8,11 +8,128 @@ use crate::spec::Pipeline;
 /// The pipeline JSON Schema as pretty-printed JSON with a trailing newline.
 pub fn pipeline_schema() -> String {
     let mut schema = schemars::schema_for!(Pipeline).to_value();
+    add_extensions(&mut schema);
     for_editors(&mut schema);
     // Serialising a JSON value cannot fail.
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Adds what the binary registered (`engine::extend`): each callback and data source as
+/// a variant of its family, each loss as a name of `fn` with its settings under `params`.
+fn add_extensions(schema: &mut Value) {
+    // The families' `Extension` variant is untagged for serde, which makes schemars list
+    // the (disjoint, tagged) variants under `anyOf`; editors and the docs read `oneOf`.
+    for family in ["CallbackSpec", "SourceSpec"] {
+        if let Some(Value::Object(f)) = schema.pointer_mut(&format!("/$defs/{family}"))
+            && let Some(any) = f.remove("anyOf")
+        {
+            f.insert("oneOf".into(), any);
+        }
+    }
+    let registry = crate::extend::registry();
+    for c in &registry.callbacks {
+        let variant = tagged_variant(schema, "type", c.name, c.description, (c.schema)());
+        push_variant(schema, "CallbackSpec", variant);
+    }
+    for s in &registry.sources {
+        let variant = tagged_variant(schema, "kind", s.name, s.kind.description, (s.schema)());
+        push_variant(schema, "SourceSpec", variant);
+    }
+    let mut params = Vec::new();
+    for l in &registry.losses {
+        let name = serde_json::json!({
+            "type": "string",
+            "const": l.name,
+            "title": l.name,
+            "description": l.description,
+        });
+        push_variant(schema, "LossFn", name);
+        let mut settings = inline_defs(schema, (l.schema)());
+        if let Value::Object(o) = &mut settings {
+            o.insert("title".into(), Value::String(format!("{} params", l.name)));
+            o.insert(
+                "description".into(),
+                Value::String(format!("Settings of `fn: {}`: {}", l.name, l.description)),
+            );
+        }
+        params.push(settings);
+    }
+    let loss_stage = schema
+        .pointer_mut("/$defs/Stage/oneOf")
+        .and_then(Value::as_array_mut)
+        .and_then(|stages| {
+            stages.iter_mut().find(|s| {
+                s.pointer("/properties/kind/const").and_then(Value::as_str) == Some("loss")
+            })
+        });
+    let Some(Value::Object(properties)) = loss_stage.and_then(|s| s.get_mut("properties")) else {
+        return;
+    };
+    if params.is_empty() {
+        // Only a registered loss reads `params`: without one, an editor should not offer it.
+        properties.remove("params");
+    } else if let Some(Value::Object(p)) = properties.get_mut("params") {
+        p.insert("anyOf".into(), Value::Array(params));
+    }
+}
+
+/// A registered member of an internally tagged family: its settings' schema with the
+/// selecting key added.
+fn tagged_variant(
+    root: &mut Value,
+    tag: &str,
+    name: &str,
+    description: &str,
+    settings: schemars::Schema,
+) -> Value {
+    let mut variant = inline_defs(root, settings);
+    if let Value::Object(o) = &mut variant {
+        o.insert("type".into(), Value::String("object".into()));
+        o.insert("title".into(), Value::String(name.into()));
+        o.insert("description".into(), Value::String(description.into()));
+        let properties = o
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(p) = properties {
+            p.insert(
+                tag.into(),
+                serde_json::json!({"type": "string", "const": name}),
+            );
+        }
+        let required = o
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(r) = required {
+            r.insert(0, Value::String(tag.into()));
+        }
+    }
+    variant
+}
+
+/// A root schema made a subschema of `root`: its `$defs` moved into `root`'s (where its
+/// `#/$defs/...` references then point), its own `$schema` and title dropped.
+fn inline_defs(root: &mut Value, schema: schemars::Schema) -> Value {
+    let mut value = schema.to_value();
+    if let Value::Object(o) = &mut value {
+        o.remove("$schema");
+        o.remove("title");
+        if let (Some(Value::Object(defs)), Some(Value::Object(all))) =
+            (o.remove("$defs"), root.get_mut("$defs"))
+        {
+            for (k, v) in defs {
+                all.entry(k).or_insert(v);
+            }
+        }
+    }
+    value
+}
+
+fn push_variant(root: &mut Value, family: &str, variant: Value) {
+    if let Some(Value::Array(variants)) = root.pointer_mut(&format!("/$defs/{family}/oneOf")) {
+        variants.push(variant);
+    }
 }
 
 /// What editors need beyond the derived schema, applied to every subschema:

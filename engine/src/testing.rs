@@ -45,17 +45,7 @@ pub fn snapshot_run(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out_dir);
-    let device = match std::env::var("ENGINE_TEST_BACKEND").as_deref() {
-        Ok("vulkan") => Some(ops::gpu::DeviceRequest {
-            backend: ops::gpu::BackendChoice::Vulkan,
-            name: None,
-        }),
-        Ok("gl") => Some(ops::gpu::DeviceRequest {
-            backend: ops::gpu::BackendChoice::Gl,
-            name: None,
-        }),
-        _ => None,
-    };
+    let device = test_device();
     let options = RunOptions {
         out_dir: out_dir.clone(),
         device,
@@ -93,4 +83,115 @@ pub fn snapshot_run(
         );
     }
     Ok(text)
+}
+
+/// The adapter `ENGINE_TEST_BACKEND` asks for (`vulkan` or `gl`), if it names one.
+fn test_device() -> Option<ops::gpu::DeviceRequest> {
+    let backend = match std::env::var("ENGINE_TEST_BACKEND").as_deref() {
+        Ok("vulkan") => ops::gpu::BackendChoice::Vulkan,
+        Ok("gl") => ops::gpu::BackendChoice::Gl,
+        _ => return None,
+    };
+    Some(ops::gpu::DeviceRequest {
+        backend,
+        name: None,
+    })
+}
+
+/// Checks a loss registered with [`crate::extend::Loss`] for the settings `params` (as
+/// written under `params:`): on batches of awkward sizes with padding rows, its kernel
+/// against its CPU reference (gradient, per-row loss, hits; outputs poisoned first so
+/// that an unwritten value fails), and the reference's gradient against central finite
+/// differences of its summed loss. The adapter is `ENGINE_TEST_BACKEND`'s, else any.
+///
+/// ```no_run
+/// # use engine::extend::{Loss, LossOutput, LossTargets, Tensor, Truth};
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct S {}
+/// # struct MyLoss;
+/// # impl Loss for MyLoss { type Spec = S; const NAME: &'static str = "my_loss";
+/// #   const DESCRIPTION: &'static str = ""; const TARGETS: LossTargets = LossTargets::Classes;
+/// #   const WGSL: &'static str = "";
+/// #   fn cpu(_: &S, _: &Tensor, _: Truth<'_>, _: usize) -> LossOutput { unimplemented!() } }
+/// engine::testing::check_loss::<MyLoss>(serde_json::json!({})).unwrap();
+/// ```
+pub fn check_loss<L: crate::extend::Loss>(params: serde_json::Value) -> Result<(), String> {
+    use ops::loss::{LossTargets, Truth};
+    use ops::rng::Rng;
+
+    let loss = (crate::extend::LossEntry::of::<L>().lower)(params)?;
+    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(7);
+    // (batch, outputs per row, valid rows): padding rows, a grid-stride tail, odd widths.
+    for (batch, d, rows) in [(5, 7, 5), (67, 10, 61), (130, 3, 129)] {
+        let y = ops::Tensor {
+            shape: vec![batch, d],
+            data: rng.vec_uniform(batch * d, -3.0, 3.0),
+        };
+        let labels: Vec<u32> = (0..batch).map(|_| rng.below(d) as u32).collect();
+        let values = rng.vec_uniform(batch * d, -2.0, 2.0);
+        let truth = match loss.targets {
+            LossTargets::Classes => Truth::Classes(&labels),
+            LossTargets::Values => Truth::Values(&values),
+        };
+        let at = format!("batch {batch}, {d} outputs, {rows} valid rows");
+        let cpu = loss.cpu(&y, truth, rows);
+        let gpu_out = loss
+            .run_gpu(&gpu, &y, truth, rows)
+            .map_err(|e| format!("{at}: {e}"))?;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 + 1e-3 * b.abs();
+        for (i, (g, c)) in gpu_out.grad.iter().zip(&cpu.grad.data).enumerate() {
+            if !close(f64::from(*g), f64::from(*c)) {
+                return Err(format!(
+                    "{at}: gradient [{}, {}]: kernel {g}, CPU reference {c}",
+                    i / d,
+                    i % d
+                ));
+            }
+        }
+        let stat = |k: usize| -> f64 {
+            gpu_out
+                .row_stats
+                .iter()
+                .skip(k)
+                .step_by(3)
+                .map(|v| f64::from(*v))
+                .sum()
+        };
+        if !close(stat(0), cpu.loss_sum) {
+            return Err(format!(
+                "{at}: summed loss: kernel {}, CPU reference {}",
+                stat(0),
+                cpu.loss_sum
+            ));
+        }
+        if stat(1) != cpu.correct as f64 || stat(2) != cpu.top5_correct as f64 {
+            return Err(format!(
+                "{at}: hits (top-1, top-5): kernel ({}, {}), CPU reference ({}, {})",
+                stat(1),
+                stat(2),
+                cpu.correct,
+                cpu.top5_correct
+            ));
+        }
+        // The reference's gradient against finite differences of its own loss.
+        let h = 1e-2f32;
+        for i in (0..rows * d).step_by(((rows * d) / 40).max(1)) {
+            let mut plus = y.clone();
+            plus.data[i] += h;
+            let mut minus = y.clone();
+            minus.data[i] -= h;
+            let slope = (loss.cpu(&plus, truth, rows).loss_sum
+                - loss.cpu(&minus, truth, rows).loss_sum)
+                / f64::from(2.0 * h);
+            let grad = f64::from(cpu.grad.data[i]);
+            if (slope - grad).abs() > 2e-3 + 2e-2 * grad.abs() {
+                return Err(format!(
+                    "{at}: CPU gradient [{}, {}] is {grad} but finite differences give {slope}",
+                    i / d,
+                    i % d
+                ));
+            }
+        }
+    }
+    Ok(())
 }

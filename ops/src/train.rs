@@ -115,8 +115,8 @@ impl LossIo {
         let step_ref = BufferRef::whole(&step);
         let logits = &gm.acts[gm.acts.len() - 1];
         let stats_ref = BufferRef::whole(&row_stats);
-        let loss_dispatch = match loss {
-            LossKind::CrossEntropy { label_smoothing } => cross_entropy::dispatch(
+        let loss_dispatch = match &loss {
+            &LossKind::CrossEntropy { label_smoothing } => cross_entropy::dispatch(
                 &mut k,
                 &step_ref,
                 logits,
@@ -128,7 +128,7 @@ impl LossIo {
                 label_smoothing,
                 class_weights,
             )?,
-            LossKind::Distill { temperature, alpha } => {
+            &LossKind::Distill { temperature, alpha } => {
                 let teacher = teacher.ok_or_else(|| {
                     GpuError::InvalidConfig("a distillation loss needs a teacher".into())
                 })?;
@@ -146,9 +146,18 @@ impl LossIo {
                     alpha,
                 )?
             }
+            LossKind::Custom(custom) => {
+                let truth = match custom.targets {
+                    crate::loss::LossTargets::Classes => BufferRef::whole(&labels),
+                    crate::loss::LossTargets::Values => BufferRef::whole(&targets),
+                };
+                custom.dispatch(
+                    &mut k, &step_ref, logits, &truth, dlogits, &stats_ref, batch, out,
+                )?
+            }
             LossKind::Mse | LossKind::L1 | LossKind::Huber { .. } => {
                 crate::loss::regression_dispatch(
-                    loss,
+                    &loss,
                     &mut k,
                     &step_ref,
                     logits,
@@ -459,7 +468,7 @@ impl TrainStep {
             gpu,
             &seq,
             &gpu_model,
-            cfg.loss,
+            cfg.loss.clone(),
             &dlogits,
             step_buf,
             features,
@@ -972,11 +981,11 @@ impl EvalStep {
     /// Builds evaluation buffers for `batch` rows over `train`'s parameter buffer (and its
     /// frozen encoder's). A distillation chain is evaluated with plain cross entropy.
     pub fn new(gpu: &Gpu, train: &TrainStep, batch: usize) -> Result<EvalStep, GpuError> {
-        let loss = match train.cfg.loss {
+        let loss = match &train.cfg.loss {
             LossKind::Distill { .. } => LossKind::CrossEntropy {
                 label_smoothing: 0.0,
             },
-            other => other,
+            other => other.clone(),
         };
         let encoder = train
             .encoder

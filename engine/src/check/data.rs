@@ -124,8 +124,14 @@ impl DatasetInfo {
 
     /// Whether loss `f` compares outputs with what it holds: `mse`, `l1`, `huber` on
     /// regression targets; `cross_entropy`, `distill`, `mse` (one-hot) on class labels.
+    /// A registered loss fits the targets it declares.
     pub fn fits(&self, f: crate::spec::LossFn) -> bool {
         use crate::spec::LossFn;
+        if let LossFn::Extension(name) = f {
+            return crate::extend::registry().loss(name).is_some_and(|l| {
+                (l.targets == ops::loss::LossTargets::Values) == self.is_regression()
+            });
+        }
         if self.is_regression() {
             matches!(f, LossFn::Mse | LossFn::L1 | LossFn::Huber)
         } else {
@@ -334,6 +340,20 @@ fn probe_source(
             targets: None,
             categories: Vec::new(),
         }),
+        // A registered source has no header to read: it is loaded once here.
+        SourceSpec::Extension(e) => crate::extend::load_source(e, &parsed.base_dir)
+            .map(|d| Probe {
+                samples: d.len(),
+                shape: d.shape.clone(),
+                classes: d.classes,
+                class_names: None,
+                targets: d
+                    .targets
+                    .as_ref()
+                    .map(|_| (0..d.target_width).map(|k| format!("target{k}")).collect()),
+                categories: Vec::new(),
+            })
+            .map_err(|message| (field(e.tag), message)),
     };
     match result {
         Ok(probe) => Some(probe),

@@ -5,6 +5,7 @@ mod blocks;
 mod callbacks;
 mod chain;
 mod data;
+mod extensions;
 mod federated;
 mod graph;
 mod paths;
@@ -90,6 +91,7 @@ pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Dia
     let acyclic = !diagnostics.iter().any(|d| d.code == "cycle");
     refs::check(&parsed, &mut diagnostics);
     ranges::check(&parsed, &mut diagnostics);
+    extensions::check(&parsed, &mut diagnostics);
     paths::check(&parsed, &mut diagnostics);
     let datasets = data::probe_all(&parsed, &mut diagnostics);
     let models = shapes::check(&parsed, &graph, &datasets, acyclic, &mut diagnostics);

@@ -168,6 +168,8 @@ fn source(r: &mut Rules, source: &SourceSpec) {
             // a regression source has no classes.
             if csv.target.is_some() { 2 } else { csv.classes.unwrap_or(2) }
         }
+        // A registered source checks its own settings when parsed.
+        SourceSpec::Extension(_) => return,
         SourceSpec::Idx(idx) => idx.classes,
         SourceSpec::Npy(npy) => npy.classes,
         SourceSpec::Synthetic(s) => {

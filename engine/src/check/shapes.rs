@@ -646,6 +646,10 @@ fn check_edges(
                         LossFn::Mse | LossFn::L1 | LossFn::Huber => {
                             "a regression loss needs one output per target column"
                         }
+                        LossFn::Extension(_) if ds.is_regression() => {
+                            "this loss needs one output per target column"
+                        }
+                        LossFn::Extension(_) => "this loss needs one output per class",
                     };
                     out.push(
                         Diagnostic::new(

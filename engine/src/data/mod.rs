@@ -57,7 +57,7 @@ pub use partition::{Partition, Partitioner, client_seed, partition, sample_clien
 pub use prefetch::Prefetcher;
 pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{
-    Category, Columns, CsvSource, IdxSource, NpySource, SOURCE_KINDS, Source, SourceKind,
-    SyntheticSource,
+    Category, Columns, CsvSource, ExtensionSource, IdxSource, NpySource, SOURCE_KINDS, Source,
+    SourceKind, SyntheticSource,
 };
 pub use split::{Fractions, Split, SplitIndices, split_indices, split_sizes};

@@ -408,6 +408,15 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 },
                 LossKind::L1 => EvalLoss::L1,
                 LossKind::Huber { delta } => EvalLoss::Huber { delta },
+                // An exported model is evaluated without the binary's kernel: by cross
+                // entropy or MSE, as its targets say.
+                LossKind::Custom(c) if c.targets == ops::loss::LossTargets::Values => {
+                    EvalLoss::Mse { one_hot: false }
+                }
+                LossKind::Custom(_) => EvalLoss::CrossEntropy {
+                    label_smoothing: 0.0,
+                    class_weights: None,
+                },
             };
             model_card(
                 checked,
@@ -638,6 +647,12 @@ fn loss_kind(loss: &spec::LossStage) -> LossKind {
             temperature: loss.temperature() as f32,
             alpha: loss.alpha() as f32,
         },
+        // The check ran the same deserialisation of the same `params` (check/extensions)
+        // and refused the pipeline if it failed, so this cannot fail.
+        LossFn::Extension(name) => LossKind::Custom(
+            crate::extend::lower_loss(name, loss.params.as_ref())
+                .expect("params checked by check::extensions"),
+        ),
     }
 }
 
@@ -824,6 +839,10 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
                 noise: s.noise,
                 ..SyntheticSource::default()
             }),
+            // The parser only accepts registered names.
+            SourceSpec::Extension(e) => Source::Extension(
+                crate::extend::configured_source(e, base).expect("registered: parsed"),
+            ),
         }
     };
     let split = match &spec.split {

@@ -189,7 +189,11 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
             Some(card)
         })
         .collect();
-    let hooks = Callbacks::new(plan, options.quiet);
+    let run_info = crate::extend::RunInfo {
+        out_dir: options.out_dir.clone(),
+        pipeline_dir: plan.pipeline_dir.clone(),
+    };
+    let hooks = Callbacks::new(plan, options.quiet, &run_info)?;
     let every_steps = options.metrics_every_steps.filter(|n| *n > 0);
     let mut periods = hooks.periods();
     periods.extend(every_steps);
@@ -829,6 +833,20 @@ impl Runner<'_> {
                             ExecFailure::Warn => eprintln!("warning: {message}"),
                             ExecFailure::Stop => return Err(RunError::Hook(message)),
                         }
+                    }
+                }
+                Action::Extension(mut request) => {
+                    let root = self.out_dir.join(&plan.checkpoint_dir);
+                    request.event.checkpoint = checkpoint::latest(&root)
+                        .ok()
+                        .map(|path| path.display().to_string());
+                    request.event.out_dir = self.out_dir.display().to_string();
+                    let started = Instant::now();
+                    let decision = self.hooks.fire_extension(&request.name, &request.event)?;
+                    self.clock
+                        .add(&format!("callback {}", request.name), started.elapsed());
+                    if decision == crate::extend::Decision::Stop {
+                        stop = true;
                     }
                 }
                 Action::Profile => {

@@ -3,7 +3,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::tagged::tagged_enum;
+use super::tagged::{Extension, tagged_enum};
 use super::{LrSchedule, PortRef, StageId};
 
 /// A point in the training lifecycle at which callbacks and evals fire.
@@ -108,6 +108,10 @@ pub enum CallbackSpec {
     /// Run a command with the event (trigger, step, epoch, latest metrics, checkpoint) as
     /// JSON on its stdin; `engine run` needs `--allow-exec`.
     Exec(ExecCallback),
+    /// A callback the binary registered (`engine::extend`); the schema lists each one.
+    #[schemars(skip)]
+    #[serde(untagged)]
+    Extension(Extension),
 }
 tagged_enum!(CallbackSpec, "type", {
     "log" => Log,
@@ -119,7 +123,7 @@ tagged_enum!(CallbackSpec, "type", {
     "profile" => Profile,
     "monitor" => Monitor(MonitorCallback),
     "exec" => Exec(ExecCallback),
-});
+}, extensions: Extension(crate::extend::callback_family()));
 
 impl CallbackSpec {
     /// Triggers used when a callback stage gives no `on:`.
@@ -134,6 +138,9 @@ impl CallbackSpec {
             CallbackSpec::Profile => vec![Trigger::FitEnd],
             CallbackSpec::Monitor(_) => vec![Trigger::EpochEnd],
             CallbackSpec::Exec(_) => vec![Trigger::EpochEnd],
+            CallbackSpec::Extension(e) => crate::extend::registry()
+                .callback(e.name)
+                .map_or_else(|| vec![Trigger::EpochEnd], |c| (c.default_triggers)()),
         }
     }
 

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::tagged::tagged_enum;
+use super::tagged::{Extension, tagged_enum};
 
 /// A data set: where its samples come from, how they are normalised and split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -49,13 +49,17 @@ pub enum SourceSpec {
     Npy(NpySource),
     /// Seeded synthetic classification data (Gaussian blobs), for benchmarks and tests.
     Synthetic(SyntheticSource),
+    /// A source the binary registered (`engine::extend`); the schema lists each one.
+    #[schemars(skip)]
+    #[serde(untagged)]
+    Extension(Extension),
 }
 tagged_enum!(SourceSpec, "kind", {
     "csv" => Csv(CsvSource),
     "idx" => Idx(IdxSource),
     "npy" => Npy(NpySource),
     "synthetic" => Synthetic(SyntheticSource),
-});
+}, extensions: Extension(crate::extend::source_family()));
 
 /// A CSV source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

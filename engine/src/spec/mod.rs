@@ -13,6 +13,8 @@ mod pipeline;
 mod stage;
 pub(crate) mod tagged;
 
+pub use tagged::Extension;
+
 pub use callback::{
     CallbackSpec, CheckpointCallback, EarlyStopping, ExecCallback, ExecFailure, MetricsCallback,
     Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction, NanGuard, Trigger,

@@ -129,7 +129,7 @@ pub struct ForwardStage {
 }
 
 /// A loss function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LossFn {
     /// Softmax cross-entropy over class logits, with integer class targets.
@@ -145,9 +145,22 @@ pub enum LossFn {
     /// Knowledge distillation: cross entropy on the labels mixed with the KL divergence
     /// to a frozen teacher's outputs softened by `temperature` (Hinton et al. 2015).
     Distill,
+    /// A loss the binary registered (`engine::extend`); the schema lists each one.
+    #[schemars(skip)]
+    Extension(&'static str),
 }
 
 impl LossFn {
+    /// Every built-in name (the binary may register more).
+    pub const NAMES: &'static [&'static str] = &["cross_entropy", "mse", "l1", "huber", "distill"];
+    const BUILT_IN: [LossFn; 5] = [
+        LossFn::CrossEntropy,
+        LossFn::Mse,
+        LossFn::L1,
+        LossFn::Huber,
+        LossFn::Distill,
+    ];
+
     /// The name as written in pipelines.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,6 +169,30 @@ impl LossFn {
             LossFn::L1 => "l1",
             LossFn::Huber => "huber",
             LossFn::Distill => "distill",
+            LossFn::Extension(name) => name,
+        }
+    }
+}
+
+impl Serialize for LossFn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LossFn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if let Some(f) = LossFn::BUILT_IN.into_iter().find(|f| f.as_str() == name) {
+            return Ok(f);
+        }
+        let registry = crate::extend::registry();
+        match registry.loss(&name) {
+            Some(entry) => Ok(LossFn::Extension(entry.name)),
+            None => Err(serde::de::Error::unknown_variant(
+                &name,
+                registry.loss_names,
+            )),
         }
     }
 }
@@ -191,6 +228,9 @@ pub struct LossStage {
     /// labels gets 1 − α. Default 0.9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
+    /// Settings of a loss the binary registered (`engine::extend`), checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
     /// Model outputs, e.g. `fwd.logits`.
     pub logits: PortRef,
     /// Targets, e.g. `batch.labels`.

@@ -4,6 +4,7 @@
 //! `shaders/metrics_reduce.wgsl`.
 
 pub mod cross_entropy;
+pub mod custom;
 pub mod distill;
 pub mod huber;
 pub mod l1;
@@ -12,8 +13,10 @@ pub mod mse;
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 use crate::tensor::Tensor;
 
+pub use custom::{CustomLoss, KernelOutput, LossTargets, Truth};
+
 /// Which loss a training step minimises.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum LossKind {
     /// Softmax cross entropy over class logits, with optional label smoothing in [0, 1).
     CrossEntropy { label_smoothing: f32 },
@@ -26,6 +29,19 @@ pub enum LossKind {
     /// Knowledge distillation from a teacher's outputs at `temperature`, weighted `alpha`
     /// against cross entropy on the labels (see [`distill`]).
     Distill { temperature: f32, alpha: f32 },
+    /// A loss defined by the program using this crate (its kernel and CPU reference).
+    Custom(CustomLoss),
+}
+
+impl LossKind {
+    /// Whether it trains against float targets rather than class ids.
+    pub fn has_value_targets(&self) -> bool {
+        match self {
+            LossKind::Mse | LossKind::L1 | LossKind::Huber { .. } => true,
+            LossKind::Custom(c) => c.targets == LossTargets::Values,
+            LossKind::CrossEntropy { .. } | LossKind::Distill { .. } => false,
+        }
+    }
 }
 
 /// What a loss produces for one batch (CPU reference).
@@ -43,7 +59,7 @@ pub struct LossOutput {
 
 /// Whether `label` is the arg-max of `z` (first maximum on ties) and among its 5 largest
 /// values: the accuracy counts of the classification losses' CPU references.
-pub(crate) fn rank_hits(z: &[f32], label: usize) -> (u64, u64) {
+pub fn rank_hits(z: &[f32], label: usize) -> (u64, u64) {
     let argmax = (0..z.len()).fold(0, |best, j| if z[j] > z[best] { j } else { best });
     let above = z.iter().filter(|&&v| v > z[label]).count();
     ((argmax == label) as u64, (above < 5) as u64)
@@ -86,7 +102,7 @@ pub(crate) fn per_value_cpu(
 /// `step, y, targets, dy, row_stats` and reads `BATCH`, `D`, `STRIDE` (and its own `params`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn regression_dispatch(
-    kind: LossKind,
+    kind: &LossKind,
     k: &mut KernelBuilder,
     step: &BufferRef,
     y: &BufferRef,
@@ -99,7 +115,7 @@ pub(crate) fn regression_dispatch(
     let (name, wgsl, params) = match kind {
         LossKind::Mse => ("mse", mse::WGSL, Vec::new()),
         LossKind::L1 => ("l1", l1::WGSL, Vec::new()),
-        LossKind::Huber { delta } => ("huber", huber::WGSL, huber::params(delta)),
+        LossKind::Huber { delta } => ("huber", huber::WGSL, huber::params(*delta)),
         other => {
             return Err(GpuError::InvalidConfig(format!(
                 "{other:?} is not a regression loss"

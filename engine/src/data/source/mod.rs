@@ -3,6 +3,7 @@
 mod arrays;
 mod csv;
 mod elements;
+mod extension;
 mod idx;
 mod npy;
 mod registry;
@@ -10,6 +11,7 @@ mod synthetic;
 
 pub use csv::{Category, Columns, CsvSource};
 pub(crate) use csv::{clean_text, csv_cells};
+pub use extension::ExtensionSource;
 pub use idx::IdxSource;
 pub(crate) use idx::read_shape as read_idx_shape;
 pub use npy::NpySource;

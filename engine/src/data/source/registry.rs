@@ -2,7 +2,7 @@
 //!
 //! Adding a format is one file in this directory plus one variant and one table row here.
 
-use super::{CsvSource, IdxSource, NpySource, SyntheticSource};
+use super::{CsvSource, ExtensionSource, IdxSource, NpySource, SyntheticSource};
 use crate::data::dataset::Dataset;
 use crate::data::error::DataError;
 
@@ -18,6 +18,8 @@ pub enum Source {
     Npy(NpySource),
     /// Seeded Gaussian blobs.
     Synthetic(SyntheticSource),
+    /// A source the binary registered (`engine::extend`).
+    Extension(ExtensionSource),
 }
 
 /// One registry row: the name a pipeline file uses and a one-line description
@@ -58,16 +60,18 @@ impl Source {
             Source::Idx(source) => source.load(),
             Source::Npy(source) => source.load(),
             Source::Synthetic(source) => source.load(),
+            Source::Extension(source) => source.load(),
         }
     }
 
-    /// This source's row in [`SOURCE_KINDS`].
+    /// This source's row in [`SOURCE_KINDS`] (or in the binary's registry).
     pub fn kind(&self) -> &'static SourceKind {
         let index = match self {
             Source::Csv(_) => 0,
             Source::Idx(_) => 1,
             Source::Npy(_) => 2,
             Source::Synthetic(_) => 3,
+            Source::Extension(source) => return source.kind,
         };
         &SOURCE_KINDS[index]
     }
@@ -90,6 +94,7 @@ impl Source {
                 "synthetic {} samples of shape {:?} in {} classes (seed {})",
                 source.samples, source.shape, source.classes, source.seed
             ),
+            Source::Extension(source) => format!("{} {}", source.kind.name, source.config),
         }
     }
 }

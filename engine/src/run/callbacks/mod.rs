@@ -18,9 +18,12 @@ use crate::spec::{CallbackSpec, EvalMetric, Trigger};
 mod checkpoint;
 mod early_stopping;
 mod exec;
+mod extension;
 mod log;
 mod monitor;
 mod nan_guard;
+
+pub(super) use extension::ExtensionRequest;
 
 use super::checkpoint::MetricSums;
 use super::{RunError, StepMetricsSummary};
@@ -41,6 +44,8 @@ pub(super) enum Action {
     RecordSteps,
     /// Run a command (an `exec` callback).
     Exec(super::exec::ExecRequest),
+    /// Hand the event to a callback the binary registered, then act on its decision.
+    Extension(ExtensionRequest),
     /// Reload the newest checkpoint older than `before_step` and continue with the
     /// learning rate multiplied by `lr_factor`.
     Rollback {
@@ -156,10 +161,18 @@ pub(super) struct Callbacks<'p> {
     quiet: bool,
     memory: Memory,
     best_params: Option<Vec<NamedTensor>>,
+    /// The registered callbacks, started, by stage id.
+    extensions: BTreeMap<String, Box<dyn crate::extend::ErasedCallback>>,
 }
 
 impl<'p> Callbacks<'p> {
-    pub fn new(plan: &'p Plan, quiet: bool) -> Self {
+    /// The plan's callbacks; the ones the binary registered are started here, so that a
+    /// start that fails ends the run before its first step.
+    pub fn new(
+        plan: &'p Plan,
+        quiet: bool,
+        run: &crate::extend::RunInfo,
+    ) -> Result<Self, RunError> {
         let has_log = plan
             .callbacks
             .iter()
@@ -174,13 +187,14 @@ impl<'p> Callbacks<'p> {
             );
             bar
         });
-        Callbacks {
+        Ok(Callbacks {
             plan,
             progress,
             quiet: quiet || !has_log,
             memory: Memory::default(),
             best_params: None,
-        }
+            extensions: extension::start_all(plan, run)?,
+        })
     }
 
     pub fn is_quiet(&self) -> bool {
@@ -318,6 +332,7 @@ impl<'p> Callbacks<'p> {
             }
             CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
             CallbackSpec::Exec(e) => Ok(self.exec(name, e, at)),
+            CallbackSpec::Extension(_) => Ok(self.extension(name, at)),
         }
     }
 

@@ -1,0 +1,306 @@
+//! Extensions from a user's own crate. A binary that depends on `engine` registers its
+//! callbacks, losses and data sources on an [`Engine`] and runs the usual command line;
+//! its pipelines use them by name (`type: csv_log`, `fn: focal`, `kind: my_source`),
+//! `validate` checks their settings with located diagnostics, `engine schema` describes
+//! them, and `run` executes them in the same runner as the built-in ones.
+//!
+//! ```no_run
+//! # use engine::extend::{Callback, Decision, Event, RunInfo};
+//! # #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! # struct Spec {}
+//! # struct Hello;
+//! # impl Callback for Hello {
+//! #     type Spec = Spec;
+//! #     const NAME: &'static str = "hello";
+//! #     const DESCRIPTION: &'static str = "Says hello.";
+//! #     fn start(_: Spec, _: &RunInfo) -> Result<Self, String> { Ok(Hello) }
+//! #     fn on_event(&mut self, _: &Event) -> Result<Decision, String> { Ok(Decision::Continue) }
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     engine::Engine::builder().register_callback::<Hello>().main()
+//! }
+//! ```
+//!
+//! docs/extending.md walks through a whole extension crate (examples/custom_extension).
+
+mod callback;
+mod loss;
+mod source;
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+pub use callback::{Callback, Decision, Event, RunInfo, SpecError};
+pub(crate) use callback::{CallbackEntry, ErasedCallback};
+pub(crate) use loss::LossEntry;
+pub use loss::{Loss, LossTargets};
+pub use ops::Tensor;
+pub use ops::loss::{LossOutput, Truth, rank_hits};
+pub use source::Source;
+pub(crate) use source::SourceEntry;
+
+pub use crate::data::Dataset;
+pub use crate::run::StepMetricsSummary;
+
+use crate::spec::{CallbackSpec, LossFn, SourceSpec};
+
+/// What a binary added to the engine. The registry is process-wide: the parser, the
+/// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
+/// [`EngineBuilder::main`]) installs it.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub callbacks: Vec<CallbackEntry>,
+    pub losses: Vec<LossEntry>,
+    pub sources: Vec<SourceEntry>,
+    /// Built-in and registered names per family, for parse errors and did-you-mean.
+    pub callback_names: &'static [&'static str],
+    pub loss_names: &'static [&'static str],
+    pub source_names: &'static [&'static str],
+}
+
+static INSTALLED: OnceLock<Registry> = OnceLock::new();
+
+/// The installed registry (only the built-ins where no binary installed one).
+pub(crate) fn registry() -> &'static Registry {
+    INSTALLED.get_or_init(|| EngineBuilder::default().into_registry())
+}
+
+impl Registry {
+    pub fn callback(&self, name: &str) -> Option<&CallbackEntry> {
+        self.callbacks.iter().find(|c| c.name == name)
+    }
+
+    pub fn loss(&self, name: &str) -> Option<&LossEntry> {
+        self.losses.iter().find(|l| l.name == name)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceEntry> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+/// Collects extensions; [`EngineBuilder::main`] installs them and runs the command line.
+#[derive(Default)]
+pub struct EngineBuilder {
+    callbacks: Vec<CallbackEntry>,
+    losses: Vec<LossEntry>,
+    sources: Vec<SourceEntry>,
+}
+
+/// The engine with its extensions installed.
+pub struct Engine {
+    _installed: (),
+}
+
+/// Why [`EngineBuilder::build`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A name is taken by a built-in or by an earlier registration.
+    #[error("{family} `{name}` is registered twice (or shadows a built-in one)")]
+    Duplicate {
+        family: &'static str,
+        name: &'static str,
+    },
+    /// A name is not a lowercase identifier (`snake_case`).
+    #[error("{family} name `{name}` is not snake_case (a-z, 0-9, _; starting with a letter)")]
+    BadName {
+        family: &'static str,
+        name: &'static str,
+    },
+    /// This process already has a registry (pipelines were parsed, or `build` ran).
+    #[error("the extension registry is already installed in this process")]
+    AlreadyInstalled,
+}
+
+impl Engine {
+    /// Starts a builder with only the built-in extensions.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Runs the `engine` command line (`validate`, `plan`, `run`, `schema`, ...) on this
+    /// process's arguments with the installed extensions.
+    pub fn main(&self) -> ExitCode {
+        crate::cli::main()
+    }
+}
+
+impl EngineBuilder {
+    /// Adds a callback, written `type: <C::NAME>` in a `callback` stage.
+    pub fn register_callback<C: Callback>(mut self) -> Self {
+        self.callbacks.push(CallbackEntry::of::<C>());
+        self
+    }
+
+    /// Adds a loss, written `fn: <L::NAME>` in a `loss` stage.
+    pub fn register_loss<L: Loss>(mut self) -> Self {
+        self.losses.push(LossEntry::of::<L>());
+        self
+    }
+
+    /// Adds a data source, written `kind: <S::NAME>` in a data set's `source`.
+    pub fn register_source<S: Source>(mut self) -> Self {
+        self.sources.push(SourceEntry::of::<S>());
+        self
+    }
+
+    /// Checks the names and installs the registry for this process.
+    pub fn build(self) -> Result<Engine, RegistryError> {
+        let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
+        let builtins = [
+            ("callback", CallbackSpec::NAMES),
+            ("loss", LossFn::NAMES),
+            ("data source", SourceSpec::NAMES),
+        ];
+        for (family, names) in builtins {
+            seen.extend(names.iter().map(|n| (family, *n)));
+        }
+        let added = self
+            .callbacks
+            .iter()
+            .map(|c| ("callback", c.name))
+            .chain(self.losses.iter().map(|l| ("loss", l.name)))
+            .chain(self.sources.iter().map(|s| ("data source", s.name)));
+        for (family, name) in added {
+            if !is_snake_case(name) {
+                return Err(RegistryError::BadName { family, name });
+            }
+            if seen.contains(&(family, name)) {
+                return Err(RegistryError::Duplicate { family, name });
+            }
+            seen.push((family, name));
+        }
+        INSTALLED
+            .set(self.into_registry())
+            .map_err(|_| RegistryError::AlreadyInstalled)?;
+        Ok(Engine { _installed: () })
+    }
+
+    /// [`EngineBuilder::build`], then [`Engine::main`]; a registry error is printed and
+    /// exits with status 2.
+    pub fn main(self) -> ExitCode {
+        match self.build() {
+            Ok(engine) => engine.main(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    fn into_registry(self) -> Registry {
+        // Leaked once per process: serde's unknown-variant errors want `'static` lists,
+        // and the registry lives as long as the process anyway.
+        let names = |builtin: &'static [&'static str], added: Vec<&'static str>| {
+            let all: Vec<&'static str> = builtin.iter().copied().chain(added).collect();
+            &*Box::leak(all.into_boxed_slice())
+        };
+        Registry {
+            callback_names: names(
+                CallbackSpec::NAMES,
+                self.callbacks.iter().map(|c| c.name).collect(),
+            ),
+            loss_names: names(LossFn::NAMES, self.losses.iter().map(|l| l.name).collect()),
+            source_names: names(
+                SourceSpec::NAMES,
+                self.sources.iter().map(|s| s.name).collect(),
+            ),
+            callbacks: self.callbacks,
+            losses: self.losses,
+            sources: self.sources,
+        }
+    }
+}
+
+/// The callback family as the parser reaches it.
+pub(crate) fn callback_family() -> crate::spec::tagged::Extensions {
+    crate::spec::tagged::Extensions {
+        names: || registry().callback_names,
+        check: |name, body| {
+            let entry = registry().callback(name)?;
+            Some((entry.check)(body).map(|()| entry.name))
+        },
+    }
+}
+
+/// The data-source family as the parser reaches it.
+pub(crate) fn source_family() -> crate::spec::tagged::Extensions {
+    crate::spec::tagged::Extensions {
+        names: || registry().source_names,
+        check: |name, body| {
+            let entry = registry().source(name)?;
+            Some((entry.check)(body).map(|()| entry.name))
+        },
+    }
+}
+
+fn is_snake_case(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Loads a registered data source as written in a pipeline in `base_dir`.
+pub(crate) fn load_source(
+    source: &crate::spec::Extension,
+    base_dir: &std::path::Path,
+) -> Result<crate::data::Dataset, String> {
+    let entry = registry()
+        .source(source.name)
+        .ok_or_else(|| format!("no data source `{}` is registered", source.name))?;
+    (entry.load)(&source.config, base_dir)
+}
+
+/// A registered data source, configured for the data stages.
+pub(crate) fn configured_source(
+    source: &crate::spec::Extension,
+    base_dir: &std::path::Path,
+) -> Option<crate::data::ExtensionSource> {
+    let entry = registry().source(source.name)?;
+    Some(crate::data::ExtensionSource {
+        kind: &entry.kind,
+        config: source.config.clone(),
+        base_dir: base_dir.to_path_buf(),
+        load: entry.load,
+    })
+}
+
+/// A loss stage's `params` for registered loss `name` (absent: an empty map, so that
+/// missing keys are reported and defaults apply).
+pub(crate) fn loss_params(params: Option<&serde_json::Value>) -> serde_json::Value {
+    params
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+}
+
+/// Checks a registered loss's `params`; the error carries its field path as the parser
+/// marks it.
+pub(crate) fn check_loss(name: &str, params: Option<&serde_json::Value>) -> Result<(), String> {
+    let entry = registry()
+        .loss(name)
+        .ok_or_else(|| format!("no loss `{name}` is registered"))?;
+    (entry.check)(loss_params(params))
+}
+
+/// The device loss of registered loss `name` with `params`.
+pub(crate) fn lower_loss(
+    name: &str,
+    params: Option<&serde_json::Value>,
+) -> Result<ops::loss::CustomLoss, String> {
+    let entry = registry()
+        .loss(name)
+        .ok_or_else(|| format!("no loss `{name}` is registered"))?;
+    (entry.lower)(loss_params(params))
+}
+
+/// Starts a registered callback as written in a pipeline.
+pub(crate) fn start_callback(
+    callback: &crate::spec::Extension,
+    run: &RunInfo,
+) -> Result<Box<dyn ErasedCallback>, String> {
+    let entry = registry()
+        .callback(callback.name)
+        .ok_or_else(|| format!("no callback `{}` is registered", callback.name))?;
+    (entry.start)(&callback.config, run)
+}

@@ -1,0 +1,64 @@
+//! Data sources from a user's crate: settings and a loader.
+
+use std::path::Path;
+
+use schemars::{JsonSchema, Schema};
+use serde::de::DeserializeOwned;
+
+use super::SpecError;
+use super::callback::checked_spec;
+use crate::data::{Dataset, SourceKind};
+
+/// A data source a binary adds with
+/// [`EngineBuilder::register_source`](super::EngineBuilder::register_source).
+///
+/// Written in a data set as `source: {kind: <NAME>, ...}` with the keys of
+/// [`Source::Spec`] beside `kind`; splits, normalisation and batching apply as for the
+/// built-in sources. `engine validate` loads it once to learn the sample shape and the
+/// classes, so keep loading cheap or cache it.
+pub trait Source: 'static {
+    /// Its settings (use `#[serde(deny_unknown_fields)]`).
+    type Spec: DeserializeOwned + JsonSchema;
+    /// The `kind:` name (snake_case, not a built-in source's).
+    const NAME: &'static str;
+    /// One sentence for `engine schema`.
+    const DESCRIPTION: &'static str;
+
+    /// Checks settings beyond their types (at `engine validate`, located at the field).
+    fn check(_spec: &Self::Spec) -> Result<(), SpecError> {
+        Ok(())
+    }
+
+    /// Reads the samples ([`Dataset::classification`] or [`Dataset::regression`]);
+    /// relative paths start at `pipeline_dir`. An error is shown with the data set.
+    fn load(spec: &Self::Spec, pipeline_dir: &Path) -> Result<Dataset, String>;
+}
+
+/// A registered source with its type erased.
+pub(crate) struct SourceEntry {
+    pub name: &'static str,
+    /// Its name and description as the built-in sources' table holds them.
+    pub kind: SourceKind,
+    /// Its settings' JSON Schema (a root schema with its own `$defs`).
+    pub schema: fn() -> Schema,
+    pub check: fn(serde_json::Value) -> Result<(), String>,
+    pub load: fn(&serde_json::Value, &Path) -> Result<Dataset, String>,
+}
+
+impl SourceEntry {
+    pub fn of<S: Source>() -> SourceEntry {
+        SourceEntry {
+            name: S::NAME,
+            kind: SourceKind {
+                name: S::NAME,
+                description: S::DESCRIPTION,
+            },
+            schema: || schemars::schema_for!(S::Spec),
+            check: |value| checked_spec::<S::Spec>(value, S::check).map(|_| ()),
+            load: |value, dir| {
+                let spec = checked_spec::<S::Spec>(value.clone(), S::check)?;
+                S::load(&spec, dir)
+            },
+        }
+    }
+}

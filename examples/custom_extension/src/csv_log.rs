@@ -1,0 +1,124 @@
+//! `csv_log`: appends one row per trigger to a CSV file in the run's output directory —
+//! step, epoch, each training chain's loss and accuracy, then each eval's — for a
+//! spreadsheet or pandas.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use engine::extend::{Callback, Decision, Event, RunInfo, SpecError};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Settings of `type: csv_log`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvLogSpec {
+    /// File name inside the run's output directory.
+    #[serde(default = "default_file")]
+    pub file: String,
+    /// Stop the run once this eval metric reaches `stop_at` (`<eval>.accuracy`), if set.
+    #[serde(default)]
+    pub stop_at: Option<f64>,
+    /// The eval whose accuracy `stop_at` reads.
+    #[serde(default)]
+    pub eval: Option<String>,
+}
+
+fn default_file() -> String {
+    "metrics.csv".into()
+}
+
+/// The started callback: the open file and its columns, fixed by the first row.
+pub struct CsvLog {
+    out: BufWriter<File>,
+    columns: Option<Vec<String>>,
+    stop_at: Option<(String, f64)>,
+}
+
+impl Callback for CsvLog {
+    type Spec = CsvLogSpec;
+    const NAME: &'static str = "csv_log";
+    const DESCRIPTION: &'static str = "Appends step, epoch and every chain's and eval's loss and accuracy to a CSV file in the output directory.";
+
+    fn check(spec: &CsvLogSpec) -> Result<(), SpecError> {
+        let plain = !spec.file.is_empty()
+            && !spec.file.contains(['/', '\\'])
+            && spec.file != ".."
+            && spec.file != ".";
+        if !plain {
+            return Err(SpecError::at(
+                "file",
+                format!(
+                    "`{}` is not a plain file name (it is written inside the output directory)",
+                    spec.file
+                ),
+            ));
+        }
+        match (spec.stop_at, &spec.eval) {
+            (Some(_), None) => Err(SpecError::at(
+                "stop_at",
+                "`stop_at` needs `eval`: the eval stage whose accuracy it reads",
+            )),
+            (Some(v), Some(_)) if !(0.0..=1.0).contains(&v) => Err(SpecError::at(
+                "stop_at",
+                format!("an accuracy is in [0, 1], found {v}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn start(spec: CsvLogSpec, run: &RunInfo) -> Result<Self, String> {
+        std::fs::create_dir_all(&run.out_dir).map_err(|e| e.to_string())?;
+        let path = run.out_dir.join(&spec.file);
+        let file =
+            File::create(&path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+        Ok(CsvLog {
+            out: BufWriter::new(file),
+            columns: None,
+            stop_at: spec.eval.zip(spec.stop_at),
+        })
+    }
+
+    fn on_event(&mut self, event: &Event) -> Result<Decision, String> {
+        let mut cells = vec![
+            ("step".to_string(), event.step.to_string()),
+            ("epoch".to_string(), event.epoch.to_string()),
+        ];
+        for (scope, metrics) in [("train", &event.train), ("eval", &event.evals)] {
+            for (name, m) in metrics {
+                let prefix = if scope == "train" {
+                    format!("train.{name}")
+                } else {
+                    name.clone()
+                };
+                cells.push((format!("{prefix}.loss"), format!("{:.6}", m.loss)));
+                cells.push((format!("{prefix}.accuracy"), format!("{:.6}", m.accuracy)));
+            }
+        }
+        if self.columns.is_none() {
+            // The header is the first row's columns (order the stage after its evals
+            // with `after:` so that they are in it).
+            let names: Vec<String> = cells.iter().map(|(k, _)| k.clone()).collect();
+            writeln!(self.out, "{}", names.join(",")).map_err(|e| e.to_string())?;
+            self.columns = Some(names);
+        }
+        let columns = self.columns.as_deref().unwrap_or_default();
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                cells
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map_or(String::new(), |(_, v)| v.clone())
+            })
+            .collect();
+        writeln!(self.out, "{}", row.join(",")).map_err(|e| e.to_string())?;
+        self.out.flush().map_err(|e| e.to_string())?;
+        if let Some((eval, target)) = &self.stop_at
+            && event.evals.get(eval).is_some_and(|m| m.accuracy >= *target)
+        {
+            return Ok(Decision::Stop);
+        }
+        Ok(Decision::Continue)
+    }
+}

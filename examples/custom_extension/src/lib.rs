@@ -1,0 +1,22 @@
+//! An engine with three extensions of its own, used from YAML by name:
+//! - `fn: focal` — the focal loss of Lin et al. (2017), a WGSL kernel and a CPU reference;
+//! - `type: csv_log` — a callback that appends each epoch's metrics to a CSV file;
+//! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`).
+//!
+//! docs/extending.md walks through it.
+
+mod csv_log;
+mod focal;
+mod libsvm;
+
+pub use csv_log::CsvLog;
+pub use focal::Focal;
+pub use libsvm::Libsvm;
+
+/// The engine with this crate's extensions registered.
+pub fn engine() -> engine::extend::EngineBuilder {
+    engine::Engine::builder()
+        .register_loss::<Focal>()
+        .register_callback::<CsvLog>()
+        .register_source::<Libsvm>()
+}

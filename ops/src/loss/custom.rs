@@ -1,0 +1,175 @@
+//! A loss supplied by the program that uses this crate: its WGSL kernel, its parameters
+//! and its CPU reference, bound exactly like the built-in losses' fused kernels.
+//!
+//! The kernel runs one invocation per row (grid-stride: `{{BATCH}}` rows, `{{STRIDE}}`)
+//! over `{{D}}` outputs per row and binds, in order: `S: Step` (uniform; `S.rows` valid
+//! rows), `y` (the model's outputs), `labels: array<u32>` (class targets) or
+//! `targets: array<f32>` (value targets, `D` per row), `dy` (read_write: the gradient of
+//! the summed loss, not divided by the batch) and `row_stats` (read_write: per row, the
+//! loss, 1.0 when its arg-max is the label, 1.0 when the label is among its 5 largest
+//! outputs — zeros for value targets). Rows `>= S.rows` are padding: zero gradient and
+//! statistics.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::LossOutput;
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
+use crate::tensor::Tensor;
+
+/// What a loss compares the outputs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossTargets {
+    /// Integer class ids (a classification data set).
+    Classes,
+    /// Float values, as many per sample as the model has outputs (regression).
+    Values,
+}
+
+/// The targets a CPU reference reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Truth<'a> {
+    /// One class id per row.
+    Classes(&'a [u32]),
+    /// `D` values per row.
+    Values(&'a [f32]),
+}
+
+/// The CPU reference: outputs `[batch, D]`, the targets, the number of valid rows.
+pub type CpuLoss = Arc<dyn Fn(&Tensor, Truth<'_>, usize) -> LossOutput + Send + Sync>;
+
+/// A loss defined outside this crate.
+#[derive(Clone)]
+pub struct CustomLoss {
+    /// Its name (the kernel's name in plans and profiles).
+    pub name: &'static str,
+    pub targets: LossTargets,
+    /// The kernel's WGSL (`shaders/common.wgsl`'s `Step` is in scope).
+    pub wgsl: &'static str,
+    /// Substitutions for its parameters, e.g. `("GAMMA", "2.0")` for `{{GAMMA}}`.
+    pub defines: Vec<(&'static str, String)>,
+    pub cpu: CpuLoss,
+}
+
+impl fmt::Debug for CustomLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomLoss")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .field("defines", &self.defines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for CustomLoss {
+    /// Same name and parameters: the same loss (the kernel and reference come with the name).
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.targets == other.targets && self.defines == other.defines
+    }
+}
+
+impl CustomLoss {
+    /// The CPU reference over the first `rows` rows.
+    pub fn cpu(&self, y: &Tensor, truth: Truth<'_>, rows: usize) -> LossOutput {
+        (self.cpu)(y, truth, rows)
+    }
+
+    /// Its fused kernel over `batch` rows of `d` outputs; `truth` is the labels or the
+    /// targets buffer, as [`CustomLoss::targets`] says.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dispatch(
+        &self,
+        k: &mut KernelBuilder,
+        step: &BufferRef,
+        y: &BufferRef,
+        truth: &BufferRef,
+        dy: &BufferRef,
+        row_stats: &BufferRef,
+        batch: usize,
+        d: usize,
+    ) -> Result<Dispatch, GpuError> {
+        let (groups, stride) = grid_1d(batch);
+        let mut defines = vec![
+            ("BATCH", batch.to_string()),
+            ("D", d.to_string()),
+            ("STRIDE", stride.to_string()),
+        ];
+        defines.extend(self.defines.iter().cloned());
+        k.compute(
+            self.name,
+            &[self.wgsl],
+            &defines,
+            &[step, y, truth, dy, row_stats],
+            groups,
+        )
+    }
+}
+
+/// What the kernel computed for one batch, read back (see [`CustomLoss::run_gpu`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelOutput {
+    /// Gradient of the summed loss, `[batch, D]`.
+    pub grad: Vec<f32>,
+    /// Per row: loss, arg-max hit, top-5 hit.
+    pub row_stats: Vec<f32>,
+}
+
+impl CustomLoss {
+    /// Runs the kernel once over `y` `[batch, D]` (the first `rows` rows valid) and reads
+    /// its outputs back: what a test compares with [`CustomLoss::cpu`].
+    pub fn run_gpu(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        y: &Tensor,
+        truth: Truth<'_>,
+        rows: usize,
+    ) -> Result<KernelOutput, GpuError> {
+        let batch = y.shape.first().copied().unwrap_or(0);
+        let d = y.data.len() / batch.max(1);
+        let words = |n: usize| (n.max(1) * 4) as u64;
+        let step = gpu.uniform_buffer(
+            "step",
+            std::mem::size_of::<crate::train::StepUniform>() as u64,
+        )?;
+        let uniform = crate::train::StepUniform {
+            rows: rows as u32,
+            ..Default::default()
+        };
+        gpu.write(&step, 0, &[uniform])?;
+        let y_buf = gpu.storage_buffer("y", words(y.data.len()))?;
+        gpu.write(&y_buf, 0, &y.data)?;
+        let truth_buf = match truth {
+            Truth::Classes(labels) => {
+                let b = gpu.storage_buffer("labels", words(batch))?;
+                gpu.write(&b, 0, labels)?;
+                b
+            }
+            Truth::Values(values) => {
+                let b = gpu.storage_buffer("targets", words(batch * d))?;
+                gpu.write(&b, 0, values)?;
+                b
+            }
+        };
+        let dy = gpu.storage_buffer("dy", words(batch * d))?;
+        let stats = gpu.storage_buffer("row_stats", words(batch * 3))?;
+        // Poisoned, so that a value the kernel does not write is seen.
+        gpu.write(&dy, 0, &vec![f32::NAN; batch * d])?;
+        gpu.write(&stats, 0, &vec![f32::NAN; batch * 3])?;
+        let mut k = KernelBuilder::new(gpu);
+        let dispatch = self.dispatch(
+            &mut k,
+            &BufferRef::whole(&step),
+            &BufferRef::whole(&y_buf),
+            &BufferRef::whole(&truth_buf),
+            &BufferRef::whole(&dy),
+            &BufferRef::whole(&stats),
+            batch,
+            d,
+        )?;
+        gpu.submit_dispatches([&dispatch])?;
+        Ok(KernelOutput {
+            grad: gpu.read_f32(&BufferRef::whole(&dy).words(0, (batch * d) as u64))?,
+            row_stats: gpu.read_f32(&BufferRef::whole(&stats).words(0, (batch * 3) as u64))?,
+        })
+    }
+}
