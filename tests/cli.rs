@@ -98,3 +98,19 @@ fn graph_draws_a_models_nodes() {
     assert_eq!(code, 2);
     assert!(stderr.contains("its models: resmlp"), "{stderr}");
 }
+
+/// A pipeline that uses another binary's extensions (examples/custom_extension) is
+/// refused by the plain `engine`, at each name, with the names it does know.
+#[test]
+fn names_registered_by_another_binary_are_unknown_here() {
+    let (code, _, stderr) = engine(&[
+        "validate",
+        "examples/custom_extension/pipelines/digits_focal.yaml",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("unknown kind `libsvm`") && stderr.contains("`csv`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

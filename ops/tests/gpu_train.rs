@@ -120,6 +120,7 @@ fn cpu_grads(
         LossKind::L1 => l1_cpu(logits, targets.unwrap(), rows),
         LossKind::Huber { delta } => huber_cpu(logits, targets.unwrap(), rows, delta),
         LossKind::Distill { .. } => unreachable!("tests/frozen.rs checks distillation"),
+        LossKind::Custom(_) => unreachable!("engine::testing::check_loss checks custom losses"),
     };
     let (_, grads) = seq.backward_cpu(params, &acts, &out.grad, seed, step);
     let g: Vec<f32> = grads
@@ -204,11 +205,11 @@ fn check_model_as(
             .collect::<Vec<_>>(),
         0.0,
     );
-    let (cpu, out) = cpu_grads(&seq, &params, &d, rows, cfg.loss, None, cfg.seed, 0);
+    let (cpu, out) = cpu_grads(&seq, &params, &d, rows, cfg.loss.clone(), None, cfg.seed, 0);
     assert_close("model gradients", &gpu_grads, &cpu, 1e-4);
     // Finite differences of the CPU model's summed loss at a few parameters of each tensor.
     let loss_at = |p: &[Vec<Tensor>]| {
-        cpu_grads(&seq, p, &d, rows, cfg.loss, None, cfg.seed, 0)
+        cpu_grads(&seq, p, &d, rows, cfg.loss.clone(), None, cfg.seed, 0)
             .1
             .loss_sum
     };
@@ -473,7 +474,7 @@ fn check_optimizer_weighted(
     let def = mlp();
     let cfg = TrainConfig {
         clip_grad_norm: clip,
-        loss,
+        loss: loss.clone(),
         class_weights,
         ..config(6, opt)
     };
@@ -494,7 +495,7 @@ fn check_optimizer_weighted(
         step.upload_batch(gpu, &d.x, &d.labels, t, rows)
             .expect("upload");
         step.record_step(gpu, lr, s).unwrap();
-        let (g, _) = cpu_grads(&seq, &params, &d, rows, loss, t, cfg.seed, s);
+        let (g, _) = cpu_grads(&seq, &params, &d, rows, loss.clone(), t, cfg.seed, s);
         let scaled: Vec<f32> = g.iter().map(|v| v * (1.0 / rows as f32)).collect();
         let (factor, norm) = clip_factor_cpu(&scaled, clip);
         let clipped: Vec<f32> = scaled.iter().map(|v| v * factor).collect();
@@ -540,7 +541,7 @@ fn sgd_variants_match_reference() {
     let ce = LossKind::CrossEntropy {
         label_smoothing: 0.0,
     };
-    check_optimizer(sgd(), None, ce);
+    check_optimizer(sgd(), None, ce.clone());
     check_optimizer(
         OptimizerKind::Sgd {
             momentum: 0.9,
@@ -548,7 +549,7 @@ fn sgd_variants_match_reference() {
             weight_decay: 0.0,
         },
         None,
-        ce,
+        ce.clone(),
     );
     check_optimizer(
         OptimizerKind::Sgd {
@@ -581,7 +582,7 @@ fn adam_variants_match_reference() {
             weight_decay: 0.01,
         },
         None,
-        ce,
+        ce.clone(),
     );
     check_optimizer(
         OptimizerKind::AdamW {
@@ -591,7 +592,7 @@ fn adam_variants_match_reference() {
             weight_decay: 0.1,
         },
         None,
-        ce,
+        ce.clone(),
     );
 }
 
@@ -607,7 +608,7 @@ fn clipping_matches_reference() {
             weight_decay: 0.0,
         },
         Some(0.05),
-        ce,
+        ce.clone(),
     );
     check_optimizer(
         OptimizerKind::AdamW {
@@ -617,7 +618,7 @@ fn clipping_matches_reference() {
             weight_decay: 0.01,
         },
         Some(0.1),
-        ce,
+        ce.clone(),
     );
 }
 

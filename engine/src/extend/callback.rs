@@ -113,8 +113,12 @@ pub(crate) struct CallbackEntry {
     /// Deserialises and checks settings; errors carry the field path as the parser
     /// expects ([`PATH_MARK`]).
     pub check: fn(serde_json::Value) -> Result<(), String>,
-    pub start: fn(&serde_json::Value, &RunInfo) -> Result<Box<dyn ErasedCallback>, String>,
+    pub start: StartFn,
 }
+
+/// Deserialises settings and starts the callback.
+pub(crate) type StartFn =
+    fn(&serde_json::Value, &RunInfo) -> Result<Box<dyn ErasedCallback>, String>;
 
 /// A started callback.
 pub(crate) trait ErasedCallback: Send {

@@ -304,3 +304,62 @@ pub(crate) fn start_callback(
         .ok_or_else(|| format!("no callback `{}` is registered", callback.name))?;
     (entry.start)(&callback.config, run)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct NoSettings {}
+
+    macro_rules! named_callback {
+        ($ty:ident, $name:literal) => {
+            struct $ty;
+            impl Callback for $ty {
+                type Spec = NoSettings;
+                const NAME: &'static str = $name;
+                const DESCRIPTION: &'static str = "test";
+                fn start(_: NoSettings, _: &RunInfo) -> Result<Self, String> {
+                    Ok($ty)
+                }
+                fn on_event(&mut self, _: &Event) -> Result<Decision, String> {
+                    Ok(Decision::Continue)
+                }
+            }
+        };
+    }
+    named_callback!(ShadowsLog, "log");
+    named_callback!(Shouting, "Shout");
+    named_callback!(Once, "once");
+
+    // Only failing builds here: a successful one installs the registry for the whole
+    // test process (examples/custom_extension's tests cover that).
+    #[test]
+    fn a_name_taken_or_not_snake_case_is_refused() {
+        let err = Engine::builder()
+            .register_callback::<ShadowsLog>()
+            .build()
+            .err();
+        assert!(matches!(
+            err,
+            Some(RegistryError::Duplicate { name: "log", .. })
+        ));
+        let err = Engine::builder()
+            .register_callback::<Once>()
+            .register_callback::<Once>()
+            .build()
+            .err();
+        assert!(matches!(
+            err,
+            Some(RegistryError::Duplicate { name: "once", .. })
+        ));
+        let err = Engine::builder()
+            .register_callback::<Shouting>()
+            .build()
+            .err();
+        assert!(matches!(
+            err,
+            Some(RegistryError::BadName { name: "Shout", .. })
+        ));
+    }
+}

@@ -47,7 +47,7 @@ impl Loss for Focal {
                 format!("`gamma` must be in [0, 10], found {}", spec.gamma),
             ));
         }
-        if !(spec.alpha > 0.0) {
+        if spec.alpha.is_nan() || spec.alpha <= 0.0 {
             return Err(SpecError::at(
                 "alpha",
                 format!("`alpha` must be > 0, found {}", spec.alpha),
@@ -72,9 +72,9 @@ impl Loss for Focal {
         let d = y.len() / y.batch().max(1);
         let mut grad = Tensor::zeros(&y.shape);
         let (mut loss_sum, mut correct, mut top5) = (0.0, 0, 0);
-        for r in 0..rows {
+        for (r, &label) in labels.iter().enumerate().take(rows) {
             let z = &y.data[r * d..(r + 1) * d];
-            let label = labels[r] as usize;
+            let label = label as usize;
             let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let e: Vec<f64> = z.iter().map(|&v| f64::from(v - max).exp()).collect();
             let sum: f64 = e.iter().sum();
@@ -86,9 +86,10 @@ impl Loss for Focal {
             loss_sum += -alpha * q.powf(gamma) * log_p;
             // d loss / d z_j = alpha * g * (delta_jc - p_j)
             let g = gamma * p * q.powf(gamma - 1.0) * log_p - q.powf(gamma);
-            for j in 0..d {
+            let row = &mut grad.data[r * d..(r + 1) * d];
+            for (j, (dz, e_j)) in row.iter_mut().zip(&e).enumerate() {
                 let delta = if j == label { 1.0 } else { 0.0 };
-                grad.data[r * d + j] = (alpha * g * (delta - e[j] / sum)) as f32;
+                *dz = (alpha * g * (delta - e_j / sum)) as f32;
             }
             let (hit, hit5) = rank_hits(z, label);
             correct += hit;
