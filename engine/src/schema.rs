@@ -17,11 +17,13 @@ pub fn pipeline_schema() -> String {
 }
 
 /// Adds what the binary registered (`engine::extend`): each callback and data source as
-/// a variant of its family, each loss as a name of `fn` with its settings under `params`.
+/// a variant of its family, each layer as a one-key map (and a bare name when its
+/// settings all have defaults), each loss as a name of `fn` with its settings under
+/// `params`.
 fn add_extensions(schema: &mut Value) {
     // The families' `Extension` variant is untagged for serde, which makes schemars list
     // the (disjoint, tagged) variants under `anyOf`; editors and the docs read `oneOf`.
-    for family in ["CallbackSpec", "SourceSpec"] {
+    for family in ["CallbackSpec", "SourceSpec", "LayerSpec"] {
         if let Some(Value::Object(f)) = schema.pointer_mut(&format!("/$defs/{family}"))
             && let Some(any) = f.remove("anyOf")
         {
@@ -36,6 +38,33 @@ fn add_extensions(schema: &mut Value) {
     for s in &registry.sources {
         let variant = tagged_variant(schema, "kind", s.name, s.kind.description, (s.schema)());
         push_variant(schema, "SourceSpec", variant);
+    }
+    for l in &registry.layers {
+        let settings = inline_defs(schema, (l.schema)());
+        let defaults_only = settings
+            .get("required")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if defaults_only {
+            let bare = serde_json::json!({
+                "type": "string",
+                "const": l.name,
+                "title": l.name,
+                "description": l.description,
+            });
+            push_variant(schema, "LayerSpec", bare);
+        }
+        let mut properties = Map::new();
+        properties.insert(l.name.to_string(), settings);
+        let keyed = serde_json::json!({
+            "type": "object",
+            "title": l.name,
+            "description": l.description,
+            "properties": properties,
+            "required": [l.name],
+            "additionalProperties": false,
+        });
+        push_variant(schema, "LayerSpec", keyed);
     }
     let mut params = Vec::new();
     for l in &registry.losses {

@@ -195,3 +195,118 @@ pub fn check_loss<L: crate::extend::Loss>(params: serde_json::Value) -> Result<(
     }
     Ok(())
 }
+
+/// Checks a layer registered with [`crate::extend::Layer`] for the settings `settings`,
+/// on a batch of `batch` samples of per-sample shape `input`: its kernels against its
+/// CPU reference (output, input gradient, accumulated parameter gradients; outputs
+/// poisoned first), and the reference's gradients against central finite differences of
+/// `Σ y·dy` for a random `dy`. The adapter is `ENGINE_TEST_BACKEND`'s, else any.
+pub fn check_layer<L: crate::extend::Layer>(
+    settings: serde_json::Value,
+    batch: usize,
+    input: &[usize],
+) -> Result<(), String> {
+    use ops::rng::Rng;
+    use ops::{CpuCtx, Tensor};
+
+    let op = (crate::extend::LayerEntry::of::<L>().make)(&settings)
+        .map_err(|e| crate::spec::tagged::split_marked(&e).1.to_string())?;
+    if op.kind() != L::NAME {
+        return Err(format!(
+            "its op's kind() is `{}`, not its name `{}`",
+            op.kind(),
+            L::NAME
+        ));
+    }
+    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(11);
+    let mut shape = vec![batch];
+    shape.extend_from_slice(input);
+    let random = |rng: &mut Rng, shape: &[usize]| Tensor {
+        shape: shape.to_vec(),
+        data: rng.vec_uniform(shape.iter().product(), -2.0, 2.0),
+    };
+    let x = random(&mut rng, &shape);
+    let params: Vec<Tensor> = op
+        .params(input)
+        .iter()
+        .map(|p| random(&mut rng, &p.shape))
+        .collect();
+    let grad_init: Vec<Tensor> = params.iter().map(|p| random(&mut rng, &p.shape)).collect();
+    let ctx = CpuCtx {
+        train: true,
+        seed: 0x1234_5678,
+        step: 3,
+        layer: 1,
+    };
+    let y = op.forward_cpu(&x, &params, &ctx);
+    let dy = random(&mut rng, &y.shape);
+    let (dx, dparams) = op.backward_cpu(&x, &params, &y, &dy, &ctx);
+    let run = ops::testing::run_layer(&gpu, op.as_ref(), &x, &params, &dy, &grad_init, &ctx)
+        .map_err(|e| e.to_string())?;
+    let close = |what: &str, got: &[f32], want: &[f32]| -> Result<(), String> {
+        let err = ops::tensor::rel_max_diff(got, want);
+        if got.len() == want.len() && err <= 1e-4 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: kernel and CPU reference differ by {err:e} (relative)"
+            ))
+        }
+    };
+    close("forward", &run.y, &y.data)?;
+    close("input gradient", &run.dx, &dx.data)?;
+    for (j, ((g, init), d)) in run.grads.iter().zip(&grad_init).zip(&dparams).enumerate() {
+        let want: Vec<f32> = init.data.iter().zip(&d.data).map(|(a, b)| a + b).collect();
+        close(
+            &format!("gradient of parameter {j} (accumulated)"),
+            g,
+            &want,
+        )?;
+    }
+    // Finite differences of Σ y·dy, the loss whose gradient backward computes.
+    let objective = |x: &Tensor, params: &[Tensor]| -> f64 {
+        let y = op.forward_cpu(x, params, &ctx);
+        y.data
+            .iter()
+            .zip(&dy.data)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum()
+    };
+    let h = 1e-2f32;
+    let fd = |what: String, analytic: f32, plus: f64, minus: f64| -> Result<(), String> {
+        let slope = (plus - minus) / f64::from(2.0 * h);
+        let analytic = f64::from(analytic);
+        if (slope - analytic).abs() > 5e-3 + 3e-2 * analytic.abs() {
+            return Err(format!(
+                "{what}: CPU gradient {analytic}, finite differences {slope}"
+            ));
+        }
+        Ok(())
+    };
+    for i in (0..x.data.len()).step_by((x.data.len() / 24).max(1)) {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp.data[i] += h;
+        xm.data[i] -= h;
+        fd(
+            format!("input [{i}]"),
+            dx.data[i],
+            objective(&xp, &params),
+            objective(&xm, &params),
+        )?;
+    }
+    for (j, p) in params.iter().enumerate() {
+        for i in (0..p.data.len()).step_by((p.data.len() / 8).max(1)) {
+            let (mut pp, mut pm) = (params.clone(), params.clone());
+            pp[j].data[i] += h;
+            pm[j].data[i] -= h;
+            fd(
+                format!("parameter {j} [{i}]"),
+                dparams[j].data[i],
+                objective(&x, &pp),
+                objective(&x, &pm),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -9,12 +9,12 @@ const FORWARD_WGSL: &str = include_str!("../../shaders/elementwise_forward.wgsl"
 const BACKWARD_WGSL: &str = include_str!("../../shaders/elementwise_backward.wgsl");
 
 /// An `f32` as the decimal of its bit pattern, for `bitcast<f32>({{X}}u)` in WGSL (exact).
-pub(crate) fn wgsl_f32(v: f32) -> String {
+pub fn wgsl_f32(v: f32) -> String {
     v.to_bits().to_string()
 }
 
 /// `y = f(x)` element by element.
-pub(crate) fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+pub fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
     Tensor {
         shape: x.shape.clone(),
         data: x.data.iter().map(|&v| f(v)).collect(),
@@ -22,7 +22,7 @@ pub(crate) fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
 }
 
 /// `dx = g(x, y, dy)` element by element.
-pub(crate) fn map_backward_cpu(
+pub fn map_backward_cpu(
     x: &Tensor,
     y: &Tensor,
     dy: &Tensor,
@@ -42,7 +42,7 @@ pub(crate) fn map_backward_cpu(
 }
 
 /// Forward dispatch of an activation whose WGSL is `act_wgsl`.
-pub(crate) fn gpu_forward(
+pub fn gpu_forward(
     k: &mut KernelBuilder,
     io: &LayerIo,
     kind: &str,
@@ -64,7 +64,7 @@ pub(crate) fn gpu_forward(
 }
 
 /// Backward dispatch of an activation (nothing when the input gradient is not needed).
-pub(crate) fn gpu_backward(
+pub fn gpu_backward(
     k: &mut KernelBuilder,
     io: &LayerIo,
     kind: &str,

@@ -93,6 +93,115 @@ pub enum LayerSpec {
     /// Positions `start..end` of the first dimension (features of `[F]`, channels of
     /// `[C, H, W]`): part of a model's input, e.g. the id features an `embedding` reads.
     Slice(SliceAttrs),
+    /// A layer the program using this crate registered ([`install_custom_layers`]).
+    #[schemars(skip)]
+    #[serde(untagged)]
+    Custom(CustomLayer),
+}
+
+/// A layer defined outside this crate: its name, its settings as written, and how to
+/// build its op from them.
+#[derive(Clone)]
+pub struct CustomLayer {
+    /// Its registered name.
+    pub name: &'static str,
+    /// Its settings as written (`{}` for the bare name).
+    pub config: serde_json::Value,
+    make: MakeOp,
+}
+
+/// Builds a registered layer's op from its settings; the error is a message (the engine
+/// marks the key at fault in it).
+pub type MakeOp = fn(&serde_json::Value) -> Result<Box<dyn Op>, String>;
+
+/// A registered layer: its name and its op's constructor.
+#[derive(Clone, Copy)]
+pub struct CustomLayerEntry {
+    pub name: &'static str,
+    pub make: MakeOp,
+}
+
+impl std::fmt::Debug for CustomLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.name, self.config)
+    }
+}
+
+impl PartialEq for CustomLayer {
+    /// Same name and settings: the same layer (the constructor comes with the name).
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.config == other.config
+    }
+}
+
+impl Serialize for CustomLayer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.name, &self.config)?;
+        map.end()
+    }
+}
+
+/// The layers registered by the program, and every name (built-in first).
+struct Custom {
+    entries: Vec<CustomLayerEntry>,
+    names: &'static [&'static str],
+}
+
+static CUSTOM: std::sync::OnceLock<Custom> = std::sync::OnceLock::new();
+
+fn custom() -> &'static Custom {
+    CUSTOM.get_or_init(|| Custom {
+        entries: Vec::new(),
+        names: LAYER_KINDS,
+    })
+}
+
+/// Registers layers defined outside this crate, once per process, before any layer is
+/// parsed. Names must differ from the built-in ones and from each other.
+pub fn install_custom_layers(entries: Vec<CustomLayerEntry>) -> Result<(), String> {
+    let mut names: Vec<&'static str> = LAYER_KINDS.to_vec();
+    for e in &entries {
+        if names.contains(&e.name) {
+            return Err(format!(
+                "layer `{}` is registered twice (or shadows a built-in one)",
+                e.name
+            ));
+        }
+        names.push(e.name);
+    }
+    // Leaked once per process: serde's unknown-variant errors want `'static` lists.
+    let names = &*Box::leak(names.into_boxed_slice());
+    CUSTOM.set(Custom { entries, names }).map_err(|_| {
+        "layers are already registered in this process (or were parsed before)".to_string()
+    })
+}
+
+/// Every layer name a pipeline can write: the built-in ones, then the registered ones.
+pub fn layer_kinds() -> &'static [&'static str] {
+    custom().names
+}
+
+/// A registered layer built from `config` (`{}` for the bare name).
+fn custom_layer<E: de::Error>(
+    name: &str,
+    config: serde_json::Value,
+) -> Option<Result<LayerSpec, E>> {
+    let entry = custom().entries.iter().find(|e| e.name == name)?;
+    let config = if config.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        config
+    };
+    Some(match (entry.make)(&config) {
+        Ok(_) => Ok(LayerSpec::Custom(CustomLayer {
+            name: entry.name,
+            config,
+            make: entry.make,
+        })),
+        Err(message) => Err(E::custom(message)),
+    })
 }
 
 /// Every layer kind, with an example spec (the registry walked by tests and docs).
@@ -155,6 +264,9 @@ impl LayerSpec {
     /// The op implementing this layer.
     pub fn build(&self) -> Box<dyn Op> {
         match *self {
+            // Parsing built this op from the same settings and kept the layer only when
+            // that succeeded; the constructor is a pure function of them.
+            LayerSpec::Custom(ref c) => (c.make)(&c.config).expect("built when parsed"),
             LayerSpec::Linear(attrs) => Box::new(Linear { attrs }),
             LayerSpec::Conv2d(attrs) => Box::new(Conv2d { attrs }),
             LayerSpec::MaxPool2d(attrs) => Box::new(MaxPool2d { attrs }),
@@ -257,7 +369,7 @@ macro_rules! with_attrs {
                     $unit;
                     u
                 }
-                None => return Err(de::Error::unknown_variant(other, LAYER_KINDS)),
+                None => return Err(de::Error::unknown_variant(other, layer_kinds())),
             },
         }
     };
@@ -273,12 +385,15 @@ impl<'de> Visitor<'de> for LayerSpecVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<LayerSpec, E> {
+        if let Some(layer) = custom_layer(v, serde_json::Value::Null) {
+            return layer;
+        }
         match unit(v) {
             Some(u) => Ok(u),
             None if LAYER_KINDS.contains(&v) => Err(E::custom(format!(
                 "layer `{v}` needs attributes, e.g. `{v}: {{...}}`"
             ))),
-            None => Err(E::unknown_variant(v, LAYER_KINDS)),
+            None => Err(E::unknown_variant(v, layer_kinds())),
         }
     }
 
@@ -294,7 +409,13 @@ impl<'de> Visitor<'de> for LayerSpecVisitor {
                 map.next_value()?
             };
         }
-        let spec = with_attrs!(name.as_str(), read, map.next_value::<Option<NoAttrs>>()?);
+        let spec = if custom().entries.iter().any(|e| e.name == name) {
+            let config: serde_json::Value = map.next_value()?;
+            custom_layer(&name, config)
+                .unwrap_or_else(|| Err(de::Error::unknown_variant(&name, layer_kinds())))?
+        } else {
+            with_attrs!(name.as_str(), read, map.next_value::<Option<NoAttrs>>()?)
+        };
         if let Some(extra) = map.next_key::<String>()? {
             return Err(de::Error::custom(format!(
                 "a layer is a map with exactly one key (the layer kind), found `{name}` and `{extra}`"
@@ -305,6 +426,11 @@ impl<'de> Visitor<'de> for LayerSpecVisitor {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<LayerSpec, A::Error> {
         let (name, variant) = data.variant::<String>()?;
+        if custom().entries.iter().any(|e| e.name == name) {
+            let config: serde_json::Value = variant.newtype_variant()?;
+            return custom_layer(&name, config)
+                .unwrap_or_else(|| Err(de::Error::unknown_variant(&name, layer_kinds())));
+        }
         let mut variant = Some(variant);
         macro_rules! read {
             () => {

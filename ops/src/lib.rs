@@ -35,10 +35,11 @@ pub mod slice;
 pub mod softmax;
 pub mod tanh;
 pub mod tensor;
+pub mod testing;
 pub mod train;
 
 mod conv2d_direct;
-mod elementwise;
+pub mod elementwise;
 mod matmul;
 mod over1d;
 mod reduce;

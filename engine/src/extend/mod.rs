@@ -24,6 +24,7 @@
 //! docs/extending.md walks through a whole extension crate (examples/custom_extension).
 
 mod callback;
+mod layer;
 mod loss;
 mod source;
 
@@ -32,6 +33,8 @@ use std::sync::OnceLock;
 
 pub use callback::{Callback, Decision, Event, RunInfo, SpecError};
 pub(crate) use callback::{CallbackEntry, ErasedCallback};
+pub use layer::Layer;
+pub(crate) use layer::LayerEntry;
 pub(crate) use loss::LossEntry;
 pub use loss::{Loss, LossTargets};
 pub use ops::Tensor;
@@ -52,6 +55,7 @@ pub(crate) struct Registry {
     pub callbacks: Vec<CallbackEntry>,
     pub losses: Vec<LossEntry>,
     pub sources: Vec<SourceEntry>,
+    pub layers: Vec<LayerEntry>,
     /// Built-in and registered names per family, for parse errors and did-you-mean.
     pub callback_names: &'static [&'static str],
     pub loss_names: &'static [&'static str],
@@ -85,6 +89,7 @@ pub struct EngineBuilder {
     callbacks: Vec<CallbackEntry>,
     losses: Vec<LossEntry>,
     sources: Vec<SourceEntry>,
+    layers: Vec<LayerEntry>,
 }
 
 /// The engine with its extensions installed.
@@ -144,6 +149,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds a layer, written `- <L::NAME>` or `- <L::NAME>: {...}` in a model.
+    pub fn register_layer<L: Layer>(mut self) -> Self {
+        self.layers.push(LayerEntry::of::<L>());
+        self
+    }
+
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
@@ -151,6 +162,7 @@ impl EngineBuilder {
             ("callback", CallbackSpec::NAMES),
             ("loss", LossFn::NAMES),
             ("data source", SourceSpec::NAMES),
+            ("layer", ops::layer::LAYER_KINDS),
         ];
         for (family, names) in builtins {
             seen.extend(names.iter().map(|n| (family, *n)));
@@ -160,7 +172,8 @@ impl EngineBuilder {
             .iter()
             .map(|c| ("callback", c.name))
             .chain(self.losses.iter().map(|l| ("loss", l.name)))
-            .chain(self.sources.iter().map(|s| ("data source", s.name)));
+            .chain(self.sources.iter().map(|s| ("data source", s.name)))
+            .chain(self.layers.iter().map(|l| ("layer", l.name)));
         for (family, name) in added {
             if !is_snake_case(name) {
                 return Err(RegistryError::BadName { family, name });
@@ -170,6 +183,18 @@ impl EngineBuilder {
             }
             seen.push((family, name));
         }
+        if INSTALLED.get().is_some() {
+            return Err(RegistryError::AlreadyInstalled);
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| ops::layer::CustomLayerEntry {
+                name: l.name,
+                make: l.make,
+            })
+            .collect();
+        ops::layer::install_custom_layers(layers).map_err(|_| RegistryError::AlreadyInstalled)?;
         INSTALLED
             .set(self.into_registry())
             .map_err(|_| RegistryError::AlreadyInstalled)?;
@@ -208,6 +233,7 @@ impl EngineBuilder {
             callbacks: self.callbacks,
             losses: self.losses,
             sources: self.sources,
+            layers: self.layers,
         }
     }
 }

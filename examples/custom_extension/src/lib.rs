@@ -1,17 +1,20 @@
 //! An engine with three extensions of its own, used from YAML by name:
 //! - `fn: focal` — the focal loss of Lin et al. (2017), a WGSL kernel and a CPU reference;
 //! - `type: csv_log` — a callback that appends each epoch's metrics to a CSV file;
-//! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`).
+//! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`);
+//! - `- swish` — a layer, `x · sigmoid(beta · x)`, with its WGSL and CPU reference.
 //!
 //! docs/extending.md walks through it.
 
 mod csv_log;
 mod focal;
 mod libsvm;
+mod swish;
 
 pub use csv_log::CsvLog;
 pub use focal::Focal;
 pub use libsvm::Libsvm;
+pub use swish::Swish;
 
 /// The engine with this crate's extensions registered.
 pub fn engine() -> engine::extend::EngineBuilder {
@@ -19,4 +22,5 @@ pub fn engine() -> engine::extend::EngineBuilder {
         .register_loss::<Focal>()
         .register_callback::<CsvLog>()
         .register_source::<Libsvm>()
+        .register_layer::<Swish>()
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use custom_extension::Focal;
+use custom_extension::{Focal, Swish};
 use serde_json::json;
 
 const PIPELINE: &str = "pipelines/digits_focal.yaml";
@@ -61,6 +61,18 @@ fn focal_kernel_agrees_with_its_cpu_reference() {
     ] {
         engine::testing::check_loss::<Focal>(params.clone())
             .unwrap_or_else(|e| panic!("focal {params}: {e}"));
+    }
+}
+
+#[test]
+fn swish_kernels_agree_with_their_cpu_reference() {
+    for (settings, batch, input) in [
+        (json!({}), 3, vec![37]),
+        (json!({"beta": 0.5}), 5, vec![2, 7, 3]),
+        (json!({"beta": 0.0}), 1, vec![130]),
+    ] {
+        engine::testing::check_layer::<Swish>(settings.clone(), batch, &input)
+            .unwrap_or_else(|e| panic!("swish {settings} on {batch} x {input:?}: {e}"));
     }
 }
 
@@ -178,6 +190,9 @@ fn schema_lists_the_extensions() {
     assert!(titles("CallbackSpec").contains(&"csv_log".to_string()));
     assert!(titles("CallbackSpec").contains(&"log".to_string()));
     assert!(titles("SourceSpec").contains(&"libsvm".to_string()));
+    // A layer whose settings all have defaults is offered bare and as a one-key map.
+    let swish = titles("LayerSpec").iter().filter(|t| *t == "swish").count();
+    assert_eq!(swish, 2);
     let libsvm = schema["$defs"]["SourceSpec"]["oneOf"]
         .as_array()
         .unwrap()
@@ -188,26 +203,31 @@ fn schema_lists_the_extensions() {
     assert_eq!(libsvm["additionalProperties"], false);
 }
 
-fn device() -> String {
-    std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into())
-}
-
-#[test]
-fn trains_digits_with_the_focal_loss_and_logs_a_csv() {
-    let out_dir = scratch("run");
+/// Runs the example pipeline with one `--set` into a scratch directory on the adapter
+/// `ENGINE_TEST_BACKEND` names; returns the CSV the callback wrote.
+fn run_example(name: &str, set: &str) -> String {
+    let out_dir = scratch(name);
+    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
     let out = custom_engine(&[
         "run",
         PIPELINE,
         "--quiet",
         "--device",
-        &device(),
+        &device,
         "--out",
         out_dir.to_str().unwrap(),
         "--set",
-        "schedule.epochs=12",
+        set,
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let csv = std::fs::read_to_string(out_dir.join("epochs.csv")).unwrap();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    csv
+}
+
+#[test]
+fn trains_digits_with_the_focal_loss_and_logs_a_csv() {
+    let csv = run_example("run", "schedule.epochs=12");
     let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(
         rows[0],
@@ -230,25 +250,14 @@ fn trains_digits_with_the_focal_loss_and_logs_a_csv() {
     let first_loss: f64 = rows[1][2].parse().unwrap();
     let last_loss: f64 = rows[12][2].parse().unwrap();
     assert!(last_loss < first_loss / 10.0, "{csv}");
-    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]
 fn a_callback_decision_stops_the_run() {
-    let out_dir = scratch("stop");
-    let out = custom_engine(&[
-        "run",
-        PIPELINE,
-        "--quiet",
-        "--device",
-        &device(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--set",
+    let csv = run_example(
+        "stop",
         "stages.csv.callback={type: csv_log, file: epochs.csv, stop_at: 0.85, eval: test}",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let csv = std::fs::read_to_string(out_dir.join("epochs.csv")).unwrap();
+    );
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert!(rows.len() < 30, "ran all 30 epochs:\n{csv}");
     let last: f64 = rows
@@ -270,5 +279,4 @@ fn a_callback_decision_stops_the_run() {
         rows.len() == 1 || before < 0.85,
         "did not stop at the first epoch past 0.85:\n{csv}"
     );
-    let _ = std::fs::remove_dir_all(&out_dir);
 }

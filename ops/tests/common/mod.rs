@@ -3,7 +3,6 @@
 
 use std::sync::OnceLock;
 
-use ops::gpu::{BufferRef, KernelBuilder, LayerIo};
 use ops::rng::Rng;
 use ops::{BackendChoice, CpuCtx, DeviceRequest, Gpu, Op, Tensor};
 
@@ -87,30 +86,9 @@ pub fn random_distinct(rng: &mut Rng, shape: &[usize]) -> Tensor {
     }
 }
 
-pub fn upload(gpu: &Gpu, label: &str, data: &[f32]) -> BufferRef {
-    let b = gpu
-        .storage_buffer(label, (data.len().max(1) * 4) as u64)
-        .unwrap();
-    gpu.write(&b, 0, data).expect("write");
-    BufferRef::whole(&b).words(0, data.len().max(1) as u64)
-}
+pub use ops::testing::GpuRun;
 
-pub fn poisoned(gpu: &Gpu, label: &str, len: usize) -> BufferRef {
-    upload(gpu, label, &vec![f32::NAN; len.max(1)])
-}
-
-/// Results of one layer on the GPU.
-pub struct GpuRun {
-    pub y: Vec<f32>,
-    pub dx: Vec<f32>,
-    /// Gradient buffers after backward (initial values + computed).
-    pub grads: Vec<Vec<f32>>,
-    /// Parameters and buffers after forward and backward (buffers may change).
-    pub params: Vec<Vec<f32>>,
-}
-
-/// Runs `op` forward then backward on the GPU with every output poisoned with NaN first
-/// (gradient accumulators start at `grad_init`).
+/// [`ops::testing::run_layer`], failing the test on a device error.
 pub fn run_layer(
     gpu: &Gpu,
     op: &dyn Op,
@@ -120,85 +98,8 @@ pub fn run_layer(
     grad_init: &[Tensor],
     ctx: &CpuCtx,
 ) -> GpuRun {
-    let batch = x.batch();
-    let input_shape = x.sample_shape().to_vec();
-    let output_shape = op.output_shape(&input_shape).unwrap();
-    let out_len = batch * output_shape.iter().product::<usize>();
-    let step = gpu.uniform_buffer("step", 48).expect("uniform buffer");
-    let words: [u32; 12] = [
-        0,
-        batch as u32,
-        ctx.step as u32,
-        ctx.seed as u32,
-        (ctx.seed >> 32) as u32,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    gpu.write(&step, 0, &words).expect("write");
-    // Parameters and gradients packed at 256-byte offsets, like the model does.
-    let mut offsets = Vec::new();
-    let mut total = 0usize;
-    for p in params {
-        offsets.push(total);
-        total += p.len().div_ceil(64) * 64;
-    }
-    let mut pflat = vec![f32::NAN; total.max(1)];
-    let mut gflat = vec![f32::NAN; total.max(1)];
-    for ((p, g), &o) in params.iter().zip(grad_init).zip(&offsets) {
-        pflat[o..o + p.len()].copy_from_slice(&p.data);
-        gflat[o..o + g.len()].copy_from_slice(&g.data);
-    }
-    let pbuf = upload(gpu, "params", &pflat);
-    let gbuf = upload(gpu, "grads", &gflat);
-    let slot = |b: &BufferRef, i: usize| BufferRef {
-        buffer: b.buffer.clone(),
-        offset: offsets[i] as u64 * 4,
-        size: params[i].len() as u64 * 4,
-    };
-    let scratch_words = op.scratch_words(&input_shape, batch);
-    let io = LayerIo {
-        layer: ctx.layer,
-        batch,
-        input_shape: input_shape.clone(),
-        output_shape,
-        train: ctx.train,
-        step: BufferRef::whole(&step),
-        x: upload(gpu, "x", &x.data),
-        xs: Vec::new(),
-        y: poisoned(gpu, "y", out_len),
-        dy: upload(gpu, "dy", &dy.data),
-        dx: Some(poisoned(gpu, "dx", x.len())),
-        dxs: Vec::new(),
-        params: (0..params.len()).map(|i| slot(&pbuf, i)).collect(),
-        grads: (0..params.len()).map(|i| slot(&gbuf, i)).collect(),
-        scratch: (scratch_words > 0).then(|| poisoned(gpu, "scratch", scratch_words)),
-    };
-    let io = LayerIo {
-        xs: vec![io.x.clone()],
-        dxs: vec![io.dx.clone()],
-        ..io
-    };
-    let mut k = KernelBuilder::new(gpu);
-    let fwd = op.gpu_forward(&mut k, &io).unwrap();
-    let bwd = op.gpu_backward(&mut k, &io).unwrap();
-    gpu.submit_dispatches(fwd.iter()).expect("submit");
-    let y = gpu.read_f32(&io.y).unwrap();
-    gpu.submit_dispatches(bwd.iter()).expect("submit");
-    let dx = gpu.read_f32(io.dx.as_ref().unwrap()).unwrap();
-    let grads = io.grads.iter().map(|g| gpu.read_f32(g).unwrap()).collect();
-    let params = io.params.iter().map(|p| gpu.read_f32(p).unwrap()).collect();
-    gpu.take_error().unwrap();
-    GpuRun {
-        y,
-        dx,
-        grads,
-        params,
-    }
+    ops::testing::run_layer(gpu, op, x, params, dy, grad_init, ctx)
+        .expect("layer runs on the device")
 }
 
 /// `max |a-b| / max(1, max |b|)` with a readable failure.
