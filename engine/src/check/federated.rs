@@ -16,8 +16,7 @@ fn key(k: &str) -> Seg {
 }
 
 /// The callbacks a federated run drives.
-const FEDERATED_CALLBACKS: &str =
-    "`log`, `metrics`, `checkpoint`, `early_stopping`, `nan_guard` or `exec`";
+const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint`, `early_stopping`, `nan_guard`, `exec` or one the binary registered";
 
 pub(super) fn check(
     parsed: &ParsedPipeline,
@@ -109,6 +108,7 @@ pub(super) fn check(
                     | CallbackSpec::EarlyStopping(_)
                     | CallbackSpec::NanGuard(_)
                     | CallbackSpec::Exec(_)
+                    | CallbackSpec::Extension(_)
             )
         {
             out.push(

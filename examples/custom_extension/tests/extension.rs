@@ -203,14 +203,14 @@ fn schema_lists_the_extensions() {
     assert_eq!(libsvm["additionalProperties"], false);
 }
 
-/// Runs the example pipeline with one `--set` into a scratch directory on the adapter
-/// `ENGINE_TEST_BACKEND` names; returns the CSV the callback wrote.
-fn run_example(name: &str, set: &str) -> String {
+/// Runs an example pipeline with one `--set` into a scratch directory on the adapter
+/// `ENGINE_TEST_BACKEND` names; returns the CSV file `csv` the callback wrote.
+fn run_pipeline(pipeline: &str, name: &str, set: &str, csv: &str) -> String {
     let out_dir = scratch(name);
     let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
     let out = custom_engine(&[
         "run",
-        PIPELINE,
+        pipeline,
         "--quiet",
         "--device",
         &device,
@@ -220,9 +220,13 @@ fn run_example(name: &str, set: &str) -> String {
         set,
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let csv = std::fs::read_to_string(out_dir.join("epochs.csv")).unwrap();
+    let csv = std::fs::read_to_string(out_dir.join(csv)).unwrap();
     let _ = std::fs::remove_dir_all(&out_dir);
     csv
+}
+
+fn run_example(name: &str, set: &str) -> String {
+    run_pipeline(PIPELINE, name, set, "epochs.csv")
 }
 
 #[test]
@@ -279,4 +283,22 @@ fn a_callback_decision_stops_the_run() {
         rows.len() == 1 || before < 0.85,
         "did not stop at the first epoch past 0.85:\n{csv}"
     );
+}
+
+#[test]
+fn a_registered_callback_fires_at_round_ends_in_a_federated_run() {
+    let csv = run_pipeline(
+        "pipelines/digits_federated.yaml",
+        "federated",
+        "schedule.rounds=6",
+        "rounds.csv",
+    );
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 1 + 6, "{csv}");
+    // `epoch` counts rounds; the test accuracy of the global model is in each row.
+    let rounds: Vec<&str> = rows[1..].iter().map(|r| r[1]).collect();
+    assert_eq!(rounds, ["0", "1", "2", "3", "4", "5"], "{csv}");
+    let first: f64 = rows[1][5].parse().unwrap();
+    let last: f64 = rows[6][5].parse().unwrap();
+    assert!(last > first, "{csv}");
 }
