@@ -275,7 +275,7 @@ mod tests {
             ("Stage", Stage::NAMES),
             ("CallbackSpec", CallbackSpec::NAMES),
             ("OptimizerSpec", OptimizerSpec::NAMES),
-            ("LrSchedule", LrSchedule::NAMES),
+            ("LrSchedule", LrSchedule::names()),
             ("SourceSpec", SourceSpec::NAMES),
             ("Normalize", Normalize::NAMES),
             ("SplitSpec", SplitSpec::NAMES),

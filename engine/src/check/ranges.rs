@@ -13,9 +13,9 @@ use crate::spec::{
 struct Rule {
     at: Vec<Seg>,
     ok: bool,
-    expected: &'static str,
+    expected: String,
     found: String,
-    hint: &'static str,
+    hint: String,
 }
 
 /// Collects rules under a base path.
@@ -34,14 +34,7 @@ impl Rules<'_> {
 
     /// Adds a rule about the value at `key` (a field name, `key.index`, or `""` for the
     /// base itself).
-    fn rule(
-        &mut self,
-        key: &str,
-        ok: bool,
-        expected: &'static str,
-        found: impl ToString,
-        hint: &'static str,
-    ) {
+    fn rule(&mut self, key: &str, ok: bool, expected: &str, found: impl ToString, hint: &str) {
         let mut at = self.base.clone();
         for part in key.split('.').filter(|p| !p.is_empty()) {
             at.push(
@@ -52,9 +45,9 @@ impl Rules<'_> {
         self.all.push(Rule {
             at,
             ok,
-            expected,
+            expected: expected.to_string(),
             found: found.to_string(),
-            hint,
+            hint: hint.to_string(),
         });
     }
 }
@@ -327,19 +320,9 @@ fn optimizer(r: &mut Rules, opt: &OptimizerSpec) {
     }
 }
 
-#[rustfmt::skip]
+/// The schedule's own range rules (each schedule states them in its file).
 fn schedule(r: &mut Rules, schedule: &LrSchedule) {
-    match schedule {
-        LrSchedule::Step(d) => {
-            r.rule("every", d.every > 0, "> 0", d.every, "decay every N optimizer steps");
-            r.rule("gamma", d.gamma > 0.0 && d.gamma <= 1.0, "in (0, 1]", d.gamma, "0.1 or 0.5 are common");
-        }
-        LrSchedule::LinearWarmup(w) => r.rule("warmup_steps", w.warmup_steps > 0, "> 0", w.warmup_steps, "warm up over at least one step"),
-        LrSchedule::WarmupCosine(w) => {
-            r.rule("warmup_steps", w.warmup_steps > 0, "> 0", w.warmup_steps, "warm up over at least one step");
-            r.rule("min_lr", w.min_lr >= 0.0, ">= 0", w.min_lr, "0 decays fully");
-        }
-        LrSchedule::Cosine(c) => r.rule("min_lr", c.min_lr >= 0.0, ">= 0", c.min_lr, "0 decays fully"),
-        LrSchedule::Constant => {}
+    for b in schedule.bounds().0 {
+        r.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
     }
 }

@@ -45,7 +45,8 @@ pub(crate) use source::SourceEntry;
 pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
 
-use crate::spec::{CallbackSpec, LossFn, SourceSpec};
+pub use crate::spec::{Bounds, LrRule};
+use crate::spec::{CallbackSpec, LR_SCHEDULES, LossFn, LrEntry, SourceSpec};
 
 /// What a binary added to the engine. The registry is process-wide: the parser, the
 /// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
@@ -56,10 +57,13 @@ pub(crate) struct Registry {
     pub losses: Vec<LossEntry>,
     pub sources: Vec<SourceEntry>,
     pub layers: Vec<LayerEntry>,
+    /// Registered LR schedules (the built-in ones are `spec::LR_SCHEDULES`).
+    pub lr_schedules: Vec<LrEntry>,
     /// Built-in and registered names per family, for parse errors and did-you-mean.
     pub callback_names: &'static [&'static str],
     pub loss_names: &'static [&'static str],
     pub source_names: &'static [&'static str],
+    pub lr_schedule_names: &'static [&'static str],
 }
 
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -90,6 +94,7 @@ pub struct EngineBuilder {
     losses: Vec<LossEntry>,
     sources: Vec<SourceEntry>,
     layers: Vec<LayerEntry>,
+    lr_schedules: Vec<LrEntry>,
 }
 
 /// The engine with its extensions installed.
@@ -155,6 +160,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds a learning-rate schedule, written `schedule: {kind: <R::NAME>, ...}` in an
+    /// `lr_schedule` callback.
+    pub fn register_lr_schedule<R: LrRule>(mut self) -> Self {
+        self.lr_schedules.push(LrEntry::of::<R>());
+        self
+    }
+
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
@@ -164,16 +176,19 @@ impl EngineBuilder {
             ("data source", SourceSpec::NAMES),
             ("layer", ops::layer::LAYER_KINDS),
         ];
+        let lr_names: Vec<&'static str> = LR_SCHEDULES.iter().map(|e| e.name).collect();
         for (family, names) in builtins {
             seen.extend(names.iter().map(|n| (family, *n)));
         }
+        seen.extend(lr_names.iter().map(|n| ("LR schedule", *n)));
         let added = self
             .callbacks
             .iter()
             .map(|c| ("callback", c.name))
             .chain(self.losses.iter().map(|l| ("loss", l.name)))
             .chain(self.sources.iter().map(|s| ("data source", s.name)))
-            .chain(self.layers.iter().map(|l| ("layer", l.name)));
+            .chain(self.layers.iter().map(|l| ("layer", l.name)))
+            .chain(self.lr_schedules.iter().map(|l| ("LR schedule", l.name)));
         for (family, name) in added {
             if !is_snake_case(name) {
                 return Err(RegistryError::BadName { family, name });
@@ -230,10 +245,19 @@ impl EngineBuilder {
                 SourceSpec::NAMES,
                 self.sources.iter().map(|s| s.name).collect(),
             ),
+            lr_schedule_names: names(
+                &[],
+                LR_SCHEDULES
+                    .iter()
+                    .chain(&self.lr_schedules)
+                    .map(|e| e.name)
+                    .collect(),
+            ),
             callbacks: self.callbacks,
             losses: self.losses,
             sources: self.sources,
             layers: self.layers,
+            lr_schedules: self.lr_schedules,
         }
     }
 }

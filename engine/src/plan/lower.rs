@@ -385,7 +385,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 },
                 _ => None,
             })
-            .unwrap_or(LrSchedule::Constant);
+            .unwrap_or_else(LrSchedule::constant);
         let regression = checked
             .datasets
             .get(&load.dataset)

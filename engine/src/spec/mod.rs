@@ -3,10 +3,12 @@
 //! A `Pipeline` is what the YAML says, nothing more: it is never executed. The graph
 //! builder turns it into a checked graph and the planner into a plan.
 
+mod bounds;
 mod callback;
 mod dataset;
 mod federated;
 mod ids;
+mod lr;
 mod model;
 mod optim;
 mod pipeline;
@@ -15,6 +17,7 @@ pub(crate) mod tagged;
 
 pub use tagged::Extension;
 
+pub use bounds::{Bound, Bounds};
 pub use callback::{
     CallbackSpec, CheckpointCallback, EarlyStopping, ExecCallback, ExecFailure, MetricsCallback,
     Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction, NanGuard, Trigger,
@@ -28,8 +31,9 @@ pub use federated::{
     PartitionSpec, PerRound, Scaffold, ServerAdaptive, ShardsPartition,
 };
 pub use ids::{PortRef, StageId};
+pub use lr::{LR_SCHEDULES, LrEntry, LrRule, LrSchedule};
 pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
-pub use optim::{LrSchedule, OptimizerSpec};
+pub use optim::OptimizerSpec;
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{
     AccumulateStage, BackwardStage, CallbackStage, EvalMetric, EvalStage, ForwardStage, LoadStage,

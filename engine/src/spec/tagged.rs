@@ -144,6 +144,39 @@ pub(crate) fn extension<E: serde::de::Error>(
     }
 }
 
+/// The schema of one member of an internally tagged family whose settings have `schema`:
+/// an object with the selecting key `tag` fixed to `name` among its properties.
+pub(crate) fn variant_schema(
+    tag: &str,
+    name: &str,
+    description: &str,
+    schema: schemars::Schema,
+) -> Value {
+    let mut variant = schema.to_value();
+    if let Value::Object(o) = &mut variant {
+        o.remove("$schema");
+        o.remove("title");
+        o.insert("type".into(), Value::String("object".into()));
+        o.insert("description".into(), Value::String(description.into()));
+        let properties = o
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(p) = properties {
+            p.insert(
+                tag.into(),
+                serde_json::json!({"type": "string", "const": name}),
+            );
+        }
+        let required = o
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(r) = required {
+            r.insert(0, Value::String(tag.into()));
+        }
+    }
+    variant
+}
+
 /// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
 /// With `extensions: Variant(family)`, names registered by the binary parse into
 /// `Variant(Extension)`.

@@ -2,18 +2,21 @@
 //! - `fn: focal` — the focal loss of Lin et al. (2017), a WGSL kernel and a CPU reference;
 //! - `type: csv_log` — a callback that appends each epoch's metrics to a CSV file;
 //! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`);
-//! - `- swish` — a layer, `x · sigmoid(beta · x)`, with its WGSL and CPU reference.
+//! - `- swish` — a layer, `x · sigmoid(beta · x)`, with its WGSL and CPU reference;
+//! - `kind: one_cycle` — the 1cycle learning-rate schedule (PyTorch's `OneCycleLR`).
 //!
 //! docs/extending.md walks through it.
 
 mod csv_log;
 mod focal;
 mod libsvm;
+mod one_cycle;
 mod swish;
 
 pub use csv_log::CsvLog;
 pub use focal::Focal;
 pub use libsvm::Libsvm;
+pub use one_cycle::OneCycle;
 pub use swish::Swish;
 
 /// The engine with this crate's extensions registered.
@@ -23,4 +26,5 @@ pub fn engine() -> engine::extend::EngineBuilder {
         .register_callback::<CsvLog>()
         .register_source::<Libsvm>()
         .register_layer::<Swish>()
+        .register_lr_schedule::<OneCycle>()
 }

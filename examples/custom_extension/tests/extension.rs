@@ -302,3 +302,31 @@ fn a_registered_callback_fires_at_round_ends_in_a_federated_run() {
     let last: f64 = rows[6][5].parse().unwrap();
     assert!(last > first, "{csv}");
 }
+
+#[test]
+fn a_registered_lr_schedule_drives_the_plan_and_the_run() {
+    let out = custom_engine(&["plan", PIPELINE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let preview = plan
+        .lines()
+        .find(|l| l.starts_with("lr: "))
+        .unwrap_or_else(|| panic!("no LR preview in:\n{plan}"));
+    // "lr: step 0 1.200000e-4 (first), ..., step 1349 1.200000e-8 (last)"
+    let value = |label: &str| -> f64 {
+        let part = preview.split(", ").find(|p| p.ends_with(label)).unwrap();
+        part.split_whitespace()
+            .nth_back(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let lr = 0.003;
+    // 1cycle starts at lr / div_factor and ends at that over final_div_factor.
+    assert!((value("(first)") - lr / 25.0).abs() < 1e-9, "{preview}");
+    assert!(
+        (value("(last)") - lr / 25.0 / 1e4).abs() < 1e-12,
+        "{preview}"
+    );
+    assert!(value("(middle)") > value("(first)"), "{preview}");
+}
