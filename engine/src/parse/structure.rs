@@ -189,13 +189,25 @@ impl Problem {
                     Some(other) => other,
                     None => "value",
                 };
+                // Families a binary can extend (docs/extending.md): the name may be
+                // another binary's.
+                let extensible = matches!(what, "fn" | "callback type" | "layer")
+                    || (what == "kind"
+                        && path
+                            .iter()
+                            .any(|s| matches!(s, Seg::Key(k) if k == "source" || k == "schedule")));
+                let hint = did_you_mean(variant, expected.iter().map(String::as_str)).or_else(|| {
+                    extensible.then(|| {
+                        format!("if `{variant}` comes from a binary built with its own extensions (docs/extending.md), run the pipeline with that binary")
+                    })
+                });
                 Diagnostic::new(
                     "unknown-variant",
                     format!("unknown {what} `{variant}` in {place}"),
                 )
                 .at(value_span_of(doc, path, variant), "not a known name")
                 .expected_found(one_of(expected), format!("`{variant}`"))
-                .maybe_hint(did_you_mean(variant, expected.iter().map(String::as_str)))
+                .maybe_hint(hint)
             }
             Problem::MissingField(field) => {
                 Diagnostic::new("missing-key", format!("missing key `{field}` in {place}"))
@@ -204,9 +216,12 @@ impl Problem {
                         format!("`{field}` is required here"),
                     )
                     .expected_found(format!("a `{field}:` key"), "none")
-                    .hint(format!(
-                        "add `{field}:` (see docs/pipeline.md for its meaning)"
-                    ))
+                    .hint(match extension_at(doc, path) {
+                        Some(name) => format!(
+                            "add `{field}:` (`engine schema` describes the settings of `{name}`)"
+                        ),
+                        None => format!("add `{field}:` (see docs/pipeline.md for its meaning)"),
+                    })
             }
             Problem::SeveralKeys { blamed, others } => {
                 let mut key_path = path.to_vec();
@@ -239,7 +254,15 @@ impl Problem {
                 if let Some(expected) = expected {
                     d = d.expected_found(expected, found.unwrap_or_default());
                 }
-                d.hint("see docs/pipeline.md or the schema description of this key in your editor")
+                d.hint(match extension_at(doc, path) {
+                    Some(name) => format!(
+                        "`engine schema` (and so your editor) describes the settings of `{name}`"
+                    ),
+                    None => {
+                        "see docs/pipeline.md or the schema description of this key in your editor"
+                            .into()
+                    }
+                })
             }
         };
         match stage {
@@ -492,4 +515,37 @@ fn expected_found(message: &str) -> (Option<String>, Option<String>) {
         other => other.to_string(),
     };
     (Some(friendly), Some(found.to_string()))
+}
+
+/// The registered extension (`engine::extend`) whose settings hold `path`, by name: a
+/// callback, source or LR schedule whose `type`/`kind` names it, a registered loss's
+/// `params`, or a registered layer's key.
+fn extension_at(doc: &Node, path: &[Seg]) -> Option<String> {
+    let registry = crate::extend::registry();
+    let text = |node: &Node, key: &str| match node.entry(key).map(|e| &e.value.value) {
+        Some(super::node::Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    (0..path.len()).rev().find_map(|n| {
+        let node = doc.get(&path[..n])?;
+        let below = match path.get(n) {
+            Some(Seg::Key(k)) => Some(k.as_str()),
+            _ => None,
+        };
+        let tagged = ["type", "kind"].into_iter().find_map(|tag| {
+            let name = text(node, tag)?;
+            let registered = registry.callback(&name).is_some()
+                || registry.source(&name).is_some()
+                || registry.lr_schedules.iter().any(|e| e.name == name);
+            registered.then_some(name)
+        });
+        let loss = (below == Some("params"))
+            .then(|| text(node, "fn"))
+            .flatten()
+            .filter(|name| registry.loss(name).is_some());
+        let layer = below
+            .filter(|k| registry.layers.iter().any(|l| l.name == *k))
+            .map(str::to_string);
+        tagged.or(loss).or(layer)
+    })
 }
