@@ -10,7 +10,7 @@ use crate::gpu::{Buffer, BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, Kerne
 use crate::loss::{cross_entropy, distill};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
-use crate::optim::{adam::bias_corrections, clip};
+use crate::optim::clip;
 
 pub use crate::loss::LossKind;
 pub use crate::model::ModelDef;
@@ -565,10 +565,7 @@ impl TrainStep {
         } else {
             self.opt_t.max(1)
         };
-        let (bc1, bc2) = match self.cfg.optimizer.adam_hyper() {
-            Some(h) => bias_corrections(h.beta1, h.beta2, t),
-            None => (1.0, 1.0),
-        };
+        let (bc1, bc2) = self.cfg.optimizer.bias_corrections(t);
         let uniform = StepUniform {
             lr,
             rows: self.loss.rows as u32,

@@ -26,11 +26,7 @@ fn config(batch: usize, loss: LossKind) -> TrainConfig {
     TrainConfig {
         batch,
         loss,
-        optimizer: OptimizerKind::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerKind::sgd(0.0, false, 0.0),
         clip_grad_norm: None,
         // No update within the test: the gradient sums stay readable.
         accumulation_steps: 1000,

@@ -43,11 +43,7 @@ fn cnn() -> ModelDef {
 }
 
 fn sgd() -> OptimizerKind {
-    OptimizerKind::Sgd {
-        momentum: 0.0,
-        nesterov: false,
-        weight_decay: 0.0,
-    }
+    OptimizerKind::sgd(0.0, false, 0.0)
 }
 
 fn config(batch: usize, optimizer: OptimizerKind) -> TrainConfig {
@@ -476,7 +472,7 @@ fn check_optimizer_weighted(
         clip_grad_norm: clip,
         loss: loss.clone(),
         class_weights,
-        ..config(6, opt)
+        ..config(6, opt.clone())
     };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
     let seq = Sequential::new(&def).unwrap();
@@ -542,24 +538,8 @@ fn sgd_variants_match_reference() {
         label_smoothing: 0.0,
     };
     check_optimizer(sgd(), None, ce.clone());
-    check_optimizer(
-        OptimizerKind::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
-        None,
-        ce.clone(),
-    );
-    check_optimizer(
-        OptimizerKind::Sgd {
-            momentum: 0.8,
-            nesterov: true,
-            weight_decay: 0.01,
-        },
-        None,
-        LossKind::Mse,
-    );
+    check_optimizer(OptimizerKind::sgd(0.9, false, 0.0), None, ce.clone());
+    check_optimizer(OptimizerKind::sgd(0.8, true, 0.01), None, LossKind::Mse);
     check_optimizer(sgd(), None, LossKind::L1);
     // Class weights scale each row's cross entropy and gradient by its label's weight.
     let ce = LossKind::CrossEntropy {
@@ -575,25 +555,11 @@ fn adam_variants_match_reference() {
         label_smoothing: 0.1,
     };
     check_optimizer(
-        OptimizerKind::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        },
+        OptimizerKind::adam(0.9, 0.999, 1e-8, 0.01),
         None,
         ce.clone(),
     );
-    check_optimizer(
-        OptimizerKind::AdamW {
-            beta1: 0.8,
-            beta2: 0.99,
-            eps: 1e-6,
-            weight_decay: 0.1,
-        },
-        None,
-        ce.clone(),
-    );
+    check_optimizer(OptimizerKind::adamw(0.8, 0.99, 1e-6, 0.1), None, ce.clone());
 }
 
 #[test]
@@ -601,22 +567,9 @@ fn clipping_matches_reference() {
     let ce = LossKind::CrossEntropy {
         label_smoothing: 0.0,
     };
+    check_optimizer(OptimizerKind::sgd(0.9, false, 0.0), Some(0.05), ce.clone());
     check_optimizer(
-        OptimizerKind::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
-        Some(0.05),
-        ce.clone(),
-    );
-    check_optimizer(
-        OptimizerKind::AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        },
+        OptimizerKind::adamw(0.9, 0.999, 1e-8, 0.01),
         Some(0.1),
         ce.clone(),
     );
@@ -626,32 +579,19 @@ fn clipping_matches_reference() {
 fn hand_computed_updates() {
     // SGD momentum 0.5, wd 0.1, lr 0.1 on p = 1 with grads 1, 2: buf = 1.1, p = 0.89;
     // g = 2 + 0.089 = 2.089, buf = 0.55 + 2.089 = 2.639, p = 0.89 - 0.2639 = 0.6261.
-    let opt = OptimizerKind::Sgd {
-        momentum: 0.5,
-        nesterov: false,
-        weight_decay: 0.1,
-    };
+    let opt = OptimizerKind::sgd(0.5, false, 0.1);
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32]);
     opt.step_cpu(&mut p, &[1.0], &mut s, 0.1, 1);
     assert!((p[0] - 0.89).abs() < 1e-6);
     opt.step_cpu(&mut p, &[2.0], &mut s, 0.1, 2);
     assert!((p[0] - 0.6261).abs() < 1e-6, "{}", p[0]);
     // Nesterov: g = 1 + 0.5 * 1 = 1.5 on the first step.
-    let opt = OptimizerKind::Sgd {
-        momentum: 0.5,
-        nesterov: true,
-        weight_decay: 0.0,
-    };
+    let opt = OptimizerKind::sgd(0.5, true, 0.0);
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32]);
     opt.step_cpu(&mut p, &[1.0], &mut s, 0.1, 1);
     assert!((p[0] - 0.85).abs() < 1e-6);
     // Adam's first step moves every parameter by lr (m/sqrt(v) = sign(g)).
-    let opt = OptimizerKind::Adam {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 0.0,
-        weight_decay: 0.0,
-    };
+    let opt = OptimizerKind::adam(0.9, 0.999, 0.0, 0.0);
     let (mut p, mut s) = (vec![1.0f32, 1.0], vec![0.0f32; 4]);
     opt.step_cpu(&mut p, &[3.0, -0.5], &mut s, 0.01, 1);
     assert!(
@@ -659,12 +599,7 @@ fn hand_computed_updates() {
         "{p:?}"
     );
     // AdamW decays first: p = 1 * (1 - 0.01 * 0.5) - 0.01.
-    let opt = OptimizerKind::AdamW {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 0.0,
-        weight_decay: 0.5,
-    };
+    let opt = OptimizerKind::adamw(0.9, 0.999, 0.0, 0.5);
     let (mut p, mut s) = (vec![1.0f32], vec![0.0f32; 2]);
     opt.step_cpu(&mut p, &[2.0], &mut s, 0.01, 1);
     assert!((p[0] - 0.985).abs() < 1e-6, "{p:?}");
@@ -674,13 +609,8 @@ fn hand_computed_updates() {
 fn accumulation_equals_one_big_batch() {
     let gpu = gpu();
     let def = mlp();
-    let opt = OptimizerKind::Adam {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
-    let mut big = TrainStep::new(gpu, &def, &config(8, opt)).unwrap();
+    let opt = OptimizerKind::adam(0.9, 0.999, 1e-8, 0.0);
+    let mut big = TrainStep::new(gpu, &def, &config(8, opt.clone())).unwrap();
     let mut small = TrainStep::new(
         gpu,
         &def,
@@ -727,15 +657,7 @@ fn steady_state_step_is_one_submission_no_readback_no_allocation() {
     let cfg = TrainConfig {
         clip_grad_norm: Some(1.0),
         accumulation_steps: 2,
-        ..config(
-            4,
-            OptimizerKind::AdamW {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.01,
-            },
-        )
+        ..config(4, OptimizerKind::adamw(0.9, 0.999, 1e-8, 0.01))
     };
     let mut step = TrainStep::new(&gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 4, 1);
@@ -794,14 +716,7 @@ fn identical_runs_give_identical_bits() {
     );
     let cfg = TrainConfig {
         clip_grad_norm: Some(0.5),
-        ..config(
-            3,
-            OptimizerKind::Sgd {
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 0.0,
-            },
-        )
+        ..config(3, OptimizerKind::sgd(0.9, true, 0.0))
     };
     let (a, ma) = run_twice_bits(&def, &cfg);
     let (b, mb) = run_twice_bits(&def, &cfg);
@@ -866,15 +781,7 @@ fn eval_step_matches_cpu_forward() {
 fn checkpoint_round_trip_and_mismatch_errors() {
     let gpu = gpu();
     let def = mlp();
-    let cfg = config(
-        4,
-        OptimizerKind::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    );
+    let cfg = config(4, OptimizerKind::adam(0.9, 0.999, 1e-8, 0.0));
     let mut a = TrainStep::new(gpu, &def, &cfg).unwrap();
     let d = data(&def, 4, 5, 7);
     a.upload_batch(gpu, &d.x, &d.labels, None, 4)

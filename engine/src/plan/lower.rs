@@ -613,23 +613,21 @@ fn steps_of_other_chains(chains: &mut [ChainPlan], n: u64) {
 
 fn optimizer_kind(spec: &OptimizerSpec) -> OptimizerKind {
     match spec {
-        OptimizerSpec::Sgd(s) => OptimizerKind::Sgd {
-            momentum: s.momentum as f32,
-            nesterov: s.nesterov,
-            weight_decay: s.weight_decay as f32,
-        },
-        OptimizerSpec::Adam(a) => OptimizerKind::Adam {
-            beta1: a.betas[0] as f32,
-            beta2: a.betas[1] as f32,
-            eps: a.eps as f32,
-            weight_decay: a.weight_decay as f32,
-        },
-        OptimizerSpec::Adamw(a) => OptimizerKind::AdamW {
-            beta1: a.betas[0] as f32,
-            beta2: a.betas[1] as f32,
-            eps: a.eps as f32,
-            weight_decay: a.weight_decay as f32,
-        },
+        OptimizerSpec::Sgd(s) => {
+            OptimizerKind::sgd(s.momentum as f32, s.nesterov, s.weight_decay as f32)
+        }
+        OptimizerSpec::Adam(a) => OptimizerKind::adam(
+            a.betas[0] as f32,
+            a.betas[1] as f32,
+            a.eps as f32,
+            a.weight_decay as f32,
+        ),
+        OptimizerSpec::Adamw(a) => OptimizerKind::adamw(
+            a.betas[0] as f32,
+            a.betas[1] as f32,
+            a.eps as f32,
+            a.weight_decay as f32,
+        ),
     }
 }
 

@@ -287,11 +287,7 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
         loss: LossKind::CrossEntropy {
             label_smoothing: 0.0,
         },
-        optimizer: OptimizerKind::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerKind::sgd(0.0, false, 0.0),
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 0,

@@ -41,11 +41,7 @@ pub fn sgd_config(batch: usize, momentum: f32) -> TrainConfig {
         loss: LossKind::CrossEntropy {
             label_smoothing: 0.0,
         },
-        optimizer: OptimizerKind::Sgd {
-            momentum,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerKind::sgd(momentum, false, 0.0),
         clip_grad_norm: None,
         accumulation_steps: 1,
         seed: 1,

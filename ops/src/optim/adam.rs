@@ -6,13 +6,13 @@
 //! AdamW (Loshchilov & Hutter) is this same code and `shaders/adam.wgsl`, specialised with
 //! `DECOUPLED = 1` ([`AdamHyper::decoupled`]).
 
-use super::PackedUpdate;
+use super::{Optimizer, PackedUpdate, finite_nonneg};
 use crate::elementwise::wgsl_f32;
 use crate::gpu::{Dispatch, GpuError, KernelBuilder};
 
 const WGSL: &str = include_str!("../../../shaders/adam.wgsl");
 
-/// Hyperparameters shared by Adam and AdamW (see [`super::OptimizerKind::adam_hyper`]).
+/// Hyperparameters shared by Adam and AdamW.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
     pub beta1: f32,
@@ -66,27 +66,60 @@ pub fn step_cpu(
     }
 }
 
-/// `kernel` is `"adam"` or `"adamw"` (the pipeline's name; the WGSL is the same).
-pub(crate) fn dispatch(
-    k: &mut KernelBuilder,
-    kernel: &str,
-    update: &PackedUpdate,
-    h: &AdamHyper,
-) -> Result<Dispatch, GpuError> {
-    let state = update
-        .state
-        .ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
-    update.compute(
-        k,
-        kernel,
-        WGSL,
-        state,
-        &[
-            ("BETA1", wgsl_f32(h.beta1)),
-            ("BETA2", wgsl_f32(h.beta2)),
-            ("EPS", wgsl_f32(h.eps)),
-            ("WEIGHT_DECAY", wgsl_f32(h.weight_decay)),
-            ("DECOUPLED", (h.decoupled as u32).to_string()),
-        ],
-    )
+/// Adam, or AdamW with [`AdamHyper::decoupled`]: one kernel, `shaders/adam.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam(pub AdamHyper);
+
+impl Optimizer for Adam {
+    fn kind(&self) -> &'static str {
+        // The pipeline's name; the WGSL is the same.
+        if self.0.decoupled { "adamw" } else { "adam" }
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+
+    fn flops_per_param(&self) -> u64 {
+        16
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let h = &self.0;
+        for (n, b) in [("beta1", h.beta1), ("beta2", h.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(format!("{n} must be in [0, 1), found {b}"));
+            }
+        }
+        finite_nonneg("eps", h.eps)?;
+        finite_nonneg("weight_decay", h.weight_decay)
+    }
+
+    fn bias_corrections(&self, t: u64) -> (f32, f32) {
+        bias_corrections(self.0.beta1, self.0.beta2, t)
+    }
+
+    fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64) {
+        step_cpu(params, grads, state, lr, t, &self.0)
+    }
+
+    fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError> {
+        let h = &self.0;
+        let state = update
+            .state()
+            .ok_or_else(|| GpuError::InvalidConfig("adam needs a state buffer".into()))?;
+        update.compute(
+            k,
+            self.kind(),
+            WGSL,
+            state,
+            &[
+                ("BETA1", wgsl_f32(h.beta1)),
+                ("BETA2", wgsl_f32(h.beta2)),
+                ("EPS", wgsl_f32(h.eps)),
+                ("WEIGHT_DECAY", wgsl_f32(h.weight_decay)),
+                ("DECOUPLED", (h.decoupled as u32).to_string()),
+            ],
+        )
+    }
 }

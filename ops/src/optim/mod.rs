@@ -11,12 +11,15 @@ pub mod adam;
 pub mod clip;
 pub mod sgd;
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 use adam::AdamHyper;
 
 /// What one fused optimizer pass binds (`shaders/sgd.wgsl`, `shaders/adam.wgsl`), and how
 /// many vec4s of packed parameters it updates.
-pub(crate) struct PackedUpdate<'a> {
+pub struct PackedUpdate<'a> {
     step: &'a BufferRef,
     scalars: &'a BufferRef,
     grads: &'a BufferRef,
@@ -26,9 +29,23 @@ pub(crate) struct PackedUpdate<'a> {
 }
 
 impl PackedUpdate<'_> {
-    /// A grid-stride dispatch of `wgsl` over the vec4s, `{{N}}` and `{{STRIDE}}` filled in
-    /// besides `subst`, binding step, scalars, grads, `state`, params.
-    fn compute(
+    /// The optimizer state (`state_names().len()` slots of the packed length, one after
+    /// the other), when the optimizer keeps any.
+    pub fn state(&self) -> Option<&BufferRef> {
+        self.state
+    }
+
+    /// The packed gradients.
+    pub fn grads(&self) -> &BufferRef {
+        self.grads
+    }
+
+    /// A grid-stride dispatch of `wgsl` over the vec4s, `{{N}}` (vec4s) and `{{STRIDE}}`
+    /// filled in besides `subst`, binding, in order: the step uniform (`S: Step`; `S.lr`,
+    /// `S.grad_scale`, `S.bias_correction1/2`, `S.opt_t`), the scalars (`clip factor` at
+    /// word 0), the gradients, `state`, the parameters. The kernel must zero the
+    /// gradients it reads.
+    pub fn compute(
         &self,
         k: &mut KernelBuilder,
         kernel: &str,
@@ -52,140 +69,115 @@ impl PackedUpdate<'_> {
     }
 }
 
-/// Which optimizer updates the parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimizerKind {
-    /// SGD with optional momentum (PyTorch semantics, no dampening), Nesterov momentum and
-    /// L2 weight decay added to the gradient.
-    Sgd {
-        momentum: f32,
-        nesterov: bool,
-        weight_decay: f32,
-    },
-    /// Adam with L2 weight decay added to the gradient.
-    Adam {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
-    /// Adam with decoupled weight decay (`p *= 1 - lr * weight_decay` before the step).
-    AdamW {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+/// An optimizer: its state, its fused update kernel and the CPU reference the kernel is
+/// tested against. One file each (`sgd.rs`, `adam.rs`) with its WGSL in `shaders/`.
+pub trait Optimizer: Send + Sync + fmt::Debug {
+    /// Its name (the kernel's, in plans and profiles).
+    fn kind(&self) -> &'static str;
+    /// State tensors per parameter, e.g. `["exp_avg", "exp_avg_sq"]` (checkpointed).
+    fn state_names(&self) -> &'static [&'static str];
+    /// Floating-point operations per parameter per update (for throughput reports).
+    fn flops_per_param(&self) -> u64;
+    /// Checks hyperparameters.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// `(bias_correction1, bias_correction2)` written to the step uniform for the `t`-th
+    /// update (1-based); `(1, 1)` for optimizers without.
+    fn bias_corrections(&self, _t: u64) -> (f32, f32) {
+        (1.0, 1.0)
+    }
+    /// One CPU reference update. `grads` are already scaled (mean gradient, clipped);
+    /// `t` is the 1-based update count; `state` has `state_names().len()` slots of
+    /// `params.len()` each, laid out one after the other.
+    fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64);
+    /// The fused update kernel.
+    fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError>;
+}
+
+/// Which optimizer updates the parameters: a shared [`Optimizer`].
+#[derive(Clone)]
+pub struct OptimizerKind(Arc<dyn Optimizer>);
+
+impl fmt::Debug for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for OptimizerKind {
+    /// The same optimizer with the same hyperparameters (as its `Debug` shows them).
+    fn eq(&self, other: &Self) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
 }
 
 impl OptimizerKind {
-    /// State tensors per parameter, e.g. `["exp_avg", "exp_avg_sq"]`.
+    /// Wraps an optimizer.
+    pub fn new(optimizer: impl Optimizer + 'static) -> OptimizerKind {
+        OptimizerKind(Arc::new(optimizer))
+    }
+
+    /// SGD with optional momentum (PyTorch semantics, no dampening), Nesterov momentum and
+    /// L2 weight decay added to the gradient.
+    pub fn sgd(momentum: f32, nesterov: bool, weight_decay: f32) -> OptimizerKind {
+        OptimizerKind::new(sgd::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        })
+    }
+
+    /// Adam with L2 weight decay added to the gradient.
+    pub fn adam(beta1: f32, beta2: f32, eps: f32, weight_decay: f32) -> OptimizerKind {
+        OptimizerKind::new(adam::Adam(AdamHyper {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled: false,
+        }))
+    }
+
+    /// Adam with decoupled weight decay (`p *= 1 - lr * weight_decay` before the step).
+    pub fn adamw(beta1: f32, beta2: f32, eps: f32, weight_decay: f32) -> OptimizerKind {
+        OptimizerKind::new(adam::Adam(AdamHyper {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled: true,
+        }))
+    }
+
+    /// State tensors per parameter.
     pub fn state_names(&self) -> &'static [&'static str] {
-        match self {
-            OptimizerKind::Sgd { momentum, .. } if *momentum != 0.0 => &["momentum_buffer"],
-            OptimizerKind::Sgd { .. } => &[],
-            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
-        }
+        self.0.state_names()
     }
 
     /// Kernel name.
     pub fn kernel(&self) -> &'static str {
-        match self {
-            OptimizerKind::Sgd { .. } => "sgd",
-            OptimizerKind::Adam { .. } => "adam",
-            OptimizerKind::AdamW { .. } => "adamw",
-        }
+        self.0.kind()
     }
 
     /// Checks hyperparameters.
     pub fn check(&self) -> Result<(), String> {
-        let finite_nonneg = |name: &str, v: f32| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{name} must be a finite non-negative number, found {v}"
-                ))
-            }
-        };
-        match *self {
-            OptimizerKind::Sgd {
-                momentum,
-                weight_decay,
-                nesterov,
-            } => {
-                finite_nonneg("momentum", momentum)?;
-                finite_nonneg("weight_decay", weight_decay)?;
-                if nesterov && momentum == 0.0 {
-                    return Err("nesterov momentum requires momentum > 0".into());
-                }
-                Ok(())
-            }
-            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
-                let h = self.adam();
-                for (n, b) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-                    if !(0.0..1.0).contains(&b) {
-                        return Err(format!("{n} must be in [0, 1), found {b}"));
-                    }
-                }
-                finite_nonneg("eps", h.eps)?;
-                finite_nonneg("weight_decay", h.weight_decay)
-            }
-        }
+        self.0.check()
     }
 
-    /// Floating-point operations per parameter per update (for throughput reports).
+    /// Floating-point operations per parameter per update.
     pub fn flops_per_param(&self) -> u64 {
-        match self {
-            OptimizerKind::Sgd { .. } => 6,
-            _ => 16,
-        }
+        self.0.flops_per_param()
     }
 
-    /// Adam's and AdamW's hyperparameters (`decoupled` for AdamW); `None` for SGD.
-    pub fn adam_hyper(&self) -> Option<AdamHyper> {
-        match *self {
-            OptimizerKind::Sgd { .. } => None,
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | OptimizerKind::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => Some(AdamHyper {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled: matches!(self, OptimizerKind::AdamW { .. }),
-            }),
-        }
+    /// The step uniform's bias corrections for update `t`.
+    pub fn bias_corrections(&self, t: u64) -> (f32, f32) {
+        self.0.bias_corrections(t)
     }
 
-    /// [`Self::adam_hyper`] for the match arms that already matched Adam or AdamW.
-    fn adam(&self) -> AdamHyper {
-        self.adam_hyper().expect("an Adam-family optimizer")
-    }
-
-    /// One CPU reference update. `grads` are already scaled (mean gradient, clipped);
-    /// `t` is the 1-based update count; `state` has `state_names().len()` slots of
-    /// `params.len()` each, laid out one after the other.
+    /// One CPU reference update (see [`Optimizer::step_cpu`]).
     pub fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64) {
-        match *self {
-            OptimizerKind::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => sgd::step_cpu(params, grads, state, lr, momentum, nesterov, weight_decay),
-            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
-                adam::step_cpu(params, grads, state, lr, t, &self.adam())
-            }
-        }
+        self.0.step_cpu(params, grads, state, lr, t)
     }
 
     /// The fused update over `len` words of the packed buffers.
@@ -216,15 +208,17 @@ impl OptimizerKind {
             params,
             vectors: len / 4,
         };
-        match *self {
-            OptimizerKind::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => sgd::dispatch(k, &update, momentum, nesterov, weight_decay),
-            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => {
-                adam::dispatch(k, self.kernel(), &update, &self.adam())
-            }
-        }
+        self.0.dispatch(k, &update)
+    }
+}
+
+/// `name` must be a finite non-negative number.
+pub(crate) fn finite_nonneg(name: &str, v: f32) -> Result<(), String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be a finite non-negative number, found {v}"
+        ))
     }
 }

@@ -1,7 +1,7 @@
 //! SGD with momentum (PyTorch semantics: `buf = momentum * buf + g`, no dampening),
 //! optional Nesterov (`g + momentum * buf`) and L2 weight decay (`g + wd * p`).
 
-use super::PackedUpdate;
+use super::{Optimizer, PackedUpdate, finite_nonneg};
 use crate::elementwise::wgsl_f32;
 use crate::gpu::{Dispatch, GpuError, KernelBuilder};
 
@@ -31,25 +31,66 @@ pub fn step_cpu(
     }
 }
 
-pub(crate) fn dispatch(
-    k: &mut KernelBuilder,
-    update: &PackedUpdate,
-    momentum: f32,
-    nesterov: bool,
-    weight_decay: f32,
-) -> Result<Dispatch, GpuError> {
-    // Without momentum there is no state: bind the gradients again (never read).
-    let state = update.state.unwrap_or(update.grads);
-    update.compute(
-        k,
-        "sgd",
-        WGSL,
-        state,
-        &[
-            ("MOMENTUM", wgsl_f32(momentum)),
-            ("NESTEROV", (nesterov as u32).to_string()),
-            ("WEIGHT_DECAY", wgsl_f32(weight_decay)),
-            ("HAS_STATE", ((momentum != 0.0) as u32).to_string()),
-        ],
-    )
+/// SGD's hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+}
+
+impl Optimizer for Sgd {
+    fn kind(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        if self.momentum != 0.0 {
+            &["momentum_buffer"]
+        } else {
+            &[]
+        }
+    }
+
+    fn flops_per_param(&self) -> u64 {
+        6
+    }
+
+    fn check(&self) -> Result<(), String> {
+        finite_nonneg("momentum", self.momentum)?;
+        finite_nonneg("weight_decay", self.weight_decay)?;
+        if self.nesterov && self.momentum == 0.0 {
+            return Err("nesterov momentum requires momentum > 0".into());
+        }
+        Ok(())
+    }
+
+    fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, _t: u64) {
+        step_cpu(
+            params,
+            grads,
+            state,
+            lr,
+            self.momentum,
+            self.nesterov,
+            self.weight_decay,
+        )
+    }
+
+    fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError> {
+        // Without momentum there is no state: bind the gradients again (never read).
+        let state = update.state().unwrap_or(update.grads());
+        update.compute(
+            k,
+            "sgd",
+            WGSL,
+            state,
+            &[
+                ("MOMENTUM", wgsl_f32(self.momentum)),
+                ("NESTEROV", (self.nesterov as u32).to_string()),
+                ("WEIGHT_DECAY", wgsl_f32(self.weight_decay)),
+                ("HAS_STATE", ((self.momentum != 0.0) as u32).to_string()),
+            ],
+        )
+    }
 }
