@@ -274,7 +274,7 @@ mod tests {
         let families: [(&str, &[&str]); 11] = [
             ("Stage", Stage::NAMES),
             ("CallbackSpec", CallbackSpec::NAMES),
-            ("OptimizerSpec", OptimizerSpec::NAMES),
+            ("OptimizerSpec", OptimizerSpec::names()),
             ("LrSchedule", LrSchedule::names()),
             ("SourceSpec", SourceSpec::NAMES),
             ("Normalize", Normalize::NAMES),

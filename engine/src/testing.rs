@@ -310,3 +310,62 @@ pub fn check_layer<L: crate::extend::Layer>(
     }
     Ok(())
 }
+
+/// Checks an optimizer registered with [`crate::extend::OptimizerRule`] for the settings
+/// `settings` (as written beside `kind:`, `lr` included): three updates of its kernel
+/// against three of its CPU reference, from the same parameters and gradients —
+/// parameters and state after each, and the gradients zeroed. The adapter is
+/// `ENGINE_TEST_BACKEND`'s, else any.
+pub fn check_optimizer<R: crate::extend::OptimizerRule>(
+    settings: serde_json::Value,
+) -> Result<(), String> {
+    use ops::rng::Rng;
+
+    let spec = (crate::spec::OptimizerEntry::of::<R>().parse)(settings)
+        .map_err(|e| crate::spec::tagged::split_marked(&e).1.to_string())?;
+    let bad: Vec<String> = spec
+        .bounds()
+        .0
+        .into_iter()
+        .filter(|b| !b.ok)
+        .map(|b| format!("`{}` must be {}, found {}", b.key, b.expected, b.found))
+        .collect();
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    let optimizer = spec.lower();
+    optimizer.check()?;
+    let lr = spec.lr() as f32;
+    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(5);
+    let len = 4 * 37;
+    let mut cpu_params = rng.vec_uniform(len, -1.0, 1.0);
+    let mut cpu_state = vec![0.0f32; len * optimizer.state_names().len()];
+    let (mut gpu_params, mut gpu_state) = (cpu_params.clone(), cpu_state.clone());
+    for t in 1..=3u64 {
+        let grads = rng.vec_uniform(len, -1.0, 1.0);
+        optimizer.step_cpu(&mut cpu_params, &grads, &mut cpu_state, lr, t);
+        let run =
+            ops::testing::run_optimizer(&gpu, &optimizer, &gpu_params, &grads, &gpu_state, lr, t)
+                .map_err(|e| e.to_string())?;
+        for (what, got, want) in [
+            ("parameters", &run.params, &cpu_params),
+            ("state", &run.state, &cpu_state),
+        ] {
+            let err = ops::tensor::rel_max_diff(got, want);
+            if got.len() != want.len() || err > 1e-5 {
+                return Err(format!(
+                    "update {t}: {what}: kernel and CPU reference differ by {err:e} (relative)"
+                ));
+            }
+        }
+        if run.grads.iter().any(|g| *g != 0.0) {
+            return Err(format!(
+                "update {t}: the kernel left the gradients non-zero (it must zero what it reads)"
+            ));
+        }
+        gpu_params = run.params;
+        gpu_state = run.state;
+    }
+    Ok(())
+}

@@ -135,3 +135,69 @@ pub fn run_layer(
         params,
     })
 }
+
+/// What one fused optimizer update left on the device (see [`run_optimizer`]).
+pub struct OptimizerRun {
+    pub params: Vec<f32>,
+    pub state: Vec<f32>,
+    /// The gradients after the update (the kernel zeroes them).
+    pub grads: Vec<f32>,
+}
+
+/// Runs one update of `optimizer` on the device over packed `params` (a multiple of 4
+/// long), with `grads` as the mean gradient (grad scale 1, no clipping), `state` laid
+/// out as its `state_names()` slots one after the other, learning rate `lr` and update
+/// count `t` (1-based), and reads everything back.
+pub fn run_optimizer(
+    gpu: &Gpu,
+    optimizer: &crate::optim::OptimizerKind,
+    params: &[f32],
+    grads: &[f32],
+    state: &[f32],
+    lr: f32,
+    t: u64,
+) -> Result<OptimizerRun, GpuError> {
+    let len = params.len();
+    let (bc1, bc2) = optimizer.bias_corrections(t);
+    let uniform = crate::train::StepUniform {
+        lr,
+        rows: 1,
+        grad_scale: 1.0,
+        bias_correction1: bc1,
+        bias_correction2: bc2,
+        opt_t: t as u32,
+        ..Default::default()
+    };
+    let step = gpu.uniform_buffer(
+        "step",
+        std::mem::size_of::<crate::train::StepUniform>() as u64,
+    )?;
+    gpu.write(&step, 0, &[uniform])?;
+    let scalars = upload(gpu, "scalars", &[1.0, 0.0, 0.0, 0.0])?;
+    let p = upload(gpu, "params", params)?;
+    let g = upload(gpu, "grads", grads)?;
+    let s = if state.is_empty() {
+        None
+    } else {
+        Some(upload(gpu, "state", state)?)
+    };
+    let mut k = KernelBuilder::new(gpu);
+    let dispatch = optimizer.dispatch(
+        &mut k,
+        &BufferRef::whole(&step),
+        &scalars,
+        &g,
+        s.as_ref(),
+        &p,
+        len,
+    )?;
+    gpu.submit_dispatches([&dispatch])?;
+    Ok(OptimizerRun {
+        params: gpu.read_f32(&p)?,
+        state: match &s {
+            Some(s) => gpu.read_f32(s)?,
+            None => Vec::new(),
+        },
+        grads: gpu.read_f32(&g)?,
+    })
+}

@@ -300,23 +300,10 @@ fn federated(r: &mut Rules, f: &FederatedSpec) {
     }
 }
 
-#[rustfmt::skip]
+/// The optimizer's own range rules (each optimizer states them in its file).
 fn optimizer(r: &mut Rules, opt: &OptimizerSpec) {
-    let lr = opt.lr();
-    r.rule("lr", lr > 0.0 && lr.is_finite(), "> 0", lr, "typical values: 0.1 for sgd, 0.001 for adam");
-    match opt {
-        OptimizerSpec::Sgd(sgd) => {
-            r.rule("momentum", (0.0..1.0).contains(&sgd.momentum), "in [0, 1)", sgd.momentum, "0.9 is common");
-            r.rule("nesterov", !sgd.nesterov || sgd.momentum > 0.0, "only with momentum > 0", "nesterov with momentum 0", "set `momentum`, e.g. 0.9");
-            r.rule("weight_decay", sgd.weight_decay >= 0.0, ">= 0", sgd.weight_decay, "e.g. 5e-4");
-        }
-        OptimizerSpec::Adam(a) | OptimizerSpec::Adamw(a) => {
-            for (k, b) in a.betas.iter().enumerate() {
-                r.rule(&format!("betas.{k}"), (0.0..1.0).contains(b), "in [0, 1)", b, "defaults are [0.9, 0.999]");
-            }
-            r.rule("eps", a.eps > 0.0, "> 0", a.eps, "1e-8 is the default");
-            r.rule("weight_decay", a.weight_decay >= 0.0, ">= 0", a.weight_decay, "0.01 is common for adamw");
-        }
+    for b in opt.bounds().0 {
+        r.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
     }
 }
 

@@ -45,8 +45,10 @@ pub(crate) use source::SourceEntry;
 pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
 
-pub use crate::spec::{Bounds, LrRule};
-use crate::spec::{CallbackSpec, LR_SCHEDULES, LossFn, LrEntry, SourceSpec};
+pub use crate::spec::{Bounds, LrRule, OptimizerRule};
+use crate::spec::{
+    CallbackSpec, LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry, SourceSpec,
+};
 
 /// What a binary added to the engine. The registry is process-wide: the parser, the
 /// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
@@ -59,11 +61,14 @@ pub(crate) struct Registry {
     pub layers: Vec<LayerEntry>,
     /// Registered LR schedules (the built-in ones are `spec::LR_SCHEDULES`).
     pub lr_schedules: Vec<LrEntry>,
+    /// Registered optimizers (the built-in ones are `spec::OPTIMIZERS`).
+    pub optimizers: Vec<OptimizerEntry>,
     /// Built-in and registered names per family, for parse errors and did-you-mean.
     pub callback_names: &'static [&'static str],
     pub loss_names: &'static [&'static str],
     pub source_names: &'static [&'static str],
     pub lr_schedule_names: &'static [&'static str],
+    pub optimizer_names: &'static [&'static str],
 }
 
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -95,6 +100,7 @@ pub struct EngineBuilder {
     sources: Vec<SourceEntry>,
     layers: Vec<LayerEntry>,
     lr_schedules: Vec<LrEntry>,
+    optimizers: Vec<OptimizerEntry>,
 }
 
 /// The engine with its extensions installed.
@@ -167,6 +173,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds an optimizer, written `optimizer: {kind: <R::NAME>, lr: ..., ...}` in a step
+    /// stage.
+    pub fn register_optimizer<R: OptimizerRule>(mut self) -> Self {
+        self.optimizers.push(OptimizerEntry::of::<R>());
+        self
+    }
+
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
@@ -181,6 +194,7 @@ impl EngineBuilder {
             seen.extend(names.iter().map(|n| (family, *n)));
         }
         seen.extend(lr_names.iter().map(|n| ("LR schedule", *n)));
+        seen.extend(OPTIMIZERS.iter().map(|e| ("optimizer", e.name)));
         let added = self
             .callbacks
             .iter()
@@ -188,7 +202,8 @@ impl EngineBuilder {
             .chain(self.losses.iter().map(|l| ("loss", l.name)))
             .chain(self.sources.iter().map(|s| ("data source", s.name)))
             .chain(self.layers.iter().map(|l| ("layer", l.name)))
-            .chain(self.lr_schedules.iter().map(|l| ("LR schedule", l.name)));
+            .chain(self.lr_schedules.iter().map(|l| ("LR schedule", l.name)))
+            .chain(self.optimizers.iter().map(|o| ("optimizer", o.name)));
         for (family, name) in added {
             if !is_snake_case(name) {
                 return Err(RegistryError::BadName { family, name });
@@ -253,11 +268,20 @@ impl EngineBuilder {
                     .map(|e| e.name)
                     .collect(),
             ),
+            optimizer_names: names(
+                &[],
+                OPTIMIZERS
+                    .iter()
+                    .chain(&self.optimizers)
+                    .map(|e| e.name)
+                    .collect(),
+            ),
             callbacks: self.callbacks,
             losses: self.losses,
             sources: self.sources,
             layers: self.layers,
             lr_schedules: self.lr_schedules,
+            optimizers: self.optimizers,
         }
     }
 }

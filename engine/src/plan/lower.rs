@@ -10,7 +10,7 @@ use ops::fusion::{Fusion, fuse};
 use ops::gpu::{BackendChoice, DeviceRequest};
 use ops::model::Sequential;
 use ops::model::TensorId;
-use ops::train::{LossKind, ModelDef, OptimizerKind, TrainConfig};
+use ops::train::{LossKind, ModelDef, TrainConfig};
 use serde::Serialize;
 
 use crate::card::{CARD_FORMAT, EvalLoss, InputCard, ModelCard, Scaling, TaskCard};
@@ -21,7 +21,7 @@ use crate::data::{
 };
 use crate::spec::{
     self, Backend, CallbackSpec, ColumnRef, EvalMetric, FeatureColumns, LossFn, LrSchedule,
-    OptimizerSpec, SourceSpec, SplitName, SplitSpec, Stage, Trigger,
+    SourceSpec, SplitName, SplitSpec, Stage, Trigger,
 };
 
 use super::{SchedulePlan, fire_order, schedule_of};
@@ -461,7 +461,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             train: TrainConfig {
                 batch: load.batch_size,
                 loss: loss_kind(loss),
-                optimizer: optimizer_kind(&step.optimizer),
+                optimizer: step.optimizer.lower(),
                 clip_grad_norm: step.clip_grad_norm.map(|c| c as f32),
                 accumulation_steps: accumulation,
                 seed: p.seed,
@@ -608,26 +608,6 @@ fn steps_of_other_chains(chains: &mut [ChainPlan], n: u64) {
         let bpe = c.schedule.batches_per_epoch as u64;
         let own = full * bpe + last.min(bpe);
         c.schedule.total_steps = own / u64::from(c.schedule.accumulation.max(1));
-    }
-}
-
-fn optimizer_kind(spec: &OptimizerSpec) -> OptimizerKind {
-    match spec {
-        OptimizerSpec::Sgd(s) => {
-            OptimizerKind::sgd(s.momentum as f32, s.nesterov, s.weight_decay as f32)
-        }
-        OptimizerSpec::Adam(a) => OptimizerKind::adam(
-            a.betas[0] as f32,
-            a.betas[1] as f32,
-            a.eps as f32,
-            a.weight_decay as f32,
-        ),
-        OptimizerSpec::Adamw(a) => OptimizerKind::adamw(
-            a.betas[0] as f32,
-            a.betas[1] as f32,
-            a.eps as f32,
-            a.weight_decay as f32,
-        ),
     }
 }
 

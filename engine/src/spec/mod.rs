@@ -33,7 +33,7 @@ pub use federated::{
 pub use ids::{PortRef, StageId};
 pub use lr::{LR_SCHEDULES, LrEntry, LrRule, LrSchedule};
 pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
-pub use optim::OptimizerSpec;
+pub use optim::{OPTIMIZERS, OptimizerEntry, OptimizerRule, OptimizerSpec};
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{
     AccumulateStage, BackwardStage, CallbackStage, EvalMetric, EvalStage, ForwardStage, LoadStage,

@@ -144,6 +144,50 @@ pub(crate) fn extension<E: serde::de::Error>(
     }
 }
 
+/// Serialises a registry member as its family writes it: `{tag: name, ...settings}`.
+pub(crate) fn serialize_member<S: serde::Serializer>(
+    s: S,
+    tag: &str,
+    name: &str,
+    settings: &Value,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let fields = settings.as_object();
+    let mut map = s.serialize_map(Some(1 + fields.map_or(0, |f| f.len())))?;
+    map.serialize_entry(tag, name)?;
+    for (k, v) in fields.into_iter().flatten() {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+/// Deserialises a registry member: splits off `tag`, finds the row named by it among
+/// `names` with `find`, and parses the settings with the row's parser (errors located).
+pub(crate) fn deserialize_member<'de, D, T>(
+    d: D,
+    tag: &'static str,
+    names: &'static [&'static str],
+    find: impl Fn(&str) -> Option<fn(Value) -> Result<T, String>>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let value = Value::deserialize(d)?;
+    let (kind, settings) = split_tag::<D::Error>(value, tag, names)?;
+    // split_tag only returns names from `names`, which is the registry's list.
+    let parse = find(&kind).ok_or_else(|| serde::de::Error::unknown_variant(&kind, names))?;
+    parse(settings).map_err(serde::de::Error::custom)
+}
+
+/// A registry family's schema: `oneOf` its members, each from [`variant_schema`].
+pub(crate) fn family_schema(description: &str, variants: Vec<Value>) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": description,
+        "oneOf": variants,
+    })
+}
+
 /// The schema of one member of an internally tagged family whose settings have `schema`:
 /// an object with the selecting key `tag` fixed to `name` among its properties.
 pub(crate) fn variant_schema(

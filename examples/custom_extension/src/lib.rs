@@ -3,19 +3,22 @@
 //! - `type: csv_log` — a callback that appends each epoch's metrics to a CSV file;
 //! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`);
 //! - `- swish` — a layer, `x · sigmoid(beta · x)`, with its WGSL and CPU reference;
-//! - `kind: one_cycle` — the 1cycle learning-rate schedule (PyTorch's `OneCycleLR`).
+//! - `kind: one_cycle` — the 1cycle learning-rate schedule (PyTorch's `OneCycleLR`);
+//! - `optimizer: {kind: lion}` — the Lion optimizer, a WGSL kernel and its CPU twin.
 //!
 //! docs/extending.md walks through it.
 
 mod csv_log;
 mod focal;
 mod libsvm;
+mod lion;
 mod one_cycle;
 mod swish;
 
 pub use csv_log::CsvLog;
 pub use focal::Focal;
 pub use libsvm::Libsvm;
+pub use lion::Lion;
 pub use one_cycle::OneCycle;
 pub use swish::Swish;
 
@@ -27,4 +30,5 @@ pub fn engine() -> engine::extend::EngineBuilder {
         .register_source::<Libsvm>()
         .register_layer::<Swish>()
         .register_lr_schedule::<OneCycle>()
+        .register_optimizer::<Lion>()
 }

@@ -24,7 +24,7 @@ use step::StepDecay;
 use warmup_cosine::WarmupCosine;
 
 use super::Bounds;
-use super::tagged::{body, split_tag};
+use super::tagged::{body, deserialize_member, family_schema, serialize_member, variant_schema};
 
 /// A learning-rate schedule: its settings (beside `kind:`), their ranges, and the rate.
 pub trait LrRule: 'static {
@@ -182,27 +182,17 @@ impl PartialEq for LrSchedule {
 
 impl Serialize for LrSchedule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let settings = self.settings();
-        let fields = settings.as_object();
-        let mut map = s.serialize_map(Some(1 + fields.map_or(0, |f| f.len())))?;
-        map.serialize_entry("kind", self.name())?;
-        for (k, v) in fields.into_iter().flatten() {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        serialize_member(s, "kind", self.name(), &self.settings())
     }
 }
 
 impl<'de> Deserialize<'de> for LrSchedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        let (kind, settings) = split_tag::<D::Error>(value, "kind", LrSchedule::names())?;
-        // split_tag only returns names from the list, and the list is the registry's.
-        let entry = LrSchedule::entries()
-            .find(|e| e.name == kind)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&kind, LrSchedule::names()))?;
-        (entry.parse)(settings).map_err(serde::de::Error::custom)
+        deserialize_member(d, "kind", LrSchedule::names(), |name| {
+            LrSchedule::entries()
+                .find(|e| e.name == name)
+                .map(|e| e.parse)
+        })
     }
 }
 
@@ -212,15 +202,13 @@ impl JsonSchema for LrSchedule {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let variants: Vec<Value> = LrSchedule::entries()
-            .map(|e| {
-                super::tagged::variant_schema("kind", e.name, e.description, (e.schema)(generator))
-            })
+        let variants = LrSchedule::entries()
+            .map(|e| variant_schema("kind", e.name, e.description, (e.schema)(generator)))
             .collect();
-        schemars::json_schema!({
-            "description": "How the learning rate changes with the optimizer step. Factors multiply the\noptimizer's `lr`.",
-            "oneOf": variants,
-        })
+        family_schema(
+            "How the learning rate changes with the optimizer step. Factors multiply the\noptimizer's `lr`.",
+            variants,
+        )
     }
 }
 
