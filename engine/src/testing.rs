@@ -319,10 +319,15 @@ pub fn check_layer<L: crate::extend::Layer>(
 pub fn check_optimizer<R: crate::extend::OptimizerRule>(
     settings: serde_json::Value,
 ) -> Result<(), String> {
-    use ops::rng::Rng;
-
     let spec = (crate::spec::OptimizerEntry::of::<R>().parse)(settings)
         .map_err(|e| crate::spec::tagged::split_marked(&e).1.to_string())?;
+    check_optimizer_spec(&spec)
+}
+
+/// [`check_optimizer`] for an optimizer as a pipeline writes it (any registered one).
+pub fn check_optimizer_spec(spec: &crate::spec::OptimizerSpec) -> Result<(), String> {
+    use ops::rng::Rng;
+
     let bad: Vec<String> = spec
         .bounds()
         .0

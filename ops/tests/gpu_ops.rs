@@ -17,7 +17,11 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64, train: bool) {
     let op = spec.build();
     let mut rng = Rng::new(seed);
     let input = x.sample_shape().to_vec();
-    let params = random_params(&mut rng, op.as_ref(), &input);
+    let mut params = random_params(&mut rng, op.as_ref(), &input);
+    // Buffers (batch norm's running statistics) follow, positive as a variance is.
+    for b in op.buffers(&input) {
+        params.push(random(&mut rng, &b.shape, 0.5, 2.0));
+    }
     let grad_init: Vec<Tensor> = params
         .iter()
         .map(|p| random(&mut rng, &p.shape, -1.0, 1.0))
@@ -40,7 +44,14 @@ fn check(spec: LayerSpec, x: Tensor, seed: u64, train: bool) {
         TOL,
     );
     assert_close(&format!("{kind} {:?} dx", x.shape), &run.dx, &dx.data, TOL);
-    for (j, (g, init)) in run.grads.iter().zip(&grad_init).enumerate() {
+    // Learnable tensors only: buffers get no gradient.
+    for (j, (g, init)) in run
+        .grads
+        .iter()
+        .zip(&grad_init)
+        .take(dparams.len())
+        .enumerate()
+    {
         let want: Vec<f32> = init
             .data
             .iter()
@@ -476,4 +487,30 @@ fn embedding_and_slice() {
         95,
         true,
     );
+}
+
+/// The registry walk: every registered layer, with its example attributes, on the first
+/// of a few input shapes it accepts, against its CPU reference. A new layer is covered
+/// here without a test of its own (the tests above add awkward sizes per op).
+#[test]
+fn every_registered_layer_agrees_with_its_cpu_reference() {
+    let mut rng = Rng::new(100);
+    let shapes: [&[usize]; 4] = [&[3, 6, 5], &[2, 9], &[12], &[4, 3, 6, 5]];
+    for (i, spec) in ops::layer::registry().into_iter().enumerate() {
+        let op = spec.build();
+        if op.arity() != (1, 1) {
+            // `add` and `concat` read two inputs: tests/gpu_ops' graph tests and
+            // gpu_train's residual models cover them.
+            continue;
+        }
+        let Some(shape) = shapes.iter().find(|s| op.output_shape(&s[1..]).is_ok()) else {
+            panic!("{}: none of {shapes:?} fits", op.kind());
+        };
+        let mut x = random(&mut rng, shape, -2.0, 2.0);
+        if op.kind() == "embedding" {
+            // Ids: whole numbers inside the example's table.
+            x.data.iter_mut().for_each(|v| *v = (v.abs() * 2.0).floor());
+        }
+        check(spec, x, 200 + i as u64, true);
+    }
 }
