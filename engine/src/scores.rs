@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The scalar scores an eval reports besides loss and accuracy (`None`: not computed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Macro-averaged precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,6 +29,10 @@ pub struct Scores {
     /// R², averaged over target columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r2: Option<f64>,
+    /// Metrics the binary registered (`engine::extend`), by name; in records beside the
+    /// built-in ones.
+    #[serde(default, flatten)]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// Precision, recall and F1 of one class.

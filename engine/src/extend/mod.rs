@@ -26,6 +26,7 @@
 mod callback;
 mod layer;
 mod loss;
+mod metric;
 mod source;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ pub use layer::Layer;
 pub(crate) use layer::LayerEntry;
 pub(crate) use loss::LossEntry;
 pub use loss::{Loss, LossTargets};
+pub(crate) use metric::MetricEntry;
+pub use metric::{Metric, MetricTruth};
 pub use ops::Tensor;
 pub use ops::loss::{LossOutput, Truth, rank_hits};
 pub use source::Source;
@@ -63,12 +66,14 @@ pub(crate) struct Registry {
     pub lr_schedules: Vec<LrEntry>,
     /// Registered optimizers (the built-in ones are `spec::OPTIMIZERS`).
     pub optimizers: Vec<OptimizerEntry>,
+    pub metrics: Vec<MetricEntry>,
     /// Built-in and registered names per family, for parse errors and did-you-mean.
     pub callback_names: &'static [&'static str],
     pub loss_names: &'static [&'static str],
     pub source_names: &'static [&'static str],
     pub lr_schedule_names: &'static [&'static str],
     pub optimizer_names: &'static [&'static str],
+    pub metric_names: &'static [&'static str],
 }
 
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -90,6 +95,10 @@ impl Registry {
     pub fn source(&self, name: &str) -> Option<&SourceEntry> {
         self.sources.iter().find(|s| s.name == name)
     }
+
+    pub fn metric(&self, name: &str) -> Option<&MetricEntry> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
 }
 
 /// Collects extensions; [`EngineBuilder::main`] installs them and runs the command line.
@@ -101,6 +110,7 @@ pub struct EngineBuilder {
     layers: Vec<LayerEntry>,
     lr_schedules: Vec<LrEntry>,
     optimizers: Vec<OptimizerEntry>,
+    metrics: Vec<MetricEntry>,
 }
 
 /// The engine with its extensions installed.
@@ -180,6 +190,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds an eval metric, listed by name in an eval's `metrics:`.
+    pub fn register_metric<M: Metric>(mut self) -> Self {
+        self.metrics.push(MetricEntry::of::<M>());
+        self
+    }
+
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
@@ -188,6 +204,7 @@ impl EngineBuilder {
             ("loss", LossFn::NAMES),
             ("data source", SourceSpec::NAMES),
             ("layer", ops::layer::LAYER_KINDS),
+            ("metric", crate::spec::EvalMetric::NAMES),
         ];
         let lr_names: Vec<&'static str> = LR_SCHEDULES.iter().map(|e| e.name).collect();
         for (family, names) in builtins {
@@ -203,7 +220,8 @@ impl EngineBuilder {
             .chain(self.sources.iter().map(|s| ("data source", s.name)))
             .chain(self.layers.iter().map(|l| ("layer", l.name)))
             .chain(self.lr_schedules.iter().map(|l| ("LR schedule", l.name)))
-            .chain(self.optimizers.iter().map(|o| ("optimizer", o.name)));
+            .chain(self.optimizers.iter().map(|o| ("optimizer", o.name)))
+            .chain(self.metrics.iter().map(|m| ("metric", m.name)));
         for (family, name) in added {
             if !is_snake_case(name) {
                 return Err(RegistryError::BadName { family, name });
@@ -276,12 +294,17 @@ impl EngineBuilder {
                     .map(|e| e.name)
                     .collect(),
             ),
+            metric_names: names(
+                crate::spec::EvalMetric::NAMES,
+                self.metrics.iter().map(|m| m.name).collect(),
+            ),
             callbacks: self.callbacks,
             losses: self.losses,
             sources: self.sources,
             layers: self.layers,
             lr_schedules: self.lr_schedules,
             optimizers: self.optimizers,
+            metrics: self.metrics,
         }
     }
 }

@@ -7,6 +7,7 @@ use ops::gpu::Gpu;
 use ops::train::EvalStep;
 
 use crate::data::{Batch, BatchConfig, BatchIter, Normalizer, Split};
+use crate::extend::MetricTruth;
 use crate::scores::{self, ClassReport};
 use crate::spec::EvalMetric;
 
@@ -77,6 +78,8 @@ pub fn evaluate_split(
             target_scaling.invert(&mut y);
             target_scaling.invert(&mut t);
             summary.scores = scores::regression(&y, &t, dataset.target_width);
+            summary.scores.extra =
+                registered_scores(metrics, &y, MetricTruth::Values(&t), dataset.target_width);
             regression = Some((t, y, dataset.target_width));
         } else {
             let names: Vec<String> = match class_names {
@@ -85,6 +88,9 @@ pub fn evaluate_split(
             };
             let (s, r) = scores::classification(&outputs, &labels, classes, &names);
             summary.scores = s;
+            let logits: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
+            summary.scores.extra =
+                registered_scores(metrics, &logits, MetricTruth::Classes(&labels), classes);
             let wants_report = metrics.iter().any(|m| {
                 matches!(
                     m,
@@ -102,4 +108,21 @@ pub fn evaluate_split(
         report,
         regression,
     })
+}
+
+/// The metrics the binary registered among `metrics`, each scored over the whole split.
+fn registered_scores(
+    metrics: &[EvalMetric],
+    outputs: &[f64],
+    truth: MetricTruth<'_>,
+    width: usize,
+) -> std::collections::BTreeMap<String, f64> {
+    metrics
+        .iter()
+        .filter_map(|m| match m {
+            EvalMetric::Extension(name) => crate::extend::registry().metric(name),
+            _ => None,
+        })
+        .map(|entry| (entry.name.to_string(), (entry.score)(outputs, truth, width)))
+        .collect()
 }

@@ -177,7 +177,7 @@ impl Runner<'_> {
                 chain.split.as_str(),
                 state.step,
                 round,
-                local,
+                local.clone(),
                 chain.lr_at(0),
                 self.started.elapsed().as_secs_f64(),
             );

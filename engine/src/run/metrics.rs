@@ -131,7 +131,13 @@ impl MetricsRecord {
     ) -> Self {
         let has = |x| metrics.contains(&x);
         let s = m.scores;
+        let extra = s
+            .extra
+            .into_iter()
+            .filter(|(name, _)| metrics.iter().any(|m| m.as_str() == name))
+            .collect();
         let scores = Scores {
+            extra,
             precision: s.precision.filter(|_| has(EvalMetric::Precision)),
             recall: s.recall.filter(|_| has(EvalMetric::Recall)),
             f1: s.f1.filter(|_| has(EvalMetric::F1)),

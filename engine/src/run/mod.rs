@@ -107,7 +107,7 @@ pub struct RunSummary {
 }
 
 /// Mean loss and accuracies of one evaluation or training window.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepMetricsSummary {
     /// Mean loss.
     pub loss: f64,
@@ -181,6 +181,7 @@ pub fn describe_eval(
                 EvalMetric::Mae => value(s.mae),
                 EvalMetric::Rmse => value(s.rmse),
                 EvalMetric::R2 => value(s.r2),
+                EvalMetric::Extension(name) => value(s.extra.get(*name).copied()),
                 EvalMetric::Confusion => None,
             }
         })

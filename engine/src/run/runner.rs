@@ -736,14 +736,14 @@ impl Runner<'_> {
                     }
                     let name = &plan.evals[e.0].name;
                     self.clock.add(&format!("eval {name}"), started.elapsed());
-                    self.results.insert(name.clone(), result);
+                    self.results.insert(name.clone(), result.clone());
                     let e = &plan.evals[e.0];
                     let record = MetricsRecord::eval(
                         name,
                         e.split.as_str(),
                         pos.step(),
                         epoch,
-                        result,
+                        result.clone(),
                         outcome.report.as_ref(),
                         &e.metrics,
                         self.started.elapsed().as_secs_f64(),

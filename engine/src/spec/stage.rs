@@ -277,7 +277,7 @@ pub struct StepStage {
 }
 
 /// A metric an eval computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EvalMetric {
     /// Mean loss.
@@ -303,12 +303,57 @@ pub enum EvalMetric {
     /// Coefficient of determination R² (1 − residual / total sum of squares), averaged
     /// over target columns.
     R2,
+    /// A metric the binary registered (`engine::extend`); the schema lists each one.
+    #[schemars(skip)]
+    Extension(&'static str),
 }
 
 impl EvalMetric {
+    const BUILT_IN: [EvalMetric; 11] = [
+        EvalMetric::Loss,
+        EvalMetric::Accuracy,
+        EvalMetric::Top5,
+        EvalMetric::Precision,
+        EvalMetric::Recall,
+        EvalMetric::F1,
+        EvalMetric::RocAuc,
+        EvalMetric::Confusion,
+        EvalMetric::Mae,
+        EvalMetric::Rmse,
+        EvalMetric::R2,
+    ];
+
+    /// Every built-in name (the binary may register more).
+    pub const NAMES: &'static [&'static str] = &[
+        "loss",
+        "accuracy",
+        "top5",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "confusion",
+        "mae",
+        "rmse",
+        "r2",
+    ];
+
+    /// The metric named `name`: built in or registered.
+    pub fn named(name: &str) -> Option<EvalMetric> {
+        EvalMetric::BUILT_IN
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .or_else(|| {
+                crate::extend::registry()
+                    .metric(name)
+                    .map(|m| EvalMetric::Extension(m.name))
+            })
+    }
+
     /// The name as written in pipelines and metrics records.
     pub fn as_str(self) -> &'static str {
         match self {
+            EvalMetric::Extension(name) => name,
             EvalMetric::Loss => "loss",
             EvalMetric::Accuracy => "accuracy",
             EvalMetric::Top5 => "top5",
@@ -326,6 +371,7 @@ impl EvalMetric {
     /// Whether it needs the model's outputs per sample (read back from the device),
     /// not only the device-accumulated loss and hit counts.
     pub fn needs_outputs(self) -> bool {
+        // A registered metric scores the outputs on the host.
         !matches!(
             self,
             EvalMetric::Loss | EvalMetric::Accuracy | EvalMetric::Top5
@@ -334,11 +380,21 @@ impl EvalMetric {
 
     /// Whether it measures regression outputs (else class predictions; `loss` fits both).
     pub fn is_regression(self) -> bool {
+        if let EvalMetric::Extension(name) = self {
+            return crate::extend::registry()
+                .metric(name)
+                .is_some_and(|m| m.targets == ops::loss::LossTargets::Values);
+        }
         matches!(self, EvalMetric::Mae | EvalMetric::Rmse | EvalMetric::R2)
     }
 
     /// Whether a larger value is better (`loss`, `mae` and `rmse` are minimised).
     pub fn higher_is_better(self) -> bool {
+        if let EvalMetric::Extension(name) = self {
+            return crate::extend::registry()
+                .metric(name)
+                .is_none_or(|m| m.higher_is_better);
+        }
         !matches!(self, EvalMetric::Loss | EvalMetric::Mae | EvalMetric::Rmse)
     }
 
@@ -359,6 +415,21 @@ impl EvalMetric {
         } else {
             vec![EvalMetric::Loss, EvalMetric::Accuracy]
         }
+    }
+}
+
+impl Serialize for EvalMetric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EvalMetric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        EvalMetric::named(&name).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&name, crate::extend::registry().metric_names)
+        })
     }
 }
 

@@ -4,12 +4,14 @@
 //! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`);
 //! - `- swish` — a layer, `x · sigmoid(beta · x)`, with its WGSL and CPU reference;
 //! - `kind: one_cycle` — the 1cycle learning-rate schedule (PyTorch's `OneCycleLR`);
-//! - `optimizer: {kind: lion}` — the Lion optimizer, a WGSL kernel and its CPU twin.
+//! - `optimizer: {kind: lion}` — the Lion optimizer, a WGSL kernel and its CPU twin;
+//! - `metrics: [cohen_kappa]` — Cohen's kappa, an eval metric scored on the host.
 //!
 //! docs/extending.md walks through it.
 
 mod csv_log;
 mod focal;
+mod kappa;
 mod libsvm;
 mod lion;
 mod one_cycle;
@@ -17,6 +19,7 @@ mod swish;
 
 pub use csv_log::CsvLog;
 pub use focal::Focal;
+pub use kappa::CohenKappa;
 pub use libsvm::Libsvm;
 pub use lion::Lion;
 pub use one_cycle::OneCycle;
@@ -31,4 +34,5 @@ pub fn engine() -> engine::extend::EngineBuilder {
         .register_layer::<Swish>()
         .register_lr_schedule::<OneCycle>()
         .register_optimizer::<Lion>()
+        .register_metric::<CohenKappa>()
 }

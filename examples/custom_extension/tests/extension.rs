@@ -356,3 +356,48 @@ fn a_registered_lr_schedule_drives_the_plan_and_the_run() {
     );
     assert!(value("(middle)") > value("(first)"), "{preview}");
 }
+
+/// Cohen's kappa as the metric reports it, recomputed here from the confusion matrix the
+/// engine itself records for the same eval.
+#[test]
+fn a_registered_metric_is_recorded_and_agrees_with_the_confusion_matrix() {
+    let out_dir = scratch("kappa");
+    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
+    let out = custom_engine(&[
+        "run",
+        PIPELINE,
+        "--quiet",
+        "--device",
+        &device,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--set",
+        "schedule.epochs=3",
+        "--set",
+        "stages.test.metrics=[loss, accuracy, cohen_kappa, confusion]",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+    let record: serde_json::Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "eval")
+        .last()
+        .unwrap();
+    let reported = record["cohen_kappa"].as_f64().unwrap();
+    let confusion: Vec<Vec<f64>> = serde_json::from_value(record["confusion"].clone()).unwrap();
+    let total: f64 = confusion.iter().flatten().sum();
+    let observed: f64 = (0..confusion.len()).map(|c| confusion[c][c]).sum::<f64>() / total;
+    let chance: f64 = (0..confusion.len())
+        .map(|c| {
+            let actual: f64 = confusion[c].iter().sum();
+            let predicted: f64 = confusion.iter().map(|row| row[c]).sum();
+            actual * predicted
+        })
+        .sum::<f64>()
+        / (total * total);
+    let kappa = (observed - chance) / (1.0 - chance);
+    assert!((reported - kappa).abs() < 1e-12, "{reported} vs {kappa}");
+    assert!(reported > 0.5 && reported <= 1.0, "{reported}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -359,6 +359,7 @@ pub(super) fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
         EvalMetric::Mae => score(s.mae),
         EvalMetric::Rmse => score(s.rmse),
         EvalMetric::R2 => score(s.r2),
+        EvalMetric::Extension(name) => score(s.extra.get(name).copied()),
         EvalMetric::Confusion => f64::NAN,
     }
 }
