@@ -381,8 +381,7 @@ fn a_registered_metric_is_recorded_and_agrees_with_the_confusion_matrix() {
     let record: serde_json::Value = metrics
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["event"] == "eval")
-        .last()
+        .rfind(|r| r["event"] == "eval")
         .unwrap();
     let reported = record["cohen_kappa"].as_f64().unwrap();
     let confusion: Vec<Vec<f64>> = serde_json::from_value(record["confusion"].clone()).unwrap();
