@@ -404,3 +404,23 @@ fn regression_evals_get_predicted_vs_actual_and_residual_plots() {
     assert!(html.contains("predictions-broken.csv` is not an `actual,predicted` table"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Federated records carry lists and maps (`clients`, `client_accuracy`) and a registered
+/// metric may be NaN (written `null`): the report still reads every line.
+#[test]
+fn federated_records_and_registered_metrics_parse() {
+    let lines = [
+        json!({"event": "round", "stage": "federated", "split": "train", "step": 60, "epoch": 0, "loss": 0.9,
+               "accuracy": 0.7, "samples": 600, "round": 1, "clients": [3, 17, 42], "pipeline_hash": "0123abcd"}),
+        json!({"event": "client_eval", "stage": "federated", "split": "train", "step": 60, "epoch": 0, "loss": 0.8,
+               "samples": 600, "round": 1, "client_accuracy": {"mean": 0.8, "min": 0.5, "max": 0.9, "worst": 3}}),
+        json!({"event": "eval", "stage": "test", "split": "test", "step": 60, "epoch": 0, "loss": 0.7,
+               "accuracy": 0.8, "samples": 40, "cohen_kappa": 0.75, "cohen_kappa_of_nothing": null}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let points = parse_metrics(&text, Path::new("metrics.jsonl")).expect("federated metrics parse");
+    assert_eq!(points.len(), 3);
+    assert_eq!(points[2].scores.extra.get("cohen_kappa"), Some(&0.75));
+    assert!(points[2].scores.extra["cohen_kappa_of_nothing"].is_nan());
+    assert!(points[0].scores.extra.is_empty());
+}

@@ -332,6 +332,7 @@ enum Format {
 }
 
 /// Runs the command line on this process's arguments; the exit code to return from `main`.
+/// Call it before the program starts any thread (see [`crate::Engine::main`]).
 pub fn main() -> ExitCode {
     #[cfg(unix)]
     // SAFETY: restores the default action for SIGPIPE before any thread starts, so that

@@ -30,9 +30,25 @@ pub struct Scores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r2: Option<f64>,
     /// Metrics the binary registered (`engine::extend`), by name; in records beside the
-    /// built-in ones.
-    #[serde(default, flatten)]
+    /// built-in ones. Read back leniently: a record's other keys that reach it through
+    /// `flatten` (federated `clients` lists, later fields) are skipped, not errors, and
+    /// `null` (how JSON writes NaN) reads as NaN.
+    #[serde(default, flatten, deserialize_with = "numbers_only")]
     pub extra: std::collections::BTreeMap<String, f64>,
+}
+
+fn numbers_only<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, f64>, D::Error> {
+    let all = std::collections::BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Number(n) => n.as_f64().map(|x| (k, x)),
+            serde_json::Value::Null => Some((k, f64::NAN)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Precision, recall and F1 of one class.
@@ -195,6 +211,20 @@ pub fn regression(outputs: &[f64], targets: &[f64], width: usize) -> Scores {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn registered_scores_read_back_from_records_with_other_keys_and_nan() {
+        let record = serde_json::json!({
+            "f1": 0.5, "cohen_kappa": 0.9, "undefined_kappa": null,
+            "clients": [1, 2], "client_accuracy": {"mean": 0.8}, "event": "round",
+        });
+        let s: Scores = serde_json::from_value(record).unwrap();
+        assert_eq!(s.f1, Some(0.5));
+        assert_eq!(s.extra.get("cohen_kappa"), Some(&0.9));
+        assert!(s.extra["undefined_kappa"].is_nan());
+        assert!(!s.extra.contains_key("clients") && !s.extra.contains_key("event"));
+    }
+
     use super::*;
 
     #[test]

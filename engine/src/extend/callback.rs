@@ -68,6 +68,9 @@ pub struct RunInfo {
     pub out_dir: PathBuf,
     /// The directory of the pipeline file (relative paths in settings start here).
     pub pipeline_dir: PathBuf,
+    /// The run continues from a checkpoint (`--resume`): append to what an earlier start
+    /// wrote rather than replace it.
+    pub resumed: bool,
 }
 
 /// The moment a callback fires: the same fields an `exec` callback reads on its stdin.

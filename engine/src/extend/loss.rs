@@ -18,7 +18,7 @@ pub use ops::loss::LossTargets;
 /// Written in a `loss` stage as `fn: <NAME>`, its settings under `params:`. The kernel
 /// contract (bindings, substitutions, what each row writes) is
 /// [`ops::loss::custom`]'s; [`Loss::cpu`] is the reference the kernel is tested against
-/// (see [`crate::testing::loss_agrees`]).
+/// (see [`crate::testing::check_loss`]).
 pub trait Loss: 'static {
     /// Its settings under `params:` (use `#[serde(deny_unknown_fields)]`).
     type Spec: DeserializeOwned + JsonSchema + Send + Sync;

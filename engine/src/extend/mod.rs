@@ -146,6 +146,10 @@ impl Engine {
 
     /// Runs the `engine` command line (`validate`, `plan`, `run`, `schema`, ...) on this
     /// process's arguments with the installed extensions.
+    ///
+    /// Call it from `main` before the program starts any thread: it sets process-wide
+    /// state that is only sound to set then (SIGPIPE's default action, `XDG_RUNTIME_DIR`
+    /// when unset, and for `bench` the drivers' shader-cache variables).
     pub fn main(&self) -> ExitCode {
         crate::cli::main()
     }
@@ -222,6 +226,8 @@ impl EngineBuilder {
             .chain(self.lr_schedules.iter().map(|l| ("LR schedule", l.name)))
             .chain(self.optimizers.iter().map(|o| ("optimizer", o.name)))
             .chain(self.metrics.iter().map(|m| ("metric", m.name)));
+        // A registered metric is a key of the metrics records: it may not be one of theirs.
+        seen.extend(RECORD_KEYS.iter().map(|k| ("metric", *k)));
         for (family, name) in added {
             if !is_snake_case(name) {
                 return Err(RegistryError::BadName { family, name });
@@ -331,6 +337,24 @@ pub(crate) fn source_family() -> crate::spec::tagged::Extensions {
     }
 }
 
+/// The keys of a metrics record besides the scores (`run::metrics::MetricsRecord`).
+const RECORD_KEYS: &[&str] = &[
+    "event",
+    "stage",
+    "chain",
+    "split",
+    "step",
+    "epoch",
+    "samples",
+    "per_class",
+    "lr",
+    "round",
+    "clients",
+    "client_accuracy",
+    "pipeline_hash",
+    "wall_time_s",
+];
+
 fn is_snake_case(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -425,6 +449,17 @@ mod tests {
             }
         };
     }
+    struct StepMetric;
+    impl Metric for StepMetric {
+        const NAME: &'static str = "step";
+        const DESCRIPTION: &'static str = "test";
+        const TARGETS: LossTargets = LossTargets::Classes;
+        const HIGHER_IS_BETTER: bool = true;
+        fn score(_: &[f64], _: MetricTruth<'_>, _: usize) -> f64 {
+            0.0
+        }
+    }
+
     named_callback!(ShadowsLog, "log");
     named_callback!(Shouting, "Shout");
     named_callback!(Once, "once");
@@ -457,6 +492,15 @@ mod tests {
         assert!(matches!(
             err,
             Some(RegistryError::BadName { name: "Shout", .. })
+        ));
+        // A metric may not take a key the metrics records already use.
+        let err = Engine::builder()
+            .register_metric::<StepMetric>()
+            .build()
+            .err();
+        assert!(matches!(
+            err,
+            Some(RegistryError::Duplicate { name: "step", .. })
         ));
     }
 }

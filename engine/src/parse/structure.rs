@@ -191,11 +191,11 @@ impl Problem {
                 };
                 // Families a binary can extend (docs/extending.md): the name may be
                 // another binary's.
-                let extensible = matches!(what, "fn" | "callback type" | "layer")
+                let extensible = matches!(what, "fn" | "callback type" | "layer" | "metric")
                     || (what == "kind"
                         && path
                             .iter()
-                            .any(|s| matches!(s, Seg::Key(k) if k == "source" || k == "schedule")));
+                            .any(|s| matches!(s, Seg::Key(k) if k == "source" || k == "schedule" || k == "optimizer")));
                 let hint = did_you_mean(variant, expected.iter().map(String::as_str)).or_else(|| {
                     extensible.then(|| {
                         format!("if `{variant}` comes from a binary built with its own extensions (docs/extending.md), run the pipeline with that binary")
@@ -536,7 +536,8 @@ fn extension_at(doc: &Node, path: &[Seg]) -> Option<String> {
             let name = text(node, tag)?;
             let registered = registry.callback(&name).is_some()
                 || registry.source(&name).is_some()
-                || registry.lr_schedules.iter().any(|e| e.name == name);
+                || registry.lr_schedules.iter().any(|e| e.name == name)
+                || registry.optimizers.iter().any(|e| e.name == name);
             registered.then_some(name)
         });
         let loss = (below == Some("params"))

@@ -72,6 +72,8 @@ pub(super) struct Runner<'p> {
     /// Set by a monitor: roll back to the newest checkpoint before a step, scaling the
     /// learning rate.
     pub(super) rollback: Option<(u64, f64)>,
+    /// The newest checkpoint this process saved (what registered callbacks' events name).
+    pub(super) newest_checkpoint: Option<PathBuf>,
     /// Record training metrics every N optimizer steps (a run option).
     pub(super) every_steps: Option<u64>,
     /// The `every_n_steps` periods that keep a training window, ascending.
@@ -192,6 +194,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
     let run_info = crate::extend::RunInfo {
         out_dir: options.out_dir.clone(),
         pipeline_dir: plan.pipeline_dir.clone(),
+        resumed: options.resume.is_some(),
     };
     let hooks = Callbacks::new(plan, options.quiet, &run_info)?;
     let every_steps = options.metrics_every_steps.filter(|n| *n > 0);
@@ -211,6 +214,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         monitor: None,
         clock: profile::StageClock::default(),
         rollback: None,
+        newest_checkpoint: None,
         every_steps,
         periods,
         skip_once: Vec::new(),
@@ -836,9 +840,15 @@ impl Runner<'_> {
                     }
                 }
                 Action::Extension(mut request) => {
-                    let root = self.out_dir.join(&plan.checkpoint_dir);
-                    request.event.checkpoint = checkpoint::latest(&root)
-                        .ok()
+                    // Looked up on disk once (a resumed run's checkpoints), then tracked:
+                    // a callback may fire every batch.
+                    if self.newest_checkpoint.is_none() {
+                        let root = self.out_dir.join(&plan.checkpoint_dir);
+                        self.newest_checkpoint = checkpoint::latest(&root).ok();
+                    }
+                    request.event.checkpoint = self
+                        .newest_checkpoint
+                        .as_ref()
                         .map(|path| path.display().to_string());
                     request.event.out_dir = self.out_dir.display().to_string();
                     let started = Instant::now();
@@ -962,8 +972,9 @@ impl Runner<'_> {
             cards: self.cards.clone(),
         };
         let root = self.out_dir.join(&c.dir);
-        checkpoint::save(&root, &checkpoint)?;
+        let saved = checkpoint::save(&root, &checkpoint)?;
         checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
+        self.newest_checkpoint = Some(saved);
         Ok(())
     }
 }

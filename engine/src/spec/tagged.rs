@@ -107,14 +107,7 @@ pub struct Extension {
 
 impl serde::Serialize for Extension {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let fields = self.config.as_object();
-        let mut map = s.serialize_map(Some(1 + fields.map_or(0, |f| f.len())))?;
-        map.serialize_entry(self.tag, self.name)?;
-        for (k, v) in fields.into_iter().flatten() {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        serialize_member(s, self.tag, self.name, &self.config)
     }
 }
 

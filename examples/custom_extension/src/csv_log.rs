@@ -70,11 +70,25 @@ impl Callback for CsvLog {
     fn start(spec: CsvLogSpec, run: &RunInfo) -> Result<Self, String> {
         std::fs::create_dir_all(&run.out_dir).map_err(|e| e.to_string())?;
         let path = run.out_dir.join(&spec.file);
-        let file =
-            File::create(&path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+        // A resumed run goes on writing the file its first start wrote (its header first).
+        let columns = if run.resumed {
+            std::fs::read_to_string(&path).ok().and_then(|text| {
+                let header = text.lines().next()?;
+                Some(header.split(',').map(str::to_string).collect())
+            })
+        } else {
+            None
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(run.resumed)
+            .truncate(!run.resumed)
+            .open(&path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
         Ok(CsvLog {
             out: BufWriter::new(file),
-            columns: None,
+            columns,
             stop_at: spec.eval.zip(spec.stop_at),
         })
     }

@@ -75,6 +75,10 @@ impl Loss for Focal {
         for (r, &label) in labels.iter().enumerate().take(rows) {
             let z = &y.data[r * d..(r + 1) * d];
             let label = label as usize;
+            if label >= d {
+                // Not a class of this model: no loss, no gradient (as the kernel does).
+                continue;
+            }
             let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let e: Vec<f64> = z.iter().map(|&v| f64::from(v - max).exp()).collect();
             let sum: f64 = e.iter().sum();

@@ -1,4 +1,5 @@
-//! An engine with three extensions of its own, used from YAML by name:
+//! An engine with extensions of its own in every registrable family, used from YAML by
+//! name:
 //! - `fn: focal` — the focal loss of Lin et al. (2017), a WGSL kernel and a CPU reference;
 //! - `type: csv_log` — a callback that appends each epoch's metrics to a CSV file;
 //! - `kind: libsvm` — a data source reading LIBSVM / svmlight text (`label i:v i:v ...`);
