@@ -40,6 +40,18 @@ pub trait Callback: Send + Sized + 'static {
 
     /// Called at each of its triggers; an error ends the run with the message.
     fn on_event(&mut self, event: &Event) -> Result<Decision, String>;
+
+    /// Its state for a checkpoint (saved with the run's other callback memory), so that a
+    /// resumed run continues exactly; `None` keeps nothing.
+    fn save(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Takes back what [`Callback::save`] returned, after [`Callback::start`], when the run
+    /// resumes from a checkpoint or a monitor rolls back to one. An error ends the run.
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A setting that fails [`Callback::check`] (or a loss's or source's check).
@@ -126,6 +138,8 @@ pub(crate) type StartFn =
 /// A started callback.
 pub(crate) trait ErasedCallback: Send {
     fn on_event(&mut self, event: &Event) -> Result<Decision, String>;
+    fn save(&self) -> Option<serde_json::Value>;
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String>;
 }
 
 struct Started<C: Callback>(C);
@@ -133,6 +147,12 @@ struct Started<C: Callback>(C);
 impl<C: Callback> ErasedCallback for Started<C> {
     fn on_event(&mut self, event: &Event) -> Result<Decision, String> {
         self.0.on_event(event)
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        self.0.save()
+    }
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.0.restore(state)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 use engine::extend::{Callback, Decision, Event, RunInfo, SpecError};
 use schemars::JsonSchema;
@@ -31,7 +32,11 @@ fn default_file() -> String {
 /// The started callback: the open file and its columns, fixed by the first row.
 pub struct CsvLog {
     out: BufWriter<File>,
+    path: PathBuf,
     columns: Option<Vec<String>>,
+    /// Data rows written (saved in checkpoints: a resumed run drops the rows written
+    /// after its checkpoint, so the file reads as one uninterrupted run's).
+    rows: u64,
     stop_at: Option<(String, f64)>,
 }
 
@@ -79,15 +84,19 @@ impl Callback for CsvLog {
         } else {
             None
         };
+        // Always appending: rows go after whatever `restore` leaves in the file.
         let file = std::fs::OpenOptions::new()
             .create(true)
-            .write(true)
-            .append(run.resumed)
-            .truncate(!run.resumed)
+            .append(true)
             .open(&path)
             .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        if !run.resumed {
+            file.set_len(0).map_err(|e| e.to_string())?;
+        }
         Ok(CsvLog {
             out: BufWriter::new(file),
+            path,
+            rows: 0,
             columns,
             stop_at: spec.eval.zip(spec.stop_at),
         })
@@ -128,11 +137,37 @@ impl Callback for CsvLog {
             .collect();
         writeln!(self.out, "{}", row.join(",")).map_err(|e| e.to_string())?;
         self.out.flush().map_err(|e| e.to_string())?;
+        self.rows += 1;
         if let Some((eval, target)) = &self.stop_at
             && event.evals.get(eval).is_some_and(|m| m.accuracy >= *target)
         {
             return Ok(Decision::Stop);
         }
         Ok(Decision::Continue)
+    }
+
+    fn save(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "rows": self.rows }))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let rows = state["rows"]
+            .as_u64()
+            .ok_or_else(|| format!("saved state {state} has no row count"))?;
+        // Keep the header and the rows written up to the checkpoint.
+        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
+        let kept: Vec<&str> = text.lines().take(1 + rows as usize).collect();
+        let mut content = kept.join("\n");
+        if !content.is_empty() {
+            content.push('\n');
+        }
+        std::fs::write(&self.path, content).map_err(|e| e.to_string())?;
+        self.rows = rows;
+        if self.columns.is_none() && rows > 0 {
+            self.columns = kept
+                .first()
+                .map(|h| h.split(',').map(str::to_string).collect());
+        }
+        Ok(())
     }
 }

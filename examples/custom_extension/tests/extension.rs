@@ -400,3 +400,50 @@ fn a_registered_metric_is_recorded_and_agrees_with_the_confusion_matrix() {
     assert!(reported > 0.5 && reported <= 1.0, "{reported}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// A registered callback's state is checkpointed: resuming from an earlier checkpoint
+/// leaves the CSV exactly as one uninterrupted run writes it (csv_log drops the rows
+/// written after the checkpoint it resumes from).
+#[test]
+fn a_registered_callback_resumes_exactly() {
+    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
+    let run = |out_dir: &Path, resume: Option<&Path>| {
+        let mut args = vec![
+            "run".to_string(),
+            PIPELINE.into(),
+            "--quiet".into(),
+            "--device".into(),
+            device.clone(),
+            "--out".into(),
+            out_dir.display().to_string(),
+            "--set".into(),
+            "schedule.epochs=4".into(),
+            "--set".into(),
+            "stages.log.callback={type: checkpoint}".into(),
+        ];
+        if let Some(from) = resume {
+            args.extend(["--resume".into(), from.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = custom_engine(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(out_dir.join("epochs.csv")).unwrap()
+    };
+    let straight = run(&scratch("straight"), None);
+    let dir = scratch("resumed");
+    let first = run(&dir, None);
+    assert_eq!(first, straight, "two runs from one seed differ");
+    // The checkpoint after epoch 2 of 4: the run goes on from there, into the same files.
+    let mut checkpoints: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    checkpoints.sort();
+    assert_eq!(checkpoints.len(), 4, "{checkpoints:?}");
+    let resumed = run(&dir, Some(&checkpoints[1]));
+    assert_eq!(resumed.lines().count(), 1 + 4, "{resumed}");
+    assert_eq!(resumed, straight);
+    for d in [scratch("straight"), dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -135,6 +135,9 @@ struct Memory {
     /// Product of the learning-rate reductions monitors made.
     #[serde(default = "one")]
     lr_scale: f64,
+    /// What each callback the binary registered saved, by stage id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: BTreeMap<String, serde_json::Value>,
 }
 
 fn one() -> f64 {
@@ -150,6 +153,7 @@ impl Default for Memory {
             monitors: BTreeMap::new(),
             eval_runs: BTreeMap::new(),
             lr_scale: 1.0,
+            extensions: BTreeMap::new(),
         }
     }
 }
@@ -282,7 +286,13 @@ impl<'p> Callbacks<'p> {
 
     /// Callback memory for a checkpoint.
     pub fn export_state(&self) -> serde_json::Value {
-        serde_json::to_value(&self.memory).unwrap_or_default()
+        let mut memory = self.memory.clone();
+        memory.extensions = self
+            .extensions
+            .iter()
+            .filter_map(|(id, c)| Some((id.clone(), c.save()?)))
+            .collect();
+        serde_json::to_value(&memory).unwrap_or_default()
     }
 
     /// Restores what [`Callbacks::export_state`] saved.
@@ -294,6 +304,13 @@ impl<'p> Callbacks<'p> {
         self.memory = serde_json::from_value(state.clone())
             .map_err(|e| format!("its callback state does not load: {e}"))?;
         self.best_params = best;
+        for (id, saved) in std::mem::take(&mut self.memory.extensions) {
+            if let Some(callback) = self.extensions.get_mut(&id) {
+                callback
+                    .restore(saved)
+                    .map_err(|why| format!("callback `{id}` did not restore its state: {why}"))?;
+            }
+        }
         Ok(())
     }
 
