@@ -447,3 +447,40 @@ fn a_registered_callback_resumes_exactly() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// What an editor checks while typing: both example pipelines pass this binary's schema,
+/// and a mistake in each kind of extension setting fails it.
+#[test]
+fn the_binarys_schema_accepts_its_pipelines_and_marks_mistakes() {
+    let out = custom_engine(&["schema"]);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let doc = |text: &str| -> serde_json::Value {
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(text).unwrap()).unwrap()
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let focal = std::fs::read_to_string(dir.join("digits_focal.yaml")).unwrap();
+    for name in ["digits_focal.yaml", "digits_federated.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc(&text))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+    }
+    for (from, to) in [
+        ("params: {gamma: 2.0}", "params: {gamma: -1.0}"),
+        ("features: 64", "features: 0"),
+        ("file: epochs.csv}", "file: epochs.csv, colour: red}"),
+        ("- swish: {beta: 1.0}", "- swish: {beta: -1.0}"),
+        (
+            "{kind: adam, lr: 0.003}",
+            "{kind: lion, lr: 0.003, betas: 0.9}",
+        ),
+    ] {
+        assert!(focal.contains(from), "{from}");
+        let wrong = doc(&focal.replace(from, to));
+        assert!(!validator.is_valid(&wrong), "the schema accepts `{to}`");
+    }
+}
