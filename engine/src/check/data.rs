@@ -340,17 +340,15 @@ fn probe_source(
             targets: None,
             categories: Vec::new(),
         }),
-        // A registered source has no header to read: it is loaded once here.
-        SourceSpec::Extension(e) => crate::extend::load_source(e, &parsed.base_dir)
+        // A registered source probes itself, or is loaded once here.
+        SourceSpec::Extension(e) => crate::extend::probe_source(e, &parsed.base_dir)
             .map(|d| Probe {
-                samples: d.len(),
-                shape: d.shape.clone(),
+                samples: d.samples,
+                shape: d.shape,
                 classes: d.classes,
                 class_names: None,
-                targets: d
-                    .targets
-                    .as_ref()
-                    .map(|_| (0..d.target_width).map(|k| format!("target{k}")).collect()),
+                targets: (d.target_width > 0)
+                    .then(|| (0..d.target_width).map(|k| format!("target{k}")).collect()),
                 categories: Vec::new(),
             })
             .map_err(|message| (field(e.tag), message)),

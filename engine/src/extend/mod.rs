@@ -42,8 +42,8 @@ pub(crate) use metric::MetricEntry;
 pub use metric::{Metric, MetricTruth};
 pub use ops::Tensor;
 pub use ops::loss::{LossOutput, Truth, rank_hits};
-pub use source::Source;
 pub(crate) use source::SourceEntry;
+pub use source::{Source, SourceProbe};
 
 pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
@@ -362,15 +362,15 @@ fn is_snake_case(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Loads a registered data source as written in a pipeline in `base_dir`.
-pub(crate) fn load_source(
+/// Probes (or loads) a registered data source as written in a pipeline in `base_dir`.
+pub(crate) fn probe_source(
     source: &crate::spec::Extension,
     base_dir: &std::path::Path,
-) -> Result<crate::data::Dataset, String> {
+) -> Result<SourceProbe, String> {
     let entry = registry()
         .source(source.name)
         .ok_or_else(|| format!("no data source `{}` is registered", source.name))?;
-    (entry.load)(&source.config, base_dir)
+    (entry.probe)(&source.config, base_dir)
 }
 
 /// A registered data source, configured for the data stages.

@@ -32,6 +32,37 @@ pub trait Source: 'static {
     /// Reads the samples ([`Dataset::classification`] or [`Dataset::regression`]);
     /// relative paths start at `pipeline_dir`. An error is shown with the data set.
     fn load(spec: &Self::Spec, pipeline_dir: &Path) -> Result<Dataset, String>;
+
+    /// What `engine validate` needs to know without reading every sample (a header, a
+    /// count): `None`, the default, loads the data instead. Must agree with [`Source::load`].
+    fn probe(_spec: &Self::Spec, _pipeline_dir: &Path) -> Option<Result<SourceProbe, String>> {
+        None
+    }
+}
+
+/// A data source's size and shape as [`Source::probe`] reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceProbe {
+    /// Samples in the file(s).
+    pub samples: usize,
+    /// The shape of one sample, e.g. `[64]`.
+    pub shape: Vec<usize>,
+    /// Number of classes (0 for regression).
+    pub classes: usize,
+    /// Targets per sample (0 for classification).
+    pub target_width: usize,
+}
+
+impl SourceProbe {
+    /// What a loaded data set tells.
+    pub fn of(d: &Dataset) -> SourceProbe {
+        SourceProbe {
+            samples: d.len(),
+            shape: d.shape.clone(),
+            classes: d.classes,
+            target_width: d.target_width,
+        }
+    }
 }
 
 /// A registered source with its type erased.
@@ -43,6 +74,8 @@ pub(crate) struct SourceEntry {
     pub schema: fn() -> Schema,
     pub check: fn(serde_json::Value) -> Result<(), String>,
     pub load: fn(&serde_json::Value, &Path) -> Result<Dataset, String>,
+    /// Its probe, or a load when it has none.
+    pub probe: fn(&serde_json::Value, &Path) -> Result<SourceProbe, String>,
 }
 
 impl SourceEntry {
@@ -58,6 +91,11 @@ impl SourceEntry {
             load: |value, dir| {
                 let spec = checked_spec::<S::Spec>(value.clone(), S::check)?;
                 S::load(&spec, dir)
+            },
+            probe: |value, dir| {
+                let spec = checked_spec::<S::Spec>(value.clone(), S::check)?;
+                S::probe(&spec, dir)
+                    .unwrap_or_else(|| S::load(&spec, dir).map(|d| SourceProbe::of(&d)))
             },
         }
     }

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use engine::extend::{Dataset, Source, SpecError};
+use engine::extend::{Dataset, Source, SourceProbe, SpecError};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -45,6 +45,21 @@ impl Source for Libsvm {
             ));
         }
         Ok(())
+    }
+
+    /// `engine validate` counts the samples without parsing them.
+    fn probe(spec: &LibsvmSpec, pipeline_dir: &Path) -> Option<Result<SourceProbe, String>> {
+        let samples = read_text(&pipeline_dir.join(&spec.path)).map(|text| {
+            text.lines()
+                .filter(|l| !l.split('#').next().unwrap_or_default().trim().is_empty())
+                .count()
+        });
+        Some(samples.map(|samples| SourceProbe {
+            samples,
+            shape: vec![spec.features],
+            classes: spec.classes,
+            target_width: 0,
+        }))
     }
 
     fn load(spec: &LibsvmSpec, pipeline_dir: &Path) -> Result<Dataset, String> {

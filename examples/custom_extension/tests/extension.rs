@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use custom_extension::{Focal, Lion, Swish};
+use custom_extension::{Focal, Libsvm, Lion, Swish};
 use serde_json::json;
 
 const PIPELINE: &str = "pipelines/digits_focal.yaml";
@@ -483,4 +483,19 @@ fn the_binarys_schema_accepts_its_pipelines_and_marks_mistakes() {
         let wrong = doc(&focal.replace(from, to));
         assert!(!validator.is_valid(&wrong), "the schema accepts `{to}`");
     }
+}
+
+/// What `validate` reads of the LIBSVM file without parsing it is what loading it gives.
+#[test]
+fn the_libsvm_probe_agrees_with_loading() {
+    use engine::extend::{Source, SourceProbe};
+    let spec = serde_json::from_value(
+        json!({"path": "data/digits.svm.gz", "features": 64, "classes": 10}),
+    )
+    .unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probed = Libsvm::probe(&spec, dir).unwrap().unwrap();
+    let loaded = Libsvm::load(&spec, dir).unwrap();
+    assert_eq!(probed, SourceProbe::of(&loaded));
+    assert_eq!(probed.samples, 1797);
 }
