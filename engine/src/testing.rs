@@ -340,6 +340,13 @@ pub fn check_optimizer_spec(spec: &crate::spec::OptimizerSpec) -> Result<(), Str
     }
     let optimizer = spec.lower();
     optimizer.check()?;
+    if optimizer.kernel() != spec.name() {
+        return Err(format!(
+            "its device optimizer's kind() is `{}`, not its name `{}`",
+            optimizer.kernel(),
+            spec.name()
+        ));
+    }
     let lr = spec.lr() as f32;
     let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(5);

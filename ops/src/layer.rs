@@ -195,6 +195,12 @@ fn custom_layer<E: de::Error>(
         config
     };
     Some(match (entry.make)(&config) {
+        // Plans, profiles and messages name a layer by its op's kind.
+        Ok(op) if op.kind() != entry.name => Err(E::custom(format!(
+            "layer `{}` is registered, but its op's kind() is `{}`: they must be the same",
+            entry.name,
+            op.kind()
+        ))),
         Ok(_) => Ok(LayerSpec::Custom(CustomLayer {
             name: entry.name,
             config,

@@ -145,9 +145,12 @@ pub struct OptimizerRun {
 }
 
 /// Runs one update of `optimizer` on the device over packed `params` (a multiple of 4
-/// long), with `grads` as the mean gradient (grad scale 1, no clipping), `state` laid
-/// out as its `state_names()` slots one after the other, learning rate `lr` and update
-/// count `t` (1-based), and reads everything back.
+/// long), with `grads` as the mean, clipped gradient the CPU reference takes, `state`
+/// laid out as its `state_names()` slots one after the other, learning rate `lr` and
+/// update count `t` (1-based), and reads everything back. The device sees the gradient
+/// as the engine hands it over: a sum (`grads * 8`) with `S.grad_scale = 0.25` and a
+/// clipping factor `scalars[0] = 0.5` (powers of two: the product is exact), so a kernel
+/// that skips either is caught.
 pub fn run_optimizer(
     gpu: &Gpu,
     optimizer: &crate::optim::OptimizerKind,
@@ -162,7 +165,7 @@ pub fn run_optimizer(
     let uniform = crate::train::StepUniform {
         lr,
         rows: 1,
-        grad_scale: 1.0,
+        grad_scale: 0.25,
         bias_correction1: bc1,
         bias_correction2: bc2,
         opt_t: t as u32,
@@ -173,9 +176,10 @@ pub fn run_optimizer(
         std::mem::size_of::<crate::train::StepUniform>() as u64,
     )?;
     gpu.write(&step, 0, &[uniform])?;
-    let scalars = upload(gpu, "scalars", &[1.0, 0.0, 0.0, 0.0])?;
+    let scalars = upload(gpu, "scalars", &[0.5, 0.0, 0.0, 0.0])?;
     let p = upload(gpu, "params", params)?;
-    let g = upload(gpu, "grads", grads)?;
+    let sums: Vec<f32> = grads.iter().map(|g| g * 8.0).collect();
+    let g = upload(gpu, "grads", &sums)?;
     let s = if state.is_empty() {
         None
     } else {

@@ -27,7 +27,8 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
                     .at(parsed.span(&at), "here")
                     .stage(stage.id())
                     .hint(format!(
-                        "`params:` holds the settings of `{name}`; `engine schema` describes them"
+                        "`params:` holds the settings of `{name}`; `{} schema` describes them",
+                        crate::extend::program_name()
                     )),
                 );
             }

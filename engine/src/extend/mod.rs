@@ -1,8 +1,11 @@
 //! Extensions from a user's own crate. A binary that depends on `engine` registers its
-//! callbacks, losses and data sources on an [`Engine`] and runs the usual command line;
-//! its pipelines use them by name (`type: csv_log`, `fn: focal`, `kind: my_source`),
-//! `validate` checks their settings with located diagnostics, `engine schema` describes
-//! them, and `run` executes them in the same runner as the built-in ones.
+//! layers ([`Layer`]), losses ([`Loss`]), optimizers ([`OptimizerRule`]), LR schedules
+//! ([`LrRule`]), callbacks ([`Callback`]), data sources ([`Source`]) and eval metrics
+//! ([`Metric`]) on an [`Engine`] and runs the usual command line; its pipelines use them
+//! by name (`- swish`, `fn: focal`, `kind: lion`, `type: csv_log`, `kind: libsvm`,
+//! `metrics: [cohen_kappa]`), `validate` checks their settings with located diagnostics,
+//! `engine schema` describes them, and `run` executes them in the same runner as the
+//! built-in ones.
 //!
 //! ```no_run
 //! # use engine::extend::{Callback, Decision, Event, RunInfo};
@@ -354,6 +357,15 @@ const RECORD_KEYS: &[&str] = &[
     "pipeline_hash",
     "wall_time_s",
 ];
+
+/// This binary's name, for hints about its own commands (`my_engine schema`); `engine`
+/// when it cannot be told.
+pub(crate) fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "engine".into())
+}
 
 fn is_snake_case(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())

@@ -218,7 +218,8 @@ impl Problem {
                     .expected_found(format!("a `{field}:` key"), "none")
                     .hint(match extension_at(doc, path) {
                         Some(name) => format!(
-                            "add `{field}:` (`engine schema` describes the settings of `{name}`)"
+                            "add `{field}:` (`{} schema` describes the settings of `{name}`)",
+                            crate::extend::program_name()
                         ),
                         None => format!("add `{field}:` (see docs/pipeline.md for its meaning)"),
                     })
@@ -256,7 +257,8 @@ impl Problem {
                 }
                 d.hint(match extension_at(doc, path) {
                     Some(name) => format!(
-                        "`engine schema` (and so your editor) describes the settings of `{name}`"
+                        "`{} schema` (and so your editor) describes the settings of `{name}`",
+                        crate::extend::program_name()
                     ),
                     None => {
                         "see docs/pipeline.md or the schema description of this key in your editor"

@@ -152,7 +152,7 @@ impl WgpuBackend {
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
+                v.push(with_sources(&e));
             }
         }));
         Ok(WgpuBackend {
@@ -248,7 +248,10 @@ impl Backend for WgpuBackend {
             entries: &entries,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation(format!("binding kernel {name}: {e}")));
+            return Err(GpuError::Validation(format!(
+                "binding kernel {name}: {}",
+                with_sources(&e)
+            )));
         }
         Ok(Handle::new(Bound {
             pipeline: pipeline.clone(),
@@ -345,5 +348,14 @@ impl Backend for WgpuBackend {
             errors.clear();
             Err(GpuError::Validation(all))
         }
+    }
+}
+
+/// An error with what it is about: wgpu's own `Display` says only "Validation Error"; its
+/// description says what (e.g. a kernel declaring fewer bindings than it is given).
+fn with_sources(e: &wgpu::Error) -> String {
+    match e {
+        wgpu::Error::Validation { description, .. } => description.trim().to_string(),
+        other => other.to_string(),
     }
 }
