@@ -122,26 +122,10 @@ fn tagged_variant(
     description: &str,
     settings: schemars::Schema,
 ) -> Value {
-    let mut variant = inline_defs(root, settings);
+    let settings = inline_defs(root, settings);
+    let mut variant = crate::spec::tagged::variant_schema(tag, name, description, settings);
     if let Value::Object(o) = &mut variant {
-        o.insert("type".into(), Value::String("object".into()));
         o.insert("title".into(), Value::String(name.into()));
-        o.insert("description".into(), Value::String(description.into()));
-        let properties = o
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(p) = properties {
-            p.insert(
-                tag.into(),
-                serde_json::json!({"type": "string", "const": name}),
-            );
-        }
-        let required = o
-            .entry("required")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(r) = required {
-            r.insert(0, Value::String(tag.into()));
-        }
     }
     variant
 }

@@ -183,13 +183,8 @@ pub(crate) fn family_schema(description: &str, variants: Vec<Value>) -> schemars
 
 /// The schema of one member of an internally tagged family whose settings have `schema`:
 /// an object with the selecting key `tag` fixed to `name` among its properties.
-pub(crate) fn variant_schema(
-    tag: &str,
-    name: &str,
-    description: &str,
-    schema: schemars::Schema,
-) -> Value {
-    let mut variant = schema.to_value();
+pub(crate) fn variant_schema(tag: &str, name: &str, description: &str, schema: Value) -> Value {
+    let mut variant = schema;
     if let Value::Object(o) = &mut variant {
         o.remove("$schema");
         o.remove("title");

@@ -229,23 +229,27 @@ fn schema_lists_the_extensions() {
     assert_eq!(libsvm["additionalProperties"], false);
 }
 
-/// Runs an example pipeline with one `--set` into a scratch directory on the adapter
-/// `ENGINE_TEST_BACKEND` names; returns the CSV file `csv` the callback wrote.
+/// Runs `pipeline` into `out_dir` on the adapter `ENGINE_TEST_BACKEND` names, with
+/// `--set` overrides and further arguments (e.g. `--resume PATH`).
+fn run_into(out_dir: &Path, pipeline: &str, sets: &[&str], extra: &[&str]) {
+    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
+    let out_arg = out_dir.display().to_string();
+    let mut args = vec![
+        "run", pipeline, "--quiet", "--device", &device, "--out", &out_arg,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    args.extend(extra);
+    let out = custom_engine(&args);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Runs an example pipeline with one `--set` into a scratch directory; returns the CSV
+/// file `csv` the callback wrote.
 fn run_pipeline(pipeline: &str, name: &str, set: &str, csv: &str) -> String {
     let out_dir = scratch(name);
-    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
-    let out = custom_engine(&[
-        "run",
-        pipeline,
-        "--quiet",
-        "--device",
-        &device,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--set",
-        set,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    run_into(&out_dir, pipeline, &[set], &[]);
     let csv = std::fs::read_to_string(out_dir.join(csv)).unwrap();
     let _ = std::fs::remove_dir_all(&out_dir);
     csv
@@ -362,21 +366,15 @@ fn a_registered_lr_schedule_drives_the_plan_and_the_run() {
 #[test]
 fn a_registered_metric_is_recorded_and_agrees_with_the_confusion_matrix() {
     let out_dir = scratch("kappa");
-    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
-    let out = custom_engine(&[
-        "run",
+    run_into(
+        &out_dir,
         PIPELINE,
-        "--quiet",
-        "--device",
-        &device,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--set",
-        "schedule.epochs=3",
-        "--set",
-        "stages.test.metrics=[loss, accuracy, cohen_kappa, confusion]",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+        &[
+            "schedule.epochs=3",
+            "stages.test.metrics=[loss, accuracy, cohen_kappa, confusion]",
+        ],
+        &[],
+    );
     let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
     let record: serde_json::Value = metrics
         .lines()
@@ -406,27 +404,17 @@ fn a_registered_metric_is_recorded_and_agrees_with_the_confusion_matrix() {
 /// written after the checkpoint it resumes from).
 #[test]
 fn a_registered_callback_resumes_exactly() {
-    let device = std::env::var("ENGINE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
     let run = |out_dir: &Path, resume: Option<&Path>| {
-        let mut args = vec![
-            "run".to_string(),
-            PIPELINE.into(),
-            "--quiet".into(),
-            "--device".into(),
-            device.clone(),
-            "--out".into(),
-            out_dir.display().to_string(),
-            "--set".into(),
-            "schedule.epochs=4".into(),
-            "--set".into(),
-            "stages.log.callback={type: checkpoint}".into(),
+        let from = resume.map(|p| p.display().to_string());
+        let extra: Vec<&str> = match &from {
+            Some(p) => vec!["--resume", p],
+            None => Vec::new(),
+        };
+        let sets = [
+            "schedule.epochs=4",
+            "stages.log.callback={type: checkpoint}",
         ];
-        if let Some(from) = resume {
-            args.extend(["--resume".into(), from.display().to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = custom_engine(&args);
-        assert!(out.status.success(), "{}", text(&out));
+        run_into(out_dir, PIPELINE, &sets, &extra);
         std::fs::read_to_string(out_dir.join("epochs.csv")).unwrap()
     };
     let straight = run(&scratch("straight"), None);

@@ -203,7 +203,14 @@ impl JsonSchema for LrSchedule {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let variants = LrSchedule::entries()
-            .map(|e| variant_schema("kind", e.name, e.description, (e.schema)(generator)))
+            .map(|e| {
+                variant_schema(
+                    "kind",
+                    e.name,
+                    e.description,
+                    (e.schema)(generator).to_value(),
+                )
+            })
             .collect();
         family_schema(
             "How the learning rate changes with the optimizer step. Factors multiply the\noptimizer's `lr`.",

@@ -46,35 +46,22 @@ fn check(a: &AdamSpec, r: &mut Bounds) {
     r.rule("weight_decay", a.weight_decay >= 0.0, ">= 0", a.weight_decay, "0.01 is common for adamw");
 }
 
+/// Adam (`DECOUPLED = false`: L2 weight decay) and AdamW (`true`: decoupled).
+pub struct AdamRule<const DECOUPLED: bool>;
+
 /// Adam with L2 weight decay.
-pub struct Adam;
-
-impl OptimizerRule for Adam {
-    type Spec = AdamSpec;
-    const NAME: &'static str = "adam";
-    const DESCRIPTION: &'static str = "Adam with L2 weight decay added to the gradient.";
-
-    fn lr(a: &AdamSpec) -> f64 {
-        a.lr
-    }
-
-    fn check(a: &AdamSpec, r: &mut Bounds) {
-        check(a, r)
-    }
-
-    fn lower(a: &AdamSpec) -> OptimizerKind {
-        let [b1, b2] = a.betas;
-        OptimizerKind::adam(b1 as f32, b2 as f32, a.eps as f32, a.weight_decay as f32)
-    }
-}
-
+pub type Adam = AdamRule<false>;
 /// Adam with decoupled weight decay.
-pub struct AdamW;
+pub type AdamW = AdamRule<true>;
 
-impl OptimizerRule for AdamW {
+impl<const DECOUPLED: bool> OptimizerRule for AdamRule<DECOUPLED> {
     type Spec = AdamSpec;
-    const NAME: &'static str = "adamw";
-    const DESCRIPTION: &'static str = "Adam with decoupled weight decay (Loshchilov & Hutter).";
+    const NAME: &'static str = if DECOUPLED { "adamw" } else { "adam" };
+    const DESCRIPTION: &'static str = if DECOUPLED {
+        "Adam with decoupled weight decay (Loshchilov & Hutter)."
+    } else {
+        "Adam with L2 weight decay added to the gradient."
+    };
 
     fn lr(a: &AdamSpec) -> f64 {
         a.lr
@@ -86,6 +73,11 @@ impl OptimizerRule for AdamW {
 
     fn lower(a: &AdamSpec) -> OptimizerKind {
         let [b1, b2] = a.betas;
-        OptimizerKind::adamw(b1 as f32, b2 as f32, a.eps as f32, a.weight_decay as f32)
+        let (b1, b2, eps, wd) = (b1 as f32, b2 as f32, a.eps as f32, a.weight_decay as f32);
+        if DECOUPLED {
+            OptimizerKind::adamw(b1, b2, eps, wd)
+        } else {
+            OptimizerKind::adam(b1, b2, eps, wd)
+        }
     }
 }

@@ -189,7 +189,14 @@ impl JsonSchema for OptimizerSpec {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let variants = OptimizerSpec::entries()
-            .map(|e| variant_schema("kind", e.name, e.description, (e.schema)(generator)))
+            .map(|e| {
+                variant_schema(
+                    "kind",
+                    e.name,
+                    e.description,
+                    (e.schema)(generator).to_value(),
+                )
+            })
             .collect();
         family_schema("An optimizer and its hyperparameters.", variants)
     }
