@@ -354,6 +354,8 @@ fn class_scores_and_the_confusion_matrix_are_shown() {
     let mut last = eval("test", 100, 0.2, 0.9);
     last["f1"] = json!(0.875);
     last["roc_auc"] = json!(0.96);
+    // A metric a binary registered (examples/custom_extension's Cohen's kappa).
+    last["cohen_kappa"] = json!(0.8);
     last["per_class"] = json!([
         {"class": "benign", "precision": 0.9, "recall": 0.95, "f1": 0.92, "support": 20},
         {"class": "<malignant>", "precision": 0.85, "recall": 0.8, "f1": 0.83, "support": 20}
@@ -367,6 +369,7 @@ fn class_scores_and_the_confusion_matrix_are_shown() {
         .expect("a scores section")..];
     let section = &section[..section.find("</section>").unwrap()];
     assert!(section.contains("F1 <b>0.8750</b>") && section.contains("ROC AUC <b>0.9600</b>"));
+    assert!(section.contains("cohen_kappa <b>0.8000</b>"));
     // Class names are escaped; every count is a cell, shaded by its share of the row.
     assert!(section.contains("&lt;malignant&gt;") && !section.contains("<malignant>"));
     assert!(section.contains(

@@ -7,9 +7,9 @@ pub use ops::loss::LossTargets;
 /// [`EngineBuilder::register_metric`](super::EngineBuilder::register_metric).
 ///
 /// Listed in an eval's `metrics:` by [`Metric::NAME`]; its value goes into the eval's
-/// metrics record, the log line and run summary, the `Event` callbacks see, and can be
-/// watched by early stopping, checkpoints and monitors as `<eval>.<NAME>`. (The HTML
-/// report charts the built-in scores only.)
+/// metrics record, the log line and run summary, the report's scores section, the
+/// `Event` callbacks see, and can be watched by early stopping, checkpoints and monitors
+/// as `<eval>.<NAME>`.
 pub trait Metric: 'static {
     /// The name in `metrics:` (snake_case, not a built-in metric's).
     const NAME: &'static str;

@@ -1,5 +1,6 @@
 //! The report's "Scores" section: for each eval's last record, its scalar scores
-//! (precision, recall, F1, ROC AUC; MAE, RMSE, R²), the per-class table and the confusion
+//! (precision, recall, F1, ROC AUC; MAE, RMSE, R²; registered metrics), the per-class
+//! table and the confusion
 //! matrix drawn as a shaded grid (each cell's shade is its share of the actual class).
 
 use std::fmt::Write;
@@ -34,10 +35,16 @@ pub(super) fn scores_section(metrics: &[MetricPoint]) -> String {
             ("RMSE", s.rmse),
             ("R²", s.r2),
         ];
-        let shown: Vec<String> = scalars
+        let mut shown: Vec<String> = scalars
             .iter()
             .filter_map(|(name, v)| v.map(|v| format!("{name} <b>{v:.4}</b>")))
             .collect();
+        // Metrics a binary registered (`engine::extend`), after the built-in ones.
+        shown.extend(
+            s.extra
+                .iter()
+                .map(|(name, v)| format!("{} <b>{v:.4}</b>", escape(name))),
+        );
         if shown.is_empty() && last.per_class.is_none() && last.confusion.is_none() {
             continue;
         }
