@@ -88,9 +88,14 @@ pub fn evaluate_split(
             };
             let (s, r) = scores::classification(&outputs, &labels, classes, &names);
             summary.scores = s;
-            let logits: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
-            summary.scores.extra =
-                registered_scores(metrics, &logits, MetricTruth::Classes(&labels), classes);
+            if metrics
+                .iter()
+                .any(|m| matches!(m, EvalMetric::Extension(_)))
+            {
+                let logits: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
+                summary.scores.extra =
+                    registered_scores(metrics, &logits, MetricTruth::Classes(&labels), classes);
+            }
             let wants_report = metrics.iter().any(|m| {
                 matches!(
                     m,

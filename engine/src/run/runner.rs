@@ -816,11 +816,10 @@ impl Runner<'_> {
                     }
                 }
                 Action::Exec(request) => {
-                    let root = self.out_dir.join(&plan.checkpoint_dir);
                     let mut event = request.event.clone();
-                    event["checkpoint"] = match checkpoint::latest(&root) {
-                        Ok(path) => serde_json::json!(path.display().to_string()),
-                        Err(_) => serde_json::Value::Null,
+                    event["checkpoint"] = match self.newest_checkpoint() {
+                        Some(path) => serde_json::json!(path.display().to_string()),
+                        None => serde_json::Value::Null,
                     };
                     event["out_dir"] = serde_json::json!(self.out_dir.display().to_string());
                     let started = Instant::now();
@@ -840,15 +839,8 @@ impl Runner<'_> {
                     }
                 }
                 Action::Extension(mut request) => {
-                    // Looked up on disk once (a resumed run's checkpoints), then tracked:
-                    // a callback may fire every batch.
-                    if self.newest_checkpoint.is_none() {
-                        let root = self.out_dir.join(&plan.checkpoint_dir);
-                        self.newest_checkpoint = checkpoint::latest(&root).ok();
-                    }
                     request.event.checkpoint = self
-                        .newest_checkpoint
-                        .as_ref()
+                        .newest_checkpoint()
                         .map(|path| path.display().to_string());
                     request.event.out_dir = self.out_dir.display().to_string();
                     let started = Instant::now();
@@ -888,6 +880,16 @@ impl Runner<'_> {
     }
 
     /// Saves the checkpoints asked for at `trigger`.
+    /// The newest checkpoint, for callbacks' events: looked up on disk once (a resumed
+    /// run's), then tracked as this process saves them (a callback may fire every batch).
+    fn newest_checkpoint(&mut self) -> Option<PathBuf> {
+        if self.newest_checkpoint.is_none() {
+            let root = self.out_dir.join(&self.plan.checkpoint_dir);
+            self.newest_checkpoint = checkpoint::latest(&root).ok();
+        }
+        self.newest_checkpoint.clone()
+    }
+
     pub(super) fn save_checkpoints(
         &mut self,
         checkpoints: Vec<callbacks::CheckpointRequest>,

@@ -209,6 +209,62 @@ pub(crate) fn variant_schema(tag: &str, name: &str, description: &str, schema: V
     variant
 }
 
+/// The serde and schema impls of a registry family's member type (`LrSchedule`,
+/// `OptimizerSpec`): written `{tag: name, ...settings}`, parsed through the row its name
+/// selects, compared and shown by name and settings, its schema `oneOf` every row. The
+/// type provides `name()`, `settings()`, `entries()` (rows with `name`, `description`,
+/// `schema`, `parse`) and `names()`.
+macro_rules! registry_member {
+    ($ty:ident, $tag:literal, $description:literal) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}{}", self.name(), self.settings())
+            }
+        }
+
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.name() == other.name() && self.settings() == other.settings()
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $crate::spec::tagged::serialize_member(s, $tag, self.name(), &self.settings())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::spec::tagged::deserialize_member(d, $tag, $ty::names(), |name| {
+                    $ty::entries().find(|e| e.name == name).map(|e| e.parse)
+                })
+            }
+        }
+
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let variants = $ty::entries()
+                    .map(|e| {
+                        $crate::spec::tagged::variant_schema(
+                            $tag,
+                            e.name,
+                            e.description,
+                            (e.schema)(generator).to_value(),
+                        )
+                    })
+                    .collect();
+                $crate::spec::tagged::family_schema($description, variants)
+            }
+        }
+    };
+}
+pub(crate) use registry_member;
+
 /// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
 /// With `extensions: Variant(family)`, names registered by the binary parse into
 /// `Variant(Extension)`.

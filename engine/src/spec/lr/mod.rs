@@ -13,8 +13,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use constant::Constant;
@@ -24,7 +24,7 @@ use step::StepDecay;
 use warmup_cosine::WarmupCosine;
 
 use super::Bounds;
-use super::tagged::{body, deserialize_member, family_schema, serialize_member, variant_schema};
+use super::tagged::{body, registry_member};
 
 /// A learning-rate schedule: its settings (beside `kind:`), their ranges, and the rate.
 pub trait LrRule: 'static {
@@ -168,56 +168,11 @@ impl LrSchedule {
     }
 }
 
-impl fmt::Debug for LrSchedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.name(), self.settings())
-    }
-}
-
-impl PartialEq for LrSchedule {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name() && self.settings() == other.settings()
-    }
-}
-
-impl Serialize for LrSchedule {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_member(s, "kind", self.name(), &self.settings())
-    }
-}
-
-impl<'de> Deserialize<'de> for LrSchedule {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_member(d, "kind", LrSchedule::names(), |name| {
-            LrSchedule::entries()
-                .find(|e| e.name == name)
-                .map(|e| e.parse)
-        })
-    }
-}
-
-impl JsonSchema for LrSchedule {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "LrSchedule".into()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let variants = LrSchedule::entries()
-            .map(|e| {
-                variant_schema(
-                    "kind",
-                    e.name,
-                    e.description,
-                    (e.schema)(generator).to_value(),
-                )
-            })
-            .collect();
-        family_schema(
-            "How the learning rate changes with the optimizer step. Factors multiply the\noptimizer's `lr`.",
-            variants,
-        )
-    }
-}
+registry_member!(
+    LrSchedule,
+    "kind",
+    "How the learning rate changes with the optimizer step. Factors multiply the\noptimizer's `lr`."
+);
 
 #[cfg(test)]
 mod tests {

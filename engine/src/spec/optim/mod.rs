@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use ops::train::OptimizerKind;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Bounds;
-use super::tagged::{body, deserialize_member, family_schema, serialize_member, variant_schema};
+use super::tagged::{body, registry_member};
 
 /// An optimizer as a pipeline writes it: `optimizer: {kind: <NAME>, lr: ..., ...}`.
 pub trait OptimizerRule: 'static {
@@ -154,53 +154,11 @@ impl OptimizerSpec {
     }
 }
 
-impl fmt::Debug for OptimizerSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.name(), self.settings())
-    }
-}
-
-impl PartialEq for OptimizerSpec {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name() && self.settings() == other.settings()
-    }
-}
-
-impl Serialize for OptimizerSpec {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_member(s, "kind", self.name(), &self.settings())
-    }
-}
-
-impl<'de> Deserialize<'de> for OptimizerSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_member(d, "kind", OptimizerSpec::names(), |name| {
-            OptimizerSpec::entries()
-                .find(|e| e.name == name)
-                .map(|e| e.parse)
-        })
-    }
-}
-
-impl JsonSchema for OptimizerSpec {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "OptimizerSpec".into()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let variants = OptimizerSpec::entries()
-            .map(|e| {
-                variant_schema(
-                    "kind",
-                    e.name,
-                    e.description,
-                    (e.schema)(generator).to_value(),
-                )
-            })
-            .collect();
-        family_schema("An optimizer and its hyperparameters.", variants)
-    }
-}
+registry_member!(
+    OptimizerSpec,
+    "kind",
+    "An optimizer and its hyperparameters."
+);
 
 #[cfg(test)]
 mod tests {
