@@ -4,6 +4,7 @@
 //! [`plan`] → `run`. Each has one public entry point. [`load_pipeline`] chains the
 //! first two for a file on disk.
 
+pub mod callbacks;
 pub mod card;
 pub mod check;
 pub mod cli;

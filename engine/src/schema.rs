@@ -23,7 +23,7 @@ pub fn pipeline_schema() -> String {
 fn add_extensions(schema: &mut Value) {
     // The families' `Extension` variant is untagged for serde, which makes schemars list
     // the (disjoint, tagged) variants under `anyOf`; editors and the docs read `oneOf`.
-    for family in ["CallbackSpec", "SourceSpec", "LayerSpec"] {
+    for family in ["SourceSpec", "LayerSpec"] {
         if let Some(Value::Object(f)) = schema.pointer_mut(&format!("/$defs/{family}"))
             && let Some(any) = f.remove("anyOf")
         {
@@ -31,10 +31,6 @@ fn add_extensions(schema: &mut Value) {
         }
     }
     let registry = crate::extend::registry();
-    for c in &registry.callbacks {
-        let variant = tagged_variant(schema, "type", c.name, c.description, (c.schema)());
-        push_variant(schema, "CallbackSpec", variant);
-    }
     for s in &registry.sources {
         let variant = tagged_variant(schema, "kind", s.name, s.kind.description, (s.schema)());
         push_variant(schema, "SourceSpec", variant);
@@ -254,9 +250,10 @@ fn describe_tag(variants: &mut [Value]) {
 #[cfg(test)]
 mod tests {
     use super::pipeline_schema;
+    use crate::callbacks::{MonitorAction, MonitorCondition};
     use crate::spec::{
-        AggregatorSpec, CallbackSpec, LrSchedule, MonitorAction, MonitorCondition, Normalize,
-        OptimizerSpec, PartitionSpec, SourceSpec, SplitSpec, Stage,
+        AggregatorSpec, CallbackSpec, LrSchedule, Normalize, OptimizerSpec, PartitionSpec,
+        SourceSpec, SplitSpec, Stage,
     };
 
     /// The names the parser accepts for each tagged family are unique and are exactly the
@@ -266,7 +263,7 @@ mod tests {
         let schema: serde_json::Value = serde_json::from_str(&pipeline_schema()).unwrap();
         let families: [(&str, &[&str]); 11] = [
             ("Stage", Stage::NAMES),
-            ("CallbackSpec", CallbackSpec::NAMES),
+            ("CallbackSpec", CallbackSpec::names()),
             ("OptimizerSpec", OptimizerSpec::names()),
             ("LrSchedule", LrSchedule::names()),
             ("SourceSpec", SourceSpec::NAMES),

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use petgraph::graph::DiGraph;
 
+use crate::callbacks::OutputRole;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{CallbackSpec, PortRef, Stage, StageId, Trigger};
+use crate::spec::{PortRef, Stage, StageId, Trigger};
 
 use super::data::DatasetInfo;
 use super::graph::{StageGraph, field_path, list};
@@ -43,49 +44,6 @@ fn triggers(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
                     .stage(stage.id())
                     .expected_found("`batch_start`, `batch_end`, `every_n_steps`, `epoch_start`, `epoch_end`, `fit_start` or `fit_end`", format!("`{t}`"))
                     .hint("use `batch_end`: it fires after the step, with the updated weights"),
-                );
-            }
-        }
-        if let Stage::Callback(c) = stage
-            && c.on.is_some()
-        {
-            let ignored = match &c.callback {
-                CallbackSpec::LrSchedule(_) => Some((
-                    "the schedule sets the learning rate of every micro-batch of its step stage; `on:` is not read",
-                    "remove `on:`",
-                )),
-                CallbackSpec::Metrics(_)
-                    if on.iter().any(|t| {
-                        !matches!(
-                            t,
-                            Trigger::EpochEnd
-                                | Trigger::FitEnd
-                                | Trigger::EveryNSteps(_)
-                                | Trigger::RoundEnd
-                                | Trigger::EveryNRounds(_)
-                        )
-                    }) =>
-                {
-                    Some((
-                        "train records are written at every epoch end and eval records at every evaluation (at `fit_end` too); `every_n_steps` triggers add steps records; other triggers mean nothing here",
-                        "keep only `epoch_end`, `fit_end` and `every_n_steps` triggers in `on:`",
-                    ))
-                }
-                _ => None,
-            };
-            if let Some((why, hint)) = ignored {
-                out.push(
-                    Diagnostic::new(
-                        "ignored-trigger",
-                        format!("callback `{}` would not fire as its `on:` says", c.id),
-                    )
-                    .at(
-                        parsed.span(&field_path(i, "on")),
-                        "not what this callback does",
-                    )
-                    .stage(stage.id())
-                    .note(why)
-                    .hint(hint),
                 );
             }
         }
@@ -181,18 +139,11 @@ pub(super) fn check(
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let Stage::Callback(cb) = stage else { continue };
-        // One schedule per step stage; the others once per pipeline.
         let kind = cb.callback.name();
-        let (key, scope) = match &cb.callback {
-            CallbackSpec::LrSchedule(l) => (
-                format!("lr_schedule {}", l.stage),
-                format!(" for step stage `{}`", l.stage),
-            ),
-            _ if matches!(kind, "checkpoint" | "metrics" | "profile") => {
-                (kind.to_string(), String::new())
-            }
-            _ => continue,
+        let Some(scope) = cb.callback.once_per() else {
+            continue;
         };
+        let key = format!("{kind}{scope}");
         match seen.iter().find(|(k, _)| *k == key) {
             Some(&(_, first)) => out.push(
                 Diagnostic::new(
@@ -219,77 +170,128 @@ pub(super) fn check(
     }
     for (i, stage) in stages.iter().enumerate() {
         let Stage::Callback(cb) = stage else { continue };
-        let at = |keys: &[&str]| {
-            let mut p = vec![
-                Seg::Key("stages".into()),
-                Seg::Index(i),
-                Seg::Key("callback".into()),
-            ];
-            p.extend(keys.iter().map(|k| Seg::Key((*k).into())));
-            p
+        let mut cx = CallbackCheck {
+            parsed,
+            graph,
+            datasets,
+            index: i,
+            explicit_on: cb.on.as_deref(),
+            out,
         };
-        match &cb.callback {
-            CallbackSpec::LrSchedule(l) => {
-                match graph.node(&l.stage.0).map(|n| &stages[graph.graph[n]]) {
-                    Some(Stage::Step(_)) => {}
-                    other => {
-                        let steps: Vec<&str> = stages
-                            .iter()
-                            .filter(|s| matches!(s, Stage::Step(_)))
-                            .map(|s| s.id().0.as_str())
-                            .collect();
-                        out.push(
-                            Diagnostic::new(
-                                "bad-schedule-target",
-                                format!(
-                                    "`lr_schedule` must name a step stage, but `{}` is {}",
-                                    l.stage,
-                                    other.map_or("not a stage".to_string(), |s| format!(
-                                        "a {} stage",
-                                        s.kind()
-                                    ))
-                                ),
-                            )
-                            .at(parsed.span(&at(&["stage"])), "not a step stage")
-                            .stage(stage.id())
-                            .expected_found(
-                                format!("one of {}", list(&steps)),
-                                format!("`{}`", l.stage),
-                            )
-                            .maybe_hint(did_you_mean(&l.stage.0, steps.iter().copied())),
-                        );
-                    }
-                }
-            }
-            CallbackSpec::EarlyStopping(e) => {
-                monitor(parsed, datasets, &e.monitor, at(&["monitor"]), stage, out)
-            }
-            CallbackSpec::Monitor(m) => {
-                let is_train_loss = m.metric.split().is_some_and(|(stage, port)| {
-                    port == "loss"
-                        && stages
-                            .iter()
-                            .any(|s| matches!(s, Stage::Loss(_)) && s.id().0 == stage)
-                });
-                if !is_train_loss {
-                    monitor(parsed, datasets, &m.metric, at(&["metric"]), stage, out);
-                }
-                check_monitor(parsed, m, &at, stage, out);
-            }
-            CallbackSpec::Checkpoint(c) => {
-                if let Some(best) = &c.keep_best {
-                    monitor(
-                        parsed,
-                        datasets,
-                        &best.monitor,
-                        at(&["keep_best", "monitor"]),
-                        stage,
-                        out,
-                    );
-                }
-            }
-            _ => {}
+        cb.callback.check_pipeline(&mut cx);
+    }
+}
+
+/// What a callback's [`check_pipeline`](crate::callbacks::CallbackRule::check_pipeline)
+/// reads of the pipeline, and where its diagnostics go (located in its own settings).
+pub struct CallbackCheck<'a> {
+    parsed: &'a ParsedPipeline,
+    graph: &'a StageGraph,
+    datasets: &'a BTreeMap<String, DatasetInfo>,
+    /// The callback stage's index.
+    index: usize,
+    explicit_on: Option<&'a [Trigger]>,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl CallbackCheck<'_> {
+    fn stage(&self) -> &Stage {
+        &self.parsed.pipeline.stages[self.index]
+    }
+
+    /// The path of `keys` inside the callback's settings.
+    fn at(&self, keys: &[&str]) -> Vec<Seg> {
+        let mut p = field_path(self.index, "callback");
+        p.extend(keys.iter().map(|k| Seg::Key((*k).into())));
+        p
+    }
+
+    /// The stage's `on:` when it gives one.
+    pub fn explicit_on(&self) -> Option<&[Trigger]> {
+        self.explicit_on
+    }
+
+    /// Reports `diagnostic` at `keys` of the callback's settings, labelled `label`.
+    pub fn report(&mut self, keys: &[&str], label: &str, diagnostic: Diagnostic) {
+        let span = self.parsed.span(&self.at(keys));
+        let id = self.stage().id().clone();
+        self.out.push(diagnostic.at(span, label).stage(&id));
+    }
+
+    /// Reports that the callback would not fire as its `on:` says: `why`, and `hint`.
+    pub fn ignored_on(&mut self, why: &str, hint: &str) {
+        let stage = self.stage();
+        let diagnostic = Diagnostic::new(
+            "ignored-trigger",
+            format!("callback `{}` would not fire as its `on:` says", stage.id()),
+        )
+        .at(
+            self.parsed.span(&field_path(self.index, "on")),
+            "not what this callback does",
+        )
+        .stage(stage.id())
+        .note(why)
+        .hint(hint);
+        self.out.push(diagnostic);
+    }
+
+    /// Whether `reference` names a loss stage's training loss (`<loss stage>.loss`).
+    pub fn is_train_loss(&self, reference: &PortRef) -> bool {
+        reference.split().is_some_and(|(stage, port)| {
+            port == "loss"
+                && self
+                    .parsed
+                    .pipeline
+                    .stages
+                    .iter()
+                    .any(|s| matches!(s, Stage::Loss(_)) && s.id().0 == stage)
+        })
+    }
+
+    /// Whether some callback saves checkpoints.
+    pub fn saves_checkpoints(&self) -> bool {
+        self.parsed.pipeline.stages.iter().any(|s| {
+            matches!(s, Stage::Callback(c)
+                if c.callback.output().is_some_and(|o| o.role == OutputRole::Checkpoints))
+        })
+    }
+
+    /// `reference` (at `keys`) must be `<eval id>.<metric it computes>`.
+    pub fn eval_metric(&mut self, reference: &PortRef, keys: &[&str]) {
+        let path = self.at(keys);
+        let stage = &self.parsed.pipeline.stages[self.index];
+        monitor(self.parsed, self.datasets, reference, path, stage, self.out);
+    }
+
+    /// `id` (at `keys`) must name a step stage.
+    pub fn step_stage(&mut self, id: &StageId, keys: &[&str]) {
+        let stages = &self.parsed.pipeline.stages;
+        let target = self.graph.node(&id.0).map(|n| &stages[self.graph.graph[n]]);
+        if matches!(target, Some(Stage::Step(_))) {
+            return;
         }
+        let steps: Vec<&str> = stages
+            .iter()
+            .filter(|s| matches!(s, Stage::Step(_)))
+            .map(|s| s.id().0.as_str())
+            .collect();
+        let kind = match self.stage() {
+            Stage::Callback(c) => c.callback.name(),
+            _ => "callback",
+        };
+        let diagnostic = Diagnostic::new(
+            "bad-schedule-target",
+            format!(
+                "`{kind}` must name a step stage, but `{id}` is {}",
+                target.map_or("not a stage".to_string(), |s| format!(
+                    "a {} stage",
+                    s.kind()
+                ))
+            ),
+        )
+        .expected_found(format!("one of {}", list(&steps)), format!("`{id}`"))
+        .maybe_hint(did_you_mean(&id.0, steps.iter().copied()));
+        self.report(keys, "not a step stage", diagnostic);
     }
 }
 
@@ -344,70 +346,4 @@ fn monitor(
         )
         .maybe_hint(did_you_mean(&reference.0, evals.iter().map(String::as_str))),
     );
-}
-
-fn check_monitor(
-    parsed: &ParsedPipeline,
-    m: &crate::spec::MonitorCallback,
-    at: &dyn Fn(&[&str]) -> Vec<Seg>,
-    stage: &Stage,
-    out: &mut Vec<Diagnostic>,
-) {
-    use crate::spec::{MonitorAction, MonitorCondition};
-    let mut bad = |ok: bool, path: &[&str], what: &str, expected: &str, found: String| {
-        if !ok {
-            out.push(
-                Diagnostic::new("invalid-hyperparameter", format!("{what} is out of range"))
-                    .at(parsed.span(&at(path)), format!("must be {expected}"))
-                    .stage(stage.id())
-                    .expected_found(expected, found)
-                    .hint("see the monitor section of docs/pipeline.md"),
-            );
-        }
-    };
-    match &m.condition {
-        MonitorCondition::Divergence(d) => bad(
-            d.factor > 1.0,
-            &["condition", "factor"],
-            "`factor`",
-            "> 1",
-            d.factor.to_string(),
-        ),
-        MonitorCondition::Plateau(p) => bad(
-            p.patience > 0,
-            &["condition", "patience"],
-            "`patience`",
-            "> 0",
-            p.patience.to_string(),
-        ),
-        MonitorCondition::NonFinite => {}
-    }
-    match &m.action {
-        MonitorAction::ReduceLr(r) => bad(
-            r.factor > 0.0 && r.factor < 1.0,
-            &["action", "factor"],
-            "`factor`",
-            "in (0, 1)",
-            r.factor.to_string(),
-        ),
-        MonitorAction::Rollback(r) => {
-            bad(
-                r.lr_factor > 0.0 && r.lr_factor <= 1.0,
-                &["action", "lr_factor"],
-                "`lr_factor`",
-                "in (0, 1]",
-                r.lr_factor.to_string(),
-            );
-            let has_checkpoints = parsed.pipeline.stages.iter().any(|s| matches!(s, Stage::Callback(c) if matches!(c.callback, CallbackSpec::Checkpoint(_))));
-            if !has_checkpoints {
-                out.push(
-                    Diagnostic::new("rollback-without-checkpoints", "a monitor rolls back to the last checkpoint, but no checkpoint callback saves any")
-                        .at(parsed.span(&at(&["action"])), "nothing to roll back to")
-                        .stage(stage.id())
-                        .hint("add a `checkpoint` callback, e.g. `{id: save, kind: callback, callback: {type: checkpoint}}`"),
-                );
-            }
-        }
-        MonitorAction::Stop => {}
-    }
 }

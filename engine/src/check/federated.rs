@@ -16,7 +16,14 @@ fn key(k: &str) -> Seg {
 }
 
 /// The callbacks a federated run drives.
-const FEDERATED_CALLBACKS: &str = "`log`, `metrics`, `checkpoint`, `early_stopping`, `nan_guard`, `exec` or one the binary registered";
+/// The callbacks a federated pipeline runs, for messages.
+fn federated_callbacks() -> String {
+    let names: Vec<String> = CallbackSpec::entries()
+        .filter(|e| e.federated)
+        .map(|e| format!("`{}`", e.name))
+        .collect();
+    format!("one of {}", names.join(", "))
+}
 
 pub(super) fn check(
     parsed: &ParsedPipeline,
@@ -100,16 +107,7 @@ pub(super) fn check(
     }
     for (i, stage) in p.stages.iter().enumerate() {
         if let Stage::Callback(c) = stage
-            && !matches!(
-                c.callback,
-                CallbackSpec::Log
-                    | CallbackSpec::Metrics(_)
-                    | CallbackSpec::Checkpoint(_)
-                    | CallbackSpec::EarlyStopping(_)
-                    | CallbackSpec::NanGuard(_)
-                    | CallbackSpec::Exec(_)
-                    | CallbackSpec::Extension(_)
-            )
+            && !c.callback.federated()
         {
             out.push(
                 Diagnostic::new(
@@ -118,7 +116,7 @@ pub(super) fn check(
                 )
                 .at(parsed.span(&[field_path(i, "callback"), vec![key("type")]].concat()), "not in federated runs")
                 .stage(stage.id())
-                .expected_found(FEDERATED_CALLBACKS, format!("`{}`", c.callback.name()))
+                .expected_found(federated_callbacks(), format!("`{}`", c.callback.name()))
                 .hint("remove it; a federated run records every round (metrics), checkpoints and stops early at round ends"),
             );
         }

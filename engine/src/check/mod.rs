@@ -15,6 +15,7 @@ mod shapes;
 mod task;
 mod wiring;
 
+pub use callbacks::CallbackCheck;
 pub use chain::{TrainChain, model_of, trained_models};
 pub use data::DatasetInfo;
 pub use graph::{Edge, PortType, StageGraph};
@@ -46,7 +47,7 @@ pub struct CheckedPipeline {
 /// refuses them unless `--allow-exec` says the commands may run.
 pub fn exec_commands(checked: &CheckedPipeline) -> Vec<Diagnostic> {
     use crate::parse::Seg;
-    use crate::spec::{CallbackSpec, Stage};
+    use crate::spec::Stage;
     let parsed = &checked.parsed;
     parsed
         .pipeline
@@ -57,9 +58,7 @@ pub fn exec_commands(checked: &CheckedPipeline) -> Vec<Diagnostic> {
             let Stage::Callback(c) = stage else {
                 return None;
             };
-            let CallbackSpec::Exec(e) = &c.callback else {
-                return None;
-            };
+            let command = c.callback.command()?;
             let path = [
                 graph::field_path(i, "callback"),
                 vec![Seg::Key("command".into())],
@@ -71,7 +70,7 @@ pub fn exec_commands(checked: &CheckedPipeline) -> Vec<Diagnostic> {
                     format!(
                         "callback `{}` runs `{}`; a pipeline's commands run only when you allow them",
                         c.id.0,
-                        e.command.join(" ")
+                        command.argv.join(" ")
                     ),
                 )
                 .at(parsed.span(&path), "runs this command")

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use super::graph::field_path;
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{CallbackSpec, Stage};
+use crate::spec::Stage;
 
 pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
     let name = &parsed.pipeline.name;
@@ -32,11 +32,10 @@ pub(super) fn check(parsed: &ParsedPipeline, out: &mut Vec<Diagnostic>) {
     }
     for (i, stage) in parsed.pipeline.stages.iter().enumerate() {
         let Stage::Callback(c) = stage else { continue };
-        let (key, value) = match &c.callback {
-            CallbackSpec::Checkpoint(k) => ("dir", &k.dir),
-            CallbackSpec::Metrics(m) => ("file", &m.file),
-            _ => continue,
+        let Some(output) = c.callback.output() else {
+            continue;
         };
+        let (key, value) = (output.key, output.path);
         if let Some(problem) = escapes(value) {
             let path = [field_path(i, "callback"), vec![Seg::Key(key.into())]].concat();
             out.push(

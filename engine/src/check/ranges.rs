@@ -4,9 +4,8 @@
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    AggregatorSpec, CallbackSpec, Columns, FeatureColumns, FederatedSpec, LocalSchedule,
-    LrSchedule, OptimizerSpec, PartitionSpec, PerRound, Schedule, SourceSpec, SplitSpec, Stage,
-    Trigger,
+    AggregatorSpec, Columns, FeatureColumns, FederatedSpec, LocalSchedule, OptimizerSpec,
+    PartitionSpec, PerRound, Schedule, SourceSpec, SplitSpec, Stage, Trigger,
 };
 
 /// One range rule.
@@ -198,19 +197,8 @@ fn stage_rules(r: &mut Rules, stage: &Stage) {
         Stage::Callback(cb) => {
             every_n(r, cb.on.as_deref().unwrap_or_default());
             let mut c = r.under(&[key("callback")]);
-            match &cb.callback {
-                CallbackSpec::LrSchedule(l) => schedule(&mut c.under(&[key("schedule")]), &l.schedule),
-                CallbackSpec::EarlyStopping(e) => c.rule("patience", e.patience > 0, "> 0", e.patience, "wait at least one evaluation"),
-                CallbackSpec::Exec(e) => {
-                    c.rule("timeout_s", e.timeout_s > 0.0 && e.timeout_s.is_finite(), "> 0", e.timeout_s, "give the command the seconds it needs, e.g. 60");
-                    c.rule("command", !e.command.is_empty(), "a program and its arguments", "[]", "e.g. `command: [python3, hooks/notify.py]`");
-                }
-                CallbackSpec::Checkpoint(k) => {
-                    if let Some(n) = k.keep_last {
-                        c.rule("keep_last", n > 0, "> 0", n, "keep at least one checkpoint");
-                    }
-                }
-                _ => {}
+            for b in cb.callback.bounds().0 {
+                c.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
             }
         }
         Stage::Forward(_) | Stage::Backward(_) => {}
@@ -303,13 +291,6 @@ fn federated(r: &mut Rules, f: &FederatedSpec) {
 /// The optimizer's own range rules (each optimizer states them in its file).
 fn optimizer(r: &mut Rules, opt: &OptimizerSpec) {
     for b in opt.bounds().0 {
-        r.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
-    }
-}
-
-/// The schedule's own range rules (each schedule states them in its file).
-fn schedule(r: &mut Rules, schedule: &LrSchedule) {
-    for b in schedule.bounds().0 {
         r.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
     }
 }

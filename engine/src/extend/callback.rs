@@ -119,11 +119,11 @@ pub enum Decision {
 
 /// A registered callback with its type erased: what the parser, the schema and the
 /// runner need of it.
-pub(crate) struct CallbackEntry {
+pub(crate) struct RegisteredCallback {
     pub name: &'static str,
     pub description: &'static str,
-    /// Its settings' JSON Schema (a root schema with its own `$defs`).
-    pub schema: fn() -> Schema,
+    /// Its settings' JSON Schema, inline (its `$defs` go to the generator's).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> Schema,
     pub default_triggers: fn() -> Vec<Trigger>,
     /// Deserialises and checks settings; errors carry the field path as the parser
     /// expects ([`PATH_MARK`]).
@@ -156,12 +156,12 @@ impl<C: Callback> ErasedCallback for Started<C> {
     }
 }
 
-impl CallbackEntry {
-    pub fn of<C: Callback>() -> CallbackEntry {
-        CallbackEntry {
+impl RegisteredCallback {
+    pub fn of<C: Callback>() -> RegisteredCallback {
+        RegisteredCallback {
             name: C::NAME,
             description: C::DESCRIPTION,
-            schema: || schemars::schema_for!(C::Spec),
+            schema: C::Spec::json_schema,
             default_triggers: C::default_triggers,
             check: |value| checked_spec::<C::Spec>(value, C::check).map(|_| ()),
             start: |value, run| {

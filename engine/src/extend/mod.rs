@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 pub use callback::{Callback, Decision, Event, RunInfo, SpecError};
-pub(crate) use callback::{CallbackEntry, ErasedCallback};
+pub(crate) use callback::{ErasedCallback, RegisteredCallback, StartFn};
 pub use layer::Layer;
 pub(crate) use layer::LayerEntry;
 pub(crate) use loss::LossEntry;
@@ -51,17 +51,18 @@ pub use source::{Source, SourceProbe};
 pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
 
+use crate::callbacks::{CALLBACKS, extension_row};
 pub use crate::spec::{Bounds, LrRule, OptimizerRule};
-use crate::spec::{
-    CallbackSpec, LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry, SourceSpec,
-};
+use crate::spec::{LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry, SourceSpec};
 
 /// What a binary added to the engine. The registry is process-wide: the parser, the
 /// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
 /// [`EngineBuilder::main`]) installs it.
 #[derive(Default)]
 pub(crate) struct Registry {
-    pub callbacks: Vec<CallbackEntry>,
+    pub callbacks: Vec<RegisteredCallback>,
+    /// The registered callbacks as rows of the callback family (`crate::callbacks`).
+    pub callback_rows: Vec<crate::callbacks::CallbackEntry>,
     pub losses: Vec<LossEntry>,
     pub sources: Vec<SourceEntry>,
     pub layers: Vec<LayerEntry>,
@@ -87,7 +88,7 @@ pub(crate) fn registry() -> &'static Registry {
 }
 
 impl Registry {
-    pub fn callback(&self, name: &str) -> Option<&CallbackEntry> {
+    pub fn callback(&self, name: &str) -> Option<&RegisteredCallback> {
         self.callbacks.iter().find(|c| c.name == name)
     }
 
@@ -107,7 +108,7 @@ impl Registry {
 /// Collects extensions; [`EngineBuilder::main`] installs them and runs the command line.
 #[derive(Default)]
 pub struct EngineBuilder {
-    callbacks: Vec<CallbackEntry>,
+    callbacks: Vec<RegisteredCallback>,
     losses: Vec<LossEntry>,
     sources: Vec<SourceEntry>,
     layers: Vec<LayerEntry>,
@@ -161,7 +162,7 @@ impl Engine {
 impl EngineBuilder {
     /// Adds a callback, written `type: <C::NAME>` in a `callback` stage.
     pub fn register_callback<C: Callback>(mut self) -> Self {
-        self.callbacks.push(CallbackEntry::of::<C>());
+        self.callbacks.push(RegisteredCallback::of::<C>());
         self
     }
 
@@ -207,7 +208,6 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
         let builtins = [
-            ("callback", CallbackSpec::NAMES),
             ("loss", LossFn::NAMES),
             ("data source", SourceSpec::NAMES),
             ("layer", ops::layer::LAYER_KINDS),
@@ -219,6 +219,7 @@ impl EngineBuilder {
         }
         seen.extend(lr_names.iter().map(|n| ("LR schedule", *n)));
         seen.extend(OPTIMIZERS.iter().map(|e| ("optimizer", e.name)));
+        seen.extend(CALLBACKS.iter().map(|e| ("callback", e.name)));
         let added = self
             .callbacks
             .iter()
@@ -279,9 +280,14 @@ impl EngineBuilder {
         };
         Registry {
             callback_names: names(
-                CallbackSpec::NAMES,
-                self.callbacks.iter().map(|c| c.name).collect(),
+                &[],
+                CALLBACKS
+                    .iter()
+                    .map(|e| e.name)
+                    .chain(self.callbacks.iter().map(|c| c.name))
+                    .collect(),
             ),
+            callback_rows: self.callbacks.iter().map(extension_row).collect(),
             loss_names: names(LossFn::NAMES, self.losses.iter().map(|l| l.name).collect()),
             source_names: names(
                 SourceSpec::NAMES,
@@ -315,17 +321,6 @@ impl EngineBuilder {
             optimizers: self.optimizers,
             metrics: self.metrics,
         }
-    }
-}
-
-/// The callback family as the parser reaches it.
-pub(crate) fn callback_family() -> crate::spec::tagged::Extensions {
-    crate::spec::tagged::Extensions {
-        names: || registry().callback_names,
-        check: |name, body| {
-            let entry = registry().callback(name)?;
-            Some((entry.check)(body).map(|()| entry.name))
-        },
     }
 }
 
@@ -425,17 +420,6 @@ pub(crate) fn lower_loss(
         .loss(name)
         .ok_or_else(|| format!("no loss `{name}` is registered"))?;
     (entry.lower)(loss_params(params))
-}
-
-/// Starts a registered callback as written in a pipeline.
-pub(crate) fn start_callback(
-    callback: &crate::spec::Extension,
-    run: &RunInfo,
-) -> Result<Box<dyn ErasedCallback>, String> {
-    let entry = registry()
-        .callback(callback.name)
-        .ok_or_else(|| format!("no callback `{}` is registered", callback.name))?;
-    (entry.start)(&callback.config, run)
 }
 
 #[cfg(test)]

@@ -379,8 +379,8 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             .stages
             .iter()
             .find_map(|s| match s {
-                Stage::Callback(cb) => match &cb.callback {
-                    CallbackSpec::LrSchedule(l) if l.stage == step.id => Some(l.schedule.clone()),
+                Stage::Callback(cb) => match cb.callback.schedule() {
+                    Some((stage, schedule)) if *stage == step.id => Some(schedule.clone()),
                     _ => None,
                 },
                 _ => None,
@@ -557,12 +557,7 @@ fn fusion_of(def: &ModelDef) -> Fusion {
 /// What a callback's monitored metric names. Checking made sure it names an eval's metric
 /// or a chain's training loss; a callback watching nothing does nothing.
 fn watched(spec: &CallbackSpec, evals: &[EvalPlan], chains: &[ChainPlan]) -> Option<Watched> {
-    let reference = match spec {
-        CallbackSpec::EarlyStopping(e) => &e.monitor,
-        CallbackSpec::Monitor(m) => &m.metric,
-        CallbackSpec::Checkpoint(k) => &k.keep_best.as_ref()?.monitor,
-        _ => return None,
-    };
+    let reference = spec.watches()?;
     let (stage, port) = reference.split()?;
     if let Some(e) = evals.iter().find(|e| e.name == stage) {
         let metric = e.metrics.iter().copied().find(|m| m.as_str() == port)?;

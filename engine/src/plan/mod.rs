@@ -26,7 +26,8 @@ use ops::gpu::DeviceRequest;
 
 use crate::check::{CheckedPipeline, ModelShapes, TrainChain};
 
-use crate::spec::{CallbackSpec, Pipeline, Schedule, Stage, StageId, Trigger};
+use crate::callbacks::{ExecFailure, OutputRole, default_checkpoint_dir, default_metrics_file};
+use crate::spec::{Pipeline, Schedule, Stage, StageId, Trigger};
 
 /// What runs, in which order, with which shapes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -294,22 +295,16 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
     let kernels = kernels(checked, &program.chains, &program.frozen);
     // Metrics are always kept (the report is drawn from them); a `metrics` callback names
     // the file and adds per-step records.
-    let metrics_file = program
-        .callbacks
-        .iter()
-        .find_map(|c| match &c.spec {
-            CallbackSpec::Metrics(m) => Some(m.file.clone()),
-            _ => None,
+    let output = |role: OutputRole| {
+        program.callbacks.iter().find_map(|c| {
+            c.spec
+                .output()
+                .filter(|o| o.role == role)
+                .map(|o| o.path.to_string())
         })
-        .unwrap_or_else(|| crate::spec::MetricsCallback::default().file);
-    let checkpoint_dir = program
-        .callbacks
-        .iter()
-        .find_map(|c| match &c.spec {
-            CallbackSpec::Checkpoint(k) => Some(k.dir.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "checkpoints".into());
+    };
+    let metrics_file = output(OutputRole::Metrics).unwrap_or_else(default_metrics_file);
+    let checkpoint_dir = output(OutputRole::Checkpoints).unwrap_or_else(default_checkpoint_dir);
     Plan {
         name: p.name.clone(),
         hash: pipeline_hash(p),
@@ -852,16 +847,17 @@ impl fmt::Display for Plan {
             writeln!(f, "evals: {}", evals.join(", "))?;
         }
         for c in &self.callbacks {
-            if let CallbackSpec::Exec(e) = &c.spec {
+            if let Some(command) = c.spec.command() {
                 writeln!(
                     f,
-                    "exec {}: runs `{}` (timeout {} s, on failure {}; only with `engine run --allow-exec`)",
+                    "{} {}: runs `{}` (timeout {} s, on failure {}; only with `engine run --allow-exec`)",
+                    c.spec.name(),
                     c.name,
-                    e.command.join(" "),
-                    e.timeout_s,
-                    match e.on_failure {
-                        crate::spec::ExecFailure::Warn => "warn",
-                        crate::spec::ExecFailure::Stop => "stop",
+                    command.argv.join(" "),
+                    command.timeout_s,
+                    match command.on_failure {
+                        ExecFailure::Warn => "warn",
+                        ExecFailure::Stop => "stop",
                     }
                 )?;
             }

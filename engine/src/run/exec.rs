@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::spec::ExecFailure;
+use crate::callbacks::ExecFailure;
 
 /// A command an `exec` callback asks the runner to run.
-pub(super) struct ExecRequest {
+pub struct ExecRequest {
     /// The callback stage's id.
     pub name: String,
     pub command: Vec<String>,

@@ -3,12 +3,12 @@
 //! resumes exactly from a checkpoint. It reads the [`Plan`] only, never the pipeline.
 
 mod bench;
-mod callbacks;
+pub(crate) mod callbacks;
 mod chain;
 pub mod checkpoint;
 mod dispatches;
 mod evaluate;
-mod exec;
+pub(crate) mod exec;
 mod federated;
 pub mod infer;
 mod metrics;

@@ -15,10 +15,11 @@ use ops::federated::Federation;
 use ops::gpu::Gpu;
 use ops::train::{AccumulationState, EvalStep, NamedTensor};
 
+use crate::callbacks::ExecFailure;
 use crate::card::{ModelCard, Scaling, TaskCard};
 use crate::data::{Batch, BatchIter, Normalizer, Prefetcher, Split, prepare};
 use crate::plan::{EvalPlan, EvalTarget, HookId, Plan, Watched};
-use crate::spec::{ExecFailure, SplitName, Trigger};
+use crate::spec::{SplitName, Trigger};
 
 use super::callbacks::{self, Action, Callbacks, ChainMoment, metric_of};
 use super::chain::{ChainRun, FrozenRun, eval_step, frozen_runs};

@@ -38,4 +38,15 @@ impl Bounds {
         });
         self
     }
+
+    /// Adds the rules of a nested member's settings, under `key`.
+    pub fn nest(&mut self, key: &str, inner: Bounds) -> &mut Self {
+        for b in inner.0 {
+            self.0.push(Bound {
+                key: format!("{key}.{}", b.key),
+                ..b
+            });
+        }
+        self
+    }
 }

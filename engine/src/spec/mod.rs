@@ -17,11 +17,9 @@ pub(crate) mod tagged;
 
 pub use tagged::Extension;
 
+pub use crate::callbacks::CallbackSpec;
 pub use bounds::{Bound, Bounds};
-pub use callback::{
-    CallbackSpec, CheckpointCallback, EarlyStopping, ExecCallback, ExecFailure, MetricsCallback,
-    Mode, MonitorAction, MonitorCallback, MonitorCondition, NanAction, NanGuard, Trigger,
-};
+pub use callback::Trigger;
 pub use dataset::{
     ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,
     SplitName, SplitSpec, TargetColumns,

@@ -154,13 +154,13 @@ pub(crate) fn serialize_member<S: serde::Serializer>(
     map.end()
 }
 
-/// Deserialises a registry member: splits off `tag`, finds the row named by it among
-/// `names` with `find`, and parses the settings with the row's parser (errors located).
+/// Deserialises a registry member: splits off `tag`, and parses the settings with
+/// `parse`, given the name (one of `names`) and the settings (errors located).
 pub(crate) fn deserialize_member<'de, D, T>(
     d: D,
     tag: &'static str,
     names: &'static [&'static str],
-    find: impl Fn(&str) -> Option<fn(Value) -> Result<T, String>>,
+    parse: impl Fn(&str, Value) -> Option<Result<T, String>>,
 ) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -169,8 +169,9 @@ where
     let value = Value::deserialize(d)?;
     let (kind, settings) = split_tag::<D::Error>(value, tag, names)?;
     // split_tag only returns names from `names`, which is the registry's list.
-    let parse = find(&kind).ok_or_else(|| serde::de::Error::unknown_variant(&kind, names))?;
-    parse(settings).map_err(serde::de::Error::custom)
+    parse(&kind, settings)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&kind, names))?
+        .map_err(serde::de::Error::custom)
 }
 
 /// A registry family's schema: `oneOf` its members, each from [`variant_schema`].
@@ -213,9 +214,16 @@ pub(crate) fn variant_schema(tag: &str, name: &str, description: &str, schema: V
 /// `OptimizerSpec`): written `{tag: name, ...settings}`, parsed through the row its name
 /// selects, compared and shown by name and settings, its schema `oneOf` every row. The
 /// type provides `name()`, `settings()`, `entries()` (rows with `name`, `description`,
-/// `schema`, `parse`) and `names()`.
+/// `schema`, `parse`) and `names()`. A row's `parse` takes the settings, or with `named`
+/// the row's name and the settings (one parser serving several rows).
 macro_rules! registry_member {
     ($ty:ident, $tag:literal, $description:literal) => {
+        $crate::spec::tagged::registry_member!(@impl $ty, $tag, $description, |e, v| (e.parse)(v));
+    };
+    ($ty:ident, $tag:literal, $description:literal, named) => {
+        $crate::spec::tagged::registry_member!(@impl $ty, $tag, $description, |e, v| (e.parse)(e.name, v));
+    };
+    (@impl $ty:ident, $tag:literal, $description:literal, |$e:ident, $v:ident| $parse:expr) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}{}", self.name(), self.settings())
@@ -236,8 +244,8 @@ macro_rules! registry_member {
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::spec::tagged::deserialize_member(d, $tag, $ty::names(), |name| {
-                    $ty::entries().find(|e| e.name == name).map(|e| e.parse)
+                $crate::spec::tagged::deserialize_member(d, $tag, $ty::names(), |name, $v| {
+                    $ty::entries().find(|e| e.name == name).map(|$e| $parse)
                 })
             }
         }

@@ -1,9 +1,8 @@
 //! Callbacks decide, the runner acts: each callback sees the moment it fires at and
 //! returns an [`Action`]; only the runner touches the device, files and processes.
 //!
-//! One file per callback that decides something (`log`, `nan_guard`, `early_stopping`,
-//! `monitor`, `checkpoint`, `exec`); this module holds what they share (the memory saved
-//! in checkpoints, the progress bar) and dispatches a trigger to each.
+//! Each callback is one file of `crate::callbacks`; this module holds what they share
+//! (the memory saved in checkpoints, the progress bar) and hands a trigger to each.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -12,24 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ops::train::NamedTensor;
 use serde::{Deserialize, Serialize};
 
+use crate::callbacks::{EarlyStop, MonitorState};
+use crate::extend::{Decision, ErasedCallback, Event};
 use crate::plan::{CallbackId, Plan, Watched};
-use crate::spec::{CallbackSpec, EvalMetric, Trigger};
-
-mod checkpoint;
-mod early_stopping;
-mod exec;
-mod extension;
-mod log;
-mod monitor;
-mod nan_guard;
-
-pub(super) use extension::ExtensionRequest;
+use crate::spec::{EvalMetric, Trigger};
 
 use super::checkpoint::MetricSums;
 use super::{RunError, StepMetricsSummary};
 
 /// What the runner should do after a callback.
-pub(super) enum Action {
+pub enum Action {
     Continue,
     Stop,
     /// Load these weights (early stopping with `restore_best`).
@@ -43,7 +34,7 @@ pub(super) enum Action {
     /// Write a `steps` metrics record of the training since the previous one.
     RecordSteps,
     /// Run a command (an `exec` callback).
-    Exec(super::exec::ExecRequest),
+    Exec(crate::run::exec::ExecRequest),
     /// Hand the event to a callback the binary registered, then act on its decision.
     Extension(ExtensionRequest),
     /// Reload the newest checkpoint older than `before_step` and continue with the
@@ -55,7 +46,7 @@ pub(super) enum Action {
 }
 
 /// A checkpoint to save.
-pub(super) struct CheckpointRequest {
+pub struct CheckpointRequest {
     /// Directory under the run's output directory.
     pub dir: String,
     /// Keep only this many newest checkpoints.
@@ -66,8 +57,24 @@ pub(super) struct CheckpointRequest {
     pub monitor: Option<Watched>,
 }
 
+/// An event for a registered callback; the runner adds the newest checkpoint.
+pub struct ExtensionRequest {
+    /// The callback stage's id.
+    pub name: String,
+    pub event: Event,
+}
+
+/// A callback at one of its triggers: what its decision reads besides the run's memory.
+pub struct Hook<'h> {
+    /// The callback stage's id.
+    pub name: &'h str,
+    /// The metric it watches, resolved by the plan.
+    pub watches: Option<Watched>,
+    pub at: &'h Moment<'h>,
+}
+
 /// When a callback fires.
-pub(super) struct Moment<'m> {
+pub struct Moment<'m> {
     pub trigger: Trigger,
     /// The run's step clock (the lead chain's optimizer steps).
     pub step: u64,
@@ -80,7 +87,7 @@ pub(super) struct Moment<'m> {
 }
 
 /// Where one training chain stands when a callback fires.
-pub(super) struct ChainMoment<'m> {
+pub struct ChainMoment<'m> {
     /// The chain's name (its step stage).
     pub name: &'m str,
     /// Its loss stage (`<loss>.loss` names its training loss).
@@ -95,46 +102,24 @@ pub(super) struct ChainMoment<'m> {
     pub lr: f64,
 }
 
-/// Early-stopping counters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct EarlyStop {
-    best: Option<f64>,
-    bad: u32,
-    seen: u32,
-    /// Number of the last evaluation counted (an eval that has not run again since is
-    /// not a new evaluation).
-    #[serde(default)]
-    last_eval: u64,
-}
-
-/// A monitor's state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct MonitorState {
-    best: Option<f64>,
-    bad: u32,
-    rollbacks: u32,
-    /// Step of the last check at which the condition did not hold.
-    last_healthy: Option<u64>,
-    /// Number of the last evaluation counted (see [`EarlyStop`]).
-    #[serde(default)]
-    last_eval: u64,
-}
-
 /// What callbacks remember, saved in checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Memory {
+pub struct Memory {
     /// Last epoch's training metrics of each chain.
-    train: BTreeMap<String, StepMetricsSummary>,
-    evals: BTreeMap<String, StepMetricsSummary>,
-    early: BTreeMap<String, EarlyStop>,
+    pub train: BTreeMap<String, StepMetricsSummary>,
+    /// Each eval's latest result.
+    pub evals: BTreeMap<String, StepMetricsSummary>,
+    /// Early stopping's counters, by stage id.
+    pub early: BTreeMap<String, EarlyStop>,
+    /// Monitors' states, by stage id.
     #[serde(default)]
-    monitors: BTreeMap<String, MonitorState>,
+    pub monitors: BTreeMap<String, MonitorState>,
     /// How many times each eval has run.
     #[serde(default)]
-    eval_runs: BTreeMap<String, u64>,
+    pub eval_runs: BTreeMap<String, u64>,
     /// Product of the learning-rate reductions monitors made.
     #[serde(default = "one")]
-    lr_scale: f64,
+    pub lr_scale: f64,
     /// What each callback the binary registered saved, by stage id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     extensions: BTreeMap<String, serde_json::Value>,
@@ -159,14 +144,16 @@ impl Default for Memory {
 }
 
 /// The run's callbacks and what they remember between triggers.
-pub(super) struct Callbacks<'p> {
-    plan: &'p Plan,
-    progress: Option<ProgressBar>,
+pub struct Callbacks<'p> {
+    pub plan: &'p Plan,
+    /// The live progress bar (a `log` callback on a terminal).
+    pub progress: Option<ProgressBar>,
     quiet: bool,
-    memory: Memory,
-    best_params: Option<Vec<NamedTensor>>,
+    pub memory: Memory,
+    /// Early stopping's best weights, when it restores them.
+    pub best_params: Option<Vec<NamedTensor>>,
     /// The registered callbacks, started, by stage id.
-    extensions: BTreeMap<String, Box<dyn crate::extend::ErasedCallback>>,
+    extensions: BTreeMap<String, Box<dyn ErasedCallback>>,
 }
 
 impl<'p> Callbacks<'p> {
@@ -177,10 +164,7 @@ impl<'p> Callbacks<'p> {
         quiet: bool,
         run: &crate::extend::RunInfo,
     ) -> Result<Self, RunError> {
-        let has_log = plan
-            .callbacks
-            .iter()
-            .any(|c| matches!(c.spec, CallbackSpec::Log));
+        let has_log = plan.callbacks.iter().any(|c| c.spec.shows_progress());
         let progress = (has_log && !quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(plan.schedule.total_steps);
             bar.set_style(
@@ -197,7 +181,7 @@ impl<'p> Callbacks<'p> {
             quiet: quiet || !has_log,
             memory: Memory::default(),
             best_params: None,
-            extensions: extension::start_all(plan, run)?,
+            extensions: start_all(plan, run)?,
         })
     }
 
@@ -333,24 +317,23 @@ impl<'p> Callbacks<'p> {
     pub fn on_hook(&mut self, id: CallbackId, at: &Moment) -> Result<Action, RunError> {
         let plan = self.plan;
         let callback = &plan.callbacks[id.0];
-        let name = callback.name.as_str();
-        match &callback.spec {
-            CallbackSpec::Log => {
-                self.log(at);
-                Ok(Action::Continue)
-            }
-            CallbackSpec::NanGuard(g) => self.nan_guard(name, g, at),
-            CallbackSpec::EarlyStopping(e) => Ok(self.early_stopping(name, e, callback.watches)),
-            CallbackSpec::Checkpoint(k) => Ok(checkpoint::request(k, callback.watches)),
-            CallbackSpec::Profile => Ok(Action::Profile),
-            CallbackSpec::Monitor(m) => Ok(self.monitor(name, m, callback.watches, at)),
-            CallbackSpec::Metrics(_) if matches!(at.trigger, Trigger::EveryNSteps(_)) => {
-                Ok(Action::RecordSteps)
-            }
-            CallbackSpec::Metrics(_) | CallbackSpec::LrSchedule(_) => Ok(Action::Continue),
-            CallbackSpec::Exec(e) => Ok(self.exec(name, e, at)),
-            CallbackSpec::Extension(_) => Ok(self.extension(name, at)),
-        }
+        let hook = Hook {
+            name: &callback.name,
+            watches: callback.watches,
+            at,
+        };
+        callback.spec.on_hook(self, &hook)
+    }
+
+    /// Hands `event` to the registered callback `name`; its error ends the run.
+    pub fn fire_extension(&mut self, name: &str, event: &Event) -> Result<Decision, RunError> {
+        let callback = self
+            .extensions
+            .get_mut(name)
+            .ok_or_else(|| RunError::Hook(format!("callback `{name}` was not started")))?;
+        callback
+            .on_event(event)
+            .map_err(|why| RunError::Hook(format!("callback `{name}`: {why}")))
     }
 
     pub fn finish(&self) {
@@ -360,9 +343,28 @@ impl<'p> Callbacks<'p> {
     }
 }
 
+/// Starts every callback of the plan that keeps its own state (those the binary
+/// registered), by stage id, so that a start that fails ends the run before its first step.
+fn start_all(
+    plan: &Plan,
+    run: &crate::extend::RunInfo,
+) -> Result<BTreeMap<String, Box<dyn ErasedCallback>>, RunError> {
+    let mut started = BTreeMap::new();
+    for c in &plan.callbacks {
+        let callback = c
+            .spec
+            .start(run)
+            .map_err(|why| RunError::Hook(format!("callback `{}` did not start: {why}", c.name)))?;
+        if let Some(callback) = callback {
+            started.insert(c.name.clone(), callback);
+        }
+    }
+    Ok(started)
+}
+
 /// One of an eval's metrics out of its summary (NaN for one it did not compute, which
 /// the check refuses to watch).
-pub(super) fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
+pub fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
     let s = &m.scores;
     let score = |v: Option<f64>| v.unwrap_or(f64::NAN);
     match metric {
