@@ -423,7 +423,13 @@ fn federated_records_and_registered_metrics_parse() {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let points = parse_metrics(&text, Path::new("metrics.jsonl")).expect("federated metrics parse");
     assert_eq!(points.len(), 3);
-    assert_eq!(points[2].scores.extra.get("cohen_kappa"), Some(&0.75));
-    assert!(points[2].scores.extra["cohen_kappa_of_nothing"].is_nan());
-    assert!(points[0].scores.extra.is_empty());
+    assert_eq!(points[2].scores.get("cohen_kappa"), Some(0.75));
+    assert!(
+        points[2]
+            .scores
+            .get("cohen_kappa_of_nothing")
+            .unwrap()
+            .is_nan()
+    );
+    assert_eq!(points[0].scores.iter().count(), 0);
 }

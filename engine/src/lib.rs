@@ -12,6 +12,7 @@ pub mod data;
 pub mod diag;
 pub mod dot;
 pub mod extend;
+pub mod metrics;
 pub mod parse;
 pub mod plan;
 pub mod report;

@@ -62,15 +62,6 @@ fn add_extensions(schema: &mut Value) {
         });
         push_variant(schema, "LayerSpec", keyed);
     }
-    for m in &registry.metrics {
-        let name = serde_json::json!({
-            "type": "string",
-            "const": m.name,
-            "title": m.name,
-            "description": m.description,
-        });
-        push_variant(schema, "EvalMetric", name);
-    }
     let mut params = Vec::new();
     for l in &registry.losses {
         let name = serde_json::json!({

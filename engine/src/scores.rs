@@ -1,40 +1,42 @@
-//! Scores computed on the host from a model's per-sample outputs: precision, recall, F1,
-//! the confusion matrix and ROC AUC for classification; MAE, RMSE and R² for regression.
-//! Pure functions of their inputs, summed in sample order (the same bits every run).
-//! Definitions follow scikit-learn's defaults (see docs/metrics.md).
+//! What the host-side metrics (`crate::metrics`) share: the scores an eval computed, the
+//! per-class table and confusion matrix, ROC AUC and per-column averaging. Pure functions
+//! of their inputs, summed in sample order (the same bits every run). Definitions follow
+//! scikit-learn's defaults (see docs/metrics.md).
 
 use serde::{Deserialize, Serialize};
 
-/// The scalar scores an eval reports besides loss and accuracy (`None`: not computed).
+/// The scores an eval computed on the host, by metric name (`None` where a metric was not
+/// computed); in records beside the loss and accuracies. Read back leniently: a record's
+/// other keys that reach it through `flatten` (federated `clients` lists, later fields)
+/// are skipped, not errors, and `null` (how JSON writes NaN) reads as NaN.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
-    /// Macro-averaged precision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub precision: Option<f64>,
-    /// Macro-averaged recall.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recall: Option<f64>,
-    /// Macro-averaged F1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub f1: Option<f64>,
-    /// Area under the ROC curve of class 1 (binary tasks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roc_auc: Option<f64>,
-    /// Mean absolute error, averaged over target columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mae: Option<f64>,
-    /// Root mean squared error, averaged over target columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rmse: Option<f64>,
-    /// R², averaged over target columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r2: Option<f64>,
-    /// Metrics the binary registered (`engine::extend`), by name; in records beside the
-    /// built-in ones. Read back leniently: a record's other keys that reach it through
-    /// `flatten` (federated `clients` lists, later fields) are skipped, not errors, and
-    /// `null` (how JSON writes NaN) reads as NaN.
-    #[serde(default, flatten, deserialize_with = "numbers_only")]
-    pub extra: std::collections::BTreeMap<String, f64>,
+    #[serde(flatten, deserialize_with = "numbers_only")]
+    values: std::collections::BTreeMap<String, f64>,
+}
+
+impl Scores {
+    /// The score of metric `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+
+    /// Records the score of metric `name`.
+    pub fn insert(&mut self, name: &str, value: f64) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// Every score, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Only the scores `keep` accepts.
+    pub fn filtered(self, keep: impl Fn(&str) -> bool) -> Scores {
+        Scores {
+            values: self.values.into_iter().filter(|(k, _)| keep(k)).collect(),
+        }
+    }
 }
 
 fn numbers_only<'de, D: serde::Deserializer<'de>>(
@@ -88,14 +90,14 @@ pub fn softmax(z: &[f32]) -> Vec<f64> {
     e.into_iter().map(|v| v / sum).collect()
 }
 
-/// Classification scores of row-major `logits` `[n, classes]` against `labels` `[n]`
-/// (`names[i]` names class `i`). ROC AUC is computed for two classes only.
+/// The per-class scores and confusion matrix of row-major `logits` `[n, classes]` against
+/// `labels` `[n]` (`names[i]` names class `i`).
 pub fn classification(
     logits: &[f32],
     labels: &[u32],
     classes: usize,
     names: &[String],
-) -> (Scores, ClassReport) {
+) -> ClassReport {
     let classes = classes.max(1);
     let mut confusion = vec![vec![0u64; classes]; classes];
     for (row, &label) in logits.chunks(classes).zip(labels) {
@@ -124,30 +126,10 @@ pub fn classification(
             }
         })
         .collect();
-    let mean = |f: fn(&ClassScore) -> f64| per_class.iter().map(f).sum::<f64>() / classes as f64;
-    let roc_auc = (classes == 2).then(|| {
-        // The positive class's score: softmax(z)_1 is monotone in z_1 - z_0.
-        let scores: Vec<f64> = logits
-            .chunks(2)
-            .map(|z| f64::from(z[1]) - f64::from(z[0]))
-            .collect();
-        let positive: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
-        roc_auc(&scores, &positive)
-    });
-    let scores = Scores {
-        precision: Some(mean(|c| c.precision)),
-        recall: Some(mean(|c| c.recall)),
-        f1: Some(mean(|c| c.f1)),
-        roc_auc: roc_auc.flatten(),
-        ..Scores::default()
-    };
-    (
-        scores,
-        ClassReport {
-            per_class,
-            confusion,
-        },
-    )
+    ClassReport {
+        per_class,
+        confusion,
+    }
 }
 
 /// Area under the ROC curve: the probability that a random positive scores above a random
@@ -173,59 +155,68 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     (pos > 0.0 && neg > 0.0).then(|| (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
 }
 
-/// Regression scores of row-major `outputs` against `targets`, both `[n, width]` in the
-/// targets' units: per target column, then averaged over columns.
-pub fn regression(outputs: &[f64], targets: &[f64], width: usize) -> Scores {
-    let width = width.max(1);
-    let n = (outputs.len().min(targets.len()) / width) as f64;
-    if n == 0.0 {
-        return Scores::default();
+/// A regression score computed per target column by `column(outputs, targets)` and
+/// averaged over columns (`None` without samples or for class labels).
+pub fn per_column(
+    input: &crate::metrics::ScoreInput,
+    column: impl Fn(&[f64], &[f64]) -> f64,
+) -> Option<f64> {
+    let crate::extend::MetricTruth::Values(targets) = input.truth else {
+        return None;
+    };
+    let width = input.width.max(1);
+    let n = input.outputs.len().min(targets.len()) / width;
+    if n == 0 {
+        return None;
     }
-    let (mut mae, mut rmse, mut r2) = (0.0, 0.0, 0.0);
+    let mut sum = 0.0;
     for j in 0..width {
-        let column = |v: &[f64]| v.iter().skip(j).step_by(width).copied().collect::<Vec<_>>();
-        let (y, t) = (column(outputs), column(targets));
-        let mean = t.iter().sum::<f64>() / n;
-        let abs: f64 = y.iter().zip(&t).map(|(a, b)| (a - b).abs()).sum();
-        let sq: f64 = y.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum();
-        let total: f64 = t.iter().map(|b| (b - mean).powi(2)).sum();
-        mae += abs / n;
-        rmse += (sq / n).sqrt();
-        // scikit-learn's convention for a constant column: 1 if predicted exactly, else 0.
-        r2 += if total > 0.0 {
-            1.0 - sq / total
-        } else if sq == 0.0 {
-            1.0
-        } else {
-            0.0
+        let values = |v: &[f64]| {
+            v.iter()
+                .skip(j)
+                .step_by(width)
+                .take(n)
+                .copied()
+                .collect::<Vec<_>>()
         };
+        sum += column(&values(input.outputs), &values(targets));
     }
-    let w = width as f64;
-    Scores {
-        mae: Some(mae / w),
-        rmse: Some(rmse / w),
-        r2: Some(r2 / w),
-        ..Scores::default()
-    }
+    Some(sum / width as f64)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::extend::MetricTruth;
+    use crate::metrics::{EvalMetric, ScoreInput};
+
+    fn score(name: &str, outputs: &[f64], truth: MetricTruth, width: usize) -> Option<f64> {
+        let logits: Vec<f32> = outputs.iter().map(|&v| v as f32).collect();
+        let report = match truth {
+            MetricTruth::Classes(labels) => Some(classification(&logits, labels, width, &[])),
+            MetricTruth::Values(_) => None,
+        };
+        let input = ScoreInput {
+            outputs,
+            truth,
+            width,
+            report: report.as_ref(),
+        };
+        EvalMetric::named(name).unwrap().score(&input)
+    }
 
     #[test]
-    fn registered_scores_read_back_from_records_with_other_keys_and_nan() {
+    fn scores_read_back_from_records_with_other_keys_and_nan() {
         let record = serde_json::json!({
             "f1": 0.5, "cohen_kappa": 0.9, "undefined_kappa": null,
             "clients": [1, 2], "client_accuracy": {"mean": 0.8}, "event": "round",
         });
         let s: Scores = serde_json::from_value(record).unwrap();
-        assert_eq!(s.f1, Some(0.5));
-        assert_eq!(s.extra.get("cohen_kappa"), Some(&0.9));
-        assert!(s.extra["undefined_kappa"].is_nan());
-        assert!(!s.extra.contains_key("clients") && !s.extra.contains_key("event"));
+        assert_eq!(s.get("f1"), Some(0.5));
+        assert_eq!(s.get("cohen_kappa"), Some(0.9));
+        assert!(s.get("undefined_kappa").unwrap().is_nan());
+        assert!(s.get("clients").is_none() && s.get("event").is_none());
     }
-
-    use super::*;
 
     #[test]
     fn precision_recall_f1_and_confusion() {
@@ -234,7 +225,7 @@ mod tests {
             5.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0, 0.0, 5.0, 0.0, 0.0,
         ];
         let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let (s, report) = classification(&logits, &[0, 0, 1, 1, 2], 3, &names);
+        let report = classification(&logits, &[0, 0, 1, 1, 2], 3, &names);
         assert_eq!(
             report.confusion,
             vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
@@ -246,9 +237,14 @@ mod tests {
         assert!((b.f1 - 0.8).abs() < 1e-12);
         let c = &report.per_class[2];
         assert_eq!((c.precision, c.recall, c.f1), (0.0, 0.0, 0.0));
-        assert!((s.f1.unwrap() - (0.5 + 0.8) / 3.0).abs() < 1e-12);
-        assert_eq!(s.roc_auc, None);
         assert_eq!(report.per_class[2].class, "c");
+        let logits: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
+        let truth = MetricTruth::Classes(&[0, 0, 1, 1, 2]);
+        let f1 = score("f1", &logits, truth, 3).unwrap();
+        assert!((f1 - (0.5 + 0.8) / 3.0).abs() < 1e-12);
+        let recall = score("recall", &logits, truth, 3).unwrap();
+        assert!((recall - 0.5).abs() < 1e-12);
+        assert_eq!(score("roc_auc", &logits, truth, 3), None);
     }
 
     #[test]
@@ -260,23 +256,24 @@ mod tests {
         assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
         assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
         // Binary classification scores by z1 - z0: perfectly separated here.
-        let (s, _) = classification(&[1.0, 0.0, 0.0, 1.0, 2.0, 0.5], &[0, 1, 0], 2, &[]);
-        assert_eq!(s.roc_auc, Some(1.0));
+        let truth = MetricTruth::Classes(&[0, 1, 0]);
+        let auc = score("roc_auc", &[1.0, 0.0, 0.0, 1.0, 2.0, 0.5], truth, 2);
+        assert_eq!(auc, Some(1.0));
     }
 
     #[test]
     fn regression_scores() {
-        let s = regression(&[1.0, 2.0, 4.0], &[1.0, 3.0, 5.0], 1);
-        assert!((s.mae.unwrap() - 2.0 / 3.0).abs() < 1e-12);
-        assert!((s.rmse.unwrap() - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        let truth = MetricTruth::Values(&[1.0, 3.0, 5.0]);
+        let y = [1.0, 2.0, 4.0];
+        assert!((score("mae", &y, truth, 1).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        let rmse = score("rmse", &y, truth, 1).unwrap();
+        assert!((rmse - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
         // Targets' mean 3: total 8, residual 2.
-        assert!((s.r2.unwrap() - 0.75).abs() < 1e-12);
+        assert!((score("r2", &y, truth, 1).unwrap() - 0.75).abs() < 1e-12);
         // Two columns are averaged; the second is predicted exactly.
-        let s = regression(
-            &[1.0, 0.0, 2.0, 1.0, 4.0, 2.0],
-            &[1.0, 0.0, 3.0, 1.0, 5.0, 2.0],
-            2,
-        );
-        assert!((s.r2.unwrap() - 0.875).abs() < 1e-12);
+        let truth = MetricTruth::Values(&[1.0, 0.0, 3.0, 1.0, 5.0, 2.0]);
+        let r2 = score("r2", &[1.0, 0.0, 2.0, 1.0, 4.0, 2.0], truth, 2).unwrap();
+        assert!((r2 - 0.875).abs() < 1e-12);
+        assert_eq!(score("mae", &[], MetricTruth::Values(&[]), 1), None);
     }
 }

@@ -1,7 +1,6 @@
 //! `log`: progress lines (or a live bar on a terminal) at its triggers.
 
 use super::{Action, CallbackRule, Callbacks, Hook, NoSettings};
-use crate::run::callbacks::metric_of;
 use crate::run::{RunError, StepMetricsSummary};
 use crate::spec::{EvalMetric, Trigger};
 
@@ -102,7 +101,7 @@ fn log(cb: &Callbacks, hook: &Hook) {
                 let acc = if regression(cb, c.name) {
                     String::new()
                 } else {
-                    format!(" acc {:.1}%", t.accuracy * 100.0)
+                    format!(" accuracy {:.1}%", t.accuracy * 100.0)
                 };
                 parts.push(format!("{who}train loss {:.4}{acc}", t.loss));
             }
@@ -111,15 +110,10 @@ fn log(cb: &Callbacks, hook: &Hook) {
     for e in &cb.plan.evals {
         if let Some(m) = cb.memory.evals.get(&e.name) {
             let mut part = format!("{} loss {:.4}", e.name, m.loss);
-            for metric in &e.metrics {
-                match metric {
-                    EvalMetric::Loss | EvalMetric::Confusion => {}
-                    EvalMetric::Accuracy => {
-                        part.push_str(&format!(" acc {:.2}%", m.accuracy * 100.0));
-                    }
-                    other => {
-                        part.push_str(&format!(" {} {:.4}", other.as_str(), metric_of(m, *other)));
-                    }
+            for metric in e.metrics.iter().filter(|x| **x != EvalMetric::LOSS) {
+                if let Some(shown) = metric.show(m) {
+                    part.push(' ');
+                    part.push_str(&shown);
                 }
             }
             parts.push(part);

@@ -45,30 +45,22 @@ impl fmt::Display for PortType {
 }
 
 /// The output ports of a stage kind.
-pub fn outputs(stage: &Stage) -> &'static [(&'static str, PortType)] {
+pub fn outputs(stage: &Stage) -> Vec<(&'static str, PortType)> {
     match stage {
-        Stage::Load(_) => &[("features", PortType::Tensor), ("labels", PortType::Labels)],
-        Stage::Forward(_) => &[("logits", PortType::Logits)],
-        Stage::Loss(_) => &[("loss", PortType::Loss)],
-        Stage::Backward(_) | Stage::Accumulate(_) => &[("grads", PortType::Grads)],
-        Stage::Step(_) => &[
+        Stage::Load(_) => vec![("features", PortType::Tensor), ("labels", PortType::Labels)],
+        Stage::Forward(_) => vec![("logits", PortType::Logits)],
+        Stage::Loss(_) => vec![("loss", PortType::Loss)],
+        Stage::Backward(_) | Stage::Accumulate(_) => vec![("grads", PortType::Grads)],
+        Stage::Step(_) => vec![
             ("params", PortType::Params),
             ("grad_norm", PortType::Scalar),
         ],
         // Every scalar metric (which ones an eval computes is checked where it is read).
-        Stage::Eval(_) => &[
-            ("loss", PortType::Scalar),
-            ("accuracy", PortType::Scalar),
-            ("top5", PortType::Scalar),
-            ("precision", PortType::Scalar),
-            ("recall", PortType::Scalar),
-            ("f1", PortType::Scalar),
-            ("roc_auc", PortType::Scalar),
-            ("mae", PortType::Scalar),
-            ("rmse", PortType::Scalar),
-            ("r2", PortType::Scalar),
-        ],
-        Stage::Callback(_) => &[],
+        Stage::Eval(_) => crate::metrics::EvalMetric::all()
+            .filter(|m| m.is_scalar())
+            .map(|m| (m.as_str(), PortType::Scalar))
+            .collect(),
+        Stage::Callback(_) => Vec::new(),
     }
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use super::data::DatasetInfo;
 use super::graph::{StageGraph, field_path};
+use ops::loss::LossTargets;
+
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{EvalMetric, EvalStage, LossFn, LossStage, SplitSpec, Stage};
@@ -73,20 +75,22 @@ pub(super) fn check(
                         p.push(Seg::Index(k));
                         parsed.span(&p)
                     };
-                    let wrong = if ds.is_regression() {
-                        !metric.is_regression() && *metric != EvalMetric::Loss
+                    let targets = if ds.is_regression() {
+                        LossTargets::Values
                     } else {
-                        metric.is_regression()
+                        LossTargets::Classes
                     };
-                    if wrong {
-                        let (holds, fits) = if ds.is_regression() {
-                            ("regression targets", "`loss`, `mae`, `rmse`, `r2`")
+                    if !metric.fits(targets) {
+                        let holds = if ds.is_regression() {
+                            "regression targets"
                         } else {
-                            (
-                                "class labels",
-                                "`loss`, `accuracy`, `top5`, `precision`, `recall`, `f1`, `roc_auc`, `confusion`",
-                            )
+                            "class labels"
                         };
+                        let fits = EvalMetric::all()
+                            .filter(|m| m.fits(targets))
+                            .map(|m| format!("`{}`", m.as_str()))
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         out.push(
                             Diagnostic::new(
                                 "task-mismatch",
@@ -97,13 +101,15 @@ pub(super) fn check(
                             .expected_found(format!("one of {fits}"), format!("`{}`", metric.as_str()))
                             .hint("metrics follow the data set's task: a `label` column is classification, `target` columns regression"),
                         );
-                    } else if *metric == EvalMetric::RocAuc && ds.classes != 2 {
+                    } else if metric.row().binary_only && ds.classes != 2 {
                         out.push(
                             Diagnostic::new(
                                 "task-mismatch",
                                 format!(
-                                    "`roc_auc` needs a binary task, data set `{}` has {} classes",
-                                    e.dataset, ds.classes
+                                    "`{}` needs a binary task, data set `{}` has {} classes",
+                                    metric.as_str(),
+                                    e.dataset,
+                                    ds.classes
                                 ),
                             )
                             .at(at(), "binary tasks only")

@@ -52,6 +52,7 @@ pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
 
 use crate::callbacks::{CALLBACKS, extension_row};
+use crate::metrics::{METRICS, registered_row};
 pub use crate::spec::{Bounds, LrRule, OptimizerRule};
 use crate::spec::{LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry, SourceSpec};
 
@@ -70,7 +71,8 @@ pub(crate) struct Registry {
     pub lr_schedules: Vec<LrEntry>,
     /// Registered optimizers (the built-in ones are `spec::OPTIMIZERS`).
     pub optimizers: Vec<OptimizerEntry>,
-    pub metrics: Vec<MetricEntry>,
+    /// The registered metrics as rows of the metric family (`crate::metrics`).
+    pub metric_rows: Vec<crate::metrics::MetricRow>,
     /// Built-in and registered names per family, for parse errors and did-you-mean.
     pub callback_names: &'static [&'static str],
     pub loss_names: &'static [&'static str],
@@ -98,10 +100,6 @@ impl Registry {
 
     pub fn source(&self, name: &str) -> Option<&SourceEntry> {
         self.sources.iter().find(|s| s.name == name)
-    }
-
-    pub fn metric(&self, name: &str) -> Option<&MetricEntry> {
-        self.metrics.iter().find(|m| m.name == name)
     }
 }
 
@@ -211,7 +209,6 @@ impl EngineBuilder {
             ("loss", LossFn::NAMES),
             ("data source", SourceSpec::NAMES),
             ("layer", ops::layer::LAYER_KINDS),
-            ("metric", crate::spec::EvalMetric::NAMES),
         ];
         let lr_names: Vec<&'static str> = LR_SCHEDULES.iter().map(|e| e.name).collect();
         for (family, names) in builtins {
@@ -220,6 +217,7 @@ impl EngineBuilder {
         seen.extend(lr_names.iter().map(|n| ("LR schedule", *n)));
         seen.extend(OPTIMIZERS.iter().map(|e| ("optimizer", e.name)));
         seen.extend(CALLBACKS.iter().map(|e| ("callback", e.name)));
+        seen.extend(METRICS.iter().map(|m| ("metric", m.name)));
         let added = self
             .callbacks
             .iter()
@@ -310,16 +308,20 @@ impl EngineBuilder {
                     .collect(),
             ),
             metric_names: names(
-                crate::spec::EvalMetric::NAMES,
-                self.metrics.iter().map(|m| m.name).collect(),
+                &[],
+                METRICS
+                    .iter()
+                    .map(|m| m.name)
+                    .chain(self.metrics.iter().map(|m| m.name))
+                    .collect(),
             ),
+            metric_rows: self.metrics.iter().map(registered_row).collect(),
             callbacks: self.callbacks,
             losses: self.losses,
             sources: self.sources,
             layers: self.layers,
             lr_schedules: self.lr_schedules,
             optimizers: self.optimizers,
-            metrics: self.metrics,
         }
     }
 }
@@ -336,7 +338,7 @@ pub(crate) fn source_family() -> crate::spec::tagged::Extensions {
 }
 
 /// The keys of a metrics record besides the scores (`run::metrics::MetricsRecord`).
-const RECORD_KEYS: &[&str] = &[
+pub(crate) const RECORD_KEYS: &[&str] = &[
     "event",
     "stage",
     "chain",

@@ -1,12 +1,12 @@
-//! The report's "Scores" section: for each eval's last record, its scalar scores
-//! (precision, recall, F1, ROC AUC; MAE, RMSE, R²; registered metrics), the per-class
-//! table and the confusion
-//! matrix drawn as a shaded grid (each cell's shade is its share of the actual class).
+//! The report's "Scores" section: for each eval's last record, its host-side scores in
+//! registry order (precision, recall, F1, ROC AUC; MAE, RMSE, R²; registered metrics),
+//! the per-class table and the confusion matrix drawn as a shaded grid (each cell's shade is its share of the actual class).
 
 use std::fmt::Write;
 
 use super::inputs::MetricPoint;
 use super::text::escape;
+use crate::metrics::EvalMetric;
 
 /// The section, or nothing when no eval record carries scores.
 pub(super) fn scores_section(metrics: &[MetricPoint]) -> String {
@@ -26,25 +26,19 @@ pub(super) fn scores_section(metrics: &[MetricPoint]) -> String {
             continue;
         };
         let s = &last.scores;
-        let scalars: Vec<(&str, Option<f64>)> = vec![
-            ("precision", s.precision),
-            ("recall", s.recall),
-            ("F1", s.f1),
-            ("ROC AUC", s.roc_auc),
-            ("MAE", s.mae),
-            ("RMSE", s.rmse),
-            ("R²", s.r2),
-        ];
-        let mut shown: Vec<String> = scalars
+        // Registry order, then names the registry does not know (a metric of a binary
+        // that registered it, read by another).
+        let known: Vec<EvalMetric> = EvalMetric::all().filter(|m| m.needs_outputs()).collect();
+        let shown: Vec<String> = known
             .iter()
-            .filter_map(|(name, v)| v.map(|v| format!("{name} <b>{v:.4}</b>")))
+            .filter_map(|m| s.get(m.as_str()).map(|v| (m.row().label, v)))
+            .chain(
+                s.iter()
+                    .filter(|(name, _)| !EvalMetric::all().any(|m| m.as_str() == *name))
+                    .filter(|(name, _)| !crate::extend::RECORD_KEYS.contains(name)),
+            )
+            .map(|(name, v)| format!("{} <b>{v:.4}</b>", escape(name)))
             .collect();
-        // Metrics a binary registered (`engine::extend`), after the built-in ones.
-        shown.extend(
-            s.extra
-                .iter()
-                .map(|(name, v)| format!("{} <b>{v:.4}</b>", escape(name))),
-        );
         if shown.is_empty() && last.per_class.is_none() && last.confusion.is_none() {
             continue;
         }

@@ -8,8 +8,8 @@ use ops::train::EvalStep;
 
 use crate::data::{Batch, BatchConfig, BatchIter, Normalizer, Split};
 use crate::extend::MetricTruth;
+use crate::metrics::{EvalMetric, ScoreInput};
 use crate::scores::{self, ClassReport};
-use crate::spec::EvalMetric;
 
 use super::chain::loss_targets;
 use super::checkpoint::MetricSums;
@@ -72,62 +72,47 @@ pub fn evaluate_split(
     let mut report = None;
     let mut regression = None;
     if needs_outputs {
-        if dataset.targets.is_some() {
-            let mut y: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
-            let mut t: Vec<f64> = targets.iter().map(|&v| f64::from(v)).collect();
+        let class_report;
+        let (mut y, mut t);
+        let input = if dataset.targets.is_some() {
+            y = outputs.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+            t = targets.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
             target_scaling.invert(&mut y);
             target_scaling.invert(&mut t);
-            summary.scores = scores::regression(&y, &t, dataset.target_width);
-            summary.scores.extra =
-                registered_scores(metrics, &y, MetricTruth::Values(&t), dataset.target_width);
-            regression = Some((t, y, dataset.target_width));
+            ScoreInput {
+                outputs: &y,
+                truth: MetricTruth::Values(&t),
+                width: dataset.target_width,
+                report: None,
+            }
         } else {
             let names: Vec<String> = match class_names {
                 Some(names) => names.to_vec(),
                 None => (0..classes).map(|c| c.to_string()).collect(),
             };
-            let (s, r) = scores::classification(&outputs, &labels, classes, &names);
-            summary.scores = s;
-            if metrics
-                .iter()
-                .any(|m| matches!(m, EvalMetric::Extension(_)))
-            {
-                let logits: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
-                summary.scores.extra =
-                    registered_scores(metrics, &logits, MetricTruth::Classes(&labels), classes);
+            class_report = scores::classification(&outputs, &labels, classes, &names);
+            y = outputs.iter().map(|&v| f64::from(v)).collect();
+            ScoreInput {
+                outputs: &y,
+                truth: MetricTruth::Classes(&labels),
+                width: classes,
+                report: Some(&class_report),
             }
-            let wants_report = metrics.iter().any(|m| {
-                matches!(
-                    m,
-                    EvalMetric::Precision
-                        | EvalMetric::Recall
-                        | EvalMetric::F1
-                        | EvalMetric::Confusion
-                )
-            });
-            report = wants_report.then_some(r);
+        };
+        for metric in metrics {
+            if let Some(value) = metric.score(&input) {
+                summary.scores.insert(metric.as_str(), value);
+            }
         }
+        if let MetricTruth::Values(t) = input.truth {
+            regression = Some((t.to_vec(), input.outputs.to_vec(), input.width));
+        }
+        let wants_report = metrics.iter().any(|m| m.row().per_class || !m.is_scalar());
+        report = input.report.filter(|_| wants_report).cloned();
     }
     Ok(EvalOutcome {
         summary,
         report,
         regression,
     })
-}
-
-/// The metrics the binary registered among `metrics`, each scored over the whole split.
-fn registered_scores(
-    metrics: &[EvalMetric],
-    outputs: &[f64],
-    truth: MetricTruth<'_>,
-    width: usize,
-) -> std::collections::BTreeMap<String, f64> {
-    metrics
-        .iter()
-        .filter_map(|m| match m {
-            EvalMetric::Extension(name) => crate::extend::registry().metric(name),
-            _ => None,
-        })
-        .map(|entry| (entry.name.to_string(), (entry.score)(outputs, truth, width)))
-        .collect()
 }

@@ -232,7 +232,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut sums = MetricSums::default();
         let mut accuracies = Vec::with_capacity(clients.len());
-        let metrics = [EvalMetric::Loss, EvalMetric::Accuracy];
+        let metrics = [EvalMetric::LOSS, EvalMetric::ACCURACY];
         let identity = Normalizer::identity(0);
         for data in clients {
             let outcome = evaluate_split(

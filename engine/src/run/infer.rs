@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ops::gpu::{DeviceRequest, Gpu};
+use ops::loss::LossTargets;
 use ops::train::{EvalStep, ModelParams, NamedTensor};
 
 use crate::card::{CARD_FORMAT, ModelCard, TaskCard};
@@ -307,21 +308,15 @@ pub struct EvalReport {
 
 /// Every metric that fits the card's task.
 fn all_metrics(card: &ModelCard) -> Vec<EvalMetric> {
-    use EvalMetric::*;
-    match &card.task {
-        TaskCard::Regress { .. } => vec![Loss, Mae, Rmse, R2],
-        TaskCard::Classify { classes, .. } => {
-            let mut m = vec![Loss, Accuracy, Precision, Recall, F1];
-            if *classes == 2 {
-                m.push(RocAuc);
-            }
-            if *classes > 5 {
-                m.insert(2, Top5);
-            }
-            m.push(Confusion);
-            m
-        }
-    }
+    let (targets, classes) = match &card.task {
+        TaskCard::Regress { .. } => (LossTargets::Values, 0),
+        TaskCard::Classify { classes, .. } => (LossTargets::Classes, *classes),
+    };
+    EvalMetric::all()
+        .filter(|m| m.fits(targets))
+        .filter(|m| targets == LossTargets::Values || classes >= m.row().min_classes)
+        .filter(|m| !m.row().binary_only || classes == 2)
+        .collect()
 }
 
 /// `engine eval`: the model's metrics on a CSV file (`data`) or on a split of the data set

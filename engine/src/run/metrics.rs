@@ -129,25 +129,16 @@ impl MetricsRecord {
         metrics: &[EvalMetric],
         wall: f64,
     ) -> Self {
-        let has = |x| metrics.contains(&x);
-        let s = m.scores;
-        let extra = s
-            .extra
-            .into_iter()
-            .filter(|(name, _)| metrics.iter().any(|m| m.as_str() == name))
-            .collect();
-        let scores = Scores {
-            extra,
-            precision: s.precision.filter(|_| has(EvalMetric::Precision)),
-            recall: s.recall.filter(|_| has(EvalMetric::Recall)),
-            f1: s.f1.filter(|_| has(EvalMetric::F1)),
-            roc_auc: s.roc_auc.filter(|_| has(EvalMetric::RocAuc)),
-            mae: s.mae.filter(|_| has(EvalMetric::Mae)),
-            rmse: s.rmse.filter(|_| has(EvalMetric::Rmse)),
-            r2: s.r2.filter(|_| has(EvalMetric::R2)),
+        let has = |name: &str| metrics.iter().any(|m| m.as_str() == name);
+        let device = |name: &str| {
+            metrics
+                .iter()
+                .find(|x| x.as_str() == name && !x.needs_outputs())
+                .map(|x| x.of(&m))
         };
-        let per_class_asked =
-            has(EvalMetric::Precision) || has(EvalMetric::Recall) || has(EvalMetric::F1);
+        let scores = m.scores.clone().filtered(has);
+        let per_class_asked = metrics.iter().any(|m| m.row().per_class);
+        let confusion_asked = metrics.iter().any(|m| !m.is_scalar());
         MetricsRecord {
             event: "eval",
             stage: stage.into(),
@@ -156,15 +147,15 @@ impl MetricsRecord {
             step,
             epoch,
             loss: m.loss,
-            accuracy: has(EvalMetric::Accuracy).then_some(m.accuracy),
-            top5: has(EvalMetric::Top5).then_some(m.top5),
+            accuracy: device("accuracy"),
+            top5: device("top5"),
             samples: m.samples,
             scores,
             per_class: report
                 .filter(|_| per_class_asked)
                 .map(|r| r.per_class.clone()),
             confusion: report
-                .filter(|_| has(EvalMetric::Confusion))
+                .filter(|_| confusion_asked)
                 .map(|r| r.confusion.clone()),
             lr: None,
             round: None,

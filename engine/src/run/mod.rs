@@ -164,28 +164,7 @@ pub fn describe_eval(
     metrics: &[crate::spec::EvalMetric],
     m: &StepMetricsSummary,
 ) -> String {
-    use crate::spec::EvalMetric;
-    let s = &m.scores;
-    let parts: Vec<String> = metrics
-        .iter()
-        .filter_map(|metric| {
-            let value = |v: Option<f64>| v.map(|v| format!("{} {v:.4}", metric.as_str()));
-            match metric {
-                EvalMetric::Loss => Some(format!("loss {:.4}", m.loss)),
-                EvalMetric::Accuracy => Some(format!("accuracy {:.2}%", m.accuracy * 100.0)),
-                EvalMetric::Top5 => Some(format!("top-5 {:.2}%", m.top5 * 100.0)),
-                EvalMetric::Precision => value(s.precision),
-                EvalMetric::Recall => value(s.recall),
-                EvalMetric::F1 => value(s.f1),
-                EvalMetric::RocAuc => value(s.roc_auc),
-                EvalMetric::Mae => value(s.mae),
-                EvalMetric::Rmse => value(s.rmse),
-                EvalMetric::R2 => value(s.r2),
-                EvalMetric::Extension(name) => value(s.extra.get(*name).copied()),
-                EvalMetric::Confusion => None,
-            }
-        })
-        .collect();
+    let parts: Vec<String> = metrics.iter().filter_map(|metric| metric.show(m)).collect();
     format!("{name}: {} ({} samples)", parts.join(", "), m.samples)
 }
 

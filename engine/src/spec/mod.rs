@@ -18,6 +18,7 @@ pub(crate) mod tagged;
 pub use tagged::Extension;
 
 pub use crate::callbacks::CallbackSpec;
+pub use crate::metrics::EvalMetric;
 pub use bounds::{Bound, Bounds};
 pub use callback::Trigger;
 pub use dataset::{
@@ -34,6 +35,6 @@ pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
 pub use optim::{OPTIMIZERS, OptimizerEntry, OptimizerRule, OptimizerSpec};
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{
-    AccumulateStage, BackwardStage, CallbackStage, EvalMetric, EvalStage, ForwardStage, LoadStage,
-    LossFn, LossStage, Stage, StepStage,
+    AccumulateStage, BackwardStage, CallbackStage, EvalStage, ForwardStage, LoadStage, LossFn,
+    LossStage, Stage, StepStage,
 };

@@ -365,20 +365,5 @@ fn start_all(
 /// One of an eval's metrics out of its summary (NaN for one it did not compute, which
 /// the check refuses to watch).
 pub fn metric_of(m: &StepMetricsSummary, metric: EvalMetric) -> f64 {
-    let s = &m.scores;
-    let score = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    match metric {
-        EvalMetric::Loss => m.loss,
-        EvalMetric::Accuracy => m.accuracy,
-        EvalMetric::Top5 => m.top5,
-        EvalMetric::Precision => score(s.precision),
-        EvalMetric::Recall => score(s.recall),
-        EvalMetric::F1 => score(s.f1),
-        EvalMetric::RocAuc => score(s.roc_auc),
-        EvalMetric::Mae => score(s.mae),
-        EvalMetric::Rmse => score(s.rmse),
-        EvalMetric::R2 => score(s.r2),
-        EvalMetric::Extension(name) => score(s.extra.get(name).copied()),
-        EvalMetric::Confusion => f64::NAN,
-    }
+    metric.of(m)
 }

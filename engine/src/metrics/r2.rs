@@ -1,0 +1,36 @@
+//! `r2`: coefficient of determination per target column, averaged over columns.
+
+use ops::loss::LossTargets;
+
+use super::{MetricRow, ScoreInput, Value};
+use crate::scores::per_column;
+
+pub(super) const ROW: MetricRow = MetricRow {
+    name: "r2",
+    description: "Coefficient of determination R² (1 − residual / total sum of squares), averaged\nover target columns.",
+    label: "R²",
+    targets: Some(LossTargets::Values),
+    higher_is_better: true,
+    percent: false,
+    default: true,
+    binary_only: false,
+    min_classes: 0,
+    per_class: false,
+    value: Value::Host(score),
+};
+
+fn score(input: &ScoreInput) -> Option<f64> {
+    per_column(input, |y, t| {
+        let mean = t.iter().sum::<f64>() / t.len() as f64;
+        let sq: f64 = y.iter().zip(t).map(|(a, b)| (a - b).powi(2)).sum();
+        let total: f64 = t.iter().map(|b| (b - mean).powi(2)).sum();
+        // scikit-learn's convention for a constant column: 1 if predicted exactly, else 0.
+        if total > 0.0 {
+            1.0 - sq / total
+        } else if sq == 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    })
+}
