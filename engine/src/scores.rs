@@ -155,6 +155,15 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     (pos > 0.0 && neg > 0.0).then(|| (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
 }
 
+/// A per-class score averaged over classes (`None` without the per-class table).
+pub fn macro_average(
+    input: &crate::metrics::ScoreInput,
+    of: impl Fn(&ClassScore) -> f64,
+) -> Option<f64> {
+    let per_class = &input.report?.per_class;
+    (!per_class.is_empty()).then(|| per_class.iter().map(of).sum::<f64>() / per_class.len() as f64)
+}
+
 /// A regression score computed per target column by `column(outputs, targets)` and
 /// averaged over columns (`None` without samples or for class labels).
 pub fn per_column(

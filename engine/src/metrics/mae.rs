@@ -1,23 +1,17 @@
 //! `mae`: mean absolute error per target column, averaged over columns.
 
-use ops::loss::LossTargets;
-
 use super::{MetricRow, ScoreInput, Value};
 use crate::scores::per_column;
 
-pub(super) const ROW: MetricRow = MetricRow {
-    name: "mae",
-    description: "Mean absolute error of regression outputs, in the targets' units.",
-    label: "MAE",
-    targets: Some(LossTargets::Values),
-    higher_is_better: false,
-    percent: false,
-    default: true,
-    binary_only: false,
-    min_classes: 0,
-    per_class: false,
-    value: Value::Host(score),
-};
+pub(super) const ROW: MetricRow = MetricRow::new(
+    "mae",
+    "Mean absolute error of regression outputs, in the targets' units.",
+    "MAE",
+    Value::Host(score),
+)
+.values()
+.lower_is_better()
+.default_metric();
 
 fn score(input: &ScoreInput) -> Option<f64> {
     per_column(input, |y, t| {

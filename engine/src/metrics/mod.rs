@@ -54,6 +54,71 @@ pub struct MetricRow {
     pub value: Value,
 }
 
+impl MetricRow {
+    /// A row with the common settings: measures either task, larger is better, shown as
+    /// a number, not a default, for any number of classes, no per-class table.
+    pub const fn new(
+        name: &'static str,
+        description: &'static str,
+        label: &'static str,
+        value: Value,
+    ) -> MetricRow {
+        MetricRow {
+            name,
+            description,
+            label,
+            targets: None,
+            higher_is_better: true,
+            percent: false,
+            default: false,
+            binary_only: false,
+            min_classes: 0,
+            per_class: false,
+            value,
+        }
+    }
+
+    /// Measures classification only.
+    pub const fn classes(self) -> MetricRow {
+        MetricRow {
+            targets: Some(LossTargets::Classes),
+            ..self
+        }
+    }
+
+    /// Measures regression only.
+    pub const fn values(self) -> MetricRow {
+        MetricRow {
+            targets: Some(LossTargets::Values),
+            ..self
+        }
+    }
+
+    /// Smaller is better.
+    pub const fn lower_is_better(self) -> MetricRow {
+        MetricRow {
+            higher_is_better: false,
+            ..self
+        }
+    }
+
+    /// Computed when an eval lists no metrics.
+    pub const fn default_metric(self) -> MetricRow {
+        MetricRow {
+            default: true,
+            ..self
+        }
+    }
+
+    /// Shown as a percentage.
+    pub const fn percent(self) -> MetricRow {
+        MetricRow {
+            percent: true,
+            ..self
+        }
+    }
+}
+
 /// How a metric is computed.
 #[derive(Clone, Copy)]
 pub enum Value {
@@ -256,17 +321,9 @@ impl JsonSchema for EvalMetric {
 /// The row of a metric the binary registered.
 pub(crate) fn registered_row(m: &crate::extend::MetricEntry) -> MetricRow {
     MetricRow {
-        name: m.name,
-        description: m.description,
-        label: m.name,
         targets: Some(m.targets),
         higher_is_better: m.higher_is_better,
-        percent: false,
-        default: false,
-        binary_only: false,
-        min_classes: 0,
-        per_class: false,
-        value: Value::Registered(m.score),
+        ..MetricRow::new(m.name, m.description, m.name, Value::Registered(m.score))
     }
 }
 

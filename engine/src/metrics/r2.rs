@@ -1,23 +1,16 @@
 //! `r2`: coefficient of determination per target column, averaged over columns.
 
-use ops::loss::LossTargets;
-
 use super::{MetricRow, ScoreInput, Value};
 use crate::scores::per_column;
 
-pub(super) const ROW: MetricRow = MetricRow {
-    name: "r2",
-    description: "Coefficient of determination R² (1 − residual / total sum of squares), averaged\nover target columns.",
-    label: "R²",
-    targets: Some(LossTargets::Values),
-    higher_is_better: true,
-    percent: false,
-    default: true,
-    binary_only: false,
-    min_classes: 0,
-    per_class: false,
-    value: Value::Host(score),
-};
+pub(super) const ROW: MetricRow = MetricRow::new(
+    "r2",
+    "Coefficient of determination R² (1 − residual / total sum of squares), averaged\nover target columns.",
+    "R²",
+    Value::Host(score),
+)
+.values()
+.default_metric();
 
 fn score(input: &ScoreInput) -> Option<f64> {
     per_column(input, |y, t| {

@@ -1,22 +1,18 @@
 //! `roc_auc`: area under the ROC curve of class 1, binary tasks only.
 
-use ops::loss::LossTargets;
-
 use super::{MetricRow, ScoreInput, Value};
 use crate::extend::MetricTruth;
 
 pub(super) const ROW: MetricRow = MetricRow {
-    name: "roc_auc",
-    description: "Area under the ROC curve of the positive class (class 1), binary tasks only.",
-    label: "ROC AUC",
-    targets: Some(LossTargets::Classes),
-    higher_is_better: true,
-    percent: false,
-    default: false,
     binary_only: true,
     min_classes: 2,
-    per_class: false,
-    value: Value::Host(score),
+    ..MetricRow::new(
+        "roc_auc",
+        "Area under the ROC curve of the positive class (class 1), binary tasks only.",
+        "ROC AUC",
+        Value::Host(score),
+    )
+    .classes()
 };
 
 fn score(input: &ScoreInput) -> Option<f64> {
