@@ -23,7 +23,7 @@ fn digits() -> CsvSource {
 fn digits_80_20(normalize: Normalize) -> DataConfig {
     DataConfig {
         split: SplitBy::Fractions {
-            source: Source::Csv(digits()),
+            source: Source::new(digits()),
             fractions: Fractions {
                 train: 0.8,
                 val: 0.0,
@@ -299,16 +299,16 @@ fn bad(name: &str) -> PathBuf {
 }
 
 fn bad_csv(name: &str) -> Source {
-    Source::Csv(CsvSource::new(bad(name)))
+    Source::new(CsvSource::new(bad(name)))
 }
 
 #[test]
 fn broken_files_name_the_file_and_row() {
-    let classes_10 = Source::Csv(CsvSource {
+    let classes_10 = Source::new(CsvSource {
         task: Task::Classify { classes: Some(10) },
         ..CsvSource::new(bad("label_out_of_range.csv"))
     });
-    let header_only = Source::Csv(CsvSource {
+    let header_only = Source::new(CsvSource {
         header: true,
         features: Columns::Range { start: 0, end: 3 },
         ..CsvSource::new(bad("header_only.csv"))
@@ -347,7 +347,7 @@ fn broken_files_name_the_file_and_row() {
             &["file not found"],
         ),
         (
-            Source::Idx(IdxSource::new(
+            Source::new(IdxSource::new(
                 bad("truncated-images.idx"),
                 bad("labels10.idx"),
             )),
@@ -355,7 +355,7 @@ fn broken_files_name_the_file_and_row() {
             &["truncated", "promises 640 bytes", "found 300"],
         ),
         (
-            Source::Idx(IdxSource::new(
+            Source::new(IdxSource::new(
                 bad("wrong_magic-images.idx"),
                 bad("labels10.idx"),
             )),
@@ -363,7 +363,7 @@ fn broken_files_name_the_file_and_row() {
             &["wrong magic number 0x03080000", "IDX is big-endian"],
         ),
         (
-            Source::Npy(NpySource::new(
+            Source::new(NpySource::new(
                 bad("truncated-features.npy"),
                 bad("labels10.npy"),
             )),
@@ -371,7 +371,7 @@ fn broken_files_name_the_file_and_row() {
             &["truncated", "promises 160 bytes", "found 100"],
         ),
         (
-            Source::Npy(NpySource::new(
+            Source::new(NpySource::new(
                 bad("labels10.npy"),
                 bad("no_such_labels.npy"),
             )),
@@ -408,9 +408,9 @@ fn every_prefix_of_every_corpus_file_is_an_error_not_a_panic() {
             let path = dir.join(name);
             std::fs::write(&path, &bytes[..cut]).unwrap();
             let source = match name {
-                "truncated-images.idx" => Source::Idx(IdxSource::new(&path, bad("labels10.idx"))),
-                "truncated-features.npy" => Source::Npy(NpySource::new(&path, bad("labels10.npy"))),
-                _ => Source::Csv(CsvSource::new(&path)),
+                "truncated-images.idx" => Source::new(IdxSource::new(&path, bad("labels10.idx"))),
+                "truncated-features.npy" => Source::new(NpySource::new(&path, bad("labels10.npy"))),
+                _ => Source::new(CsvSource::new(&path)),
             };
             if let Err(error) = source.load() {
                 assert!(error.to_string().contains(name), "{error}");

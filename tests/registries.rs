@@ -38,7 +38,7 @@ fn every_family_has_unique_names_and_the_schema_offers_exactly_them() {
     let schema = schema();
     let families: Vec<(&str, Vec<&str>)> = vec![
         ("CallbackSpec", CallbackSpec::names().to_vec()),
-        ("SourceSpec", SourceSpec::NAMES.to_vec()),
+        ("SourceSpec", SourceSpec::names().to_vec()),
         ("LossFn", LossFn::NAMES.to_vec()),
         ("OptimizerSpec", OptimizerSpec::names().to_vec()),
         ("LrSchedule", LrSchedule::names().to_vec()),

@@ -23,7 +23,7 @@ pub fn pipeline_schema() -> String {
 fn add_extensions(schema: &mut Value) {
     // The families' `Extension` variant is untagged for serde, which makes schemars list
     // the (disjoint, tagged) variants under `anyOf`; editors and the docs read `oneOf`.
-    for family in ["SourceSpec", "LayerSpec"] {
+    for family in ["LayerSpec"] {
         if let Some(Value::Object(f)) = schema.pointer_mut(&format!("/$defs/{family}"))
             && let Some(any) = f.remove("anyOf")
         {
@@ -31,10 +31,6 @@ fn add_extensions(schema: &mut Value) {
         }
     }
     let registry = crate::extend::registry();
-    for s in &registry.sources {
-        let variant = tagged_variant(schema, "kind", s.name, s.kind.description, (s.schema)());
-        push_variant(schema, "SourceSpec", variant);
-    }
     for l in &registry.layers {
         let settings = inline_defs(schema, (l.schema)());
         let defaults_only = settings
@@ -98,23 +94,6 @@ fn add_extensions(schema: &mut Value) {
     } else if let Some(Value::Object(p)) = properties.get_mut("params") {
         p.insert("anyOf".into(), Value::Array(params));
     }
-}
-
-/// A registered member of an internally tagged family: its settings' schema with the
-/// selecting key added.
-fn tagged_variant(
-    root: &mut Value,
-    tag: &str,
-    name: &str,
-    description: &str,
-    settings: schemars::Schema,
-) -> Value {
-    let settings = inline_defs(root, settings);
-    let mut variant = crate::spec::tagged::variant_schema(tag, name, description, settings);
-    if let Value::Object(o) = &mut variant {
-        o.insert("title".into(), Value::String(name.into()));
-    }
-    variant
 }
 
 /// A root schema made a subschema of `root`: its `$defs` moved into `root`'s (where its
@@ -257,7 +236,7 @@ mod tests {
             ("CallbackSpec", CallbackSpec::names()),
             ("OptimizerSpec", OptimizerSpec::names()),
             ("LrSchedule", LrSchedule::names()),
-            ("SourceSpec", SourceSpec::NAMES),
+            ("SourceSpec", SourceSpec::names()),
             ("Normalize", Normalize::NAMES),
             ("SplitSpec", SplitSpec::NAMES),
             ("MonitorCondition", MonitorCondition::NAMES),

@@ -17,7 +17,8 @@ mod wiring;
 
 pub use callbacks::CallbackCheck;
 pub use chain::{TrainChain, model_of, trained_models};
-pub use data::DatasetInfo;
+pub(crate) use data::open;
+pub use data::{DatasetInfo, ProbeCx, ProbeFailure, SourceInfo};
 pub use graph::{Edge, PortType, StageGraph};
 pub use shapes::{LayerShape, ModelShapes};
 pub use task::eval_metrics;

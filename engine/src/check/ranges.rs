@@ -4,8 +4,8 @@
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{
-    AggregatorSpec, Columns, FeatureColumns, FederatedSpec, LocalSchedule, OptimizerSpec,
-    PartitionSpec, PerRound, Schedule, SourceSpec, SplitSpec, Stage, Trigger,
+    AggregatorSpec, FederatedSpec, LocalSchedule, OptimizerSpec, PartitionSpec, PerRound, Schedule,
+    SourceSpec, SplitSpec, Stage, Trigger,
 };
 
 /// One range rule.
@@ -149,28 +149,11 @@ fn fractions(r: &mut Rules, train: f64, val: f64, test: f64) {
 }
 
 #[rustfmt::skip]
+/// The source's own range rules (each source states them in its file).
 fn source(r: &mut Rules, source: &SourceSpec) {
-    let classes = match source {
-        SourceSpec::Csv(csv) => {
-            // Columns by name are checked against the header when the file is probed.
-            if let FeatureColumns::Range(Columns { start, end }) = csv.features {
-                r.rule("features", start < end, "a non-empty column range (start < end)", format!("{start}..{end}"), "e.g. {start: 0, end: 64}");
-            }
-            // Inferred from the file when omitted (checked when the file is probed);
-            // a regression source has no classes.
-            if csv.target.is_some() { 2 } else { csv.classes.unwrap_or(2) }
-        }
-        // A registered source checks its own settings when parsed.
-        SourceSpec::Extension(_) => return,
-        SourceSpec::Idx(idx) => idx.classes,
-        SourceSpec::Npy(npy) => npy.classes,
-        SourceSpec::Synthetic(s) => {
-            r.rule("samples", s.samples > 0, "> 0", s.samples, "generate at least one sample");
-            r.rule("shape", !s.shape.is_empty() && !s.shape.contains(&0), "non-empty, every dimension > 0", format!("{:?}", s.shape), "e.g. [784]");
-            s.classes
-        }
-    };
-    r.rule("classes", classes >= 2, ">= 2", classes, "classification needs at least two classes");
+    for b in source.bounds().0 {
+        r.rule(&b.key, b.ok, &b.expected, b.found, &b.hint);
+    }
 }
 
 #[rustfmt::skip]

@@ -16,7 +16,7 @@
 //! # fn main() -> Result<(), DataError> {
 //! let data = prepare(&DataConfig {
 //!     split: SplitBy::Fractions {
-//!         source: Source::Csv(CsvSource::new("pipelines/data/digits.csv.gz")),
+//!         source: Source::new(CsvSource::new("pipelines/data/digits.csv.gz")),
 //!         fractions: Fractions { train: 0.8, val: 0.0, test: 0.2, stratified: true, seed: 0 },
 //!     },
 //!     normalize: Normalize::Standardize,
@@ -46,7 +46,7 @@ mod read;
 mod rng;
 mod source;
 
-pub(crate) use source::{clean_text, csv_cells, read_idx_shape, read_npy_shape};
+pub(crate) use source::registered_row;
 mod split;
 
 pub use batch::{Batch, BatchConfig, BatchIter, batches_per_epoch, epoch_order};
@@ -57,7 +57,7 @@ pub use partition::{Partition, Partitioner, client_seed, partition, sample_clien
 pub use prefetch::Prefetcher;
 pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{
-    Category, Columns, CsvSource, ExtensionSource, IdxSource, NpySource, SOURCE_KINDS, Source,
-    SourceKind, SyntheticSource,
+    Category, Columns, Configure, CsvSource, ExtensionSource, IdxSource, Loader, NpySource,
+    SOURCES, Source, SourceEntry, SourceRule, SourceSpec, SyntheticSource,
 };
 pub use split::{Fractions, Split, SplitIndices, split_indices, split_sizes};

@@ -128,7 +128,7 @@ impl PreparedData {
 /// ```ignore
 /// let data = prepare(&DataConfig {
 ///     split: SplitBy::Fractions {
-///         source: Source::Csv(CsvSource::new("pipelines/data/digits.csv.gz")),
+///         source: Source::new(CsvSource::new("pipelines/data/digits.csv.gz")),
 ///         fractions: Fractions { train: 0.8, val: 0.0, test: 0.2, stratified: true, seed: 0 },
 ///     },
 ///     normalize: Normalize::Standardize,
@@ -270,7 +270,7 @@ mod tests {
     use crate::data::source::SyntheticSource;
 
     fn blobs(samples: usize, shape: Vec<usize>, classes: usize, seed: u64) -> Source {
-        Source::Synthetic(SyntheticSource {
+        Source::new(SyntheticSource {
             samples,
             shape,
             classes,

@@ -52,9 +52,11 @@ pub use crate::data::Dataset;
 pub use crate::run::StepMetricsSummary;
 
 use crate::callbacks::{CALLBACKS, extension_row};
+use crate::data::SOURCES;
+use crate::data::registered_row as registered_source_row;
 use crate::metrics::{METRICS, registered_row};
 pub use crate::spec::{Bounds, LrRule, OptimizerRule};
-use crate::spec::{LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry, SourceSpec};
+use crate::spec::{LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry};
 
 /// What a binary added to the engine. The registry is process-wide: the parser, the
 /// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
@@ -66,6 +68,8 @@ pub(crate) struct Registry {
     pub callback_rows: Vec<crate::callbacks::CallbackEntry>,
     pub losses: Vec<LossEntry>,
     pub sources: Vec<SourceEntry>,
+    /// The registered sources as rows of the source family (`crate::data::source`).
+    pub source_rows: Vec<crate::data::SourceEntry>,
     pub layers: Vec<LayerEntry>,
     /// Registered LR schedules (the built-in ones are `spec::LR_SCHEDULES`).
     pub lr_schedules: Vec<LrEntry>,
@@ -205,11 +209,7 @@ impl EngineBuilder {
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
-        let builtins = [
-            ("loss", LossFn::NAMES),
-            ("data source", SourceSpec::NAMES),
-            ("layer", ops::layer::LAYER_KINDS),
-        ];
+        let builtins = [("loss", LossFn::NAMES), ("layer", ops::layer::LAYER_KINDS)];
         let lr_names: Vec<&'static str> = LR_SCHEDULES.iter().map(|e| e.name).collect();
         for (family, names) in builtins {
             seen.extend(names.iter().map(|n| (family, *n)));
@@ -218,6 +218,7 @@ impl EngineBuilder {
         seen.extend(OPTIMIZERS.iter().map(|e| ("optimizer", e.name)));
         seen.extend(CALLBACKS.iter().map(|e| ("callback", e.name)));
         seen.extend(METRICS.iter().map(|m| ("metric", m.name)));
+        seen.extend(SOURCES.iter().map(|s| ("data source", s.name)));
         let added = self
             .callbacks
             .iter()
@@ -288,9 +289,14 @@ impl EngineBuilder {
             callback_rows: self.callbacks.iter().map(extension_row).collect(),
             loss_names: names(LossFn::NAMES, self.losses.iter().map(|l| l.name).collect()),
             source_names: names(
-                SourceSpec::NAMES,
-                self.sources.iter().map(|s| s.name).collect(),
+                &[],
+                SOURCES
+                    .iter()
+                    .map(|s| s.name)
+                    .chain(self.sources.iter().map(|s| s.name))
+                    .collect(),
             ),
+            source_rows: self.sources.iter().map(registered_source_row).collect(),
             lr_schedule_names: names(
                 &[],
                 LR_SCHEDULES
@@ -326,17 +332,6 @@ impl EngineBuilder {
     }
 }
 
-/// The data-source family as the parser reaches it.
-pub(crate) fn source_family() -> crate::spec::tagged::Extensions {
-    crate::spec::tagged::Extensions {
-        names: || registry().source_names,
-        check: |name, body| {
-            let entry = registry().source(name)?;
-            Some((entry.check)(body).map(|()| entry.name))
-        },
-    }
-}
-
 /// The keys of a metrics record besides the scores (`run::metrics::MetricsRecord`).
 pub(crate) const RECORD_KEYS: &[&str] = &[
     "event",
@@ -369,31 +364,6 @@ fn is_snake_case(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Probes (or loads) a registered data source as written in a pipeline in `base_dir`.
-pub(crate) fn probe_source(
-    source: &crate::spec::Extension,
-    base_dir: &std::path::Path,
-) -> Result<SourceProbe, String> {
-    let entry = registry()
-        .source(source.name)
-        .ok_or_else(|| format!("no data source `{}` is registered", source.name))?;
-    (entry.probe)(&source.config, base_dir)
-}
-
-/// A registered data source, configured for the data stages.
-pub(crate) fn configured_source(
-    source: &crate::spec::Extension,
-    base_dir: &std::path::Path,
-) -> Option<crate::data::ExtensionSource> {
-    let entry = registry().source(source.name)?;
-    Some(crate::data::ExtensionSource {
-        kind: &entry.kind,
-        config: source.config.clone(),
-        base_dir: base_dir.to_path_buf(),
-        load: entry.load,
-    })
 }
 
 /// A loss stage's `params` for registered loss `name` (absent: an empty map, so that

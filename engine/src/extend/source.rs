@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::SpecError;
 use super::callback::checked_spec;
-use crate::data::{Dataset, SourceKind};
+use crate::data::Dataset;
 
 /// A data source a binary adds with
 /// [`EngineBuilder::register_source`](super::EngineBuilder::register_source).
@@ -68,10 +68,9 @@ impl SourceProbe {
 /// A registered source with its type erased.
 pub(crate) struct SourceEntry {
     pub name: &'static str,
-    /// Its name and description as the built-in sources' table holds them.
-    pub kind: SourceKind,
-    /// Its settings' JSON Schema (a root schema with its own `$defs`).
-    pub schema: fn() -> Schema,
+    pub description: &'static str,
+    /// Its settings' JSON Schema, inline (its `$defs` go to the generator's).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> Schema,
     pub check: fn(serde_json::Value) -> Result<(), String>,
     pub load: fn(&serde_json::Value, &Path) -> Result<Dataset, String>,
     /// Its probe, or a load when it has none.
@@ -82,11 +81,8 @@ impl SourceEntry {
     pub fn of<S: Source>() -> SourceEntry {
         SourceEntry {
             name: S::NAME,
-            kind: SourceKind {
-                name: S::NAME,
-                description: S::DESCRIPTION,
-            },
-            schema: || schemars::schema_for!(S::Spec),
+            description: S::DESCRIPTION,
+            schema: S::Spec::json_schema,
             check: |value| checked_spec::<S::Spec>(value, S::check).map(|_| ()),
             load: |value, dir| {
                 let spec = checked_spec::<S::Spec>(value.clone(), S::check)?;

@@ -15,13 +15,10 @@ use serde::Serialize;
 
 use crate::card::{CARD_FORMAT, EvalLoss, InputCard, ModelCard, Scaling, TaskCard};
 use crate::check::{CheckedPipeline, eval_metrics, model_of, trained_models};
-use crate::data::{
-    self, BatchConfig, Category, Columns, CsvSource, DataConfig, Fractions, IdxSource, NpySource,
-    Source, SplitBy, SyntheticSource, Task,
-};
+use crate::data::{self, BatchConfig, Configure, DataConfig, Fractions, SplitBy};
 use crate::spec::{
-    self, Backend, CallbackSpec, ColumnRef, EvalMetric, FeatureColumns, LossFn, LrSchedule,
-    SourceSpec, SplitName, SplitSpec, Stage, Trigger,
+    self, Backend, CallbackSpec, EvalMetric, LossFn, LrSchedule, SourceSpec, SplitName, SplitSpec,
+    Stage, Trigger,
 };
 
 use super::{SchedulePlan, fire_order, schedule_of};
@@ -656,8 +653,8 @@ fn model_card(
         SplitBy::Files { train, .. } => train,
     };
     let shape = info.map(|d| d.shape.clone()).unwrap_or_default();
-    let input = match source {
-        Source::Csv(csv) => InputCard {
+    let input = match source.csv() {
+        Some(csv) => InputCard {
             kind: "csv".into(),
             header: csv.header,
             features: Some(csv.features.clone()),
@@ -665,8 +662,8 @@ fn model_card(
             categorical: csv.categorical.clone(),
             shape,
         },
-        other => InputCard {
-            kind: other.kind().name.to_string(),
+        None => InputCard {
+            kind: source.name().to_string(),
             header: false,
             features: None,
             answer: None,
@@ -727,97 +724,12 @@ fn data_config(checked: &CheckedPipeline, name: &str) -> DataConfig {
     let base = &checked.parsed.base_dir;
     // The check read the classes (and the names) from the train source's file.
     let info = checked.datasets.get(name);
-    let source = |s: &SourceSpec| -> Source {
-        match s {
-            SourceSpec::Csv(c) => {
-                let mut csv = CsvSource::new(base.join(&c.path));
-                csv.header = c.header;
-                csv.features = match &c.features {
-                    FeatureColumns::Range(r) => Columns::Range {
-                        start: r.start,
-                        end: r.end,
-                    },
-                    FeatureColumns::Names(names) => Columns::Named(names.clone()),
-                };
-                let column = |c: &ColumnRef| match c {
-                    ColumnRef::Index(i) => Columns::List(vec![*i]),
-                    ColumnRef::Name(name) => Columns::Named(vec![name.clone()]),
-                };
-                match (&c.label, &c.target) {
-                    (Some(label), _) => {
-                        csv.label = column(label);
-                        csv.task = Task::Classify {
-                            classes: info.map(|d| d.classes).or(c.classes),
-                        };
-                    }
-                    (None, Some(target)) => {
-                        let columns = target.columns();
-                        csv.label = if columns.iter().all(|c| matches!(c, ColumnRef::Index(_))) {
-                            Columns::List(
-                                columns
-                                    .iter()
-                                    .filter_map(|c| match c {
-                                        ColumnRef::Index(i) => Some(*i),
-                                        ColumnRef::Name(_) => None,
-                                    })
-                                    .collect(),
-                            )
-                        } else {
-                            // The check resolved every name against the header; a mix
-                            // of indices and names is written as names.
-                            let header = info.and_then(|d| d.targets.clone()).unwrap_or_default();
-                            Columns::Named(header)
-                        };
-                        csv.task = Task::Regress;
-                    }
-                    // The check refuses a source with neither.
-                    (None, None) => {}
-                }
-                csv.class_names = info.and_then(|d| d.class_names.clone());
-                // The train file's vocabularies, for every split's source.
-                csv.categorical = c
-                    .categorical
-                    .iter()
-                    .zip(info.map(|d| d.categories.clone()).unwrap_or_default())
-                    .map(|(column, (_, values))| Category {
-                        column: match column {
-                            ColumnRef::Index(i) => Columns::List(vec![*i]),
-                            ColumnRef::Name(n) => Columns::Named(vec![n.clone()]),
-                        },
-                        values,
-                    })
-                    .collect();
-                csv.shape = c.shape.clone();
-                Source::Csv(csv)
-            }
-            SourceSpec::Idx(i) => {
-                let mut idx = IdxSource::new(base.join(&i.images), base.join(&i.labels));
-                idx.task = Task::Classify {
-                    classes: Some(i.classes),
-                };
-                Source::Idx(idx)
-            }
-            SourceSpec::Npy(n) => {
-                let mut npy = NpySource::new(base.join(&n.features), base.join(&n.labels));
-                npy.task = Task::Classify {
-                    classes: Some(n.classes),
-                };
-                Source::Npy(npy)
-            }
-            SourceSpec::Synthetic(s) => Source::Synthetic(SyntheticSource {
-                samples: s.samples,
-                shape: s.shape.clone(),
-                classes: s.classes,
-                seed: p.seed,
-                noise: s.noise,
-                ..SyntheticSource::default()
-            }),
-            // The parser only accepts registered names.
-            SourceSpec::Extension(e) => Source::Extension(
-                crate::extend::configured_source(e, base).expect("registered: parsed"),
-            ),
-        }
+    let cx = Configure {
+        base_dir: base,
+        seed: p.seed,
+        info,
     };
+    let source = |s: &SourceSpec| s.configure(&cx);
     let split = match &spec.split {
         SplitSpec::Fraction(f) => SplitBy::Fractions {
             source: source(&spec.source),

@@ -878,7 +878,7 @@ impl fmt::Display for Plan {
                 crate::data::SplitBy::Fractions { source, .. } => source,
                 crate::data::SplitBy::Files { train, .. } => train,
             };
-            if let crate::data::Source::Csv(csv) = source {
+            if let Some(csv) = source.csv() {
                 for c in &csv.categorical {
                     let column = match &c.column {
                         crate::data::Columns::Named(n) => n.join(""),

@@ -15,16 +15,12 @@ mod pipeline;
 mod stage;
 pub(crate) mod tagged;
 
-pub use tagged::Extension;
-
 pub use crate::callbacks::CallbackSpec;
+pub use crate::data::SourceSpec;
 pub use crate::metrics::EvalMetric;
 pub use bounds::{Bound, Bounds};
 pub use callback::Trigger;
-pub use dataset::{
-    ColumnRef, Columns, CsvSource, DatasetSpec, FeatureColumns, IdFeatures, Normalize, SourceSpec,
-    SplitName, SplitSpec, TargetColumns,
-};
+pub use dataset::{DatasetSpec, IdFeatures, Normalize, SplitName, SplitSpec};
 pub use federated::{
     AggregatorSpec, ClientEval, DirichletPartition, FedAvgM, FedProx, FederatedSpec, LocalSchedule,
     PartitionSpec, PerRound, Scaffold, ServerAdaptive, ShardsPartition,

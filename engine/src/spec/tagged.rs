@@ -93,50 +93,6 @@ fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
     }
 }
 
-/// A member of a tagged family registered by the binary (`engine::extend`): its name and
-/// its settings, checked when parsed and handed to the extension when it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Extension {
-    /// The selecting key (`type`, `kind`).
-    pub tag: &'static str,
-    /// The registered name.
-    pub name: &'static str,
-    /// The other keys, as written.
-    pub config: Value,
-}
-
-impl serde::Serialize for Extension {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_member(s, self.tag, self.name, &self.config)
-    }
-}
-
-/// How a tagged family reaches its registered members: every name (built-in first) and
-/// the check of a registered member's settings (`None`: no such member).
-pub(crate) struct Extensions {
-    pub names: fn() -> &'static [&'static str],
-    pub check: fn(&str, Value) -> Option<Result<&'static str, String>>,
-}
-
-/// Deserialises a registered member of a tagged family.
-pub(crate) fn extension<E: serde::de::Error>(
-    tag: &'static str,
-    kind: &str,
-    body: Value,
-    family: &Extensions,
-) -> Result<Extension, E> {
-    match (family.check)(kind, body.clone()) {
-        Some(Ok(name)) => Ok(Extension {
-            tag,
-            name,
-            config: body,
-        }),
-        Some(Err(message)) => Err(E::custom(message)),
-        // split_tag only returns names from the family's list.
-        None => Err(E::unknown_variant(kind, (family.names)())),
-    }
-}
-
 /// Serialises a registry member as its family writes it: `{tag: name, ...settings}`.
 pub(crate) fn serialize_member<S: serde::Serializer>(
     s: S,
@@ -274,39 +230,7 @@ macro_rules! registry_member {
 pub(crate) use registry_member;
 
 /// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
-/// With `extensions: Variant(family)`, names registered by the binary parse into
-/// `Variant(Extension)`.
 macro_rules! tagged_enum {
-    ($ty:ident, $tag:literal, { $($name:literal => $variant:ident $(($inner:ty))?),+ $(,)? },
-     extensions: $ext:ident($family:expr)) => {
-        impl $ty {
-            /// Every built-in name, in declaration order (did-you-mean lists, docs and
-            /// messages take them from this one table; the binary may register more).
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            /// The name as written in pipelines.
-            pub fn name(&self) -> &'static str {
-                match self {
-                    $($ty::$variant { .. } => $name,)+
-                    $ty::$ext(e) => e.name,
-                }
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let family: $crate::spec::tagged::Extensions = $family;
-                let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
-                let (kind, body) =
-                    $crate::spec::tagged::split_tag::<D::Error>(value, $tag, (family.names)())?;
-                match kind.as_str() {
-                    $($name => $crate::spec::tagged::tagged_variant!(body, $ty, $variant $(, $inner)?),)+
-                    other => $crate::spec::tagged::extension::<D::Error>($tag, other, body, &family)
-                        .map($ty::$ext),
-                }
-            }
-        }
-    };
     ($ty:ident, $tag:literal, { $($name:literal => $variant:ident $(($inner:ty))?),+ $(,)? }) => {
         impl $ty {
             /// Every name a pipeline can write here, in declaration order (did-you-mean

@@ -13,6 +13,13 @@ use crate::data::dataset::{Dataset, Task};
 use crate::data::error::DataError;
 use crate::data::read::read_bytes;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Configure, Loader, Source, SourceRule};
+use crate::check::{ProbeCx, ProbeFailure, SourceInfo};
+use crate::spec::Bounds;
+
 const EXPECTED_MAGIC: &str = "0x0000TTDD with TT a type code (08 u8, 09 i8, 0B i16, 0C i32, \
      0D f32, 0E f64) and DD the number of dimensions, e.g. 0x00000803 for MNIST images";
 
@@ -127,6 +134,82 @@ pub(crate) fn parse_header<'a>(
         order: ByteOrder::Big,
         data: &bytes[header_len..],
     })
+}
+
+/// An IDX image/label pair's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdxSpec {
+    /// Images file (`[n, rows, cols]` of u8), `.idx` or `.idx.gz`.
+    pub images: String,
+    /// Labels file (`[n]` of u8), `.idx` or `.idx.gz`.
+    pub labels: String,
+    /// Number of classes.
+    #[serde(default = "ten")]
+    pub classes: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// IDX files.
+pub struct Idx;
+
+impl SourceRule for Idx {
+    type Spec = IdxSpec;
+    const NAME: &'static str = "idx";
+    const DESCRIPTION: &'static str =
+        "The IDX format MNIST ships in (`.idx` or `.idx.gz`): an images file and a labels file.";
+
+    #[rustfmt::skip]
+    fn check(idx: &IdxSpec, r: &mut Bounds) {
+        r.rule("classes", idx.classes >= 2, ">= 2", idx.classes, "classification needs at least two classes");
+    }
+
+    fn probe(idx: &IdxSpec, cx: &mut ProbeCx) -> Result<SourceInfo, ProbeFailure> {
+        let images = cx.read_header("images", &idx.images, read_shape)?;
+        let labels = cx.read_header("labels", &idx.labels, read_shape)?;
+        if images.first() != labels.first() || images.len() < 2 {
+            return Err(ProbeFailure::at(
+                "labels",
+                format!(
+                    "the images file holds {} samples but the labels file {}",
+                    images.first().unwrap_or(&0),
+                    labels.first().unwrap_or(&0)
+                ),
+            ));
+        }
+        let mut shape = vec![1];
+        shape.extend_from_slice(&images[1..]);
+        Ok(SourceInfo::classes(images[0], shape, idx.classes))
+    }
+
+    fn configure(i: &IdxSpec, cx: &Configure) -> Source {
+        let mut idx = IdxSource::new(cx.base_dir.join(&i.images), cx.base_dir.join(&i.labels));
+        idx.task = Task::Classify {
+            classes: Some(i.classes),
+        };
+        Source::new(idx)
+    }
+}
+
+impl Loader for IdxSource {
+    fn name(&self) -> &'static str {
+        Idx::NAME
+    }
+
+    fn load(&self) -> Result<Dataset, DataError> {
+        IdxSource::load(self)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "idx {} + {}",
+            self.features.display(),
+            self.labels.display()
+        )
+    }
 }
 
 #[cfg(test)]

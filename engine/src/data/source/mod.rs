@@ -1,20 +1,20 @@
-//! Data sources: one file per format, plus the registry that names them.
+//! Data sources: one file per format (its settings, their checks, its lowering and its
+//! loader) and the family that names them ([`family`]: trait, registry, erased settings
+//! and loader). Adding a format is its file and one line in [`SOURCES`].
 
 mod arrays;
 mod csv;
 mod elements;
 mod extension;
+mod family;
 mod idx;
 mod npy;
-mod registry;
 mod synthetic;
 
 pub use csv::{Category, Columns, CsvSource};
-pub(crate) use csv::{clean_text, csv_cells};
 pub use extension::ExtensionSource;
+pub(crate) use family::registered_row;
+pub use family::{Configure, Loader, SOURCES, Source, SourceEntry, SourceRule, SourceSpec};
 pub use idx::IdxSource;
-pub(crate) use idx::read_shape as read_idx_shape;
 pub use npy::NpySource;
-pub(crate) use npy::read_shape as read_npy_shape;
-pub use registry::{SOURCE_KINDS, Source, SourceKind};
 pub use synthetic::SyntheticSource;

@@ -12,6 +12,13 @@ use crate::data::dataset::{Dataset, Task};
 use crate::data::error::DataError;
 use crate::data::read::read_bytes;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Configure, Loader, Source, SourceRule};
+use crate::check::{ProbeCx, ProbeFailure, SourceInfo};
+use crate::spec::Bounds;
+
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// An npy dataset: a features array `[n, ...shape]` and a labels array `[n]` (or
@@ -212,6 +219,77 @@ fn dtype(descr: &str) -> Option<(Element, ByteOrder)> {
         _ => return None,
     };
     Some((element, ByteOrder::Little))
+}
+
+/// An npy features/labels pair's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NpySpec {
+    /// Features array `[n, ...shape]` (f32, f64 or u8).
+    pub features: String,
+    /// Labels array `[n]` (integer).
+    pub labels: String,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// NumPy arrays.
+pub struct Npy;
+
+impl SourceRule for Npy {
+    type Spec = NpySpec;
+    const NAME: &'static str = "npy";
+    const DESCRIPTION: &'static str =
+        "NumPy `.npy` arrays: a features array `[n, ...]` and a labels array `[n]`.";
+
+    #[rustfmt::skip]
+    fn check(npy: &NpySpec, r: &mut Bounds) {
+        r.rule("classes", npy.classes >= 2, ">= 2", npy.classes, "classification needs at least two classes");
+    }
+
+    fn probe(npy: &NpySpec, cx: &mut ProbeCx) -> Result<SourceInfo, ProbeFailure> {
+        let features = cx.read_header("features", &npy.features, read_shape)?;
+        let labels = cx.read_header("labels", &npy.labels, read_shape)?;
+        if features.is_empty() || labels.first() != features.first() {
+            return Err(ProbeFailure::at(
+                "labels",
+                format!(
+                    "features have shape {features:?} but labels {labels:?}; the first dimensions must agree"
+                ),
+            ));
+        }
+        Ok(SourceInfo::classes(
+            features[0],
+            features[1..].to_vec(),
+            npy.classes,
+        ))
+    }
+
+    fn configure(n: &NpySpec, cx: &Configure) -> Source {
+        let mut npy = NpySource::new(cx.base_dir.join(&n.features), cx.base_dir.join(&n.labels));
+        npy.task = Task::Classify {
+            classes: Some(n.classes),
+        };
+        Source::new(npy)
+    }
+}
+
+impl Loader for NpySource {
+    fn name(&self) -> &'static str {
+        Npy::NAME
+    }
+
+    fn load(&self) -> Result<Dataset, DataError> {
+        NpySource::load(self)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "npy {} + {}",
+            self.features.display(),
+            self.labels.display()
+        )
+    }
 }
 
 #[cfg(test)]

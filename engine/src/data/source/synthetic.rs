@@ -6,6 +6,13 @@ use crate::data::dataset::{Dataset, shape_len};
 use crate::data::error::DataError;
 use crate::data::rng::{Rng, Stream};
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Configure, Loader, Source, SourceRule};
+use crate::check::{ProbeCx, ProbeFailure, SourceInfo};
+use crate::spec::Bounds;
+
 /// Gaussian blobs: class `c`'s mean is `separation` × a standard normal vector drawn
 /// from the seed; each sample is its class mean plus noise with standard deviation
 /// `noise`. Sample `i` has label `i % classes`, so classes are balanced. With the
@@ -117,6 +124,74 @@ impl SyntheticSource {
             .map(|index| (index % self.classes) as u32)
             .collect();
         Dataset::classification(features, self.shape.clone(), labels, self.classes)
+    }
+}
+
+/// Synthetic Gaussian blobs' settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    /// Number of samples.
+    pub samples: usize,
+    /// Per-sample feature shape, e.g. `[784]` or `[1, 28, 28]`.
+    pub shape: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Standard deviation of the noise around each class centre.
+    #[serde(default = "one")]
+    pub noise: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Seeded synthetic data.
+pub struct Synthetic;
+
+impl SourceRule for Synthetic {
+    type Spec = SyntheticSpec;
+    const NAME: &'static str = "synthetic";
+    const DESCRIPTION: &'static str =
+        "Seeded synthetic classification data (Gaussian blobs), for benchmarks and tests.";
+
+    #[rustfmt::skip]
+    fn check(s: &SyntheticSpec, r: &mut Bounds) {
+        r.rule("samples", s.samples > 0, "> 0", s.samples, "generate at least one sample");
+        r.rule("shape", !s.shape.is_empty() && !s.shape.contains(&0), "non-empty, every dimension > 0", format!("{:?}", s.shape), "e.g. [784]");
+        r.rule("classes", s.classes >= 2, ">= 2", s.classes, "classification needs at least two classes");
+    }
+
+    fn probe(s: &SyntheticSpec, _: &mut ProbeCx) -> Result<SourceInfo, ProbeFailure> {
+        Ok(SourceInfo::classes(s.samples, s.shape.clone(), s.classes))
+    }
+
+    fn configure(s: &SyntheticSpec, cx: &Configure) -> Source {
+        Source::new(SyntheticSource {
+            samples: s.samples,
+            shape: s.shape.clone(),
+            classes: s.classes,
+            seed: cx.seed,
+            noise: s.noise,
+            ..SyntheticSource::default()
+        })
+    }
+}
+
+impl Loader for SyntheticSource {
+    fn name(&self) -> &'static str {
+        Synthetic::NAME
+    }
+
+    fn load(&self) -> Result<Dataset, DataError> {
+        SyntheticSource::load(self)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "synthetic {} samples of shape {:?} in {} classes (seed {})",
+            self.samples, self.shape, self.classes, self.seed
+        )
     }
 }
 
