@@ -43,49 +43,58 @@ pub struct ModelCard {
     pub eval_loss: EvalLoss,
 }
 
-/// The loss an evaluation of a model reports.
+/// The loss an evaluation of a model reports: its training loss (or the loss that loss
+/// is evaluated as, see `LossRow::eval_as`), by name, with its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "fn")]
-pub enum EvalLoss {
-    /// Softmax cross entropy (with the training's label smoothing and class weights).
-    CrossEntropy {
-        label_smoothing: f32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        class_weights: Option<Vec<f32>>,
-    },
-    /// Mean squared error: against regression targets, or one-hot rows of the labels.
-    Mse { one_hot: bool },
-    /// Mean absolute error.
-    L1,
-    /// Huber loss.
-    Huber { delta: f32 },
+pub struct EvalLoss {
+    /// The loss's name, e.g. `cross_entropy` or `huber`.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// Whether it compares with one-hot rows of class labels (`mse` on classes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_hot: bool,
+    /// Its settings (`label_smoothing`, `class_weights`, `delta`, ...).
+    #[serde(flatten)]
+    pub settings: crate::losses::LossSettings,
 }
 
 impl EvalLoss {
-    /// The device loss.
-    pub fn kind(&self) -> ops::train::LossKind {
-        use ops::train::LossKind;
-        match *self {
-            EvalLoss::CrossEntropy {
-                label_smoothing, ..
-            } => LossKind::CrossEntropy { label_smoothing },
-            EvalLoss::Mse { .. } => LossKind::Mse,
-            EvalLoss::L1 => LossKind::L1,
-            EvalLoss::Huber { delta } => LossKind::Huber { delta },
+    /// What the evaluations of a model trained with loss stage `l` report; `one_hot` when
+    /// it compares with one-hot rows of class labels.
+    pub fn of(l: &crate::spec::LossStage, one_hot: bool) -> EvalLoss {
+        match l.function.row().eval_as {
+            Some(other) => EvalLoss {
+                function: other.to_string(),
+                one_hot,
+                settings: crate::losses::LossSettings::default(),
+            },
+            None => EvalLoss {
+                function: l.function.as_str().to_string(),
+                one_hot,
+                settings: crate::losses::LossSettings::of(l),
+            },
         }
     }
 
+    /// The device loss.
+    pub fn kind(&self) -> Result<ops::train::LossKind, String> {
+        let f = crate::losses::LossFn::named(&self.function).ok_or_else(|| {
+            format!(
+                "the model card names loss `{}`, which this binary does not know",
+                self.function
+            )
+        })?;
+        f.lower(&self.settings)
+    }
+
     /// Cross entropy's class weights.
-    pub fn class_weights(&self) -> Option<&[f32]> {
-        match self {
-            EvalLoss::CrossEntropy { class_weights, .. } => class_weights.as_deref(),
-            _ => None,
-        }
+    pub fn class_weights(&self) -> Option<Vec<f32>> {
+        self.settings.class_weights_f32()
     }
 
     /// Whether it compares with one-hot rows of class labels.
     pub fn one_hot(&self) -> bool {
-        matches!(self, EvalLoss::Mse { one_hot: true })
+        self.one_hot
     }
 }
 
@@ -174,5 +183,44 @@ impl TaskCard {
             } => names.get(i).cloned().unwrap_or_else(|| i.to_string()),
             _ => i.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ops::train::LossKind;
+
+    /// Cards written before losses were a registry kept the same keys: they still load
+    /// and lower to the same device losses.
+    #[test]
+    fn eval_losses_of_earlier_cards_load_and_lower() {
+        let card = |json: serde_json::Value| -> EvalLoss { serde_json::from_value(json).unwrap() };
+        let ce = card(
+            serde_json::json!({"fn": "cross_entropy", "label_smoothing": 0.1, "class_weights": [1.0, 2.0]}),
+        );
+        assert_eq!(
+            ce.kind().unwrap(),
+            LossKind::CrossEntropy {
+                label_smoothing: 0.1
+            }
+        );
+        assert_eq!(ce.class_weights(), Some(vec![1.0, 2.0]));
+        let mse = card(serde_json::json!({"fn": "mse", "one_hot": true}));
+        assert!(mse.one_hot());
+        assert_eq!(mse.kind().unwrap(), LossKind::Fused(ops::loss::mse::mse()));
+        let huber = card(serde_json::json!({"fn": "huber", "delta": 0.5}));
+        assert_eq!(
+            huber.kind().unwrap(),
+            LossKind::Fused(ops::loss::huber::huber(0.5))
+        );
+        assert!(card(serde_json::json!({"fn": "l1"})).kind().is_ok());
+        let unknown = card(serde_json::json!({"fn": "focal"})).kind().unwrap_err();
+        assert!(unknown.contains("does not know"), "{unknown}");
+        // Written back, a card keeps the keys it was read with.
+        assert_eq!(
+            serde_json::to_value(&huber).unwrap(),
+            serde_json::json!({"fn": "huber", "delta": 0.5})
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod data;
 pub mod diag;
 pub mod dot;
 pub mod extend;
+pub mod losses;
 pub mod metrics;
 pub mod parse;
 pub mod plan;

@@ -60,13 +60,6 @@ fn add_extensions(schema: &mut Value) {
     }
     let mut params = Vec::new();
     for l in &registry.losses {
-        let name = serde_json::json!({
-            "type": "string",
-            "const": l.name,
-            "title": l.name,
-            "description": l.description,
-        });
-        push_variant(schema, "LossFn", name);
         let mut settings = inline_defs(schema, (l.schema)());
         if let Value::Object(o) = &mut settings {
             o.insert("title".into(), Value::String(format!("{} params", l.name)));

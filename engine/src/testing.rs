@@ -115,10 +115,15 @@ fn test_device() -> Option<ops::gpu::DeviceRequest> {
 /// engine::testing::check_loss::<MyLoss>(serde_json::json!({})).unwrap();
 /// ```
 pub fn check_loss<L: crate::extend::Loss>(params: serde_json::Value) -> Result<(), String> {
+    check_fused_loss(&(crate::extend::LossEntry::of::<L>().lower)(params)?)
+}
+
+/// [`check_loss`] for a device loss with one fused kernel (a built-in regression loss,
+/// or a registered loss lowered).
+pub fn check_fused_loss(loss: &ops::loss::FusedLoss) -> Result<(), String> {
     use ops::loss::{LossTargets, Truth};
     use ops::rng::Rng;
 
-    let loss = (crate::extend::LossEntry::of::<L>().lower)(params)?;
     let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(7);
     // (batch, outputs per row, valid rows): padding rows, a grid-stride tail, odd widths.

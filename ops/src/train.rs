@@ -146,26 +146,13 @@ impl LossIo {
                     alpha,
                 )?
             }
-            LossKind::Custom(custom) => {
-                let truth = match custom.targets {
+            LossKind::Fused(fused) => {
+                let truth = match fused.targets {
                     crate::loss::LossTargets::Classes => BufferRef::whole(&labels),
                     crate::loss::LossTargets::Values => BufferRef::whole(&targets),
                 };
-                custom.dispatch(
+                fused.dispatch(
                     &mut k, &step_ref, logits, &truth, dlogits, &stats_ref, batch, out,
-                )?
-            }
-            LossKind::Mse | LossKind::L1 | LossKind::Huber { .. } => {
-                crate::loss::regression_dispatch(
-                    &loss,
-                    &mut k,
-                    &step_ref,
-                    logits,
-                    &BufferRef::whole(&targets),
-                    dlogits,
-                    &stats_ref,
-                    batch,
-                    out,
                 )?
             }
         };

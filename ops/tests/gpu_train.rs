@@ -5,11 +5,12 @@ mod common;
 
 use common::{assert_close, gpu, new_gpu, request};
 use ops::fusion::{FusedLayer, Fusion, PoolInStore, fuse};
+use ops::loss::Truth;
 use ops::loss::cross_entropy::cross_entropy_cpu;
 use ops::loss::cross_entropy::cross_entropy_weighted_cpu;
-use ops::loss::huber::huber_cpu;
-use ops::loss::l1::l1_cpu;
-use ops::loss::mse::mse_cpu;
+use ops::loss::huber::huber;
+use ops::loss::l1::l1;
+use ops::loss::mse::mse;
 use ops::model::{Sequential, TensorId};
 use ops::optim::clip::clip_factor_cpu;
 use ops::rng::Rng;
@@ -112,11 +113,8 @@ fn cpu_grads(
             label_smoothing,
             WEIGHTS.with(|w| w.borrow().clone()).as_deref(),
         ),
-        LossKind::Mse => mse_cpu(logits, targets.unwrap(), rows),
-        LossKind::L1 => l1_cpu(logits, targets.unwrap(), rows),
-        LossKind::Huber { delta } => huber_cpu(logits, targets.unwrap(), rows, delta),
+        LossKind::Fused(f) => f.cpu(logits, Truth::Values(targets.unwrap()), rows),
         LossKind::Distill { .. } => unreachable!("tests/frozen.rs checks distillation"),
-        LossKind::Custom(_) => unreachable!("engine::testing::check_loss checks custom losses"),
     };
     let (_, grads) = seq.backward_cpu(params, &acts, &out.grad, seed, step);
     let g: Vec<f32> = grads
@@ -486,7 +484,7 @@ fn check_optimizer_weighted(
         let rows = if s == 2 { 4 } else { 6 };
         let d = data(&def, rows, 5, 100 + s);
         let targets: Vec<f32> = Rng::new(s).vec_uniform(rows * 5, -1.0, 1.0);
-        let regression = matches!(loss, LossKind::Mse | LossKind::L1 | LossKind::Huber { .. });
+        let regression = loss.has_value_targets();
         let t = regression.then_some(&targets[..]);
         step.upload_batch(gpu, &d.x, &d.labels, t, rows)
             .expect("upload");
@@ -539,14 +537,18 @@ fn sgd_variants_match_reference() {
     };
     check_optimizer(sgd(), None, ce.clone());
     check_optimizer(OptimizerKind::sgd(0.9, false, 0.0), None, ce.clone());
-    check_optimizer(OptimizerKind::sgd(0.8, true, 0.01), None, LossKind::Mse);
-    check_optimizer(sgd(), None, LossKind::L1);
+    check_optimizer(
+        OptimizerKind::sgd(0.8, true, 0.01),
+        None,
+        LossKind::Fused(mse()),
+    );
+    check_optimizer(sgd(), None, LossKind::Fused(l1()));
     // Class weights scale each row's cross entropy and gradient by its label's weight.
     let ce = LossKind::CrossEntropy {
         label_smoothing: 0.1,
     };
     check_optimizer_weighted(sgd(), None, ce, Some(vec![0.5, 2.0, 1.0, 3.0, 0.25]));
-    check_optimizer(sgd(), Some(0.5), LossKind::Huber { delta: 0.3 });
+    check_optimizer(sgd(), Some(0.5), LossKind::Fused(huber(0.3)));
 }
 
 #[test]

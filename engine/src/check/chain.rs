@@ -4,7 +4,7 @@
 
 use crate::diag::Diagnostic;
 use crate::parse::ParsedPipeline;
-use crate::spec::{LossFn, Pipeline, Stage};
+use crate::spec::{Pipeline, Stage};
 
 use super::graph::{StageGraph, field_path, stage_path};
 
@@ -231,8 +231,8 @@ fn teacher_of(
         return None;
     };
     let source = g.source_of(loss, "teacher").map(|(s, _)| s);
-    match (l.function, source) {
-        (LossFn::Distill, None) => {
+    match (l.function.row().needs_teacher, source) {
+        (true, None) => {
             out.push(
                 Diagnostic::new(
                     "missing-teacher",
@@ -244,7 +244,7 @@ fn teacher_of(
             );
             None
         }
-        (LossFn::Distill, Some(t)) => {
+        (true, Some(t)) => {
             let model = model_of(p, t);
             if !p.models.get(model).is_some_and(|m| m.frozen) {
                 out.push(

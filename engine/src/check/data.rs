@@ -144,16 +144,15 @@ impl DatasetInfo {
     /// regression targets; `cross_entropy`, `distill`, `mse` (one-hot) on class labels.
     /// A registered loss fits the targets it declares.
     pub fn fits(&self, f: crate::spec::LossFn) -> bool {
-        use crate::spec::LossFn;
-        if let LossFn::Extension(name) = f {
-            return crate::extend::registry().loss(name).is_some_and(|l| {
-                (l.targets == ops::loss::LossTargets::Values) == self.is_regression()
-            });
-        }
+        f.fits(self.targets())
+    }
+
+    /// What it holds: class ids or float targets.
+    pub fn targets(&self) -> ops::loss::LossTargets {
         if self.is_regression() {
-            matches!(f, LossFn::Mse | LossFn::L1 | LossFn::Huber)
+            ops::loss::LossTargets::Values
         } else {
-            matches!(f, LossFn::CrossEntropy | LossFn::Distill | LossFn::Mse)
+            ops::loss::LossTargets::Classes
         }
     }
 

@@ -8,7 +8,7 @@ use ops::model::TensorId;
 
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
-use crate::spec::{LossFn, Stage};
+use crate::spec::Stage;
 
 use super::DatasetInfo;
 use super::graph::{StageGraph, field_path};
@@ -610,7 +610,7 @@ fn check_edges(
                 if let Stage::Forward(f) = &parsed.pipeline.stages[src]
                     && let Some(last) = models.get(&f.model).and_then(|m| m.layers.last())
                     && last.kind == "softmax"
-                    && matches!(l.function, LossFn::CrossEntropy | LossFn::Distill)
+                    && l.function.row().applies_softmax
                 {
                     out.push(
                         Diagnostic::new(
@@ -618,7 +618,7 @@ fn check_edges(
                             format!(
                                 "model `{}` ends in softmax, but `{}` applies softmax to its logits itself",
                                 f.model,
-                                if l.function == LossFn::Distill { "distill" } else { "cross_entropy" }
+                                l.function.as_str()
                             ),
                         )
                         .at(parsed.span(&field_path(i, "logits")), "probabilities, not logits")
@@ -637,19 +637,13 @@ fn check_edges(
                 let fits = ds.fits(l.function);
                 let classes = ds.outputs();
                 if fits && logits != [classes] {
-                    let what = match l.function {
-                        LossFn::CrossEntropy => "cross_entropy needs one logit per class",
-                        LossFn::Distill => "distill needs one logit per class",
-                        LossFn::Mse if !ds.is_regression() => {
-                            "mse compares outputs with one-hot targets, one value per class"
-                        }
-                        LossFn::Mse | LossFn::L1 | LossFn::Huber => {
-                            "a regression loss needs one output per target column"
-                        }
-                        LossFn::Extension(_) if ds.is_regression() => {
-                            "this loss needs one output per target column"
-                        }
-                        LossFn::Extension(_) => "this loss needs one output per class",
+                    let name = l.function.as_str();
+                    let what = if ds.is_regression() {
+                        "a regression loss needs one output per target column".to_string()
+                    } else if l.function.row().targets.is_none() {
+                        format!("{name} compares outputs with one-hot targets, one value per class")
+                    } else {
+                        format!("{name} needs one logit per class")
                     };
                     out.push(
                         Diagnostic::new(

@@ -172,14 +172,16 @@ fn loss(
     if let Some((dataset, ds)) = ds {
         let fits = ds.fits(l.function);
         if !fits {
-            let (holds, use_) = if ds.is_regression() {
-                ("regression targets", "`mse`, `l1` or `huber`")
+            let holds = if ds.is_regression() {
+                "regression targets"
             } else {
-                (
-                    "class labels",
-                    "`cross_entropy` (or `distill`, `mse` on one-hot targets)",
-                )
+                "class labels"
             };
+            let fitting: Vec<String> = LossFn::all()
+                .filter(|f| ds.fits(*f))
+                .map(|f| format!("`{}`", f.as_str()))
+                .collect();
+            let use_ = format!("one of {}", fitting.join(", "));
             out.push(
                 Diagnostic::new(
                     "task-mismatch",
@@ -220,64 +222,68 @@ fn loss(
             );
         }
     }
-    if let Some(weights) = &l.class_weights {
-        if l.function != LossFn::CrossEntropy {
-            out.push(
-                Diagnostic::new(
-                    "invalid-hyperparameter",
-                    format!("`class_weights` applies to `cross_entropy`, not `{name}`"),
-                )
-                .at(
-                    parsed.span(&field_path(i, "class_weights")),
-                    "not used by this loss",
-                )
-                .stage(&l.id)
-                .hint("remove it, or use `fn: cross_entropy`"),
-            );
-        } else if let Some((k, w)) = weights
+    // A key another loss reads is refused where it is written, never ignored.
+    let row = l.function.row();
+    let written = [
+        ("label_smoothing", l.label_smoothing != 0.0),
+        ("class_weights", l.class_weights.is_some()),
+        ("delta", l.delta.is_some()),
+        ("teacher", l.teacher.is_some()),
+        ("temperature", l.temperature.is_some()),
+        ("alpha", l.alpha.is_some()),
+    ];
+    for (key, _) in written.iter().filter(|(k, w)| *w && !row.keys.contains(k)) {
+        let readers: Vec<String> = LossFn::all()
+            .filter(|f| f.row().keys.contains(key))
+            .map(|f| format!("`{}`", f.as_str()))
+            .collect();
+        out.push(
+            Diagnostic::new(
+                "invalid-hyperparameter",
+                format!("`{key}` applies to {}, not `{name}`", readers.join(" or ")),
+            )
+            .at(parsed.span(&field_path(i, key)), "not used by this loss")
+            .stage(&l.id)
+            .hint(match readers.first() {
+                Some(f) => format!("remove it, or use `fn: {}`", f.trim_matches('`')),
+                None => "remove it".to_string(),
+            }),
+        );
+    }
+    if let Some(weights) = l
+        .class_weights
+        .as_ref()
+        .filter(|_| row.keys.contains(&"class_weights"))
+        && let Some((k, w)) = weights
             .iter()
             .enumerate()
             .find(|(_, w)| !(w.is_finite() && **w > 0.0))
-        {
-            let mut p = field_path(i, "class_weights");
-            p.push(Seg::Index(k));
-            out.push(
-                Diagnostic::new(
-                    "invalid-hyperparameter",
-                    format!("class weight {k} must be a positive number, found {w}"),
-                )
-                .at(parsed.span(&p), "here")
-                .stage(&l.id)
-                .expected_found("> 0", format!("{w}"))
-                .hint("weights scale each class's share of the loss; 1 leaves a class as it is"),
-            );
-        }
+    {
+        let mut p = field_path(i, "class_weights");
+        p.push(Seg::Index(k));
+        out.push(
+            Diagnostic::new(
+                "invalid-hyperparameter",
+                format!("class weight {k} must be a positive number, found {w}"),
+            )
+            .at(parsed.span(&p), "here")
+            .stage(&l.id)
+            .expected_found("> 0", format!("{w}"))
+            .hint("weights scale each class's share of the loss; 1 leaves a class as it is"),
+        );
     }
-    if let Some(delta) = l.delta {
-        if l.function != LossFn::Huber {
-            out.push(
-                Diagnostic::new(
-                    "invalid-hyperparameter",
-                    format!("`delta` applies to `huber`, not `{name}`"),
-                )
-                .at(
-                    parsed.span(&field_path(i, "delta")),
-                    "not used by this loss",
-                )
-                .stage(&l.id)
-                .hint("remove it, or use `fn: huber`"),
-            );
-        } else if !(delta.is_finite() && delta > 0.0) {
-            out.push(
-                Diagnostic::new(
-                    "invalid-hyperparameter",
-                    format!("`delta` must be positive, found {delta}"),
-                )
-                .at(parsed.span(&field_path(i, "delta")), "here")
-                .stage(&l.id)
-                .expected_found("> 0", format!("{delta}"))
-                .hint("PyTorch's default is 1.0"),
-            );
-        }
+    if let Some(delta) = l.delta.filter(|_| row.keys.contains(&"delta"))
+        && !(delta.is_finite() && delta > 0.0)
+    {
+        out.push(
+            Diagnostic::new(
+                "invalid-hyperparameter",
+                format!("`delta` must be positive, found {delta}"),
+            )
+            .at(parsed.span(&field_path(i, "delta")), "here")
+            .stage(&l.id)
+            .expected_found("> 0", format!("{delta}"))
+            .hint("PyTorch's default is 1.0"),
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ops::Tensor;
-use ops::loss::{CustomLoss, LossOutput, Truth};
+use ops::loss::{FusedLoss, LossOutput, Truth};
 use schemars::{JsonSchema, Schema};
 use serde::de::DeserializeOwned;
 
@@ -56,7 +56,7 @@ pub(crate) struct LossEntry {
     /// Deserialises and checks `params` (errors in the parser's marked form).
     pub check: fn(serde_json::Value) -> Result<(), String>,
     /// The device loss for checked `params`.
-    pub lower: fn(serde_json::Value) -> Result<CustomLoss, String>,
+    pub lower: fn(serde_json::Value) -> Result<FusedLoss, String>,
 }
 
 impl LossEntry {
@@ -70,7 +70,7 @@ impl LossEntry {
             lower: |value| {
                 let spec = Arc::new(checked_spec::<L::Spec>(value, L::check)?);
                 let defines = L::defines(&spec);
-                Ok(CustomLoss {
+                Ok(FusedLoss {
                     name: L::NAME,
                     targets: L::TARGETS,
                     wgsl: L::WGSL,

@@ -54,9 +54,10 @@ pub use crate::run::StepMetricsSummary;
 use crate::callbacks::{CALLBACKS, extension_row};
 use crate::data::SOURCES;
 use crate::data::registered_row as registered_source_row;
+use crate::losses::{LOSSES, registered_row as registered_loss_row};
 use crate::metrics::{METRICS, registered_row};
 pub use crate::spec::{Bounds, LrRule, OptimizerRule};
-use crate::spec::{LR_SCHEDULES, LossFn, LrEntry, OPTIMIZERS, OptimizerEntry};
+use crate::spec::{LR_SCHEDULES, LrEntry, OPTIMIZERS, OptimizerEntry};
 
 /// What a binary added to the engine. The registry is process-wide: the parser, the
 /// schema and the runner all read it, and it is fixed once [`EngineBuilder::build`] (or
@@ -67,6 +68,8 @@ pub(crate) struct Registry {
     /// The registered callbacks as rows of the callback family (`crate::callbacks`).
     pub callback_rows: Vec<crate::callbacks::CallbackEntry>,
     pub losses: Vec<LossEntry>,
+    /// The registered losses as rows of the loss family (`crate::losses`).
+    pub loss_rows: Vec<crate::losses::LossRow>,
     pub sources: Vec<SourceEntry>,
     /// The registered sources as rows of the source family (`crate::data::source`).
     pub source_rows: Vec<crate::data::SourceEntry>,
@@ -209,7 +212,7 @@ impl EngineBuilder {
     /// Checks the names and installs the registry for this process.
     pub fn build(self) -> Result<Engine, RegistryError> {
         let mut seen: Vec<(&'static str, &'static str)> = Vec::new();
-        let builtins = [("loss", LossFn::NAMES), ("layer", ops::layer::LAYER_KINDS)];
+        let builtins = [("layer", ops::layer::LAYER_KINDS)];
         let lr_names: Vec<&'static str> = LR_SCHEDULES.iter().map(|e| e.name).collect();
         for (family, names) in builtins {
             seen.extend(names.iter().map(|n| (family, *n)));
@@ -219,6 +222,7 @@ impl EngineBuilder {
         seen.extend(CALLBACKS.iter().map(|e| ("callback", e.name)));
         seen.extend(METRICS.iter().map(|m| ("metric", m.name)));
         seen.extend(SOURCES.iter().map(|s| ("data source", s.name)));
+        seen.extend(LOSSES.iter().map(|l| ("loss", l.name)));
         let added = self
             .callbacks
             .iter()
@@ -287,7 +291,15 @@ impl EngineBuilder {
                     .collect(),
             ),
             callback_rows: self.callbacks.iter().map(extension_row).collect(),
-            loss_names: names(LossFn::NAMES, self.losses.iter().map(|l| l.name).collect()),
+            loss_names: names(
+                &[],
+                LOSSES
+                    .iter()
+                    .map(|l| l.name)
+                    .chain(self.losses.iter().map(|l| l.name))
+                    .collect(),
+            ),
+            loss_rows: self.losses.iter().map(registered_loss_row).collect(),
             source_names: names(
                 &[],
                 SOURCES
@@ -387,7 +399,7 @@ pub(crate) fn check_loss(name: &str, params: Option<&serde_json::Value>) -> Resu
 pub(crate) fn lower_loss(
     name: &str,
     params: Option<&serde_json::Value>,
-) -> Result<ops::loss::CustomLoss, String> {
+) -> Result<ops::loss::FusedLoss, String> {
     let entry = registry()
         .loss(name)
         .ok_or_else(|| format!("no loss `{name}` is registered"))?;

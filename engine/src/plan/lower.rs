@@ -16,9 +16,10 @@ use serde::Serialize;
 use crate::card::{CARD_FORMAT, EvalLoss, InputCard, ModelCard, Scaling, TaskCard};
 use crate::check::{CheckedPipeline, eval_metrics, model_of, trained_models};
 use crate::data::{self, BatchConfig, Configure, DataConfig, Fractions, SplitBy};
+use crate::losses::LossSettings;
 use crate::spec::{
-    self, Backend, CallbackSpec, EvalMetric, LossFn, LrSchedule, SourceSpec, SplitName, SplitSpec,
-    Stage, Trigger,
+    self, Backend, CallbackSpec, EvalMetric, LrSchedule, SourceSpec, SplitName, SplitSpec, Stage,
+    Trigger,
 };
 
 use super::{SchedulePlan, fire_order, schedule_of};
@@ -387,34 +388,10 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             .datasets
             .get(&load.dataset)
             .is_some_and(|d| d.is_regression());
+        // A loss that takes class labels or targets compares with one-hot rows of labels.
+        let one_hot = loss.function.row().targets.is_none() && !regression;
         let card = encoder.is_none().then(|| {
-            let eval_loss = match loss_kind(loss) {
-                LossKind::CrossEntropy { label_smoothing } => EvalLoss::CrossEntropy {
-                    label_smoothing,
-                    class_weights: loss
-                        .class_weights
-                        .as_ref()
-                        .map(|w| w.iter().map(|&v| v as f32).collect()),
-                },
-                LossKind::Distill { .. } => EvalLoss::CrossEntropy {
-                    label_smoothing: 0.0,
-                    class_weights: None,
-                },
-                LossKind::Mse => EvalLoss::Mse {
-                    one_hot: !regression,
-                },
-                LossKind::L1 => EvalLoss::L1,
-                LossKind::Huber { delta } => EvalLoss::Huber { delta },
-                // An exported model is evaluated without the binary's kernel: by cross
-                // entropy or MSE, as its targets say.
-                LossKind::Custom(c) if c.targets == ops::loss::LossTargets::Values => {
-                    EvalLoss::Mse { one_hot: false }
-                }
-                LossKind::Custom(_) => EvalLoss::CrossEntropy {
-                    label_smoothing: 0.0,
-                    class_weights: None,
-                },
-            };
+            let eval_loss = EvalLoss::of(loss, one_hot);
             model_card(
                 checked,
                 &load.dataset,
@@ -470,7 +447,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             optimizer: step.optimizer.name(),
             base_lr: step.optimizer.lr(),
             lr_schedule,
-            one_hot_targets: loss.function == LossFn::Mse && !regression,
+            one_hot_targets: one_hot,
             regression,
             classes: checked.datasets.get(&load.dataset).map_or(0, |d| d.classes),
             schedule: schedule_of(checked, c),
@@ -604,26 +581,12 @@ fn steps_of_other_chains(chains: &mut [ChainPlan], n: u64) {
 }
 
 fn loss_kind(loss: &spec::LossStage) -> LossKind {
-    match loss.function {
-        LossFn::CrossEntropy => LossKind::CrossEntropy {
-            label_smoothing: loss.label_smoothing as f32,
-        },
-        LossFn::Mse => LossKind::Mse,
-        LossFn::L1 => LossKind::L1,
-        LossFn::Huber => LossKind::Huber {
-            delta: loss.delta.unwrap_or(1.0) as f32,
-        },
-        LossFn::Distill => LossKind::Distill {
-            temperature: loss.temperature() as f32,
-            alpha: loss.alpha() as f32,
-        },
-        // The check ran the same deserialisation of the same `params` (check/extensions)
-        // and refused the pipeline if it failed, so this cannot fail.
-        LossFn::Extension(name) => LossKind::Custom(
-            crate::extend::lower_loss(name, loss.params.as_ref())
-                .expect("params checked by check::extensions"),
-        ),
-    }
+    // The built-in losses lower from any settings; a registered loss's `params` went
+    // through the same deserialisation and check (check/extensions) and the pipeline was
+    // refused if they failed, so this cannot fail.
+    loss.function
+        .lower(&LossSettings::of(loss))
+        .expect("loss settings checked by check::extensions")
 }
 
 fn device_request(device: &spec::DeviceSpec) -> DeviceRequest {

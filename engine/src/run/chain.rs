@@ -120,7 +120,7 @@ pub(super) fn eval_step(
             gpu,
             &frozen[f.0].params,
             if plan.datasets[eval.dataset.0].targets.is_some() {
-                LossKind::Mse
+                LossKind::Fused(ops::loss::mse::mse())
             } else {
                 LossKind::CrossEntropy {
                     label_smoothing: 0.0,

@@ -221,8 +221,8 @@ fn build(
     Ok(EvalStep::for_params(
         gpu,
         &params,
-        card.eval_loss.kind(),
-        card.eval_loss.class_weights(),
+        card.eval_loss.kind().map_err(InferError::Mismatch)?,
+        card.eval_loss.class_weights().as_deref(),
         card.eval_batch.max(1),
     )?)
 }

@@ -17,6 +17,7 @@ pub(crate) mod tagged;
 
 pub use crate::callbacks::CallbackSpec;
 pub use crate::data::SourceSpec;
+pub use crate::losses::LossFn;
 pub use crate::metrics::EvalMetric;
 pub use bounds::{Bound, Bounds};
 pub use callback::Trigger;
@@ -31,6 +32,6 @@ pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
 pub use optim::{OPTIMIZERS, OptimizerEntry, OptimizerRule, OptimizerSpec};
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{
-    AccumulateStage, BackwardStage, CallbackStage, EvalStage, ForwardStage, LoadStage, LossFn,
-    LossStage, Stage, StepStage,
+    AccumulateStage, BackwardStage, CallbackStage, EvalStage, ForwardStage, LoadStage, LossStage,
+    Stage, StepStage,
 };

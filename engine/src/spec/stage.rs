@@ -2,7 +2,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::tagged::tagged_enum;
-use super::{CallbackSpec, EvalMetric, OptimizerSpec, PortRef, SplitName, StageId, Trigger};
+use super::{
+    CallbackSpec, EvalMetric, LossFn, OptimizerSpec, PortRef, SplitName, StageId, Trigger,
+};
 
 /// A stage of the training graph. The `kind` key selects its fields.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -99,12 +101,13 @@ pub struct LoadStage {
 impl LossStage {
     /// The distillation temperature, default applied.
     pub fn temperature(&self) -> f64 {
-        self.temperature.unwrap_or(4.0)
+        self.temperature
+            .unwrap_or(crate::losses::DISTILL_TEMPERATURE)
     }
 
     /// The distillation weight, default applied.
     pub fn alpha(&self) -> f64 {
-        self.alpha.unwrap_or(0.9)
+        self.alpha.unwrap_or(crate::losses::DISTILL_ALPHA)
     }
 }
 
@@ -126,75 +129,6 @@ pub struct ForwardStage {
     pub model: String,
     /// The tensor fed to the model, e.g. `batch.features`.
     pub input: PortRef,
-}
-
-/// A loss function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LossFn {
-    /// Softmax cross-entropy over class logits, with integer class targets.
-    CrossEntropy,
-    /// Mean squared error: against a regression data set's float targets, or against
-    /// one-hot class targets.
-    Mse,
-    /// Mean absolute error against float regression targets.
-    L1,
-    /// Huber loss against float regression targets: squared below `delta`, linear above
-    /// (PyTorch's `HuberLoss`).
-    Huber,
-    /// Knowledge distillation: cross entropy on the labels mixed with the KL divergence
-    /// to a frozen teacher's outputs softened by `temperature` (Hinton et al. 2015).
-    Distill,
-    /// A loss the binary registered (`engine::extend`); the schema lists each one.
-    #[schemars(skip)]
-    Extension(&'static str),
-}
-
-impl LossFn {
-    /// Every built-in name (the binary may register more).
-    pub const NAMES: &'static [&'static str] = &["cross_entropy", "mse", "l1", "huber", "distill"];
-    const BUILT_IN: [LossFn; 5] = [
-        LossFn::CrossEntropy,
-        LossFn::Mse,
-        LossFn::L1,
-        LossFn::Huber,
-        LossFn::Distill,
-    ];
-
-    /// The name as written in pipelines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LossFn::CrossEntropy => "cross_entropy",
-            LossFn::Mse => "mse",
-            LossFn::L1 => "l1",
-            LossFn::Huber => "huber",
-            LossFn::Distill => "distill",
-            LossFn::Extension(name) => name,
-        }
-    }
-}
-
-impl Serialize for LossFn {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for LossFn {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        if let Some(f) = LossFn::BUILT_IN.into_iter().find(|f| f.as_str() == name) {
-            return Ok(f);
-        }
-        let registry = crate::extend::registry();
-        match registry.loss(&name) {
-            Some(entry) => Ok(LossFn::Extension(entry.name)),
-            None => Err(serde::de::Error::unknown_variant(
-                &name,
-                registry.loss_names,
-            )),
-        }
-    }
 }
 
 /// A `loss` stage.

@@ -1,17 +1,25 @@
 //! Huber loss (PyTorch's `HuberLoss`, mean over features): per value with `d = y - t`,
 //! `0.5 d²` where `|d| <= delta`, else `delta (|d| - 0.5 delta)`; `dy = clamp(d, -delta,
 //! delta) / D`. Squared near the target, linear far from it: robust to outlying targets.
-//! Its kernel is dispatched by [`super::regression_dispatch`].
+//! Its kernel is a [`FusedLoss`] over float targets.
 
-use super::{LossOutput, per_value_cpu};
+use std::sync::Arc;
+
+use super::{FusedLoss, LossOutput, LossTargets, per_value_cpu};
 use crate::elementwise::wgsl_f32;
 use crate::tensor::Tensor;
 
-pub(super) const WGSL: &str = include_str!("../../../shaders/huber.wgsl");
+const WGSL: &str = include_str!("../../../shaders/huber.wgsl");
 
-/// The shader's parameters.
-pub(super) fn params(delta: f32) -> Vec<(&'static str, String)> {
-    vec![("DELTA", wgsl_f32(delta))]
+/// The loss with threshold `delta` (> 0).
+pub fn huber(delta: f32) -> FusedLoss {
+    FusedLoss {
+        name: "huber",
+        targets: LossTargets::Values,
+        wgsl: WGSL,
+        defines: vec![("DELTA", wgsl_f32(delta))],
+        cpu: Arc::new(move |y, truth, rows| huber_cpu(y, super::value_targets(truth), rows, delta)),
+    }
 }
 
 /// CPU reference over the first `rows` rows of `y` `[batch, D]`, targets `[rows * D]`.

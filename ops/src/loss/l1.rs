@@ -1,11 +1,13 @@
 //! Mean absolute error: per sample `loss = mean_j |y_j - t_j|`, `dy_j = sign(y_j - t_j) / D`
 //! (0 where `y_j == t_j`, PyTorch's subgradient). Its kernel is dispatched by
-//! [`super::regression_dispatch`].
+//! [`FusedLoss`] over float targets.
 
-use super::{LossOutput, per_value_cpu};
+use std::sync::Arc;
+
+use super::{FusedLoss, LossOutput, LossTargets, per_value_cpu};
 use crate::tensor::Tensor;
 
-pub(super) const WGSL: &str = include_str!("../../../shaders/l1.wgsl");
+const WGSL: &str = include_str!("../../../shaders/l1.wgsl");
 
 /// CPU reference over the first `rows` rows of `y` `[batch, D]`, targets `[rows * D]`.
 pub fn l1_cpu(y: &Tensor, targets: &[f32], rows: usize) -> LossOutput {
@@ -19,4 +21,15 @@ pub fn l1_cpu(y: &Tensor, targets: &[f32], rows: usize) -> LossOutput {
         };
         (d.abs(), sign)
     })
+}
+
+/// The loss.
+pub fn l1() -> FusedLoss {
+    FusedLoss {
+        name: "l1",
+        targets: LossTargets::Values,
+        wgsl: WGSL,
+        defines: Vec::new(),
+        cpu: Arc::new(|y, truth, rows| l1_cpu(y, super::value_targets(truth), rows)),
+    }
 }

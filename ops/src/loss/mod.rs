@@ -4,41 +4,34 @@
 //! `shaders/metrics_reduce.wgsl`.
 
 pub mod cross_entropy;
-pub mod custom;
 pub mod distill;
+pub mod fused;
 pub mod huber;
 pub mod l1;
 pub mod mse;
 
-use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder, grid_1d};
 use crate::tensor::Tensor;
 
-pub use custom::{CustomLoss, KernelOutput, LossTargets, Truth};
+pub use fused::{FusedLoss, KernelOutput, LossTargets, Truth};
 
 /// Which loss a training step minimises.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LossKind {
     /// Softmax cross entropy over class logits, with optional label smoothing in [0, 1).
     CrossEntropy { label_smoothing: f32 },
-    /// Mean squared error against float targets (mean over features, per sample).
-    Mse,
-    /// Mean absolute error against float targets (mean over features, per sample).
-    L1,
-    /// Huber loss against float targets, squared below `delta` and linear above.
-    Huber { delta: f32 },
     /// Knowledge distillation from a teacher's outputs at `temperature`, weighted `alpha`
     /// against cross entropy on the labels (see [`distill`]).
     Distill { temperature: f32, alpha: f32 },
-    /// A loss defined by the program using this crate (its kernel and CPU reference).
-    Custom(CustomLoss),
+    /// A loss computed by one fused kernel with the common bindings: `mse`, `l1`, `huber`
+    /// ([`mse::mse`], [`l1::l1`], [`huber::huber`]) and those a program supplies.
+    Fused(FusedLoss),
 }
 
 impl LossKind {
     /// Whether it trains against float targets rather than class ids.
     pub fn has_value_targets(&self) -> bool {
         match self {
-            LossKind::Mse | LossKind::L1 | LossKind::Huber { .. } => true,
-            LossKind::Custom(c) => c.targets == LossTargets::Values,
+            LossKind::Fused(f) => f.targets == LossTargets::Values,
             LossKind::CrossEntropy { .. } | LossKind::Distill { .. } => false,
         }
     }
@@ -97,43 +90,11 @@ pub(crate) fn per_value_cpu(
     }
 }
 
-/// The fused kernel of a regression loss (`mse`, `l1`, `huber`): one invocation per row
-/// writes `dy` and `row_stats[3r..3r+3] = (loss, 0, 0)`; every such shader binds
-/// `step, y, targets, dy, row_stats` and reads `BATCH`, `D`, `STRIDE` (and its own `params`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn regression_dispatch(
-    kind: &LossKind,
-    k: &mut KernelBuilder,
-    step: &BufferRef,
-    y: &BufferRef,
-    targets: &BufferRef,
-    dy: &BufferRef,
-    row_stats: &BufferRef,
-    batch: usize,
-    features: usize,
-) -> Result<Dispatch, GpuError> {
-    let (name, wgsl, params) = match kind {
-        LossKind::Mse => ("mse", mse::WGSL, Vec::new()),
-        LossKind::L1 => ("l1", l1::WGSL, Vec::new()),
-        LossKind::Huber { delta } => ("huber", huber::WGSL, huber::params(*delta)),
-        other => {
-            return Err(GpuError::InvalidConfig(format!(
-                "{other:?} is not a regression loss"
-            )));
-        }
-    };
-    let (groups, stride) = grid_1d(batch);
-    let mut defines = vec![
-        ("BATCH", batch.to_string()),
-        ("D", features.to_string()),
-        ("STRIDE", stride.to_string()),
-    ];
-    defines.extend(params);
-    k.compute(
-        name,
-        &[wgsl],
-        &defines,
-        &[step, y, targets, dy, row_stats],
-        groups,
-    )
+/// The targets of a value loss (none for class labels: such a loss is never bound to
+/// them, see [`FusedLoss::targets`]).
+pub(crate) fn value_targets(truth: Truth<'_>) -> &[f32] {
+    match truth {
+        Truth::Values(v) => v,
+        Truth::Classes(_) => &[],
+    }
 }

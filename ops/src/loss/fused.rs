@@ -1,5 +1,7 @@
-//! A loss supplied by the program that uses this crate: its WGSL kernel, its parameters
-//! and its CPU reference, bound exactly like the built-in losses' fused kernels.
+//! A loss as one fused kernel over the outputs and the labels or targets: its WGSL, its
+//! parameters and its CPU reference. The regression losses (`mse`, `l1`, `huber`) and
+//! every loss a program using this crate supplies are such losses; cross entropy (class
+//! weights) and distillation (a teacher) bind more and have kernels of their own.
 //!
 //! The kernel runs one invocation per row (grid-stride: `{{BATCH}}` rows, `{{STRIDE}}`)
 //! over `{{D}}` outputs per row and binds, in order: `S: Step` (uniform; `S.rows` valid
@@ -38,9 +40,9 @@ pub enum Truth<'a> {
 /// The CPU reference: outputs `[batch, D]`, the targets, the number of valid rows.
 pub type CpuLoss = Arc<dyn Fn(&Tensor, Truth<'_>, usize) -> LossOutput + Send + Sync>;
 
-/// A loss defined outside this crate.
+/// A loss computed by one fused kernel with the common bindings.
 #[derive(Clone)]
-pub struct CustomLoss {
+pub struct FusedLoss {
     /// Its name (the kernel's name in plans and profiles).
     pub name: &'static str,
     pub targets: LossTargets,
@@ -51,9 +53,9 @@ pub struct CustomLoss {
     pub cpu: CpuLoss,
 }
 
-impl fmt::Debug for CustomLoss {
+impl fmt::Debug for FusedLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CustomLoss")
+        f.debug_struct("FusedLoss")
             .field("name", &self.name)
             .field("targets", &self.targets)
             .field("defines", &self.defines)
@@ -61,21 +63,21 @@ impl fmt::Debug for CustomLoss {
     }
 }
 
-impl PartialEq for CustomLoss {
+impl PartialEq for FusedLoss {
     /// Same name and parameters: the same loss (the kernel and reference come with the name).
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name && self.targets == other.targets && self.defines == other.defines
     }
 }
 
-impl CustomLoss {
+impl FusedLoss {
     /// The CPU reference over the first `rows` rows.
     pub fn cpu(&self, y: &Tensor, truth: Truth<'_>, rows: usize) -> LossOutput {
         (self.cpu)(y, truth, rows)
     }
 
     /// Its fused kernel over `batch` rows of `d` outputs; `truth` is the labels or the
-    /// targets buffer, as [`CustomLoss::targets`] says.
+    /// targets buffer, as [`FusedLoss::targets`] says.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch(
         &self,
@@ -105,7 +107,7 @@ impl CustomLoss {
     }
 }
 
-/// What the kernel computed for one batch, read back (see [`CustomLoss::run_gpu`]).
+/// What the kernel computed for one batch, read back (see [`FusedLoss::run_gpu`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelOutput {
     /// Gradient of the summed loss, `[batch, D]`.
@@ -114,9 +116,9 @@ pub struct KernelOutput {
     pub row_stats: Vec<f32>,
 }
 
-impl CustomLoss {
+impl FusedLoss {
     /// Runs the kernel once over `y` `[batch, D]` (the first `rows` rows valid) and reads
-    /// its outputs back: what a test compares with [`CustomLoss::cpu`].
+    /// its outputs back: what a test compares with [`FusedLoss::cpu`].
     pub fn run_gpu(
         &self,
         gpu: &crate::gpu::Gpu,
