@@ -277,61 +277,39 @@ impl EngineBuilder {
     fn into_registry(self) -> Registry {
         // Leaked once per process: serde's unknown-variant errors want `'static` lists,
         // and the registry lives as long as the process anyway.
-        let names = |builtin: &'static [&'static str], added: Vec<&'static str>| {
-            let all: Vec<&'static str> = builtin.iter().copied().chain(added).collect();
-            &*Box::leak(all.into_boxed_slice())
-        };
+        fn names(
+            builtin: impl Iterator<Item = &'static str>,
+            added: impl Iterator<Item = &'static str>,
+        ) -> &'static [&'static str] {
+            Box::leak(builtin.chain(added).collect::<Vec<_>>().into_boxed_slice())
+        }
         Registry {
             callback_names: names(
-                &[],
-                CALLBACKS
-                    .iter()
-                    .map(|e| e.name)
-                    .chain(self.callbacks.iter().map(|c| c.name))
-                    .collect(),
+                CALLBACKS.iter().map(|e| e.name),
+                self.callbacks.iter().map(|c| c.name),
             ),
             callback_rows: self.callbacks.iter().map(extension_row).collect(),
             loss_names: names(
-                &[],
-                LOSSES
-                    .iter()
-                    .map(|l| l.name)
-                    .chain(self.losses.iter().map(|l| l.name))
-                    .collect(),
+                LOSSES.iter().map(|l| l.name),
+                self.losses.iter().map(|l| l.name),
             ),
             loss_rows: self.losses.iter().map(registered_loss_row).collect(),
             source_names: names(
-                &[],
-                SOURCES
-                    .iter()
-                    .map(|s| s.name)
-                    .chain(self.sources.iter().map(|s| s.name))
-                    .collect(),
+                SOURCES.iter().map(|s| s.name),
+                self.sources.iter().map(|s| s.name),
             ),
             source_rows: self.sources.iter().map(registered_source_row).collect(),
             lr_schedule_names: names(
-                &[],
-                LR_SCHEDULES
-                    .iter()
-                    .chain(&self.lr_schedules)
-                    .map(|e| e.name)
-                    .collect(),
+                LR_SCHEDULES.iter().map(|e| e.name),
+                self.lr_schedules.iter().map(|e| e.name),
             ),
             optimizer_names: names(
-                &[],
-                OPTIMIZERS
-                    .iter()
-                    .chain(&self.optimizers)
-                    .map(|e| e.name)
-                    .collect(),
+                OPTIMIZERS.iter().map(|e| e.name),
+                self.optimizers.iter().map(|e| e.name),
             ),
             metric_names: names(
-                &[],
-                METRICS
-                    .iter()
-                    .map(|m| m.name)
-                    .chain(self.metrics.iter().map(|m| m.name))
-                    .collect(),
+                METRICS.iter().map(|m| m.name),
+                self.metrics.iter().map(|m| m.name),
             ),
             metric_rows: self.metrics.iter().map(registered_row).collect(),
             callbacks: self.callbacks,

@@ -14,15 +14,12 @@ mod huber;
 mod l1;
 mod mse;
 
-use std::borrow::Cow;
-use std::fmt;
-
 use ops::loss::LossTargets;
 use ops::train::LossKind;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::LossStage;
+use crate::spec::tagged::named_row;
 
 /// One loss: what a pipeline names and how it lowers.
 pub struct LossRow {
@@ -144,55 +141,7 @@ impl LossFn {
     }
 }
 
-impl PartialEq for LossFn {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for LossFn {}
-
-impl fmt::Debug for LossFn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.name)
-    }
-}
-
-impl Serialize for LossFn {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for LossFn {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        LossFn::named(&name)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&name, LossFn::names()))
-    }
-}
-
-impl JsonSchema for LossFn {
-    fn schema_name() -> Cow<'static, str> {
-        "LossFn".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let variants: Vec<serde_json::Value> = LossFn::all()
-            .map(|f| {
-                serde_json::json!({
-                    "type": "string",
-                    "const": f.0.name,
-                    "description": f.0.description,
-                })
-            })
-            .collect();
-        schemars::json_schema!({
-            "description": "A loss function.",
-            "oneOf": variants,
-        })
-    }
-}
+named_row!(LossFn, "A loss function.");
 
 /// The row of a loss the binary registered: its kernel and CPU reference lowered from
 /// its `params`; a model card evaluates with cross entropy or MSE (the plain `engine`

@@ -17,16 +17,12 @@ mod rmse;
 mod roc_auc;
 mod top5;
 
-use std::borrow::Cow;
-use std::fmt;
-
 use ops::loss::LossTargets;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
-use serde::{Deserialize, Serialize};
 
 use crate::extend::MetricTruth;
 use crate::run::StepMetricsSummary;
 use crate::scores::ClassReport;
+use crate::spec::tagged::named_row;
 
 /// One metric: what a pipeline names and how an eval computes it.
 pub struct MetricRow {
@@ -268,55 +264,7 @@ impl EvalMetric {
     }
 }
 
-impl PartialEq for EvalMetric {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for EvalMetric {}
-
-impl fmt::Debug for EvalMetric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.name)
-    }
-}
-
-impl Serialize for EvalMetric {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EvalMetric {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        EvalMetric::named(&name)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&name, EvalMetric::names()))
-    }
-}
-
-impl JsonSchema for EvalMetric {
-    fn schema_name() -> Cow<'static, str> {
-        "EvalMetric".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let variants: Vec<serde_json::Value> = EvalMetric::all()
-            .map(|m| {
-                serde_json::json!({
-                    "type": "string",
-                    "const": m.0.name,
-                    "description": m.0.description,
-                })
-            })
-            .collect();
-        schemars::json_schema!({
-            "description": "A metric an eval computes.",
-            "oneOf": variants,
-        })
-    }
-}
+named_row!(EvalMetric, "A metric an eval computes.");
 
 /// The row of a metric the binary registered.
 pub(crate) fn registered_row(m: &crate::extend::MetricEntry) -> MetricRow {

@@ -229,6 +229,65 @@ macro_rules! registry_member {
 }
 pub(crate) use registry_member;
 
+/// The impls of a registry family whose members are written as bare names (`fn: huber`,
+/// `metrics: [f1]`): the type is a `Copy` handle on a row with `name` and `description`
+/// and provides `all()`, `named()` and `names()`. Compared and shown by name, written as
+/// it, its schema `oneOf` the rows' names.
+macro_rules! named_row {
+    ($ty:ident, $description:literal) => {
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.name == other.0.name
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0.name)
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.0.name)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let name = <String as serde::Deserialize>::deserialize(d)?;
+                $ty::named(&name)
+                    .ok_or_else(|| serde::de::Error::unknown_variant(&name, $ty::names()))
+            }
+        }
+
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let variants: Vec<serde_json::Value> = $ty::all()
+                    .map(|m| {
+                        serde_json::json!({
+                            "type": "string",
+                            "const": m.0.name,
+                            "description": m.0.description,
+                        })
+                    })
+                    .collect();
+                schemars::json_schema!({
+                    "description": $description,
+                    "oneOf": variants,
+                })
+            }
+        }
+    };
+}
+pub(crate) use named_row;
+
 /// Implements `Deserialize` for an internally tagged enum whose variants wrap structs.
 macro_rules! tagged_enum {
     ($ty:ident, $tag:literal, { $($name:literal => $variant:ident $(($inner:ty))?),+ $(,)? }) => {
