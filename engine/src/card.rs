@@ -50,8 +50,9 @@ pub struct EvalLoss {
     /// The loss's name, e.g. `cross_entropy` or `huber`.
     #[serde(rename = "fn")]
     pub function: String,
-    /// Whether it compares with one-hot rows of class labels (`mse` on classes).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether it compares with one-hot rows of class labels (`mse` on classes). Written
+    /// even when false: cards of earlier engines required it for mse.
+    #[serde(default)]
     pub one_hot: bool,
     /// Its settings (`label_smoothing`, `class_weights`, `delta`, ...).
     #[serde(flatten)]
@@ -68,11 +69,15 @@ impl EvalLoss {
                 one_hot,
                 settings: crate::losses::LossSettings::default(),
             },
-            None => EvalLoss {
-                function: l.function.as_str().to_string(),
-                one_hot,
-                settings: crate::losses::LossSettings::of(l),
-            },
+            None => {
+                let mut settings = crate::losses::LossSettings::of(l);
+                (l.function.row().defaults)(&mut settings);
+                EvalLoss {
+                    function: l.function.as_str().to_string(),
+                    one_hot,
+                    settings,
+                }
+            }
         }
     }
 
@@ -217,10 +222,10 @@ mod tests {
         assert!(card(serde_json::json!({"fn": "l1"})).kind().is_ok());
         let unknown = card(serde_json::json!({"fn": "focal"})).kind().unwrap_err();
         assert!(unknown.contains("does not know"), "{unknown}");
-        // Written back, a card keeps the keys it was read with.
+        // Written back, a card keeps the keys earlier engines required.
         assert_eq!(
             serde_json::to_value(&huber).unwrap(),
-            serde_json::json!({"fn": "huber", "delta": 0.5})
+            serde_json::json!({"fn": "huber", "delta": 0.5, "one_hot": false, "label_smoothing": 0.0})
         );
     }
 }

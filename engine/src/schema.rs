@@ -16,19 +16,17 @@ pub fn pipeline_schema() -> String {
     text
 }
 
-/// Adds what the binary registered (`engine::extend`): each callback and data source as
-/// a variant of its family, each layer as a one-key map (and a bare name when its
-/// settings all have defaults), each loss as a name of `fn` with its settings under
-/// `params`.
+/// Adds what the binary registered (`engine::extend`) that the families' tables do not
+/// already give: each layer as a one-key map (and a bare name when its settings all have
+/// defaults), and each loss's settings under `params`. (Callbacks, data sources, losses,
+/// metrics, optimizers and LR schedules list their registered members themselves.)
 fn add_extensions(schema: &mut Value) {
-    // The families' `Extension` variant is untagged for serde, which makes schemars list
-    // the (disjoint, tagged) variants under `anyOf`; editors and the docs read `oneOf`.
-    for family in ["LayerSpec"] {
-        if let Some(Value::Object(f)) = schema.pointer_mut(&format!("/$defs/{family}"))
-            && let Some(any) = f.remove("anyOf")
-        {
-            f.insert("oneOf".into(), any);
-        }
+    // `LayerSpec`'s `Custom` variant is untagged for serde, which makes schemars list the
+    // (disjoint) variants under `anyOf`; editors and the docs read `oneOf`.
+    if let Some(Value::Object(f)) = schema.pointer_mut("/$defs/LayerSpec")
+        && let Some(any) = f.remove("anyOf")
+    {
+        f.insert("oneOf".into(), any);
     }
     let registry = crate::extend::registry();
     for l in &registry.layers {

@@ -115,7 +115,7 @@ fn test_device() -> Option<ops::gpu::DeviceRequest> {
 /// engine::testing::check_loss::<MyLoss>(serde_json::json!({})).unwrap();
 /// ```
 pub fn check_loss<L: crate::extend::Loss>(params: serde_json::Value) -> Result<(), String> {
-    check_fused_loss(&(crate::extend::LossEntry::of::<L>().lower)(params)?)
+    check_fused_loss(&(crate::extend::RegisteredLoss::of::<L>().lower)(params)?)
 }
 
 /// [`check_loss`] for a device loss with one fused kernel (a built-in regression loss,

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, CallbackRule, Callbacks, Command, Hook};
+use super::{Action, CallbackRule, Callbacks, Hook, HookCommand};
 use crate::run::RunError;
 use crate::run::exec::ExecRequest;
 use crate::spec::Bounds;
@@ -56,8 +56,8 @@ impl CallbackRule for Exec {
         r.rule("command", !e.command.is_empty(), "a program and its arguments", "[]", "e.g. `command: [python3, hooks/notify.py]`");
     }
 
-    fn command(e: &ExecSpec) -> Option<Command<'_>> {
-        Some(Command {
+    fn command(e: &ExecSpec) -> Option<HookCommand<'_>> {
+        Some(HookCommand {
             argv: &e.command,
             timeout_s: e.timeout_s,
             on_failure: e.on_failure,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Action, CallbackEntry, CallbackSpec, Callbacks, ErasedRule, Hook};
-use crate::callbacks::{CallbackCheck, Command, Output};
+use crate::callbacks::{CallbackCheck, HookCommand, Output};
 use crate::extend::{ErasedCallback, Event, RegisteredCallback, RunInfo};
 use crate::run::RunError;
 use crate::run::callbacks::ExtensionRequest;
@@ -76,7 +76,7 @@ impl ErasedRule for Registered {
     fn output(&self) -> Option<Output<'_>> {
         None
     }
-    fn command(&self) -> Option<Command<'_>> {
+    fn command(&self) -> Option<HookCommand<'_>> {
         None
     }
     fn start(&self, run: &RunInfo) -> Result<Option<Box<dyn ErasedCallback>>, String> {

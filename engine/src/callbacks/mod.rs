@@ -96,7 +96,7 @@ pub trait CallbackRule: 'static {
     }
 
     /// The command it runs, which needs `engine run --allow-exec`.
-    fn command(_spec: &Self::Spec) -> Option<Command<'_>> {
+    fn command(_spec: &Self::Spec) -> Option<HookCommand<'_>> {
         None
     }
 
@@ -132,7 +132,7 @@ pub enum OutputRole {
 
 /// A command a callback runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Command<'a> {
+pub struct HookCommand<'a> {
     /// The program and its arguments.
     pub argv: &'a [String],
     /// Seconds it may run.
@@ -207,7 +207,7 @@ pub(crate) trait ErasedRule: Send + Sync {
     fn watches(&self) -> Option<&PortRef>;
     fn schedule(&self) -> Option<(&StageId, &LrSchedule)>;
     fn output(&self) -> Option<Output<'_>>;
-    fn command(&self) -> Option<Command<'_>>;
+    fn command(&self) -> Option<HookCommand<'_>>;
     /// A callback with its own state outside the runner's memory is started here.
     fn start(
         &self,
@@ -255,7 +255,7 @@ impl<R: CallbackRule> ErasedRule for Rule<R> {
     fn output(&self) -> Option<Output<'_>> {
         R::output(&self.0)
     }
-    fn command(&self) -> Option<Command<'_>> {
+    fn command(&self) -> Option<HookCommand<'_>> {
         R::command(&self.0)
     }
     fn on_hook(&self, callbacks: &mut Callbacks, hook: &Hook) -> Result<Action, RunError> {
@@ -339,7 +339,7 @@ impl CallbackSpec {
     }
 
     /// The command it runs.
-    pub fn command(&self) -> Option<Command<'_>> {
+    pub fn command(&self) -> Option<HookCommand<'_>> {
         self.0.command()
     }
 

@@ -2,10 +2,11 @@
 //! counting CSV rows), so shapes and batch counts are checked before any compute.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+
+use std::io::Read;
 use std::path::Path;
 
+use crate::data::{ProbeFailure, SourceInfo};
 use crate::diag::Diagnostic;
 use crate::parse::{ParsedPipeline, Seg};
 use crate::spec::{DatasetSpec, IdFeatures, SourceSpec, SplitName, SplitSpec};
@@ -29,37 +30,6 @@ pub struct DatasetInfo {
     pub targets: Option<Vec<String>>,
     /// The categorical feature columns (0-based) and their sorted vocabularies.
     pub categories: Vec<(usize, Vec<String>)>,
-}
-
-/// What validation learns of one source without loading it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceInfo {
-    /// Samples in the file(s).
-    pub samples: usize,
-    /// The shape of one sample.
-    pub shape: Vec<usize>,
-    /// Number of classes (0 for regression).
-    pub classes: usize,
-    /// The class names, sorted, when the label column holds names.
-    pub class_names: Option<Vec<String>>,
-    /// Regression: the target columns' names.
-    pub targets: Option<Vec<String>>,
-    /// Categorical feature columns (0-based) and their sorted vocabularies.
-    pub categories: Vec<(usize, Vec<String>)>,
-}
-
-impl SourceInfo {
-    /// A classification source's samples, shape and classes.
-    pub fn classes(samples: usize, shape: Vec<usize>, classes: usize) -> SourceInfo {
-        SourceInfo {
-            samples,
-            shape,
-            classes,
-            class_names: None,
-            targets: None,
-            categories: Vec::new(),
-        }
-    }
 }
 
 /// Probes every data set; unreadable sources become diagnostics.
@@ -302,7 +272,7 @@ impl ProbeCx<'_> {
 
     /// Opens `file` (relative to the pipeline), gunzipping it when its bytes say gzip.
     pub fn open(&self, file: &str) -> Result<Box<dyn Read>, String> {
-        open(&self.base_dir().join(file))
+        crate::data::open(&self.base_dir().join(file))
     }
 
     /// Reads a header of `file` (the value of settings key `key`) with `read`; a failure is
@@ -314,44 +284,9 @@ impl ProbeCx<'_> {
         read: fn(&Path, Box<dyn Read>) -> Result<T, crate::data::DataError>,
     ) -> Result<T, ProbeFailure> {
         let path = self.base_dir().join(file);
-        open(&path)
+        crate::data::open(&path)
             .and_then(|reader| read(&path, reader).map_err(|e| e.to_string()))
             .map_err(|message| ProbeFailure::at(key, message))
-    }
-}
-
-/// Why a probe learned nothing.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProbeFailure {
-    /// The file at settings key `key` cannot be read as the source says (`engine validate`
-    /// reports it there).
-    At { key: String, message: String },
-    /// The probe reported its problems itself.
-    Reported,
-}
-
-impl ProbeFailure {
-    /// A failure at settings key `key`.
-    pub fn at(key: &str, message: impl Into<String>) -> ProbeFailure {
-        ProbeFailure::At {
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Opens a file, gunzipping it when its bytes say gzip (as the data stages do).
-pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    let mut reader = BufReader::new(file);
-    let gzip = reader
-        .fill_buf()
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
-        .starts_with(&[0x1f, 0x8b]);
-    if gzip {
-        Ok(Box::new(flate2::read::GzDecoder::new(reader)))
-    } else {
-        Ok(Box::new(reader))
     }
 }
 

@@ -15,10 +15,10 @@ mod shapes;
 mod task;
 mod wiring;
 
+pub use crate::data::{ProbeFailure, SourceInfo};
 pub use callbacks::CallbackCheck;
 pub use chain::{TrainChain, model_of, trained_models};
-pub(crate) use data::open;
-pub use data::{DatasetInfo, ProbeCx, ProbeFailure, SourceInfo};
+pub use data::{DatasetInfo, ProbeCx};
 pub use graph::{Edge, PortType, StageGraph};
 pub use shapes::{LayerShape, ModelShapes};
 pub use task::eval_metrics;

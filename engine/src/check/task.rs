@@ -222,13 +222,13 @@ fn loss(
             );
         }
     }
-    // A key another loss reads is refused where it is written, never ignored.
+    // A key another loss reads is refused where it is written, never ignored (`teacher`
+    // on another loss is `unused-teacher`, reported with the chain).
     let row = l.function.row();
     let written = [
         ("label_smoothing", l.label_smoothing != 0.0),
         ("class_weights", l.class_weights.is_some()),
         ("delta", l.delta.is_some()),
-        ("teacher", l.teacher.is_some()),
         ("temperature", l.temperature.is_some()),
         ("alpha", l.alpha.is_some()),
     ];

@@ -46,6 +46,7 @@ mod read;
 mod rng;
 mod source;
 
+pub(crate) use read::open;
 pub(crate) use source::registered_row;
 mod split;
 
@@ -58,6 +59,7 @@ pub use prefetch::Prefetcher;
 pub use prepare::{DataConfig, IdFeatures, PreparedData, SplitBy, prepare};
 pub use source::{
     Category, Columns, Configure, CsvSource, ExtensionSource, IdxSource, Loader, NpySource,
-    SOURCES, Source, SourceEntry, SourceRule, SourceSpec, SyntheticSource,
+    ProbeFailure, SOURCES, Source, SourceEntry, SourceInfo, SourceRule, SourceSpec,
+    SyntheticSource,
 };
 pub use split::{Fractions, Split, SplitIndices, split_indices, split_sizes};

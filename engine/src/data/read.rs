@@ -1,6 +1,7 @@
 //! Reading a data file into memory, decompressing gzip when the bytes say so.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -52,6 +53,21 @@ pub(crate) fn empty(file: &Path, detail: &str) -> DataError {
     DataError::Empty {
         file: file.to_path_buf(),
         detail: detail.to_string(),
+    }
+}
+
+/// Opens a file, gunzipping it when its bytes say gzip (as the data stages do).
+pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        Ok(Box::new(flate2::read::GzDecoder::new(reader)))
+    } else {
+        Ok(Box::new(reader))
     }
 }
 

@@ -47,7 +47,7 @@ pub trait Loss: 'static {
 }
 
 /// A registered loss with its type erased.
-pub(crate) struct LossEntry {
+pub(crate) struct RegisteredLoss {
     pub name: &'static str,
     pub description: &'static str,
     pub targets: LossTargets,
@@ -59,9 +59,9 @@ pub(crate) struct LossEntry {
     pub lower: fn(serde_json::Value) -> Result<FusedLoss, String>,
 }
 
-impl LossEntry {
-    pub fn of<L: Loss>() -> LossEntry {
-        LossEntry {
+impl RegisteredLoss {
+    pub fn of<L: Loss>() -> RegisteredLoss {
+        RegisteredLoss {
             name: L::NAME,
             description: L::DESCRIPTION,
             targets: L::TARGETS,

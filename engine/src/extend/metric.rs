@@ -37,7 +37,7 @@ pub enum MetricTruth<'a> {
 }
 
 /// A registered metric with its type erased.
-pub(crate) struct MetricEntry {
+pub(crate) struct RegisteredMetric {
     pub name: &'static str,
     pub description: &'static str,
     pub targets: LossTargets,
@@ -45,9 +45,9 @@ pub(crate) struct MetricEntry {
     pub score: fn(&[f64], MetricTruth<'_>, usize) -> f64,
 }
 
-impl MetricEntry {
-    pub fn of<M: Metric>() -> MetricEntry {
-        MetricEntry {
+impl RegisteredMetric {
+    pub fn of<M: Metric>() -> RegisteredMetric {
+        RegisteredMetric {
             name: M::NAME,
             description: M::DESCRIPTION,
             targets: M::TARGETS,

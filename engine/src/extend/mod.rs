@@ -39,13 +39,13 @@ pub use callback::{Callback, Decision, Event, RunInfo, SpecError};
 pub(crate) use callback::{ErasedCallback, RegisteredCallback, StartFn};
 pub use layer::Layer;
 pub(crate) use layer::LayerEntry;
-pub(crate) use loss::LossEntry;
+pub(crate) use loss::RegisteredLoss;
 pub use loss::{Loss, LossTargets};
-pub(crate) use metric::MetricEntry;
+pub(crate) use metric::RegisteredMetric;
 pub use metric::{Metric, MetricTruth};
 pub use ops::Tensor;
 pub use ops::loss::{LossOutput, Truth, rank_hits};
-pub(crate) use source::SourceEntry;
+pub(crate) use source::RegisteredSource;
 pub use source::{Source, SourceProbe};
 
 pub use crate::data::Dataset;
@@ -67,10 +67,10 @@ pub(crate) struct Registry {
     pub callbacks: Vec<RegisteredCallback>,
     /// The registered callbacks as rows of the callback family (`crate::callbacks`).
     pub callback_rows: Vec<crate::callbacks::CallbackEntry>,
-    pub losses: Vec<LossEntry>,
+    pub losses: Vec<RegisteredLoss>,
     /// The registered losses as rows of the loss family (`crate::losses`).
     pub loss_rows: Vec<crate::losses::LossRow>,
-    pub sources: Vec<SourceEntry>,
+    pub sources: Vec<RegisteredSource>,
     /// The registered sources as rows of the source family (`crate::data::source`).
     pub source_rows: Vec<crate::data::SourceEntry>,
     pub layers: Vec<LayerEntry>,
@@ -101,11 +101,11 @@ impl Registry {
         self.callbacks.iter().find(|c| c.name == name)
     }
 
-    pub fn loss(&self, name: &str) -> Option<&LossEntry> {
+    pub fn loss(&self, name: &str) -> Option<&RegisteredLoss> {
         self.losses.iter().find(|l| l.name == name)
     }
 
-    pub fn source(&self, name: &str) -> Option<&SourceEntry> {
+    pub fn source(&self, name: &str) -> Option<&RegisteredSource> {
         self.sources.iter().find(|s| s.name == name)
     }
 }
@@ -114,12 +114,12 @@ impl Registry {
 #[derive(Default)]
 pub struct EngineBuilder {
     callbacks: Vec<RegisteredCallback>,
-    losses: Vec<LossEntry>,
-    sources: Vec<SourceEntry>,
+    losses: Vec<RegisteredLoss>,
+    sources: Vec<RegisteredSource>,
     layers: Vec<LayerEntry>,
     lr_schedules: Vec<LrEntry>,
     optimizers: Vec<OptimizerEntry>,
-    metrics: Vec<MetricEntry>,
+    metrics: Vec<RegisteredMetric>,
 }
 
 /// The engine with its extensions installed.
@@ -173,13 +173,13 @@ impl EngineBuilder {
 
     /// Adds a loss, written `fn: <L::NAME>` in a `loss` stage.
     pub fn register_loss<L: Loss>(mut self) -> Self {
-        self.losses.push(LossEntry::of::<L>());
+        self.losses.push(RegisteredLoss::of::<L>());
         self
     }
 
     /// Adds a data source, written `kind: <S::NAME>` in a data set's `source`.
     pub fn register_source<S: Source>(mut self) -> Self {
-        self.sources.push(SourceEntry::of::<S>());
+        self.sources.push(RegisteredSource::of::<S>());
         self
     }
 
@@ -205,7 +205,7 @@ impl EngineBuilder {
 
     /// Adds an eval metric, listed by name in an eval's `metrics:`.
     pub fn register_metric<M: Metric>(mut self) -> Self {
-        self.metrics.push(MetricEntry::of::<M>());
+        self.metrics.push(RegisteredMetric::of::<M>());
         self
     }
 

@@ -66,7 +66,7 @@ impl SourceProbe {
 }
 
 /// A registered source with its type erased.
-pub(crate) struct SourceEntry {
+pub(crate) struct RegisteredSource {
     pub name: &'static str,
     pub description: &'static str,
     /// Its settings' JSON Schema, inline (its `$defs` go to the generator's).
@@ -77,9 +77,9 @@ pub(crate) struct SourceEntry {
     pub probe: fn(&serde_json::Value, &Path) -> Result<SourceProbe, String>,
 }
 
-impl SourceEntry {
-    pub fn of<S: Source>() -> SourceEntry {
-        SourceEntry {
+impl RegisteredSource {
+    pub fn of<S: Source>() -> RegisteredSource {
+        RegisteredSource {
             name: S::NAME,
             description: S::DESCRIPTION,
             schema: S::Spec::json_schema,

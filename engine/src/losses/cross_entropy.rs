@@ -14,6 +14,7 @@ pub(super) const ROW: LossRow = LossRow {
     applies_softmax: true,
     needs_teacher: false,
     params: false,
+    defaults: super::no_defaults,
     eval_as: None,
     lower: |_, s| {
         Ok(LossKind::CrossEntropy {

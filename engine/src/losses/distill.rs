@@ -14,6 +14,7 @@ pub(super) const ROW: LossRow = LossRow {
     applies_softmax: true,
     needs_teacher: true,
     params: false,
+    defaults: super::no_defaults,
     eval_as: Some("cross_entropy"),
     lower: |_, s| {
         Ok(LossKind::Distill {

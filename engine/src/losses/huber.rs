@@ -14,9 +14,15 @@ pub(super) const ROW: LossRow = LossRow {
     needs_teacher: false,
     params: false,
     eval_as: None,
+    defaults: |s| {
+        s.delta.get_or_insert(DELTA);
+    },
     lower: |_, s| {
         Ok(LossKind::Fused(ops::loss::huber::huber(
-            s.delta.unwrap_or(1.0) as f32,
+            s.delta.unwrap_or(DELTA) as f32,
         )))
     },
 };
+
+/// Where the loss turns linear when no `delta` is written (PyTorch's default).
+const DELTA: f64 = 1.0;

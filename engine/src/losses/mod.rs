@@ -41,6 +41,9 @@ pub struct LossRow {
     pub params: bool,
     /// The loss a model card's evaluations report instead of this one (`None`: itself).
     pub eval_as: Option<&'static str>,
+    /// Writes out the defaults of the settings it reads, so that a model card states
+    /// them (and an earlier engine that required them reads the card).
+    pub defaults: fn(&mut LossSettings),
     /// The device loss for its name and settings.
     pub lower: fn(&'static str, &LossSettings) -> Result<LossKind, String>,
 }
@@ -49,7 +52,8 @@ pub struct LossRow {
 /// evaluations of the model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossSettings {
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Written even when 0: cards of earlier engines required it for cross entropy.
+    #[serde(default)]
     pub label_smoothing: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
@@ -61,10 +65,6 @@ pub struct LossSettings {
     pub alpha: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Value>,
-}
-
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
 }
 
 impl LossSettings {
@@ -87,6 +87,9 @@ impl LossSettings {
             .map(|w| w.iter().map(|&v| v as f32).collect())
     }
 }
+
+/// [`LossRow::defaults`] of a loss whose settings have no default to write.
+pub fn no_defaults(_: &mut LossSettings) {}
 
 /// The built-in losses, in the order the docs and the schema list them.
 pub static LOSSES: &[LossRow] = &[
@@ -146,7 +149,7 @@ named_row!(LossFn, "A loss function.");
 /// The row of a loss the binary registered: its kernel and CPU reference lowered from
 /// its `params`; a model card evaluates with cross entropy or MSE (the plain `engine`
 /// lacks its kernel).
-pub(crate) fn registered_row(l: &crate::extend::LossEntry) -> LossRow {
+pub(crate) fn registered_row(l: &crate::extend::RegisteredLoss) -> LossRow {
     LossRow {
         name: l.name,
         description: l.description,
@@ -159,6 +162,7 @@ pub(crate) fn registered_row(l: &crate::extend::LossEntry) -> LossRow {
             LossTargets::Values => "mse",
             LossTargets::Classes => "cross_entropy",
         }),
+        defaults: no_defaults,
         lower: |name, settings| {
             crate::extend::lower_loss(name, settings.params.as_ref()).map(LossKind::Fused)
         },

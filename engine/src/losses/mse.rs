@@ -12,6 +12,7 @@ pub(super) const ROW: LossRow = LossRow {
     applies_softmax: false,
     needs_teacher: false,
     params: false,
+    defaults: super::no_defaults,
     eval_as: None,
     lower: |_, _| Ok(LossKind::Fused(ops::loss::mse::mse())),
 };

@@ -1,6 +1,6 @@
 //! `f1`: the per-class F1 values averaged over classes (scikit-learn's `macro`).
 
-use super::{MetricRow, Value};
+use super::{Computation, MetricRow};
 use crate::scores::macro_average;
 
 pub(super) const ROW: MetricRow = MetricRow {
@@ -9,7 +9,7 @@ pub(super) const ROW: MetricRow = MetricRow {
         "f1",
         "Macro-averaged F1 score.",
         "F1",
-        Value::Host(|input| macro_average(input, |c| c.f1)),
+        Computation::Host(|input| macro_average(input, |c| c.f1)),
     )
     .classes()
 };

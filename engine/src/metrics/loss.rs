@@ -1,8 +1,12 @@
 //! `loss`: the mean loss, summed on the device.
 
-use super::{MetricRow, Value};
+use super::{Computation, MetricRow};
 
-pub(super) const ROW: MetricRow =
-    MetricRow::new("loss", "Mean loss.", "loss", Value::Device(|m| m.loss))
-        .lower_is_better()
-        .default_metric();
+pub(super) const ROW: MetricRow = MetricRow::new(
+    "loss",
+    "Mean loss.",
+    "loss",
+    Computation::Device(|m| m.loss),
+)
+.lower_is_better()
+.default_metric();

@@ -1,13 +1,13 @@
 //! `mae`: mean absolute error per target column, averaged over columns.
 
-use super::{MetricRow, ScoreInput, Value};
+use super::{Computation, MetricRow, ScoreInput};
 use crate::scores::per_column;
 
 pub(super) const ROW: MetricRow = MetricRow::new(
     "mae",
     "Mean absolute error of regression outputs, in the targets' units.",
     "MAE",
-    Value::Host(score),
+    Computation::Host(score),
 )
 .values()
 .lower_is_better()

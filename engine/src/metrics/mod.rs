@@ -30,7 +30,7 @@ pub struct MetricRow {
     pub name: &'static str,
     /// One sentence for the schema and the docs.
     pub description: &'static str,
-    /// How the report and the run summary name it (`RMSE`, `R²`).
+    /// How the report's scores section names it (`RMSE`, `R²`).
     pub label: &'static str,
     /// The task it measures: class ids or float targets (`None`: either).
     pub targets: Option<LossTargets>,
@@ -47,7 +47,7 @@ pub struct MetricRow {
     /// Whether the record also carries the per-class table (precision, recall, F1).
     pub per_class: bool,
     /// How it is computed.
-    pub value: Value,
+    pub value: Computation,
 }
 
 impl MetricRow {
@@ -57,7 +57,7 @@ impl MetricRow {
         name: &'static str,
         description: &'static str,
         label: &'static str,
-        value: Value,
+        value: Computation,
     ) -> MetricRow {
         MetricRow {
             name,
@@ -117,7 +117,7 @@ impl MetricRow {
 
 /// How a metric is computed.
 #[derive(Clone, Copy)]
-pub enum Value {
+pub enum Computation {
     /// Summed on the device during every eval pass: read from the pass's summary.
     Device(fn(&StepMetricsSummary) -> f64),
     /// Scored on the host over the model's outputs (`None`: undefined for this data).
@@ -197,7 +197,7 @@ impl EvalMetric {
     /// Whether it needs the model's outputs per sample (read back from the device),
     /// not only the device-accumulated loss and hit counts.
     pub fn needs_outputs(self) -> bool {
-        !matches!(self.0.value, Value::Device(_))
+        !matches!(self.0.value, Computation::Device(_))
     }
 
     /// Whether it measures regression outputs only.
@@ -217,33 +217,37 @@ impl EvalMetric {
 
     /// Whether it is one number a callback can watch (`confusion` is a matrix).
     pub fn is_scalar(self) -> bool {
-        !matches!(self.0.value, Value::Confusion)
+        !matches!(self.0.value, Computation::Confusion)
     }
 
     /// Its value in an eval's summary (NaN where it was not computed).
     pub fn of(self, m: &StepMetricsSummary) -> f64 {
         match self.0.value {
-            Value::Device(read) => read(m),
-            Value::Host(_) | Value::Registered(_) => m.scores.get(self.0.name).unwrap_or(f64::NAN),
-            Value::Confusion => f64::NAN,
+            Computation::Device(read) => read(m),
+            Computation::Host(_) | Computation::Registered(_) => {
+                m.scores.get(self.0.name).unwrap_or(f64::NAN)
+            }
+            Computation::Confusion => f64::NAN,
         }
     }
 
     /// Its score over a pass's outputs, for a host-side metric.
     pub fn score(self, input: &ScoreInput) -> Option<f64> {
         match self.0.value {
-            Value::Host(score) => score(input),
-            Value::Registered(score) => Some(score(input.outputs, input.truth, input.width)),
-            Value::Device(_) | Value::Confusion => None,
+            Computation::Host(score) => score(input),
+            Computation::Registered(score) => Some(score(input.outputs, input.truth, input.width)),
+            Computation::Device(_) | Computation::Confusion => None,
         }
     }
 
     /// Its value as the log, the run summary and `engine eval` show it.
     pub fn show(self, m: &StepMetricsSummary) -> Option<String> {
-        let value = self.of(m);
-        if !self.is_scalar() || value.is_nan() && self.needs_outputs() {
-            return None;
-        }
+        // A host metric the pass did not compute is left out; one it computed as NaN shows.
+        let value = match self.0.value {
+            Computation::Host(_) | Computation::Registered(_) => m.scores.get(self.0.name)?,
+            Computation::Device(read) => read(m),
+            Computation::Confusion => return None,
+        };
         Some(if self.0.percent {
             format!("{} {:.2}%", self.0.name, value * 100.0)
         } else {
@@ -267,11 +271,16 @@ impl EvalMetric {
 named_row!(EvalMetric, "A metric an eval computes.");
 
 /// The row of a metric the binary registered.
-pub(crate) fn registered_row(m: &crate::extend::MetricEntry) -> MetricRow {
+pub(crate) fn registered_row(m: &crate::extend::RegisteredMetric) -> MetricRow {
     MetricRow {
         targets: Some(m.targets),
         higher_is_better: m.higher_is_better,
-        ..MetricRow::new(m.name, m.description, m.name, Value::Registered(m.score))
+        ..MetricRow::new(
+            m.name,
+            m.description,
+            m.name,
+            Computation::Registered(m.score),
+        )
     }
 }
 

@@ -1,6 +1,6 @@
 //! `precision`: the per-class precision values averaged over classes (scikit-learn's `macro`).
 
-use super::{MetricRow, Value};
+use super::{Computation, MetricRow};
 use crate::scores::macro_average;
 
 pub(super) const ROW: MetricRow = MetricRow {
@@ -9,7 +9,7 @@ pub(super) const ROW: MetricRow = MetricRow {
         "precision",
         "Macro-averaged precision (per-class values in the record's `per_class`).",
         "precision",
-        Value::Host(|input| macro_average(input, |c| c.precision)),
+        Computation::Host(|input| macro_average(input, |c| c.precision)),
     )
     .classes()
 };

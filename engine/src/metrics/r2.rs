@@ -1,13 +1,13 @@
 //! `r2`: coefficient of determination per target column, averaged over columns.
 
-use super::{MetricRow, ScoreInput, Value};
+use super::{Computation, MetricRow, ScoreInput};
 use crate::scores::per_column;
 
 pub(super) const ROW: MetricRow = MetricRow::new(
     "r2",
     "Coefficient of determination R² (1 − residual / total sum of squares), averaged\nover target columns.",
     "R²",
-    Value::Host(score),
+    Computation::Host(score),
 )
 .values()
 .default_metric();

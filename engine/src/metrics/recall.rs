@@ -1,6 +1,6 @@
 //! `recall`: the per-class recall values averaged over classes (scikit-learn's `macro`).
 
-use super::{MetricRow, Value};
+use super::{Computation, MetricRow};
 use crate::scores::macro_average;
 
 pub(super) const ROW: MetricRow = MetricRow {
@@ -9,7 +9,7 @@ pub(super) const ROW: MetricRow = MetricRow {
         "recall",
         "Macro-averaged recall.",
         "recall",
-        Value::Host(|input| macro_average(input, |c| c.recall)),
+        Computation::Host(|input| macro_average(input, |c| c.recall)),
     )
     .classes()
 };

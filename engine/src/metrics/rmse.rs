@@ -1,13 +1,13 @@
 //! `rmse`: root mean squared error per target column, averaged over columns.
 
-use super::{MetricRow, ScoreInput, Value};
+use super::{Computation, MetricRow, ScoreInput};
 use crate::scores::per_column;
 
 pub(super) const ROW: MetricRow = MetricRow::new(
     "rmse",
     "Root mean squared error of regression outputs, in the targets' units.",
     "RMSE",
-    Value::Host(score),
+    Computation::Host(score),
 )
 .values()
 .lower_is_better()

@@ -1,6 +1,6 @@
 //! `roc_auc`: area under the ROC curve of class 1, binary tasks only.
 
-use super::{MetricRow, ScoreInput, Value};
+use super::{Computation, MetricRow, ScoreInput};
 use crate::extend::MetricTruth;
 
 pub(super) const ROW: MetricRow = MetricRow {
@@ -10,7 +10,7 @@ pub(super) const ROW: MetricRow = MetricRow {
         "roc_auc",
         "Area under the ROC curve of the positive class (class 1), binary tasks only.",
         "ROC AUC",
-        Value::Host(score),
+        Computation::Host(score),
     )
     .classes()
 };

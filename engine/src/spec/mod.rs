@@ -4,7 +4,6 @@
 //! builder turns it into a checked graph and the planner into a plan.
 
 mod bounds;
-mod callback;
 mod dataset;
 mod federated;
 mod ids;
@@ -14,13 +13,13 @@ mod optim;
 mod pipeline;
 mod stage;
 pub(crate) mod tagged;
+mod trigger;
 
 pub use crate::callbacks::CallbackSpec;
 pub use crate::data::SourceSpec;
 pub use crate::losses::LossFn;
 pub use crate::metrics::EvalMetric;
 pub use bounds::{Bound, Bounds};
-pub use callback::Trigger;
 pub use dataset::{DatasetSpec, IdFeatures, Normalize, SplitName, SplitSpec};
 pub use federated::{
     AggregatorSpec, ClientEval, DirichletPartition, FedAvgM, FedProx, FederatedSpec, LocalSchedule,
@@ -35,3 +34,4 @@ pub use stage::{
     AccumulateStage, BackwardStage, CallbackStage, EvalStage, ForwardStage, LoadStage, LossStage,
     Stage, StepStage,
 };
+pub use trigger::Trigger;

@@ -11,7 +11,7 @@ use super::{Configure, Loader, Source, SourceEntry, SourceSpec};
 use crate::check::{ProbeCx, ProbeFailure, SourceInfo};
 use crate::data::dataset::Dataset;
 use crate::data::error::DataError;
-use crate::extend::{SourceEntry as RegisteredSource, SourceProbe};
+use crate::extend::{RegisteredSource, SourceProbe};
 use crate::spec::Bounds;
 
 /// The registry row of a registered source.

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{CsvSource, csv, extension, idx, npy, synthetic};
 
-use crate::check::{DatasetInfo, ProbeCx, ProbeFailure, SourceInfo};
+use crate::check::{DatasetInfo, ProbeCx};
 use crate::data::dataset::Dataset;
 use crate::data::error::DataError;
 use crate::spec::Bounds;
@@ -49,6 +49,57 @@ pub struct Configure<'a> {
     /// What validation learned of the data set (its train source's classes, names and
     /// vocabularies).
     pub info: Option<&'a DatasetInfo>,
+}
+
+/// What validation learns of one source without loading it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// Samples in the file(s).
+    pub samples: usize,
+    /// The shape of one sample.
+    pub shape: Vec<usize>,
+    /// Number of classes (0 for regression).
+    pub classes: usize,
+    /// The class names, sorted, when the label column holds names.
+    pub class_names: Option<Vec<String>>,
+    /// Regression: the target columns' names.
+    pub targets: Option<Vec<String>>,
+    /// Categorical feature columns (0-based) and their sorted vocabularies.
+    pub categories: Vec<(usize, Vec<String>)>,
+}
+
+impl SourceInfo {
+    /// A classification source's samples, shape and classes.
+    pub fn classes(samples: usize, shape: Vec<usize>, classes: usize) -> SourceInfo {
+        SourceInfo {
+            samples,
+            shape,
+            classes,
+            class_names: None,
+            targets: None,
+            categories: Vec::new(),
+        }
+    }
+}
+
+/// Why a probe learned nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeFailure {
+    /// The file at settings key `key` cannot be read as the source says (`engine validate`
+    /// reports it there).
+    At { key: String, message: String },
+    /// The probe reported its problems itself.
+    Reported,
+}
+
+impl ProbeFailure {
+    /// A failure at settings key `key`.
+    pub fn at(key: &str, message: impl Into<String>) -> ProbeFailure {
+        ProbeFailure::At {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
 }
 
 /// A registry row: a source with its type erased.

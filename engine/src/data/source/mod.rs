@@ -14,7 +14,10 @@ mod synthetic;
 pub use csv::{Category, Columns, CsvSource};
 pub use extension::ExtensionSource;
 pub(crate) use family::registered_row;
-pub use family::{Configure, Loader, SOURCES, Source, SourceEntry, SourceRule, SourceSpec};
+pub use family::{
+    Configure, Loader, ProbeFailure, SOURCES, Source, SourceEntry, SourceInfo, SourceRule,
+    SourceSpec,
+};
 pub use idx::IdxSource;
 pub use npy::NpySource;
 pub use synthetic::SyntheticSource;

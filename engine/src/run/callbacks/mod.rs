@@ -145,13 +145,13 @@ impl Default for Memory {
 
 /// The run's callbacks and what they remember between triggers.
 pub struct Callbacks<'p> {
-    pub plan: &'p Plan,
+    pub(crate) plan: &'p Plan,
     /// The live progress bar (a `log` callback on a terminal).
-    pub progress: Option<ProgressBar>,
+    pub(crate) progress: Option<ProgressBar>,
     quiet: bool,
-    pub memory: Memory,
+    pub(crate) memory: Memory,
     /// Early stopping's best weights, when it restores them.
-    pub best_params: Option<Vec<NamedTensor>>,
+    pub(crate) best_params: Option<Vec<NamedTensor>>,
     /// The registered callbacks, started, by stage id.
     extensions: BTreeMap<String, Box<dyn ErasedCallback>>,
 }

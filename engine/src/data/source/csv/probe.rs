@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::{ColumnRef, CsvSpec, FeatureColumns, TargetColumns, clean_text, csv_cells};
-use crate::check::{ProbeCx, ProbeFailure, SourceInfo, open};
+use crate::check::{ProbeCx, ProbeFailure, SourceInfo};
+use crate::data::open;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::parse::Seg;
 
