@@ -803,8 +803,13 @@ pub fn main() -> ExitCode {
                     .map_or("no subgroup operations".to_string(), |n| {
                         format!("subgroups of {n}")
                     });
+                let f16 = if a.shader_f16 {
+                    "f16 shaders"
+                } else {
+                    "no f16 shaders"
+                };
                 println!(
-                    "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}, {subgroups}",
+                    "{} [{}] {}: max buffer {} MiB, max storage binding {} MiB, workgroup x <= {}, storage buffers per stage {}, {subgroups}, {f16}",
                     a.name,
                     a.backend,
                     a.device_type,

@@ -93,6 +93,7 @@ fn host_gpu() -> Gpu {
             max_storage_buffers_per_shader_stage: 8,
             max_compute_workgroups_per_dimension: 65535,
             subgroup_size: None,
+            shader_f16: false,
         },
     }))
 }

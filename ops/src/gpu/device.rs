@@ -48,6 +48,9 @@ pub struct AdapterSummary {
     /// Invocations per subgroup when the adapter supports WGSL subgroup operations and
     /// runs them at one fixed size (lavapipe: 8, its SIMD width).
     pub subgroup_size: Option<u32>,
+    /// Whether kernels may use 16-bit floats (`enable f16;`, WebGPU's `shader-f16`):
+    /// Vulkan adapters with `shaderFloat16` and 16-bit storage (lavapipe has both).
+    pub shader_f16: bool,
 }
 
 impl AdapterSummary {

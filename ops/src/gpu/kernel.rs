@@ -345,10 +345,25 @@ impl<'a> KernelBuilder<'a> {
         subst: &[(&str, String)],
     ) -> Result<Handle, GpuError> {
         let spec: String = subst.iter().map(|(k, v)| format!("{k}={v};")).collect();
-        let mut source = String::from(COMMON_WGSL);
+        // WGSL wants directives (`enable f16;`) before every declaration, so a kernel's
+        // are hoisted above the shared prelude.
+        let is_directive = |line: &&str| line.trim_start().starts_with("enable ");
+        let mut source = String::new();
+        for s in sources {
+            for line in s.lines().filter(is_directive) {
+                if !source.contains(line.trim()) {
+                    source.push_str(line.trim());
+                    source.push('\n');
+                }
+            }
+        }
+        source.push_str(COMMON_WGSL);
         for s in sources {
             source.push('\n');
-            source.push_str(s);
+            for line in s.lines().filter(|l| !is_directive(l)) {
+                source.push_str(line);
+                source.push('\n');
+            }
         }
         for (k, v) in subst {
             source = source.replace(&format!("{{{{{k}}}}}"), v);

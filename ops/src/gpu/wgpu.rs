@@ -44,6 +44,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         subgroup_size: (adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == info.subgroup_max_size)
             .then_some(info.subgroup_min_size),
+        shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
     }
 }
 
@@ -132,10 +133,12 @@ impl WgpuBackend {
         }
         let desc = wgpu::DeviceDescriptor {
             label: Some("engine"),
-            required_features: if summary.subgroup_size.is_some() {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
+            // Only what the adapter has: a kernel that needs more is refused when built.
+            required_features: {
+                let mut features = wgpu::Features::empty();
+                features.set(wgpu::Features::SUBGROUP, summary.subgroup_size.is_some());
+                features.set(wgpu::Features::SHADER_F16, summary.shader_f16);
+                features
             },
             required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::default(),
