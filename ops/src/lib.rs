@@ -22,6 +22,7 @@ pub mod layer_norm;
 pub mod leaky_relu;
 pub mod linear;
 pub mod loss;
+pub mod loss_scale;
 pub mod max_pool1d;
 pub mod max_pool2d;
 pub mod model;

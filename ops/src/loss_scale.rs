@@ -1,0 +1,172 @@
+//! Dynamic loss scaling for mixed precision, with PyTorch's `GradScaler` semantics: the
+//! loss is multiplied by `scale` before backward so that small f16 gradients do not flush
+//! to zero; the gradients are divided by it before the update; a step whose gradients hold
+//! an inf or NaN is skipped and the scale halved; after `growth_interval` finite steps in a
+//! row the scale doubles.
+//!
+//! This is the CPU reference (and the checkpointed state) of the device-side scaler the
+//! f16 training step uses: the step reads `found_inf` on the device and skips its update
+//! there, so no read-back enters the step.
+
+use serde::{Deserialize, Serialize};
+
+/// The scaler's settings (PyTorch's defaults by [`LossScaler::default`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScalerConfig {
+    /// The first scale, 2^16.
+    pub init_scale: f32,
+    /// Factor after `growth_interval` finite steps in a row, 2.
+    pub growth_factor: f32,
+    /// Factor after a step with an inf or NaN gradient, 0.5.
+    pub backoff_factor: f32,
+    /// Finite steps in a row before the scale grows, 2000.
+    pub growth_interval: u32,
+}
+
+impl Default for ScalerConfig {
+    fn default() -> ScalerConfig {
+        ScalerConfig {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+/// The scaler's state, saved in checkpoints (resume continues it exactly).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    pub config: ScalerConfig,
+    /// The current scale.
+    pub scale: f32,
+    /// Finite steps in a row since the scale last changed.
+    pub growth_tracker: u32,
+}
+
+impl Default for LossScaler {
+    fn default() -> LossScaler {
+        LossScaler::new(ScalerConfig::default())
+    }
+}
+
+/// What [`LossScaler::update`] decided for a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaledStep {
+    /// The gradients were finite: the optimizer update applies.
+    Applied,
+    /// A gradient was inf or NaN: the update is skipped.
+    Skipped,
+}
+
+impl LossScaler {
+    /// A scaler at `config.init_scale`.
+    pub fn new(config: ScalerConfig) -> LossScaler {
+        LossScaler {
+            config,
+            scale: config.init_scale,
+            growth_tracker: 0,
+        }
+    }
+
+    /// The factor the gradients are multiplied by before the update: `1 / scale`, taken
+    /// in f64 and rounded once to f32, as PyTorch does.
+    pub fn inv_scale(&self) -> f32 {
+        (1.0 / f64::from(self.scale)) as f32
+    }
+
+    /// Whether any gradient is inf or NaN (the check the device does while unscaling).
+    pub fn found_inf(grads: &[f32]) -> bool {
+        grads.iter().any(|g| !g.is_finite())
+    }
+
+    /// Advances the state after a step whose gradients `found_inf` or not (PyTorch's
+    /// `_amp_update_scale_`), and says whether the step's update applies.
+    pub fn update(&mut self, found_inf: bool) -> ScaledStep {
+        if found_inf {
+            self.scale *= self.config.backoff_factor;
+            self.growth_tracker = 0;
+            return ScaledStep::Skipped;
+        }
+        let successful = self.growth_tracker + 1;
+        if successful == self.config.growth_interval {
+            let grown = self.scale * self.config.growth_factor;
+            // A scale that would overflow stays where it is.
+            if grown.is_finite() {
+                self.scale = grown;
+            }
+            self.growth_tracker = 0;
+        } else {
+            self.growth_tracker = successful;
+        }
+        ScaledStep::Applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_at_2_16_and_doubles_after_2000_finite_steps() {
+        let mut s = LossScaler::default();
+        assert_eq!(s.scale, 65536.0);
+        for _ in 0..1999 {
+            assert_eq!(s.update(false), ScaledStep::Applied);
+        }
+        assert_eq!((s.scale, s.growth_tracker), (65536.0, 1999));
+        s.update(false);
+        assert_eq!((s.scale, s.growth_tracker), (131072.0, 0));
+    }
+
+    #[test]
+    fn an_inf_halves_the_scale_skips_the_step_and_restarts_the_count() {
+        let mut s = LossScaler::default();
+        for _ in 0..1500 {
+            s.update(false);
+        }
+        assert!(LossScaler::found_inf(&[1.0, f32::INFINITY]));
+        assert!(LossScaler::found_inf(&[f32::NAN]));
+        assert!(!LossScaler::found_inf(&[1.0, -3.0e38]));
+        assert_eq!(s.update(true), ScaledStep::Skipped);
+        assert_eq!((s.scale, s.growth_tracker), (32768.0, 0));
+        // The count restarts: 2000 more finite steps to grow again.
+        for _ in 0..1999 {
+            s.update(false);
+        }
+        assert_eq!(s.scale, 32768.0);
+        s.update(false);
+        assert_eq!(s.scale, 65536.0);
+    }
+
+    #[test]
+    fn a_scale_that_would_overflow_stays_and_unscaling_is_exact_for_powers_of_two() {
+        let mut s = LossScaler::new(ScalerConfig {
+            init_scale: f32::MAX,
+            growth_interval: 1,
+            ..ScalerConfig::default()
+        });
+        s.update(false);
+        assert_eq!(s.scale, f32::MAX);
+        let s = LossScaler::default();
+        assert_eq!(s.inv_scale(), 2f32.powi(-16));
+        let g = 3.0e-6f32;
+        assert_eq!(g * s.scale * s.inv_scale(), g);
+    }
+
+    #[test]
+    fn its_state_round_trips_through_a_checkpoint() {
+        let mut s = LossScaler::default();
+        for k in 0..2500 {
+            s.update(k == 700);
+        }
+        let saved = serde_json::to_string(&s).unwrap();
+        let back: LossScaler = serde_json::from_str(&saved).unwrap();
+        assert_eq!(back, s);
+        let (mut a, mut b) = (s, back);
+        for k in 0..3000 {
+            assert_eq!(a.update(k % 997 == 0), b.update(k % 997 == 0));
+        }
+        assert_eq!(a, b);
+    }
+}
