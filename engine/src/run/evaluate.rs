@@ -72,47 +72,56 @@ pub fn evaluate_split(
     let mut report = None;
     let mut regression = None;
     if needs_outputs {
-        let class_report;
-        let (mut y, mut t);
-        let input = if dataset.targets.is_some() {
-            y = outputs.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-            t = targets.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let y: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
+        if dataset.targets.is_some() {
+            let (mut y, mut t): (Vec<f64>, Vec<f64>) =
+                (y, targets.iter().map(|&v| f64::from(v)).collect());
             target_scaling.invert(&mut y);
             target_scaling.invert(&mut t);
-            ScoreInput {
-                outputs: &y,
-                truth: MetricTruth::Values(&t),
-                width: dataset.target_width,
-                report: None,
-            }
+            let width = dataset.target_width;
+            score_into(
+                &mut summary,
+                metrics,
+                &ScoreInput {
+                    outputs: &y,
+                    truth: MetricTruth::Values(&t),
+                    width,
+                    report: None,
+                },
+            );
+            regression = Some((t, y, width));
         } else {
             let names: Vec<String> = match class_names {
                 Some(names) => names.to_vec(),
                 None => (0..classes).map(|c| c.to_string()).collect(),
             };
-            class_report = scores::classification(&outputs, &labels, classes, &names);
-            y = outputs.iter().map(|&v| f64::from(v)).collect();
-            ScoreInput {
-                outputs: &y,
-                truth: MetricTruth::Classes(&labels),
-                width: classes,
-                report: Some(&class_report),
-            }
-        };
-        for metric in metrics {
-            if let Some(value) = metric.score(&input) {
-                summary.scores.insert(metric.as_str(), value);
-            }
+            let class_report = scores::classification(&outputs, &labels, classes, &names);
+            score_into(
+                &mut summary,
+                metrics,
+                &ScoreInput {
+                    outputs: &y,
+                    truth: MetricTruth::Classes(&labels),
+                    width: classes,
+                    report: Some(&class_report),
+                },
+            );
+            let wants_report = metrics.iter().any(|m| m.row().per_class || !m.is_scalar());
+            report = wants_report.then_some(class_report);
         }
-        if let MetricTruth::Values(t) = input.truth {
-            regression = Some((t.to_vec(), input.outputs.to_vec(), input.width));
-        }
-        let wants_report = metrics.iter().any(|m| m.row().per_class || !m.is_scalar());
-        report = input.report.filter(|_| wants_report).cloned();
     }
     Ok(EvalOutcome {
         summary,
         report,
         regression,
     })
+}
+
+/// The host-side scores of `metrics` over one pass's outputs, into `summary`.
+fn score_into(summary: &mut StepMetricsSummary, metrics: &[EvalMetric], input: &ScoreInput) {
+    for metric in metrics {
+        if let Some(value) = metric.score(input) {
+            summary.scores.insert(metric.as_str(), value);
+        }
+    }
 }
