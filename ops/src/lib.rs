@@ -53,6 +53,6 @@ pub use layer::LayerSpec;
 pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
 pub use tensor::Tensor;
 pub use train::{
-    ChainInputs, EvalStep, LossKind, ModelDef, ModelParams, NamedTensor, OptimizerKind,
-    StepMetrics, TrainConfig, TrainStep,
+    ChainInputs, EvalStep, ExactLossSum, LossKind, ModelDef, ModelParams, NamedTensor,
+    OptimizerKind, StepMetrics, TrainConfig, TrainStep,
 };

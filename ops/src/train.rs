@@ -37,13 +37,63 @@ pub struct TrainConfig {
 /// Device-accumulated metrics since the last read.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepMetrics {
-    /// Sum of per-sample losses (divide by `samples` for the mean).
+    /// Sum of per-sample losses (divide by `samples` for the mean): `loss_exact`'s value.
     pub loss_sum: f64,
+    /// The loss sum as accumulated on the device, exactly: sums of several reads or ranks
+    /// merge without rounding (see [`StepMetrics::merge`]).
+    pub loss_exact: ExactLossSum,
     pub correct: u64,
     pub top5_correct: u64,
     pub samples: u64,
     /// Global norm of the mean gradient at the last optimizer update (before clipping).
     pub last_grad_norm: f32,
+}
+
+/// A loss sum accumulated without rounding error between micro-batches: each micro-batch's
+/// f32 sum rounded once to a 96-bit fixed-point integer (32 fraction bits), plus the sum of
+/// the micro-batches that were not finite or too large for it (kept apart in f32).
+/// Integer addition is associative, so the total does not depend on how micro-batches were
+/// grouped into reads, accumulation groups or data-parallel ranks.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ExactLossSum {
+    /// The fixed-point sum, in units of 2^-32.
+    pub fixed: i128,
+    /// Non-finite or huge micro-batch sums (NaN and inf stay visible).
+    pub carried: f32,
+}
+
+impl ExactLossSum {
+    /// From the device words: low, middle and high word of the fixed-point sum, carrier bits.
+    fn from_words(lo: u32, mid: u32, hi: u32, carried: u32) -> ExactLossSum {
+        let raw = (u128::from(hi) << 64) | (u128::from(mid) << 32) | u128::from(lo);
+        // Sign-extend the 96-bit two's complement value.
+        let fixed = ((raw << 32) as i128) >> 32;
+        ExactLossSum {
+            fixed,
+            carried: f32::from_bits(carried),
+        }
+    }
+
+    /// The sum as a number.
+    pub fn value(&self) -> f64 {
+        self.fixed as f64 / 4_294_967_296.0 + f64::from(self.carried)
+    }
+}
+
+impl StepMetrics {
+    /// Adds another read's (or rank's) metrics: counts and the exact loss sum add without
+    /// rounding; the gradient norm is `other`'s when it saw samples.
+    pub fn merge(&mut self, other: &StepMetrics) {
+        self.loss_exact.fixed += other.loss_exact.fixed;
+        self.loss_exact.carried += other.loss_exact.carried;
+        self.loss_sum = self.loss_exact.value();
+        self.correct += other.correct;
+        self.top5_correct += other.top5_correct;
+        self.samples += other.samples;
+        if other.samples > 0 {
+            self.last_grad_norm = other.last_grad_norm;
+        }
+    }
 }
 
 /// A named tensor for checkpoints.
@@ -72,7 +122,8 @@ pub(crate) struct StepUniform {
     pub pad1: u32,
 }
 
-/// Words in the metrics buffer: loss sum, compensation, correct, top5, samples, grad norm.
+/// Words in the metrics buffer: the loss sum (three fixed-point words and a carrier),
+/// correct, top5, samples and the gradient norm (layout in `shaders/metrics_reduce.wgsl`).
 const METRIC_WORDS: usize = 8;
 
 /// Buffers for the loss of one batch size: labels/targets in, gradient and stats out.
@@ -215,14 +266,18 @@ impl LossIo {
             "metrics",
         )?;
         let w: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let loss_exact = ExactLossSum::from_words(w[0], w[1], w[6], w[7]);
         let m = StepMetrics {
-            loss_sum: f32::from_bits(w[0]) as f64 - f32::from_bits(w[1]) as f64,
+            loss_sum: loss_exact.value(),
+            loss_exact,
             correct: w[2] as u64,
             top5_correct: w[3] as u64,
             samples: w[4] as u64,
             last_grad_norm: f32::from_bits(w[5]),
         };
+        // Keep word 5, the last gradient norm.
         gpu.write(&self.metrics, 0, &[0u32; 5])?;
+        gpu.write(&self.metrics, 6 * 4, &[0u32; 2])?;
         Ok(m)
     }
 }
@@ -324,6 +379,18 @@ pub struct TrainStep {
     micro: u32,
     group_rows: usize,
     opt_t: u64,
+    /// Data parallel: the group's gradient sums on the host (the device holds only the
+    /// last micro-batch's contribution between exchanges).
+    group: Option<GroupSums>,
+}
+
+/// The host side of a data-parallel accumulation group.
+struct GroupSums {
+    /// Every rank's contributions so far, added in the single-process micro-batch order.
+    sum: Vec<f32>,
+    /// Where one contribution is read back.
+    staging: Buffer,
+    zeros: Vec<f32>,
 }
 
 impl TrainStep {
@@ -508,6 +575,7 @@ impl TrainStep {
             micro: 0,
             group_rows: 0,
             opt_t: 0,
+            group: None,
         })
     }
 
@@ -539,21 +607,16 @@ impl TrainStep {
         encoder.chain(teacher).chain(&self.gpu_model.forward)
     }
 
-    /// Records and submits one training micro-step: forward, loss (+ device metrics),
-    /// backward (gradients accumulate); after every `accumulation_steps` calls also the
-    /// gradient norm, clipping, optimizer update and gradient reset. `step` is the global
-    /// micro-batch index and keys dropout masks. One encoder, one submission, no read-back.
-    pub fn record_step(&mut self, gpu: &Gpu, lr: f32, step: u64) -> Result<(), GpuError> {
-        self.micro += 1;
-        self.group_rows += self.loss.rows;
-        let complete = self.micro >= self.cfg.accumulation_steps;
+    /// The step uniform for a micro-batch of `self.loss.rows` rows at global micro-batch
+    /// index `step`, `complete` when the optimizer updates after it.
+    fn step_uniform(&self, lr: f32, step: u64, complete: bool) -> StepUniform {
         let t = if complete {
             self.opt_t + 1
         } else {
             self.opt_t.max(1)
         };
         let (bc1, bc2) = self.cfg.optimizer.bias_corrections(t);
-        let uniform = StepUniform {
+        StepUniform {
             lr,
             rows: self.loss.rows as u32,
             step: step as u32,
@@ -570,7 +633,23 @@ impl TrainStep {
             opt_t: t as u32,
             pad0: 0,
             pad1: 0,
-        };
+        }
+    }
+
+    /// Records and submits one training micro-step: forward, loss (+ device metrics),
+    /// backward (gradients accumulate); after every `accumulation_steps` calls also the
+    /// gradient norm, clipping, optimizer update and gradient reset. `step` is the global
+    /// micro-batch index and keys dropout masks. One encoder, one submission, no read-back.
+    pub fn record_step(&mut self, gpu: &Gpu, lr: f32, step: u64) -> Result<(), GpuError> {
+        if self.group.is_some() {
+            return Err(GpuError::InvalidConfig(
+                "a data-parallel step records contributions, not whole steps".into(),
+            ));
+        }
+        self.micro += 1;
+        self.group_rows += self.loss.rows;
+        let complete = self.micro >= self.cfg.accumulation_steps;
+        let uniform = self.step_uniform(lr, step, complete);
         gpu.write(&self.loss.step, 0, &[uniform])?;
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
         if gpu.is_recording() {
@@ -739,6 +818,124 @@ impl TrainStep {
     }
 }
 
+/// Data parallelism: every rank runs its own micro-batches, the ranks exchange each
+/// micro-batch's gradient contribution, and every rank adds all of them in the order one
+/// process accumulating the same micro-batches would — so N ranks reproduce one process
+/// bit for bit. The exchange itself is the caller's (ops knows no transport).
+impl TrainStep {
+    /// Switches this step to data-parallel recording: the accumulation group
+    /// (`accumulation_steps` micro-batches, counted over all ranks) is summed on the host.
+    pub fn enable_data_parallel(&mut self, gpu: &Gpu) -> Result<(), GpuError> {
+        let len = self.model.packed_len;
+        let staging = gpu.readback_buffer("grads.readback", (len * 4) as u64)?;
+        self.group = Some(GroupSums {
+            sum: vec![0.0; len],
+            staging,
+            zeros: vec![0.0; len],
+        });
+        Ok(())
+    }
+
+    /// Records this rank's micro-batch (uploaded before): forward, loss (+ device metrics)
+    /// and backward into zeroed gradient sums, keyed by the global micro-batch index `step`
+    /// (dropout). No update; take the contribution with [`TrainStep::take_contribution`].
+    pub fn record_contribution(&mut self, gpu: &Gpu, step: u64) -> Result<(), GpuError> {
+        if self.group.is_none() {
+            return Err(GpuError::InvalidConfig(
+                "record_contribution needs enable_data_parallel first".into(),
+            ));
+        }
+        let uniform = self.step_uniform(0.0, step, false);
+        gpu.write(&self.loss.step, 0, &[uniform])?;
+        if gpu.is_recording() {
+            gpu.push_recorded(
+                "train",
+                self.forward_dispatches()
+                    .chain(&self.loss.dispatches)
+                    .chain(&self.gpu_model.backward)
+                    .map(|d| d.info().clone())
+                    .collect(),
+            );
+        }
+        gpu.submit_dispatches(
+            self.forward_dispatches()
+                .chain(&self.loss.dispatches)
+                .chain(&self.gpu_model.backward),
+        )?;
+        gpu.take_error()
+    }
+
+    /// The gradient contribution recorded since the last take (one read-back), packed like
+    /// the parameters' learnable words; the device sums are zeroed for the next one.
+    pub fn take_contribution(&mut self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
+        let len = self.model.packed_len as u64;
+        let Some(group) = &self.group else {
+            return Err(GpuError::InvalidConfig(
+                "take_contribution needs enable_data_parallel first".into(),
+            ));
+        };
+        let bytes = gpu.read_bytes(
+            &BufferRef::whole(&self.grads).words(0, len),
+            &group.staging,
+            "gradient contribution",
+        )?;
+        gpu.write(&self.grads, 0, &group.zeros)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Adds exchanged contributions — `(gradients, rows)` per micro-batch, in the
+    /// single-process micro-batch order — to the group. When the group is complete it
+    /// uploads the sums and records the update (gradient norm, clipping, optimizer) with
+    /// learning rate `lr`, and returns true.
+    pub fn add_contributions<'a>(
+        &mut self,
+        gpu: &Gpu,
+        lr: f32,
+        contributions: impl IntoIterator<Item = (&'a [f32], usize)>,
+    ) -> Result<bool, GpuError> {
+        let Some(group) = &mut self.group else {
+            return Err(GpuError::InvalidConfig(
+                "add_contributions needs enable_data_parallel first".into(),
+            ));
+        };
+        for (grads, rows) in contributions {
+            if grads.len() != group.sum.len() {
+                return Err(GpuError::InvalidConfig(format!(
+                    "a gradient contribution has {} values, the model {}",
+                    grads.len(),
+                    group.sum.len()
+                )));
+            }
+            // f32 additions in this order are the ones the backward kernels make when one
+            // process accumulates the micro-batches (each adds its whole contribution once).
+            for (s, g) in group.sum.iter_mut().zip(grads) {
+                *s += *g;
+            }
+            self.micro += 1;
+            self.group_rows += rows;
+        }
+        if self.micro < self.cfg.accumulation_steps {
+            return Ok(false);
+        }
+        gpu.write(&self.grads, 0, &group.sum)?;
+        group.sum.fill(0.0);
+        let uniform = self.step_uniform(lr, 0, true);
+        gpu.write(&self.loss.step, 0, &[uniform])?;
+        if gpu.is_recording() {
+            gpu.push_recorded(
+                "train.update",
+                self.update.iter().map(|d| d.info().clone()).collect(),
+            );
+        }
+        gpu.submit_dispatches(&self.update)?;
+        self.opt_t += 1;
+        self.micro = 0;
+        self.group_rows = 0;
+        gpu.take_error()?;
+        Ok(true)
+    }
+}
+
 /// The device buffers of a [`TrainStep`] that wrappers around it (a federation) bind.
 pub struct TrainBuffers {
     /// The packed parameters, then the model's buffers (batch norm statistics).
@@ -838,10 +1035,14 @@ impl TrainStep {
 impl TrainStep {
     /// The accumulation position and gradient sums (one read-back).
     pub fn accumulation_state(&self, gpu: &Gpu) -> Result<AccumulationState, GpuError> {
+        let grads = match &self.group {
+            Some(group) => unpack(&self.model, &group.sum, "", Tensors::Learnable),
+            None => self.grad_tensors(gpu)?,
+        };
         Ok(AccumulationState {
             micro: self.micro,
             group_rows: self.group_rows,
-            grads: self.grad_tensors(gpu)?,
+            grads,
         })
     }
 
@@ -853,7 +1054,13 @@ impl TrainStep {
     ) -> Result<(), GpuError> {
         let mut flat = vec![0.0f32; self.model.packed_len];
         pack(&self.model, &state.grads, "", &mut flat, Tensors::Learnable)?;
-        gpu.write(&self.grads, 0, &flat)?;
+        match &mut self.group {
+            Some(group) => {
+                gpu.write(&self.grads, 0, &group.zeros)?;
+                group.sum = flat;
+            }
+            None => gpu.write(&self.grads, 0, &flat)?,
+        }
         self.micro = state.micro;
         self.group_rows = state.group_rows;
         Ok(())
