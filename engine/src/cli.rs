@@ -50,6 +50,9 @@ enum Command {
         /// and label histogram.
         #[arg(long)]
         partition: bool,
+        /// Show the plan as `mpirun -np N engine run` runs it (data parallel over N ranks).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        ranks: usize,
     },
     /// Print the stage graph (or, with --model, a model's layers) as Graphviz DOT.
     Graph {
@@ -91,6 +94,10 @@ enum Command {
         /// pipeline with one is refused.
         #[arg(long)]
         allow_exec: bool,
+        /// Under mpirun: how long a rank waits for the others at a gradient exchange before
+        /// it ends the job, naming the ranks that did not answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        rank_timeout: u64,
     },
     /// List the checkpoints in a directory with step, epoch and metric; marks latest and best.
     Checkpoints {
@@ -373,8 +380,15 @@ pub fn main() -> ExitCode {
             dispatches,
             device,
             partition,
+            ranks,
         } => with_pipeline(&file, &set, |checked| {
-            let plan = crate::plan::plan_pipeline(checked);
+            let plan = match crate::plan::plan_pipeline(checked).data_parallel(ranks) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
             let extras = partition
                 .then(|| crate::run::partition_summary(&plan))
                 .transpose()
@@ -465,6 +479,7 @@ pub fn main() -> ExitCode {
             resume,
             init_from,
             allow_exec,
+            rank_timeout,
         } => with_pipeline_and_sources(&file, &set, |checked, sources| {
             if !allow_exec {
                 let refused = crate::check::exec_commands(checked);
@@ -472,7 +487,27 @@ pub fn main() -> ExitCode {
                     return report(LoadError::Invalid(refused), sources);
                 }
             }
-            let plan = crate::plan::plan_pipeline(checked);
+            let ranks = match crate::ranks::join(std::time::Duration::from_secs(rank_timeout)) {
+                Ok(ranks) => ranks,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
+            let plan = match crate::plan::plan_pipeline(checked).data_parallel(ranks.size()) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
+            if ranks.size() > 1 && !crate::check::exec_commands(checked).is_empty() {
+                eprintln!(
+                    "error: `exec` callbacks do not run data parallel yet (each rank would run the command); run without mpirun"
+                );
+                return 2;
+            }
+            let lead = ranks.rank() == 0;
             let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
             let resume = match resume.as_deref() {
                 None => None,
@@ -491,13 +526,14 @@ pub fn main() -> ExitCode {
             let options = crate::run::RunOptions {
                 out_dir,
                 device: device.as_deref().map(device_request),
-                quiet,
+                quiet: quiet || !lead,
                 resume,
                 metrics_every_steps: None,
                 init_from,
                 record_dispatches: false,
             };
-            match crate::run::run_plan(&plan, &options) {
+            match crate::run::run_plan_on(&plan, &options, ranks.as_ref()) {
+                Ok(_) if !lead => 0,
                 Ok(summary) => {
                     // In firing order, with the metrics each eval computes.
                     for e in &plan.evals {

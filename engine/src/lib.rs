@@ -16,6 +16,7 @@ pub mod losses;
 pub mod metrics;
 pub mod parse;
 pub mod plan;
+pub mod ranks;
 pub mod report;
 pub mod run;
 pub mod schema;

@@ -836,6 +836,11 @@ impl TrainStep {
         Ok(())
     }
 
+    /// Words in one gradient contribution ([`TrainStep::take_contribution`]).
+    pub fn contribution_len(&self) -> usize {
+        self.model.packed_len
+    }
+
     /// Records this rank's micro-batch (uploaded before): forward, loss (+ device metrics)
     /// and backward into zeroed gradient sums, keyed by the global micro-batch index `step`
     /// (dropout). No update; take the contribution with [`TrainStep::take_contribution`].

@@ -22,7 +22,7 @@ use crate::spec::{
     Trigger,
 };
 
-use super::{SchedulePlan, fire_order, schedule_of};
+use super::{SchedulePlan, StepWrapper, fire_order, schedule_of};
 
 /// Index of a training chain in [`super::Plan::chains`] (file order of the step stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -115,6 +115,8 @@ pub struct ChainPlan {
     pub regression: bool,
     /// Classes of the data set.
     pub classes: usize,
+    /// How its optimizer step is composed, outermost first.
+    pub step: Vec<StepWrapper>,
     /// Its length and batching.
     pub schedule: SchedulePlan,
     /// The card of its model, statistics still empty (the run fills them); `None` for a
@@ -450,6 +452,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             one_hot_targets: one_hot,
             regression,
             classes: checked.datasets.get(&load.dataset).map_or(0, |d| d.classes),
+            step: super::compose_step(1, accumulation),
             schedule: schedule_of(checked, c),
         });
     }

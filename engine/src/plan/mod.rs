@@ -42,6 +42,8 @@ pub struct Plan {
     pub device: String,
     /// The run's clock: the length and batching of the lead chain (the first).
     pub schedule: SchedulePlan,
+    /// Processes training together (data parallel); 1 without a launcher.
+    pub ranks: usize,
     /// Training chains, one per step stage, in file order; they advance in lockstep.
     pub chains: Vec<ChainPlan>,
     /// Frozen models (no step updates them), in order of first use.
@@ -108,6 +110,103 @@ pub struct SchedulePlan {
     pub steps_per_epoch: u64,
     /// Optimizer steps in the whole run.
     pub total_steps: u64,
+}
+
+/// One layer of a chain's optimizer step, outermost first; each is implemented once and
+/// they combine freely (`engine plan` prints them joined by `∘`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepWrapper {
+    /// Ranks run micro-batches side by side and add every gradient contribution in the
+    /// order one process would (`mpirun -np N engine run`).
+    DataParallel {
+        /// Processes in the job.
+        ranks: usize,
+    },
+    /// Micro-batches each rank adds up before an update (an `accumulate` stage).
+    Accumulate {
+        /// Micro-batches per rank and update.
+        micro_batches: u32,
+    },
+    /// Forward, loss, backward and update in 32-bit floats.
+    F32Step,
+}
+
+impl fmt::Display for StepWrapper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepWrapper::DataParallel { ranks } => {
+                write!(f, "data parallel over {ranks} ranks")
+            }
+            StepWrapper::Accumulate { micro_batches } => {
+                write!(f, "accumulate {micro_batches} micro-batches")
+            }
+            StepWrapper::F32Step => write!(f, "f32 step"),
+        }
+    }
+}
+
+/// The wrappers of a step on `ranks` ranks accumulating `accumulation` micro-batches each.
+pub(crate) fn compose_step(ranks: usize, accumulation: u32) -> Vec<StepWrapper> {
+    let mut step = Vec::new();
+    if ranks > 1 {
+        step.push(StepWrapper::DataParallel { ranks });
+    }
+    if accumulation > 1 {
+        step.push(StepWrapper::Accumulate {
+            micro_batches: accumulation,
+        });
+    }
+    step.push(StepWrapper::F32Step);
+    step
+}
+
+/// Why a plan cannot run data parallel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DataParallelRefused(pub String);
+
+impl Plan {
+    /// The plan run by `ranks` processes together (`mpirun -np N`): each update adds the
+    /// micro-batches of every rank, so a chain's group is `ranks` x its accumulation
+    /// micro-batches, in the order one process accumulating them would run them.
+    pub fn data_parallel(mut self, ranks: usize) -> Result<Plan, DataParallelRefused> {
+        if ranks <= 1 {
+            return Ok(self);
+        }
+        if self.federated.is_some() {
+            return Err(DataParallelRefused(
+                "a federated pipeline cannot run data parallel: its clients already train side by side; run it without mpirun".into(),
+            ));
+        }
+        for c in &self.chains {
+            if c.model_def.layers.iter().any(|l| matches!(l, ops::LayerSpec::BatchNorm(_))) {
+                return Err(DataParallelRefused(format!(
+                    "chain `{}` trains batch norm, whose running statistics would differ between ranks (each sees its own micro-batches); data parallelism runs models without batch norm for now",
+                    c.name
+                )));
+            }
+        }
+        for c in &mut self.chains {
+            let per_rank = c.train.accumulation_steps.max(1);
+            let group = per_rank.saturating_mul(ranks as u32);
+            c.train.accumulation_steps = group;
+            c.step = compose_step(ranks, per_rank);
+            let s = &mut c.schedule;
+            s.accumulation = group;
+            s.effective_batch = s.batch_size * group as usize;
+            s.steps_per_epoch = s.batches_per_epoch as u64 / u64::from(group);
+            if let Some(e) = s.epochs {
+                s.total_steps = u64::from(e) * s.batches_per_epoch as u64 / u64::from(group);
+            }
+        }
+        if let Some(lead) = self.chains.first() {
+            self.schedule = lead.schedule.clone();
+            self.lr_preview = lr_preview(lead);
+        }
+        self.ranks = ranks;
+        Ok(self)
+    }
 }
 
 /// One stage in the per-batch order.
@@ -314,6 +413,7 @@ pub fn plan_pipeline(checked: &CheckedPipeline) -> Plan {
             None => format!("{:?}", p.device.backend).to_lowercase(),
         },
         schedule,
+        ranks: 1,
         chains: program.chains,
         frozen: program.frozen,
         evals: program.evals,
@@ -773,6 +873,15 @@ impl fmt::Display for Plan {
                 s.accumulation,
                 s.effective_batch
             )?;
+        }
+        for c in &self.chains {
+            let prefix = if self.chains.len() > 1 {
+                format!("{}: ", c.name)
+            } else {
+                String::new()
+            };
+            let step: Vec<String> = c.step.iter().map(ToString::to_string).collect();
+            writeln!(f, "step: {prefix}{}", step.join(" ∘ "))?;
         }
         let describe = |c: &ChainPlan| -> String {
             let mut models: Vec<String> = c

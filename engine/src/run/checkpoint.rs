@@ -96,6 +96,10 @@ pub struct TrainingState {
     /// (`fit_start`, `epoch_start`, `batch_start`, `fit_end`).
     #[serde(default)]
     pub taken_at: String,
+    /// Ranks of the data-parallel job that saved it (1: one process); a resume needs as
+    /// many.
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
 }
 
 /// Where one training chain stands: with its device tensors, all it needs to continue.
@@ -594,4 +598,8 @@ pub fn export(
         tensors: weights.len(),
         model: card.map(|c| c.model.clone()),
     })
+}
+
+fn one_rank() -> usize {
+    1
 }

@@ -64,6 +64,9 @@ pub enum RunError {
     /// Data could not be loaded.
     #[error("{0}")]
     Data(#[from] crate::data::DataError),
+    /// The ranks of a data-parallel job could not exchange gradients.
+    #[error("{0}")]
+    Ranks(#[from] crate::ranks::RanksError),
     /// A checkpoint could not be written or loaded.
     #[error("{0}")]
     Checkpoint(#[from] CheckpointError),
@@ -183,7 +186,17 @@ pub fn run_pipeline(
     run_plan(&plan_pipeline(checked), options)
 }
 
-/// Trains a plan end to end (or from a checkpoint).
+/// Trains a plan end to end (or from a checkpoint) in this process alone.
 pub fn run_plan(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
-    runner::run(plan, options)
+    runner::run(plan, options, &crate::ranks::OneRank)
+}
+
+/// Trains a plan as one rank of a data-parallel job (the plan made for the job's size with
+/// [`Plan::data_parallel`]): rank 0 writes metrics, checkpoints and the run's files.
+pub fn run_plan_on(
+    plan: &Plan,
+    options: &RunOptions,
+    ranks: &dyn crate::ranks::Ranks,
+) -> Result<RunSummary, RunError> {
+    runner::run(plan, options, ranks)
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ops::federated::Federation;
 use ops::gpu::Gpu;
-use ops::train::{AccumulationState, EvalStep, NamedTensor};
+use ops::train::{AccumulationState, EvalStep, NamedTensor, StepMetrics};
 
 use crate::callbacks::ExecFailure;
 use crate::card::{ModelCard, Scaling, TaskCard};
@@ -27,6 +27,7 @@ use super::checkpoint::{self, ChainState, Checkpoint, MetricSums, TrainingState}
 use super::evaluate::evaluate_split;
 use super::metrics::{MetricsRecord, MetricsWriter};
 use super::{RunError, RunOptions, RunSummary, StepMetricsSummary, exec, io_error, profile};
+use crate::ranks::Ranks;
 
 pub(super) struct EvalRoutine {
     pub(super) plan: EvalPlan,
@@ -90,26 +91,43 @@ pub(super) struct Runner<'p> {
     pub(super) federation: Option<Federation>,
     /// A resumed federated run's server state, until the federation exists.
     pub(super) restored_federation: Vec<NamedTensor>,
+    /// The job's processes: one, or the ranks of a data-parallel job.
+    pub(super) ranks: &'p dyn Ranks,
 }
 
-/// Trains a plan end to end (or from a checkpoint).
-pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
+/// Trains a plan end to end (or from a checkpoint), as one of `ranks`.
+pub(super) fn run<'p>(
+    plan: &'p Plan,
+    options: &RunOptions,
+    ranks: &'p dyn Ranks,
+) -> Result<RunSummary, RunError> {
     if plan.chains.is_empty() {
         return Err(RunError::Unsupported(
             "the pipeline has no training chain".into(),
         ));
     }
-    std::fs::create_dir_all(&options.out_dir).map_err(io_error(&options.out_dir))?;
-    let resolved = options.out_dir.join("pipeline.resolved.yaml");
-    std::fs::write(
-        &resolved,
-        format!("# pipeline hash {}\n{}", plan.hash, plan.resolved_yaml),
-    )
-    .map_err(io_error(&resolved))?;
-    let plan_path = options.out_dir.join("plan.txt");
-    std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
+    if plan.ranks != ranks.size() {
+        return Err(RunError::Unsupported(format!(
+            "the plan was made for {} ranks but the job has {}",
+            plan.ranks,
+            ranks.size()
+        )));
+    }
+    // Rank 0 writes the run's files; the others only read (a checkpoint to resume).
+    let lead = ranks.rank() == 0;
+    if lead {
+        std::fs::create_dir_all(&options.out_dir).map_err(io_error(&options.out_dir))?;
+        let resolved = options.out_dir.join("pipeline.resolved.yaml");
+        std::fs::write(
+            &resolved,
+            format!("# pipeline hash {}\n{}", plan.hash, plan.resolved_yaml),
+        )
+        .map_err(io_error(&resolved))?;
+        let plan_path = options.out_dir.join("plan.txt");
+        std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
+    }
 
-    if options.resume.is_none() {
+    if options.resume.is_none() && lead {
         let root = options.out_dir.join(&plan.checkpoint_dir);
         if checkpoint::list(&root).is_ok_and(|found| !found.is_empty()) {
             return Err(RunError::Unsupported(format!(
@@ -139,12 +157,11 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
     let frozen = frozen_runs(&gpu, plan)?;
     let mut chains = Vec::with_capacity(plan.chains.len());
     for c in &plan.chains {
-        chains.push(ChainRun::new(
-            &gpu,
-            c,
-            split_of(c.dataset.0, c.split)?,
-            &frozen,
-        )?);
+        let mut chain = ChainRun::new(&gpu, c, split_of(c.dataset.0, c.split)?, &frozen)?;
+        if ranks.size() > 1 {
+            chain.train.enable_data_parallel(&gpu)?;
+        }
+        chains.push(chain);
     }
     if let Some(path) = &options.init_from {
         let weights = checkpoint::load_weights(path)?;
@@ -225,6 +242,7 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         cards,
         federation: None,
         restored_federation: Vec::new(),
+        ranks,
     };
     let mut pos = Position {
         epoch: 0,
@@ -236,8 +254,10 @@ pub(super) fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunEr
         metrics_lines = runner.restore(path, &mut pos)?;
     }
     let path = options.out_dir.join(&plan.metrics_file);
-    runner.writer =
-        Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
+    if lead {
+        runner.writer =
+            Some(MetricsWriter::open(&path, &plan.hash, metrics_lines).map_err(io_error(&path))?);
+    }
     if plan.federated.is_some() {
         runner.federated_loop(&mut pos, options.resume.is_some())
     } else {
@@ -264,6 +284,15 @@ impl Runner<'_> {
     fn restore(&mut self, path: &Path, pos: &mut Position) -> Result<u64, RunError> {
         let ckpt = checkpoint::load(path)?;
         let s = &ckpt.state;
+        if s.ranks != self.ranks.size() {
+            return Err(RunError::Unsupported(format!(
+                "`{}` was saved by a job of {} rank(s); resume it with as many (`mpirun -np {}`), this job has {}",
+                path.display(),
+                s.ranks,
+                s.ranks,
+                self.ranks.size()
+            )));
+        }
         if s.resolved_pipeline != self.plan.resolved_yaml && !self.hooks.is_quiet() {
             eprintln!(
                 "note: resuming `{}` with a pipeline that differs from the checkpoint's (hash {} vs {})",
@@ -408,6 +437,21 @@ impl Runner<'_> {
                     let chain = &mut self.chains[i];
                     let state = &mut pos.chains[i];
                     let lr = (self.hooks.lr_scale() * chain.plan.lr_at(state.step)) as f32;
+                    if self.ranks.size() > 1 {
+                        let Some(feed) = feeds[i].as_mut() else {
+                            return Err(RunError::Unsupported(format!(
+                                "chain `{}` got a batch without a feed",
+                                chain.plan.name
+                            )));
+                        };
+                        let tick = DataParallelTick {
+                            gpu: &self.gpu,
+                            ranks: self.ranks,
+                            clock: &mut self.clock,
+                        };
+                        tick.run(chain, feed, state, batch, lr)?;
+                        continue;
+                    }
                     let started = Instant::now();
                     chain.upload(&self.gpu, &batch)?;
                     self.clock.add("upload", started.elapsed());
@@ -579,6 +623,9 @@ impl Runner<'_> {
             samples_per_second: (pos.samples() - self.samples_at_start) as f64 / elapsed.max(1e-9),
             recorded: self.gpu.take_recorded(),
         };
+        if self.ranks.rank() != 0 {
+            return Ok(summary);
+        }
         let run_json = self.out_dir.join("run.json");
         let facts = serde_json::json!({
             "adapter": summary.adapter,
@@ -662,6 +709,7 @@ impl Runner<'_> {
     pub(super) fn read_train(&mut self, pos: &mut Position) -> Result<(), RunError> {
         for (chain, state) in self.chains.iter_mut().zip(&mut pos.chains) {
             let m = chain.train.read_train_metrics(&self.gpu)?;
+            let m = all_ranks_metrics(self.ranks, &m)?;
             if m.samples > 0 {
                 state.last_grad_norm = m.last_grad_norm;
             }
@@ -733,7 +781,9 @@ impl Runner<'_> {
                         routine.class_names.as_deref(),
                     )?;
                     let result = outcome.summary;
-                    if let Some((targets, outputs, width)) = &outcome.regression {
+                    if let Some((targets, outputs, width)) = &outcome.regression
+                        && self.ranks.rank() == 0
+                    {
                         let path = self
                             .out_dir
                             .join(format!("predictions-{}.csv", routine.plan.name));
@@ -965,7 +1015,12 @@ impl Runner<'_> {
             monitor_max: c.keep_best_max,
             seed: self.plan.seed,
             taken_at: trigger.to_string(),
+            ranks: self.ranks.size(),
         };
+        if self.ranks.rank() != 0 {
+            // Rank 0 saves; every rank took part in the reads above.
+            return Ok(());
+        }
         let checkpoint = Checkpoint {
             state,
             weights: self.weights()?,
@@ -980,6 +1035,124 @@ impl Runner<'_> {
         self.newest_checkpoint = Some(saved);
         Ok(())
     }
+}
+
+/// One data-parallel tick of a chain: the next `t` micro-batches of the epoch (`t` = the
+/// ranks, fewer where the epoch or the accumulation group ends first) go to ranks `0..t`
+/// in order; each records its own, the contributions are exchanged, and every rank adds
+/// them in micro-batch order — what one process accumulating them would compute.
+struct DataParallelTick<'a> {
+    gpu: &'a Gpu,
+    ranks: &'a dyn Ranks,
+    clock: &'a mut profile::StageClock,
+}
+
+impl DataParallelTick<'_> {
+    fn run(
+        self,
+        chain: &mut ChainRun,
+        feed: &mut Prefetcher,
+        state: &mut ChainState,
+        first: Batch,
+        lr: f32,
+    ) -> Result<(), RunError> {
+        let n = self.ranks.size() as u64;
+        let rank = self.ranks.rank() as u64;
+        let group = u64::from(chain.plan.train.accumulation_steps.max(1));
+        let epoch_left = chain
+            .plan
+            .schedule
+            .batches_per_epoch
+            .saturating_sub(first.index_in_epoch) as u64;
+        let t = n.min(group - state.micro % group).min(epoch_left).max(1);
+        let len = chain.train.contribution_len();
+        let mut words = vec![0u32; len + 1];
+        let mut next = Some(first);
+        let mut last_index = 0;
+        for j in 0..t {
+            let Some(batch) = next.take().or_else(|| feed.next()) else {
+                return Err(RunError::Unsupported(format!(
+                    "chain `{}`: the epoch ended inside a data-parallel tick",
+                    chain.plan.name
+                )));
+            };
+            last_index = batch.index_in_epoch;
+            if j == rank {
+                let started = Instant::now();
+                chain.upload(self.gpu, &batch)?;
+                chain.train.record_contribution(self.gpu, state.micro + j)?;
+                let grads = chain.train.take_contribution(self.gpu)?;
+                self.clock
+                    .add("train step (record + read gradients)", started.elapsed());
+                words[0] = batch.rows as u32;
+                words[1..].copy_from_slice(bytemuck::cast_slice(&grads));
+            }
+            feed.recycle(batch);
+        }
+        let started = Instant::now();
+        let all = self.ranks.exchange("gradient", &words)?;
+        self.clock.add("gradient exchange", started.elapsed());
+        let started = Instant::now();
+        let mut rows = 0u64;
+        let contributions = all.chunks_exact(len + 1).take(t as usize).map(|w| {
+            rows += u64::from(w[0]);
+            (bytemuck::cast_slice::<u32, f32>(&w[1..]), w[0] as usize)
+        });
+        let updated = chain.train.add_contributions(self.gpu, lr, contributions)?;
+        self.clock
+            .add("gradient sum + update (encode + submit)", started.elapsed());
+        state.micro += t;
+        state.samples += rows;
+        state.next_batch = last_index + 1;
+        if updated {
+            state.step += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Every rank's training metrics since the last read, merged (exactly: counts and the
+/// fixed-point loss sum add as integers, so the result does not depend on the ranks).
+fn all_ranks_metrics(ranks: &dyn Ranks, mine: &StepMetrics) -> Result<StepMetrics, RunError> {
+    if ranks.size() == 1 {
+        return Ok(*mine);
+    }
+    let fixed = mine.loss_exact.fixed as u128;
+    let words = [
+        fixed as u32,
+        (fixed >> 32) as u32,
+        (fixed >> 64) as u32,
+        (fixed >> 96) as u32,
+        mine.loss_exact.carried.to_bits(),
+        mine.correct as u32,
+        (mine.correct >> 32) as u32,
+        mine.top5_correct as u32,
+        (mine.top5_correct >> 32) as u32,
+        mine.samples as u32,
+        (mine.samples >> 32) as u32,
+        mine.last_grad_norm.to_bits(),
+    ];
+    let all = ranks.exchange("training metrics", &words)?;
+    let mut merged = StepMetrics::default();
+    for w in all.chunks_exact(words.len()) {
+        let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+        let fixed = (u128::from(w[0])
+            | (u128::from(w[1]) << 32)
+            | (u128::from(w[2]) << 64)
+            | (u128::from(w[3]) << 96)) as i128;
+        merged.merge(&StepMetrics {
+            loss_sum: 0.0,
+            loss_exact: ops::ExactLossSum {
+                fixed,
+                carried: f32::from_bits(w[4]),
+            },
+            correct: wide(w[5], w[6]),
+            top5_correct: wide(w[7], w[8]),
+            samples: wide(w[9], w[10]),
+            last_grad_norm: f32::from_bits(w[11]),
+        });
+    }
+    Ok(merged)
 }
 
 /// The last evaluation's targets and predictions of a regression eval, `actual,predicted`

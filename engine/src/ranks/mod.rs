@@ -1,0 +1,115 @@
+//! The processes of a data-parallel job ("ranks") and how they exchange values.
+//!
+//! `engine run` joins the job it was started in: under `mpirun -np N` (an engine built with
+//! the `mpi` feature) the N processes train one model together; started alone it is rank 0
+//! of 1 and nothing is exchanged. The executor sees only the [`Ranks`] trait.
+
+#[cfg(feature = "mpi")]
+mod mpi;
+
+use std::time::Duration;
+
+/// The ranks of a job, seen from one of them.
+pub trait Ranks {
+    /// This process's rank, 0-based.
+    fn rank(&self) -> usize;
+    /// How many ranks the job has.
+    fn size(&self) -> usize;
+    /// Every rank's `mine` (all of the same length), concatenated in rank order; every
+    /// rank gets the same answer. `what` names the exchange in timeout messages. A rank
+    /// that does not take part within the job's timeout ends the whole job with a message
+    /// naming it.
+    fn exchange(&self, what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError>;
+}
+
+/// Why the job could not be joined or an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RanksError {
+    /// Started by a launcher that asks for several ranks, without MPI support built in.
+    #[error(
+        "this process was started as rank {rank} of {size} (by mpirun), but this engine was built without MPI; build it with `cargo build --release --features mpi` (needs OpenMPI: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`)"
+    )]
+    NoMpi {
+        /// The rank the launcher gave.
+        rank: usize,
+        /// The ranks it asked for.
+        size: usize,
+    },
+    /// The ranks sent buffers of different lengths (they run different pipelines).
+    #[error(
+        "rank {rank} sent {found} values to the {what} exchange, rank 0 expected {expected}: do all ranks run the same pipeline?"
+    )]
+    Mismatch {
+        /// The exchange.
+        what: String,
+        /// The rank that differs.
+        rank: usize,
+        /// Its length.
+        found: usize,
+        /// Rank 0's length.
+        expected: usize,
+    },
+}
+
+/// A job of one: `engine run` without a launcher.
+pub struct OneRank;
+
+impl Ranks for OneRank {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn exchange(&self, _what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError> {
+        Ok(mine.to_vec())
+    }
+}
+
+/// The rank and size an MPI launcher gave this process (OpenMPI's, MPICH's or PMIx's
+/// environment), if it was started by one.
+pub fn launched_as() -> Option<(usize, usize)> {
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
+    };
+    let size = var(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"])?;
+    let rank = var(&["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]).unwrap_or(0);
+    Some((rank, size))
+}
+
+/// Joins the job this process was started in: MPI when a launcher started several ranks
+/// (and the engine has the `mpi` feature), else a job of one. `timeout` bounds how long a
+/// rank waits for the others at an exchange.
+pub fn join(timeout: Duration) -> Result<Box<dyn Ranks>, RanksError> {
+    match launched_as() {
+        Some((rank, size)) if size > 1 => join_mpi(rank, size, timeout),
+        _ => Ok(Box::new(OneRank)),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn join_mpi(_rank: usize, _size: usize, timeout: Duration) -> Result<Box<dyn Ranks>, RanksError> {
+    Ok(Box::new(mpi::MpiRanks::join(timeout)))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_mpi(rank: usize, size: usize, _timeout: Duration) -> Result<Box<dyn Ranks>, RanksError> {
+    Err(RanksError::NoMpi { rank, size })
+}
+
+/// Whether this engine was built with MPI support.
+pub const HAS_MPI: bool = cfg!(feature = "mpi");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rank_exchanges_with_itself() {
+        let one = OneRank;
+        assert_eq!((one.rank(), one.size()), (0, 1));
+        assert_eq!(one.exchange("test", &[1, 2, 3]).unwrap(), vec![1, 2, 3]);
+    }
+}
