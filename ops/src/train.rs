@@ -636,6 +636,21 @@ impl TrainStep {
         }
     }
 
+    /// Submits a micro-batch's forward, loss and backward, then `tail`, as one submission
+    /// (recorded for the dispatch test when the device records).
+    fn submit_micro_batch(&self, gpu: &Gpu, tail: &[Dispatch]) -> Result<(), GpuError> {
+        let dispatches = || {
+            self.forward_dispatches()
+                .chain(&self.loss.dispatches)
+                .chain(&self.gpu_model.backward)
+                .chain(tail)
+        };
+        if gpu.is_recording() {
+            gpu.push_recorded("train", dispatches().map(|d| d.info().clone()).collect());
+        }
+        gpu.submit_dispatches(dispatches())
+    }
+
     /// Records and submits one training micro-step: forward, loss (+ device metrics),
     /// backward (gradients accumulate); after every `accumulation_steps` calls also the
     /// gradient norm, clipping, optimizer update and gradient reset. `step` is the global
@@ -652,23 +667,7 @@ impl TrainStep {
         let uniform = self.step_uniform(lr, step, complete);
         gpu.write(&self.loss.step, 0, &[uniform])?;
         let tail: &[Dispatch] = if complete { &self.update } else { &[] };
-        if gpu.is_recording() {
-            gpu.push_recorded(
-                "train",
-                self.forward_dispatches()
-                    .chain(&self.loss.dispatches)
-                    .chain(&self.gpu_model.backward)
-                    .chain(tail)
-                    .map(|d| d.info().clone())
-                    .collect(),
-            );
-        }
-        gpu.submit_dispatches(
-            self.forward_dispatches()
-                .chain(&self.loss.dispatches)
-                .chain(&self.gpu_model.backward)
-                .chain(tail),
-        )?;
+        self.submit_micro_batch(gpu, tail)?;
         if complete {
             self.opt_t += 1;
             self.micro = 0;
@@ -852,21 +851,7 @@ impl TrainStep {
         }
         let uniform = self.step_uniform(0.0, step, false);
         gpu.write(&self.loss.step, 0, &[uniform])?;
-        if gpu.is_recording() {
-            gpu.push_recorded(
-                "train",
-                self.forward_dispatches()
-                    .chain(&self.loss.dispatches)
-                    .chain(&self.gpu_model.backward)
-                    .map(|d| d.info().clone())
-                    .collect(),
-            );
-        }
-        gpu.submit_dispatches(
-            self.forward_dispatches()
-                .chain(&self.loss.dispatches)
-                .chain(&self.gpu_model.backward),
-        )?;
+        self.submit_micro_batch(gpu, &[])?;
         gpu.take_error()
     }
 

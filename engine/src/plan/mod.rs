@@ -180,7 +180,11 @@ impl Plan {
             ));
         }
         for c in &self.chains {
-            if c.model_def.layers.iter().any(|l| matches!(l, ops::LayerSpec::BatchNorm(_))) {
+            if c.model_def
+                .layers
+                .iter()
+                .any(|l| matches!(l, ops::LayerSpec::BatchNorm(_)))
+            {
                 return Err(DataParallelRefused(format!(
                     "chain `{}` trains batch norm, whose running statistics would differ between ranks (each sees its own micro-batches); data parallelism runs models without batch norm for now",
                     c.name

@@ -74,6 +74,27 @@ impl MpiRanks {
     }
 }
 
+impl MpiRanks {
+    /// Rank 0: fills `chunk`-word pieces of `into` from ranks 1, 2, … in order.
+    fn receive_from_others(&self, what: &str, into: &mut [u32], chunk: usize) {
+        if chunk == 0 {
+            return;
+        }
+        mpi::request::scope(|scope| {
+            let requests = into
+                .chunks_mut(chunk)
+                .enumerate()
+                .map(|(i, piece)| {
+                    let r = i + 1;
+                    let p = self.world.process_at_rank(r as i32);
+                    (r, p.immediate_receive_into(scope, piece))
+                })
+                .collect();
+            self.wait_all(what, requests);
+        });
+    }
+}
+
 impl Ranks for MpiRanks {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -91,18 +112,7 @@ impl Ranks for MpiRanks {
         let mut lengths = vec![0u32; size];
         let len = [n as u32];
         if self.rank() == 0 {
-            mpi::request::scope(|scope| {
-                let requests = lengths[1..]
-                    .chunks_mut(1)
-                    .enumerate()
-                    .map(|(i, slot)| {
-                        let r = i + 1;
-                        let p = self.world.process_at_rank(r as i32);
-                        (r, p.immediate_receive_into(scope, slot))
-                    })
-                    .collect();
-                self.wait_all(what, requests);
-            });
+            self.receive_from_others(what, &mut lengths[1..], 1);
             if let Some((r, &found)) = lengths
                 .iter()
                 .enumerate()
@@ -117,18 +127,7 @@ impl Ranks for MpiRanks {
                 });
             }
             all[..n].copy_from_slice(mine);
-            mpi::request::scope(|scope| {
-                let requests = all[n..]
-                    .chunks_mut(n.max(1))
-                    .enumerate()
-                    .map(|(i, chunk)| {
-                        let r = i + 1;
-                        let p = self.world.process_at_rank(r as i32);
-                        (r, p.immediate_receive_into(scope, chunk))
-                    })
-                    .collect();
-                self.wait_all(what, requests);
-            });
+            self.receive_from_others(what, &mut all[n..], n);
             mpi::request::scope(|scope| {
                 let requests = (1..size)
                     .map(|r| {
@@ -145,7 +144,10 @@ impl Ranks for MpiRanks {
                 if n > 0 {
                     self.wait_all(what, vec![(0, root.immediate_send(scope, mine))]);
                 }
-                self.wait_all(what, vec![(0, root.immediate_receive_into(scope, &mut all[..]))]);
+                self.wait_all(
+                    what,
+                    vec![(0, root.immediate_receive_into(scope, &mut all[..]))],
+                );
             });
         }
         Ok(all)

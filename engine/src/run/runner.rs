@@ -918,11 +918,14 @@ impl Runner<'_> {
                         }));
                     }
                     let micro = pos.chains.first().map_or(0, |c| c.micro);
-                    let path = self.out_dir.join("profile.json");
-                    let table = profile::write(&path, &self.clock, &kernels, micro)
-                        .map_err(io_error(&path))?;
-                    if !self.hooks.is_quiet() {
-                        print!("{table}");
+                    // Rank 0 writes (each rank's clock is its own).
+                    if self.ranks.rank() == 0 {
+                        let path = self.out_dir.join("profile.json");
+                        let table = profile::write(&path, &self.clock, &kernels, micro)
+                            .map_err(io_error(&path))?;
+                        if !self.hooks.is_quiet() {
+                            print!("{table}");
+                        }
                     }
                 }
             }
