@@ -14,6 +14,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let eps = bitcast<f32>({{EPS}}u);
     let wd = bitcast<f32>({{WEIGHT_DECAY}}u);
     let scale = S.grad_scale * scalars[0];
+    // A mixed-precision update whose gradients overflowed is skipped (scalars[2], set by
+    // loss_scale_update): parameters and state stay, the gradients are still consumed.
+    if (scalars[2] != 0.0) {
+        for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) { grads[i] = vec4<f32>(0.0); }
+        return;
+    }
     let step_size = S.lr / S.bias_correction1;
     let sqrt_bc2 = sqrt(S.bias_correction2);
     for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {

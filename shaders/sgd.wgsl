@@ -13,6 +13,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let momentum = bitcast<f32>({{MOMENTUM}}u);
     let wd = bitcast<f32>({{WEIGHT_DECAY}}u);
     let scale = S.grad_scale * scalars[0];
+    // A mixed-precision update whose gradients overflowed is skipped (scalars[2], set by
+    // loss_scale_update): parameters and state stay, the gradients are still consumed.
+    if (scalars[2] != 0.0) {
+        for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) { grads[i] = vec4<f32>(0.0); }
+        return;
+    }
     for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
         var g = grads[i] * scale;
         grads[i] = vec4<f32>(0.0);

@@ -159,6 +159,30 @@ mod mpi {
         assert!(stderr.contains("saved by a job of 2 rank(s)"), "{stderr}");
     }
 
+    #[test]
+    fn mixed_precision_composes_with_data_parallelism_bit_for_bit() {
+        let devices = super::common::engine(&["devices"]);
+        let text = String::from_utf8_lossy(&devices.stdout).to_lowercase();
+        if !text
+            .lines()
+            .any(|l| l.contains(&device()) && l.contains("f16 shaders") && !l.contains("no f16"))
+        {
+            eprintln!("the test adapter has no f16 shaders: nothing to compose");
+            return;
+        }
+        let f16 = ["--set", "stages.5.precision=f16"];
+        let single = scratch("data_parallel", "single-f16");
+        ok(&run_pipeline(PIPELINE, &single, &f16));
+        let ranks = scratch("data_parallel", "ranks-f16");
+        ok(&run_on_two_ranks(&ranks, &f16));
+        assert_eq!(comparable(&ranks), comparable(&single));
+        assert_eq!(weights(&ranks, FINAL), weights(&single, FINAL));
+        // And f16 changed the numbers (it ran).
+        let plain = scratch("data_parallel", "single-f32");
+        ok(&run_pipeline(PIPELINE, &plain, &[]));
+        assert_ne!(weights(&plain, FINAL), weights(&single, FINAL));
+    }
+
     /// The engine process of `rank` under mpirun, found by its environment.
     fn rank_pid(rank: usize, out: &Path) -> Option<u32> {
         let out = out.display().to_string();

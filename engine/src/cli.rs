@@ -555,6 +555,10 @@ pub fn main() -> ExitCode {
                     }
                     0
                 }
+                Err(crate::run::RunError::NoShaderF16 { chain, adapter }) => {
+                    let located = crate::check::f16_unavailable(checked, &chain, &adapter);
+                    report(LoadError::Invalid(located), sources)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     match e {

@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use crate::Precision;
 use crate::gpu::{
     AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, WG_1D, broadcast, grid_1d,
     shared_loads, shift_tile,
@@ -192,6 +193,7 @@ impl DirectConv {
         bias: Option<&BufferRef>,
         output: &Output,
     ) -> Result<Dispatch, GpuError> {
+        let load = loader(kb);
         let tp = self.tp();
         let lanes = kb.gpu().adapter().broadcast_lanes();
         let tc = self.co.min(if lanes.is_some() {
@@ -265,21 +267,22 @@ impl DirectConv {
         );
         input_row(&mut body, "            ", "ky", "");
         for t in 0..cols {
+            let xv = load(format!("x[row + cx{t}]"));
             let _ = writeln!(
                 body,
-                "            let xv{t} = select(0.0, x[row + cx{t}], vy && vx{t});"
+                "            let xv{t} = select(0.0, {xv}, vy && vx{t});"
             );
         }
         if let Some(l) = lanes {
             shared_loads(&mut body, "            ", self.k * tc, l, "lw", |q| {
-                format!("wt[lwo{q} + wk]")
+                load(format!("wt[lwo{q} + wk]"))
             });
         }
         for kx in 0..self.k {
             for j in 0..tc {
                 let weight = match lanes {
                     Some(l) => broadcast("lw", kx * tc + j, l),
-                    None => format!("wt[wb{j} + wk + {}u]", kx_offset(kx)),
+                    None => load(format!("wt[wb{j} + wk + {}u]", kx_offset(kx))),
                 };
                 let _ = writeln!(body, "            let w{kx}_{j} = {weight};");
                 for p in 0..tp {
@@ -389,7 +392,8 @@ impl DirectConv {
         } else {
             "conv2d_direct"
         };
-        kb.compute(name, &[DIRECT_WGSL], &subst, &bindings, grid.workgroups)
+        let (name, sources) = with_precision(kb, name, DIRECT_WGSL);
+        kb.compute(&name, &sources, &subst, &bindings, grid.workgroups)
     }
 }
 
@@ -497,6 +501,7 @@ impl WeightGrad {
         dw: &BufferRef,
         db: Option<&BufferRef>,
     ) -> Result<Vec<Dispatch>, GpuError> {
+        let load = loader(kb);
         let tc = self.tc();
         let kk = self.k * self.k;
         let cb = self.co.div_ceil(tc);
@@ -552,13 +557,13 @@ impl WeightGrad {
         let mut body = String::new();
         if let Some(l) = lanes {
             shared_loads(&mut body, "                ", tc, l, "dl", |q| {
-                format!("dy[dyl{q} + p]")
+                load(format!("dy[dyl{q} + p]"))
             });
         }
         for j in 0..tc {
             let d = match lanes {
                 Some(l) => broadcast("dl", j, l),
-                None => format!("dy[dyo{j} + p]"),
+                None => load(format!("dy[dyo{j} + p]")),
             };
             let _ = writeln!(body, "                let d{j} = {d};");
         }
@@ -567,10 +572,11 @@ impl WeightGrad {
         for ky in 0..self.k {
             input_row(&mut row, "            ", &format!("{ky}u"), &ky.to_string());
         }
-        let load = |out: &mut String, indent: &str, decl: &str, ky: usize, kx: usize| {
+        let load_x = |out: &mut String, indent: &str, decl: &str, ky: usize, kx: usize| {
+            let xv = load(format!("x[row{ky} + cx{kx}]"));
             let _ = writeln!(
                 out,
-                "{indent}{decl}xv{ky}_{kx} = select(0.0, x[row{ky} + cx{kx}], vy{ky} && vx{kx});"
+                "{indent}{decl}xv{ky}_{kx} = select(0.0, {xv}, vy{ky} && vx{kx});"
             );
         };
         let sliding = self.s == 1;
@@ -582,13 +588,13 @@ impl WeightGrad {
             }
             for ky in 0..self.k {
                 for kx in 0..self.k - 1 {
-                    load(&mut row, "            ", "var ", ky, kx);
+                    load_x(&mut row, "            ", "var ", ky, kx);
                 }
                 let _ = writeln!(row, "            var xv{ky}_{} = 0.0;", self.k - 1);
             }
             input_column(&mut body, "                ", "ox", self.k - 1);
             for ky in 0..self.k {
-                load(&mut body, "                ", "", ky, self.k - 1);
+                load_x(&mut body, "                ", "", ky, self.k - 1);
             }
         } else {
             for kx in 0..self.k {
@@ -596,7 +602,7 @@ impl WeightGrad {
             }
             for ky in 0..self.k {
                 for kx in 0..self.k {
-                    load(&mut body, "                ", "let ", ky, kx);
+                    load_x(&mut body, "                ", "let ", ky, kx);
                 }
             }
         }
@@ -670,13 +676,8 @@ impl WeightGrad {
         ];
         subst.extend(grid.substitutions());
         let part = part.words(0, (chunks * wn) as u64);
-        let wgrad = kb.compute(
-            "conv2d_wgrad",
-            &[WGRAD_WGSL],
-            &subst,
-            &[x, dy, &part],
-            grid.workgroups,
-        )?;
+        let (name, sources) = with_precision(kb, "conv2d_wgrad", WGRAD_WGSL);
+        let wgrad = kb.compute(&name, &sources, &subst, &[x, dy, &part], grid.workgroups)?;
         let (groups, stride) = grid_1d(wn);
         let ww = self.co * self.c * kk;
         let (db_binding, db_add) = if bias {
@@ -709,4 +710,26 @@ impl WeightGrad {
         )?;
         Ok(vec![wgrad, reduce])
     }
+}
+
+/// A kernel's name and sources at the builder's precision: f16 operands add `operand()`
+/// (`precision.rs`) and `.f16` to the name.
+fn with_precision(
+    kb: &KernelBuilder,
+    name: &str,
+    wgsl: &'static str,
+) -> (String, Vec<&'static str>) {
+    match kb.precision() {
+        Precision::F32 => (name.to_string(), vec![wgsl]),
+        Precision::F16 => (
+            format!("{name}.f16"),
+            vec![crate::precision::F16_OPERAND_WGSL, wgsl],
+        ),
+    }
+}
+
+/// Wraps a load expression in `operand()` when the kernel rounds its operands to f16.
+fn loader(kb: &KernelBuilder) -> impl Fn(String) -> String + use<> {
+    let f16 = kb.precision() == Precision::F16;
+    move |e: String| if f16 { format!("operand({e})") } else { e }
 }

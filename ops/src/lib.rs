@@ -29,6 +29,7 @@ pub mod model;
 pub mod onnx;
 pub mod op;
 pub mod optim;
+pub mod precision;
 pub mod relu;
 pub mod rng;
 pub mod sigmoid;
@@ -51,6 +52,7 @@ pub use gpu::{
 pub use init::Init;
 pub use layer::LayerSpec;
 pub use op::{CpuCtx, Op, ParamFill, ParamSpec, ShapeError, Size2};
+pub use precision::Precision;
 pub use tensor::Tensor;
 pub use train::{
     ChainInputs, EvalStep, ExactLossSum, LossKind, ModelDef, ModelParams, NamedTensor,

@@ -10,6 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::{BufferRef, Dispatch, GpuError, KernelBuilder};
+
+const APPLY_WGSL: &str = include_str!("../../shaders/loss_scale_apply.wgsl");
+const UPDATE_WGSL: &str = include_str!("../../shaders/loss_scale_update.wgsl");
+
 /// The scaler's settings (PyTorch's defaults by [`LossScaler::default`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScalerConfig {
@@ -100,6 +105,71 @@ impl LossScaler {
             self.growth_tracker = successful;
         }
         ScaledStep::Applied
+    }
+}
+
+impl ScalerConfig {
+    /// The device state a scaler with these settings starts from: `[scale, 0]`.
+    pub fn initial_state(&self) -> [f32; 2] {
+        [self.init_scale, 0.0]
+    }
+
+    /// The dispatch that multiplies the per-sample loss gradient of a `batch`-row
+    /// micro-batch (`n` values) by the current scale / `batch` (`state` holds `[scale,
+    /// finite updates in a row]`).
+    pub(crate) fn apply_dispatch(
+        &self,
+        k: &mut KernelBuilder,
+        state: &BufferRef,
+        dlogits: &BufferRef,
+        batch: usize,
+        n: usize,
+    ) -> Result<Dispatch, GpuError> {
+        k.compute_1d(
+            "loss_scale.apply",
+            &[APPLY_WGSL],
+            n,
+            &[("INV_BATCH", inv_batch_bits(batch))],
+            &[state, dlogits],
+        )
+    }
+
+    /// The dispatch after the gradient norm that flags a non-finite update for the
+    /// optimizer to skip (`scalars` word 2) and advances the scale.
+    pub(crate) fn update_dispatch(
+        &self,
+        k: &mut KernelBuilder,
+        scalars: &BufferRef,
+        state: &BufferRef,
+    ) -> Result<Dispatch, GpuError> {
+        let bits = |v: f32| v.to_bits().to_string();
+        k.compute(
+            "loss_scale.update",
+            &[UPDATE_WGSL],
+            &[
+                ("BACKOFF", bits(self.backoff_factor)),
+                ("GROWTH", bits(self.growth_factor)),
+                ("INTERVAL", self.growth_interval.to_string()),
+            ],
+            &[scalars, state],
+            [1, 1, 1],
+        )
+    }
+}
+
+/// `1 / batch` as f32 bits, for the kernels that apply and remove the scale.
+pub(crate) fn inv_batch_bits(batch: usize) -> String {
+    (1.0 / batch.max(1) as f32).to_bits().to_string()
+}
+
+impl LossScaler {
+    /// The scaler whose device state is `[scale, finite updates in a row]`.
+    pub fn from_state(config: ScalerConfig, state: [f32; 2]) -> LossScaler {
+        LossScaler {
+            config,
+            scale: state[0],
+            growth_tracker: state[1] as u32,
+        }
     }
 }
 

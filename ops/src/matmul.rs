@@ -85,8 +85,11 @@ fn tile_code(
     unroll: usize,
     bias: bool,
     masked: bool,
+    f16: bool,
 ) -> Vec<(&'static str, String)> {
     use std::fmt::Write;
+    // f16 operands: every load rounded once (`precision.rs`), products and sums in f32.
+    let load = |e: String| if f16 { format!("operand({e})") } else { e };
     let shared = rows == Rows::SharedBySubgroup;
     let mut setup = String::new();
     if shared {
@@ -124,18 +127,26 @@ fn tile_code(
         let _ = writeln!(s, "            let bk = bbase + ({kk}) * B_ROW;");
         if shared {
             shared_loads(&mut s, "            ", tm, WG, "la", |q| {
-                format!("a[ak + lr{q}]")
+                load(format!("a[ak + lr{q}]"))
             });
             for i in 0..tm {
                 let _ = writeln!(s, "            let a{i} = {};", broadcast("la", i, WG));
             }
         } else {
             for i in 0..tm {
-                let _ = writeln!(s, "            let a{i} = a[ak + ar{i}];");
+                let _ = writeln!(
+                    s,
+                    "            let a{i} = {};",
+                    load(format!("a[ak + ar{i}]"))
+                );
             }
         }
         for j in 0..tn {
-            let _ = writeln!(s, "            let b{j} = b[bk + bc{j}];");
+            let _ = writeln!(
+                s,
+                "            let b{j} = {};",
+                load(format!("b[bk + bc{j}]"))
+            );
         }
         for i in 0..tm {
             for j in 0..tn {
@@ -392,6 +403,7 @@ impl Gemm {
             ("MASKED", s(mask.is_some() as usize)),
         ];
         let bias = bias.filter(|_| self.bias == Bias::PerColumn);
+        let f16 = k.precision() == crate::Precision::F16;
         subst.extend(tile_code(
             rows,
             tm,
@@ -399,12 +411,23 @@ impl Gemm {
             unroll,
             bias.is_some(),
             mask.is_some(),
+            f16,
         ));
         // Each fits in a u32: it is at most `limit` (checked above).
         let groups = groups.map(|g| g as u32);
         let mut bindings = vec![a, b, c];
         bindings.extend(bias);
         bindings.extend(mask);
+        if f16 {
+            let name = format!("{}.f16", self.name());
+            return k.compute(
+                &name,
+                &[crate::precision::F16_OPERAND_WGSL, WGSL],
+                &subst,
+                &bindings,
+                groups,
+            );
+        }
         k.compute(&self.name(), &[WGSL], &subst, &bindings, groups)
     }
 }

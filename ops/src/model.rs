@@ -2,6 +2,7 @@
 //! the CPU reference forward/backward of the whole model, and its GPU buffers and
 //! dispatch lists.
 
+use crate::Precision;
 use crate::fusion::{FusedLayer, Fusion};
 use crate::gpu::{
     Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
@@ -512,10 +513,11 @@ impl GpuModel {
     /// `fusion` says (the planner's [`crate::fusion::fuse`], settled for this adapter by
     /// [`Fusion::on_device`]). `grads` is `None` for evaluation (no backward). `input` is
     /// read instead of a buffer of its own (a model fed by another model's output, or
-    /// sharing its features).
+    /// sharing its features). `precision` is that of its matrix products.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         gpu: &Gpu,
+        precision: Precision,
         model: &Sequential,
         fusion: &Fusion,
         batch: usize,
@@ -607,7 +609,7 @@ impl GpuModel {
                 _ => Some(dacts[t].clone()),
             }
         };
-        let mut k = KernelBuilder::new(gpu);
+        let mut k = KernelBuilder::with_precision(gpu, precision);
         let mut forward = Vec::new();
         let mut backward_per_layer = Vec::new();
         let mut slots = model.slots.iter();

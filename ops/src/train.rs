@@ -5,9 +5,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::Precision;
 use crate::fusion::{Fusion, fuse};
 use crate::gpu::{Buffer, BufferRef, Dispatch, DispatchInfo, Gpu, GpuError, KernelBuilder};
 use crate::loss::{cross_entropy, distill};
+use crate::loss_scale::{LossScaler, ScalerConfig};
 use crate::model::{GpuModel, Sequential};
 use crate::op::numel;
 use crate::optim::clip;
@@ -32,6 +34,9 @@ pub struct TrainConfig {
     /// Cross entropy: each sample's loss and gradient scaled by its label's weight (one
     /// per class; imbalanced data). `None`: every class weighs 1.
     pub class_weights: Option<Vec<f32>>,
+    /// f32, or mixed precision (f16 matrix-product operands, dynamic loss scaling with
+    /// PyTorch's defaults); f16 needs an adapter with shader-f16.
+    pub precision: Precision,
 }
 
 /// Device-accumulated metrics since the last read.
@@ -382,6 +387,8 @@ pub struct TrainStep {
     /// Data parallel: the group's gradient sums on the host (the device holds only the
     /// last micro-batch's contribution between exchanges).
     group: Option<GroupSums>,
+    /// Mixed precision: the loss scaler's device state `[scale, finite updates in a row]`.
+    scaler: Option<Buffer>,
 }
 
 /// The host side of a data-parallel accumulation group.
@@ -429,6 +436,21 @@ impl TrainStep {
             ));
         }
         cfg.optimizer.check().map_err(GpuError::InvalidConfig)?;
+        if cfg.precision == Precision::F16 {
+            if !gpu.adapter().shader_f16 {
+                return Err(GpuError::InvalidConfig(format!(
+                    "precision f16 needs an adapter with shader-f16; {} ({}) has none",
+                    gpu.adapter().name,
+                    gpu.adapter().backend
+                )));
+            }
+            if !cfg.optimizer.skips_flagged_updates() {
+                return Err(GpuError::InvalidConfig(format!(
+                    "optimizer {} cannot skip an overflowed update, which mixed precision needs",
+                    cfg.optimizer.kernel()
+                )));
+            }
+        }
         if let LossKind::CrossEntropy { label_smoothing } = cfg.loss
             && !(0.0..1.0).contains(&label_smoothing)
         {
@@ -467,7 +489,15 @@ impl TrainStep {
                 e.fusion.clone(),
                 e.params.clone(),
                 GpuModel::build(
-                    gpu, &e.model, &e.fusion, cfg.batch, &e.params, None, &step_ref, None,
+                    gpu,
+                    Precision::F32,
+                    &e.model,
+                    &e.fusion,
+                    cfg.batch,
+                    &e.params,
+                    None,
+                    &step_ref,
+                    None,
                 )?,
             )),
             None => None,
@@ -478,6 +508,7 @@ impl TrainStep {
         let fusion = inputs.fusion.unwrap_or_else(|| fuse(&seq));
         let gpu_model = GpuModel::build(
             gpu,
+            cfg.precision,
             &seq,
             &fusion,
             cfg.batch,
@@ -497,6 +528,7 @@ impl TrainStep {
             Some(t) => {
                 let gm = GpuModel::build(
                     gpu,
+                    Precision::F32,
                     &t.model,
                     &t.fusion,
                     cfg.batch,
@@ -518,7 +550,7 @@ impl TrainStep {
         };
         let dlogits = gpu_model.dacts[gpu_model.dacts.len() - 1].clone();
         let teacher_logits = teacher.as_ref().map(|t| t.acts[t.acts.len() - 1].clone());
-        let loss = LossIo::new(
+        let mut loss = LossIo::new(
             gpu,
             &seq,
             &gpu_model,
@@ -530,6 +562,23 @@ impl TrainStep {
             cfg.class_weights.as_deref(),
         )?;
         let mut k = KernelBuilder::new(gpu);
+        let scaler_config = ScalerConfig::default();
+        let scaler = match cfg.precision {
+            Precision::F32 => None,
+            Precision::F16 => {
+                let state = gpu.storage_buffer("loss_scale", 8)?;
+                gpu.write(&state, 0, &scaler_config.initial_state())?;
+                loss.dispatches.push(scaler_config.apply_dispatch(
+                    &mut k,
+                    &BufferRef::whole(&state),
+                    &dlogits,
+                    cfg.batch,
+                    cfg.batch * numel(seq.output_shape()),
+                )?);
+                Some(state)
+            }
+        };
+        let scaler_ref = scaler.as_ref().map(BufferRef::whole);
         let partials = gpu.storage_buffer("grad_norm.partials", (clip::PARTIALS * 4) as u64)?;
         let scalars = gpu.storage_buffer("scalars", 16)?;
         gpu.write(&scalars, 0, &[1.0f32, 0.0, 0.0, 0.0])?;
@@ -541,8 +590,16 @@ impl TrainStep {
             &BufferRef::whole(&partials),
             &BufferRef::whole(&scalars),
             &BufferRef::whole(&loss.metrics),
+            scaler_ref.as_ref().map(|s| (s, cfg.batch)),
             len,
         )?;
+        if let Some(state) = &scaler_ref {
+            update.push(scaler_config.update_dispatch(
+                &mut k,
+                &BufferRef::whole(&scalars),
+                state,
+            )?);
+        }
         let state_ref = state
             .as_ref()
             .map(|s| BufferRef::whole(s).words(0, (len * n_state) as u64));
@@ -576,6 +633,7 @@ impl TrainStep {
             group_rows: 0,
             opt_t: 0,
             group: None,
+            scaler,
         })
     }
 
@@ -716,7 +774,37 @@ impl TrainStep {
             shape: vec![1],
             data: vec![self.opt_t as f32],
         });
+        if let Some(scaler) = &self.scaler {
+            out.push(NamedTensor {
+                name: self.loss_scale_tensor(),
+                shape: vec![2],
+                // The buffer may be padded past its two words.
+                data: gpu.read_f32(&BufferRef::whole(scaler))?[..2].to_vec(),
+            });
+        }
         Ok(out)
+    }
+
+    /// The checkpoint name of the loss scaler's state: beside the update counter
+    /// (`optimizer.loss_scale`, `<chain>.optimizer.loss_scale`).
+    fn loss_scale_tensor(&self) -> String {
+        let base = self
+            .step_tensor
+            .strip_suffix(".step")
+            .unwrap_or(&self.step_tensor);
+        format!("{base}.loss_scale")
+    }
+
+    /// The mixed-precision loss scaler's state, `None` in f32 (one read-back).
+    pub fn loss_scaler(&self, gpu: &Gpu) -> Result<Option<LossScaler>, GpuError> {
+        let Some(scaler) = &self.scaler else {
+            return Ok(None);
+        };
+        let state = gpu.read_f32(&BufferRef::whole(scaler))?;
+        Ok(Some(LossScaler::from_state(
+            ScalerConfig::default(),
+            [state[0], state[1]],
+        )))
     }
 
     /// Restores optimizer state saved by [`TrainStep::optimizer_state`].
@@ -738,6 +826,10 @@ impl TrainStep {
             )?;
         }
         let step = find_tensor(tensors, &self.step_tensor, &[1])?;
+        if let Some(scaler) = &self.scaler {
+            let saved = find_tensor(tensors, &self.loss_scale_tensor(), &[2])?;
+            gpu.write(scaler, 0, &saved.data)?;
+        }
         if let Some(state) = &self.state {
             gpu.write(state, 0, &flat)?;
         }
@@ -1222,7 +1314,17 @@ impl EvalStep {
             gpu.uniform_buffer("eval.step", std::mem::size_of::<StepUniform>() as u64)?;
         let step_ref = BufferRef::whole(&step_buf);
         let encoder = match encoder {
-            Some((m, f, p)) => Some(GpuModel::build(gpu, m, f, batch, p, None, &step_ref, None)?),
+            Some((m, f, p)) => Some(GpuModel::build(
+                gpu,
+                Precision::F32,
+                m,
+                f,
+                batch,
+                p,
+                None,
+                &step_ref,
+                None,
+            )?),
             None => None,
         };
         let fed = encoder
@@ -1230,6 +1332,7 @@ impl EvalStep {
             .map(|gm| gm.acts[gm.acts.len() - 1].clone());
         let gpu_model = GpuModel::build(
             gpu,
+            Precision::F32,
             model,
             fusion,
             batch,

@@ -33,6 +33,7 @@ fn config(accumulation_steps: u32) -> TrainConfig {
         accumulation_steps,
         seed: 7,
         class_weights: None,
+        precision: ops::Precision::F32,
     }
 }
 
@@ -176,6 +177,7 @@ fn the_loss_sum_does_not_depend_on_order_or_reads() {
         clip_grad_norm: None,
         seed: 1,
         class_weights: None,
+        precision: ops::Precision::F32,
     };
     let mut step = TrainStep::new(gpu, &def, &cfg).unwrap();
     let targets = [3.0e6f32, 0.25, -1.5, 2.0e-3];

@@ -36,6 +36,7 @@ fn config(momentum: f32) -> TrainConfig {
         accumulation_steps: 1,
         seed: 5,
         class_weights: None,
+        precision: ops::Precision::F32,
     }
 }
 

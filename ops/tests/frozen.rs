@@ -32,6 +32,7 @@ fn config(batch: usize, loss: LossKind) -> TrainConfig {
         accumulation_steps: 1000,
         seed: 3,
         class_weights: None,
+        precision: ops::Precision::F32,
     }
 }
 

@@ -58,6 +58,7 @@ fn config(batch: usize, optimizer: OptimizerKind) -> TrainConfig {
         accumulation_steps: 1,
         seed: 42,
         class_weights: None,
+        precision: ops::Precision::F32,
     }
 }
 

@@ -82,6 +82,34 @@ pub fn exec_commands(checked: &CheckedPipeline) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// `precision: f16` on step `step_id` located, for an adapter without f16 shaders (the run
+/// found out when it opened the adapter).
+pub fn f16_unavailable(checked: &CheckedPipeline, step_id: &str, adapter: &str) -> Vec<Diagnostic> {
+    use crate::parse::Seg;
+    let parsed = &checked.parsed;
+    let Some((i, stage)) = parsed
+        .pipeline
+        .stages
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.id().0 == step_id)
+    else {
+        return Vec::new();
+    };
+    let path = [graph::field_path(i, "precision"), Vec::<Seg>::new()].concat();
+    vec![
+        Diagnostic::new(
+            "f16-unavailable",
+            format!(
+                "step `{step_id}` trains in mixed precision, but adapter {adapter} has no f16 shaders"
+            ),
+        )
+        .at(parsed.key_span(&path), "needs shader-f16")
+        .stage(stage.id())
+        .hint("run on an adapter with f16 shaders (`engine devices`; Mesa's lavapipe has them: --device vulkan), or add `f16_fallback: f32` to train in f32 there"),
+    ]
+}
+
 /// Builds the stage graph and runs every check, collecting all problems.
 pub fn check_pipeline(parsed: ParsedPipeline) -> Result<CheckedPipeline, Vec<Diagnostic>> {
     let mut diagnostics = parsed.repaired.clone();

@@ -117,6 +117,9 @@ pub struct ChainPlan {
     pub classes: usize,
     /// How its optimizer step is composed, outermost first.
     pub step: Vec<StepWrapper>,
+    /// `precision: f16` on an adapter without f16 shaders trains in f32 (with a warning)
+    /// instead of stopping.
+    pub f16_fallback: bool,
     /// Its length and batching.
     pub schedule: SchedulePlan,
     /// The card of its model, statistics still empty (the run fills them); `None` for a
@@ -402,6 +405,10 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                 eval_loss,
             )
         });
+        let precision = match step.precision {
+            crate::spec::Precision::F32 => ops::Precision::F32,
+            crate::spec::Precision::F16 => ops::Precision::F16,
+        };
         chains.push(ChainPlan {
             card,
             id: ChainId(i),
@@ -445,6 +452,7 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
                     .class_weights
                     .as_ref()
                     .map(|w| w.iter().map(|&v| v as f32).collect()),
+                precision,
             },
             optimizer: step.optimizer.name(),
             base_lr: step.optimizer.lr(),
@@ -452,7 +460,8 @@ pub(super) fn lower_program(checked: &CheckedPipeline) -> Program {
             one_hot_targets: one_hot,
             regression,
             classes: checked.datasets.get(&load.dataset).map_or(0, |d| d.classes),
-            step: super::compose_step(1, accumulation),
+            step: super::compose_step(1, accumulation, precision),
+            f16_fallback: step.f16_fallback == crate::spec::F16Fallback::F32,
             schedule: schedule_of(checked, c),
         });
     }

@@ -128,8 +128,12 @@ pub enum StepWrapper {
         /// Micro-batches per rank and update.
         micro_batches: u32,
     },
-    /// Forward, loss, backward and update in 32-bit floats.
-    F32Step,
+    /// Forward, loss, backward and update: in f32, or mixed precision (f16 matrix-product
+    /// operands, f32 accumulation, dynamic loss scaling).
+    Step {
+        /// The step's arithmetic.
+        precision: ops::Precision,
+    },
 }
 
 impl fmt::Display for StepWrapper {
@@ -141,13 +145,26 @@ impl fmt::Display for StepWrapper {
             StepWrapper::Accumulate { micro_batches } => {
                 write!(f, "accumulate {micro_batches} micro-batches")
             }
-            StepWrapper::F32Step => write!(f, "f32 step"),
+            StepWrapper::Step {
+                precision: ops::Precision::F32,
+            } => write!(f, "f32 step"),
+            StepWrapper::Step {
+                precision: ops::Precision::F16,
+            } => write!(
+                f,
+                "f16 step (f16 matmul/conv operands, f32 accumulation and master weights, dynamic loss scaling)"
+            ),
         }
     }
 }
 
-/// The wrappers of a step on `ranks` ranks accumulating `accumulation` micro-batches each.
-pub(crate) fn compose_step(ranks: usize, accumulation: u32) -> Vec<StepWrapper> {
+/// The wrappers of a step on `ranks` ranks accumulating `accumulation` micro-batches each,
+/// at `precision`.
+pub(crate) fn compose_step(
+    ranks: usize,
+    accumulation: u32,
+    precision: ops::Precision,
+) -> Vec<StepWrapper> {
     let mut step = Vec::new();
     if ranks > 1 {
         step.push(StepWrapper::DataParallel { ranks });
@@ -157,7 +174,7 @@ pub(crate) fn compose_step(ranks: usize, accumulation: u32) -> Vec<StepWrapper> 
             micro_batches: accumulation,
         });
     }
-    step.push(StepWrapper::F32Step);
+    step.push(StepWrapper::Step { precision });
     step
 }
 
@@ -195,7 +212,7 @@ impl Plan {
             let per_rank = c.train.accumulation_steps.max(1);
             let group = per_rank.saturating_mul(ranks as u32);
             c.train.accumulation_steps = group;
-            c.step = compose_step(ranks, per_rank);
+            c.step = compose_step(ranks, per_rank, c.train.precision);
             let s = &mut c.schedule;
             s.accumulation = group;
             s.effective_batch = s.batch_size * group as usize;
@@ -789,19 +806,35 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
             names.extend(run(&frozen[f.0].model_def, &frozen[f.0].fusion).0);
         }
         let (forward, backward) = run(&chain.model_def, &chain.fusion);
-        names.extend(forward);
+        // Mixed precision: the matrix products (linear layers, convolutions) take f16
+        // operands, the loss gradient is scaled and the update unscales or skips.
+        let f16 = chain.train.precision == ops::Precision::F16;
+        let at_precision = |name: String| {
+            if f16 && (name.starts_with("linear.") || name.starts_with("conv")) {
+                format!("{name} (f16 operands)")
+            } else {
+                name
+            }
+        };
+        names.extend(forward.into_iter().map(at_precision));
         if let Stage::Loss(l) = &stages[traced.loss] {
             names.push(format!(
                 "{}.forward_backward",
                 crate::spec::LossFn::as_str(l.function)
             ));
         }
-        names.extend(backward);
+        if f16 {
+            names.push("loss_scale.apply".into());
+        }
+        names.extend(backward.into_iter().map(at_precision));
         // Backward kernels add into the gradient buffer, so accumulation needs no kernel
         // of its own; the global gradient norm is reduced on every update (it is
         // reported, and clipping uses it).
         if let Stage::Step(st) = &stages[traced.step] {
             names.push("grad_norm.reduce".into());
+            if f16 {
+                names.push("loss_scale.update".into());
+            }
             names.push(format!("{}.update", st.optimizer.name()));
         }
         kernels.extend(names.into_iter().map(|k| format!("{prefix}{k}")));

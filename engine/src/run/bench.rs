@@ -292,6 +292,7 @@ fn matmul(gpu: &Gpu, n: usize) -> Result<f64, RunError> {
         accumulation_steps: 1,
         seed: 0,
         class_weights: None,
+        precision: ops::Precision::F32,
     };
     let train = TrainStep::new(gpu, &model, &config)?;
     let mut eval = EvalStep::new(gpu, &train, n)?;

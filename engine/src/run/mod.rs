@@ -64,6 +64,16 @@ pub enum RunError {
     /// Data could not be loaded.
     #[error("{0}")]
     Data(#[from] crate::data::DataError),
+    /// A step asks for f16 on an adapter without f16 shaders (and no fallback).
+    #[error(
+        "step `{chain}` trains in mixed precision (f16), but adapter {adapter} has no f16 shaders"
+    )]
+    NoShaderF16 {
+        /// The step stage.
+        chain: String,
+        /// The adapter.
+        adapter: String,
+    },
     /// The ranks of a data-parallel job could not exchange gradients.
     #[error("{0}")]
     Ranks(#[from] crate::ranks::RanksError),

@@ -141,6 +141,14 @@ pub(super) fn run<'p>(
         .clone()
         .unwrap_or_else(|| plan.device_request.clone());
     let gpu = Gpu::new(&request)?;
+    let with_fallback;
+    let plan = match f16_on(plan, &gpu, lead && !options.quiet)? {
+        Some(adjusted) => {
+            with_fallback = adjusted;
+            &with_fallback
+        }
+        None => plan,
+    };
     let mut prepared = Vec::with_capacity(plan.datasets.len());
     for d in &plan.datasets {
         prepared.push(prepare(&d.config)?);
@@ -263,6 +271,44 @@ pub(super) fn run<'p>(
     } else {
         runner.train_loop(&mut pos, options.resume.is_some())
     }
+}
+
+/// Settles `precision: f16` on the opened adapter: without f16 shaders a chain that allows
+/// it falls back to f32 (the plan returned, with a warning when `warn`), else the run
+/// stops. `None`: the plan runs as it is.
+fn f16_on(plan: &Plan, gpu: &Gpu, warn: bool) -> Result<Option<Plan>, RunError> {
+    let f16 = |c: &crate::plan::ChainPlan| c.train.precision == ops::Precision::F16;
+    if plan.federated.is_some() && plan.chains.iter().any(f16) {
+        return Err(RunError::Unsupported(
+            "mixed precision (`precision: f16`) does not run federated rounds yet: the clients' local objectives add to unscaled gradients".into(),
+        ));
+    }
+    if gpu.adapter().shader_f16 || !plan.chains.iter().any(f16) {
+        return Ok(None);
+    }
+    let adapter = format!("{} ({})", gpu.adapter().name, gpu.adapter().backend);
+    if let Some(c) = plan.chains.iter().find(|c| f16(c) && !c.f16_fallback) {
+        return Err(RunError::NoShaderF16 {
+            chain: c.name.clone(),
+            adapter,
+        });
+    }
+    let mut adjusted = plan.clone();
+    for c in adjusted.chains.iter_mut().filter(|c| f16(c)) {
+        if warn {
+            eprintln!(
+                "warning: step `{}`: adapter {adapter} has no f16 shaders; training in f32 (`f16_fallback: f32`)",
+                c.name
+            );
+        }
+        c.train.precision = ops::Precision::F32;
+        for w in &mut c.step {
+            if let crate::plan::StepWrapper::Step { precision } = w {
+                *precision = ops::Precision::F32;
+            }
+        }
+    }
+    Ok(Some(adjusted))
 }
 
 /// Adds which file did not match to a parameter mismatch.

@@ -31,7 +31,7 @@ pub use model::{BlockNodeSpec, BlockSpec, ModelSpec, NodeSpec};
 pub use optim::{OPTIMIZERS, OptimizerEntry, OptimizerRule, OptimizerSpec};
 pub use pipeline::{Backend, DeviceSpec, Pipeline, Schedule};
 pub use stage::{
-    AccumulateStage, BackwardStage, CallbackStage, EvalStage, ForwardStage, LoadStage, LossStage,
-    Stage, StepStage,
+    AccumulateStage, BackwardStage, CallbackStage, EvalStage, F16Fallback, ForwardStage, LoadStage,
+    LossStage, Precision, Stage, StepStage,
 };
 pub use trigger::Trigger;

@@ -208,6 +208,53 @@ pub struct StepStage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("exclusiveMinimum" = 0))]
     pub clip_grad_norm: Option<f64>,
+    /// `f32` (default) or `f16`: mixed precision. The operands of every matrix product
+    /// (linear layers and convolutions, forward and backward) are rounded to f16 and their
+    /// products summed in f32; master weights, optimizer state and everything else stay
+    /// f32; the loss is scaled dynamically (PyTorch's GradScaler: 2^16, x2 after 2000
+    /// finite updates, x0.5 and the update skipped on inf/NaN). Needs an adapter with f16
+    /// shaders (`engine devices`).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// What `precision: f16` does on an adapter without f16 shaders: `refuse` (default:
+    /// the run stops before training, pointing here) or `f32` (train in f32, with a
+    /// warning).
+    #[serde(default, skip_serializing_if = "F16Fallback::is_refuse")]
+    pub f16_fallback: F16Fallback,
+}
+
+/// The arithmetic of a training step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit floats throughout.
+    #[default]
+    F32,
+    /// Mixed precision: f16 matrix-product operands, f32 accumulation, loss scaling.
+    F16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+/// What `precision: f16` does where the adapter has no f16 shaders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum F16Fallback {
+    /// Stop before training, with the location of `precision: f16`.
+    #[default]
+    Refuse,
+    /// Train in f32 and say so.
+    F32,
+}
+
+impl F16Fallback {
+    fn is_refuse(&self) -> bool {
+        *self == F16Fallback::Refuse
+    }
 }
 
 /// An `eval` stage: a routine over a split, with the model in eval mode (dropout off).

@@ -46,5 +46,6 @@ pub fn sgd_config(batch: usize, momentum: f32) -> TrainConfig {
         accumulation_steps: 1,
         seed: 1,
         class_weights: None,
+        precision: ops::Precision::F32,
     }
 }

@@ -277,12 +277,26 @@ impl LayerIo {
 /// Assembles, compiles (once: [`Gpu`] caches them) and binds kernels.
 pub struct KernelBuilder<'a> {
     gpu: &'a Gpu,
+    precision: crate::Precision,
 }
 
 impl<'a> KernelBuilder<'a> {
-    /// A builder over `gpu`'s kernel cache.
+    /// A builder over `gpu`'s kernel cache, for f32 kernels.
     pub fn new(gpu: &'a Gpu) -> KernelBuilder<'a> {
-        KernelBuilder { gpu }
+        KernelBuilder {
+            gpu,
+            precision: crate::Precision::F32,
+        }
+    }
+
+    /// A builder whose matrix products take their operands at `precision`.
+    pub fn with_precision(gpu: &'a Gpu, precision: crate::Precision) -> KernelBuilder<'a> {
+        KernelBuilder { gpu, precision }
+    }
+
+    /// The precision of the matrix products it builds.
+    pub fn precision(&self) -> crate::Precision {
+        self.precision
     }
 
     /// The device.

@@ -103,6 +103,9 @@ impl Optimizer for Adam {
         step_cpu(params, grads, state, lr, t, &self.0)
     }
 
+    fn skips_flagged_updates(&self) -> bool {
+        true
+    }
     fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError> {
         let h = &self.0;
         let state = update

@@ -26,7 +26,9 @@ pub fn clip_factor_cpu(grads: &[f32], max_norm: Option<f32>) -> (f32, f32) {
     (clip, norm)
 }
 
-/// The two reduction dispatches.
+/// The two reduction dispatches; with `loss_scale` (the scaler's state and the micro-batch
+/// size, see `loss_scale_apply.wgsl`) the norm and the optimizer's factor are unscaled.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatches(
     k: &mut KernelBuilder,
     step: &BufferRef,
@@ -34,6 +36,7 @@ pub(crate) fn dispatches(
     partials: &BufferRef,
     scalars: &BufferRef,
     metrics: &BufferRef,
+    loss_scale: Option<(&BufferRef, usize)>,
     len: usize,
 ) -> Result<Vec<Dispatch>, GpuError> {
     let chunk = len.div_ceil(PARTIALS).max(1);
@@ -48,12 +51,36 @@ pub(crate) fn dispatches(
         &[grads, partials],
         [(PARTIALS as u32).div_ceil(64), 1, 1],
     )?;
-    let fin = k.compute(
-        "grad_norm_final",
-        &[FINAL_WGSL],
-        &[("PARTIALS", PARTIALS.to_string())],
-        &[step, partials, scalars, metrics],
-        [1, 1, 1],
-    )?;
+    let fin = match loss_scale {
+        None => k.compute(
+            "grad_norm_final",
+            &[FINAL_WGSL],
+            &[
+                ("PARTIALS", PARTIALS.to_string()),
+                (
+                    "LOSS_SCALE",
+                    "const SKIPS_NON_FINITE = false;\nfn loss_scale() -> f32 { return 1.0; }".into(),
+                ),
+            ],
+            &[step, partials, scalars, metrics],
+            [1, 1, 1],
+        )?,
+        Some((state, batch)) => k.compute(
+            "grad_norm_final.loss_scaled",
+            &[FINAL_WGSL],
+            &[
+                ("PARTIALS", PARTIALS.to_string()),
+                (
+                    "LOSS_SCALE",
+                    format!(
+                        "const SKIPS_NON_FINITE = true;\n@group(0) @binding(4) var<storage, read> scaler: array<f32>;\nfn loss_scale() -> f32 {{ return scaler[0] * bitcast<f32>({}u); }}",
+                        crate::loss_scale::inv_batch_bits(batch)
+                    ),
+                ),
+            ],
+            &[step, partials, scalars, metrics, state],
+            [1, 1, 1],
+        )?,
+    };
     Ok(vec![partial, fin])
 }

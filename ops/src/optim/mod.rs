@@ -42,9 +42,9 @@ impl PackedUpdate<'_> {
 
     /// A grid-stride dispatch of `wgsl` over the vec4s, `{{N}}` (vec4s) and `{{STRIDE}}`
     /// filled in besides `subst`, binding, in order: the step uniform (`S: Step`; `S.lr`,
-    /// `S.grad_scale`, `S.bias_correction1/2`, `S.opt_t`), the scalars (`clip factor` at
-    /// word 0), the gradients, `state`, the parameters. The kernel must zero the
-    /// gradients it reads.
+    /// `S.grad_scale`, `S.bias_correction1/2`, `S.opt_t`), the scalars (the gradient factor
+    /// at word 0, the skip flag at word 2: see [`Optimizer::skips_flagged_updates`]), the
+    /// gradients, `state`, the parameters. The kernel must zero the gradients it reads.
     pub fn compute(
         &self,
         k: &mut KernelBuilder,
@@ -93,6 +93,12 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     fn step_cpu(&self, params: &mut [f32], grads: &[f32], state: &mut [f32], lr: f32, t: u64);
     /// The fused update kernel.
     fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError>;
+    /// Whether the kernel skips a flagged update: when scalars word 2 is non-zero (a mixed
+    /// precision step whose gradients overflowed) it must leave parameters and state as
+    /// they are and only zero the gradients. Mixed precision refuses optimizers without.
+    fn skips_flagged_updates(&self) -> bool {
+        false
+    }
 }
 
 /// Which optimizer updates the parameters: a shared [`Optimizer`].
@@ -158,6 +164,11 @@ impl OptimizerKind {
     /// Kernel name.
     pub fn kernel(&self) -> &'static str {
         self.0.kind()
+    }
+
+    /// Whether its kernel skips flagged (overflowed mixed-precision) updates.
+    pub fn skips_flagged_updates(&self) -> bool {
+        self.0.skips_flagged_updates()
     }
 
     /// Checks hyperparameters.

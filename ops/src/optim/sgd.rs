@@ -77,6 +77,9 @@ impl Optimizer for Sgd {
         )
     }
 
+    fn skips_flagged_updates(&self) -> bool {
+        true
+    }
     fn dispatch(&self, k: &mut KernelBuilder, update: &PackedUpdate) -> Result<Dispatch, GpuError> {
         // Without momentum there is no state: bind the gradients again (never read).
         let state = update.state().unwrap_or(update.grads());

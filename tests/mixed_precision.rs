@@ -1,0 +1,187 @@
+//! Mixed precision from the pipeline (`precision: f16` on a step): the plan shows the f16
+//! step and its kernels; f16 trains the digits MLP and CNN within half a point of f32;
+//! a run resumes exactly (the loss scaler's state is in the checkpoint); an adapter without
+//! f16 shaders (Mesa's GL) is refused with the location of `precision: f16`, or falls
+//! back to f32 with a warning when the pipeline allows it.
+
+use std::path::Path;
+
+mod common;
+use common::{copy_dir, device, engine, metrics, ok, run_pipeline, scratch};
+
+/// Whether the test adapter has f16 shaders (`engine devices` says).
+fn adapter_has_f16() -> bool {
+    let output = engine(&["devices"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let wanted = device();
+    text.lines()
+        .filter(|l| wanted == "auto" || l.to_lowercase().contains(&wanted))
+        .any(|l| l.contains("f16 shaders") && !l.contains("no f16 shaders"))
+}
+
+/// The last eval record of `stage` in a run's metrics.
+fn last_eval_accuracy(out: &Path, stage: &str) -> f64 {
+    metrics(out)
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "eval" && r["stage"] == stage)
+        .and_then(|r| r["accuracy"].as_f64())
+        .expect("an eval record")
+}
+
+#[test]
+fn the_plan_shows_the_f16_step_and_its_kernels() {
+    let output = engine(&[
+        "plan",
+        "pipelines/digits_cnn.yaml",
+        "--set",
+        "stages.4.precision=f16",
+        "--ranks",
+        "2",
+    ]);
+    ok(&output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("step: data parallel over 2 ranks ∘ f16 step (f16 matmul/conv operands"),
+        "{text}"
+    );
+    for kernel in [
+        "linear.forward (f16 operands)",
+        "conv2d.backward (f16 operands)",
+        "loss_scale.apply",
+        "loss_scale.update",
+    ] {
+        assert!(text.contains(kernel), "{kernel} missing:\n{text}");
+    }
+}
+
+fn accuracy_within_half_a_point(pipeline: &str, step: usize, eval: &str) {
+    if !adapter_has_f16() {
+        eprintln!("the test adapter has no f16 shaders: nothing to compare");
+        return;
+    }
+    let name = pipeline.rsplit('/').next().unwrap();
+    let f32_run = scratch("mixed_precision", &format!("{name}-f32"));
+    ok(&run_pipeline(pipeline, &f32_run, &[]));
+    let f16_run = scratch("mixed_precision", &format!("{name}-f16"));
+    let set = format!("stages.{step}.precision=f16");
+    ok(&run_pipeline(pipeline, &f16_run, &["--set", &set]));
+    let (a32, a16) = (
+        last_eval_accuracy(&f32_run, eval),
+        last_eval_accuracy(&f16_run, eval),
+    );
+    eprintln!("{pipeline}: {eval} accuracy f32 {a32:.4}, f16 {a16:.4}");
+    assert!((a32 - a16).abs() <= 0.005, "f32 {a32} vs f16 {a16}");
+    assert_ne!(
+        metrics(&f32_run),
+        metrics(&f16_run),
+        "f16 should change the numbers a little"
+    );
+}
+
+#[test]
+fn f16_trains_the_digits_mlp_within_half_a_point_of_f32() {
+    accuracy_within_half_a_point("pipelines/digits_mlp.yaml", 4, "test");
+}
+
+#[test]
+fn f16_trains_the_digits_cnn_within_half_a_point_of_f32() {
+    accuracy_within_half_a_point("pipelines/digits_cnn.yaml", 4, "test");
+}
+
+#[test]
+fn an_f16_run_resumes_exactly() {
+    if !adapter_has_f16() {
+        eprintln!("the test adapter has no f16 shaders: nothing to resume");
+        return;
+    }
+    // The resume fixture (dropout, Adam, accumulation across epoch ends) in f16.
+    let f16 = ["--set", "stages.5.precision=f16"];
+    let reference = scratch("mixed_precision", "resume-reference");
+    ok(&run_pipeline("tests/resume.yaml", &reference, &f16));
+    let resumed = scratch("mixed_precision", "resume-from-9");
+    copy_dir(&reference, &resumed);
+    for later in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+        let path = later.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().as_ref() > "step-00000009" {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+    let from = resumed.join("checkpoints/step-00000009");
+    let from = from.display().to_string();
+    ok(&run_pipeline(
+        "tests/resume.yaml",
+        &resumed,
+        &[&f16[..], &["--resume", &from]].concat(),
+    ));
+    assert_eq!(metrics(&resumed), metrics(&reference));
+    let weights = |out: &Path| {
+        std::fs::read(out.join("checkpoints/step-00000029/weights.safetensors")).unwrap()
+    };
+    assert_eq!(weights(&resumed), weights(&reference));
+    // safetensors headers are JSON: the scaler's tensor is named there.
+    let optimizer =
+        std::fs::read(resumed.join("checkpoints/step-00000009/optimizer.safetensors")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&optimizer).contains("optimizer.loss_scale"),
+        "the checkpoint holds the loss scaler"
+    );
+}
+
+#[test]
+fn an_adapter_without_f16_is_refused_where_precision_is_written_or_falls_back() {
+    let devices = engine(&["devices"]);
+    let gl_without_f16 = String::from_utf8_lossy(&devices.stdout)
+        .lines()
+        .any(|l| l.to_lowercase().contains("gl") && l.contains("no f16 shaders"));
+    if !gl_without_f16 {
+        eprintln!("no GL adapter without f16 shaders here: nothing to refuse");
+        return;
+    }
+    let out = scratch("mixed_precision", "gl-refused");
+    let refused = engine(&[
+        "run",
+        "pipelines/digits_mlp.yaml",
+        "--device",
+        "gl",
+        "--quiet",
+        "--out",
+        &out.display().to_string(),
+        "--set",
+        "stages.4.precision=f16",
+        "--set",
+        "schedule.epochs=1",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error[f16-unavailable]") && stderr.contains("stages.4.precision=f16:1:10"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("f16_fallback: f32"),
+        "the hint names the fallback: {stderr}"
+    );
+
+    let out = scratch("mixed_precision", "gl-fallback");
+    let fallback = engine(&[
+        "run",
+        "pipelines/digits_mlp.yaml",
+        "--device",
+        "gl",
+        "--out",
+        &out.display().to_string(),
+        "--set",
+        "stages.4.precision=f16",
+        "--set",
+        "stages.4.f16_fallback=f32",
+        "--set",
+        "schedule.epochs=1",
+    ]);
+    ok(&fallback);
+    let stderr = String::from_utf8_lossy(&fallback.stderr);
+    assert!(
+        stderr.contains("warning: step `step`") && stderr.contains("training in f32"),
+        "{stderr}"
+    );
+}
