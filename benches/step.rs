@@ -25,14 +25,17 @@ fn main() {
             "vulkan" => DeviceRequest {
                 backend: BackendChoice::Vulkan,
                 name: None,
+                nth: 0,
             },
             "gl" => DeviceRequest {
                 backend: BackendChoice::Gl,
                 name: None,
+                nth: 0,
             },
             name => DeviceRequest {
                 backend: BackendChoice::Auto,
                 name: Some(name.to_string()),
+                nth: 0,
             },
         });
     for file in ["pipelines/bench_mlp.yaml", "pipelines/bench_cnn.yaml"] {

@@ -18,6 +18,7 @@ fn device() -> Option<ops::gpu::DeviceRequest> {
     Some(ops::gpu::DeviceRequest {
         backend,
         name: None,
+        nth: 0,
     })
 }
 

@@ -872,14 +872,17 @@ fn device_request(text: &str) -> ops::gpu::DeviceRequest {
         "vulkan" => DeviceRequest {
             backend: BackendChoice::Vulkan,
             name: None,
+            nth: 0,
         },
         "gl" | "gles" | "opengl" => DeviceRequest {
             backend: BackendChoice::Gl,
             name: None,
+            nth: 0,
         },
         _ => DeviceRequest {
             backend: BackendChoice::Auto,
             name: Some(text.to_string()),
+            nth: 0,
         },
     }
 }

@@ -95,6 +95,7 @@ fn test_device() -> Option<ops::gpu::DeviceRequest> {
     Some(ops::gpu::DeviceRequest {
         backend,
         name: None,
+        nth: 0,
     })
 }
 

@@ -31,6 +31,7 @@ fn main() {
     let gpu = Gpu::new(&DeviceRequest {
         backend,
         name: None,
+        nth: 0,
     })
     .expect("device");
     let cfg = workloads::sgd_config(batch, 0.9);

@@ -114,6 +114,7 @@ fn main() {
     let req = DeviceRequest {
         backend,
         name: None,
+        nth: 0,
     };
     let steps = std::env::var("STEP_BENCH_STEPS")
         .ok()

@@ -140,6 +140,26 @@ fn adapter_matches_request() {
     let _ = request();
 }
 
+#[test]
+fn nth_picks_among_equally_good_adapters_modulo_their_count() {
+    // A data-parallel rank passes its index on the host: with k equally good adapters it
+    // opens the (nth mod k)-th; here k is the number of adapters like the first choice.
+    let first = gpu().adapter().clone();
+    let same_kind = ops::list_adapters()
+        .into_iter()
+        .filter(|a| a.backend == first.backend && a.device_type == first.device_type)
+        .count();
+    assert!(same_kind >= 1);
+    let at = |nth: usize| {
+        ops::Gpu::new(&ops::gpu::DeviceRequest { nth, ..request() })
+            .unwrap()
+            .adapter()
+            .clone()
+    };
+    assert_eq!(at(same_kind), at(0), "wraps around");
+    assert_eq!(at(same_kind).backend, first.backend);
+}
+
 fn check_model_gradients(def: ModelDef, rows: usize, batch: usize) {
     check_model(def, rows, batch, true);
 }

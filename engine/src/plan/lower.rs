@@ -609,6 +609,7 @@ fn device_request(device: &spec::DeviceSpec) -> DeviceRequest {
             Backend::Gl => BackendChoice::Gl,
         },
         name: device.adapter.clone(),
+        nth: 0,
     }
 }
 

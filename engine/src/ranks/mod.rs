@@ -79,6 +79,19 @@ pub fn launched_as() -> Option<(usize, usize)> {
     Some((rank, size))
 }
 
+/// This process's index among the job's ranks on its host (OpenMPI's, MPICH's or PMIx's
+/// local rank), 0 without a launcher: which of the host's adapters it opens.
+pub fn local_rank() -> usize {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "PMIX_LOCAL_RANK",
+    ]
+    .iter()
+    .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
+    .unwrap_or(0)
+}
+
 /// Joins the job this process was started in: MPI when a launcher started several ranks
 /// (and the engine has the `mpi` feature), else a job of one. `timeout` bounds how long a
 /// rank waits for the others at an exchange.

@@ -136,10 +136,14 @@ pub(super) fn run<'p>(
             )));
         }
     }
-    let request = options
+    let mut request = options
         .device
         .clone()
         .unwrap_or_else(|| plan.device_request.clone());
+    if ranks.size() > 1 {
+        // Ranks on one host spread over its equally good adapters (one GPU each).
+        request.nth = crate::ranks::local_rank();
+    }
     let gpu = Gpu::new(&request)?;
     let with_fallback;
     let plan = match f16_on(plan, &gpu, lead && !options.quiet)? {

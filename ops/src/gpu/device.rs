@@ -32,6 +32,10 @@ pub struct DeviceRequest {
     pub backend: BackendChoice,
     /// Case-insensitive substring of the adapter name.
     pub name: Option<String>,
+    /// Among the matching adapters that are equally preferred (the best backend and
+    /// device type), the `nth` modulo their count: a data-parallel job passes each
+    /// rank's index on its host, so its ranks spread over the host's GPUs.
+    pub nth: usize,
 }
 
 /// What an adapter is and what it allows.

@@ -90,7 +90,16 @@ fn pick_adapter(req: &DeviceRequest) -> Result<wgpu::Adapter, GpuError> {
             info.name.clone(),
         )
     });
-    match candidates.first() {
+    let kind = |a: &wgpu::Adapter| {
+        let info = a.get_info();
+        (info.backend, info.device_type)
+    };
+    let best: Vec<&wgpu::Adapter> = candidates
+        .iter()
+        .copied()
+        .filter(|a| candidates.first().is_some_and(|f| kind(a) == kind(f)))
+        .collect();
+    match best.get(req.nth % best.len().max(1)) {
         Some(a) => Ok((*a).clone()),
         None => Err(GpuError::NoMatchingAdapter {
             backend: match req.backend {

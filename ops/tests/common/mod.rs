@@ -33,6 +33,7 @@ pub fn request() -> DeviceRequest {
     DeviceRequest {
         backend,
         name: None,
+        nth: 0,
     }
 }
 
