@@ -7,8 +7,9 @@
 // The loss sum is exact: each micro-batch's f32 sum is rounded once to a 96-bit two's
 // complement fixed-point number with 32 fraction bits and added as an integer. Integer
 // addition is associative, so the total is the same however micro-batches are grouped —
-// across accumulation groups, reads and data-parallel ranks. A non-finite (or >= 2^62)
-// micro-batch sum is added to the f32 carrier instead, so NaN and inf still show.
+// across accumulation groups, reads and data-parallel ranks. A non-finite
+// micro-batch sum (or one of 2^40 or more, so that 2^23 of them cannot wrap the sum) is
+// added to the f32 carrier instead, so NaN and inf still show.
 @group(0) @binding(0) var<uniform> S: Step;
 @group(0) @binding(1) var<storage, read> row_stats: array<f32>;
 @group(0) @binding(2) var<storage, read_write> metrics: array<u32>;
@@ -48,7 +49,7 @@ fn main() {
     let a = abs(loss);
     // Exponent bits all set: inf or NaN (WGSL has no isNan a compiler must keep).
     let non_finite = (bitcast<u32>(loss) & 0x7f800000u) == 0x7f800000u;
-    if (non_finite || a >= 4611686018427387904.0) {
+    if (non_finite || a >= 1099511627776.0) {
         metrics[7] = bitcast<u32>(bitcast<f32>(metrics[7]) + loss);
     } else {
         var w = fixed_words(a);

@@ -146,6 +146,19 @@ mod mpi {
         assert_eq!(comparable(&resumed), expected, "metrics after the resume");
         assert_eq!(weights(&resumed, FINAL), weights(&single, FINAL));
 
+        // A failure of every rank's own (here: checkpoints of an earlier run in the output
+        // directory) ends the job at once, with no rank left waiting for the timeout.
+        let started = std::time::Instant::now();
+        let again = run_on_two_ranks(&ranks, &[]);
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(!again.status.success());
+        assert!(stderr.contains("already holds checkpoints"), "{stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+
         // One process cannot continue a 2-rank checkpoint.
         let alone = scratch("data_parallel", "alone");
         copy_dir(&ranks, &alone);

@@ -557,18 +557,23 @@ pub fn main() -> ExitCode {
                 }
                 Err(crate::run::RunError::NoShaderF16 { chain, adapter }) => {
                     let located = crate::check::f16_unavailable(checked, &chain, &adapter);
-                    report(LoadError::Invalid(located), sources)
+                    let code = report(LoadError::Invalid(located), sources);
+                    ranks.abort(i32::from(code));
+                    code
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    match e {
+                    // The other ranks would wait for this one at their next exchange.
+                    let code = match e {
                         crate::run::RunError::NonFinite(_) | crate::run::RunError::Data(_) => 1,
                         crate::run::RunError::Gpu(ops::gpu::GpuError::ParamMismatch { .. }) => 1,
                         crate::run::RunError::Checkpoint(
                             crate::run::checkpoint::CheckpointError::Corrupt { .. },
                         ) => 1,
                         _ => 2,
-                    }
+                    };
+                    ranks.abort(i32::from(code));
+                    code
                 }
             }
         }),

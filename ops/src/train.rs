@@ -827,8 +827,12 @@ impl TrainStep {
         }
         let step = find_tensor(tensors, &self.step_tensor, &[1])?;
         if let Some(scaler) = &self.scaler {
-            let saved = find_tensor(tensors, &self.loss_scale_tensor(), &[2])?;
-            gpu.write(scaler, 0, &saved.data)?;
+            // A checkpoint of an f32 run continued in f16 starts the scaler afresh.
+            let name = self.loss_scale_tensor();
+            match tensors.iter().any(|t| t.name == name) {
+                true => gpu.write(scaler, 0, &find_tensor(tensors, &name, &[2])?.data)?,
+                false => gpu.write(scaler, 0, &ScalerConfig::default().initial_state())?,
+            }
         }
         if let Some(state) = &self.state {
             gpu.write(state, 0, &flat)?;
@@ -980,14 +984,26 @@ impl TrainStep {
                 "add_contributions needs enable_data_parallel first".into(),
             ));
         };
+        // Checked before any is added, so a refused call changes nothing.
+        let contributions: Vec<(&[f32], usize)> = contributions.into_iter().collect();
+        let left = self.cfg.accumulation_steps.saturating_sub(self.micro) as usize;
+        if contributions.len() > left {
+            return Err(GpuError::InvalidConfig(format!(
+                "{} gradient contributions, but the group has room for {left}",
+                contributions.len()
+            )));
+        }
+        if let Some((grads, _)) = contributions
+            .iter()
+            .find(|(g, _)| g.len() != group.sum.len())
+        {
+            return Err(GpuError::InvalidConfig(format!(
+                "a gradient contribution has {} values, the model {}",
+                grads.len(),
+                group.sum.len()
+            )));
+        }
         for (grads, rows) in contributions {
-            if grads.len() != group.sum.len() {
-                return Err(GpuError::InvalidConfig(format!(
-                    "a gradient contribution has {} values, the model {}",
-                    grads.len(),
-                    group.sum.len()
-                )));
-            }
             // f32 additions in this order are the ones the backward kernels make when one
             // process accumulates the micro-batches (each adds its whole contribution once).
             for (s, g) in group.sum.iter_mut().zip(grads) {

@@ -159,6 +159,24 @@ fn a_checkpoint_inside_a_group_holds_the_exchanged_sums() {
 }
 
 #[test]
+fn contributions_past_the_group_are_refused_and_change_nothing() {
+    let gpu = gpu();
+    let mut a = TrainStep::new(gpu, &model(), &config(2)).unwrap();
+    a.enable_data_parallel(gpu).unwrap();
+    let zeros = vec![0.0f32; a.contribution_len()];
+    let three = [
+        (zeros.as_slice(), 5),
+        (zeros.as_slice(), 5),
+        (zeros.as_slice(), 5),
+    ];
+    assert!(a.add_contributions(gpu, 0.01, three).is_err());
+    let short = [(&zeros[1..], 5)];
+    assert!(a.add_contributions(gpu, 0.01, short).is_err());
+    let state = a.accumulation_state(gpu).unwrap();
+    assert_eq!((state.micro, state.group_rows), (0, 0), "nothing was added");
+}
+
+#[test]
 fn the_loss_sum_does_not_depend_on_order_or_reads() {
     // One row per micro-batch, losses of very different sizes, summed read by read and
     // all at once in the reverse order: the same exact sum.

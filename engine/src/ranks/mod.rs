@@ -20,6 +20,9 @@ pub trait Ranks {
     /// that does not take part within the job's timeout ends the whole job with a message
     /// naming it.
     fn exchange(&self, what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError>;
+    /// Ends the whole job with exit code `code` after this rank failed on its own (the
+    /// others would otherwise wait for it at their next exchange). A job of one returns.
+    fn abort(&self, code: i32);
 }
 
 /// Why the job could not be joined or an exchange failed.
@@ -64,6 +67,7 @@ impl Ranks for OneRank {
     fn exchange(&self, _what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError> {
         Ok(mine.to_vec())
     }
+    fn abort(&self, _code: i32) {}
 }
 
 /// The rank and size an MPI launcher gave this process (OpenMPI's, MPICH's or PMIx's

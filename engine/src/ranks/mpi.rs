@@ -44,6 +44,13 @@ impl MpiRanks {
         mut pending: Vec<(usize, Request<'a, [u32], S>)>,
     ) {
         let started = Instant::now();
+        // The others wait only for rank 0, which waits for them all and so knows which
+        // rank is missing: it must run out first to be the one that names it.
+        let timeout = if self.rank() == 0 {
+            self.timeout
+        } else {
+            self.timeout * 2
+        };
         let mut pause = Duration::from_micros(20);
         while !pending.is_empty() {
             let mut still = Vec::with_capacity(pending.len());
@@ -56,13 +63,13 @@ impl MpiRanks {
             if pending.is_empty() {
                 break;
             }
-            if started.elapsed() > self.timeout {
+            if started.elapsed() > timeout {
                 let ranks: Vec<String> = pending.iter().map(|(r, _)| r.to_string()).collect();
                 eprintln!(
                     "error: rank {}: no answer from rank {} in the {what} exchange within {} s; a rank died or hangs, ending the job (raise the limit with --rank-timeout)",
                     self.rank(),
                     ranks.join(", "),
-                    self.timeout.as_secs()
+                    timeout.as_secs()
                 );
                 self.world.abort(ABORT_CODE);
             }
@@ -151,6 +158,10 @@ impl Ranks for MpiRanks {
             });
         }
         Ok(all)
+    }
+
+    fn abort(&self, code: i32) {
+        self.world.abort(code)
     }
 }
 

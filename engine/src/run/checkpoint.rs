@@ -266,14 +266,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     file.sync_all().map_err(io(path))
 }
 
-/// Writes a checkpoint under `root` as `step-<step>`: into a temporary directory first,
-/// every file fsynced, then renamed into place, so a crash never leaves a half-written
-/// checkpoint under a real name.
-pub fn save(root: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
-    fs::create_dir_all(root).map_err(io(root))?;
-    let state = &checkpoint.state;
-    // Hooks inside a batch can save several times per optimizer step; the micro-batch
-    // count tells those apart.
+/// The directory name a checkpoint of `state` is saved under: `step-00000450`, or with the
+/// micro-batch count when hooks inside a batch can save several times per optimizer step.
+pub fn dir_name(state: &TrainingState) -> String {
     let in_batch = [
         "batch_start",
         "after_forward",
@@ -281,11 +276,19 @@ pub fn save(root: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointE
         "batch_end",
     ]
     .contains(&state.taken_at.as_str());
-    let name = if in_batch {
+    if in_batch {
         format!("step-{:08}-micro-{:08}", state.step, state.micro)
     } else {
         format!("step-{:08}", state.step)
-    };
+    }
+}
+
+/// Writes a checkpoint under `root` as `step-<step>`: into a temporary directory first,
+/// every file fsynced, then renamed into place, so a crash never leaves a half-written
+/// checkpoint under a real name.
+pub fn save(root: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
+    fs::create_dir_all(root).map_err(io(root))?;
+    let name = dir_name(&checkpoint.state);
     let tmp = root.join(format!(".tmp-{name}"));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;

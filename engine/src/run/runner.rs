@@ -127,7 +127,8 @@ pub(super) fn run<'p>(
         std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
     }
 
-    if options.resume.is_none() && lead {
+    // Every rank checks (rank 0 cannot have saved yet: a save exchanges metrics first).
+    if options.resume.is_none() {
         let root = options.out_dir.join(&plan.checkpoint_dir);
         if checkpoint::list(&root).is_ok_and(|found| !found.is_empty()) {
             return Err(RunError::Unsupported(format!(
@@ -153,6 +154,29 @@ pub(super) fn run<'p>(
         }
         None => plan,
     };
+    if ranks.size() > 1 {
+        // Ranks whose adapters differ could settle f16 differently; their contributions
+        // would not add up.
+        let mine: Vec<u32> = plan
+            .chains
+            .iter()
+            .map(|c| u32::from(c.train.precision == ops::Precision::F16))
+            .collect();
+        let all = ranks.exchange("precision", &mine)?;
+        if let Some(r) = all
+            .chunks_exact(mine.len().max(1))
+            .position(|p| p != &all[..mine.len()])
+        {
+            return Err(RunError::Unsupported(format!(
+                "rank {r} trains in another precision than rank 0 (its adapter has{} f16 shaders); give every rank an adapter of the same kind",
+                if all[r * mine.len()..].first() == Some(&1) {
+                    ""
+                } else {
+                    " no"
+                }
+            )));
+        }
+    }
     let mut prepared = Vec::with_capacity(plan.datasets.len());
     for d in &plan.datasets {
         prepared.push(prepare(&d.config)?);
@@ -702,8 +726,12 @@ impl Runner<'_> {
             .unwrap_or_default()
             .into_iter()
             .rev()
-            .find(|c| c.step < before_step);
-        let Some(path) = older.map(|c| c.path) else {
+            .find(|c| c.step < before_step)
+            .map(|c| c.path);
+        // Rank 0 saved the checkpoints: its choice holds for every rank (a shared file
+        // system may show another rank the directory late).
+        let older = self.rank_zero_path(older)?;
+        let Some(path) = older else {
             if !self.hooks.is_quiet() {
                 println!(
                     "rollback: no checkpoint older than step {before_step} in `{}`; stopping",
@@ -983,6 +1011,37 @@ impl Runner<'_> {
         Ok(stop)
     }
 
+    /// Rank 0's `path` on every rank (a directory name of at most 64 bytes, exchanged).
+    fn rank_zero_path(&self, path: Option<PathBuf>) -> Result<Option<PathBuf>, RunError> {
+        if self.ranks.size() == 1 {
+            return Ok(path);
+        }
+        const WORDS: usize = 17;
+        let mut words = [0u32; WORDS];
+        let name = path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.as_ref().filter(|n| n.len() <= 64) {
+            let mut bytes = [0u8; 64];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            words[0] = name.len() as u32 + 1;
+            for (w, chunk) in words[1..].iter_mut().zip(bytes.chunks_exact(4)) {
+                *w = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            }
+        }
+        let all = self.ranks.exchange("rollback checkpoint", &words)?;
+        let len = all[0] as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        let bytes: Vec<u8> = all[1..WORDS].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let name = String::from_utf8_lossy(&bytes[..(len - 1).min(64)]).into_owned();
+        Ok(Some(
+            self.out_dir.join(&self.plan.checkpoint_dir).join(name),
+        ))
+    }
+
     /// Saves the checkpoints asked for at `trigger`.
     /// The newest checkpoint, for callbacks' events: looked up on disk once (a resumed
     /// run's), then tracked as this process saves them (a callback may fire every batch).
@@ -1070,8 +1129,10 @@ impl Runner<'_> {
             taken_at: trigger.to_string(),
             ranks: self.ranks.size(),
         };
+        let root = self.out_dir.join(&c.dir);
         if self.ranks.rank() != 0 {
-            // Rank 0 saves; every rank took part in the reads above.
+            // Rank 0 saves; every rank took part in the reads above and knows its name.
+            self.newest_checkpoint = Some(root.join(checkpoint::dir_name(&state)));
             return Ok(());
         }
         let checkpoint = Checkpoint {
@@ -1082,7 +1143,6 @@ impl Runner<'_> {
             best: self.hooks.best_params(),
             cards: self.cards.clone(),
         };
-        let root = self.out_dir.join(&c.dir);
         let saved = checkpoint::save(&root, &checkpoint)?;
         checkpoint::prune(&root, c.keep_last, c.keep_best_max)?;
         self.newest_checkpoint = Some(saved);
