@@ -970,21 +970,19 @@ impl TrainStep {
     }
 
     /// Adds exchanged contributions — `(gradients, rows)` per micro-batch, in the
-    /// single-process micro-batch order — to the group. When the group is complete it
-    /// uploads the sums and records the update (gradient norm, clipping, optimizer) with
-    /// learning rate `lr`, and returns true.
+    /// single-process micro-batch order — to the group's sums on the host (rank 0 does
+    /// this and hands the result to the others with [`TrainStep::set_group`]). Refuses more
+    /// contributions than the group has room for, or ones of the wrong length, before
+    /// adding any.
     pub fn add_contributions<'a>(
         &mut self,
-        gpu: &Gpu,
-        lr: f32,
         contributions: impl IntoIterator<Item = (&'a [f32], usize)>,
-    ) -> Result<bool, GpuError> {
+    ) -> Result<(), GpuError> {
         let Some(group) = &mut self.group else {
             return Err(GpuError::InvalidConfig(
                 "add_contributions needs enable_data_parallel first".into(),
             ));
         };
-        // Checked before any is added, so a refused call changes nothing.
         let contributions: Vec<(&[f32], usize)> = contributions.into_iter().collect();
         let left = self.cfg.accumulation_steps.saturating_sub(self.micro) as usize;
         if contributions.len() > left {
@@ -1012,6 +1010,46 @@ impl TrainStep {
             self.micro += 1;
             self.group_rows += rows;
         }
+        Ok(())
+    }
+
+    /// The group so far: micro-batches, samples and the gradient sums (packed), for rank 0
+    /// to hand to the others.
+    pub fn group(&self) -> Option<(u32, usize, &[f32])> {
+        self.group
+            .as_ref()
+            .map(|g| (self.micro, self.group_rows, g.sum.as_slice()))
+    }
+
+    /// Takes rank 0's group ([`TrainStep::group`]) as this rank's.
+    pub fn set_group(&mut self, micro: u32, rows: usize, sum: &[f32]) -> Result<(), GpuError> {
+        let Some(group) = &mut self.group else {
+            return Err(GpuError::InvalidConfig(
+                "set_group needs enable_data_parallel first".into(),
+            ));
+        };
+        if sum.len() != group.sum.len() || micro > self.cfg.accumulation_steps {
+            return Err(GpuError::InvalidConfig(format!(
+                "a group of {micro} micro-batches and {} sums does not fit this step ({} of {})",
+                sum.len(),
+                self.cfg.accumulation_steps,
+                group.sum.len()
+            )));
+        }
+        group.sum.copy_from_slice(sum);
+        self.micro = micro;
+        self.group_rows = rows;
+        Ok(())
+    }
+
+    /// When the group is complete, uploads its sums and records the update (gradient norm,
+    /// clipping, loss scaling, optimizer) with learning rate `lr`; returns whether it did.
+    pub fn update_if_complete(&mut self, gpu: &Gpu, lr: f32) -> Result<bool, GpuError> {
+        let Some(group) = &mut self.group else {
+            return Err(GpuError::InvalidConfig(
+                "update_if_complete needs enable_data_parallel first".into(),
+            ));
+        };
         if self.micro < self.cfg.accumulation_steps {
             return Ok(false);
         }

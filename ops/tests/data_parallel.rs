@@ -95,11 +95,15 @@ fn two_ranks_reproduce_one_process_bit_for_bit() {
             rank.record_contribution(gpu, i).unwrap();
             exchanged.push((rank.take_contribution(gpu).unwrap(), rows));
         }
+        // Rank 0 adds them in order and hands its group to rank 1; both update.
+        ranks[0]
+            .add_contributions(exchanged.iter().map(|(g, r)| (g.as_slice(), *r)))
+            .unwrap();
+        let (micro, rows, sum) = ranks[0].group().unwrap();
+        let (micro, rows, sum) = (micro, rows, sum.to_vec());
+        ranks[1].set_group(micro, rows, &sum).unwrap();
         for rank in &mut ranks {
-            let updated = rank
-                .add_contributions(gpu, 0.01, exchanged.iter().map(|(g, r)| (g.as_slice(), *r)))
-                .unwrap();
-            updates += usize::from(updated);
+            updates += usize::from(rank.update_if_complete(gpu, 0.01).unwrap());
         }
     }
     assert_eq!(
@@ -136,10 +140,8 @@ fn a_checkpoint_inside_a_group_holds_the_exchanged_sums() {
     a.record_contribution(gpu, 0).unwrap();
     let c = a.take_contribution(gpu).unwrap();
     assert!(c.iter().any(|v| *v != 0.0));
-    assert!(
-        !a.add_contributions(gpu, 0.01, [(c.as_slice(), rows)])
-            .unwrap()
-    );
+    a.add_contributions([(c.as_slice(), rows)]).unwrap();
+    assert!(!a.update_if_complete(gpu, 0.01).unwrap());
     let state = a.accumulation_state(gpu).unwrap();
     assert_eq!((state.micro, state.group_rows), (1, rows));
     let saved: Vec<f32> = state.grads.iter().flat_map(|t| t.data.clone()).collect();
@@ -169,9 +171,9 @@ fn contributions_past_the_group_are_refused_and_change_nothing() {
         (zeros.as_slice(), 5),
         (zeros.as_slice(), 5),
     ];
-    assert!(a.add_contributions(gpu, 0.01, three).is_err());
+    assert!(a.add_contributions(three).is_err());
     let short = [(&zeros[1..], 5)];
-    assert!(a.add_contributions(gpu, 0.01, short).is_err());
+    assert!(a.add_contributions(short).is_err());
     let state = a.accumulation_state(gpu).unwrap();
     assert_eq!((state.micro, state.group_rows), (0, 0), "nothing was added");
 }

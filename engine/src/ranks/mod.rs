@@ -15,11 +15,25 @@ pub trait Ranks {
     fn rank(&self) -> usize;
     /// How many ranks the job has.
     fn size(&self) -> usize;
-    /// Every rank's `mine` (all of the same length), concatenated in rank order; every
-    /// rank gets the same answer. `what` names the exchange in timeout messages. A rank
-    /// that does not take part within the job's timeout ends the whole job with a message
-    /// naming it.
-    fn exchange(&self, what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError>;
+    /// Every rank's `mine` (all of the same length) goes to rank 0, which folds their
+    /// concatenation in rank order into one answer of `answer_len` words with `fold` (run
+    /// on rank 0 only); every rank gets that answer. `what` names the exchange in timeout
+    /// messages. A rank that does not take part within the job's timeout ends the whole
+    /// job with a message naming it.
+    fn reduce_in_order(
+        &self,
+        what: &str,
+        mine: &[u32],
+        answer_len: usize,
+        fold: &mut dyn FnMut(&[u32]) -> Vec<u32>,
+    ) -> Result<Vec<u32>, RanksError>;
+    /// Every rank's `mine` (all of the same length), concatenated in rank order, on every
+    /// rank.
+    fn exchange(&self, what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError> {
+        self.reduce_in_order(what, mine, mine.len() * self.size(), &mut |all| {
+            all.to_vec()
+        })
+    }
     /// Ends the whole job with exit code `code` after this rank failed on its own (the
     /// others would otherwise wait for it at their next exchange). A job of one returns.
     fn abort(&self, code: i32);
@@ -64,8 +78,14 @@ impl Ranks for OneRank {
     fn size(&self) -> usize {
         1
     }
-    fn exchange(&self, _what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError> {
-        Ok(mine.to_vec())
+    fn reduce_in_order(
+        &self,
+        _what: &str,
+        mine: &[u32],
+        _answer_len: usize,
+        fold: &mut dyn FnMut(&[u32]) -> Vec<u32>,
+    ) -> Result<Vec<u32>, RanksError> {
+        Ok(fold(mine))
     }
     fn abort(&self, _code: i32) {}
 }

@@ -111,13 +111,19 @@ impl Ranks for MpiRanks {
         self.world.size() as usize
     }
 
-    fn exchange(&self, what: &str, mine: &[u32]) -> Result<Vec<u32>, RanksError> {
+    fn reduce_in_order(
+        &self,
+        what: &str,
+        mine: &[u32],
+        answer_len: usize,
+        fold: &mut dyn FnMut(&[u32]) -> Vec<u32>,
+    ) -> Result<Vec<u32>, RanksError> {
         let n = mine.len();
         let size = self.size();
-        let mut all = vec![0u32; n * size];
         // The length first, so ranks that disagree fail with a message, not a truncation.
         let mut lengths = vec![0u32; size];
         let len = [n as u32];
+        let mut answer = vec![0u32; answer_len];
         if self.rank() == 0 {
             self.receive_from_others(what, &mut lengths[1..], 1);
             if let Some((r, &found)) = lengths
@@ -133,17 +139,29 @@ impl Ranks for MpiRanks {
                     expected: n,
                 });
             }
+            let mut all = vec![0u32; n * size];
             all[..n].copy_from_slice(mine);
             self.receive_from_others(what, &mut all[n..], n);
-            mpi::request::scope(|scope| {
-                let requests = (1..size)
-                    .map(|r| {
-                        let p = self.world.process_at_rank(r as i32);
-                        (r, p.immediate_send(scope, &all[..]))
-                    })
-                    .collect();
-                self.wait_all(what, requests);
-            });
+            answer = fold(&all);
+            if answer.len() != answer_len {
+                self.world.abort_with(RanksError::Mismatch {
+                    what: format!("{what} answer"),
+                    rank: 0,
+                    found: answer.len(),
+                    expected: answer_len,
+                });
+            }
+            if answer_len > 0 {
+                mpi::request::scope(|scope| {
+                    let requests = (1..size)
+                        .map(|r| {
+                            let p = self.world.process_at_rank(r as i32);
+                            (r, p.immediate_send(scope, &answer[..]))
+                        })
+                        .collect();
+                    self.wait_all(what, requests);
+                });
+            }
         } else {
             let root = self.world.process_at_rank(0);
             mpi::request::scope(|scope| {
@@ -151,13 +169,15 @@ impl Ranks for MpiRanks {
                 if n > 0 {
                     self.wait_all(what, vec![(0, root.immediate_send(scope, mine))]);
                 }
-                self.wait_all(
-                    what,
-                    vec![(0, root.immediate_receive_into(scope, &mut all[..]))],
-                );
+                if answer_len > 0 {
+                    self.wait_all(
+                        what,
+                        vec![(0, root.immediate_receive_into(scope, &mut answer[..]))],
+                    );
+                }
             });
         }
-        Ok(all)
+        Ok(answer)
     }
 
     fn abort(&self, code: i32) {

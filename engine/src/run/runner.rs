@@ -1202,16 +1202,46 @@ impl DataParallelTick<'_> {
             }
             feed.recycle(batch);
         }
+        // Rank 0 adds every contribution in order and hands the group's sums back: the
+        // same bits on every rank, N x the parameters on the wire (not N^2).
         let started = Instant::now();
-        let all = self.ranks.exchange("gradient", &words)?;
+        let mut failed = None;
+        let train = &mut chain.train;
+        let mut fold = |all: &[u32]| -> Vec<u32> {
+            let mut rows = 0u32;
+            let contributions = all.chunks_exact(len + 1).take(t as usize).map(|w| {
+                rows += w[0];
+                (bytemuck::cast_slice::<u32, f32>(&w[1..]), w[0] as usize)
+            });
+            if let Err(e) = train.add_contributions(contributions) {
+                failed = Some(e);
+            }
+            let mut answer = vec![0u32; len + 3];
+            if let Some((micro, group_rows, sum)) = train.group() {
+                answer[0] = micro;
+                answer[1] = group_rows as u32;
+                answer[2] = rows;
+                answer[3..].copy_from_slice(bytemuck::cast_slice(sum));
+            }
+            answer
+        };
+        let answer = self
+            .ranks
+            .reduce_in_order("gradient", &words, len + 3, &mut fold)?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         self.clock.add("gradient exchange", started.elapsed());
         let started = Instant::now();
-        let mut rows = 0u64;
-        let contributions = all.chunks_exact(len + 1).take(t as usize).map(|w| {
-            rows += u64::from(w[0]);
-            (bytemuck::cast_slice::<u32, f32>(&w[1..]), w[0] as usize)
-        });
-        let updated = chain.train.add_contributions(self.gpu, lr, contributions)?;
+        if rank != 0 {
+            chain.train.set_group(
+                answer[0],
+                answer[1] as usize,
+                bytemuck::cast_slice(&answer[3..]),
+            )?;
+        }
+        let rows = u64::from(answer[2]);
+        let updated = chain.train.update_if_complete(self.gpu, lr)?;
         self.clock
             .add("gradient sum + update (encode + submit)", started.elapsed());
         state.micro += t;
