@@ -184,4 +184,9 @@ fn an_adapter_without_f16_is_refused_where_precision_is_written_or_falls_back() 
         stderr.contains("warning: step `step`") && stderr.contains("training in f32"),
         "{stderr}"
     );
+    let plan = std::fs::read_to_string(out.join("plan.txt")).expect("plan.txt");
+    assert!(
+        plan.contains("f32 step") && !plan.contains("f16 step"),
+        "plan.txt shows what ran: {plan}"
+    );
 }

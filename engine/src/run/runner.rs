@@ -123,8 +123,6 @@ pub(super) fn run<'p>(
             format!("# pipeline hash {}\n{}", plan.hash, plan.resolved_yaml),
         )
         .map_err(io_error(&resolved))?;
-        let plan_path = options.out_dir.join("plan.txt");
-        std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
     }
 
     // Every rank checks (rank 0 cannot have saved yet: a save exchanges metrics first).
@@ -154,6 +152,11 @@ pub(super) fn run<'p>(
         }
         None => plan,
     };
+    if lead {
+        // After the adapter settled the precision, so the file says what runs.
+        let plan_path = options.out_dir.join("plan.txt");
+        std::fs::write(&plan_path, plan.to_string()).map_err(io_error(&plan_path))?;
+    }
     if ranks.size() > 1 {
         // Ranks whose adapters differ could settle f16 differently; their contributions
         // would not add up.
