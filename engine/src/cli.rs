@@ -74,7 +74,7 @@ enum Command {
         /// Override a value by its YAML path.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
-        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name (`engine devices`).
+        /// Adapter: `auto`, `vulkan`, `gl`, `cpu` (native, no GPU drivers), or part of an adapter name (`engine devices`).
         #[arg(long)]
         device: Option<String>,
         /// Output directory [default: runs/<pipeline name>].
@@ -141,7 +141,7 @@ enum Command {
         /// With `latest`: the run directory to look in [default: every run under runs/].
         #[arg(long)]
         run: Option<PathBuf>,
-        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        /// Adapter: `auto`, `vulkan`, `gl`, `cpu`, or part of an adapter name.
         #[arg(long)]
         device: Option<String>,
         /// Print JSON.
@@ -165,7 +165,7 @@ enum Command {
         /// With `latest`: the run directory to look in [default: every run under runs/].
         #[arg(long)]
         run: Option<PathBuf>,
-        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        /// Adapter: `auto`, `vulkan`, `gl`, `cpu`, or part of an adapter name.
         #[arg(long)]
         device: Option<String>,
     },
@@ -184,7 +184,7 @@ enum Command {
         /// Override a value by its YAML path.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
-        /// Adapter: `auto`, `vulkan`, `gl`, or part of an adapter name.
+        /// Adapter: `auto`, `vulkan`, `gl`, `cpu`, or part of an adapter name.
         #[arg(long)]
         device: Option<String>,
         /// Timed steps per repetition.
@@ -869,7 +869,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--device auto|vulkan|gl|<adapter name part>`.
+/// `--device auto|vulkan|gl|cpu|<adapter name part>`.
 fn device_request(text: &str) -> ops::gpu::DeviceRequest {
     use ops::gpu::{BackendChoice, DeviceRequest};
     match text.to_ascii_lowercase().as_str() {
@@ -881,6 +881,11 @@ fn device_request(text: &str) -> ops::gpu::DeviceRequest {
         },
         "gl" | "gles" | "opengl" => DeviceRequest {
             backend: BackendChoice::Gl,
+            name: None,
+            nth: 0,
+        },
+        "cpu" => DeviceRequest {
+            backend: BackendChoice::Cpu,
             name: None,
             nth: 0,
         },

@@ -90,6 +90,7 @@ fn test_device() -> Option<ops::gpu::DeviceRequest> {
     let backend = match std::env::var("ENGINE_TEST_BACKEND").as_deref() {
         Ok("vulkan") => ops::gpu::BackendChoice::Vulkan,
         Ok("gl") => ops::gpu::BackendChoice::Gl,
+        Ok("cpu") => ops::gpu::BackendChoice::Cpu,
         _ => return None,
     };
     Some(ops::gpu::DeviceRequest {

@@ -43,6 +43,7 @@ pub mod train;
 mod conv2d_direct;
 pub mod elementwise;
 mod matmul;
+mod native;
 mod over1d;
 mod reduce;
 

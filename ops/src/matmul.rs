@@ -401,6 +401,12 @@ impl Gemm {
             ("ACCUMULATE", s(self.accumulate as usize)),
             ("RELU", s(self.relu as usize)),
             ("MASKED", s(mask.is_some() as usize)),
+            // Read by the native kernel only (the WGSL declares its bindings itself).
+            (
+                "BIAS",
+                s((bias.is_some() && self.bias == Bias::PerColumn) as usize),
+            ),
+            ("BATCH", s(self.batch)),
         ];
         let bias = bias.filter(|_| self.bias == Bias::PerColumn);
         let f16 = k.precision() == crate::Precision::F16;
@@ -429,5 +435,132 @@ impl Gemm {
             );
         }
         k.compute(&self.name(), &[WGSL], &subst, &bindings, groups)
+    }
+}
+
+/// The native (cpu backend) implementation of the `matmul_*` kernels: the same
+/// constants and bindings (`a, b, c[, bias][, mask]`), the product through
+/// `matrixmultiply`'s sgemm, then bias, relu and mask as the WGSL epilogue does.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> Result<Box<dyn NativeKernel>, GpuError> {
+    Ok(Box::new(NativeGemm {
+        m: c.usize("M")?,
+        n: c.usize("N")?,
+        k: c.usize("K")?,
+        a_row: c.usize("A_ROW")? as isize,
+        a_col: c.usize("A_COL")? as isize,
+        b_row: c.usize("B_ROW")? as isize,
+        b_col: c.usize("B_COL")? as isize,
+        a_batch: c.usize("A_BATCH")?,
+        b_batch: c.usize("B_BATCH")?,
+        c_batch: c.usize("C_BATCH")?,
+        reduce: c.usize("REDUCE")?,
+        a_reduce: c.usize("A_REDUCE")?,
+        b_reduce: c.usize("B_REDUCE")?,
+        accumulate: c.flag("ACCUMULATE")?,
+        relu: c.flag("RELU")?,
+        masked: c.flag("MASKED")?,
+        bias: c.flag("BIAS")?,
+        batch: c.usize("BATCH")?,
+    }))
+}
+
+use crate::gpu::cpu::NativeKernel;
+
+struct NativeGemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    a_row: isize,
+    a_col: isize,
+    b_row: isize,
+    b_col: isize,
+    a_batch: usize,
+    b_batch: usize,
+    c_batch: usize,
+    reduce: usize,
+    a_reduce: usize,
+    b_reduce: usize,
+    accumulate: bool,
+    relu: bool,
+    masked: bool,
+    bias: bool,
+    batch: usize,
+}
+
+/// Multiply-adds per piece of a native GEMM: big enough that a piece amortises its packing,
+/// small enough that two threads share a layer's GEMM.
+const NATIVE_PIECE_FLOPS: usize = 1 << 19;
+
+impl NativeKernel for NativeGemm {
+    fn bindings(&self) -> (usize, usize) {
+        let n = 3 + usize::from(self.bias) + usize::from(self.masked);
+        (n, n)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use crate::gpu::cpu::{SendPtr, for_pieces};
+        let (m, n, k) = (self.m, self.n, self.k);
+        let a = io.f32(0);
+        let b = io.f32(1);
+        let c = SendPtr(io.f32_mut(2).as_mut_ptr());
+        let bias = self.bias.then(|| io.f32(3));
+        let mask = self.masked.then(|| io.f32(3 + usize::from(self.bias)));
+        // Pieces are column slabs of each batch entry's C, fixed by the shape alone (see
+        // `gpu::cpu`): every output still sums over r and k in one order.
+        let work = m * k * self.reduce;
+        let slabs = (work * n / NATIVE_PIECE_FLOPS).clamp(1, n.div_ceil(16).max(1));
+        let width = n.div_ceil(slabs).div_ceil(16) * 16;
+        let slabs = n.div_ceil(width).max(1);
+        let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
+        for_pieces(self.batch * slabs, |piece| {
+            let (z, s) = (piece / slabs, piece % slabs);
+            let n0 = s * width;
+            let cols = width.min(n - n0);
+            // SAFETY: the strides and extents are the kernel's constants, which address
+            // inside the bound ranges exactly as the WGSL does (a kernel built for these
+            // buffers); slabs of different pieces are disjoint columns or batch entries.
+            unsafe {
+                let c0 = c.get().add(z * self.c_batch + n0);
+                for r in 0..self.reduce {
+                    let ap = (a_ptr as *const f32).add(z * self.a_batch + r * self.a_reduce);
+                    let bp = (b_ptr as *const f32)
+                        .add(z * self.b_batch + r * self.b_reduce)
+                        .offset(n0 as isize * self.b_col);
+                    let beta = if self.accumulate || r > 0 { 1.0 } else { 0.0 };
+                    matrixmultiply::sgemm(
+                        m, k, cols, 1.0, ap, self.a_row, self.a_col, bp, self.b_row, self.b_col,
+                        beta, c0, n as isize, 1,
+                    );
+                }
+                if bias.is_none() && !self.relu && mask.is_none() {
+                    return;
+                }
+                for i in 0..m {
+                    let row = std::slice::from_raw_parts_mut(c0.add(i * n), cols);
+                    if let Some(bias) = bias {
+                        for (v, b) in row.iter_mut().zip(&bias[n0..n0 + cols]) {
+                            *v += b;
+                        }
+                    }
+                    if self.relu {
+                        for v in row.iter_mut() {
+                            *v = v.max(0.0);
+                        }
+                    }
+                    if let Some(mask) = mask {
+                        let at = z * self.c_batch + i * n + n0;
+                        for (v, g) in row.iter_mut().zip(&mask[at..at + cols]) {
+                            if *g <= 0.0 {
+                                *v = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 }

@@ -28,3 +28,59 @@ pub(crate) fn bias_grad(
         groups,
     )
 }
+
+/// The native (cpu backend) `bias_grad`: per channel the same order as the WGSL (samples,
+/// then positions), channels in fixed groups of 64 on rayon's threads.
+pub(crate) fn native_bias_grad(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativeBiasGrad {
+        outer: c.usize("OUTER")?,
+        channels: c.usize("CHANNELS")?,
+        inner: c.usize("INNER")?,
+    }))
+}
+
+struct NativeBiasGrad {
+    outer: usize,
+    channels: usize,
+    inner: usize,
+}
+
+/// Channels per piece of the native bias gradient.
+const BIAS_GROUP: usize = 64;
+
+impl crate::gpu::cpu::NativeKernel for NativeBiasGrad {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use crate::gpu::cpu::{SendPtr, for_pieces};
+        let dy = io.f32(0);
+        let db = SendPtr(io.f32_mut(1).as_mut_ptr());
+        let (ch, inner) = (self.channels, self.inner);
+        for_pieces(ch.div_ceil(BIAS_GROUP), |g| {
+            let c0 = g * BIAS_GROUP;
+            let width = BIAS_GROUP.min(ch - c0);
+            let mut acc = [0f32; BIAS_GROUP];
+            for n in 0..self.outer {
+                for (j, a) in acc[..width].iter_mut().enumerate() {
+                    let base = (n * ch + c0 + j) * inner;
+                    for v in &dy[base..base + inner] {
+                        *a += v;
+                    }
+                }
+            }
+            // SAFETY: pieces own disjoint channel groups of `db` (bound with `channels` words).
+            let out = unsafe { std::slice::from_raw_parts_mut(db.get().add(c0), width) };
+            for (o, a) in out.iter_mut().zip(&acc) {
+                *o += a;
+            }
+        });
+    }
+}

@@ -607,6 +607,7 @@ fn device_request(device: &spec::DeviceSpec) -> DeviceRequest {
             Backend::Auto => BackendChoice::Auto,
             Backend::Vulkan => BackendChoice::Vulkan,
             Backend::Gl => BackendChoice::Gl,
+            Backend::Cpu => BackendChoice::Cpu,
         },
         name: device.adapter.clone(),
         nth: 0,

@@ -72,7 +72,7 @@ pub struct DeviceSpec {
     pub adapter: Option<String>,
 }
 
-/// A wgpu backend.
+/// Where the tensor math runs: a wgpu backend, or the native CPU backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
@@ -83,6 +83,8 @@ pub enum Backend {
     Vulkan,
     /// OpenGL ES through EGL only (llvmpipe on machines without a GPU).
     Gl,
+    /// Native code on the CPU's cores (no GPU drivers needed); see docs/performance.md.
+    Cpu,
 }
 
 /// Training length.

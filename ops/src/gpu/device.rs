@@ -23,6 +23,8 @@ pub enum BackendChoice {
     Vulkan,
     /// OpenGL ES only (llvmpipe through EGL on a machine without a GPU).
     Gl,
+    /// The native CPU backend (no wgpu: kernels run as native code on rayon's threads).
+    Cpu,
 }
 
 /// What device to open.
@@ -106,8 +108,13 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    /// Opens the wgpu adapter `req` describes.
+    /// Opens the device `req` describes: a wgpu adapter, or the native CPU backend.
     pub fn new(req: &DeviceRequest) -> Result<Gpu, GpuError> {
+        if req.backend == BackendChoice::Cpu {
+            return Ok(Gpu::with_backend(Box::new(super::cpu::CpuBackend::open(
+                crate::native::KERNELS,
+            ))));
+        }
         Ok(Gpu::with_backend(Box::new(super::wgpu::WgpuBackend::open(
             req,
         )?)))

@@ -46,6 +46,11 @@ pub enum GpuError {
     /// A tensor passed to `load_params` does not match the model.
     #[error("parameter {name}: {message}")]
     ParamMismatch { name: String, message: String },
+    /// The cpu backend has no native implementation of a kernel the plan needs.
+    #[error(
+        "kernel {kernel} has no native implementation on the cpu backend yet; run this pipeline on a wgpu device (`--device vulkan` or `gl`)"
+    )]
+    NoNativeKernel { kernel: String },
     /// A configuration value is out of range.
     #[error("invalid training configuration: {0}")]
     InvalidConfig(String),

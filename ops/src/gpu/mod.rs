@@ -4,6 +4,7 @@
 //! [`Dispatch`]es through a [`KernelBuilder`] once at plan time; a step only submits them.
 
 mod backend;
+pub mod cpu;
 mod device;
 mod error;
 mod kernel;

@@ -62,6 +62,7 @@ fn backend_matches(choice: BackendChoice, backend: wgpu::Backend) -> bool {
         BackendChoice::Auto => matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Gl),
         BackendChoice::Vulkan => backend == wgpu::Backend::Vulkan,
         BackendChoice::Gl => backend == wgpu::Backend::Gl,
+        BackendChoice::Cpu => false,
     }
 }
 

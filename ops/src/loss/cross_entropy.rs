@@ -109,8 +109,105 @@ pub(crate) fn dispatch(
             ("SMOOTHING", wgsl_f32(label_smoothing)),
             ("WEIGHTS_DECL", weights),
             ("WEIGHT", weight),
+            // Read by the native kernel only.
+            (
+                "CLASS_WEIGHTS",
+                class_weights
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|w| wgsl_f32(*w))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ],
         &[step, logits, labels, dlogits, row_stats],
         groups,
     )
+}
+
+/// The native (cpu backend) `cross_entropy`: the WGSL's per-row arithmetic, rows in fixed
+/// groups on rayon's threads.
+pub(crate) fn native(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativeCrossEntropy {
+        batch: c.usize("BATCH")?,
+        classes: c.usize("C")?,
+        smoothing: c.f32_bits("SMOOTHING")?,
+        weights: c.f32_list("CLASS_WEIGHTS")?,
+    }))
+}
+
+struct NativeCrossEntropy {
+    batch: usize,
+    classes: usize,
+    smoothing: f32,
+    weights: Vec<f32>,
+}
+
+/// Rows per piece of the native cross entropy.
+const ROWS_PER_PIECE: usize = 64;
+
+impl crate::gpu::cpu::NativeKernel for NativeCrossEntropy {
+    fn bindings(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 3
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use crate::gpu::cpu::{SendPtr, for_pieces};
+        let rows = io.step(0).rows as usize;
+        let logits = io.f32(1);
+        let labels = io.u32(2);
+        let dlogits = SendPtr(io.f32_mut(3).as_mut_ptr());
+        let stats = SendPtr(io.f32_mut(4).as_mut_ptr());
+        let (cc, eps) = (self.classes, self.smoothing);
+        for_pieces(self.batch.div_ceil(ROWS_PER_PIECE), |piece| {
+            let r0 = piece * ROWS_PER_PIECE;
+            for r in r0..self.batch.min(r0 + ROWS_PER_PIECE) {
+                // SAFETY: pieces own disjoint rows of `dlogits` [batch, C] and `row_stats`
+                // [batch, 3], bound at those sizes.
+                let (dz, st) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(dlogits.get().add(r * cc), cc),
+                        std::slice::from_raw_parts_mut(stats.get().add(3 * r), 3),
+                    )
+                };
+                let label = labels[r] as usize;
+                if r >= rows || label >= cc {
+                    dz.fill(0.0);
+                    st.fill(0.0);
+                    continue;
+                }
+                let z = &logits[r * cc..(r + 1) * cc];
+                let (mut mx, mut arg, mut zsum) = (z[0], 0, 0.0f32);
+                for (j, &v) in z.iter().enumerate() {
+                    zsum += v;
+                    if v > mx {
+                        mx = v;
+                        arg = j;
+                    }
+                }
+                let sum: f32 = z.iter().map(|v| (v - mx).exp()).sum();
+                let zl = z[label];
+                let lse = mx + sum.ln();
+                let w = self.weights.get(label).copied().unwrap_or(1.0);
+                let mut above = 0;
+                for (j, (&v, d)) in z.iter().zip(dz.iter_mut()).enumerate() {
+                    let mut q = eps / cc as f32;
+                    if j == label {
+                        q += 1.0 - eps;
+                    }
+                    *d = w * ((v - mx).exp() / sum - q);
+                    above += usize::from(v > zl);
+                }
+                st[0] = w * (lse - (eps / cc as f32 * zsum + (1.0 - eps) * zl));
+                st[1] = if arg == label { 1.0 } else { 0.0 };
+                st[2] = if above < 5 { 1.0 } else { 0.0 };
+            }
+        });
+    }
 }

@@ -126,3 +126,74 @@ impl Optimizer for Adam {
         )
     }
 }
+
+/// The native (cpu backend) `adam`: the WGSL's update per parameter, in fixed pieces on
+/// rayon's threads. `state` holds m in its first half and v in its second.
+pub(crate) fn native(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativeAdam {
+        len: 4 * c.usize("N")?,
+        beta1: c.f32_bits("BETA1")?,
+        beta2: c.f32_bits("BETA2")?,
+        eps: c.f32_bits("EPS")?,
+        weight_decay: c.f32_bits("WEIGHT_DECAY")?,
+        decoupled: c.flag("DECOUPLED")?,
+    }))
+}
+
+struct NativeAdam {
+    len: usize,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeAdam {
+    fn bindings(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let s = io.step(0);
+        let scalars = io.f32(1);
+        let grads = &mut io.f32_mut(2)[..self.len];
+        if scalars[2] != 0.0 {
+            grads.fill(0.0);
+            return;
+        }
+        let scale = s.grad_scale * scalars[0];
+        let (m, v) = io.f32_mut(3)[..2 * self.len].split_at_mut(self.len);
+        let params = &mut io.f32_mut(4)[..self.len];
+        let (b1, b2, eps, wd, lr) = (self.beta1, self.beta2, self.eps, self.weight_decay, s.lr);
+        let step_size = lr / s.bias_correction1;
+        let sqrt_bc2 = s.bias_correction2.sqrt();
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        grads
+            .par_chunks_mut(piece)
+            .zip(params.par_chunks_mut(piece))
+            .zip(m.par_chunks_mut(piece).zip(v.par_chunks_mut(piece)))
+            .for_each(|((g, p), (m, v))| {
+                for j in 0..g.len() {
+                    let mut gj = g[j] * scale;
+                    g[j] = 0.0;
+                    let mut pj = p[j];
+                    if self.decoupled {
+                        pj *= 1.0 - lr * wd;
+                    } else {
+                        gj += wd * pj;
+                    }
+                    m[j] = b1 * m[j] + (1.0 - b1) * gj;
+                    v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
+                    p[j] = pj - step_size * (m[j] / (v[j].sqrt() / sqrt_bc2 + eps));
+                }
+            });
+    }
+}

@@ -84,3 +84,82 @@ pub(crate) fn dispatches(
     };
     Ok(vec![partial, fin])
 }
+
+/// The native (cpu backend) `grad_norm_partial`: the same chunks, summed in the same order.
+pub(crate) fn native_partial(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativePartial {
+        n: c.usize("N")?,
+        chunk: c.usize("CHUNK")?,
+        partials: c.usize("PARTIALS")?,
+    }))
+}
+
+struct NativePartial {
+    n: usize,
+    chunk: usize,
+    partials: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativePartial {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let grads = io.f32(0);
+        let out = &mut io.f32_mut(1)[..self.partials];
+        // One piece per partial: the pieces are the WGSL's invocations.
+        out.par_iter_mut().enumerate().for_each(|(i, p)| {
+            let start = (i * self.chunk).min(self.n);
+            let end = (start + self.chunk).min(self.n);
+            *p = grads[start..end].iter().fold(0.0, |acc, g| acc + g * g);
+        });
+    }
+}
+
+/// The native (cpu backend) `grad_norm_final` (f32 steps: the cpu backend has no f16).
+pub(crate) fn native_final(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativeFinal {
+        partials: c.usize("PARTIALS")?,
+    }))
+}
+
+struct NativeFinal {
+    partials: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeFinal {
+    fn bindings(&self) -> (usize, usize) {
+        (4, 4)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        let s = io.step(0);
+        let acc = io.f32(1)[..self.partials]
+            .iter()
+            .fold(0.0f32, |acc, p| acc + p);
+        let norm = acc.sqrt() * s.grad_scale;
+        let clip = if s.clip_max > 0.0 {
+            (s.clip_max / (norm + 1e-6)).min(1.0)
+        } else {
+            1.0
+        };
+        let scalars = io.f32_mut(2);
+        scalars[0] = clip;
+        scalars[1] = norm;
+        io.u32_mut(3)[5] = norm.to_bits();
+    }
+}

@@ -97,3 +97,84 @@ impl Optimizer for Sgd {
         )
     }
 }
+
+/// The native (cpu backend) `sgd`: the WGSL's update per parameter, in fixed pieces on
+/// rayon's threads.
+pub(crate) fn native(
+    c: &crate::gpu::cpu::Constants,
+) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
+    Ok(Box::new(NativeSgd {
+        len: 4 * c.usize("N")?,
+        momentum: c.f32_bits("MOMENTUM")?,
+        weight_decay: c.f32_bits("WEIGHT_DECAY")?,
+        nesterov: c.flag("NESTEROV")?,
+        has_state: c.flag("HAS_STATE")?,
+    }))
+}
+
+struct NativeSgd {
+    len: usize,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: bool,
+    has_state: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeSgd {
+    fn bindings(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let s = io.step(0);
+        let scalars = io.f32(1);
+        let grads = &mut io.f32_mut(2)[..self.len];
+        if scalars[2] != 0.0 {
+            grads.fill(0.0);
+            return;
+        }
+        let scale = s.grad_scale * scalars[0];
+        let params = &mut io.f32_mut(4)[..self.len];
+        let (momentum, wd, lr) = (self.momentum, self.weight_decay, s.lr);
+        // g = grad * scale (+ wd p); buf = momentum buf + g; nesterov: g + momentum buf.
+        let gradient = |g: &mut f32, p: f32| {
+            let mut v = *g * scale;
+            *g = 0.0;
+            if wd != 0.0 {
+                v += wd * p;
+            }
+            v
+        };
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        if self.has_state {
+            let state = &mut io.f32_mut(3)[..self.len];
+            grads
+                .par_chunks_mut(piece)
+                .zip(params.par_chunks_mut(piece))
+                .zip(state.par_chunks_mut(piece))
+                .for_each(|((g, p), st)| {
+                    for ((g, p), b) in g.iter_mut().zip(p.iter_mut()).zip(st.iter_mut()) {
+                        let v = gradient(g, *p);
+                        *b = momentum * *b + v;
+                        let v = if self.nesterov { v + momentum * *b } else { *b };
+                        *p -= lr * v;
+                    }
+                });
+        } else {
+            grads
+                .par_chunks_mut(piece)
+                .zip(params.par_chunks_mut(piece))
+                .for_each(|(g, p)| {
+                    for (g, p) in g.iter_mut().zip(p.iter_mut()) {
+                        let v = gradient(g, *p);
+                        *p -= lr * v;
+                    }
+                });
+        }
+    }
+}

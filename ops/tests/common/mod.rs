@@ -19,7 +19,7 @@ pub fn random_params(rng: &mut Rng, op: &dyn Op, input: &[usize]) -> Vec<Tensor>
         .collect()
 }
 
-/// The backend named by `ENGINE_TEST_BACKEND` (vulkan | gl | auto, default auto).
+/// The backend named by `ENGINE_TEST_BACKEND` (vulkan | gl | cpu | auto, default auto).
 pub fn request() -> DeviceRequest {
     let backend = match std::env::var("ENGINE_TEST_BACKEND")
         .unwrap_or_default()
@@ -28,6 +28,7 @@ pub fn request() -> DeviceRequest {
     {
         "vulkan" => BackendChoice::Vulkan,
         "gl" | "gles" | "opengl" => BackendChoice::Gl,
+        "cpu" => BackendChoice::Cpu,
         _ => BackendChoice::Auto,
     };
     DeviceRequest {

@@ -1,0 +1,97 @@
+//! The kernels the cpu backend runs natively (see `gpu/cpu.rs`): one line per kernel name,
+//! pointing at the implementation beside the op's WGSL binding. A kernel missing here is
+//! refused when a plan that needs it is built.
+
+use crate::gpu::GpuError;
+use crate::gpu::cpu::{Constants, Io, NativeFactory, NativeKernel};
+
+/// Elements per piece of the element-wise native kernels (optimizers, zeroing): fixed, so
+/// the work splits the same way under any thread count.
+pub(crate) const ELEMENTS_PER_PIECE: usize = 1 << 14;
+
+/// Every natively implemented kernel, by the name its op builds it under.
+pub(crate) static KERNELS: &[(&str, NativeFactory)] = &[
+    ("matmul_nn", crate::matmul::native),
+    ("matmul_nt", crate::matmul::native),
+    ("matmul_tn", crate::matmul::native),
+    ("matmul_tt", crate::matmul::native),
+    ("bias_grad", crate::reduce::native_bias_grad),
+    ("cross_entropy", crate::loss::cross_entropy::native),
+    ("metrics_reduce", metrics_reduce),
+    ("grad_norm_partial", crate::optim::clip::native_partial),
+    ("grad_norm_final", crate::optim::clip::native_final),
+    ("sgd", crate::optim::sgd::native),
+    ("adam", crate::optim::adam::native),
+    ("zero", zero),
+];
+
+/// `metrics_reduce.wgsl`: folds the micro-batch's row statistics, in row order, into the
+/// device metrics (the loss sum as 96-bit fixed point, see the shader).
+fn metrics_reduce(_: &Constants) -> Result<Box<dyn NativeKernel>, GpuError> {
+    Ok(Box::new(MetricsReduce))
+}
+
+struct MetricsReduce;
+
+impl NativeKernel for MetricsReduce {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 2
+    }
+
+    fn run(&self, io: &Io<'_>) {
+        let rows = io.step(0).rows as usize;
+        let stats = io.f32(1);
+        let metrics = io.u32_mut(2);
+        let (mut loss, mut correct, mut top5) = (0.0f32, 0u32, 0u32);
+        for r in stats[..3 * rows].chunks_exact(3) {
+            loss += r[0];
+            correct += r[1] as u32;
+            top5 += r[2] as u32;
+        }
+        if !loss.is_finite() || loss.abs() >= 1_099_511_627_776.0 {
+            metrics[7] = (f32::from_bits(metrics[7]) + loss).to_bits();
+        } else {
+            // |loss| * 2^32 rounded once, two's complement for a negative sum.
+            let a = f64::from(loss.abs()) * 4_294_967_296.0;
+            let mut w = a.round_ties_even() as u128;
+            if loss < 0.0 {
+                w = (!w).wrapping_add(1);
+            }
+            let old = (u128::from(metrics[6]) << 64)
+                | (u128::from(metrics[1]) << 32)
+                | u128::from(metrics[0]);
+            let sum = old.wrapping_add(w);
+            metrics[0] = sum as u32;
+            metrics[1] = (sum >> 32) as u32;
+            metrics[6] = (sum >> 64) as u32;
+        }
+        metrics[2] += correct;
+        metrics[3] += top5;
+        metrics[4] += rows as u32;
+    }
+}
+
+/// `zero.wgsl`: `x[i] = 0`.
+fn zero(c: &Constants) -> Result<Box<dyn NativeKernel>, GpuError> {
+    Ok(Box::new(Zero(c.usize("N")?)))
+}
+
+struct Zero(usize);
+
+impl NativeKernel for Zero {
+    fn bindings(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn writes(&self, _: usize) -> bool {
+        true
+    }
+
+    fn run(&self, io: &Io<'_>) {
+        io.f32_mut(0)[..self.0].fill(0.0);
+    }
+}
