@@ -489,7 +489,9 @@ struct NativeGemm {
 
 /// Multiply-adds per piece of a native GEMM: big enough that a piece amortises its packing,
 /// small enough that two threads share a layer's GEMM.
-const NATIVE_PIECE_FLOPS: usize = 1 << 19;
+const NATIVE_PIECE_FLOPS: usize = 1 << 20;
+/// Fewest columns of a native GEMM slab (but for the last): each slab packs A once.
+const NATIVE_SLAB_COLUMNS: usize = 128;
 
 impl NativeKernel for NativeGemm {
     fn bindings(&self) -> (usize, usize) {
@@ -511,8 +513,9 @@ impl NativeKernel for NativeGemm {
         let mask = self.masked.then(|| io.f32(3 + usize::from(self.bias)));
         // Pieces are column slabs of each batch entry's C, fixed by the shape alone (see
         // `gpu::cpu`): every output still sums over r and k in one order.
+        // Each slab packs A again: at least NATIVE_SLAB_COLUMNS columns keep that small.
         let work = m * k * self.reduce;
-        let slabs = (work * n / NATIVE_PIECE_FLOPS).clamp(1, n.div_ceil(16).max(1));
+        let slabs = (work * n / NATIVE_PIECE_FLOPS).clamp(1, (n / NATIVE_SLAB_COLUMNS).max(1));
         let width = n.div_ceil(slabs).div_ceil(16) * 16;
         let slabs = n.div_ceil(width).max(1);
         let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);

@@ -120,8 +120,13 @@ pub trait NativeKernel: Send + Sync {
     /// How many buffers it binds: at least `.0`, at most `.1`.
     fn bindings(&self) -> (usize, usize);
 
-    /// Whether it writes binding `i` (a written binding may overlap no other).
+    /// Whether it writes binding `i` (a written binding may overlap no other it uses).
     fn writes(&self, i: usize) -> bool;
+
+    /// Whether it touches binding `i` at all (some kernels bind a placeholder).
+    fn uses(&self, _i: usize) -> bool {
+        true
+    }
 
     /// Runs the dispatch.
     fn run(&self, io: &Io<'_>);
@@ -368,7 +373,8 @@ impl Backend for CpuBackend {
                 let overlap = a.buffer == b.buffer
                     && a.offset < b.offset + b.size
                     && b.offset < a.offset + a.size;
-                if overlap && (kernel.writes(i) || kernel.writes(j)) {
+                let used = kernel.uses(i) && kernel.uses(j);
+                if overlap && used && (kernel.writes(i) || kernel.writes(j)) {
                     return Err(GpuError::Validation(format!(
                         "kernel {name} writes binding {} which overlaps binding {}",
                         if kernel.writes(i) { i } else { j },

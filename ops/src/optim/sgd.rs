@@ -129,6 +129,11 @@ impl crate::gpu::cpu::NativeKernel for NativeSgd {
         i >= 2
     }
 
+    fn uses(&self, i: usize) -> bool {
+        // Without momentum the state binding is the gradients again, never touched.
+        i != 3 || self.has_state
+    }
+
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
         use rayon::prelude::*;
         let s = io.step(0);
