@@ -180,7 +180,8 @@ impl Conv2d {
         let g = self
             .geometry(&io.input_shape)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        if !g.square() {
+        // Native code: im2col + a packed GEMM beats a direct loop nest.
+        if !g.square() || k.gpu().adapter().is_native() {
             return self.generic_forward(k, io, &g, relu);
         }
         let conv = self.direct(&io.input_shape, io.batch)?;
@@ -440,6 +441,14 @@ impl Op for Conv2d {
             self.weight_grad(&g, batch).scratch_words().max(dcol)
         })
     }
+    fn scratch_words_on(&self, adapter: &AdapterSummary, input: &[usize], batch: usize) -> usize {
+        if !adapter.is_native() {
+            return self.scratch_words(input, batch);
+        }
+        // Native code runs every conv as im2col + GEMM: the columns.
+        self.geometry(input)
+            .map_or(0, |g| batch * g.col_rows() * g.col_cols())
+    }
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
         let Ok(g) = self.geometry(x.sample_shape()) else {
             return Tensor::zeros(&[0]);
@@ -551,8 +560,10 @@ impl Op for Conv2d {
         self.forward_dispatches(k, io, true)
     }
     fn can_store_pool(&self, adapter: &AdapterSummary, input: &[usize], batch: usize) -> bool {
-        self.direct(input, batch)
-            .is_ok_and(|conv| conv.stores_pool(adapter))
+        !adapter.is_native()
+            && self
+                .direct(input, batch)
+                .is_ok_and(|conv| conv.stores_pool(adapter))
     }
     /// The forward of this conv, the relu after it and a 2x2, stride-2 max pool after
     /// that, as one dispatch writing the pool's output `pool` and arg-max `arg` (see
@@ -575,7 +586,7 @@ impl Op for Conv2d {
         let g = self
             .geometry(&io.input_shape)
             .map_err(|e| GpuError::InvalidModel(e.to_string()))?;
-        if !g.square() {
+        if !g.square() || k.gpu().adapter().is_native() {
             return self.generic_backward(k, io, &g);
         }
         let scratch = io
@@ -625,4 +636,226 @@ fn geometry_consts(g: &Geometry) -> String {
         "const C: u32 = {}u; const H: u32 = {}u; const W: u32 = {}u; const KH: u32 = {}u; const KW: u32 = {}u; const SH: u32 = {}u; const SW: u32 = {}u; const PH: u32 = {}u; const PW: u32 = {}u; const HO: u32 = {}u; const WO: u32 = {}u;",
         g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.ho, g.wo
     )
+}
+
+/// The im2col geometry of the native conv kernels (`{{GEOM}}`).
+#[derive(Clone, Copy)]
+struct NativeGeom {
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl NativeGeom {
+    fn of(c: &crate::gpu::cpu::Constants) -> Result<NativeGeom, GpuError> {
+        let g = c.wgsl_consts("GEOM")?;
+        Ok(NativeGeom {
+            c: g.get("C")?,
+            h: g.get("H")?,
+            w: g.get("W")?,
+            kh: g.get("KH")?,
+            kw: g.get("KW")?,
+            sh: g.get("SH")?,
+            sw: g.get("SW")?,
+            ph: g.get("PH")?,
+            pw: g.get("PW")?,
+            ho: g.get("HO")?,
+            wo: g.get("WO")?,
+        })
+    }
+
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    fn plane(&self) -> usize {
+        self.ho * self.wo
+    }
+}
+
+/// The native (cpu backend) `conv2d_im2col`: one piece per sample.
+pub(crate) fn native_im2col(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeIm2col {
+        g: NativeGeom::of(c)?,
+        n: c.usize("N")?,
+    }))
+}
+
+struct NativeIm2col {
+    g: NativeGeom,
+    n: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeIm2col {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let g = self.g;
+        let x = io.f32(0);
+        let per_sample = g.rows() * g.plane();
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(per_sample)
+            .enumerate()
+            .for_each(|(n, col)| {
+                for (r, out) in col.chunks_exact_mut(g.plane()).enumerate() {
+                    let (c, ky, kx) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+                    let plane = &x[(n * g.c + c) * g.h * g.w..][..g.h * g.w];
+                    for oy in 0..g.ho {
+                        let row = &mut out[oy * g.wo..(oy + 1) * g.wo];
+                        let iy = (oy * g.sh + ky).wrapping_sub(g.ph);
+                        if iy >= g.h {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        for (ox, v) in row.iter_mut().enumerate() {
+                            let ix = (ox * g.sw + kx).wrapping_sub(g.pw);
+                            *v = if ix < g.w { plane[iy * g.w + ix] } else { 0.0 };
+                        }
+                    }
+                }
+            });
+    }
+}
+
+/// The native (cpu backend) `conv2d_col2im`: each input pixel sums its columns in the
+/// WGSL's order (ky, then kx); one piece per sample.
+pub(crate) fn native_col2im(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeCol2im {
+        g: NativeGeom::of(c)?,
+        n: c.usize("N")?,
+    }))
+}
+
+struct NativeCol2im {
+    g: NativeGeom,
+    n: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeCol2im {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let g = self.g;
+        let dcol = io.f32(0);
+        let (hw, rows) = (g.plane(), g.rows());
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(g.c * g.h * g.w)
+            .enumerate()
+            .for_each(|(n, dx)| {
+                for (i, out) in dx.iter_mut().enumerate() {
+                    let (ix, iy, c) = (i % g.w, (i / g.w) % g.h, i / (g.w * g.h));
+                    let mut acc = 0.0f32;
+                    for ky in 0..g.kh {
+                        let ty = iy + g.ph;
+                        if ty < ky || !(ty - ky).is_multiple_of(g.sh) {
+                            continue;
+                        }
+                        let oy = (ty - ky) / g.sh;
+                        if oy >= g.ho {
+                            continue;
+                        }
+                        for kx in 0..g.kw {
+                            let tx = ix + g.pw;
+                            if tx < kx || !(tx - kx).is_multiple_of(g.sw) {
+                                continue;
+                            }
+                            let ox = (tx - kx) / g.sw;
+                            if ox >= g.wo {
+                                continue;
+                            }
+                            let r = (c * g.kh + ky) * g.kw + kx;
+                            acc += dcol[(n * rows + r) * hw + oy * g.wo + ox];
+                        }
+                    }
+                    *out = acc;
+                }
+            });
+    }
+}
+
+/// The native (cpu backend) `conv2d_bias_relu`: `y = max(y + bias[channel], 0)`.
+pub(crate) fn native_bias_relu(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    let flag = |key: &str| -> Result<bool, GpuError> {
+        match c.text(key)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(GpuError::Shader {
+                kernel: "conv2d_bias_relu".into(),
+                message: format!("native kernel: constant {key} `{other}` is not a bool"),
+            }),
+        }
+    };
+    Ok(Box::new(NativeBiasRelu {
+        n: c.usize("N")?,
+        plane: c.usize("PLANE")?,
+        co: c.usize("CO")?,
+        bias: flag("BIAS")?,
+        relu: flag("RELU")?,
+    }))
+}
+
+struct NativeBiasRelu {
+    n: usize,
+    plane: usize,
+    co: usize,
+    bias: bool,
+    relu: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeBiasRelu {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn uses(&self, i: usize) -> bool {
+        // Without a bias the first binding is a placeholder.
+        i != 0 || self.bias
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let bias = if self.bias { io.f32(0) } else { &[] };
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(self.plane)
+            .enumerate()
+            .for_each(|(p, y)| {
+                let b = if self.bias { bias[p % self.co] } else { 0.0 };
+                for v in y {
+                    let mut t = *v;
+                    if self.bias {
+                        t += b;
+                    }
+                    if self.relu {
+                        t = t.max(0.0);
+                    }
+                    *v = t;
+                }
+            });
+    }
 }

@@ -85,3 +85,92 @@ pub fn gpu_backward(
     )?;
     Ok(vec![d])
 }
+
+/// What a native kernel factory returns.
+pub(crate) type NativeResult = Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError>;
+
+/// The native (cpu backend) `{kind}_forward`: `y[i] = f(x[i])` over `{{N}}` elements.
+pub(crate) fn native_map(
+    c: &crate::gpu::cpu::Constants,
+    f: impl Fn(f32) -> f32 + Send + Sync + 'static,
+) -> NativeResult {
+    Ok(Box::new(NativeMap {
+        n: c.usize("N")?,
+        f,
+    }))
+}
+
+/// The native (cpu backend) `{kind}_backward`: `dx[i] = g(x[i], y[i], dy[i])`.
+pub(crate) fn native_map_backward(
+    c: &crate::gpu::cpu::Constants,
+    g: impl Fn(f32, f32, f32) -> f32 + Send + Sync + 'static,
+) -> NativeResult {
+    Ok(Box::new(NativeMapBackward {
+        n: c.usize("N")?,
+        g,
+    }))
+}
+
+struct NativeMap<F> {
+    n: usize,
+    f: F,
+}
+
+impl<F: Fn(f32) -> f32 + Send + Sync> crate::gpu::cpu::NativeKernel for NativeMap<F> {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(piece)
+            .zip(io.f32(0)[..self.n].par_chunks(piece))
+            .for_each(|(y, x)| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = (self.f)(x);
+                }
+            });
+    }
+}
+
+struct NativeMapBackward<G> {
+    n: usize,
+    g: G,
+}
+
+impl<G: Fn(f32, f32, f32) -> f32 + Send + Sync> crate::gpu::cpu::NativeKernel
+    for NativeMapBackward<G>
+{
+    fn bindings(&self) -> (usize, usize) {
+        (4, 4)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 3
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        let n = self.n;
+        io.f32_mut(3)[..n]
+            .par_chunks_mut(piece)
+            .zip(io.f32(0)[..n].par_chunks(piece))
+            .zip(
+                io.f32(1)[..n]
+                    .par_chunks(piece)
+                    .zip(io.f32(2)[..n].par_chunks(piece)),
+            )
+            .for_each(|((dx, x), (y, dy))| {
+                for (((dx, &x), &y), &dy) in dx.iter_mut().zip(x).zip(y).zip(dy) {
+                    *dx = (self.g)(x, y, dy);
+                }
+            });
+    }
+}

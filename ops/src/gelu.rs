@@ -67,3 +67,13 @@ fn gelu_backward(x: f32, _y: f32, dy: f32) -> f32 {
     let dt = GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
     (dy as f64 * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)) as f32
 }
+
+/// The native (cpu backend) forward kernel: the CPU reference's arithmetic.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map(c, gelu)
+}
+
+/// The native (cpu backend) backward kernel.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map_backward(c, gelu_backward)
+}

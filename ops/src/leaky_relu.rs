@@ -105,3 +105,15 @@ impl Op for LeakyRelu {
         )
     }
 }
+
+/// The native (cpu backend) forward kernel: the CPU reference's arithmetic.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    let s = c.f32_bits("SLOPE")?;
+    elementwise::native_map(c, move |v| if v > 0.0 { v } else { s * v })
+}
+
+/// The native (cpu backend) backward kernel.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    let s = c.f32_bits("SLOPE")?;
+    elementwise::native_map_backward(c, move |x, _, d| if x > 0.0 { d } else { s * d })
+}

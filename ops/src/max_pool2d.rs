@@ -305,3 +305,144 @@ impl Op for MaxPool2d {
         )?])
     }
 }
+
+/// The pooling geometry of the native kernels (`{{GEOM}}`).
+#[derive(Clone, Copy)]
+struct NativePool {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl NativePool {
+    fn of(c: &crate::gpu::cpu::Constants) -> Result<NativePool, GpuError> {
+        let g = c.wgsl_consts("GEOM")?;
+        Ok(NativePool {
+            h: g.get("H")?,
+            w: g.get("W")?,
+            kh: g.get("KH")?,
+            kw: g.get("KW")?,
+            sh: g.get("SH")?,
+            sw: g.get("SW")?,
+            ho: g.get("HO")?,
+            wo: g.get("WO")?,
+        })
+    }
+}
+
+/// The native (cpu backend) `max_pool2d_forward`: the WGSL's window scan (first maximum
+/// wins), one piece per plane.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeForward {
+        g: NativePool::of(c)?,
+        n: c.usize("N")?,
+        relu_arg: c.flag("RELU_ARG")?,
+    }))
+}
+
+struct NativeForward {
+    g: NativePool,
+    n: usize,
+    relu_arg: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeForward {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let g = self.g;
+        let x = io.f32(0);
+        let out = g.ho * g.wo;
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(out)
+            .zip(io.u32_mut(2)[..self.n].par_chunks_mut(out))
+            .enumerate()
+            .for_each(|(plane, (y, arg))| {
+                let x = &x[plane * g.h * g.w..][..g.h * g.w];
+                for (o, (y, arg)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
+                    let (oy, ox) = (o / g.wo, o % g.wo);
+                    let mut best = f32::MIN;
+                    let mut best_i = oy * g.sh * g.w + ox * g.sw;
+                    let mut first = true;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let p = (oy * g.sh + ky) * g.w + ox * g.sw + kx;
+                            let v = x[p];
+                            if first || v > best {
+                                best = v;
+                                best_i = p;
+                                first = false;
+                            }
+                        }
+                    }
+                    *y = best;
+                    *arg = if self.relu_arg && !(best > 0.0) {
+                        u32::MAX
+                    } else {
+                        best_i as u32
+                    };
+                }
+            });
+    }
+}
+
+/// The native (cpu backend) `max_pool2d_backward` and `max_pool2d_backward_disjoint`:
+/// each input pixel takes the gradients of the windows whose arg-max it is, in window
+/// order; one piece per plane.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeBackward {
+        g: NativePool::of(c)?,
+    }))
+}
+
+struct NativeBackward {
+    g: NativePool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeBackward {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let g = self.g;
+        let (dy, arg) = (io.f32(0), io.u32(1));
+        let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
+        let dx = io.f32_mut(2);
+        let planes = (dy.len() / plane_out.max(1)).min(dx.len() / plane_in.max(1));
+        dx[..planes * plane_in]
+            .par_chunks_mut(plane_in)
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                dx.fill(0.0);
+                let (dy, arg) = (
+                    &dy[plane * plane_out..][..plane_out],
+                    &arg[plane * plane_out..][..plane_out],
+                );
+                // Windows in order; a pixel that is the arg-max of several adds them in
+                // that order, as the WGSL's per-pixel scan does.
+                for (&d, &a) in dy.iter().zip(arg) {
+                    if let Some(v) = dx.get_mut(a as usize) {
+                        *v += d;
+                    }
+                }
+            });
+    }
+}

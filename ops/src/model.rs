@@ -487,7 +487,7 @@ fn scratch_buffer(
     batch: usize,
 ) -> Result<Option<BufferRef>, GpuError> {
     let l = &model.layers[i];
-    let words = l.op.scratch_words(&l.input, batch);
+    let words = l.op.scratch_words_on(gpu.adapter(), &l.input, batch);
     if words == 0 {
         return Ok(None);
     }

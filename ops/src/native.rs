@@ -23,6 +23,25 @@ pub(crate) static KERNELS: &[(&str, NativeFactory)] = &[
     ("sgd", crate::optim::sgd::native),
     ("adam", crate::optim::adam::native),
     ("zero", zero),
+    ("relu_forward", crate::relu::native_forward),
+    ("relu_backward", crate::relu::native_backward),
+    ("tanh_forward", crate::tanh::native_forward),
+    ("tanh_backward", crate::tanh::native_backward),
+    ("sigmoid_forward", crate::sigmoid::native_forward),
+    ("sigmoid_backward", crate::sigmoid::native_backward),
+    ("gelu_forward", crate::gelu::native_forward),
+    ("gelu_backward", crate::gelu::native_backward),
+    ("leaky_relu_forward", crate::leaky_relu::native_forward),
+    ("leaky_relu_backward", crate::leaky_relu::native_backward),
+    ("conv2d_im2col", crate::conv2d::native_im2col),
+    ("conv2d_col2im", crate::conv2d::native_col2im),
+    ("conv2d_bias_relu", crate::conv2d::native_bias_relu),
+    ("max_pool2d_forward", crate::max_pool2d::native_forward),
+    ("max_pool2d_backward", crate::max_pool2d::native_backward),
+    (
+        "max_pool2d_backward_disjoint",
+        crate::max_pool2d::native_backward,
+    ),
 ];
 
 /// `metrics_reduce.wgsl`: folds the micro-batch's row statistics, in row order, into the

@@ -154,6 +154,11 @@ pub trait Op: Send + Sync {
     fn scratch_words(&self, _input: &[usize], _batch: usize) -> usize {
         0
     }
+    /// Scratch words on `adapter`, where its kernels differ by adapter (default:
+    /// [`Op::scratch_words`]).
+    fn scratch_words_on(&self, _adapter: &AdapterSummary, input: &[usize], batch: usize) -> usize {
+        self.scratch_words(input, batch)
+    }
     /// CPU reference forward on a batch (`x.shape[0]` is the batch).
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], ctx: &CpuCtx) -> Tensor;
     /// CPU reference backward: `(dx, dparams)` with `dparams` in [`Op::params`] order

@@ -108,6 +108,14 @@ impl<T: Op> Op for Over1d<T> {
     fn scratch_words(&self, input: &[usize], batch: usize) -> usize {
         self.inner.scratch_words(&to_2d(input), batch)
     }
+    fn scratch_words_on(
+        &self,
+        adapter: &crate::gpu::AdapterSummary,
+        input: &[usize],
+        batch: usize,
+    ) -> usize {
+        self.inner.scratch_words_on(adapter, &to_2d(input), batch)
+    }
     fn forward_cpu(&self, x: &Tensor, params: &[Tensor], ctx: &CpuCtx) -> Tensor {
         let y = self.inner.forward_cpu(
             &reshaped(x, to_2d(&x.shape)),

@@ -35,7 +35,7 @@ impl Op for Relu {
         Ok(())
     }
     fn forward_cpu(&self, x: &Tensor, _params: &[Tensor], _ctx: &CpuCtx) -> Tensor {
-        elementwise::map_cpu(x, |v| v.max(0.0))
+        elementwise::map_cpu(x, relu)
     }
     fn backward_cpu(
         &self,
@@ -46,7 +46,7 @@ impl Op for Relu {
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
         (
-            elementwise::map_backward_cpu(x, y, dy, |x, _y, dy| if x > 0.0 { dy } else { 0.0 }),
+            elementwise::map_backward_cpu(x, y, dy, relu_backward),
             vec![],
         )
     }
@@ -62,4 +62,22 @@ impl Op for Relu {
             ..FusionTraits::default()
         }
     }
+}
+
+fn relu(x: f32) -> f32 {
+    x.max(0.0)
+}
+
+fn relu_backward(x: f32, _y: f32, dy: f32) -> f32 {
+    if x > 0.0 { dy } else { 0.0 }
+}
+
+/// The native (cpu backend) forward kernel: the CPU reference's arithmetic.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map(c, relu)
+}
+
+/// The native (cpu backend) backward kernel.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map_backward(c, relu_backward)
 }

@@ -46,7 +46,7 @@ impl Op for Sigmoid {
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
         (
-            elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * y * (1.0 - y)),
+            elementwise::map_backward_cpu(x, y, dy, sigmoid_backward),
             vec![],
         )
     }
@@ -60,4 +60,18 @@ impl Op for Sigmoid {
 
 fn sigmoid(x: f32) -> f32 {
     (1.0 / (1.0 + (-(x as f64)).exp())) as f32
+}
+
+fn sigmoid_backward(_x: f32, y: f32, dy: f32) -> f32 {
+    dy * y * (1.0 - y)
+}
+
+/// The native (cpu backend) forward kernel: the CPU reference's arithmetic.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map(c, sigmoid)
+}
+
+/// The native (cpu backend) backward kernel.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map_backward(c, sigmoid_backward)
 }

@@ -46,7 +46,7 @@ impl Op for Tanh {
         _ctx: &CpuCtx,
     ) -> (Tensor, Vec<Tensor>) {
         (
-            elementwise::map_backward_cpu(x, y, dy, |_x, y, dy| dy * (1.0 - y * y)),
+            elementwise::map_backward_cpu(x, y, dy, tanh_backward),
             vec![],
         )
     }
@@ -56,4 +56,18 @@ impl Op for Tanh {
     fn gpu_backward(&self, k: &mut KernelBuilder, io: &LayerIo) -> Result<Vec<Dispatch>, GpuError> {
         elementwise::gpu_backward(k, io, "tanh", WGSL, &[])
     }
+}
+
+fn tanh_backward(_x: f32, y: f32, dy: f32) -> f32 {
+    dy * (1.0 - y * y)
+}
+
+/// The native (cpu backend) forward kernel: the CPU reference's arithmetic.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map(c, f32::tanh)
+}
+
+/// The native (cpu backend) backward kernel.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> elementwise::NativeResult {
+    elementwise::native_map_backward(c, tanh_backward)
 }

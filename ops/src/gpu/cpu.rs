@@ -107,11 +107,53 @@ impl Constants {
             .collect()
     }
 
+    /// `key` as WGSL declarations `const NAME: u32 = 12u; ...` (a geometry), by name.
+    pub fn wgsl_consts(&self, key: &str) -> Result<WgslConsts, GpuError> {
+        let mut out = Vec::new();
+        for decl in self
+            .text(key)?
+            .split(';')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            let parsed = decl.strip_prefix("const ").and_then(|d| {
+                let (name, value) = d.split_once(':')?;
+                let value = value.split_once('=')?.1.trim().trim_end_matches('u');
+                Some((name.trim().to_string(), value.parse::<usize>().ok()?))
+            });
+            out.push(parsed.ok_or_else(|| self.bad(key, &format!("has `{decl}`")))?);
+        }
+        Ok(WgslConsts {
+            kernel: self.kernel.clone(),
+            pairs: out,
+        })
+    }
+
     fn bad(&self, key: &str, what: &str) -> GpuError {
         GpuError::Shader {
             kernel: self.kernel.clone(),
             message: format!("native kernel: constant {key} {what}"),
         }
+    }
+}
+
+/// WGSL `const` declarations of a kernel's geometry, by name.
+pub struct WgslConsts {
+    kernel: String,
+    pairs: Vec<(String, usize)>,
+}
+
+impl WgslConsts {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Result<usize, GpuError> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| GpuError::Shader {
+                kernel: self.kernel.clone(),
+                message: format!("native kernel: geometry constant {name} is missing"),
+            })
     }
 }
 

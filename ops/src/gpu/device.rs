@@ -66,6 +66,12 @@ impl AdapterSummary {
         self.device_type == "Cpu"
     }
 
+    /// Whether this is the native cpu backend (no WGSL runs; ops may pick kernels that
+    /// suit native code, such as im2col + GEMM convolutions).
+    pub fn is_native(&self) -> bool {
+        self.backend == "cpu"
+    }
+
     /// Subgroup size when kernels should share loaded values through `subgroupBroadcast`:
     /// on CPU adapters with fixed 8-wide subgroups (lavapipe) a subgroup is one SIMD
     /// vector, loads are issued lane by lane and a broadcast is a register shuffle.
