@@ -147,3 +147,49 @@ impl Op for Dropout {
         }
     }
 }
+
+/// The native (cpu backend) `dropout`: the same hash per element as the WGSL and the CPU
+/// reference, so the three drop the same units.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeDropout {
+        n: c.usize("N")?,
+        p: c.f32_bits("P")?,
+        scale: c.f32_bits("SCALE")?,
+        layer: c.usize("LAYER")? as u32,
+    }))
+}
+
+struct NativeDropout {
+    n: usize,
+    p: f32,
+    scale: f32,
+    layer: u32,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeDropout {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let s = io.step(0);
+        let seed = (u64::from(s.seed_hi) << 32) | u64::from(s.seed_lo);
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        io.f32_mut(2)[..self.n]
+            .par_chunks_mut(piece)
+            .zip(io.f32(1)[..self.n].par_chunks(piece))
+            .enumerate()
+            .for_each(|(c, (dst, src))| {
+                for (j, (d, &x)) in dst.iter_mut().zip(src).enumerate() {
+                    let i = (c * piece + j) as u32;
+                    let u = hash_uniform(seed, self.layer, s.step, i);
+                    *d = if u >= self.p { x * self.scale } else { 0.0 };
+                }
+            });
+    }
+}

@@ -388,7 +388,9 @@ impl crate::gpu::cpu::NativeKernel for NativeForward {
                         }
                     }
                     *y = best;
-                    *arg = if self.relu_arg && !(best > 0.0) {
+                    // NaN counts as not positive, as in the WGSL.
+                    let positive = best > 0.0;
+                    *arg = if self.relu_arg && !positive {
                         u32::MAX
                     } else {
                         best_i as u32
