@@ -760,36 +760,45 @@ impl crate::gpu::cpu::NativeKernel for NativeCol2im {
         let g = self.g;
         let dcol = io.f32(0);
         let (hw, rows) = (g.plane(), g.rows());
+        // Scattered row by row of the columns: rows run (c, ky, kx) in order, so every
+        // pixel adds its terms in the WGSL gather's order (ky, then kx), from zero.
         io.f32_mut(1)[..self.n]
             .par_chunks_mut(g.c * g.h * g.w)
             .enumerate()
             .for_each(|(n, dx)| {
-                for (i, out) in dx.iter_mut().enumerate() {
-                    let (ix, iy, c) = (i % g.w, (i / g.w) % g.h, i / (g.w * g.h));
-                    let mut acc = 0.0f32;
-                    for ky in 0..g.kh {
-                        let ty = iy + g.ph;
-                        if ty < ky || !(ty - ky).is_multiple_of(g.sh) {
+                dx.fill(0.0);
+                for r in 0..rows {
+                    let (c, ky, kx) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+                    let src = &dcol[(n * rows + r) * hw..][..hw];
+                    let plane = &mut dx[c * g.h * g.w..][..g.h * g.w];
+                    for oy in 0..g.ho {
+                        let iy = (oy * g.sh + ky).wrapping_sub(g.ph);
+                        if iy >= g.h {
                             continue;
                         }
-                        let oy = (ty - ky) / g.sh;
-                        if oy >= g.ho {
-                            continue;
-                        }
-                        for kx in 0..g.kw {
-                            let tx = ix + g.pw;
-                            if tx < kx || !(tx - kx).is_multiple_of(g.sw) {
-                                continue;
+                        let row = &src[oy * g.wo..][..g.wo];
+                        let out = &mut plane[iy * g.w..][..g.w];
+                        if g.sw == 1 {
+                            // ix = ox + kx - pw: a contiguous run of the row.
+                            let lo = g.pw.saturating_sub(kx);
+                            let hi = (g.w + g.pw).saturating_sub(kx).min(g.wo);
+                            if lo < hi {
+                                let first = lo + kx - g.pw;
+                                for (o, v) in
+                                    out[first..first + hi - lo].iter_mut().zip(&row[lo..hi])
+                                {
+                                    *o += v;
+                                }
                             }
-                            let ox = (tx - kx) / g.sw;
-                            if ox >= g.wo {
-                                continue;
+                        } else {
+                            for (ox, v) in row.iter().enumerate() {
+                                let ix = (ox * g.sw + kx).wrapping_sub(g.pw);
+                                if ix < g.w {
+                                    out[ix] += v;
+                                }
                             }
-                            let r = (c * g.kh + ky) * g.kw + kx;
-                            acc += dcol[(n * rows + r) * hw + oy * g.wo + ox];
                         }
                     }
-                    *out = acc;
                 }
             });
     }

@@ -492,6 +492,8 @@ struct NativeGemm {
 const NATIVE_PIECE_FLOPS: usize = 1 << 20;
 /// Fewest columns of a native GEMM slab (but for the last): each slab packs A once.
 const NATIVE_SLAB_COLUMNS: usize = 128;
+/// Fewest rows of a native GEMM band (bands only split a GEMM that has no other pieces).
+const NATIVE_BAND_ROWS: usize = 16;
 
 impl NativeKernel for NativeGemm {
     fn bindings(&self) -> (usize, usize) {
@@ -514,22 +516,39 @@ impl NativeKernel for NativeGemm {
         // Pieces are column slabs of each batch entry's C, fixed by the shape alone (see
         // `gpu::cpu`): every output still sums over r and k in one order.
         // Each slab packs A again: at least NATIVE_SLAB_COLUMNS columns keep that small.
+        // Without batch or column slabs to share, rows split into bands (a batch-reduced
+        // weight gradient: its sum over r must stay in one piece).
         let work = m * k * self.reduce;
         let slabs = (work * n / NATIVE_PIECE_FLOPS).clamp(1, (n / NATIVE_SLAB_COLUMNS).max(1));
         let width = n.div_ceil(slabs).div_ceil(16) * 16;
         let slabs = n.div_ceil(width).max(1);
+        let bands = if self.batch * slabs == 1 {
+            (work * n / NATIVE_PIECE_FLOPS).clamp(1, m.div_ceil(NATIVE_BAND_ROWS))
+        } else {
+            1
+        };
+        let rows = m.div_ceil(bands);
+        let bands = m.div_ceil(rows).max(1);
         let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
-        for_pieces(self.batch * slabs, |piece| {
-            let (z, s) = (piece / slabs, piece % slabs);
+        for_pieces(self.batch * slabs * bands, |piece| {
+            let (z, s, band) = (
+                piece / (slabs * bands),
+                (piece / bands) % slabs,
+                piece % bands,
+            );
             let n0 = s * width;
             let cols = width.min(n - n0);
+            let m0 = band * rows;
+            let m = rows.min(self.m - m0);
             // SAFETY: the strides and extents are the kernel's constants, which address
             // inside the bound ranges exactly as the WGSL does (a kernel built for these
-            // buffers); slabs of different pieces are disjoint columns or batch entries.
+            // buffers); pieces write disjoint blocks of C (batch entry, columns, rows).
             unsafe {
-                let c0 = c.get().add(z * self.c_batch + n0);
+                let c0 = c.get().add(z * self.c_batch + m0 * n + n0);
                 for r in 0..self.reduce {
-                    let ap = (a_ptr as *const f32).add(z * self.a_batch + r * self.a_reduce);
+                    let ap = (a_ptr as *const f32)
+                        .add(z * self.a_batch + r * self.a_reduce)
+                        .offset(m0 as isize * self.a_row);
                     let bp = (b_ptr as *const f32)
                         .add(z * self.b_batch + r * self.b_reduce)
                         .offset(n0 as isize * self.b_col);
@@ -544,6 +563,7 @@ impl NativeKernel for NativeGemm {
                 }
                 for i in 0..m {
                     let row = std::slice::from_raw_parts_mut(c0.add(i * n), cols);
+                    let i = m0 + i;
                     if let Some(bias) = bias {
                         for (v, b) in row.iter_mut().zip(&bias[n0..n0 + cols]) {
                             *v += b;

@@ -371,30 +371,31 @@ impl crate::gpu::cpu::NativeKernel for NativeForward {
             .enumerate()
             .for_each(|(plane, (y, arg))| {
                 let x = &x[plane * g.h * g.w..][..g.h * g.w];
-                for (o, (y, arg)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
-                    let (oy, ox) = (o / g.wo, o % g.wo);
-                    let mut best = f32::MIN;
-                    let mut best_i = oy * g.sh * g.w + ox * g.sw;
-                    let mut first = true;
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let p = (oy * g.sh + ky) * g.w + ox * g.sw + kx;
-                            let v = x[p];
-                            if first || v > best {
-                                best = v;
-                                best_i = p;
-                                first = false;
+                for oy in 0..g.ho {
+                    let ys = &mut y[oy * g.wo..][..g.wo];
+                    let args = &mut arg[oy * g.wo..][..g.wo];
+                    for (ox, (y, arg)) in ys.iter_mut().zip(args.iter_mut()).enumerate() {
+                        let at = oy * g.sh * g.w + ox * g.sw;
+                        let (mut best, mut best_i) = (x[at], at);
+                        for ky in 0..g.kh {
+                            let row = &x[at + ky * g.w..][..g.kw];
+                            for (kx, &v) in row.iter().enumerate() {
+                                // The first maximum wins (the scan starts at the corner).
+                                if v > best {
+                                    best = v;
+                                    best_i = at + ky * g.w + kx;
+                                }
                             }
                         }
+                        *y = best;
+                        // NaN counts as not positive, as in the WGSL.
+                        let positive = best > 0.0;
+                        *arg = if self.relu_arg && !positive {
+                            u32::MAX
+                        } else {
+                            best_i as u32
+                        };
                     }
-                    *y = best;
-                    // NaN counts as not positive, as in the WGSL.
-                    let positive = best > 0.0;
-                    *arg = if self.relu_arg && !positive {
-                        u32::MAX
-                    } else {
-                        best_i as u32
-                    };
                 }
             });
     }

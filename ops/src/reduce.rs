@@ -64,16 +64,16 @@ impl crate::gpu::cpu::NativeKernel for NativeBiasGrad {
         let dy = io.f32(0);
         let db = SendPtr(io.f32_mut(1).as_mut_ptr());
         let (ch, inner) = (self.channels, self.inner);
-        for_pieces(ch.div_ceil(BIAS_GROUP), |g| {
-            let c0 = g * BIAS_GROUP;
-            let width = BIAS_GROUP.min(ch - c0);
+        // Long planes (convolutions) get a piece per channel, short ones share pieces.
+        let group = (BIAS_GROUP / inner.max(1)).clamp(1, BIAS_GROUP);
+        for_pieces(ch.div_ceil(group), |g| {
+            let c0 = g * group;
+            let width = group.min(ch - c0);
             let mut acc = [0f32; BIAS_GROUP];
             for n in 0..self.outer {
                 for (j, a) in acc[..width].iter_mut().enumerate() {
                     let base = (n * ch + c0 + j) * inner;
-                    for v in &dy[base..base + inner] {
-                        *a += v;
-                    }
+                    *a += lane_sum(&dy[base..base + inner]);
                 }
             }
             // SAFETY: pieces own disjoint channel groups of `db` (bound with `channels` words).
@@ -83,4 +83,22 @@ impl crate::gpu::cpu::NativeKernel for NativeBiasGrad {
             }
         });
     }
+}
+
+/// Sum of `v` in a fixed order that vectorises: eight interleaved partial sums, then
+/// those in order (the same bits under any thread count).
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    let mut total = lanes.iter().fold(0.0, |a, l| a + l);
+    for x in rest {
+        total += x;
+    }
+    total
 }
