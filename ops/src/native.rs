@@ -9,8 +9,16 @@ use crate::gpu::cpu::{Constants, Io, NativeFactory, NativeKernel};
 /// the work splits the same way under any thread count.
 pub(crate) const ELEMENTS_PER_PIECE: usize = 1 << 14;
 
-/// Every natively implemented kernel, by the name its op builds it under.
-pub(crate) static KERNELS: &[(&str, NativeFactory)] = &[
+/// Every table of natively implemented kernels (families keep their own).
+pub(crate) static TABLES: &[&[(&str, NativeFactory)]] = &[
+    KERNELS,
+    crate::loss::NATIVE_KERNELS,
+    crate::federated::NATIVE_KERNELS,
+];
+
+/// The natively implemented kernels of layers and training steps, by the name their op
+/// builds them under.
+static KERNELS: &[(&str, NativeFactory)] = &[
     ("matmul_nn", crate::matmul::native),
     ("matmul_nt", crate::matmul::native),
     ("matmul_tn", crate::matmul::native),

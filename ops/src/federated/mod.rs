@@ -548,3 +548,6 @@ impl Federation {
         gpu.write(&self.uniform, 0, &[u])
     }
 }
+
+/// The natively implemented kernels of federated rounds (the cpu backend; see `crate::native`).
+pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[];

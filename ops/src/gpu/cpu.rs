@@ -4,7 +4,7 @@
 //! the same dispatch list, one submission per step.
 //!
 //! A kernel's native implementation lives next to its WGSL binding, in the op's file, and
-//! is listed once in [`crate::native::KERNELS`]. A plan needing a kernel without one is
+//! is listed once in a table of [`crate::native::TABLES`]. A plan needing a kernel without one is
 //! refused when it is built ([`GpuError::NoNativeKernel`]), never mid-run.
 //!
 //! Determinism: every native kernel splits its work into pieces fixed by the problem's
@@ -258,7 +258,7 @@ struct Compiled(Arc<dyn NativeKernel>);
 /// The CPU backend.
 pub(crate) struct CpuBackend {
     summary: AdapterSummary,
-    kernels: &'static [(&'static str, NativeFactory)],
+    kernels: &'static [&'static [(&'static str, NativeFactory)]],
 }
 
 /// The widest SIMD instruction set this CPU runs (what the GEMM kernels use).
@@ -304,7 +304,7 @@ pub fn cpu_summary() -> AdapterSummary {
 }
 
 impl CpuBackend {
-    pub(crate) fn open(kernels: &'static [(&'static str, NativeFactory)]) -> CpuBackend {
+    pub(crate) fn open(kernels: &'static [&'static [(&'static str, NativeFactory)]]) -> CpuBackend {
         CpuBackend {
             summary: cpu_summary(),
             kernels,
@@ -372,6 +372,7 @@ impl Backend for CpuBackend {
         let factory = self
             .kernels
             .iter()
+            .flat_map(|table| table.iter())
             .find(|(name, _)| *name == source.name)
             .map(|(_, f)| f)
             .ok_or_else(|| GpuError::NoNativeKernel {

@@ -118,7 +118,7 @@ impl Gpu {
     pub fn new(req: &DeviceRequest) -> Result<Gpu, GpuError> {
         if req.backend == BackendChoice::Cpu {
             return Ok(Gpu::with_backend(Box::new(super::cpu::CpuBackend::open(
-                crate::native::KERNELS,
+                crate::native::TABLES,
             ))));
         }
         Ok(Gpu::with_backend(Box::new(super::wgpu::WgpuBackend::open(

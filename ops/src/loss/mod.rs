@@ -98,3 +98,6 @@ pub(crate) fn value_targets(truth: Truth<'_>) -> &[f32] {
         Truth::Classes(_) => &[],
     }
 }
+
+/// The natively implemented kernels of losses (beyond cross entropy, listed with the step kernels) (the cpu backend; see `crate::native`).
+pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[];
