@@ -836,13 +836,19 @@ pub fn main() -> ExitCode {
         },
         Command::Devices => {
             let adapters = ops::gpu::list_adapters();
-            if adapters.is_empty() {
+            if adapters.iter().all(|a| a.backend == "cpu") {
                 eprintln!(
-                    "no GPU adapter found; on Debian/Ubuntu install Mesa's drivers: apt-get install mesa-vulkan-drivers (Vulkan) or libegl-mesa0 (GL)"
+                    "no GPU adapter found (only the native cpu backend); for Vulkan or GL on Debian/Ubuntu install Mesa's drivers: apt-get install mesa-vulkan-drivers (Vulkan) or libegl-mesa0 (GL)"
                 );
-                return ExitCode::from(2);
             }
             for a in adapters {
+                if a.backend == "cpu" {
+                    println!(
+                        "{} [cpu] native code on rayon's threads (RAYON_NUM_THREADS), GEMMs by matrixmultiply, no f16 (`--device cpu`)",
+                        a.name
+                    );
+                    continue;
+                }
                 let subgroups = a
                     .subgroup_size
                     .map_or("no subgroup operations".to_string(), |n| {

@@ -127,3 +127,58 @@ pub(crate) fn sum_dispatches(
     }
     Ok(out)
 }
+
+/// The native (cpu backend) `add` and `grad_sum`: `y = a + b`.
+pub(crate) fn native_add(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeAdd {
+        n: c.usize("N")?,
+        into: false,
+    }))
+}
+
+/// The native (cpu backend) `grad_sum_into`: `y += x`.
+pub(crate) fn native_add_into(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeAdd {
+        n: c.usize("N")?,
+        into: true,
+    }))
+}
+
+struct NativeAdd {
+    n: usize,
+    into: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeAdd {
+    fn bindings(&self) -> (usize, usize) {
+        if self.into { (2, 2) } else { (3, 3) }
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == if self.into { 1 } else { 2 }
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let (n, piece) = (self.n, crate::native::ELEMENTS_PER_PIECE);
+        if self.into {
+            io.f32_mut(1)[..n]
+                .par_chunks_mut(piece)
+                .zip(io.f32(0)[..n].par_chunks(piece))
+                .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, x)| *y += x));
+            return;
+        }
+        io.f32_mut(2)[..n]
+            .par_chunks_mut(piece)
+            .zip(
+                io.f32(0)[..n]
+                    .par_chunks(piece)
+                    .zip(io.f32(1)[..n].par_chunks(piece)),
+            )
+            .for_each(|(y, (a, b))| {
+                for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                    *y = a + b;
+                }
+            });
+    }
+}

@@ -137,3 +137,89 @@ impl Op for AvgPool2d {
         )?])
     }
 }
+
+/// The native (cpu backend) `avg_pool2d_forward` and `_backward`: the WGSL's sums (the
+/// backward scatters window by window, so each pixel adds its windows in the same order),
+/// one piece per plane.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeAvgPool {
+        g: crate::max_pool2d::NativePool::of(c)?,
+        n: c.usize("N")?,
+        backward: false,
+    }))
+}
+
+/// See [`native_forward`].
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeAvgPool {
+        g: crate::max_pool2d::NativePool::of(c)?,
+        n: c.usize("N")?,
+        backward: true,
+    }))
+}
+
+struct NativeAvgPool {
+    g: crate::max_pool2d::NativePool,
+    n: usize,
+    backward: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeAvgPool {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let g = &self.g;
+        let scale = 1.0 / (g.kh * g.kw) as f32;
+        let (plane_in, plane_out) = (g.h * g.w, g.ho * g.wo);
+        let src = io.f32(0);
+        if self.backward {
+            io.f32_mut(1)[..self.n]
+                .par_chunks_mut(plane_in)
+                .enumerate()
+                .for_each(|(p, dx)| {
+                    dx.fill(0.0);
+                    let dy = &src[p * plane_out..][..plane_out];
+                    for oy in 0..g.ho {
+                        for ox in 0..g.wo {
+                            let v = dy[oy * g.wo + ox];
+                            for ky in 0..g.kh {
+                                let row = (oy * g.sh + ky) * g.w + ox * g.sw;
+                                for d in &mut dx[row..row + g.kw] {
+                                    *d += v;
+                                }
+                            }
+                        }
+                    }
+                    for d in dx.iter_mut() {
+                        *d *= scale;
+                    }
+                });
+            return;
+        }
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(plane_out)
+            .enumerate()
+            .for_each(|(p, y)| {
+                let x = &src[p * plane_in..][..plane_in];
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        let mut acc = 0.0f32;
+                        for ky in 0..g.kh {
+                            let row = (oy * g.sh + ky) * g.w + ox * g.sw;
+                            for &v in &x[row..row + g.kw] {
+                                acc += v;
+                            }
+                        }
+                        y[oy * g.wo + ox] = acc * scale;
+                    }
+                }
+            });
+    }
+}

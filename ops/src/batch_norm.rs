@@ -339,3 +339,208 @@ impl Op for BatchNorm {
         Ok(out)
     }
 }
+
+/// Lanes of the WGSL's workgroup reduction, which the native kernels reproduce bit for bit:
+/// lane `t` sums elements `t, t + 256, ...` in order, then the lanes fold as a tree.
+const NATIVE_LANES: usize = 256;
+
+/// The WGSL's two-level sum of `f(j)` for `j < m` (see [`NATIVE_LANES`]).
+fn lane_tree_sum<T: Copy + Default + std::ops::AddAssign>(m: usize, f: impl Fn(usize) -> T) -> T {
+    let mut part = [T::default(); NATIVE_LANES];
+    for (t, p) in part.iter_mut().enumerate() {
+        let mut acc = T::default();
+        let mut j = t;
+        while j < m {
+            acc += f(j);
+            j += NATIVE_LANES;
+        }
+        *p = acc;
+    }
+    let mut w = NATIVE_LANES / 2;
+    while w > 0 {
+        for t in 0..w {
+            let v = part[t + w];
+            part[t] += v;
+        }
+        w /= 2;
+    }
+    part[0]
+}
+
+/// A pair summed as the WGSL's `vec2<f32>`.
+#[derive(Clone, Copy, Default)]
+struct Pair(f32, f32);
+
+impl std::ops::AddAssign for Pair {
+    fn add_assign(&mut self, o: Pair) {
+        self.0 += o.0;
+        self.1 += o.1;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NativePass {
+    Stats,
+    Forward { eval: bool },
+    Backward,
+    Params,
+}
+
+/// The native (cpu backend) batch norm kernels; one piece per channel (statistics) or per
+/// fixed group of elements.
+struct NativeBatchNorm {
+    c: usize,
+    sp: usize,
+    eps: f32,
+    momentum: f32,
+    n: usize,
+    pass: NativePass,
+}
+
+fn native_of(c: &crate::gpu::cpu::Constants, pass: NativePass) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeBatchNorm {
+        c: c.usize("C")?.max(1),
+        sp: c.usize("SPATIAL")?.max(1),
+        eps: c.f32_bits("EPS")?,
+        momentum: c.f32_bits("MOMENTUM")?,
+        // The statistics kernels run a workgroup per channel and have no element count.
+        n: match pass {
+            NativePass::Stats | NativePass::Params => 0,
+            _ => c.usize("N")?,
+        },
+        pass,
+    }))
+}
+
+/// `batch_norm_stats`.
+pub(crate) fn native_stats(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    native_of(c, NativePass::Stats)
+}
+
+/// `batch_norm_forward`.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    let eval = c.text("EVAL")? == "true";
+    native_of(c, NativePass::Forward { eval })
+}
+
+/// `batch_norm_backward`.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    native_of(c, NativePass::Backward)
+}
+
+/// `batch_norm_backward_params`.
+pub(crate) fn native_backward_params(
+    c: &crate::gpu::cpu::Constants,
+) -> crate::elementwise::NativeResult {
+    native_of(c, NativePass::Params)
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeBatchNorm {
+    fn bindings(&self) -> (usize, usize) {
+        match self.pass {
+            NativePass::Stats => (5, 5),
+            _ => (6, 6),
+        }
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        match self.pass {
+            NativePass::Stats => i >= 2,
+            NativePass::Forward { .. } | NativePass::Backward => i == 5,
+            NativePass::Params => i >= 3,
+        }
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let (cc, sp) = (self.c, self.sp);
+        let at = |j: usize, c: usize| ((j / sp) * cc + c) * sp + j % sp;
+        match self.pass {
+            NativePass::Stats => {
+                let m = io.step(0).rows as usize * sp;
+                let count = m.max(1) as f32;
+                let x = io.f32(1);
+                let mom = self.momentum;
+                io.f32_mut(2)[..2 * cc]
+                    .par_chunks_mut(2)
+                    .zip(io.f32_mut(3)[..cc].par_iter_mut())
+                    .zip(io.f32_mut(4)[..cc].par_iter_mut())
+                    .enumerate()
+                    .for_each(|(c, ((st, rm), rv))| {
+                        let mean = lane_tree_sum(m, |j| x[at(j, c)]) / count;
+                        let ss = lane_tree_sum(m, |j| {
+                            let d = x[at(j, c)] - mean;
+                            d * d
+                        });
+                        let biased = ss / count;
+                        st[0] = mean;
+                        st[1] = 1.0 / (biased + self.eps).sqrt();
+                        let unbiased = if m > 1 { ss / (m - 1) as f32 } else { biased };
+                        *rm = (1.0 - mom) * *rm + mom * mean;
+                        *rv = (1.0 - mom) * *rv + mom * unbiased;
+                    });
+            }
+            NativePass::Forward { eval } => {
+                let (x, w, b, ms, vs) = (io.f32(0), io.f32(1), io.f32(2), io.f32(3), io.f32(4));
+                io.f32_mut(5)[..self.n]
+                    .par_chunks_mut(sp)
+                    .enumerate()
+                    .for_each(|(p, y)| {
+                        let c = p % cc;
+                        let (mean, rstd) = if eval {
+                            (ms[c], 1.0 / (vs[c] + self.eps).sqrt())
+                        } else {
+                            (ms[2 * c], vs[2 * c + 1])
+                        };
+                        let x = &x[p * sp..][..sp];
+                        for (y, &v) in y.iter_mut().zip(x) {
+                            *y = (v - mean) * rstd * w[c] + b[c];
+                        }
+                    });
+            }
+            NativePass::Backward => {
+                let rows = io.step(0).rows as usize;
+                let inv_m = 1.0 / (rows * sp).max(1) as f32;
+                let (x, w, dy, s) = (io.f32(1), io.f32(2), io.f32(3), io.f32(4));
+                io.f32_mut(5)[..self.n]
+                    .par_chunks_mut(sp)
+                    .enumerate()
+                    .for_each(|(p, dx)| {
+                        if p / cc >= rows {
+                            dx.fill(0.0);
+                            return;
+                        }
+                        let c = p % cc;
+                        let rstd = s[2 * c + 1];
+                        let (sum_dy, sum_dyx) = (s[2 * cc + 2 * c], s[2 * cc + 2 * c + 1]);
+                        let (x, dy) = (&x[p * sp..][..sp], &dy[p * sp..][..sp]);
+                        for ((dx, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                            let xhat = (v - s[2 * c]) * rstd;
+                            *dx = w[c] * rstd * (g - sum_dy * inv_m - xhat * sum_dyx * inv_m);
+                        }
+                    });
+            }
+            NativePass::Params => {
+                let m = io.step(0).rows as usize * sp;
+                let (x, dy) = (io.f32(1), io.f32(2));
+                let (stats, sums) = io.f32_mut(3)[..4 * cc].split_at_mut(2 * cc);
+                sums.par_chunks_mut(2)
+                    .zip(io.f32_mut(4)[..cc].par_iter_mut())
+                    .zip(io.f32_mut(5)[..cc].par_iter_mut())
+                    .enumerate()
+                    .for_each(|(c, ((out, dw), db))| {
+                        let (mean, rstd) = (stats[2 * c], stats[2 * c + 1]);
+                        let s = lane_tree_sum(m, |j| {
+                            let i = at(j, c);
+                            let g = dy[i];
+                            Pair(g, g * (x[i] - mean) * rstd)
+                        });
+                        out[0] = s.0;
+                        out[1] = s.1;
+                        *db += s.0;
+                        *dw += s.1;
+                    });
+            }
+        }
+    }
+}

@@ -148,3 +148,82 @@ impl Op for Concat {
 fn per_sample(x: &BufferRef, batch: usize) -> usize {
     x.len_words() as usize / batch.max(1)
 }
+
+/// The native (cpu backend) `concat_forward`: each sample's `a` then its `b`.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeConcat {
+        n: c.usize("N")?,
+        a: c.usize("A")?,
+        b: c.usize("B")?,
+    }))
+}
+
+struct NativeConcat {
+    n: usize,
+    a: usize,
+    b: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeConcat {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 2
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let (la, lb) = (self.a, self.b);
+        let (a, b) = (io.f32(0), io.f32(1));
+        io.f32_mut(2)[..self.n]
+            .par_chunks_mut(la + lb)
+            .enumerate()
+            .for_each(|(s, y)| {
+                let (ya, yb) = y.split_at_mut(la);
+                ya.copy_from_slice(&a[s * la..(s + 1) * la]);
+                yb.copy_from_slice(&b[s * lb..(s + 1) * lb]);
+            });
+    }
+}
+
+/// The native (cpu backend) `concat_backward` and `slice_forward`: `dx[s] =
+/// dy[s][OFFSET..OFFSET + LEN]` of rows of `TOTAL`.
+pub(crate) fn native_take(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeTake {
+        n: c.usize("N")?,
+        len: c.usize("LEN")?,
+        total: c.usize("TOTAL")?,
+        offset: c.usize("OFFSET")?,
+    }))
+}
+
+struct NativeTake {
+    n: usize,
+    len: usize,
+    total: usize,
+    offset: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeTake {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let src = io.f32(0);
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(self.len.max(1))
+            .enumerate()
+            .for_each(|(s, dx)| {
+                let at = s * self.total + self.offset;
+                dx.copy_from_slice(&src[at..at + dx.len()]);
+            });
+    }
+}

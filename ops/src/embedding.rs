@@ -157,3 +157,79 @@ impl Op for Embedding {
         Ok(out)
     }
 }
+
+/// The native (cpu backend) `embedding_forward`: each id's row (zeros for an id out of
+/// range), ids rounded half to even as WGSL's `round`.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeEmbedding {
+        n: c.usize("N")?,
+        dim: c.usize("DIM")?.max(1),
+        rows: c.usize("ROWS")?,
+        ids: 0,
+        backward: false,
+    }))
+}
+
+/// The native (cpu backend) `embedding_backward`: each row adds the gradients of its
+/// positions in position order (one piece per row).
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeEmbedding {
+        n: c.usize("N")?,
+        dim: c.usize("DIM")?.max(1),
+        rows: 0,
+        ids: c.usize("IDS")?,
+        backward: true,
+    }))
+}
+
+struct NativeEmbedding {
+    n: usize,
+    dim: usize,
+    rows: usize,
+    ids: usize,
+    backward: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeEmbedding {
+    fn bindings(&self) -> (usize, usize) {
+        if self.backward { (4, 4) } else { (3, 3) }
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == if self.backward { 3 } else { 2 }
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let dim = self.dim;
+        if self.backward {
+            let positions = io.step(0).rows as usize * self.ids;
+            let (x, dy) = (io.f32(1), io.f32(2));
+            io.f32_mut(3)[..self.n]
+                .par_chunks_mut(dim)
+                .enumerate()
+                .for_each(|(r, dw)| {
+                    for (p, &id) in x[..positions].iter().enumerate() {
+                        if id.round_ties_even() == r as f32 {
+                            for (w, g) in dw.iter_mut().zip(&dy[p * dim..][..dim]) {
+                                *w += g;
+                            }
+                        }
+                    }
+                });
+            return;
+        }
+        let (x, weight) = (io.f32(0), io.f32(1));
+        io.f32_mut(2)[..self.n]
+            .par_chunks_mut(dim)
+            .enumerate()
+            .for_each(|(p, y)| {
+                let id = x[p].round_ties_even();
+                if id >= 0.0 && id < self.rows as f32 {
+                    y.copy_from_slice(&weight[id as usize * dim..][..dim]);
+                } else {
+                    y.fill(0.0);
+                }
+            });
+    }
+}

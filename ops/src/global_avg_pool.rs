@@ -117,3 +117,57 @@ impl Op for GlobalAvgPool {
         Ok(vec![d])
     }
 }
+
+/// The native (cpu backend) `global_avg_pool_forward`: each plane summed in order.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeGap {
+        n: c.usize("N")?,
+        plane: c.usize("PLANE")?.max(1),
+        backward: false,
+    }))
+}
+
+/// The native (cpu backend) `global_avg_pool_backward`.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeGap {
+        n: c.usize("N")?,
+        plane: c.usize("PLANE")?.max(1),
+        backward: true,
+    }))
+}
+
+struct NativeGap {
+    n: usize,
+    plane: usize,
+    backward: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeGap {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let scale = 1.0 / self.plane as f32;
+        let src = io.f32(0);
+        if self.backward {
+            io.f32_mut(1)[..self.n]
+                .par_chunks_mut(self.plane)
+                .zip(src.par_iter())
+                .for_each(|(dx, &g)| dx.fill(g * scale));
+            return;
+        }
+        io.f32_mut(1)[..self.n]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, y)| {
+                let plane = &src[i * self.plane..][..self.plane];
+                *y = plane.iter().fold(0.0f32, |s, &v| s + v) * scale;
+            });
+    }
+}

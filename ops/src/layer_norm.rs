@@ -217,3 +217,125 @@ impl Op for LayerNorm {
         Ok(out)
     }
 }
+
+/// The native (cpu backend) layer norm kernels (`layer_norm_forward`, `_backward`,
+/// `_backward_params`): the WGSL's arithmetic and summation orders, rows (or, for the
+/// parameter gradients, columns) in fixed pieces.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    NativeLayerNorm::of(c, Pass::Forward)
+}
+
+/// See [`native_forward`].
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    NativeLayerNorm::of(c, Pass::Backward)
+}
+
+/// See [`native_forward`].
+pub(crate) fn native_backward_params(
+    c: &crate::gpu::cpu::Constants,
+) -> crate::elementwise::NativeResult {
+    NativeLayerNorm::of(c, Pass::Params)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    Backward,
+    Params,
+}
+
+struct NativeLayerNorm {
+    d: usize,
+    rows: usize,
+    eps: f32,
+    pass: Pass,
+}
+
+impl NativeLayerNorm {
+    fn of(c: &crate::gpu::cpu::Constants, pass: Pass) -> crate::elementwise::NativeResult {
+        Ok(Box::new(NativeLayerNorm {
+            d: c.usize("D")?.max(1),
+            rows: c.usize("ROWS")?,
+            eps: c.f32_bits("EPS")?,
+            pass,
+        }))
+    }
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeLayerNorm {
+    fn bindings(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        match self.pass {
+            Pass::Forward => i >= 3,
+            Pass::Backward => i == 4,
+            Pass::Params => i >= 3,
+        }
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let (d, n) = (self.d, self.rows * self.d);
+        let df = d as f32;
+        match self.pass {
+            Pass::Forward => {
+                let (x, gamma, beta) = (&io.f32(0)[..n], io.f32(1), io.f32(2));
+                io.f32_mut(3)[..n]
+                    .par_chunks_mut(d)
+                    .zip(io.f32_mut(4)[..2 * self.rows].par_chunks_mut(2))
+                    .zip(x.par_chunks(d))
+                    .for_each(|((y, st), x)| {
+                        let mean = x.iter().fold(0.0f32, |s, &v| s + v) / df;
+                        let sq = x.iter().fold(0.0f32, |s, &v| s + (v - mean) * (v - mean));
+                        let rstd = 1.0 / (sq / df + self.eps).sqrt();
+                        for (j, (y, &v)) in y.iter_mut().zip(x).enumerate() {
+                            *y = (v - mean) * rstd * gamma[j] + beta[j];
+                        }
+                        st[0] = mean;
+                        st[1] = rstd;
+                    });
+            }
+            Pass::Backward => {
+                let (x, gamma, dy, stats) = (&io.f32(0)[..n], io.f32(1), io.f32(2), io.f32(3));
+                io.f32_mut(4)[..n]
+                    .par_chunks_mut(d)
+                    .enumerate()
+                    .for_each(|(row, dx)| {
+                        let (x, dy) = (&x[row * d..][..d], &dy[row * d..][..d]);
+                        let (mean, rstd) = (stats[2 * row], stats[2 * row + 1]);
+                        let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+                        for j in 0..d {
+                            let g = dy[j] * gamma[j];
+                            sum_g += g;
+                            sum_gx += g * (x[j] - mean) * rstd;
+                        }
+                        let (mean_g, mean_gx) = (sum_g / df, sum_gx / df);
+                        for j in 0..d {
+                            let xhat = (x[j] - mean) * rstd;
+                            dx[j] = rstd * (dy[j] * gamma[j] - mean_g - xhat * mean_gx);
+                        }
+                    });
+            }
+            Pass::Params => {
+                let (x, dy, stats) = (io.f32(0), io.f32(1), io.f32(2));
+                io.f32_mut(3)[..d]
+                    .par_iter_mut()
+                    .zip(io.f32_mut(4)[..d].par_iter_mut())
+                    .enumerate()
+                    .for_each(|(j, (dg, db))| {
+                        let (mut sg, mut sb) = (0.0f32, 0.0f32);
+                        for row in 0..self.rows {
+                            let i = row * d + j;
+                            let xhat = (x[i] - stats[2 * row]) * stats[2 * row + 1];
+                            sg += dy[i] * xhat;
+                            sb += dy[i];
+                        }
+                        *dg += sg;
+                        *db += sb;
+                    });
+            }
+        }
+    }
+}

@@ -461,6 +461,7 @@ pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> Result<Box<dyn NativeKer
         masked: c.flag("MASKED")?,
         bias: c.flag("BIAS")?,
         batch: c.usize("BATCH")?,
+        product: std::sync::Mutex::default(),
     }))
 }
 
@@ -485,6 +486,8 @@ struct NativeGemm {
     masked: bool,
     bias: bool,
     batch: usize,
+    /// The product of an accumulating GEMM before it is added to C.
+    product: std::sync::Mutex<Vec<f32>>,
 }
 
 /// Multiply-adds per piece of a native GEMM: big enough that a piece amortises its packing,
@@ -513,6 +516,23 @@ impl NativeKernel for NativeGemm {
         let c = SendPtr(io.f32_mut(2).as_mut_ptr());
         let bias = self.bias.then(|| io.f32(3));
         let mask = self.masked.then(|| io.f32(3 + usize::from(self.bias)));
+        // Accumulating, the product is formed apart and then added to C, as the WGSL does
+        // (`C = (A·B + bias) + C`): adding micro-batch gradients into C must give the same
+        // bits as summing them elsewhere (the data-parallel contract), which sgemm's
+        // `beta = 1` (C updated block by block of k) would not.
+        let mut product = self
+            .product
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.accumulate && product.len() < self.batch * m * n {
+            // Once, at the first run: steady state allocates nothing.
+            product.resize(self.batch * m * n, 0.0);
+        }
+        let (dst, dst_batch) = if self.accumulate {
+            (SendPtr(product.as_mut_ptr()), m * n)
+        } else {
+            (c, self.c_batch)
+        };
         // Pieces are column slabs of each batch entry's C, fixed by the shape alone (see
         // `gpu::cpu`): every output still sums over r and k in one order.
         // Each slab packs A again: at least NATIVE_SLAB_COLUMNS columns keep that small.
@@ -542,9 +562,10 @@ impl NativeKernel for NativeGemm {
             let m = rows.min(self.m - m0);
             // SAFETY: the strides and extents are the kernel's constants, which address
             // inside the bound ranges exactly as the WGSL does (a kernel built for these
-            // buffers); pieces write disjoint blocks of C (batch entry, columns, rows).
+            // buffers; `product` holds batch x m x n); pieces write disjoint blocks of the
+            // destination (batch entry, columns, rows).
             unsafe {
-                let c0 = c.get().add(z * self.c_batch + m0 * n + n0);
+                let p0 = dst.get().add(z * dst_batch + m0 * n + n0);
                 for r in 0..self.reduce {
                     let ap = (a_ptr as *const f32)
                         .add(z * self.a_batch + r * self.a_reduce)
@@ -552,27 +573,35 @@ impl NativeKernel for NativeGemm {
                     let bp = (b_ptr as *const f32)
                         .add(z * self.b_batch + r * self.b_reduce)
                         .offset(n0 as isize * self.b_col);
-                    let beta = if self.accumulate || r > 0 { 1.0 } else { 0.0 };
+                    let beta = if r > 0 { 1.0 } else { 0.0 };
                     matrixmultiply::sgemm(
                         m, k, cols, 1.0, ap, self.a_row, self.a_col, bp, self.b_row, self.b_col,
-                        beta, c0, n as isize, 1,
+                        beta, p0, n as isize, 1,
                     );
                 }
-                if bias.is_none() && !self.relu && mask.is_none() {
+                if !self.accumulate && bias.is_none() && !self.relu && mask.is_none() {
                     return;
                 }
+                let c0 = c.get().add(z * self.c_batch + m0 * n + n0);
                 for i in 0..m {
+                    // Accumulating, the product row lives apart from C's; otherwise it is
+                    // C's row itself, read before it is written.
+                    let sum = p0.add(i * n);
                     let row = std::slice::from_raw_parts_mut(c0.add(i * n), cols);
                     let i = m0 + i;
-                    if let Some(bias) = bias {
-                        for (v, b) in row.iter_mut().zip(&bias[n0..n0 + cols]) {
-                            *v += b;
+                    // The WGSL's epilogue: bias, then C, then relu, then the mask.
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let mut out = if self.accumulate { *sum.add(j) } else { *v };
+                        if let Some(bias) = bias {
+                            out += bias[n0 + j];
                         }
-                    }
-                    if self.relu {
-                        for v in row.iter_mut() {
-                            *v = v.max(0.0);
+                        if self.accumulate {
+                            out += *v;
                         }
+                        if self.relu {
+                            out = out.max(0.0);
+                        }
+                        *v = out;
                     }
                     if let Some(mask) = mask {
                         let at = z * self.c_batch + i * n + n0;

@@ -306,21 +306,21 @@ impl Op for MaxPool2d {
     }
 }
 
-/// The pooling geometry of the native kernels (`{{GEOM}}`).
+/// The pooling geometry of the native kernels (`{{GEOM}}`; avg_pool2d's too).
 #[derive(Clone, Copy)]
-struct NativePool {
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ho: usize,
-    wo: usize,
+pub(crate) struct NativePool {
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ho: usize,
+    pub wo: usize,
 }
 
 impl NativePool {
-    fn of(c: &crate::gpu::cpu::Constants) -> Result<NativePool, GpuError> {
+    pub(crate) fn of(c: &crate::gpu::cpu::Constants) -> Result<NativePool, GpuError> {
         let g = c.wgsl_consts("GEOM")?;
         Ok(NativePool {
             h: g.get("H")?,

@@ -141,3 +141,44 @@ impl Op for Slice {
         Ok(vec![d])
     }
 }
+
+/// The native (cpu backend) `slice_backward`: each sample's gradient at its slice, zero
+/// elsewhere.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeSliceBackward {
+        n: c.usize("N")?,
+        len: c.usize("LEN")?,
+        total: c.usize("TOTAL")?,
+        offset: c.usize("OFFSET")?,
+    }))
+}
+
+struct NativeSliceBackward {
+    n: usize,
+    len: usize,
+    total: usize,
+    offset: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeSliceBackward {
+    fn bindings(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let dy = io.f32(0);
+        io.f32_mut(1)[..self.n]
+            .par_chunks_mut(self.total.max(1))
+            .enumerate()
+            .for_each(|(s, dx)| {
+                dx.fill(0.0);
+                dx[self.offset..self.offset + self.len]
+                    .copy_from_slice(&dy[s * self.len..(s + 1) * self.len]);
+            });
+    }
+}

@@ -133,3 +133,79 @@ impl Op for Softmax {
         Ok(vec![d])
     }
 }
+
+/// The native (cpu backend) `softmax_forward`: the WGSL's per-row arithmetic (log-softmax
+/// with `LOG`), rows in fixed pieces.
+pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeSoftmax {
+        rows: c.usize("N")?,
+        d: c.usize("D")?,
+        log: c.text("LOG")? == "true",
+        backward: false,
+    }))
+}
+
+/// The native (cpu backend) `softmax_backward`.
+pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeSoftmax {
+        rows: c.usize("N")?,
+        d: c.usize("D")?,
+        log: c.text("LOG")? == "true",
+        backward: true,
+    }))
+}
+
+struct NativeSoftmax {
+    rows: usize,
+    d: usize,
+    log: bool,
+    backward: bool,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeSoftmax {
+    fn bindings(&self) -> (usize, usize) {
+        if self.backward { (3, 3) } else { (2, 2) }
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == if self.backward { 2 } else { 1 }
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let (d, n) = (self.d.max(1), self.rows * self.d);
+        if self.backward {
+            let (y, dy) = (&io.f32(0)[..n], &io.f32(1)[..n]);
+            io.f32_mut(2)[..n]
+                .par_chunks_mut(d)
+                .zip(y.par_chunks(d).zip(dy.par_chunks(d)))
+                .for_each(|(dx, (y, dy))| {
+                    let s = y
+                        .iter()
+                        .zip(dy)
+                        .fold(0.0f32, |s, (&y, &g)| s + if self.log { g } else { g * y });
+                    for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                        *dx = if self.log {
+                            g - y.exp() * s
+                        } else {
+                            y * (g - s)
+                        };
+                    }
+                });
+            return;
+        }
+        let x = &io.f32(0)[..n];
+        io.f32_mut(1)[..n]
+            .par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(y, x)| {
+                let m = x[1..].iter().fold(x[0], |m, &v| m.max(v));
+                let sum = x.iter().fold(0.0f32, |s, &v| s + (v - m).exp());
+                let log_sum = sum.ln();
+                for (y, &v) in y.iter_mut().zip(x) {
+                    let z = v - m;
+                    *y = if self.log { z - log_sum } else { z.exp() / sum };
+                }
+            });
+    }
+}

@@ -80,7 +80,7 @@ pub fn run_layer(
         offset: offsets[i] as u64 * 4,
         size: params[i].len() as u64 * 4,
     };
-    let scratch_words = op.scratch_words(&input_shape, batch);
+    let scratch_words = op.scratch_words_on(gpu.adapter(), &input_shape, batch);
     let io = LayerIo {
         layer: ctx.layer,
         batch,

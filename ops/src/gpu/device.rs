@@ -80,6 +80,14 @@ impl AdapterSummary {
     }
 }
 
+/// Every device the engine can open: the adapters wgpu sees on Vulkan and GL, then the
+/// native cpu backend (always there).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let mut all = super::wgpu::list_wgpu_adapters();
+    all.push(super::cpu::cpu_summary());
+    all
+}
+
 /// How much work reached the device. A steady-state training step does exactly one
 /// submission, no read-back and no allocation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -257,7 +257,7 @@ pub struct LayerIo {
     pub params: Vec<BufferRef>,
     /// Gradient accumulators, same order.
     pub grads: Vec<BufferRef>,
-    /// Scratch of [`crate::op::Op::scratch_words`] words (kept between forward and backward).
+    /// Scratch of [`crate::op::Op::scratch_words_on`] words (kept between forward and backward).
     pub scratch: Option<BufferRef>,
 }
 

@@ -12,11 +12,10 @@ mod wgpu;
 
 pub use backend::{Backend, BufferUsage, Handle, KernelSource, foreign};
 pub use device::{
-    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES,
+    AdapterSummary, BackendChoice, Counters, DeviceRequest, Gpu, STORAGE_ALIGN_BYTES, list_adapters,
 };
 pub use error::GpuError;
 pub use kernel::{
     Buffer, BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, Work, grid_1d,
 };
 pub(crate) use kernel::{broadcast, shared_loads, shift_tile};
-pub use wgpu::list_adapters;

@@ -53,7 +53,7 @@ fn adapters() -> Vec<wgpu::Adapter> {
 }
 
 /// Every adapter wgpu can see on the Vulkan and GL backends.
-pub fn list_adapters() -> Vec<AdapterSummary> {
+pub(crate) fn list_wgpu_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(summarize).collect()
 }
 
