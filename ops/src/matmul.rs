@@ -498,6 +498,19 @@ const NATIVE_SLAB_COLUMNS: usize = 128;
 /// Fewest rows of a native GEMM band (bands only split a GEMM that has no other pieces).
 const NATIVE_BAND_ROWS: usize = 16;
 
+/// k per block of matrixmultiply's sgemm (`S_KC`): within one block it adds the whole
+/// product to C with one rounding.
+const SGEMM_KC: usize = 256;
+
+impl NativeGemm {
+    /// Whether an accumulating GEMM may let sgemm add into C (`beta = 1`) and still give
+    /// `C + (A·B)` with the product complete: one reduction step, K within one block of
+    /// k, and no bias to add before C.
+    fn direct_accumulate(&self) -> bool {
+        self.reduce == 1 && self.k <= SGEMM_KC && !self.bias
+    }
+}
+
 impl NativeKernel for NativeGemm {
     fn bindings(&self) -> (usize, usize) {
         let n = 3 + usize::from(self.bias) + usize::from(self.masked);
@@ -509,7 +522,7 @@ impl NativeKernel for NativeGemm {
     }
 
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
-        use crate::gpu::cpu::{SendPtr, for_pieces};
+        use crate::gpu::cpu::{SendPtr, for_pieces_sized};
         let (m, n, k) = (self.m, self.n, self.k);
         let a = io.f32(0);
         let b = io.f32(1);
@@ -520,15 +533,18 @@ impl NativeKernel for NativeGemm {
         // (`C = (A·B + bias) + C`): adding micro-batch gradients into C must give the same
         // bits as summing them elsewhere (the data-parallel contract), which sgemm's
         // `beta = 1` (C updated block by block of k) would not.
+        // (`product` grows once, at the first run: steady state allocates nothing.)
         let mut product = self
             .product
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.accumulate && product.len() < self.batch * m * n {
-            // Once, at the first run: steady state allocates nothing.
+        // sgemm's `beta = 1` is that same addition when one block of k covers K (a
+        // single rounding of product + C) and nothing comes between them.
+        let separate = self.accumulate && !self.direct_accumulate();
+        if separate && product.len() < self.batch * m * n {
             product.resize(self.batch * m * n, 0.0);
         }
-        let (dst, dst_batch) = if self.accumulate {
+        let (dst, dst_batch) = if separate {
             (SendPtr(product.as_mut_ptr()), m * n)
         } else {
             (c, self.c_batch)
@@ -550,7 +566,8 @@ impl NativeKernel for NativeGemm {
         let rows = m.div_ceil(bands);
         let bands = m.div_ceil(rows).max(1);
         let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
-        for_pieces(self.batch * slabs * bands, |piece| {
+        let total = self.batch * work * n;
+        for_pieces_sized(self.batch * slabs * bands, total, |piece| {
             let (z, s, band) = (
                 piece / (slabs * bands),
                 (piece / bands) % slabs,
@@ -573,29 +590,33 @@ impl NativeKernel for NativeGemm {
                     let bp = (b_ptr as *const f32)
                         .add(z * self.b_batch + r * self.b_reduce)
                         .offset(n0 as isize * self.b_col);
-                    let beta = if r > 0 { 1.0 } else { 0.0 };
+                    let beta = if r > 0 || (self.accumulate && !separate) {
+                        1.0
+                    } else {
+                        0.0
+                    };
                     matrixmultiply::sgemm(
                         m, k, cols, 1.0, ap, self.a_row, self.a_col, bp, self.b_row, self.b_col,
                         beta, p0, n as isize, 1,
                     );
                 }
-                if !self.accumulate && bias.is_none() && !self.relu && mask.is_none() {
+                if !separate && bias.is_none() && !self.relu && mask.is_none() {
                     return;
                 }
                 let c0 = c.get().add(z * self.c_batch + m0 * n + n0);
                 for i in 0..m {
-                    // Accumulating, the product row lives apart from C's; otherwise it is
-                    // C's row itself, read before it is written.
+                    // Accumulated apart, the product row lives apart from C's; otherwise
+                    // it is C's row itself, read before it is written.
                     let sum = p0.add(i * n);
                     let row = std::slice::from_raw_parts_mut(c0.add(i * n), cols);
                     let i = m0 + i;
                     // The WGSL's epilogue: bias, then C, then relu, then the mask.
                     for (j, v) in row.iter_mut().enumerate() {
-                        let mut out = if self.accumulate { *sum.add(j) } else { *v };
+                        let mut out = if separate { *sum.add(j) } else { *v };
                         if let Some(bias) = bias {
                             out += bias[n0 + j];
                         }
-                        if self.accumulate {
+                        if separate {
                             out += *v;
                         }
                         if self.relu {

@@ -60,13 +60,13 @@ impl crate::gpu::cpu::NativeKernel for NativeBiasGrad {
     }
 
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
-        use crate::gpu::cpu::{SendPtr, for_pieces};
+        use crate::gpu::cpu::{SendPtr, for_pieces_sized};
         let dy = io.f32(0);
         let db = SendPtr(io.f32_mut(1).as_mut_ptr());
         let (ch, inner) = (self.channels, self.inner);
         // Long planes (convolutions) get a piece per channel, short ones share pieces.
         let group = (BIAS_GROUP / inner.max(1)).clamp(1, BIAS_GROUP);
-        for_pieces(ch.div_ceil(group), |g| {
+        for_pieces_sized(ch.div_ceil(group), self.outer * ch * inner, |g| {
             let c0 = g * group;
             let width = group.min(ch - c0);
             let mut acc = [0f32; BIAS_GROUP];

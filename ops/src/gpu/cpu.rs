@@ -479,11 +479,32 @@ impl Backend for CpuBackend {
 /// Runs `f(i)` for `i in 0..pieces` on rayon's pool. Callers choose `pieces` from the
 /// problem's shape alone, which keeps results independent of the thread count.
 pub(crate) fn for_pieces(pieces: usize, f: impl Fn(usize) + Send + Sync) {
+    for_pieces_sized(pieces, usize::MAX, f);
+}
+
+/// Work (multiply-adds or elements) below which a kernel's pieces run on the calling
+/// thread: waking another costs microseconds, more than small kernels take (a batch-10
+/// MLP step has several such kernels).
+pub(crate) const PARALLEL_WORK: usize = 1 << 16;
+
+/// [`for_pieces`] for a kernel doing `work` in all: on the calling thread when that is
+/// small (the same pieces in the same order, so the same bits).
+pub(crate) fn for_pieces_sized(pieces: usize, work: usize, f: impl Fn(usize) + Send + Sync) {
     use rayon::prelude::*;
-    if pieces <= 1 {
+    if pieces <= 1 || work < PARALLEL_WORK {
         (0..pieces).for_each(f);
     } else {
         (0..pieces).into_par_iter().for_each(f);
+    }
+}
+
+/// The `with_min_len` for a rayon iterator over `pieces` pieces of a kernel doing `work`:
+/// all of them on the calling thread when the work is small.
+pub(crate) fn min_pieces(pieces: usize, work: usize) -> usize {
+    if work < PARALLEL_WORK {
+        pieces.max(1)
+    } else {
+        1
     }
 }
 

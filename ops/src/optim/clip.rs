@@ -85,7 +85,8 @@ pub(crate) fn dispatches(
     Ok(vec![partial, fin])
 }
 
-/// The native (cpu backend) `grad_norm_partial`: the same chunks, summed in the same order.
+/// The native (cpu backend) `grad_norm_partial`: the same chunks, each summed in a fixed
+/// order of its own.
 pub(crate) fn native_partial(
     c: &crate::gpu::cpu::Constants,
 ) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
@@ -116,12 +117,34 @@ impl crate::gpu::cpu::NativeKernel for NativePartial {
         let grads = io.f32(0);
         let out = &mut io.f32_mut(1)[..self.partials];
         // One piece per partial: the pieces are the WGSL's invocations.
-        out.par_iter_mut().enumerate().for_each(|(i, p)| {
-            let start = (i * self.chunk).min(self.n);
-            let end = (start + self.chunk).min(self.n);
-            *p = grads[start..end].iter().fold(0.0, |acc, g| acc + g * g);
-        });
+        let min = crate::gpu::cpu::min_pieces(self.partials, self.n);
+        out.par_iter_mut()
+            .with_min_len(min)
+            .enumerate()
+            .for_each(|(i, p)| {
+                let start = (i * self.chunk).min(self.n);
+                let end = (start + self.chunk).min(self.n);
+                *p = sum_of_squares(&grads[start..end]);
+            });
     }
+}
+
+/// Σ g² over `g` in a fixed order that vectorises: sixteen interleaved partial sums, then
+/// those in order (the cpu backend's own bits: the WGSL sums each chunk serially).
+fn sum_of_squares(g: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = g.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x * x;
+        }
+    }
+    let mut total = lanes.iter().fold(0.0, |a, l| a + l);
+    for x in rest {
+        total += x * x;
+    }
+    total
 }
 
 /// The native (cpu backend) `grad_norm_final` (f32 steps: the cpu backend has no f16).

@@ -146,40 +146,73 @@ impl crate::gpu::cpu::NativeKernel for NativeSgd {
         let scale = s.grad_scale * scalars[0];
         let params = &mut io.f32_mut(4)[..self.len];
         let (momentum, wd, lr) = (self.momentum, self.weight_decay, s.lr);
-        // g = grad * scale (+ wd p); buf = momentum buf + g; nesterov: g + momentum buf.
-        let gradient = |g: &mut f32, p: f32| {
-            let mut v = *g * scale;
-            *g = 0.0;
-            if wd != 0.0 {
-                v += wd * p;
-            }
-            v
-        };
         let piece = crate::native::ELEMENTS_PER_PIECE;
+        let state = if self.has_state {
+            &mut io.f32_mut(3)[..self.len]
+        } else {
+            &mut [][..]
+        };
+        // The options are constants of the loop (`sgd_piece`), so it vectorises.
+        let run = match (wd != 0.0, self.has_state, self.nesterov) {
+            (false, false, _) => sgd_piece::<false, false, false>,
+            (true, false, _) => sgd_piece::<true, false, false>,
+            (false, true, false) => sgd_piece::<false, true, false>,
+            (true, true, false) => sgd_piece::<true, true, false>,
+            (false, true, true) => sgd_piece::<false, true, true>,
+            (true, true, true) => sgd_piece::<true, true, true>,
+        };
+        let h = SgdScalars {
+            scale,
+            wd,
+            momentum,
+            lr,
+        };
         if self.has_state {
-            let state = &mut io.f32_mut(3)[..self.len];
             grads
                 .par_chunks_mut(piece)
                 .zip(params.par_chunks_mut(piece))
                 .zip(state.par_chunks_mut(piece))
-                .for_each(|((g, p), st)| {
-                    for ((g, p), b) in g.iter_mut().zip(p.iter_mut()).zip(st.iter_mut()) {
-                        let v = gradient(g, *p);
-                        *b = momentum * *b + v;
-                        let v = if self.nesterov { v + momentum * *b } else { *b };
-                        *p -= lr * v;
-                    }
-                });
+                .for_each(|((g, p), b)| run(g, p, b, h));
         } else {
             grads
                 .par_chunks_mut(piece)
                 .zip(params.par_chunks_mut(piece))
-                .for_each(|(g, p)| {
-                    for (g, p) in g.iter_mut().zip(p.iter_mut()) {
-                        let v = gradient(g, *p);
-                        *p -= lr * v;
-                    }
-                });
+                .for_each(|(g, p)| run(g, p, &mut [], h));
         }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SgdScalars {
+    scale: f32,
+    wd: f32,
+    momentum: f32,
+    lr: f32,
+}
+
+/// The WGSL's update of one piece: g = grad * scale (+ wd p); buf = momentum buf + g;
+/// nesterov: g + momentum buf, else buf; p -= lr g; grad = 0.
+fn sgd_piece<const WD: bool, const STATE: bool, const NESTEROV: bool>(
+    g: &mut [f32],
+    p: &mut [f32],
+    b: &mut [f32],
+    h: SgdScalars,
+) {
+    // Equal lengths up front: no bounds checks in the loop.
+    let n = g.len();
+    let p = &mut p[..n];
+    let b = if STATE { &mut b[..n] } else { b };
+    for j in 0..n {
+        let mut v = g[j] * h.scale;
+        g[j] = 0.0;
+        if WD {
+            v += h.wd * p[j];
+        }
+        if STATE {
+            let buf = h.momentum * b[j] + v;
+            b[j] = buf;
+            v = if NESTEROV { v + h.momentum * buf } else { buf };
+        }
+        p[j] -= h.lr * v;
     }
 }
