@@ -8,3 +8,8 @@ pub(crate) const WGSL: &str = include_str!("../../../shaders/fedadagrad.wgsl");
 pub fn second_moment(v: f32, d: f32, _beta2: f32) -> f32 {
     v + d * d
 }
+
+/// The native (cpu backend) kernel: the shared adaptive step with this rule.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    super::native_adaptive(c, second_moment)
+}

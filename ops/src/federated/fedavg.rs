@@ -27,3 +27,41 @@ pub(crate) fn dispatch(
         &[b.uniform, b.acc, b.global],
     )
 }
+
+/// The native (cpu backend) `fedavg`: `global += acc * inv_total; acc = 0`, in fixed
+/// pieces on rayon's threads.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeFedAvg { n: c.usize("N")? }))
+}
+
+struct NativeFedAvg {
+    n: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeFedAvg {
+    fn bindings(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let n = self.n;
+        let inv_total = super::native_fed(io, 0).inv_total;
+        let acc = &mut io.f32_mut(1)[..n];
+        let global = &mut io.f32_mut(2)[..n];
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        acc.par_chunks_mut(piece)
+            .zip(global.par_chunks_mut(piece))
+            .with_min_len(super::native_min_len(n))
+            .for_each(|(acc, g)| {
+                for (acc, g) in acc.iter_mut().zip(g) {
+                    *g += *acc * inv_total;
+                    *acc = 0.0;
+                }
+            });
+    }
+}

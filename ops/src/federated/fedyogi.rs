@@ -19,3 +19,8 @@ fn wgsl_sign(x: f32) -> f32 {
         0.0
     }
 }
+
+/// The native (cpu backend) kernel: the shared adaptive step with this rule.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    super::native_adaptive(c, second_moment)
+}

@@ -550,4 +550,127 @@ impl Federation {
 }
 
 /// The natively implemented kernels of federated rounds (the cpu backend; see `crate::native`).
-pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[];
+pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[
+    ("fed_client_delta", native_client_delta),
+    ("fedavg", fedavg::native),
+    ("fedavgm", fedavgm::native),
+    ("fedprox", fedprox::native),
+    ("fedadam", fedadam::native),
+    ("fedyogi", fedyogi::native),
+    ("fedadagrad", fedadagrad::native),
+    ("scaffold", scaffold::native),
+    ("scaffold_client", scaffold::native_client),
+    ("scaffold_correct", scaffold::native_correct),
+];
+
+/// Binding `i` of a native kernel as the federated uniform (as `Io::step` reads `Step`).
+fn native_fed(io: &crate::gpu::cpu::Io<'_>, i: usize) -> FedUniform {
+    let words = io.u32(i);
+    let n = std::mem::size_of::<FedUniform>() / 4;
+    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&words[..n]))
+}
+
+/// How many of the `pieces` pieces of an element-wise native kernel over `n` words rayon
+/// keeps together (all of them, on the calling thread, when `n` is small).
+fn native_min_len(n: usize) -> usize {
+    let piece = crate::native::ELEMENTS_PER_PIECE;
+    crate::gpu::cpu::min_pieces(n.div_ceil(piece), n)
+}
+
+/// The native (cpu backend) `fed_client_delta`: `acc += weight * (params - global)`, in
+/// fixed pieces on rayon's threads.
+fn native_client_delta(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    Ok(Box::new(NativeClientDelta { n: c.usize("N")? }))
+}
+
+struct NativeClientDelta {
+    n: usize,
+}
+
+impl crate::gpu::cpu::NativeKernel for NativeClientDelta {
+    fn bindings(&self) -> (usize, usize) {
+        (4, 4)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i == 3
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let n = self.n;
+        let weight = native_fed(io, 0).weight;
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        io.f32_mut(3)[..n]
+            .par_chunks_mut(piece)
+            .zip(io.f32(1)[..n].par_chunks(piece))
+            .zip(io.f32(2)[..n].par_chunks(piece))
+            .with_min_len(native_min_len(n))
+            .for_each(|((acc, p), g)| {
+                for ((a, &p), &g) in acc.iter_mut().zip(p).zip(g) {
+                    *a += weight * (p - g);
+                }
+            });
+    }
+}
+
+/// The native (cpu backend) adaptive server step (`fedadam`, `fedyogi`, `fedadagrad`):
+/// the WGSL's update per word with the rule's `second(v, d, beta2)`, in fixed pieces on
+/// rayon's threads. `state` holds m in its first half and v in its second.
+fn native_adaptive<F>(c: &crate::gpu::cpu::Constants, second: F) -> crate::elementwise::NativeResult
+where
+    F: Fn(f32, f32, f32) -> f32 + Send + Sync + 'static,
+{
+    Ok(Box::new(NativeAdaptive {
+        n: c.usize("N")?,
+        a: Adaptive {
+            lr: c.f32_bits("LR")?,
+            beta1: c.f32_bits("BETA1")?,
+            beta2: c.f32_bits("BETA2")?,
+            tau: c.f32_bits("TAU")?,
+        },
+        second,
+    }))
+}
+
+struct NativeAdaptive<F> {
+    n: usize,
+    a: Adaptive,
+    second: F,
+}
+
+impl<F: Fn(f32, f32, f32) -> f32 + Send + Sync> crate::gpu::cpu::NativeKernel
+    for NativeAdaptive<F>
+{
+    fn bindings(&self) -> (usize, usize) {
+        (4, 4)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 1
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let n = self.n;
+        let inv_total = native_fed(io, 0).inv_total;
+        let acc = &mut io.f32_mut(1)[..n];
+        let (m, v) = io.f32_mut(2)[..2 * n].split_at_mut(n);
+        let global = &mut io.f32_mut(3)[..n];
+        let a = self.a;
+        let piece = crate::native::ELEMENTS_PER_PIECE;
+        acc.par_chunks_mut(piece)
+            .zip(global.par_chunks_mut(piece))
+            .zip(m.par_chunks_mut(piece).zip(v.par_chunks_mut(piece)))
+            .with_min_len(native_min_len(n))
+            .for_each(|((acc, g), (m, v))| {
+                for (((acc, g), m), v) in acc.iter_mut().zip(g).zip(m).zip(v) {
+                    let d = *acc * inv_total;
+                    *acc = 0.0;
+                    *m = a.beta1 * *m + (1.0 - a.beta1) * d;
+                    *v = (self.second)(*v, d, a.beta2);
+                    *g += a.lr * *m / (v.sqrt() + a.tau);
+                }
+            });
+    }
+}

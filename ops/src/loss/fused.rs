@@ -175,3 +175,87 @@ impl FusedLoss {
         })
     }
 }
+
+/// Rows per piece of the native per-value losses: fixed, so the work splits the same way
+/// under any thread count (each row's sum runs in one piece, in `j` order).
+const ROWS_PER_PIECE: usize = 64;
+
+/// The native (cpu backend) kernel of a per-value loss (`mse`, `l1`, `huber`): per row,
+/// `term(diff)` gives each value's loss and its `dy` before the division by `D`, as the
+/// WGSL computes them; the row's loss is their sum, in `j` order, over `D`.
+pub(crate) fn native_per_value<F>(
+    c: &crate::gpu::cpu::Constants,
+    term: F,
+) -> crate::elementwise::NativeResult
+where
+    F: Fn(f32) -> (f32, f32) + Send + Sync + 'static,
+{
+    Ok(Box::new(NativePerValue {
+        batch: c.usize("BATCH")?,
+        d: c.usize("D")?,
+        term,
+    }))
+}
+
+struct NativePerValue<F> {
+    batch: usize,
+    d: usize,
+    term: F,
+}
+
+impl<F: Fn(f32) -> (f32, f32) + Send + Sync> crate::gpu::cpu::NativeKernel for NativePerValue<F> {
+    fn bindings(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn writes(&self, i: usize) -> bool {
+        i >= 3
+    }
+
+    fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
+        use rayon::prelude::*;
+        let rows = io.step(0).rows as usize;
+        let (batch, d) = (self.batch, self.d);
+        let n = batch * d;
+        let (y, t) = (&io.f32(1)[..n], &io.f32(2)[..n]);
+        let dy = &mut io.f32_mut(3)[..n];
+        let stats = &mut io.f32_mut(4)[..3 * batch];
+        let df = d as f32;
+        // One row: its `dy` and statistics, the loss summed in `j` order.
+        let row = |r: usize, dy: &mut [f32], st: &mut [f32]| {
+            let valid = r < rows;
+            let (y, t) = (&y[r * d..(r + 1) * d], &t[r * d..(r + 1) * d]);
+            let mut acc = 0.0f32;
+            for ((dy, &y), &t) in dy.iter_mut().zip(y).zip(t) {
+                let (value, grad) = (self.term)(y - t);
+                acc += value;
+                *dy = if valid { grad / df } else { 0.0 };
+            }
+            st[0] = if valid { acc / df } else { 0.0 };
+            st[1] = 0.0;
+            st[2] = 0.0;
+        };
+        if d == 0 {
+            // No values to split by: statistics only (a degenerate shape).
+            for (r, st) in stats.chunks_exact_mut(3).enumerate() {
+                row(r, &mut [], st);
+            }
+            return;
+        }
+        let pieces = batch.div_ceil(ROWS_PER_PIECE);
+        stats
+            .par_chunks_mut(3 * ROWS_PER_PIECE)
+            .zip(dy.par_chunks_mut(ROWS_PER_PIECE * d))
+            .with_min_len(crate::gpu::cpu::min_pieces(pieces, n))
+            .enumerate()
+            .for_each(|(p, (st, dy))| {
+                for (k, (st, dy)) in st
+                    .chunks_exact_mut(3)
+                    .zip(dy.chunks_exact_mut(d))
+                    .enumerate()
+                {
+                    row(p * ROWS_PER_PIECE + k, dy, st);
+                }
+            });
+    }
+}

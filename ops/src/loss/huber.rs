@@ -34,3 +34,19 @@ pub fn huber_cpu(y: &Tensor, targets: &[f32], rows: usize, delta: f32) -> LossOu
         (value, d.clamp(-delta, delta))
     })
 }
+
+/// The native (cpu backend) `huber`: per value the WGSL's select between the squared and
+/// the linear branch, `dy = clamp(diff, -delta, delta) / D` (as `min(max(..))`, WGSL's
+/// `clamp`, which unlike `f32::clamp` cannot panic on odd bounds).
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    let delta = c.f32_bits("DELTA")?;
+    super::fused::native_per_value(c, move |diff| {
+        let a = diff.abs();
+        let value = if a <= delta {
+            0.5 * diff * diff
+        } else {
+            delta * (a - 0.5 * delta)
+        };
+        (value, diff.max(-delta).min(delta))
+    })
+}

@@ -33,3 +33,18 @@ pub fn l1() -> FusedLoss {
         cpu: Arc::new(|y, truth, rows| l1_cpu(y, super::value_targets(truth), rows)),
     }
 }
+
+/// The native (cpu backend) `l1`: per value `|diff|`, `dy = sign(diff) / D` with WGSL's
+/// `sign` (0 at a tie, where Rust's `signum` would give ±1).
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    super::fused::native_per_value(c, |diff| {
+        let sign = if diff > 0.0 {
+            1.0
+        } else if diff < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        (diff.abs(), sign)
+    })
+}

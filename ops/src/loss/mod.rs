@@ -100,4 +100,12 @@ pub(crate) fn value_targets(truth: Truth<'_>) -> &[f32] {
 }
 
 /// The natively implemented kernels of losses (beyond cross entropy, listed with the step kernels) (the cpu backend; see `crate::native`).
-pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[];
+///
+/// A fused loss is found by its name: one a program supplies under the name of a built-in
+/// loss would run the built-in's native code, not its own WGSL.
+pub(crate) static NATIVE_KERNELS: &[(&str, crate::gpu::cpu::NativeFactory)] = &[
+    ("mse", mse::native),
+    ("l1", l1::native),
+    ("huber", huber::native),
+    ("distill", distill::native),
+];

@@ -23,3 +23,8 @@ pub fn mse() -> FusedLoss {
         cpu: Arc::new(|y, truth, rows| mse_cpu(y, super::value_targets(truth), rows)),
     }
 }
+
+/// The native (cpu backend) `mse`: per value `diff²`, `dy = 2 diff / D`, as the WGSL.
+pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
+    super::fused::native_per_value(c, |diff| (diff * diff, 2.0 * diff))
+}
