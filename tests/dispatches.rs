@@ -19,6 +19,8 @@ fn device() -> Option<ops::gpu::DeviceRequest> {
         backend,
         name: None,
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: false,
     })
 }
 

@@ -879,26 +879,37 @@ pub fn main() -> ExitCode {
 fn device_request(text: &str) -> ops::gpu::DeviceRequest {
     use ops::gpu::{BackendChoice, DeviceRequest};
     match text.to_ascii_lowercase().as_str() {
-        "auto" => DeviceRequest::default(),
+        "auto" => DeviceRequest {
+            needs_wgsl: crate::extend::registry().brings_kernels(),
+            ..DeviceRequest::default()
+        },
         "vulkan" => DeviceRequest {
             backend: BackendChoice::Vulkan,
             name: None,
             nth: 0,
+            needs_f16: false,
+            needs_wgsl: crate::extend::registry().brings_kernels(),
         },
         "gl" | "gles" | "opengl" => DeviceRequest {
             backend: BackendChoice::Gl,
             name: None,
             nth: 0,
+            needs_f16: false,
+            needs_wgsl: crate::extend::registry().brings_kernels(),
         },
         "cpu" => DeviceRequest {
             backend: BackendChoice::Cpu,
             name: None,
             nth: 0,
+            needs_f16: false,
+            needs_wgsl: crate::extend::registry().brings_kernels(),
         },
         _ => DeviceRequest {
             backend: BackendChoice::Auto,
             name: Some(text.to_string()),
             nth: 0,
+            needs_f16: false,
+            needs_wgsl: crate::extend::registry().brings_kernels(),
         },
     }
 }

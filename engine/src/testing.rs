@@ -85,7 +85,16 @@ pub fn snapshot_run(
     Ok(text)
 }
 
-/// The adapter `ENGINE_TEST_BACKEND` asks for (`vulkan` or `gl`), if it names one.
+/// Where a registered kernel is checked: `ENGINE_TEST_BACKEND`'s adapter, else `auto` on
+/// wgpu (a registered kernel is WGSL; the cpu backend has no native form of it).
+fn kernel_device() -> ops::gpu::DeviceRequest {
+    test_device().unwrap_or(ops::gpu::DeviceRequest {
+        needs_wgsl: true,
+        ..Default::default()
+    })
+}
+
+/// The adapter `ENGINE_TEST_BACKEND` asks for (`vulkan`, `gl` or `cpu`), if it names one.
 fn test_device() -> Option<ops::gpu::DeviceRequest> {
     let backend = match std::env::var("ENGINE_TEST_BACKEND").as_deref() {
         Ok("vulkan") => ops::gpu::BackendChoice::Vulkan,
@@ -97,6 +106,8 @@ fn test_device() -> Option<ops::gpu::DeviceRequest> {
         backend,
         name: None,
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: false,
     })
 }
 
@@ -126,7 +137,7 @@ pub fn check_fused_loss(loss: &ops::loss::FusedLoss) -> Result<(), String> {
     use ops::loss::{LossTargets, Truth};
     use ops::rng::Rng;
 
-    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let gpu = ops::gpu::Gpu::new(&kernel_device()).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(7);
     // (batch, outputs per row, valid rows): padding rows, a grid-stride tail, odd widths.
     for (batch, d, rows) in [(5, 7, 5), (67, 10, 61), (130, 3, 129)] {
@@ -225,7 +236,7 @@ pub fn check_layer<L: crate::extend::Layer>(
             L::NAME
         ));
     }
-    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let gpu = ops::gpu::Gpu::new(&kernel_device()).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(11);
     let mut shape = vec![batch];
     shape.extend_from_slice(input);
@@ -355,7 +366,7 @@ pub fn check_optimizer_spec(spec: &crate::spec::OptimizerSpec) -> Result<(), Str
         ));
     }
     let lr = spec.lr() as f32;
-    let gpu = ops::gpu::Gpu::new(&test_device().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let gpu = ops::gpu::Gpu::new(&kernel_device()).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(5);
     let len = 4 * 37;
     let mut cpu_params = rng.vec_uniform(len, -1.0, 1.0);

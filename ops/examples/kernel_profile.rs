@@ -32,6 +32,8 @@ fn main() {
         backend,
         name: None,
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: false,
     })
     .expect("device");
     let cfg = workloads::sgd_config(batch, 0.9);

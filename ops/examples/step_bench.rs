@@ -115,6 +115,8 @@ fn main() {
         backend,
         name: None,
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: false,
     };
     let steps = std::env::var("STEP_BENCH_STEPS")
         .ok()

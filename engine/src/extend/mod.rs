@@ -97,6 +97,12 @@ pub(crate) fn registry() -> &'static Registry {
 }
 
 impl Registry {
+    /// Whether the binary added layers, losses or optimizers: they bring WGSL kernels,
+    /// which the cpu backend has no native form of (so `auto` stays on wgpu).
+    pub fn brings_kernels(&self) -> bool {
+        !(self.layers.is_empty() && self.losses.is_empty() && self.optimizers.is_empty())
+    }
+
     pub fn callback(&self, name: &str) -> Option<&RegisteredCallback> {
         self.callbacks.iter().find(|c| c.name == name)
     }

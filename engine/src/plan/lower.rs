@@ -611,6 +611,8 @@ fn device_request(device: &spec::DeviceSpec) -> DeviceRequest {
         },
         name: device.adapter.clone(),
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: crate::extend::registry().brings_kernels(),
     }
 }
 

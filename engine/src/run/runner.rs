@@ -143,6 +143,10 @@ pub(super) fn run<'p>(
         // Ranks on one host spread over its equally good adapters (one GPU each).
         request.nth = crate::ranks::local_rank();
     }
+    request.needs_f16 = plan
+        .chains
+        .iter()
+        .any(|c| c.train.precision == ops::Precision::F16);
     let gpu = Gpu::new(&request)?;
     let with_fallback;
     let plan = match f16_on(plan, &gpu, lead && !options.quiet)? {

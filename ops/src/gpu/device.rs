@@ -16,7 +16,10 @@ pub const STORAGE_ALIGN_BYTES: u64 = 256;
 /// Which graphics API to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// Vulkan when an adapter exists, else GL.
+    /// The fastest device there is: a GPU through Vulkan (else GL); on machines whose
+    /// only adapters are Mesa's software ones (or none), the cpu backend, 2-6x faster
+    /// than lavapipe on the benchmarks (docs/performance.md), unless the plan needs f16
+    /// shaders and an adapter has them.
     #[default]
     Auto,
     /// Vulkan only (lavapipe on a machine without a GPU).
@@ -38,6 +41,12 @@ pub struct DeviceRequest {
     /// device type), the `nth` modulo their count: a data-parallel job passes each
     /// rank's index on its host, so its ranks spread over the host's GPUs.
     pub nth: usize,
+    /// The plan computes in f16 (`precision: f16`): `auto` then prefers an adapter with
+    /// f16 shaders over the cpu backend, which has none.
+    pub needs_f16: bool,
+    /// Some kernels have only a WGSL form (a binary's own layers, losses or optimizers):
+    /// `auto` then stays on wgpu, where they run.
+    pub needs_wgsl: bool,
 }
 
 /// What an adapter is and what it allows.
@@ -78,6 +87,18 @@ impl AdapterSummary {
     pub fn broadcast_lanes(&self) -> Option<usize> {
         (self.is_cpu() && self.subgroup_size == Some(8)).then_some(8)
     }
+}
+
+/// Whether `auto` opens the cpu backend for `req`: no adapter name asked for, every kernel
+/// native, no GPU among wgpu's adapters, and f16 either not needed or not offered by any.
+fn auto_is_cpu(req: &DeviceRequest) -> bool {
+    if req.name.is_some() || req.needs_wgsl {
+        return false;
+    }
+    let adapters = super::wgpu::list_wgpu_adapters();
+    let gpu = adapters.iter().any(|a| !a.is_cpu());
+    let f16 = adapters.iter().any(|a| a.shader_f16);
+    !gpu && !(req.needs_f16 && f16)
 }
 
 /// Every device the engine can open: the adapters wgpu sees on Vulkan and GL, then the
@@ -124,7 +145,9 @@ pub struct Gpu {
 impl Gpu {
     /// Opens the device `req` describes: a wgpu adapter, or the native CPU backend.
     pub fn new(req: &DeviceRequest) -> Result<Gpu, GpuError> {
-        if req.backend == BackendChoice::Cpu {
+        if req.backend == BackendChoice::Cpu
+            || (req.backend == BackendChoice::Auto && auto_is_cpu(req))
+        {
             return Ok(Gpu::with_backend(Box::new(super::cpu::CpuBackend::open(
                 crate::native::TABLES,
             ))));

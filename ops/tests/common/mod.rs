@@ -35,6 +35,8 @@ pub fn request() -> DeviceRequest {
         backend,
         name: None,
         nth: 0,
+        needs_f16: false,
+        needs_wgsl: false,
     }
 }
 
