@@ -24,18 +24,19 @@ fn main() {
         .map(|d| match d.as_str() {
             "vulkan" => DeviceRequest {
                 backend: BackendChoice::Vulkan,
-                name: None,
-                nth: 0,
+                ..DeviceRequest::default()
             },
             "gl" => DeviceRequest {
                 backend: BackendChoice::Gl,
-                name: None,
-                nth: 0,
+                ..DeviceRequest::default()
+            },
+            "cpu" => DeviceRequest {
+                backend: BackendChoice::Cpu,
+                ..DeviceRequest::default()
             },
             name => DeviceRequest {
-                backend: BackendChoice::Auto,
                 name: Some(name.to_string()),
-                nth: 0,
+                ..DeviceRequest::default()
             },
         });
     for file in ["pipelines/bench_mlp.yaml", "pipelines/bench_cnn.yaml"] {

@@ -98,7 +98,7 @@ fn auto_is_cpu(req: &DeviceRequest) -> bool {
     let adapters = super::wgpu::list_wgpu_adapters();
     let gpu = adapters.iter().any(|a| !a.is_cpu());
     let f16 = adapters.iter().any(|a| a.shader_f16);
-    !gpu && !(req.needs_f16 && f16)
+    !(gpu || req.needs_f16 && f16)
 }
 
 /// Every device the engine can open: the adapters wgpu sees on Vulkan and GL, then the
