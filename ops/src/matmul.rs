@@ -494,9 +494,18 @@ struct NativeGemm {
 /// small enough that two threads share a layer's GEMM.
 const NATIVE_PIECE_FLOPS: usize = 1 << 20;
 /// Fewest columns of a native GEMM slab (but for the last): each slab packs A once.
-const NATIVE_SLAB_COLUMNS: usize = 128;
+const NATIVE_SLAB_COLUMNS: usize = 64;
 /// Fewest rows of a native GEMM band (bands only split a GEMM that has no other pieces).
 const NATIVE_BAND_ROWS: usize = 16;
+
+/// The largest power of two not above `v` (at least 1).
+fn prev_power_of_two(v: usize) -> usize {
+    if v <= 1 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - v.leading_zeros())
+    }
+}
 
 /// k per block of matrixmultiply's sgemm (`S_KC`): within one block it adds the whole
 /// product to C with one rounding.
@@ -555,7 +564,10 @@ impl NativeKernel for NativeGemm {
         // Without batch or column slabs to share, rows split into bands (a batch-reduced
         // weight gradient: its sum over r must stay in one piece).
         let work = m * k * self.reduce;
-        let slabs = (work * n / NATIVE_PIECE_FLOPS).clamp(1, (n / NATIVE_SLAB_COLUMNS).max(1));
+        // A power of two, so that common thread counts share the slabs evenly.
+        let slabs = prev_power_of_two(
+            (work * n / NATIVE_PIECE_FLOPS).clamp(1, (n / NATIVE_SLAB_COLUMNS).max(1)),
+        );
         let width = n.div_ceil(slabs).div_ceil(16) * 16;
         let slabs = n.div_ceil(width).max(1);
         let bands = if self.batch * slabs == 1 {
