@@ -419,7 +419,7 @@ pub(crate) fn native_stats(c: &crate::gpu::cpu::Constants) -> crate::elementwise
 
 /// `batch_norm_forward`.
 pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
-    let eval = c.text("EVAL")? == "true";
+    let eval = c.bool("EVAL")?;
     native_of(c, NativePass::Forward { eval })
 }
 

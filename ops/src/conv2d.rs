@@ -806,22 +806,12 @@ impl crate::gpu::cpu::NativeKernel for NativeCol2im {
 
 /// The native (cpu backend) `conv2d_bias_relu`: `y = max(y + bias[channel], 0)`.
 pub(crate) fn native_bias_relu(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
-    let flag = |key: &str| -> Result<bool, GpuError> {
-        match c.text(key)? {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(GpuError::Shader {
-                kernel: "conv2d_bias_relu".into(),
-                message: format!("native kernel: constant {key} `{other}` is not a bool"),
-            }),
-        }
-    };
     Ok(Box::new(NativeBiasRelu {
         n: c.usize("N")?,
         plane: c.usize("PLANE")?,
         co: c.usize("CO")?,
-        bias: flag("BIAS")?,
-        relu: flag("RELU")?,
+        bias: c.bool("BIAS")?,
+        relu: c.bool("RELU")?,
     }))
 }
 

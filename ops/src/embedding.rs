@@ -170,8 +170,8 @@ pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwi
     }))
 }
 
-/// The native (cpu backend) `embedding_backward`: each row adds the gradients of its
-/// positions in position order (one piece per row).
+/// The native (cpu backend) `embedding_backward`: each row sums the gradients of its
+/// positions in position order, then adds the sum (one piece per row).
 pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementwise::NativeResult {
     Ok(Box::new(NativeEmbedding {
         n: c.usize("N")?,
@@ -209,11 +209,24 @@ impl crate::gpu::cpu::NativeKernel for NativeEmbedding {
                 .par_chunks_mut(dim)
                 .enumerate()
                 .for_each(|(r, dw)| {
-                    for (p, &id) in x[..positions].iter().enumerate() {
-                        if id.round_ties_even() == r as f32 {
-                            for (w, g) in dw.iter_mut().zip(&dy[p * dim..][..dim]) {
-                                *w += g;
+                    // As the WGSL: the row's terms summed from zero in position order,
+                    // then added to the gradient once (so accumulation groups add up
+                    // the same way however they are split), a stack block of the row at
+                    // a time.
+                    const BLOCK: usize = 64;
+                    for d0 in (0..dim).step_by(BLOCK) {
+                        let width = BLOCK.min(dim - d0);
+                        let mut acc = [0f32; BLOCK];
+                        for (p, &id) in x[..positions].iter().enumerate() {
+                            if id.round_ties_even() == r as f32 {
+                                let g = &dy[p * dim + d0..][..width];
+                                for (a, g) in acc.iter_mut().zip(g) {
+                                    *a += g;
+                                }
                             }
+                        }
+                        for (w, a) in dw[d0..d0 + width].iter_mut().zip(&acc) {
+                            *w += a;
                         }
                     }
                 });

@@ -406,7 +406,6 @@ impl Gemm {
                 "BIAS",
                 s((bias.is_some() && self.bias == Bias::PerColumn) as usize),
             ),
-            ("BATCH", s(self.batch)),
         ];
         let bias = bias.filter(|_| self.bias == Bias::PerColumn);
         let f16 = k.precision() == crate::Precision::F16;
@@ -460,7 +459,6 @@ pub(crate) fn native(c: &crate::gpu::cpu::Constants) -> Result<Box<dyn NativeKer
         relu: c.flag("RELU")?,
         masked: c.flag("MASKED")?,
         bias: c.flag("BIAS")?,
-        batch: c.usize("BATCH")?,
         product: std::sync::Mutex::default(),
     }))
 }
@@ -485,7 +483,6 @@ struct NativeGemm {
     relu: bool,
     masked: bool,
     bias: bool,
-    batch: usize,
     /// The product of an accumulating GEMM before it is added to C.
     product: std::sync::Mutex<Vec<f32>>,
 }
@@ -507,11 +504,24 @@ fn prev_power_of_two(v: usize) -> usize {
     }
 }
 
-/// k per block of matrixmultiply's sgemm (`S_KC`): within one block it adds the whole
-/// product to C with one rounding.
+/// k per block of matrixmultiply's sgemm (`S_KC`, 256 unless its build sets
+/// `MATMUL_SGEMM_KC`, which the engine's does not): within one block it adds the whole
+/// product to C with one rounding. The data-parallel bit-identity tests on the cpu backend
+/// (`ops/tests/data_parallel.rs`) would catch a smaller block.
 const SGEMM_KC: usize = 256;
 
 impl NativeGemm {
+    /// One past the largest word a GEMM over `batch` entries touches in an operand
+    /// addressed `z * batch_stride + r * reduce_stride + i * row + j * col` (i < rows,
+    /// j < cols); 0 when it touches none.
+    fn extent(batch: usize, reduce: usize, strides: [usize; 4], rows: usize, cols: usize) -> usize {
+        let [b, r, row, col] = strides;
+        if batch == 0 || reduce == 0 || rows == 0 || cols == 0 {
+            return 0;
+        }
+        (batch - 1) * b + (reduce - 1) * r + (rows - 1) * row + (cols - 1) * col + 1
+    }
+
     /// Whether an accumulating GEMM may let sgemm add into C (`beta = 1`) and still give
     /// `C + (A·B)` with the product complete: one reduction step, K within one block of
     /// k, and no bias to add before C.
@@ -530,9 +540,56 @@ impl NativeKernel for NativeGemm {
         i == 2
     }
 
+    fn check(&self, lens: &[usize], grid: [u32; 3]) -> Result<(), String> {
+        let batch = grid[2] as usize;
+        let (m, n, k) = (self.m, self.n, self.k);
+        let a = [
+            self.a_batch,
+            self.a_reduce,
+            self.a_row as usize,
+            self.a_col as usize,
+        ];
+        let b = [
+            self.b_batch,
+            self.b_reduce,
+            self.b_row as usize,
+            self.b_col as usize,
+        ];
+        let c = Self::extent(batch, 1, [self.c_batch, 0, n, 1], m, n);
+        let mut need = vec![
+            ("A", 0, Self::extent(batch, self.reduce, a, m, k)),
+            ("B", 1, Self::extent(batch, self.reduce, b, k, n)),
+            ("C", 2, c),
+        ];
+        if self.bias {
+            need.push(("the bias", 3, n));
+        }
+        if self.masked {
+            need.push(("the mask", 3 + usize::from(self.bias), c));
+        }
+        for (what, i, words) in need {
+            if lens[i] < words {
+                return Err(format!("{what} needs {words} words, {} are bound", lens[i]));
+            }
+        }
+        // Pieces of different batch entries write C at once: their blocks must not overlap.
+        if batch > 1 && self.c_batch < m * n {
+            return Err(format!(
+                "batch entries {} words apart overlap in a {m} x {n} C",
+                self.c_batch
+            ));
+        }
+        Ok(())
+    }
+
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
         use crate::gpu::cpu::{SendPtr, for_pieces_sized};
         let (m, n, k) = (self.m, self.n, self.k);
+        // The batch is the grid's third axis (`check` held it against the buffers).
+        let batch = io.grid()[2] as usize;
+        if m == 0 || n == 0 || batch == 0 {
+            return;
+        }
         let a = io.f32(0);
         let b = io.f32(1);
         let c = SendPtr(io.f32_mut(2).as_mut_ptr());
@@ -550,8 +607,8 @@ impl NativeKernel for NativeGemm {
         // sgemm's `beta = 1` is that same addition when one block of k covers K (a
         // single rounding of product + C) and nothing comes between them.
         let separate = self.accumulate && !self.direct_accumulate();
-        if separate && product.len() < self.batch * m * n {
-            product.resize(self.batch * m * n, 0.0);
+        if separate && product.len() < batch * m * n {
+            product.resize(batch * m * n, 0.0);
         }
         let (dst, dst_batch) = if separate {
             (SendPtr(product.as_mut_ptr()), m * n)
@@ -570,7 +627,7 @@ impl NativeKernel for NativeGemm {
         );
         let width = n.div_ceil(slabs).div_ceil(16) * 16;
         let slabs = n.div_ceil(width).max(1);
-        let bands = if self.batch * slabs == 1 {
+        let bands = if batch * slabs == 1 {
             (work * n / NATIVE_PIECE_FLOPS).clamp(1, m.div_ceil(NATIVE_BAND_ROWS))
         } else {
             1
@@ -578,8 +635,8 @@ impl NativeKernel for NativeGemm {
         let rows = m.div_ceil(bands);
         let bands = m.div_ceil(rows).max(1);
         let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
-        let total = self.batch * work * n;
-        for_pieces_sized(self.batch * slabs * bands, total, |piece| {
+        let total = batch * work * n;
+        for_pieces_sized(batch * slabs * bands, total, |piece| {
             let (z, s, band) = (
                 piece / (slabs * bands),
                 (piece / bands) % slabs,
@@ -639,7 +696,9 @@ impl NativeKernel for NativeGemm {
                     if let Some(mask) = mask {
                         let at = z * self.c_batch + i * n + n0;
                         for (v, g) in row.iter_mut().zip(&mask[at..at + cols]) {
-                            if *g <= 0.0 {
+                            // Zeroed unless positive (NaN too), as the WGSL's select.
+                            let positive = *g > 0.0;
+                            if !positive {
                                 *v = 0.0;
                             }
                         }

@@ -132,9 +132,10 @@ impl NativeKernel for MetricsReduce {
             metrics[1] = (sum >> 32) as u32;
             metrics[6] = (sum >> 64) as u32;
         }
-        metrics[2] += correct;
-        metrics[3] += top5;
-        metrics[4] += rows as u32;
+        // Wrapping, as the WGSL's u32 arithmetic.
+        metrics[2] = metrics[2].wrapping_add(correct);
+        metrics[3] = metrics[3].wrapping_add(top5);
+        metrics[4] = metrics[4].wrapping_add(rows as u32);
     }
 }
 

@@ -29,8 +29,9 @@ pub(crate) fn bias_grad(
     )
 }
 
-/// The native (cpu backend) `bias_grad`: per channel the same order as the WGSL (samples,
-/// then positions), channels in fixed groups of 64 on rayon's threads.
+/// The native (cpu backend) `bias_grad`: per channel, samples in order, each sample's
+/// positions summed in eight interleaved lanes (a fixed order of the cpu backend's own);
+/// channels in fixed groups on rayon's threads.
 pub(crate) fn native_bias_grad(
     c: &crate::gpu::cpu::Constants,
 ) -> Result<Box<dyn crate::gpu::cpu::NativeKernel>, GpuError> {
@@ -57,6 +58,17 @@ impl crate::gpu::cpu::NativeKernel for NativeBiasGrad {
 
     fn writes(&self, i: usize) -> bool {
         i == 1
+    }
+
+    fn check(&self, lens: &[usize], _grid: [u32; 3]) -> Result<(), String> {
+        let dy = self.outer * self.channels * self.inner;
+        if lens[0] < dy || lens[1] < self.channels {
+            return Err(format!(
+                "needs {dy} and {} words, {} and {} are bound",
+                self.channels, lens[0], lens[1]
+            ));
+        }
+        Ok(())
     }
 
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {

@@ -140,7 +140,7 @@ pub(crate) fn native_forward(c: &crate::gpu::cpu::Constants) -> crate::elementwi
     Ok(Box::new(NativeSoftmax {
         rows: c.usize("N")?,
         d: c.usize("D")?,
-        log: c.text("LOG")? == "true",
+        log: c.bool("LOG")?,
         backward: false,
     }))
 }
@@ -150,7 +150,7 @@ pub(crate) fn native_backward(c: &crate::gpu::cpu::Constants) -> crate::elementw
     Ok(Box::new(NativeSoftmax {
         rows: c.usize("N")?,
         d: c.usize("D")?,
-        log: c.text("LOG")? == "true",
+        log: c.bool("LOG")?,
         backward: true,
     }))
 }

@@ -47,7 +47,13 @@ impl Backend for HostBackend {
         })
     }
 
-    fn bind(&self, _: &Handle, name: &str, _: &[&BufferRef]) -> Result<Handle, GpuError> {
+    fn bind(
+        &self,
+        _: &Handle,
+        name: &str,
+        _: &[&BufferRef],
+        _: [u32; 3],
+    ) -> Result<Handle, GpuError> {
         Err(foreign(&format!("kernel {name}")))
     }
 

@@ -184,6 +184,17 @@ pub(crate) fn compose_step(
 pub struct DataParallelRefused(pub String);
 
 impl Plan {
+    /// The device to open: `requested` (the command line's `--device`) or the pipeline's,
+    /// told whether a step computes in f16 (so `auto` picks an adapter with f16 shaders).
+    pub fn device(&self, requested: Option<&ops::gpu::DeviceRequest>) -> ops::gpu::DeviceRequest {
+        let mut request = requested.unwrap_or(&self.device_request).clone();
+        request.needs_f16 = self
+            .chains
+            .iter()
+            .any(|c| c.train.precision == ops::Precision::F16);
+        request
+    }
+
     /// The plan run by `ranks` processes together (`mpirun -np N`): each update adds the
     /// micro-batches of every rank, so a chain's group is `ranks` x its accumulation
     /// micro-batches, in the order one process accumulating them would run them.

@@ -132,7 +132,7 @@ pub fn bench_pipeline(
         .chains
         .first()
         .ok_or_else(|| RunError::Unsupported("the pipeline has no training chain".into()))?;
-    let request = device.unwrap_or_else(|| plan.device_request.clone());
+    let request = plan.device(device.as_ref());
     let data = prepare(&plan.datasets[chain.dataset.0].config)?;
     let config = BatchConfig {
         shuffle: true,

@@ -63,7 +63,7 @@ pub struct EvalDispatches {
 /// Builds every chain and eval of `plan` on the adapter (no data is read) and lists what
 /// they dispatch.
 pub fn dispatch_plan(plan: &Plan, device: Option<DeviceRequest>) -> Result<DispatchPlan, RunError> {
-    let gpu = Gpu::new(&device.unwrap_or_else(|| plan.device_request.clone()))?;
+    let gpu = Gpu::new(&plan.device(device.as_ref()))?;
     let frozen = frozen_runs(&gpu, plan)?;
     let mut steps = Vec::with_capacity(plan.chains.len());
     let mut chains = Vec::with_capacity(plan.chains.len());

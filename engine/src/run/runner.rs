@@ -135,18 +135,11 @@ pub(super) fn run<'p>(
             )));
         }
     }
-    let mut request = options
-        .device
-        .clone()
-        .unwrap_or_else(|| plan.device_request.clone());
+    let mut request = plan.device(options.device.as_ref());
     if ranks.size() > 1 {
         // Ranks on one host spread over its equally good adapters (one GPU each).
         request.nth = crate::ranks::local_rank();
     }
-    request.needs_f16 = plan
-        .chains
-        .iter()
-        .any(|c| c.train.precision == ops::Precision::F16);
     let gpu = Gpu::new(&request)?;
     let with_fallback;
     let plan = match f16_on(plan, &gpu, lead && !options.quiet)? {

@@ -86,13 +86,15 @@ pub trait Backend: Send + Sync {
     /// Compiles one kernel (the front caches the result by name and specialisation).
     fn compile(&self, source: &KernelSource<'_>) -> Result<Handle, GpuError>;
 
-    /// Binds `bindings` (binding `i` at `@binding(i)`) to a compiled kernel, once at plan
-    /// time: the returned handle is replayed by every submission of the dispatch.
+    /// Binds `bindings` (binding `i` at `@binding(i)`) to a compiled kernel for a
+    /// dispatch over `workgroups`, once at plan time: the returned handle is replayed by
+    /// every submission of the dispatch.
     fn bind(
         &self,
         kernel: &Handle,
         name: &str,
         bindings: &[&BufferRef],
+        workgroups: [u32; 3],
     ) -> Result<Handle, GpuError>;
 
     /// Runs `dispatches` in order as one submission (a training step, an eval batch):

@@ -23,23 +23,31 @@ use super::kernel::{Buffer, BufferRef, Dispatch, Work};
 struct HostBuffer {
     ptr: *mut u32,
     len: usize,
+    /// The backend that made it ([`CpuBackend::id`]): another's buffers are refused.
+    owner: u64,
 }
 
-// SAFETY: the front ([`super::Gpu`]) calls a backend from the thread that owns it, one call
-// at a time; inside a dispatch, kernels write only bindings that overlap no other binding
-// (checked by `bind`) and split those writes between threads into disjoint pieces.
+// SAFETY: every access goes through a `CpuBackend` that made the buffer (checked by
+// `host`), and its uploads, submissions and read-backs hold its lock, so they never run at
+// the same time; inside a dispatch, kernels write only bindings that overlap no other used
+// binding (checked by `bind`) and split those writes between threads into disjoint pieces.
 unsafe impl Sync for HostBuffer {}
 // SAFETY: the memory is owned by the buffer alone.
 unsafe impl Send for HostBuffer {}
 
 impl HostBuffer {
-    fn zeroed(words: usize) -> HostBuffer {
-        let boxed: Box<[u32]> = vec![0u32; words].into_boxed_slice();
+    /// `words` zeroed words, or `None` when the memory is not there (no abort).
+    fn zeroed(words: usize, owner: u64) -> Option<HostBuffer> {
+        let mut v: Vec<u32> = Vec::new();
+        v.try_reserve_exact(words).ok()?;
+        v.resize(words, 0);
+        let boxed = v.into_boxed_slice();
         let len = boxed.len();
-        HostBuffer {
+        Some(HostBuffer {
             ptr: Box::into_raw(boxed).cast::<u32>(),
             len,
-        }
+            owner,
+        })
     }
 
     fn ptr(&self) -> *mut u32 {
@@ -84,6 +92,15 @@ impl Constants {
     /// `key` as a 0/1 flag.
     pub fn flag(&self, key: &str) -> Result<bool, GpuError> {
         Ok(self.usize(key)? != 0)
+    }
+
+    /// `key` as a WGSL `bool` literal (`true` or `false`).
+    pub fn bool(&self, key: &str) -> Result<bool, GpuError> {
+        match self.text(key)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            t => Err(self.bad(key, &format!("`{t}` is not a bool"))),
+        }
     }
 
     /// `key` as an f32 given by its bits (`wgsl_f32`).
@@ -170,6 +187,13 @@ pub trait NativeKernel: Send + Sync {
         true
     }
 
+    /// Checks the bound lengths (words per binding) against what a dispatch over `grid`
+    /// will touch, for kernels that address their buffers through raw pointers: a
+    /// mismatch is refused at bind time instead of reading or writing past a buffer.
+    fn check(&self, _lens: &[usize], _grid: [u32; 3]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Runs the dispatch.
     fn run(&self, io: &Io<'_>);
 }
@@ -184,12 +208,18 @@ struct Range {
     len: usize,
 }
 
-/// The buffers of one dispatch, as slices.
+/// The buffers of one dispatch, as slices, and its workgroup grid.
 pub struct Io<'a> {
     ranges: &'a [Range],
+    grid: [u32; 3],
 }
 
 impl Io<'_> {
+    /// The dispatch's workgroup grid (a batched GEMM's batch is its third axis).
+    pub fn grid(&self) -> [u32; 3] {
+        self.grid
+    }
+
     /// Buffers bound.
     pub fn len(&self) -> usize {
         self.ranges.len()
@@ -243,6 +273,7 @@ impl Io<'_> {
 
 /// A kernel with its buffers: the ranges as raw parts, the handles keeping them alive.
 struct Bound {
+    owner: u64,
     kernel: Arc<dyn NativeKernel>,
     ranges: Vec<Range>,
     _buffers: Vec<Handle>,
@@ -259,7 +290,15 @@ struct Compiled(Arc<dyn NativeKernel>);
 pub(crate) struct CpuBackend {
     summary: AdapterSummary,
     kernels: &'static [&'static [(&'static str, NativeFactory)]],
+    /// Tells this backend's buffers from another's.
+    id: u64,
+    /// Held by every call that touches buffer memory, so that two threads sharing the
+    /// front cannot race on a buffer.
+    busy: std::sync::Mutex<()>,
 }
+
+/// Ids of cpu backends opened in this process.
+static NEXT_BACKEND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The widest SIMD instruction set this CPU runs (what the GEMM kernels use).
 pub fn simd_level() -> &'static str {
@@ -308,28 +347,44 @@ impl CpuBackend {
         CpuBackend {
             summary: cpu_summary(),
             kernels,
+            id: NEXT_BACKEND.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            busy: std::sync::Mutex::new(()),
         }
     }
 }
 
-fn host(buffer: &Buffer) -> Result<&HostBuffer, GpuError> {
-    buffer
-        .handle()
-        .get::<HostBuffer>()
-        .ok_or_else(|| foreign("a buffer"))
+impl CpuBackend {
+    fn host<'b>(&self, buffer: &'b Buffer) -> Result<&'b HostBuffer, GpuError> {
+        buffer
+            .handle()
+            .get::<HostBuffer>()
+            .filter(|b| b.owner == self.id)
+            .ok_or_else(|| foreign("a buffer"))
+    }
+
+    /// The words `r` covers, checked against its buffer.
+    fn range_of(&self, r: &BufferRef) -> Result<Range, GpuError> {
+        range_in(self.host(&r.buffer)?, r)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
-/// The words `r` covers, checked against its buffer.
-fn range_of(r: &BufferRef) -> Result<Range, GpuError> {
-    let buf = host(&r.buffer)?;
+/// The words `r` covers in `buf`, checked.
+fn range_in(buf: &HostBuffer, r: &BufferRef) -> Result<Range, GpuError> {
+    let end = r.offset.checked_add(r.size);
     if !r.offset.is_multiple_of(4)
         || !r.size.is_multiple_of(4)
-        || (r.offset + r.size) / 4 > buf.len() as u64
+        || end.is_none_or(|e| e / 4 > buf.len() as u64)
     {
         return Err(GpuError::Validation(format!(
-            "range {}..{} is not whole words inside its {}-word buffer",
+            "range of {} bytes at {} is not whole words inside its {}-word buffer",
+            r.size,
             r.offset,
-            r.offset + r.size,
             buf.len()
         )));
     }
@@ -352,17 +407,23 @@ impl Backend for CpuBackend {
             needed: bytes,
             limit: usize::MAX as u64,
         })?;
-        Ok(Handle::new(HostBuffer::zeroed(words)))
+        let buffer = HostBuffer::zeroed(words, self.id).ok_or_else(|| GpuError::TooLarge {
+            what: "a host buffer (memory not available)".into(),
+            needed: bytes,
+            limit: 0,
+        })?;
+        Ok(Handle::new(buffer))
     }
 
     fn upload(&self, dst: &Buffer, offset: u64, bytes: &[u8]) -> Result<(), GpuError> {
-        let range = range_of(&BufferRef {
+        let _busy = self.lock();
+        let range = self.range_of(&BufferRef {
             buffer: dst.clone(),
             offset,
             size: bytes.len() as u64,
         })?;
         // SAFETY: the range is inside the buffer (checked) and no dispatch runs during an
-        // upload (calls come one at a time).
+        // upload (the lock).
         let words = unsafe { std::slice::from_raw_parts_mut(range.ptr, range.len) };
         bytemuck::cast_slice_mut::<u32, u8>(words).copy_from_slice(bytes);
         Ok(())
@@ -394,6 +455,7 @@ impl Backend for CpuBackend {
         kernel: &Handle,
         name: &str,
         bindings: &[&BufferRef],
+        workgroups: [u32; 3],
     ) -> Result<Handle, GpuError> {
         let kernel = kernel
             .get::<Compiled>()
@@ -409,8 +471,12 @@ impl Backend for CpuBackend {
         }
         let ranges = bindings
             .iter()
-            .map(|b| range_of(b))
+            .map(|b| self.range_of(b))
             .collect::<Result<Vec<_>, _>>()?;
+        let lens: Vec<usize> = ranges.iter().map(|r| r.len).collect();
+        kernel
+            .check(&lens, workgroups)
+            .map_err(|e| GpuError::Validation(format!("kernel {name}: {e}")))?;
         for (i, a) in bindings.iter().enumerate() {
             for (j, b) in bindings.iter().enumerate().skip(i + 1) {
                 let overlap = a.buffer == b.buffer
@@ -427,6 +493,7 @@ impl Backend for CpuBackend {
             }
         }
         Ok(Handle::new(Bound {
+            owner: self.id,
             kernel,
             ranges,
             _buffers: bindings.iter().map(|b| b.buffer.handle().clone()).collect(),
@@ -434,16 +501,21 @@ impl Backend for CpuBackend {
     }
 
     fn submit(&self, dispatches: &mut dyn Iterator<Item = &Dispatch>) -> Result<(), GpuError> {
+        let _busy = self.lock();
         for d in dispatches {
             match d.work() {
-                Work::Compute { bound, .. } => {
-                    let bound = bound.get::<Bound>().ok_or_else(|| foreign("a dispatch"))?;
+                Work::Compute { bound, workgroups } => {
+                    let bound = bound
+                        .get::<Bound>()
+                        .filter(|b| b.owner == self.id)
+                        .ok_or_else(|| foreign("a dispatch"))?;
                     bound.kernel.run(&Io {
                         ranges: &bound.ranges,
+                        grid: *workgroups,
                     });
                 }
                 Work::Copy { src, dst } => {
-                    let (s, t) = (range_of(src)?, range_of(dst)?);
+                    let (s, t) = (self.range_of(src)?, self.range_of(dst)?);
                     if s.len > t.len {
                         return Err(GpuError::Validation(format!(
                             "copy {} of {} words into {} words",
@@ -460,8 +532,9 @@ impl Backend for CpuBackend {
     }
 
     fn read_back(&self, src: &BufferRef, _staging: &Buffer) -> Result<Vec<u8>, GpuError> {
-        let r = range_of(src)?;
-        // SAFETY: inside a live buffer (checked); nothing runs concurrently.
+        let _busy = self.lock();
+        let r = self.range_of(src)?;
+        // SAFETY: inside a live buffer (checked); nothing runs concurrently (the lock).
         let words = unsafe { std::slice::from_raw_parts(r.ptr, r.len) };
         Ok(bytemuck::cast_slice(words).to_vec())
     }
@@ -524,3 +597,54 @@ impl SendPtr {
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{BackendChoice, DeviceRequest, Gpu, KernelBuilder};
+
+    fn cpu() -> Gpu {
+        Gpu::new(&DeviceRequest {
+            backend: BackendChoice::Cpu,
+            ..DeviceRequest::default()
+        })
+        .expect("the cpu backend always opens")
+    }
+
+    #[test]
+    fn another_backends_buffers_and_ranges_past_the_end_are_refused() {
+        let (a, b) = (cpu(), cpu());
+        let buffer = a.storage_buffer("x", 64).unwrap();
+        assert!(a.write(&buffer, 0, &[1.0f32; 4]).is_ok());
+        assert!(
+            b.write(&buffer, 0, &[1.0f32; 4]).is_err(),
+            "a foreign buffer"
+        );
+        let wrapping = BufferRef {
+            buffer: buffer.clone(),
+            offset: u64::MAX - 3,
+            size: 4,
+        };
+        assert!(a.read_f32(&wrapping).is_err(), "an offset that wraps");
+        let past = BufferRef {
+            buffer,
+            offset: 60,
+            size: 8,
+        };
+        assert!(a.read_f32(&past).is_err(), "a range past the end");
+    }
+
+    #[test]
+    fn a_gemm_whose_buffers_are_too_small_is_refused_at_bind() {
+        let gpu = cpu();
+        let mut k = KernelBuilder::new(&gpu);
+        let words = |n: u64| BufferRef::whole(&gpu.storage_buffer("t", n * 4).unwrap());
+        let (a, b) = (words(4 * 8), words(8 * 5));
+        let gemm = crate::matmul::Gemm::nn(4, 5, 8);
+        assert!(gemm.dispatch(&mut k, &a, &b, None, &words(20)).is_ok());
+        let err = gemm
+            .dispatch(&mut k, &a, &b, None, &words(12).words(0, 12))
+            .unwrap_err();
+        assert!(err.to_string().contains("C needs 20 words"), "{err}");
+    }
+}

@@ -267,8 +267,9 @@ impl Gpu {
         kernel: &Handle,
         name: &str,
         bindings: &[&BufferRef],
+        workgroups: [u32; 3],
     ) -> Result<Handle, GpuError> {
-        self.backend.bind(kernel, name, bindings)
+        self.backend.bind(kernel, name, bindings, workgroups)
     }
 
     /// Starts (or stops) recording the dispatches of every step and eval submitted.

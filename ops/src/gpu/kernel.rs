@@ -324,7 +324,7 @@ impl<'a> KernelBuilder<'a> {
             });
         }
         let compiled = self.kernel(kernel, sources, subst)?;
-        let bound = self.gpu.bind(&compiled, kernel, bindings)?;
+        let bound = self.gpu.bind(&compiled, kernel, bindings, workgroups)?;
         Ok(Dispatch {
             kernel: kernel.to_string(),
             work: Work::Compute { bound, workgroups },

@@ -236,6 +236,7 @@ impl Backend for WgpuBackend {
         kernel: &Handle,
         name: &str,
         bindings: &[&BufferRef],
+        _workgroups: [u32; 3],
     ) -> Result<Handle, GpuError> {
         let pipeline = kernel
             .get::<wgpu::ComputePipeline>()

@@ -157,6 +157,17 @@ impl crate::gpu::cpu::NativeKernel for NativeCrossEntropy {
         i >= 3
     }
 
+    fn check(&self, lens: &[usize], _grid: [u32; 3]) -> Result<(), String> {
+        let z = self.batch * self.classes;
+        if lens[1] < z || lens[2] < self.batch || lens[3] < z || lens[4] < 3 * self.batch {
+            return Err(format!(
+                "a batch of {} rows of {} classes does not fit the bound buffers",
+                self.batch, self.classes
+            ));
+        }
+        Ok(())
+    }
+
     fn run(&self, io: &crate::gpu::cpu::Io<'_>) {
         use crate::gpu::cpu::{SendPtr, for_pieces};
         let rows = io.step(0).rows as usize;
