@@ -878,39 +878,18 @@ pub fn main() -> ExitCode {
 /// `--device auto|vulkan|gl|cpu|<adapter name part>`.
 fn device_request(text: &str) -> ops::gpu::DeviceRequest {
     use ops::gpu::{BackendChoice, DeviceRequest};
-    match text.to_ascii_lowercase().as_str() {
-        "auto" => DeviceRequest {
-            needs_wgsl: crate::extend::registry().brings_kernels(),
-            ..DeviceRequest::default()
-        },
-        "vulkan" => DeviceRequest {
-            backend: BackendChoice::Vulkan,
-            name: None,
-            nth: 0,
-            needs_f16: false,
-            needs_wgsl: crate::extend::registry().brings_kernels(),
-        },
-        "gl" | "gles" | "opengl" => DeviceRequest {
-            backend: BackendChoice::Gl,
-            name: None,
-            nth: 0,
-            needs_f16: false,
-            needs_wgsl: crate::extend::registry().brings_kernels(),
-        },
-        "cpu" => DeviceRequest {
-            backend: BackendChoice::Cpu,
-            name: None,
-            nth: 0,
-            needs_f16: false,
-            needs_wgsl: crate::extend::registry().brings_kernels(),
-        },
-        _ => DeviceRequest {
-            backend: BackendChoice::Auto,
-            name: Some(text.to_string()),
-            nth: 0,
-            needs_f16: false,
-            needs_wgsl: crate::extend::registry().brings_kernels(),
-        },
+    let (backend, name) = match text.to_ascii_lowercase().as_str() {
+        "auto" => (BackendChoice::Auto, None),
+        "vulkan" => (BackendChoice::Vulkan, None),
+        "gl" | "gles" | "opengl" => (BackendChoice::Gl, None),
+        "cpu" => (BackendChoice::Cpu, None),
+        _ => (BackendChoice::Auto, Some(text.to_string())),
+    };
+    DeviceRequest {
+        backend,
+        name,
+        needs_wgsl: crate::extend::registry().brings_kernels(),
+        ..DeviceRequest::default()
     }
 }
 
