@@ -1,5 +1,7 @@
 // matmul: C[z] (+)= sum_r A[z,r] . B[z,r] (+ bias) (then relu, then * mask), operands
 // addressed through strides (see ops/src/matmul.rs, which generates the tile code).
+// Under mixed precision A, B, C and the mask may hold f16 values (stored activations):
+// loads widen them to f32, stores round to f16; products and sums are f32 either way.
 //
 // Layout of the work, one of two (ops/src/matmul.rs picks):
 // - rows per invocation: a workgroup of WG x WG invocations; invocation (x, y) owns rows
@@ -43,19 +45,19 @@ const TN: u32 = {{TN}}u;
 const WG: u32 = {{WG}}u;
 const RS: u32 = {{RS}}u;                // invocations along y = distance between an invocation's rows
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<{{A_ELEM}}>;
+@group(0) @binding(1) var<storage, read> b: array<{{B_ELEM}}>;
+@group(0) @binding(2) var<storage, read_write> c: array<{{C_ELEM}}>;
 {{EXTRA_BINDINGS}}
 
 // `v` has the bias added already (loaded once per column, before the store loop).
 fn epilogue(z: u32, m: u32, n: u32, v: f32) {
     let i = z * C_BATCH + m * N + n;
     var out = v;
-    if (ACCUMULATE == 1u) { out += c[i]; }
+    if (ACCUMULATE == 1u) { out += f32(c[i]); }
     if (RELU == 1u) { out = max(out, 0.0); }
 {{MASK_APPLY}}
-    c[i] = out;
+    c[i] = {{C_STORE}};
 }
 
 @compute @workgroup_size({{WG}}, {{RS}}, 1)

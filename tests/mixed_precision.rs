@@ -55,6 +55,61 @@ fn the_plan_shows_the_f16_step_and_its_kernels() {
     }
 }
 
+/// The `memory:` line of `engine plan`'s output, its activations in KiB.
+fn planned_activations_kib(args: &[&str]) -> f64 {
+    let output = engine(args);
+    ok(&output);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("memory:"))
+        .unwrap_or_else(|| panic!("no memory line:\n{text}"));
+    let after = line.split("activations ").nth(1).expect("activations");
+    let kib = after.split(" KiB").next().expect("KiB");
+    kib.parse().unwrap_or_else(|e| panic!("{kib}: {e}"))
+}
+
+#[test]
+fn the_activations_between_linear_layers_are_stored_as_f16() {
+    // digits_mlp: 64 -> 100 -> relu -> 100 -> relu -> 10 at batch 32. The two hidden
+    // activations (and the relus' outputs, which are the same buffers) are f16: 2 bytes
+    // less per value, 4 x 100 values per sample.
+    let mlp = "pipelines/digits_mlp.yaml";
+    let f32_kib = planned_activations_kib(&["plan", mlp]);
+    let f16_kib = planned_activations_kib(&["plan", mlp, "--set", "stages.step.precision=f16"]);
+    assert_eq!(f32_kib - f16_kib, (32 * 4 * 100 * 2) as f64 / 1024.0);
+    if !adapter_has_f16() {
+        eprintln!("no f16 shaders on the test adapter: the dispatches are not listed");
+        return;
+    }
+    let output = engine(&[
+        "plan",
+        mlp,
+        "--set",
+        "stages.step.precision=f16",
+        "--dispatches",
+        "--device",
+        &device(),
+    ]);
+    ok(&output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The first GEMM stores act.0 as f16, the second reads it and stores act.2; the
+    // backward GEMMs read them as dW operands and relu masks. The input and the logits
+    // (act.4, read by the loss) stay f32.
+    for dispatch in [
+        "] act.input, params[0..6400), act.0:f16,",
+        "] act.0:f16, params[6528..16528), act.2:f16,",
+        "] act.2:f16, params[16704..17704), act.4,",
+        "] grad_act.2, act.0:f16, grads[6528..16528)",
+    ] {
+        assert!(text.contains(dispatch), "{dispatch} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("act.4:f16") && !text.contains("act.input:f16"),
+        "{text}"
+    );
+}
+
 fn accuracy_within_half_a_point(pipeline: &str, step: usize, eval: &str) {
     if !adapter_has_f16() {
         eprintln!("the test adapter has no f16 shaders: nothing to compare");

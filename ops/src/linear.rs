@@ -79,6 +79,11 @@ impl Op for Linear {
     fn is_elementwise(&self) -> bool {
         false
     }
+    fn f16_storage(&self) -> bool {
+        // Forward: x is A, y is C of one GEMM; backward: x is the dW GEMM's B and the dx
+        // GEMM's relu mask. The bias gradient reads dy only.
+        true
+    }
     fn onnx(&self, ctx: &mut crate::onnx::OnnxCtx) -> Result<(), String> {
         use crate::onnx::Attr;
         ctx.with_params("Gemm", vec![("transB", Attr::Int(1))]);

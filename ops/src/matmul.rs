@@ -5,7 +5,7 @@
 //! dimension) and batch-reduced (over `r`, summed in a fixed order inside an invocation).
 
 use crate::gpu::{
-    AdapterSummary, BufferRef, Dispatch, GpuError, KernelBuilder, broadcast, shared_loads,
+    AdapterSummary, BufferRef, Dispatch, Elem, GpuError, KernelBuilder, broadcast, shared_loads,
     shift_tile,
 };
 
@@ -77,6 +77,42 @@ fn tile(cpu_adapter: bool, rows: Rows) -> (usize, usize, usize) {
     }
 }
 
+/// What the operands of one GEMM hold and how its loads treat them.
+#[derive(Clone, Copy, Debug)]
+struct Operands {
+    /// Mixed precision: f32 operands are rounded to f16 where they are loaded.
+    f16: bool,
+    a: Elem,
+    b: Elem,
+    c: Elem,
+    /// The relu mask's values, when there is one.
+    mask: Elem,
+}
+
+impl Operands {
+    /// The expression loading `e` (an element of an operand holding `elem`) as an f32:
+    /// f16 values are widened (they are exact in f32); under mixed precision f32 values
+    /// are rounded to f16 once (`precision.rs`); products and sums are f32 either way.
+    fn load(&self, elem: Elem, e: String) -> String {
+        match elem {
+            Elem::F16 => format!("f32({e})"),
+            Elem::F32 if self.f16 => format!("operand({e})"),
+            Elem::F32 => e,
+        }
+    }
+
+    fn any_f16(&self) -> bool {
+        self.f16 || [self.a, self.b, self.c, self.mask].contains(&Elem::F16)
+    }
+}
+
+fn wgsl_elem(elem: Elem) -> &'static str {
+    match elem {
+        Elem::F32 => "f32",
+        Elem::F16 => "f16",
+    }
+}
+
 /// The generated parts of `shaders/matmul.wgsl` for a `tm x tn` tile unrolled `unroll` times.
 fn tile_code(
     rows: Rows,
@@ -85,11 +121,9 @@ fn tile_code(
     unroll: usize,
     bias: bool,
     masked: bool,
-    f16: bool,
+    ops: Operands,
 ) -> Vec<(&'static str, String)> {
     use std::fmt::Write;
-    // f16 operands: every load rounded once (`precision.rs`), products and sums in f32.
-    let load = |e: String| if f16 { format!("operand({e})") } else { e };
     let shared = rows == Rows::SharedBySubgroup;
     let mut setup = String::new();
     if shared {
@@ -127,7 +161,7 @@ fn tile_code(
         let _ = writeln!(s, "            let bk = bbase + ({kk}) * B_ROW;");
         if shared {
             shared_loads(&mut s, "            ", tm, WG, "la", |q| {
-                load(format!("a[ak + lr{q}]"))
+                ops.load(ops.a, format!("a[ak + lr{q}]"))
             });
             for i in 0..tm {
                 let _ = writeln!(s, "            let a{i} = {};", broadcast("la", i, WG));
@@ -137,7 +171,7 @@ fn tile_code(
                 let _ = writeln!(
                     s,
                     "            let a{i} = {};",
-                    load(format!("a[ak + ar{i}]"))
+                    ops.load(ops.a, format!("a[ak + ar{i}]"))
                 );
             }
         }
@@ -145,7 +179,7 @@ fn tile_code(
             let _ = writeln!(
                 s,
                 "            let b{j} = {};",
-                load(format!("b[bk + bc{j}]"))
+                ops.load(ops.b, format!("b[bk + bc{j}]"))
             );
         }
         for i in 0..tm {
@@ -206,17 +240,18 @@ fn tile_code(
     stores.push_str("    }\n");
     let mut bindings = String::new();
     let mut next = 3;
-    for (present, decl) in [(bias, "bias"), (masked, "mask")] {
+    for (present, decl, elem) in [(bias, "bias", Elem::F32), (masked, "mask", ops.mask)] {
         if present {
             let _ = writeln!(
                 bindings,
-                "@group(0) @binding({next}) var<storage, read> {decl}: array<f32>;"
+                "@group(0) @binding({next}) var<storage, read> {decl}: array<{}>;",
+                wgsl_elem(elem)
             );
             next += 1;
         }
     }
     let mask_apply = if masked {
-        "    if (MASKED == 1u) { out = select(0.0, out, mask[i] > 0.0); }"
+        "    if (MASKED == 1u) { out = select(0.0, out, f32(mask[i]) > 0.0); }"
     } else {
         ""
     };
@@ -237,6 +272,16 @@ fn tile_code(
         ("STORES", stores),
         ("EXTRA_BINDINGS", bindings),
         ("MASK_APPLY", mask_apply.to_string()),
+        ("A_ELEM", wgsl_elem(ops.a).to_string()),
+        ("B_ELEM", wgsl_elem(ops.b).to_string()),
+        ("C_ELEM", wgsl_elem(ops.c).to_string()),
+        (
+            "C_STORE",
+            match ops.c {
+                Elem::F32 => "out".to_string(),
+                Elem::F16 => "store_f16(out)".to_string(),
+            },
+        ),
     ]
 }
 
@@ -408,7 +453,13 @@ impl Gemm {
             ),
         ];
         let bias = bias.filter(|_| self.bias == Bias::PerColumn);
-        let f16 = k.precision() == crate::Precision::F16;
+        let operands = Operands {
+            f16: k.precision() == crate::Precision::F16,
+            a: a.elem,
+            b: b.elem,
+            c: c.elem,
+            mask: mask.map_or(Elem::F32, |m| m.elem),
+        };
         subst.extend(tile_code(
             rows,
             tm,
@@ -416,14 +467,14 @@ impl Gemm {
             unroll,
             bias.is_some(),
             mask.is_some(),
-            f16,
+            operands,
         ));
         // Each fits in a u32: it is at most `limit` (checked above).
         let groups = groups.map(|g| g as u32);
         let mut bindings = vec![a, b, c];
         bindings.extend(bias);
         bindings.extend(mask);
-        if f16 {
+        if operands.any_f16() {
             let name = format!("{}.f16", self.name());
             return k.compute(
                 &name,

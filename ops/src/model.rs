@@ -5,7 +5,7 @@
 use crate::Precision;
 use crate::fusion::{FusedLayer, Fusion};
 use crate::gpu::{
-    Buffer, BufferRef, Dispatch, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
+    Buffer, BufferRef, Dispatch, Elem, Gpu, GpuError, KernelBuilder, LayerIo, STORAGE_ALIGN_BYTES,
 };
 use crate::init::Init;
 use crate::layer::LayerSpec;
@@ -495,6 +495,47 @@ fn scratch_buffer(
     Ok(Some(BufferRef::whole(&buffer).words(0, words as u64)))
 }
 
+/// Which tensors a mixed-precision training step stores as f16, indexed like
+/// [`GpuModel::acts`]: the output of an [`Op::f16_storage`] op running its own kernels when
+/// only such ops read it, directly or through a relu folded into them (whose output, an
+/// alias, is then f16 too). Every reader loads it as a GEMM operand or relu mask, which
+/// rounded it to f16 anyway, so storing it rounded changes no product: it halves the
+/// tensor's memory and the bandwidth of its loads. Never the model's input or output (the
+/// loss, metrics and other models read those in f32).
+pub fn f16_activations(model: &Sequential, fusion: &Fusion) -> Vec<bool> {
+    let n = model.layers.len();
+    let mut f16 = vec![false; n + 1];
+    let gemm_only = |j: usize| {
+        model.layers[j].op.f16_storage()
+            && !matches!(
+                fusion.layers.get(j),
+                Some(FusedLayer::Folded | FusedLayer::AfterRelu) | None
+            )
+    };
+    let folded = |j: usize| fusion.layers.get(j) == Some(&FusedLayer::Folded);
+    for i in 0..n {
+        let t = i + 1;
+        let readers = &model.consumers[t];
+        if t == n || !gemm_only(i) || readers.is_empty() {
+            continue;
+        }
+        let all_gemm = readers.iter().all(|&(j, _)| {
+            gemm_only(j)
+                || (folded(j)
+                    && j + 1 < n
+                    && !model.consumers[j + 1].is_empty()
+                    && model.consumers[j + 1].iter().all(|&(r, _)| gemm_only(r)))
+        });
+        if all_gemm {
+            f16[t] = true;
+            for &(j, _) in readers.iter().filter(|&&(j, _)| folded(j)) {
+                f16[j + 1] = true;
+            }
+        }
+    }
+    f16
+}
+
 /// The model's activation buffers and pre-built dispatches for one batch size.
 pub struct GpuModel {
     pub batch: usize,
@@ -513,7 +554,8 @@ impl GpuModel {
     /// `fusion` says (the planner's [`crate::fusion::fuse`], settled for this adapter by
     /// [`Fusion::on_device`]). `grads` is `None` for evaluation (no backward). `input` is
     /// read instead of a buffer of its own (a model fed by another model's output, or
-    /// sharing its features). `precision` is that of its matrix products.
+    /// sharing its features). `precision` is that of its matrix products; training in f16
+    /// stores the activations [`f16_activations`] names as f16.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         gpu: &Gpu,
@@ -554,6 +596,11 @@ impl GpuModel {
         // The output of a conv that stores its pool is never written or read: a word of
         // placeholder stands for it (and for the fused relu's alias of it).
         let unwritten = BufferRef::whole(&gpu.storage_buffer("act.unwritten", 4)?);
+        let f16 = if train && precision == Precision::F16 {
+            f16_activations(model, &fusion)
+        } else {
+            vec![false; model.layers.len() + 1]
+        };
         let mut acts = vec![input];
         let mut dacts = vec![acts[0].clone()];
         let own = |label: String, words: u64| -> Result<BufferRef, GpuError> {
@@ -564,8 +611,15 @@ impl GpuModel {
             let first = l.inputs[0];
             if stores_pool[i] || (i > 0 && stores_pool[i - 1]) {
                 acts.push(unwritten.clone());
+            } else if fused[i] && acts[first].elem == Elem::F16 {
+                // A relu folded into the linear layers around it (`f16_activations`): the
+                // same values, so the same f16 tensor.
+                acts.push(acts[first].clone());
             } else if l.op.is_view() || fused[i] {
                 acts.push(acts[first].words(0, words));
+            } else if f16[i + 1] {
+                let halves = Elem::F16.words(words);
+                acts.push(own(format!("act.{i}"), halves)?.holding(Elem::F16));
             } else {
                 acts.push(own(format!("act.{i}"), words)?);
             }
@@ -626,12 +680,14 @@ impl GpuModel {
                     buffer: params.clone(),
                     offset: s.offset as u64 * 4,
                     size: s.len as u64 * 4,
+                    elem: Elem::F32,
                 });
                 if let Some(gb) = grads.filter(|_| s.learnable) {
                     g.push(BufferRef {
                         buffer: gb.clone(),
                         offset: s.offset as u64 * 4,
                         size: s.len as u64 * 4,
+                        elem: Elem::F32,
                     });
                 }
             }

@@ -150,6 +150,14 @@ pub trait Op: Send + Sync {
     fn is_view(&self) -> bool {
         false
     }
+    /// True when its kernels touch its input and output only as GEMM operands (the input
+    /// also as a fused relu mask, the output as a GEMM's store), which load and store f16
+    /// buffers: under mixed precision a tensor between two such ops is stored as f16
+    /// ([`crate::model::f16_activations`]). Its dispatches must pass `io.x` and `io.y` to
+    /// kernels that read their [`crate::gpu::BufferRef::elem`].
+    fn f16_storage(&self) -> bool {
+        false
+    }
     /// Scratch words (4 bytes each) the GPU kernels need for a batch of `batch` samples.
     fn scratch_words(&self, _input: &[usize], _batch: usize) -> usize {
         0

@@ -42,6 +42,10 @@ fn operand(x: f32) -> f32 {
     }
     return f32(f16(x));
 }
+// `x` stored as f16 (an f16 activation), rounded as `operand` does.
+fn store_f16(x: f32) -> f16 {
+    return f16(operand(x));
+}
 ";
 
 /// The CPU reference of `operand`: `x` rounded to f16 (round to nearest even), as an f32.

@@ -79,6 +79,7 @@ pub fn run_layer(
         buffer: b.buffer.clone(),
         offset: offsets[i] as u64 * 4,
         size: params[i].len() as u64 * 4,
+        elem: crate::gpu::Elem::F32,
     };
     let scratch_words = op.scratch_words_on(gpu.adapter(), &input_shape, batch);
     let io = LayerIo {

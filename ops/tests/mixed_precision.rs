@@ -221,3 +221,108 @@ fn an_f16_update_is_the_f32_update_of_f16_rounded_operands_within_rounding() {
     }
     assert!(changed, "the step updated the weights");
 }
+
+/// The bound ranges of a step's dispatches that hold f16 values (`label:f16`).
+fn f16_bindings(step: &TrainStep) -> Vec<String> {
+    let mut found: Vec<String> = step
+        .step_dispatches()
+        .iter()
+        .flat_map(|d| d.bindings.iter())
+        .filter(|b| b.ends_with(":f16"))
+        .cloned()
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn activations_between_linear_layers_are_stored_as_f16_and_change_no_bit() {
+    // Fused (linear -> relu -> linear: the GEMMs store and load the hidden activations),
+    // they are stored as f16; unfused (the relus are kernels of their own, reading f32),
+    // they stay f32 and the GEMMs round them to f16 as they load them. Either way the
+    // products see the same f16 values, so training gives the same bits, while the fused
+    // step's hidden activations take half the memory.
+    let Some(_) = f16_step() else { return };
+    let gpu = gpu();
+    let def = ModelDef {
+        input: vec![6],
+        layers: serde_yaml::from_str(
+            "[{linear: {out: 16}}, relu, {linear: {out: 12}}, relu, {linear: {out: 3}}]",
+        )
+        .unwrap(),
+        inputs: Vec::new(),
+        init: Init::KaimingUniform,
+    };
+    let cfg = config(Precision::F16);
+    let mut stored = TrainStep::new(gpu, &def, &cfg).unwrap();
+    let unfused = ops::fusion::Fusion::unfused(&ops::model::Sequential::new(&def).unwrap());
+    let mut rounded = TrainStep::with_inputs(
+        gpu,
+        &def,
+        &cfg,
+        ops::train::ChainInputs {
+            fusion: Some(unfused),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Both hidden activations (and the relus' aliases of them); never the model's input
+    // or output.
+    assert_eq!(f16_bindings(&stored), ["act.0:f16", "act.2:f16"]);
+    assert_eq!(f16_bindings(&rounded), Vec::<String>::new());
+    assert!(stored.kernel_names().iter().any(|k| k == "matmul_nt.f16"));
+
+    let start = stored.param_tensors(gpu).unwrap();
+    rounded.load_params(gpu, &start).unwrap();
+    for t in 0..6u64 {
+        let (x, labels) = batch(10 + t);
+        for step in [&mut stored, &mut rounded] {
+            step.upload_batch(gpu, &x, &labels, None, 4).unwrap();
+            step.record_step(gpu, 0.01, t).unwrap();
+        }
+    }
+    assert_ne!(
+        params(&stored),
+        start
+            .iter()
+            .flat_map(|t| t.data.iter().map(|v| v.to_bits()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(params(&stored), params(&rounded));
+    assert_eq!(
+        stored
+            .read_train_metrics(gpu)
+            .unwrap()
+            .last_grad_norm
+            .to_bits(),
+        rounded
+            .read_train_metrics(gpu)
+            .unwrap()
+            .last_grad_norm
+            .to_bits()
+    );
+}
+
+#[test]
+fn a_kernel_is_refused_a_buffer_of_another_element_type() {
+    // An f16 range bound where a kernel declares f32 would be read as garbage: refused
+    // before compiling, on every backend.
+    let gpu = gpu();
+    let buffer = gpu.storage_buffer("halves", 16).unwrap();
+    let halves = ops::gpu::BufferRef::whole(&buffer).holding(ops::gpu::Elem::F16);
+    let mut k = ops::gpu::KernelBuilder::new(gpu);
+    let err = k
+        .compute(
+            "writes_f32",
+            &[
+                "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(1) fn main() { x[0] = 1.0; }",
+            ],
+            &[],
+            &[&halves],
+            [1, 1, 1],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("binding 0 holds F16"), "{err}");
+}

@@ -152,7 +152,7 @@ impl fmt::Display for StepWrapper {
                 precision: ops::Precision::F16,
             } => write!(
                 f,
-                "f16 step (f16 matmul/conv operands, f32 accumulation and master weights, dynamic loss scaling)"
+                "f16 step (f16 matmul/conv operands, f16 activations between linear layers, f32 accumulation and master weights, dynamic loss scaling)"
             ),
         }
     }
@@ -721,6 +721,21 @@ fn ordered(order: &DiGraph<usize, ()>, members: &[usize]) -> Vec<usize> {
     result
 }
 
+/// Values per sample of the activations a mixed-precision step stores as f16 (counted per
+/// layer output, as [`memory`] counts activations).
+fn f16_values(def: &ops::ModelDef, fusion: &ops::fusion::Fusion) -> u64 {
+    let Ok(seq) = ops::model::Sequential::new(def) else {
+        return 0;
+    };
+    let f16 = ops::model::f16_activations(&seq, fusion);
+    seq.layers
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| f16[i + 1])
+        .map(|(_, l)| l.output.iter().product::<usize>() as u64)
+        .sum()
+}
+
 fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]) -> MemoryPlan {
     let mut total = MemoryPlan {
         params: 0,
@@ -750,9 +765,17 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]
             total.params = total.params.saturating_add(params + buffers);
             total.grads = total.grads.saturating_add(grads);
             total.optimizer_state = total.optimizer_state.saturating_add(state);
-            // Activations and their gradients.
+            // Activations and their gradients; in mixed precision the activations between
+            // linear layers are stored as f16 (2 bytes, not 4).
             let acts = values(model).saturating_mul(batch).saturating_mul(8);
-            total.activations = total.activations.saturating_add(acts);
+            let halved = if chain.train.precision == ops::Precision::F16 {
+                f16_values(&chain.model_def, &chain.fusion).saturating_mul(batch) * 2
+            } else {
+                0
+            };
+            total.activations = total
+                .activations
+                .saturating_add(acts.saturating_sub(halved));
         }
         // Frozen models in front of the chain or teaching it: activations, no gradients.
         for f in chain.encoder.iter().chain(&chain.teacher) {

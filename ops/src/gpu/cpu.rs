@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::backend::{Backend, BufferUsage, Handle, KernelSource, foreign};
 use super::device::AdapterSummary;
 use super::error::GpuError;
-use super::kernel::{Buffer, BufferRef, Dispatch, Work};
+use super::kernel::{Buffer, BufferRef, Dispatch, Elem, Work};
 
 /// A host buffer of 4-byte words, owned through a raw pointer so that dispatches may hold
 /// pointers into it (a `Box` would assert unique access whenever it is touched).
@@ -421,6 +421,7 @@ impl Backend for CpuBackend {
             buffer: dst.clone(),
             offset,
             size: bytes.len() as u64,
+            elem: Elem::F32,
         })?;
         // SAFETY: the range is inside the buffer (checked) and no dispatch runs during an
         // upload (the lock).
@@ -467,6 +468,12 @@ impl Backend for CpuBackend {
             return Err(GpuError::Validation(format!(
                 "kernel {name} binds {} buffers; its native implementation takes {min} to {max}",
                 bindings.len()
+            )));
+        }
+        // Native kernels compute in f32 from f32 words; f16 storage is a wgpu feature.
+        if let Some(i) = bindings.iter().position(|b| b.elem == Elem::F16) {
+            return Err(GpuError::Validation(format!(
+                "kernel {name}: binding {i} holds f16 values, which the cpu backend does not store"
             )));
         }
         let ranges = bindings
@@ -624,12 +631,14 @@ mod tests {
             buffer: buffer.clone(),
             offset: u64::MAX - 3,
             size: 4,
+            elem: Elem::F32,
         };
         assert!(a.read_f32(&wrapping).is_err(), "an offset that wraps");
         let past = BufferRef {
             buffer,
             offset: 60,
             size: 8,
+            elem: Elem::F32,
         };
         assert!(a.read_f32(&past).is_err(), "a range past the end");
     }

@@ -58,6 +58,27 @@ impl std::hash::Hash for Buffer {
     }
 }
 
+/// What a buffer range holds, element by element.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Elem {
+    /// 32-bit values (f32, u32): one per word.
+    #[default]
+    F32,
+    /// f16 values, two per word (mixed precision's stored activations): only kernels that
+    /// declare the binding `array<f16>` may bind it ([`KernelBuilder::compute`] checks).
+    F16,
+}
+
+impl Elem {
+    /// Words holding `elements` values (rounded up to a whole word).
+    pub fn words(self, elements: u64) -> u64 {
+        match self {
+            Elem::F32 => elements,
+            Elem::F16 => elements.div_ceil(2),
+        }
+    }
+}
+
 /// A byte range of a buffer.
 #[derive(Clone, Debug)]
 pub struct BufferRef {
@@ -66,6 +87,8 @@ pub struct BufferRef {
     pub offset: u64,
     /// Byte length.
     pub size: u64,
+    /// What it holds.
+    pub elem: Elem,
 }
 
 impl BufferRef {
@@ -75,6 +98,7 @@ impl BufferRef {
             buffer: buffer.clone(),
             offset: 0,
             size: buffer.size(),
+            elem: Elem::F32,
         }
     }
 
@@ -84,7 +108,13 @@ impl BufferRef {
             buffer: self.buffer.clone(),
             offset: self.offset + start * 4,
             size: len * 4,
+            elem: self.elem,
         }
+    }
+
+    /// This range, holding `elem` values.
+    pub fn holding(self, elem: Elem) -> BufferRef {
+        BufferRef { elem, ..self }
     }
 
     /// Length in 4-byte words.
@@ -128,11 +158,44 @@ impl std::fmt::Display for DispatchInfo {
 /// `label[start..end)` of a bound range, in words.
 fn describe(gpu: &Gpu, b: &BufferRef) -> String {
     let label = gpu.label_of(&b.buffer);
-    if b.offset == 0 && b.size == b.buffer.size() {
+    let range = if b.offset == 0 && b.size == b.buffer.size() {
         label
     } else {
         format!("{label}[{}..{})", b.offset / 4, (b.offset + b.size) / 4)
+    };
+    match b.elem {
+        Elem::F32 => range,
+        Elem::F16 => format!("{range}:f16"),
     }
+}
+
+/// Refuses a binding whose [`Elem`] differs from what the kernel declares at its index
+/// (`array<f16>` for [`Elem::F16`]): a kernel reading f16 buffers as f32, or the reverse,
+/// would compute garbage without an error.
+fn check_elems(kernel: &str, source: &str, bindings: &[&BufferRef]) -> Result<(), GpuError> {
+    for (i, b) in bindings.iter().enumerate() {
+        let tag = format!("@binding({i})");
+        let Some(line) = source.lines().find(|l| l.contains(&tag)) else {
+            continue;
+        };
+        let declared = if line.contains("array<f16>") || line.contains("array<vec2<f16>>") {
+            Elem::F16
+        } else {
+            Elem::F32
+        };
+        if declared != b.elem {
+            return Err(GpuError::Shader {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "binding {i} holds {:?} values but the kernel declares {:?} (`{}`)",
+                    b.elem,
+                    declared,
+                    line.trim()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Dispatch {
@@ -323,7 +386,7 @@ impl<'a> KernelBuilder<'a> {
                 limit,
             });
         }
-        let compiled = self.kernel(kernel, sources, subst)?;
+        let compiled = self.kernel(kernel, sources, subst, bindings)?;
         let bound = self.gpu.bind(&compiled, kernel, bindings, workgroups)?;
         Ok(Dispatch {
             kernel: kernel.to_string(),
@@ -357,6 +420,7 @@ impl<'a> KernelBuilder<'a> {
         kernel: &str,
         sources: &[&str],
         subst: &[(&str, String)],
+        bindings: &[&BufferRef],
     ) -> Result<Handle, GpuError> {
         let spec: String = subst.iter().map(|(k, v)| format!("{k}={v};")).collect();
         // WGSL wants directives (`enable f16;`) before every declaration, so a kernel's
@@ -391,6 +455,7 @@ impl<'a> KernelBuilder<'a> {
                 message: format!("placeholder {} was not substituted", &source[pos..end]),
             });
         }
+        check_elems(kernel, &source, bindings)?;
         self.gpu.kernel(
             &KernelSource {
                 name: kernel,

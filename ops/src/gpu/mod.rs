@@ -16,6 +16,6 @@ pub use device::{
 };
 pub use error::GpuError;
 pub use kernel::{
-    Buffer, BufferRef, Dispatch, DispatchInfo, KernelBuilder, LayerIo, WG_1D, Work, grid_1d,
+    Buffer, BufferRef, Dispatch, DispatchInfo, Elem, KernelBuilder, LayerIo, WG_1D, Work, grid_1d,
 };
 pub(crate) use kernel::{broadcast, shared_loads, shift_tile};
