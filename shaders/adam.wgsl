@@ -20,8 +20,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) { grads[i] = vec4<f32>(0.0); }
         return;
     }
-    let step_size = S.lr / S.bias_correction1;
-    let sqrt_bc2 = sqrt(S.bias_correction2);
+    var step_size = S.lr / S.bias_correction1;
+    var sqrt_bc2 = sqrt(S.bias_correction2);
+    // Mixed precision: updates skipped so far (scalars[3], from loss_scale_update) are not
+    // Adam steps, as in PyTorch; the host's count includes them.
+    // beta^t as exp(t ln beta) with ln beta from the host in f64: `pow` may go through
+    // log2, whose absolute error is large next to log2(0.999).
+    if ({{COUNTS_SKIPPED}}u == 1u && scalars[3] > 0.0) {
+        let t = f32(S.opt_t) - scalars[3];
+        step_size = S.lr / (1.0 - exp(t * bitcast<f32>({{LN_BETA1}}u)));
+        sqrt_bc2 = sqrt(1.0 - exp(t * bitcast<f32>({{LN_BETA2}}u)));
+    }
     for (var i = gid.x; i < {{N}}u; i += {{STRIDE}}u) {
         var g = grads[i] * scale;
         grads[i] = vec4<f32>(0.0);

@@ -47,6 +47,10 @@ pub struct LossScaler {
     pub scale: f32,
     /// Finite steps in a row since the scale last changed.
     pub growth_tracker: u32,
+    /// Updates skipped so far. Not counted as optimizer steps: Adam's bias corrections
+    /// use the applied updates, as PyTorch's skipped `optimizer.step()` does not count.
+    #[serde(default)]
+    pub skipped: u32,
 }
 
 impl Default for LossScaler {
@@ -71,6 +75,7 @@ impl LossScaler {
             config,
             scale: config.init_scale,
             growth_tracker: 0,
+            skipped: 0,
         }
     }
 
@@ -91,6 +96,7 @@ impl LossScaler {
         if found_inf {
             self.scale *= self.config.backoff_factor;
             self.growth_tracker = 0;
+            self.skipped += 1;
             return ScaledStep::Skipped;
         }
         let successful = self.growth_tracker + 1;
@@ -109,9 +115,9 @@ impl LossScaler {
 }
 
 impl ScalerConfig {
-    /// The device state a scaler with these settings starts from: `[scale, 0]`.
-    pub fn initial_state(&self) -> [f32; 2] {
-        [self.init_scale, 0.0]
+    /// The device state a scaler with these settings starts from: `[scale, 0, 0]`.
+    pub fn initial_state(&self) -> [f32; STATE_WORDS] {
+        [self.init_scale, 0.0, 0.0]
     }
 
     /// The dispatch that multiplies the per-sample loss gradient of a `batch`-row
@@ -162,14 +168,25 @@ pub(crate) fn inv_batch_bits(batch: usize) -> String {
     (1.0 / batch.max(1) as f32).to_bits().to_string()
 }
 
+/// Words of the device state: `[scale, finite updates in a row, updates skipped]`.
+pub const STATE_WORDS: usize = 3;
+
 impl LossScaler {
-    /// The scaler whose device state is `[scale, finite updates in a row]`.
-    pub fn from_state(config: ScalerConfig, state: [f32; 2]) -> LossScaler {
+    /// The scaler whose device state is `[scale, finite updates in a row, updates skipped]`
+    /// (checkpoints written before the skipped count have two words: none skipped).
+    pub fn from_state(config: ScalerConfig, state: &[f32]) -> LossScaler {
+        let word = |i: usize| state.get(i).copied().unwrap_or(0.0);
         LossScaler {
             config,
-            scale: state[0],
-            growth_tracker: state[1] as u32,
+            scale: word(0),
+            growth_tracker: word(1) as u32,
+            skipped: word(2) as u32,
         }
+    }
+
+    /// Its device state (see [`LossScaler::from_state`]).
+    pub fn state(&self) -> [f32; STATE_WORDS] {
+        [self.scale, self.growth_tracker as f32, self.skipped as f32]
     }
 }
 
@@ -222,6 +239,18 @@ mod tests {
         assert_eq!(s.inv_scale(), 2f32.powi(-16));
         let g = 3.0e-6f32;
         assert_eq!(g * s.scale * s.inv_scale(), g);
+    }
+
+    #[test]
+    fn skipped_updates_are_counted_and_old_two_word_states_load() {
+        let mut s = LossScaler::default();
+        s.update(true);
+        s.update(false);
+        s.update(true);
+        assert_eq!(s.skipped, 2);
+        assert_eq!(LossScaler::from_state(s.config, &s.state()), s);
+        let old = LossScaler::from_state(s.config, &[1024.0, 7.0]);
+        assert_eq!((old.scale, old.growth_tracker, old.skipped), (1024.0, 7, 0));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! rounded to f16 and their products accumulate in f32 (a product of two f16 values is exact
 //! in f32, so this is what f16 tensor cores compute); master weights, optimizer state,
 //! losses, normalisations and element-wise ops stay f32; the loss is scaled
-//! dynamically ([`crate::loss_scale`]). The operands are rounded where the kernel loads
-//! them, so buffers stay f32: the numerics of f16, not yet its memory or bandwidth saving.
+//! dynamically ([`crate::loss_scale`]). Operands held in f32 buffers are rounded where the
+//! kernel loads them; the activations between linear layers are stored as f16
+//! ([`crate::model::f16_activations`]), which halves their memory and changes no product.
 
 use serde::{Deserialize, Serialize};
 

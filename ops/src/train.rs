@@ -561,12 +561,14 @@ impl TrainStep {
             teacher_logits.as_ref(),
             cfg.class_weights.as_deref(),
         )?;
-        let mut k = KernelBuilder::new(gpu);
+        // At the step's precision: under f16 the optimizer discounts skipped updates.
+        let mut k = KernelBuilder::with_precision(gpu, cfg.precision);
         let scaler_config = ScalerConfig::default();
         let scaler = match cfg.precision {
             Precision::F32 => None,
             Precision::F16 => {
-                let state = gpu.storage_buffer("loss_scale", 8)?;
+                let state =
+                    gpu.storage_buffer("loss_scale", (crate::loss_scale::STATE_WORDS * 4) as u64)?;
                 gpu.write(&state, 0, &scaler_config.initial_state())?;
                 loss.dispatches.push(scaler_config.apply_dispatch(
                     &mut k,
@@ -775,11 +777,12 @@ impl TrainStep {
             data: vec![self.opt_t as f32],
         });
         if let Some(scaler) = &self.scaler {
+            let words = crate::loss_scale::STATE_WORDS;
             out.push(NamedTensor {
                 name: self.loss_scale_tensor(),
-                shape: vec![2],
-                // The buffer may be padded past its two words.
-                data: gpu.read_f32(&BufferRef::whole(scaler))?[..2].to_vec(),
+                shape: vec![words],
+                // The buffer may be padded past its words.
+                data: gpu.read_f32(&BufferRef::whole(scaler))?[..words].to_vec(),
             });
         }
         Ok(out)
@@ -803,7 +806,7 @@ impl TrainStep {
         let state = gpu.read_f32(&BufferRef::whole(scaler))?;
         Ok(Some(LossScaler::from_state(
             ScalerConfig::default(),
-            [state[0], state[1]],
+            &state,
         )))
     }
 
@@ -829,9 +832,15 @@ impl TrainStep {
         if let Some(scaler) = &self.scaler {
             // A checkpoint of an f32 run continued in f16 starts the scaler afresh.
             let name = self.loss_scale_tensor();
-            match tensors.iter().any(|t| t.name == name) {
-                true => gpu.write(scaler, 0, &find_tensor(tensors, &name, &[2])?.data)?,
-                false => gpu.write(scaler, 0, &ScalerConfig::default().initial_state())?,
+            // One saved before the skipped-update count (two words) has skipped none.
+            let words = crate::loss_scale::STATE_WORDS;
+            match tensors.iter().find(|t| t.name == name) {
+                Some(t) if t.shape == [2] => {
+                    let saved = LossScaler::from_state(ScalerConfig::default(), &t.data);
+                    gpu.write(scaler, 0, &saved.state())?
+                }
+                Some(_) => gpu.write(scaler, 0, &find_tensor(tensors, &name, &[words])?.data)?,
+                None => gpu.write(scaler, 0, &ScalerConfig::default().initial_state())?,
             }
         }
         if let Some(state) = &self.state {

@@ -326,3 +326,58 @@ fn a_kernel_is_refused_a_buffer_of_another_element_type() {
         .unwrap_err();
     assert!(err.to_string().contains("binding 0 holds F16"), "{err}");
 }
+
+#[test]
+fn a_skipped_update_is_not_an_adam_step() {
+    // PyTorch's GradScaler skips `optimizer.step()` on an overflow, so Adam's count (and
+    // its bias corrections) only see applied updates. A run with an overflowed batch in
+    // the middle must therefore end where a run without it ends: the scales differ by a
+    // power of two, which scaling and unscaling undo exactly; the bias corrections after
+    // a skip are computed on the device (exp(t ln beta) in f32, not the host's f64), so
+    // they agree to f32 rounding. Counting the skipped update would change the first
+    // updates' size by ~40% (1 - 0.9^2 vs 1 - 0.9^3).
+    let Some(mut with_skip) = f16_step() else {
+        return;
+    };
+    let mut without = f16_step().unwrap();
+    let gpu = gpu();
+    let start = with_skip.param_tensors(gpu).unwrap();
+    without.load_params(gpu, &start).unwrap();
+    let run = |step: &mut TrainStep, x: &[f32], labels: &[u32], t: u64| {
+        step.upload_batch(gpu, x, labels, None, 4).unwrap();
+        step.record_step(gpu, 0.01, t).unwrap();
+    };
+    let (x0, l0) = batch(20);
+    run(&mut with_skip, &x0, &l0, 0);
+    run(&mut without, &x0, &l0, 0);
+    let mut bad = x0.clone();
+    bad[3] = 1.0e6;
+    run(&mut with_skip, &bad, &l0, 1);
+    let scaler = with_skip.loss_scaler(gpu).unwrap().unwrap();
+    assert_eq!((scaler.scale, scaler.skipped), (32768.0, 1));
+    for t in 0..3u64 {
+        let (x, labels) = batch(21 + t);
+        run(&mut with_skip, &x, &labels, 2 + t);
+        run(&mut without, &x, &labels, 1 + t);
+    }
+    let (a, b) = (
+        with_skip.param_tensors(gpu).unwrap(),
+        without.param_tensors(gpu).unwrap(),
+    );
+    for ((ta, tb), t0) in a.iter().zip(&b).zip(&start) {
+        for ((va, vb), v0) in ta.data.iter().zip(&tb.data).zip(&t0.data) {
+            let update = (vb - v0).abs();
+            assert!(
+                (va - vb).abs() <= update * 1e-4 + 1e-7,
+                "{}: {va} vs {vb} (update {update})",
+                ta.name
+            );
+        }
+    }
+
+    // The count survives a checkpoint.
+    let saved = with_skip.optimizer_state(gpu).unwrap();
+    let mut resumed = f16_step().unwrap();
+    resumed.load_optimizer_state(gpu, &saved).unwrap();
+    assert_eq!(resumed.loss_scaler(gpu).unwrap().unwrap().skipped, 1);
+}

@@ -122,6 +122,12 @@ impl Optimizer for Adam {
                 ("EPS", wgsl_f32(h.eps)),
                 ("WEIGHT_DECAY", wgsl_f32(h.weight_decay)),
                 ("DECOUPLED", (h.decoupled as u32).to_string()),
+                (
+                    "COUNTS_SKIPPED",
+                    ((k.precision() == crate::Precision::F16) as u32).to_string(),
+                ),
+                ("LN_BETA1", wgsl_f32((h.beta1 as f64).ln() as f32)),
+                ("LN_BETA2", wgsl_f32((h.beta2 as f64).ln() as f32)),
             ],
         )
     }
@@ -139,6 +145,8 @@ pub(crate) fn native(
         eps: c.f32_bits("EPS")?,
         weight_decay: c.f32_bits("WEIGHT_DECAY")?,
         decoupled: c.flag("DECOUPLED")?,
+        counts_skipped: c.flag("COUNTS_SKIPPED")?,
+        ln_beta: [c.f32_bits("LN_BETA1")?, c.f32_bits("LN_BETA2")?],
     }))
 }
 
@@ -149,6 +157,8 @@ struct NativeAdam {
     eps: f32,
     weight_decay: f32,
     decoupled: bool,
+    counts_skipped: bool,
+    ln_beta: [f32; 2],
 }
 
 impl crate::gpu::cpu::NativeKernel for NativeAdam {
@@ -173,8 +183,12 @@ impl crate::gpu::cpu::NativeKernel for NativeAdam {
         let (m, v) = io.f32_mut(3)[..2 * self.len].split_at_mut(self.len);
         let params = &mut io.f32_mut(4)[..self.len];
         let (b1, b2, eps, wd, lr) = (self.beta1, self.beta2, self.eps, self.weight_decay, s.lr);
-        let step_size = lr / s.bias_correction1;
-        let sqrt_bc2 = s.bias_correction2.sqrt();
+        let (mut step_size, mut sqrt_bc2) = (lr / s.bias_correction1, s.bias_correction2.sqrt());
+        if self.counts_skipped && scalars[3] > 0.0 {
+            let t = s.opt_t as f32 - scalars[3];
+            step_size = lr / (1.0 - (t * self.ln_beta[0]).exp());
+            sqrt_bc2 = (1.0 - (t * self.ln_beta[1]).exp()).sqrt();
+        }
         let piece = crate::native::ELEMENTS_PER_PIECE;
         grads
             .par_chunks_mut(piece)

@@ -43,7 +43,9 @@ impl PackedUpdate<'_> {
     /// A grid-stride dispatch of `wgsl` over the vec4s, `{{N}}` (vec4s) and `{{STRIDE}}`
     /// filled in besides `subst`, binding, in order: the step uniform (`S: Step`; `S.lr`,
     /// `S.grad_scale`, `S.bias_correction1/2`, `S.opt_t`), the scalars (the gradient factor
-    /// at word 0, the skip flag at word 2: see [`Optimizer::skips_flagged_updates`]), the
+    /// at word 0, the skip flag at word 2: see [`Optimizer::skips_flagged_updates`]; under
+    /// mixed precision the updates skipped so far at word 3, which an update that depends
+    /// on its count subtracts from `S.opt_t`, as `adam` does), the
     /// gradients, `state`, the parameters. The kernel must zero the gradients it reads.
     pub fn compute(
         &self,
