@@ -1,5 +1,6 @@
 //! The native cpu backend end to end: the README's example trains to its accuracy, results
-//! do not depend on the thread count, and what it cannot run is refused with a message.
+//! do not depend on the thread count, checkpoints resume across backends, and what it
+//! cannot run is refused with a message.
 //! (The op suite runs on it with `ENGINE_TEST_BACKEND=cpu cargo test -p ops`, exact resume
 //! with `ENGINE_TEST_BACKEND=cpu cargo test --test resume`; `.ci/run` does both.)
 
@@ -97,4 +98,86 @@ fn engine_devices_lists_the_cpu_backend() {
         stdout.contains("cpu (") && stdout.contains("3 threads) [cpu]"),
         "{stdout}"
     );
+}
+
+/// A wgpu backend `engine devices` lists (`vulkan`, else `gl`), if any.
+fn wgpu_backend() -> Option<&'static str> {
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .arg("devices")
+        .output()
+        .expect("engine runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ["vulkan", "gl"]
+        .into_iter()
+        .find(|b| stdout.contains(&format!("[{b}]")))
+}
+
+/// `engine run tests/resume.yaml` on `device` into `out`.
+fn run_resume_fixture(device: &str, out: &Path, extra: &[&str]) -> Output {
+    let out_text = out.display().to_string();
+    let mut args = vec![
+        "run",
+        "tests/resume.yaml",
+        "--quiet",
+        "--device",
+        device,
+        "--out",
+        &out_text,
+    ];
+    args.extend(extra);
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(&args)
+        .output()
+        .expect("engine runs")
+}
+
+/// The validation losses of a run's evals, in order.
+fn val_losses(out: &Path) -> Vec<f64> {
+    metrics(out)
+        .iter()
+        .filter(|m| m["event"] == "eval")
+        .map(|m| m["loss"].as_f64().expect("an eval loss"))
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_resumes_on_the_other_backend() {
+    // What holds across backends: a checkpoint written on one loads on the other (the
+    // same tensors, optimizer state, data order and dropout stream) and training goes on
+    // to the same results up to the backends' rounding — GEMM sums run in other orders, so
+    // not bit for bit (`tests/resume.rs` checks bit-exact resume on one backend).
+    let Some(wgpu) = wgpu_backend() else {
+        eprintln!("no wgpu adapter: nothing to cross with");
+        return;
+    };
+    for (from, to) in [(wgpu, "cpu"), ("cpu", wgpu)] {
+        let whole = scratch(&format!("cross-whole-{from}"));
+        ok(&run_resume_fixture(from, &whole, &[]));
+        let expected = val_losses(&whole);
+        assert_eq!(expected.len(), 3, "one eval per epoch");
+        // The run cut at step 12 (mid-epoch, in the second epoch), resumed on the other
+        // backend.
+        let resumed = scratch(&format!("cross-resumed-{from}-{to}"));
+        common::copy_dir(&whole, &resumed);
+        for later in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+            let path = later.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().as_ref() > "step-00000012" {
+                std::fs::remove_dir_all(path).unwrap();
+            }
+        }
+        let checkpoint = resumed.join("checkpoints/step-00000012");
+        ok(&run_resume_fixture(
+            to,
+            &resumed,
+            &["--resume", &checkpoint.display().to_string()],
+        ));
+        let got = val_losses(&resumed);
+        assert_eq!(got.len(), expected.len(), "{from} -> {to}");
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 1e-5 * e.abs(),
+                "{from} -> {to}: val loss {g} vs {e} uninterrupted on {from}"
+            );
+        }
+    }
 }
