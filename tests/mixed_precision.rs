@@ -101,6 +101,7 @@ fn the_activations_between_linear_layers_are_stored_as_f16() {
         "] act.0:f16, params[6528..16528), act.2:f16,",
         "] act.2:f16, params[16704..17704), act.4,",
         "] grad_act.2, act.0:f16, grads[6528..16528)",
+        "] grad_act.4, params[16704..17704), grad_act.2, act.2:f16",
     ] {
         assert!(text.contains(dispatch), "{dispatch} missing:\n{text}");
     }

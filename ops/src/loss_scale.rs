@@ -122,7 +122,7 @@ impl ScalerConfig {
 
     /// The dispatch that multiplies the per-sample loss gradient of a `batch`-row
     /// micro-batch (`n` values) by the current scale / `batch` (`state` holds `[scale,
-    /// finite updates in a row]`).
+    /// finite updates in a row, updates skipped]`).
     pub(crate) fn apply_dispatch(
         &self,
         k: &mut KernelBuilder,

@@ -498,10 +498,12 @@ fn scratch_buffer(
 /// Which tensors a mixed-precision training step stores as f16, indexed like
 /// [`GpuModel::acts`]: the output of an [`Op::f16_storage`] op running its own kernels when
 /// only such ops read it, directly or through a relu folded into them (whose output, an
-/// alias, is then f16 too). Every reader loads it as a GEMM operand or relu mask, which
-/// rounded it to f16 anyway, so storing it rounded changes no product: it halves the
-/// tensor's memory and the bandwidth of its loads. Never the model's input or output (the
-/// loss, metrics and other models read those in f32).
+/// alias, is then f16 too). Every reader loads it as a GEMM operand, which rounded it to
+/// f16 anyway, so storing it rounded changes no product, or as a relu mask, which now
+/// sees the f16 value (a positive output below f16's smallest subnormal, 2^-25, masks as
+/// zero, as PyTorch autocast's relu of an f16 tensor does). It halves the tensor's memory
+/// and the bandwidth of its loads. Never the model's input or output (the loss, metrics
+/// and other models read those in f32).
 pub fn f16_activations(model: &Sequential, fusion: &Fusion) -> Vec<bool> {
     let n = model.layers.len();
     let mut f16 = vec![false; n + 1];

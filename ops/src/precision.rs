@@ -7,7 +7,8 @@
 //! losses, normalisations and element-wise ops stay f32; the loss is scaled
 //! dynamically ([`crate::loss_scale`]). Operands held in f32 buffers are rounded where the
 //! kernel loads them; the activations between linear layers are stored as f16
-//! ([`crate::model::f16_activations`]), which halves their memory and changes no product.
+//! ([`crate::model::f16_activations`]), which halves their memory and changes no product
+//! (only a relu mask sees the rounded value).
 
 use serde::{Deserialize, Serialize};
 

@@ -387,7 +387,8 @@ pub struct TrainStep {
     /// Data parallel: the group's gradient sums on the host (the device holds only the
     /// last micro-batch's contribution between exchanges).
     group: Option<GroupSums>,
-    /// Mixed precision: the loss scaler's device state `[scale, finite updates in a row]`.
+    /// Mixed precision: the loss scaler's device state `[scale, finite updates in a row,
+    /// updates skipped]`.
     scaler: Option<Buffer>,
 }
 
@@ -1115,11 +1116,17 @@ impl TrainStep {
     }
 
     /// Forgets the accumulation group and the optimizer's update count, as a fresh
-    /// optimizer would (the caller zeroes the device gradients and state).
-    pub fn reset_counters(&mut self) {
+    /// optimizer would, and restarts a mixed-precision loss scaler (whose count of skipped
+    /// updates Adam subtracts from the update count). The caller zeroes the device
+    /// gradients and optimizer state.
+    pub fn reset_counters(&mut self, gpu: &Gpu) -> Result<(), GpuError> {
         self.micro = 0;
         self.group_rows = 0;
         self.opt_t = 0;
+        if let Some(scaler) = &self.scaler {
+            gpu.write(scaler, 0, &ScalerConfig::default().initial_state())?;
+        }
+        Ok(())
     }
 }
 

@@ -765,17 +765,17 @@ fn memory(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan]
             total.params = total.params.saturating_add(params + buffers);
             total.grads = total.grads.saturating_add(grads);
             total.optimizer_state = total.optimizer_state.saturating_add(state);
-            // Activations and their gradients; in mixed precision the activations between
-            // linear layers are stored as f16 (2 bytes, not 4).
+            // Activations and their gradients.
             let acts = values(model).saturating_mul(batch).saturating_mul(8);
-            let halved = if chain.train.precision == ops::Precision::F16 {
-                f16_values(&chain.model_def, &chain.fusion).saturating_mul(batch) * 2
-            } else {
-                0
-            };
-            total.activations = total
-                .activations
-                .saturating_add(acts.saturating_sub(halved));
+            total.activations = total.activations.saturating_add(acts);
+        }
+        // In mixed precision the activations between linear layers are stored as f16
+        // (2 bytes, not 4); `model_def` holds every trained model of the chain.
+        if chain.train.precision == ops::Precision::F16 {
+            let halved = f16_values(&chain.model_def, &chain.fusion)
+                .saturating_mul(batch)
+                .saturating_mul(2);
+            total.activations = total.activations.saturating_sub(halved);
         }
         // Frozen models in front of the chain or teaching it: activations, no gradients.
         for f in chain.encoder.iter().chain(&chain.teacher) {

@@ -403,7 +403,7 @@ impl Federation {
             },
         )?;
         gpu.submit_dispatches(&self.begin)?;
-        step.reset_counters();
+        step.reset_counters(gpu)?;
         gpu.take_error()
     }
 

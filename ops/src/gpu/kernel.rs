@@ -173,16 +173,30 @@ fn describe(gpu: &Gpu, b: &BufferRef) -> String {
 /// (`array<f16>` for [`Elem::F16`]): a kernel reading f16 buffers as f32, or the reverse,
 /// would compute garbage without an error.
 fn check_elems(kernel: &str, source: &str, bindings: &[&BufferRef]) -> Result<(), GpuError> {
+    let lines: Vec<&str> = source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect();
     for (i, b) in bindings.iter().enumerate() {
         let tag = format!("@binding({i})");
-        let Some(line) = source.lines().find(|l| l.contains(&tag)) else {
+        let Some(first) = lines.iter().position(|l| l.contains(&tag)) else {
             continue;
         };
-        let declared = if line.contains("array<f16>") || line.contains("array<vec2<f16>>") {
-            Elem::F16
-        } else {
-            Elem::F32
-        };
+        // The declaration, up to its `;` (it may span lines), without whitespace.
+        let mut line = String::new();
+        for l in &lines[first..] {
+            line.push_str(l);
+            if l.contains(';') {
+                break;
+            }
+        }
+        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        let f16 = compact.split("array<").skip(1).any(|rest| {
+            ["f16", "vec2<f16", "vec3<f16", "vec4<f16"]
+                .iter()
+                .any(|e| rest.starts_with(e))
+        });
+        let declared = if f16 { Elem::F16 } else { Elem::F32 };
         if declared != b.elem {
             return Err(GpuError::Shader {
                 kernel: kernel.to_string(),
