@@ -182,3 +182,34 @@ fn a_checkpoint_resumes_on_the_other_backend() {
         }
     }
 }
+
+#[test]
+fn ranks_started_on_one_host_share_its_cores() {
+    // As `mpirun -np 2` starts them (OpenMPI's environment): each rank's rayon pool gets
+    // half the cores, not all of them; RAYON_NUM_THREADS still decides where it is set.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let devices = |threads: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+        command
+            .arg("devices")
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .env("OMPI_COMM_WORLD_RANK", "0")
+            .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+            .env_remove("RAYON_NUM_THREADS");
+        if let Some(t) = threads {
+            command.env("RAYON_NUM_THREADS", t);
+        }
+        let out = command.output().expect("engine runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let expected = format!(", {} threads) [cpu]", (cores / 2).max(1));
+    let shared = devices(None);
+    assert!(shared.contains(&expected), "{expected} missing:\n{shared}");
+    let set = devices(Some("3"));
+    assert!(set.contains(", 3 threads) [cpu]"), "{set}");
+}

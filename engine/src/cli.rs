@@ -353,6 +353,10 @@ pub fn main() -> ExitCode {
         // warning on every start without it; the directory is only used for sockets.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
+    // Before anything uses rayon: ranks started side by side on this host share its cores.
+    if let Err(e) = crate::ranks::share_host_cores() {
+        eprintln!("warning: {e}");
+    }
     let cli = Cli::parse();
     if let Command::Bench {
         warm_cache: false, ..

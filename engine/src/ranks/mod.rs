@@ -116,6 +116,46 @@ pub fn local_rank() -> usize {
     .unwrap_or(0)
 }
 
+/// How many of the job's ranks run on this host (OpenMPI's, MPICH's or PMIx's local
+/// size), if a launcher says.
+fn local_size() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        "PMIX_LOCAL_SIZE",
+    ]
+    .iter()
+    .find_map(|n| std::env::var(n).ok()?.parse::<usize>().ok())
+}
+
+/// Threads for each of `local` ranks sharing `cores` cores (at least one).
+fn threads_per_rank(cores: usize, local: usize) -> usize {
+    (cores / local.max(1)).max(1)
+}
+
+/// Ranks sharing a host split its cores: when a launcher started several ranks on this
+/// host, rayon's pool (the cpu backend's kernels, the data stages) gets `cores / local
+/// ranks` threads in each instead of every core in each, which would oversubscribe the
+/// host. `RAYON_NUM_THREADS` still decides where it is set. Returns the threads chosen,
+/// `None` when nothing was changed; call before anything uses rayon.
+pub fn share_host_cores() -> Result<Option<usize>, String> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return Ok(None);
+    }
+    let Some(local) = local_size().filter(|&l| l > 1) else {
+        return Ok(None);
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = threads_per_rank(cores, local);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| {
+            format!("could not give each of the host's {local} ranks {threads} threads: {e}")
+        })?;
+    Ok(Some(threads))
+}
+
 /// Joins the job this process was started in: MPI when a launcher started several ranks
 /// (and the engine has the `mpi` feature), else a job of one. `timeout` bounds how long a
 /// rank waits for the others at an exchange.
@@ -148,5 +188,14 @@ mod tests {
         let one = OneRank;
         assert_eq!((one.rank(), one.size()), (0, 1));
         assert_eq!(one.exchange("test", &[1, 2, 3]).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn ranks_on_one_host_split_its_cores() {
+        assert_eq!(threads_per_rank(16, 4), 4);
+        assert_eq!(threads_per_rank(16, 3), 5);
+        assert_eq!(threads_per_rank(2, 2), 1);
+        assert_eq!(threads_per_rank(2, 8), 1, "never fewer than one");
+        assert_eq!(threads_per_rank(8, 0), 8);
     }
 }
