@@ -325,11 +325,11 @@ pub fn simd_level() -> &'static str {
 /// What the CPU backend reports as its adapter.
 pub fn cpu_summary() -> AdapterSummary {
     AdapterSummary {
-        name: format!(
-            "cpu ({}, {} threads)",
-            simd_level(),
-            rayon::current_num_threads()
-        ),
+        name: {
+            let threads = rayon::current_num_threads();
+            let plural = if threads == 1 { "" } else { "s" };
+            format!("cpu ({}, {threads} thread{plural})", simd_level())
+        },
         backend: "cpu".into(),
         device_type: "Native".into(),
         max_buffer_size: 1 << 40,
