@@ -245,4 +245,23 @@ fn an_adapter_without_f16_is_refused_where_precision_is_written_or_falls_back() 
         plan.contains("f32 step") && !plan.contains("f16 step"),
         "plan.txt shows what ran: {plan}"
     );
+    // Its kernels and memory estimate are the f32 plan's (no f16 operands, no scaler, f32
+    // activations).
+    let f32_plan = engine(&[
+        "plan",
+        "pipelines/digits_mlp.yaml",
+        "--set",
+        "schedule.epochs=1",
+    ]);
+    ok(&f32_plan);
+    let f32_text = String::from_utf8_lossy(&f32_plan.stdout);
+    for key in ["memory:", "kernels per step"] {
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no `{key}` line in {text}"))
+        };
+        assert_eq!(line(&plan), line(&f32_text), "plan.txt after the fallback");
+    }
 }

@@ -178,6 +178,11 @@ pub(crate) fn compose_step(
     step
 }
 
+/// What `kernels` adds to a chain's kernel names in f16: a suffix on the matrix products
+/// and the loss scaler's two kernels.
+const F16_OPERANDS: &str = " (f16 operands)";
+const LOSS_SCALE_KERNELS: [&str; 2] = ["loss_scale.apply", "loss_scale.update"];
+
 /// Why a plan cannot run data parallel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -193,6 +198,48 @@ impl Plan {
             .iter()
             .any(|c| c.train.precision == ops::Precision::F16);
         request
+    }
+
+    /// Chain `chain` trained in f32 instead of f16 (`f16_fallback: f32` on an adapter without
+    /// f16 shaders): its step, kernel names and memory estimate say so.
+    pub fn train_in_f32(&mut self, chain: usize) {
+        let several = self.chains.len() > 1;
+        let Some(c) = self.chains.get_mut(chain) else {
+            return;
+        };
+        if c.train.precision != ops::Precision::F16 {
+            return;
+        }
+        c.train.precision = ops::Precision::F32;
+        for w in &mut c.step {
+            if let StepWrapper::Step { precision } = w {
+                *precision = ops::Precision::F32;
+            }
+        }
+        let saved = f16_values(&c.model_def, &c.fusion)
+            .saturating_mul(c.schedule.batch_size as u64)
+            .saturating_mul(2);
+        self.memory.activations = self.memory.activations.saturating_add(saved);
+        self.memory.total = self.memory.total.saturating_add(saved);
+        // Undo what `kernels` added for this chain's f16 step.
+        let prefix = if several {
+            format!("{}: ", c.name)
+        } else {
+            String::new()
+        };
+        self.kernels.retain(|k| {
+            !k.strip_prefix(prefix.as_str())
+                .is_some_and(|name| LOSS_SCALE_KERNELS.contains(&name))
+        });
+        for k in self
+            .kernels
+            .iter_mut()
+            .filter(|k| k.starts_with(prefix.as_str()))
+        {
+            if let Some(plain) = k.strip_suffix(F16_OPERANDS) {
+                *k = plain.to_string();
+            }
+        }
     }
 
     /// The plan run by `ranks` processes together (`mpirun -np N`): each update adds the
@@ -845,7 +892,7 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
         let f16 = chain.train.precision == ops::Precision::F16;
         let at_precision = |name: String| {
             if f16 && (name.starts_with("linear.") || name.starts_with("conv")) {
-                format!("{name} (f16 operands)")
+                format!("{name}{F16_OPERANDS}")
             } else {
                 name
             }
@@ -858,7 +905,7 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
             ));
         }
         if f16 {
-            names.push("loss_scale.apply".into());
+            names.push(LOSS_SCALE_KERNELS[0].into());
         }
         names.extend(backward.into_iter().map(at_precision));
         // Backward kernels add into the gradient buffer, so accumulation needs no kernel
@@ -867,7 +914,7 @@ fn kernels(checked: &CheckedPipeline, chains: &[ChainPlan], frozen: &[FrozenPlan
         if let Stage::Step(st) = &stages[traced.step] {
             names.push("grad_norm.reduce".into());
             if f16 {
-                names.push("loss_scale.update".into());
+                names.push(LOSS_SCALE_KERNELS[1].into());
             }
             names.push(format!("{}.update", st.optimizer.name()));
         }

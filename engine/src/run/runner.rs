@@ -322,19 +322,14 @@ fn f16_on(plan: &Plan, gpu: &Gpu, warn: bool) -> Result<Option<Plan>, RunError> 
         });
     }
     let mut adjusted = plan.clone();
-    for c in adjusted.chains.iter_mut().filter(|c| f16(c)) {
+    for (i, c) in plan.chains.iter().enumerate().filter(|(_, c)| f16(c)) {
         if warn {
             eprintln!(
                 "warning: step `{}`: adapter {adapter} has no f16 shaders; training in f32 (`f16_fallback: f32`)",
                 c.name
             );
         }
-        c.train.precision = ops::Precision::F32;
-        for w in &mut c.step {
-            if let crate::plan::StepWrapper::Step { precision } = w {
-                *precision = ops::Precision::F32;
-            }
-        }
+        adjusted.train_in_f32(i);
     }
     Ok(Some(adjusted))
 }
